@@ -1,0 +1,50 @@
+# clinicall: two commands on a fresh machine.
+#   make run   install, migrate, load the demo clinic once, serve on http://127.0.0.1:8080
+#   make test  install with the test extras, ruff, pytest (real PostgreSQL, Redis, Chromium)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint system-deps clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+run: $(STAMP)
+	@mkdir -p var
+	$(BIN)/clinicall migrate
+	$(BIN)/clinicall demo --if-empty
+	@echo ""
+	@echo "  clinicall: http://127.0.0.1:8080/   health: http://127.0.0.1:8080/healthz"
+	@cat var/demo-login.txt 2>/dev/null | sed 's/^/  /' || true
+	@echo "  Create your own admin:  $(BIN)/clinicall user add NAME --role admin"
+	@echo ""
+	CLINICALL_TELEPHONY__DEMO_PBX=$${CLINICALL_TELEPHONY__DEMO_PBX:-true} \
+	CLINICALL_HTTP__COOKIE_SECURE=$${CLINICALL_HTTP__COOKIE_SECURE:-false} $(BIN)/clinicall serve
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+test: $(TEST_STAMP) system-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: $(TEST_STAMP)
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

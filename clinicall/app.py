@@ -1,0 +1,90 @@
+"""The application factory used by `clinicall serve` and by the tests."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import WSCloseCode, web
+
+from clinicall import health, pages
+from clinicall.auth import http as auth_http
+from clinicall.auth import service as auth_service
+from clinicall.auth.middleware import auth_middleware
+from clinicall.bus import make_bus
+from clinicall.db import Database
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
+from clinicall.metrics import METRICS_KEY, Metrics
+from clinicall.middleware import problem_middleware, request_log_middleware
+from clinicall.nav import NAV_KEY
+from clinicall.rooms import rooms
+from clinicall.settings import Settings
+from clinicall.tasks import BackgroundTasks
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    db = Database(settings.database.url, echo=settings.database.echo)
+    app[DB_KEY] = db
+    await _bootstrap_admin(app)
+    yield
+    await db.dispose()
+
+
+async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    bus = make_bus(settings.bus.redis_url, settings.bus.channel)
+    app[BUS_KEY] = bus
+    await bus.start()
+    yield
+    await bus.close()
+
+
+async def tasks_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[TASKS_KEY].close()
+
+
+async def close_websockets(app: web.Application) -> None:
+    for ws in list(app[WEBSOCKETS_KEY]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+async def _bootstrap_admin(app: web.Application) -> None:
+    auth = app[SETTINGS_KEY].auth
+    if not auth.bootstrap_admin:
+        return
+    db = app[DB_KEY]
+    if await auth_service.count_admins(db) == 0:
+        if not auth.bootstrap_password:
+            raise SystemExit("CLINICALL_AUTH__BOOTSTRAP_ADMIN is set but CLINICALL_AUTH__BOOTSTRAP_PASSWORD is not.")
+        await auth_service.create_user(db, auth.bootstrap_admin, auth.bootstrap_password, ["admin"])
+        log.info("created the first admin %r from the environment", auth.bootstrap_admin)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[request_log_middleware, problem_middleware, auth_middleware],
+        client_max_size=32 * 1024 * 1024,
+    )
+    app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = Metrics()
+    app[TASKS_KEY] = BackgroundTasks()
+    app[HEALTH_KEY] = {}
+    app[WEBSOCKETS_KEY] = weakref.WeakSet()
+    app[NAV_KEY] = []
+    # Order matters: cleanup runs in reverse, so tasks stop before the bus and the database close.
+    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx])
+    app.on_shutdown.append(close_websockets)
+    app.router.add_routes(health.routes)
+    app.router.add_routes(auth_http.routes)
+    app.router.add_routes(pages.routes)
+    app.router.add_static("/static/clinicall", STATIC_DIR, name="static-frame")
+    for room in rooms():
+        room.setup(app)
+    return app

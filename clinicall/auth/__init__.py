@@ -1,0 +1,1 @@
+"""Users, roles, sessions, API bearer tokens and read-only display tokens."""

@@ -1,0 +1,187 @@
+"""Login, logout, who am I, and the admin's user and token management."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from clinicall.auth import service
+from clinicall.auth.access import principal, public, require
+from clinicall.auth.middleware import SESSION_COOKIE
+from clinicall.auth.models import User
+from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.nav import NAV_KEY
+from clinicall.problem import Problem, int_param, parse_body
+
+routes = web.RouteTableDef()
+LOGIN_PAGE = Path(__file__).resolve().parent.parent / "web" / "login.html"
+
+
+class LoginBody(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class NewUser(BaseModel):
+    username: str = Field(min_length=2, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    roles: list[str] = Field(min_length=1)
+    display_name: str = Field("", max_length=200)
+    extension: str | None = Field(None, max_length=8)
+    language: Literal["vi", "en", "zh"] = "vi"
+
+
+class UserPatch(BaseModel):
+    roles: list[str] | None = None
+    active: bool | None = None
+    display_name: str | None = Field(None, max_length=200)
+    extension: str | None = Field(None, max_length=8)
+    password: str | None = Field(None, max_length=1024)
+
+
+class NewToken(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class NewDisplayToken(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    room_ids: list[int] = Field(default_factory=list)
+    service_ids: list[int] = Field(default_factory=list)
+
+
+def user_json(user: User) -> dict[str, object]:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name, "roles": user.roles,
+            "extension": user.extension, "language": user.language, "active": user.active}
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    settings = request.app[SETTINGS_KEY]
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=settings.http.cookie_secure,
+                        max_age=settings.http.session_hours * 3600, path="/")
+
+
+@routes.get("/login")
+@public
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(LOGIN_PAGE, headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/login")
+@public
+async def login_form(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    user = await service.authenticate(request.app[DB_KEY], str(form.get("username", "")), str(form.get("password", "")))
+    target = str(form.get("next") or "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    if user is None:
+        raise web.HTTPSeeOther(f"/login?error=1&next={target}")
+    token = await service.start_session(request.app[DB_KEY], user.id, request.app[SETTINGS_KEY].http.session_hours)
+    response = web.HTTPSeeOther(target)
+    _set_cookie(request, response, token)
+    raise response
+
+
+@routes.post("/api/login")
+@public
+async def login_api(request: web.Request) -> web.Response:
+    body = await parse_body(request, LoginBody)
+    user = await service.authenticate(request.app[DB_KEY], body.username, body.password)
+    if user is None:
+        raise Problem(401, "Login failed", "The username or password is wrong; check them and try again.")
+    token = await service.start_session(request.app[DB_KEY], user.id, request.app[SETTINGS_KEY].http.session_hours)
+    response = web.json_response({"user": user_json(user)})
+    _set_cookie(request, response, token)
+    return response
+
+
+@routes.post("/logout")
+@public
+async def logout(request: web.Request) -> web.StreamResponse:
+    if token := request.cookies.get(SESSION_COOKIE):
+        await service.end_session(request.app[DB_KEY], token)
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    who = require(request)
+    nav = [link.as_json() for link in request.app[NAV_KEY] if who.has_any(*link.roles)]
+    return web.json_response({"id": who.user_id, "username": who.username, "display_name": who.display_name,
+                              "roles": sorted(who.roles), "extension": who.extension, "nav": nav,
+                              "clinic": request.app[SETTINGS_KEY].clinic.name,
+                              "language": request.app[SETTINGS_KEY].clinic.language})
+
+
+@routes.get("/api/users")
+async def users_list(request: web.Request) -> web.Response:
+    require(request, "admin", "supervisor")
+    return web.json_response({"users": [user_json(u) for u in await service.list_users(request.app[DB_KEY])]})
+
+
+@routes.post("/api/users")
+async def users_create(request: web.Request) -> web.Response:
+    require(request, "admin")
+    body = await parse_body(request, NewUser)
+    user = await service.create_user(request.app[DB_KEY], body.username, body.password, body.roles,
+                                     body.display_name, body.extension, body.language)
+    return web.json_response(user_json(user), status=201)
+
+
+@routes.patch("/api/users/{user_id}")
+async def users_update(request: web.Request) -> web.Response:
+    who = require(request, "admin")
+    user_id = int_param(request, "user_id")
+    body = await parse_body(request, UserPatch)
+    if user_id == who.user_id and (body.active is False or (body.roles is not None and "admin" not in body.roles)):
+        raise Problem(409, "Cannot lock yourself out", "You cannot remove your own admin role or deactivate yourself.")
+    user = await service.update_user(request.app[DB_KEY], user_id, **body.model_dump(exclude_unset=True))
+    return web.json_response(user_json(user))
+
+
+@routes.post("/api/users/{user_id}/tokens")
+async def token_create(request: web.Request) -> web.Response:
+    who = require(request)
+    user_id = int_param(request, "user_id")
+    if user_id != who.user_id and "admin" not in who.roles:
+        raise Problem(403, "Not allowed", "Only an admin can create tokens for another user.")
+    body = await parse_body(request, NewToken)
+    token = await service.create_api_token(request.app[DB_KEY], user_id, body.name)
+    return web.json_response({"token": token, "note": "Shown once; store it now."}, status=201)
+
+
+@routes.get("/api/display-tokens")
+async def display_tokens_list(request: web.Request) -> web.Response:
+    require(request, "admin")
+    rows = await service.list_display_tokens(request.app[DB_KEY])
+    return web.json_response({"display_tokens": [
+        {"id": r.id, "name": r.name, "room_ids": r.room_ids, "service_ids": r.service_ids, "revoked": r.revoked,
+         "created_at": r.created_at.isoformat()} for r in rows]})
+
+
+@routes.post("/api/display-tokens")
+async def display_tokens_create(request: web.Request) -> web.Response:
+    require(request, "admin")
+    body = await parse_body(request, NewDisplayToken)
+    token_id, token = await service.create_display_token(request.app[DB_KEY], body.name, body.room_ids, body.service_ids)
+    base = request.app[SETTINGS_KEY].http.base_url()
+    return web.json_response({"id": token_id, "token": token, "tv_url": f"{base}/tv?token={token}",
+                              "note": "Shown once; open tv_url on the screen."}, status=201)
+
+
+@routes.delete("/api/display-tokens/{token_id}")
+async def display_tokens_revoke(request: web.Request) -> web.Response:
+    require(request, "admin")
+    if not await service.revoke_display_token(request.app[DB_KEY], int_param(request, "token_id")):
+        raise Problem(404, "Display token not found", "No display token with that id exists.")
+    return web.json_response({"revoked": True})
+
+
+def current_user_id(request: web.Request) -> int | None:
+    who = principal(request)
+    return who.user_id if who else None

@@ -1,0 +1,57 @@
+"""Authenticates every request (session cookie, bearer token, or display token) and enforces access."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from clinicall.auth import service
+from clinicall.auth.access import PRINCIPAL_KEY, access_of
+from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.problem import Problem
+
+SESSION_COOKIE = "clinicall_session"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def wants_html(request: web.Request) -> bool:
+    return request.method == "GET" and not request.path.startswith(("/api/", "/ws/")) and "text/html" in request.headers.get("Accept", "")
+
+
+def allowed_origin(request: web.Request, origin: str) -> bool:
+    settings = request.app[SETTINGS_KEY]
+    own = {f"{request.scheme}://{request.host}", settings.http.base_url()}
+    return origin in own or origin in settings.http.allowed_origins
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    db = request.app[DB_KEY]
+    who = None
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        who = await service.principal_from_bearer(db, header[7:].strip())
+        if who is None:
+            raise Problem(401, "Invalid token", "The bearer token is unknown or revoked; ask an admin for a new one.")
+    elif (token := request.query.get("token")) and request.path.startswith(("/ws/display", "/api/display", "/display", "/tv", "/door", "/audio/")):
+        who = await service.principal_from_bearer(db, token)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        who = await service.principal_from_session(db, cookie)
+        if who is not None and request.method in UNSAFE:
+            origin = request.headers.get("Origin")
+            if origin and not allowed_origin(request, origin):
+                raise Problem(403, "Cross-site request refused", "This request came from another site; use clinicall's own pages.")
+    if who is not None:
+        request[PRINCIPAL_KEY] = who
+
+    access = access_of(request.match_info.handler)
+    if request.match_info.http_exception is not None or access == "public" or request.path.startswith("/static/"):
+        return await handler(request)
+    if who is None:
+        if wants_html(request):
+            raise web.HTTPFound(f"/login?next={quote(request.path_qs)}")
+        raise Problem(401, "Login required", "Log in (or send a bearer token) to use this API.")
+    if who.kind == "display" and access != "display":
+        raise Problem(403, "Display token", "A display token only reads the display feed; log in as a user for this.")
+    return await handler(request)

@@ -1,0 +1,260 @@
+"""Event bus: publish an event, subscribe by type. In-process by default, Redis when configured
+so that several service instances see each other's events.
+
+Event types are dotted names ("ticket.called"). A subscription pattern is an exact type,
+a prefix ending in ".*" ("ticket.*"), or "*".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from clinicall.db import utcnow
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Event"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    data: dict[str, Any]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    at: str = field(default_factory=lambda: utcnow().isoformat())
+    origin: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({"type": self.type, "data": self.data, "id": self.id, "at": self.at, "origin": self.origin},
+                          ensure_ascii=False, default=str)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Event:
+        body = json.loads(raw)
+        return cls(type=body["type"], data=body["data"], id=body["id"], at=body["at"], origin=body.get("origin", ""))
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
+class Bus(Protocol):
+    instance_id: str
+
+    async def publish(self, event_type: str, data: dict[str, Any]) -> Event: ...
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalDispatcher:
+    """Delivers events to this process's subscribers in order, one at a time, on its own task."""
+
+    def __init__(self) -> None:
+        self._subscriptions: list[tuple[str, Handler]] = []
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        entry = (pattern, handler)
+        self._subscriptions.append(entry)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscriptions.remove(entry)
+
+        return unsubscribe
+
+    def put(self, event: Event) -> None:
+        self._queue.put_nowait(event)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="bus-dispatch")
+
+    async def drain(self) -> None:
+        await self._queue.join()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                for pattern, handler in list(self._subscriptions):
+                    if matches(pattern, event.type):
+                        try:
+                            await handler(event)
+                        except Exception:
+                            log.exception("bus handler %r failed on %s", handler, event.type)
+                self.delivered += 1
+            finally:
+                self._queue.task_done()
+
+
+class InProcessBus:
+    def __init__(self) -> None:
+        self.instance_id = uuid.uuid4().hex[:12]
+        self._local = LocalDispatcher()
+
+    async def start(self) -> None:
+        self._local.start()
+
+    async def publish(self, event_type: str, data: dict[str, Any]) -> Event:
+        event = Event(type=event_type, data=data, origin=self.instance_id)
+        self._local.put(event)
+        return event
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        return self._local.subscribe(pattern, handler)
+
+    async def drain(self) -> None:
+        await self._local.drain()
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "kind": "in-process"}
+
+    async def close(self) -> None:
+        await self._local.close()
+
+
+class RedisBus:
+    """Events travel through one capped Redis Stream, read by every instance (publish/subscribe with
+    catch-up). Local subscribers get local events at once; other instances' events arrive through
+    Redis. While Redis is unreachable, outgoing events wait in a bounded outbox and the reader
+    reconnects with back-off, then resumes from the last event it saw, so a short outage loses
+    nothing in either direction. /healthz reports the state."""
+
+    def __init__(self, url: str, channel: str = "clinicall:events", outbox_limit: int = 10_000,
+                 stream_length: int = 10_000) -> None:
+        import redis.asyncio as redis
+
+        self.instance_id = uuid.uuid4().hex[:12]
+        self.url = url
+        self.channel = channel
+        self.stream_length = stream_length
+        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
+        self._local = LocalDispatcher()
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_limit)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connected = False
+        self.subscribed = asyncio.Event()
+        self.last_error: str | None = None
+        self.dropped = 0
+        self._last_id: str | None = None
+
+    async def start(self) -> None:
+        self._local.start()
+        for name, coro in (("bus-redis-reader", self._read_loop()), ("bus-redis-writer", self._write_loop())):
+            task = asyncio.create_task(coro, name=name)
+            self._tasks.add(task)
+
+    async def publish(self, event_type: str, data: dict[str, Any]) -> Event:
+        event = Event(type=event_type, data=data, origin=self.instance_id)
+        self._local.put(event)
+        try:
+            self._outbox.put_nowait(event.to_json())
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("redis bus outbox full; event %s not sent to other instances", event_type)
+        return event
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        return self._local.subscribe(pattern, handler)
+
+    async def drain(self) -> None:
+        await self._local.drain()
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": self.connected, "kind": "redis", "pending": self._outbox.qsize(), "dropped": self.dropped,
+                "error": None if self.connected else self.last_error}
+
+    async def _write_loop(self) -> None:
+        delay = 0.2
+        while True:
+            message = await self._outbox.get()
+            while True:
+                try:
+                    await self._redis.xadd(self.channel, {"e": message}, maxlen=self.stream_length, approximate=True)
+                    delay = 0.2
+                    break
+                except Exception as exc:  # redis.ConnectionError, TimeoutError, OSError
+                    self._mark_down(exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    async def _read_loop(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                if self._last_id is None:
+                    info = await self._redis.xinfo_stream(self.channel) if await self._redis.exists(self.channel) else None
+                    self._last_id = info["last-generated-id"].decode() if info else "0-0"
+                self.connected = True
+                self.last_error = None
+                self.subscribed.set()
+                delay = 0.2
+                while True:
+                    batches = await self._redis.xread({self.channel: self._last_id}, block=5000, count=500)
+                    for _stream, entries in batches:
+                        for entry_id, fields in entries:
+                            self._last_id = entry_id.decode()
+                            self._deliver(fields.get(b"e", b""))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._mark_down(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _deliver(self, raw: bytes) -> None:
+        try:
+            event = Event.from_json(raw)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed bus message")
+            return
+        if event.origin != self.instance_id:
+            self._local.put(event)
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.connected or self.last_error is None:
+            log.warning("redis bus connection lost: %s; retrying", exc)
+        self.connected = False
+        self.subscribed.clear()
+        self.last_error = f"{type(exc).__name__}: {exc}"
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self._local.close()
+        await self._redis.aclose()
+
+
+def make_bus(redis_url: str | None, channel: str) -> InProcessBus | RedisBus:
+    return RedisBus(redis_url, channel) if redis_url else InProcessBus()

@@ -1,0 +1,43 @@
+"""/healthz (database, bus, and each room's checks) and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from clinicall.auth.access import public, require
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY
+from clinicall.metrics import METRICS_KEY
+
+routes = web.RouteTableDef()
+
+
+async def _database(app: web.Application) -> dict[str, Any]:
+    try:
+        await asyncio.wait_for(app[DB_KEY].ping(), timeout=3)
+        return {"ok": True, "kind": "postgresql" if app[DB_KEY].is_postgres else "sqlite"}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+@routes.get("/healthz")
+@public
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    checks: dict[str, Any] = {"database": await _database(app), "bus": app[BUS_KEY].health()}
+    for name, check in app[HEALTH_KEY].items():
+        try:
+            checks[name] = await asyncio.wait_for(check(), timeout=3)
+        except Exception as exc:
+            checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    required_ok = all(c.get("ok") or c.get("optional") for c in checks.values())
+    return web.json_response({"status": "ok" if required_ok else "degraded", "checks": checks},
+                             status=200 if required_ok else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    require(request, "admin")
+    return request.app[METRICS_KEY].render()

@@ -1,0 +1,66 @@
+"""Request logging and the conversion of every error into application/problem+json."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from aiohttp import web
+
+from clinicall.metrics import METRICS_KEY
+from clinicall.problem import Problem, problem_response
+
+log = logging.getLogger("clinicall.http")
+
+STATUS_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Body too large", 401: "Login required",
+                 403: "Forbidden", 400: "Bad request"}
+
+
+@web.middleware
+async def request_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers.setdefault("X-Request-Id", request_id)
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        metrics = request.app[METRICS_KEY]
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(route).observe(elapsed)
+        log.info("%s %s %s %.1fms id=%s", request.method, request.path, status, elapsed * 1000, request_id)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response(instance=request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/problem+json":
+            raise
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else _default_detail(exc.status, request)
+        return problem_response(exc.status, STATUS_TITLES.get(exc.status, exc.reason), detail, instance=request.path)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(500, "Internal error", "Something went wrong on our side; nothing was half-saved. "
+                                "Try again, and tell the administrator if it keeps happening.", instance=request.path)
+
+
+def _default_detail(status: int, request: web.Request) -> str:
+    if status == 404:
+        return f"There is nothing at {request.path}; check the address."
+    if status == 405:
+        return f"{request.method} is not supported at {request.path}."
+    if status == 413:
+        return "The request body is too large; send less data at once."
+    return "The request could not be processed."

@@ -1,0 +1,101 @@
+"""HTTP errors as application/problem+json (RFC 9457), and request-body parsing that turns every
+malformed input into a 4xx with a sentence a person can act on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+PROBLEM_TYPE = "application/problem+json"
+T = TypeVar("T", bound=BaseModel)
+
+
+class Problem(Exception):
+    """Raise from a handler or service: becomes a problem+json response."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+    def response(self, instance: str | None = None) -> web.Response:
+        return problem_response(self.status, self.title, self.detail, instance=instance, **self.extra)
+
+
+def problem_response(status: int, title: str, detail: str, instance: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return web.Response(status=status, text=json.dumps(body, ensure_ascii=False, default=str), content_type=PROBLEM_TYPE)
+
+
+def not_found(what: str, detail: str | None = None) -> Problem:
+    return Problem(404, f"{what} not found", detail or f"No {what.lower()} with that id exists; check the id and try again.")
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, "Forbidden", detail)
+
+
+def conflict(detail: str, **extra: Any) -> Problem:
+    return Problem(409, "Conflict", detail, **extra)
+
+
+def bad_request(detail: str, **extra: Any) -> Problem:
+    return Problem(400, "Bad request", detail, **extra)
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_type not in ("application/json", "application/merge-patch+json"):
+        raise Problem(415, "Unsupported media type", "Send the body as JSON with Content-Type: application/json.")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Problem(413, "Body too large", "The request body is too large; send less data at once.") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Problem(400, "Malformed JSON", f"The body is not valid UTF-8 JSON ({exc}); fix it and send again.") from None
+
+
+async def parse_body(request: web.Request, model: type[T]) -> T:
+    data = await read_json(request)
+    return validate(model, data)
+
+
+def validate(model: type[T], data: Any) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+
+
+def parse_query(request: web.Request, model: type[T]) -> T:
+    return validate(model, dict(request.query))
+
+
+def validation_problem(exc: ValidationError) -> Problem:
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0]
+    detail = f"{first['field']}: {first['message']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+    return Problem(422, "Invalid input", f"Please correct the input. {detail}.", errors=errors)
+
+
+def int_param(request: web.Request, name: str) -> int:
+    raw = request.match_info.get(name, "")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Problem(404, "Not found", f"'{raw}' is not a valid {name}; use the numeric id.") from None
+    if not 0 < value < 2**63:
+        raise Problem(404, "Not found", f"'{raw}' is not a valid {name}.")
+    return value

@@ -1,0 +1,219 @@
+"""Settings: environment (CLINICALL_*, nested with __) and an optional TOML file.
+
+Every field has a default that serves one clinic on one machine with no setup (the embedded
+defaults). Each room owns one section; add a room's fields to its own section only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "CLINICALL_CONFIG"
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    public_url: str | None = Field(
+        None, description="URL people use to reach the service (printed on tickets); default http://host:port"
+    )
+    cookie_secure: bool = Field(True, description="Send the session cookie only over HTTPS (browsers treat localhost as secure)")
+    session_hours: int = Field(12, ge=1, le=24 * 30)
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Extra origins allowed for websockets and cookie-authenticated writes"
+    )
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field("sqlite+aiosqlite:///./var/clinicall.db", description="SQLAlchemy async URL (sqlite+aiosqlite or postgresql+asyncpg)")
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use a sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db URL")
+        return value
+
+
+class BusSettings(BaseModel):
+    redis_url: str | None = Field(None, description="redis:// or unix:// URL; empty means the in-process bus")
+    channel: str = "clinicall:events"
+
+
+class ClinicSettings(BaseModel):
+    name: str = "Phòng khám clinicall"
+    timezone: str = "Asia/Ho_Chi_Minh"
+    language: Literal["vi", "en", "zh"] = "vi"
+    phone_region: str = Field("VN", min_length=2, max_length=2)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("use an IANA time zone such as Asia/Ho_Chi_Minh") from exc
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class AuthSettings(BaseModel):
+    bootstrap_admin: str | None = Field(None, description="Create this admin at start-up if no admin exists (needs bootstrap_password)")
+    bootstrap_password: str | None = Field(None, description="Password for bootstrap_admin (at least 10 characters)")
+
+
+class CrmSettings(BaseModel):
+    overdue_days: int = Field(3, ge=1, le=365)
+
+
+class TelephonySettings(BaseModel):
+    ami_host: str | None = Field(None, description="Asterisk AMI host; empty means no Asterisk (make run starts the demo PBX)")
+    ami_port: int = Field(5038, ge=1, le=65535)
+    ami_username: str = "clinicall"
+    ami_secret: str | None = None
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=0, le=65535)
+    agi_enabled: bool = True
+    demo_pbx: bool = Field(False, description="Start the built-in demo PBX when no ami_host is set")
+    agent_channel: str = Field("PJSIP/{ext}", description="Channel template for the agent's own phone")
+    outbound_context: str = "outbound"
+    caller_id: str = "Clinic <1000>"
+    originate_timeout_ms: int = Field(30000, ge=1000, le=120000)
+    record_calls: bool = False
+    recording_dir: str = "/var/spool/asterisk/monitor/clinicall"
+    allowed_number_types: list[Literal["mobile", "fixed_line", "toll_free", "premium_rate", "voip", "shared_cost"]] = Field(
+        default_factory=lambda: ["mobile", "fixed_line"]
+    )
+    allow_international: bool = False
+    calls_per_minute_per_agent: int = Field(6, ge=1, le=600)
+
+
+class QueueSettings(BaseModel):
+    anti_starvation_minutes: int = Field(30, ge=1, le=600)
+    no_show_after_recalls: int = Field(3, ge=0, le=20)
+    priority_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "emergency": 100.0,
+            "elderly": 20.0,
+            "pregnant": 20.0,
+            "disabled": 20.0,
+            "booked": 10.0,
+            "normal": 0.0,
+        }
+    )
+
+
+class DisplaySettings(BaseModel):
+    name_mask: Literal["none", "initials"] = Field("none", description="none: ticket number only; initials: 'Nguyễn V. A.'")
+    heartbeat_seconds: float = Field(15.0, ge=1.0, le=300.0)
+
+
+class AudioSettings(BaseModel):
+    engines: list[Literal["recorded", "gtts", "espeak"]] = Field(default_factory=lambda: ["recorded", "espeak", "gtts"])
+    languages: list[Literal["vi", "en", "zh"]] = Field(default_factory=lambda: ["vi", "en", "zh"])
+    cache_dir: str = "./var/audio"
+    gtts_timeout_seconds: float = Field(4.0, gt=0, le=60)
+    repeat: int = Field(1, ge=1, le=5)
+    gap_seconds: float = Field(0.8, ge=0, le=10)
+    chime: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLINICALL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    data_dir: str = "./var"
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    clinic: ClinicSettings = Field(default_factory=ClinicSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    crm: CrmSettings = Field(default_factory=CrmSettings)
+    telephony: TelephonySettings = Field(default_factory=TelephonySettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    display: DisplaySettings = Field(default_factory=DisplaySettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names it and says what is allowed."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise SettingsError(f"{CONFIG_FILE_ENV}={config_file}: no such file")
+    unknown = unknown_environment()
+    if unknown:
+        raise SettingsError("Unknown settings in the environment: " + ", ".join(unknown)
+                            + ". Check the spelling against config/clinicall.example.toml.")
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["Invalid settings:"]
+    for error in exc.errors():
+        path = [str(part) for part in error["loc"]]
+        env_name = "CLINICALL_" + "__".join(part.upper() for part in path)
+        lines.append(f"  {'.'.join(path)} (env {env_name}): {error['msg']}; got {error.get('input')!r}")
+    return "\n".join(lines)
+
+
+def unknown_environment() -> list[str]:
+    """CLINICALL_* variables that name no setting (a typo would otherwise be ignored silently)."""
+    unknown = []
+    for name in os.environ:
+        if not name.startswith("CLINICALL_") or name == CONFIG_FILE_ENV or name.startswith("CLINICALL_TEST_"):
+            continue
+        if name == "CLINICALL_DEMO_PASSWORD":
+            continue
+        section, _, field = name[len("CLINICALL_"):].lower().partition("__")
+        model = Settings.model_fields.get(section)
+        if model is None:
+            unknown.append(name)
+        elif field:
+            annotation = model.annotation
+            fields = getattr(annotation, "model_fields", None)
+            if fields is None or field.split("__")[0] not in fields:
+                unknown.append(name)
+    return unknown

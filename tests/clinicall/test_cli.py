@@ -1,0 +1,56 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.servers import free_port
+
+CLI = [sys.executable, "-m", "clinicall.cli"]
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICALL_")}
+    env.update({"CLINICALL_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/c.db", "CLINICALL_DATA_DIR": str(tmp_path),
+                "CLINICALL_LOG_LEVEL": "WARNING"}, **extra)
+    return env
+
+
+def test_user_add_reads_password_and_refuses_short_ones(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    ok = subprocess.run([*CLI, "user", "add", "boss", "--role", "admin"], input="a-long-password\n", text=True,
+                        capture_output=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "created user boss" in ok.stdout
+    short = subprocess.run([*CLI, "user", "add", "bob", "--role", "agent"], input="short\n", text=True,
+                           capture_output=True, env=env, timeout=60)
+    assert short.returncode == 2 and "at least 10 characters" in short.stderr
+
+
+def test_bad_setting_stops_startup(tmp_path: Path) -> None:
+    result = subprocess.run([*CLI, "migrate"], capture_output=True, text=True, timeout=60,
+                            env=env_for(tmp_path, CLINICALL_HTTP__PORT="http"))
+    assert result.returncode == 2
+    assert "CLINICALL_HTTP__PORT" in result.stderr
+
+
+def test_serve_answers_healthz_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = env_for(tmp_path, CLINICALL_HTTP__PORT=str(port))
+    process = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output

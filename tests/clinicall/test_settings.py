@@ -1,0 +1,50 @@
+import pytest
+
+from clinicall.settings import SettingsError, load_settings
+
+
+def test_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(__import__("os").environ):
+        if key.startswith("CLINICALL_"):
+            monkeypatch.delenv(key)
+    s = load_settings()
+    assert s.database.url == "sqlite+aiosqlite:///./var/clinicall.db"
+    assert s.bus.redis_url is None
+    assert s.telephony.ami_host is None
+    assert (s.clinic.timezone, s.clinic.language) == ("Asia/Ho_Chi_Minh", "vi")
+    assert (s.http.host, s.http.port) == ("127.0.0.1", 8080)
+
+
+def test_environment_nested(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINICALL_HTTP__PORT", "9090")
+    monkeypatch.setenv("CLINICALL_BUS__REDIS_URL", "redis://127.0.0.1:6379/0")
+    s = load_settings()
+    assert s.http.port == 9090
+    assert s.bus.redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[clinic]\ntimezone = "Europe/Paris"\n[telephony]\nami_host = "127.0.0.1"\n', encoding="utf-8")
+    monkeypatch.setenv("CLINICALL_CONFIG", str(config))
+    s = load_settings()
+    assert s.clinic.timezone == "Europe/Paris"
+    assert s.telephony.ami_host == "127.0.0.1"
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINICALL_CONFIG", "config/clinicall.example.toml")
+    load_settings()
+
+
+@pytest.mark.parametrize(("env", "value", "named"), [
+    ("CLINICALL_HTTP__PORT", "99999", "CLINICALL_HTTP__PORT"),
+    ("CLINICALL_CLINIC__TIMEZONE", "Mars/Olympus", "IANA time zone"),
+    ("CLINICALL_DATABASE__URL", "mysql://x", "sqlite+aiosqlite"),
+    ("CLINICALL_NO_SUCH", "1", "CLINICALL_NO_SUCH"),
+])
+def test_bad_setting_names_it(monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert named in str(info.value)

@@ -1,0 +1,174 @@
+"""Shared fixtures: real PostgreSQL and Redis, a fresh migrated database per test, the app and
+logged-in API callers. Tests that take `db_url` or `client` run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from clinicall.app import create_app
+from clinicall.auth import service as auth_service
+from clinicall.db import Database
+from clinicall.keys import DB_KEY
+from clinicall.migrate import migrate
+from clinicall.settings import Settings
+from tests.servers import Postgres, RedisServer, start_postgres, start_redis
+
+PASSWORD = "correct-horse-battery"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+async def _admin_execute(postgres: Postgres, sql: str) -> None:
+    import asyncpg
+
+    url = postgres.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: Postgres) -> str:
+    name = "clinicall_template"
+
+    async def build() -> None:
+        await _admin_execute(postgres, f"DROP DATABASE IF EXISTS {name}")
+        await _admin_execute(postgres, f"CREATE DATABASE {name}")
+        db = Database(postgres.database_url(name))
+        await migrate(db)
+        await db.dispose()
+
+    asyncio.run(build())
+    return name
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+
+    async def build() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await migrate(db)
+        await db.dispose()
+
+    asyncio.run(build())
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "clinicall.db"
+    shutil.copyfile(sqlite_template, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+@pytest.fixture
+async def pg_url(postgres: Postgres, pg_template: str) -> AsyncIterator[str]:
+    name = f"clinicall_t{next(_counter)}_{id(object()) % 100000}"
+    await _admin_execute(postgres, f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield postgres.database_url(name)
+    await _admin_execute(postgres, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated database: the test runs once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def build(database_url: str, **overrides: object) -> Settings:
+        base: dict[str, object] = {
+            "data_dir": str(tmp_path / "var"),
+            "database": {"url": database_url},
+            "http": {"cookie_secure": False},
+            "telephony": {"agi_enabled": False},
+            "audio": {"cache_dir": str(tmp_path / "audio"), "engines": ["espeak"]},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                base[key] = {**base[key], **value}  # type: ignore[dict-item]
+            else:
+                base[key] = value
+        return Settings(**base)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture
+def settings(db_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(db_url)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable[..., object], settings: Settings) -> TestClient:
+    return await aiohttp_client(create_app(settings))  # type: ignore[operator,no-any-return]
+
+
+@dataclass
+class Staff:
+    """Users of every role with bearer tokens: `staff.headers("agent")`."""
+
+    tokens: dict[str, str]
+    ids: dict[str, int]
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+STAFF = {
+    "admin": (["admin"], None),
+    "supervisor": (["supervisor", "agent"], "1009"),
+    "agent": (["agent"], "1001"),
+    "agent2": (["agent"], "1002"),
+    "reception": (["reception"], None),
+    "doctor": (["doctor"], None),
+}
+
+
+@pytest.fixture
+async def staff(client: TestClient) -> Staff:
+    db = client.app[DB_KEY]  # type: ignore[index]
+    tokens: dict[str, str] = {}
+    ids: dict[str, int] = {}
+    for name, (roles, ext) in STAFF.items():
+        user = await auth_service.create_user(db, name, PASSWORD, roles, name.title(), ext)
+        ids[name] = user.id
+        tokens[name] = await auth_service.create_api_token(db, user.id, "tests")
+    return Staff(tokens=tokens, ids=ids)
