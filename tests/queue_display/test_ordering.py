@@ -1,0 +1,79 @@
+"""The ordering policy: priorities with head starts, anti-starvation, returning patients, ties."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from queue_display.ordering import PRIORITIES, QueueItem, next_for_room, order_waiting
+
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
+WEIGHTS = {"emergency": 100.0, "elderly": 20.0, "pregnant": 20.0, "disabled": 20.0, "booked": 10.0, "normal": 0.0}
+STARVE = 30.0
+
+
+def item(ticket_id: int, minutes_ago: float, priority: str = "normal", service_id: int = 1, **kw: object) -> QueueItem:
+    return QueueItem(ticket_id=ticket_id, service_id=service_id, priority=priority,
+                     enqueued_at=NOW - dt.timedelta(minutes=minutes_ago), **kw)  # type: ignore[arg-type]
+
+
+def ids(items: list[QueueItem]) -> list[int]:
+    return [i.ticket_id for i in items]
+
+
+def test_fifo_within_a_class_and_ties_by_id() -> None:
+    items = [item(3, 5), item(1, 10), item(2, 10), item(4, 1)]
+    assert ids(order_waiting(items, NOW, WEIGHTS, STARVE)) == [1, 2, 3, 4]
+
+
+def test_priority_is_a_head_start_in_minutes() -> None:
+    # elderly 20 min head start: passes normals who arrived less than 20 minutes before it
+    items = [item(1, 25), item(2, 15), item(3, 2, "elderly"), item(4, 1, "booked")]
+    assert ids(order_waiting(items, NOW, WEIGHTS, STARVE)) == [1, 3, 2, 4]
+    # emergency goes before everyone not starved
+    items.append(item(5, 0, "emergency"))
+    assert ids(order_waiting(items, NOW, WEIGHTS, STARVE))[0] == 5
+
+
+def test_weights_are_configurable() -> None:
+    items = [item(1, 5), item(2, 1, "booked")]
+    assert ids(order_waiting(items, NOW, WEIGHTS, STARVE)) == [2, 1]
+    assert ids(order_waiting(items, NOW, {**WEIGHTS, "booked": 0.0}, STARVE)) == [1, 2]
+    # an unknown priority counts as normal
+    assert ids(order_waiting([item(1, 1, "vip"), item(2, 2)], NOW, WEIGHTS, STARVE)) == [2, 1]
+
+
+def test_starved_ticket_goes_before_any_priority() -> None:
+    items = [item(1, 0, "emergency"), item(2, 31), item(3, 5, "elderly"), item(4, 40)]
+    order = ids(order_waiting(items, NOW, WEIGHTS, STARVE))
+    assert order[:2] == [4, 2]  # starved, oldest first
+    assert order[2:] == [1, 3]
+    # no ticket is passed over forever: a steady stream of elderly arrivals cannot keep a normal back
+    stream = [item(100 + k, k * 0.5, "elderly") for k in range(60)]
+    assert ids(order_waiting([*stream, item(1, 30.5)], NOW, WEIGHTS, STARVE))[0] == 1
+
+
+def test_returning_patient_goes_back_to_the_same_room_with_priority() -> None:
+    returning = item(9, 1, returning=True, preferred_room_id=3)
+    items = [item(1, 20), item(2, 10), returning]
+    assert next_for_room(items, 3, {1}, NOW, WEIGHTS, STARVE) == returning
+    # another room of the same service does not take it
+    assert ids([next_for_room(items, 4, {1}, NOW, WEIGHTS, STARVE)]) == [1]
+    # unless it starved (its own doctor is away): then any room of the service takes it
+    starved = item(9, 45, returning=True, preferred_room_id=3)
+    assert next_for_room([item(1, 20), starved], 4, {1}, NOW, WEIGHTS, STARVE) == starved
+    # "returning" weight configurable
+    assert next_for_room(items, 3, {1}, NOW, {**WEIGHTS, "returning": 0.0}, STARVE).ticket_id == 1  # type: ignore[union-attr]
+
+
+def test_next_for_room_spans_the_rooms_services_only() -> None:
+    items = [item(1, 20, service_id=2), item(2, 10, service_id=1), item(3, 30, service_id=5)]
+    assert next_for_room(items, 1, {1, 2}, NOW, WEIGHTS, STARVE).ticket_id == 1  # type: ignore[union-attr]
+    assert next_for_room(items, 1, {1}, NOW, WEIGHTS, STARVE).ticket_id == 2  # type: ignore[union-attr]
+    assert next_for_room(items, 1, {7}, NOW, WEIGHTS, STARVE) is None
+    assert next_for_room([], 1, {1}, NOW, WEIGHTS, STARVE) is None
+
+
+def test_every_priority_is_known() -> None:
+    assert set(PRIORITIES) <= set(WEIGHTS)
+    order = order_waiting([item(i, 1, p) for i, p in enumerate(PRIORITIES)], NOW, WEIGHTS, STARVE)
+    assert order[0].priority == "emergency" and order[-1].priority == "normal"
