@@ -21,7 +21,8 @@ Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int | Non
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for noisy in ("aiohttp.access", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
