@@ -52,8 +52,8 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 class Database:
-    """One engine and its session factory. Use `async with db.session() as s:` and commit yourself,
-    or `async with db.transaction() as s:` to commit on success and roll back on error."""
+    """The engine and its sessions: `async with db.transaction() as s:` to write (commits on success,
+    rolls back on error); `async with db.session() as s:` to read."""
 
     def __init__(self, url: str, echo: bool = False) -> None:
         self.url = url
@@ -61,16 +61,24 @@ class Database:
         self.is_postgres = url.startswith("postgresql")
         if self.is_sqlite:
             _ensure_sqlite_dir(url)
+            # Writers take the lock at BEGIN (IMMEDIATE) and so queue up instead of failing on upgrade;
+            # readers use a second engine with a deferred BEGIN, so that under WAL they never block writers.
             self.engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
+            self.read_engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+            event.listen(self.read_engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.read_engine.sync_engine, "begin", _sqlite_begin_deferred)
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.read_engine = self.engine
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session:
+        """For reading. (On SQLite it does not take the write lock: write inside transaction().)"""
+        async with self.read_sessions() as session:
             yield session
 
     @asynccontextmanager
@@ -86,6 +94,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def _ensure_sqlite_dir(url: str) -> None:
@@ -105,5 +115,8 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 
 def _sqlite_begin_immediate(conn: object) -> None:
-    # Take the write lock at BEGIN so two writers serialise instead of failing on upgrade.
     conn.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+
+def _sqlite_begin_deferred(conn: object) -> None:
+    conn.exec_driver_sql("BEGIN")  # type: ignore[attr-defined]

@@ -36,3 +36,12 @@ async def test_transaction_rolls_back(db: Database) -> None:
         pass
     async with db.session() as s:
         assert await s.scalar(select(User).where(User.username == "ghost")) is None
+
+
+async def test_a_long_read_does_not_block_a_write(db: Database) -> None:
+    import asyncio
+
+    async with db.session() as reader:
+        await reader.execute(select(User))  # a read transaction stays open meanwhile
+        await asyncio.wait_for(create_user(db, "writer", "long-password-3", ["agent"]), 5)
+    assert await authenticate(db, "writer", "long-password-3") is not None
