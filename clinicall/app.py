@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from clinicall import health, pages
+from clinicall import admin_pages, health, pages
 from clinicall.auth import http as auth_http
 from clinicall.auth import service as auth_service
 from clinicall.auth.middleware import auth_middleware
@@ -85,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(auth_http.routes)
     app.router.add_routes(pages.routes)
     app.router.add_static("/static/clinicall", STATIC_DIR, name="static-frame")
+    admin_pages.setup_admin(app)
     for room in rooms():
         room.setup(app)
     return app

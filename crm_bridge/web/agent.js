@@ -1,0 +1,446 @@
+// Agent console: worklists, search, patient card, click-to-call with live state, outcome form, screen-pop.
+import {api, el, startPage, items, fmtDate, fmtDateTime, fmtDuration, openDialog, announce, showError,
+        formObject, withoutNulls, slashToFocus} from "/static/admin/console.js";
+
+const DICT = {
+  vi: {
+    title: "Tổng đài viên", skip: "Đến hồ sơ bệnh nhân", logout: "Đăng xuất", call: "Cuộc gọi", hangup: "Gác máy",
+    search: "Tìm bệnh nhân", searchLabel: "Tên (không cần dấu) hoặc số điện thoại", searchHint: "Nhấn / để tìm nhanh, Esc để đóng hộp thoại.",
+    searchButton: "Tìm", newPatient: "Bệnh nhân mới", worklists: "Danh sách của tôi", noPatient: "Chưa chọn bệnh nhân",
+    noPatientHint: "Tìm một bệnh nhân hoặc chọn từ danh sách bên trái.", phones: "Số điện thoại", addNote: "Ghi kết quả liên hệ",
+    notes: "Lịch sử chăm sóc", calls: "Cuộc gọi", when: "Thời gian", direction: "Chiều", number: "Số", result: "Kết quả",
+    duration: "Thời lượng", outcome: "Nội dung", recording: "Ghi âm", tickets: "Số thứ tự", outcomeTitle: "Kết quả liên hệ",
+    careStatus: "Tình trạng điều trị", customerStatus: "Trạng thái khách hàng", detailStatus: "Chi tiết", note: "Ghi chú",
+    callbackDate: "Ngày gọi lại", bookingDate: "Ngày đặt lịch", arrivalDate: "Ngày dự kiến đến", save: "Lưu", cancel: "Để sau",
+    incoming: "Cuộc gọi đến", openCard: "Mở hồ sơ", close: "Đóng", unknownCaller: "Số chưa có trong hệ thống. Tạo bệnh nhân mới:",
+    fullName: "Họ và tên", phone: "Số điện thoại", create: "Tạo hồ sơ", dob: "Ngày sinh",
+    due_today: "Gọi lại hôm nay", overdue: "Quá hạn", not_reached: "Chưa liên lạc được", new: "Mới",
+    callPhone: "Gọi", callPhoneFull: "Gọi số {n}", searching: "Đang tìm…", found: "Tìm thấy {n} bệnh nhân.", noneFound: "Không tìm thấy bệnh nhân nào.",
+    emptyList: "Không có bệnh nhân nào.", noNotes: "Chưa có ghi chú.", noCalls: "Chưa có cuộc gọi.", noTickets: "Chưa có số thứ tự.",
+    gender: "Giới tính", address: "Địa chỉ", referrer: "Bác sĩ giới thiệu", service: "Dịch vụ quan tâm", freeNotes: "Ghi chú chung",
+    assigned: "Phụ trách", unassigned: "Chưa phân công", callFor: "Cuộc gọi #{id}", noCall: "Không gắn với cuộc gọi",
+    dialing: "Đang gọi máy bàn của bạn…", ringing: "Đang đổ chuông…", answered: "Đang nói chuyện", ended: "Đã kết thúc",
+    outbound: "Gọi đi", inbound: "Gọi đến", saved: "Đã lưu kết quả.", created: "Đã tạo hồ sơ.",
+    "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
+    "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc",
+    keepCare: "— giữ nguyên —", choose: "— chọn —", wsOk: "Trực tuyến", wsDown: "Mất kết nối, đang nối lại…",
+    callback: "Gọi lại", booking: "Đặt lịch", arrival: "Dự kiến đến", by: "bởi", male: "Nam", female: "Nữ", other: "Khác",
+    minutes: "phút",
+  },
+  en: {
+    title: "Agent console", skip: "Skip to patient card", logout: "Log out", call: "Call", hangup: "Hang up",
+    search: "Find a patient", searchLabel: "Name (accents optional) or phone number", searchHint: "Press / to search, Esc closes dialogs.",
+    searchButton: "Search", newPatient: "New patient", worklists: "My worklists", noPatient: "No patient selected",
+    noPatientHint: "Search for a patient or pick one from a worklist.", phones: "Phones", addNote: "Log a contact outcome",
+    notes: "Care timeline", calls: "Calls", when: "When", direction: "Direction", number: "Number", result: "Result",
+    duration: "Duration", outcome: "Outcome", recording: "Recording", tickets: "Queue tickets", outcomeTitle: "Contact outcome",
+    careStatus: "Care status", customerStatus: "Customer status", detailStatus: "Detail", note: "Note",
+    callbackDate: "Call-back date", bookingDate: "Booking date", arrivalDate: "Expected arrival", save: "Save", cancel: "Later",
+    incoming: "Incoming call", openCard: "Open card", close: "Close", unknownCaller: "Unknown number. Create a new patient:",
+    fullName: "Full name", phone: "Phone", create: "Create", dob: "Date of birth",
+    due_today: "Due today", overdue: "Overdue", not_reached: "Not reached today", new: "New",
+    callPhone: "Call", callPhoneFull: "Call {n}", searching: "Searching…", found: "{n} patients found.", noneFound: "No patient found.",
+    emptyList: "No patients.", noNotes: "No notes yet.", noCalls: "No calls yet.", noTickets: "No tickets.",
+    gender: "Gender", address: "Address", referrer: "Referring doctor", service: "Service of interest", freeNotes: "Notes",
+    assigned: "Agent", unassigned: "Unassigned", callFor: "Call #{id}", noCall: "Not linked to a call",
+    dialing: "Calling your desk phone…", ringing: "Ringing…", answered: "In conversation", ended: "Ended",
+    outbound: "Outbound", inbound: "Inbound", saved: "Outcome saved.", created: "Patient created.",
+    "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
+    "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed",
+    keepCare: "— unchanged —", choose: "— choose —", wsOk: "Online", wsDown: "Connection lost, reconnecting…",
+    callback: "Call back", booking: "Booking", arrival: "Arrival", by: "by", male: "Male", female: "Female", other: "Other",
+    minutes: "min",
+  },
+};
+const CARE = ["new", "in_treatment", "treatment_finished", "care_closed"];
+const WORKLISTS = ["due_today", "overdue", "not_reached", "new"];
+// Used only when the crm API offers no status list.
+const FALLBACK_STATUSES = [
+  {code: "not_booked", label_vi: "Chưa đặt lịch", label_en: "Not yet booked", details: [
+    {code: "wants_advice", label_vi: "Cần tư vấn thêm", label_en: "Wants more advice"},
+    {code: "thinking", label_vi: "Đang cân nhắc", label_en: "Thinking about it"}]},
+  {code: "booked", label_vi: "Đã đặt lịch", label_en: "Booked", details: [
+    {code: "confirmed", label_vi: "Đã xác nhận", label_en: "Confirmed"}]},
+  {code: "not_reached", label_vi: "Không liên lạc được", label_en: "Not reached", details: [
+    {code: "no_answer", label_vi: "Không nghe máy", label_en: "No answer"},
+    {code: "wrong_number", label_vi: "Sai số", label_en: "Wrong number"}]},
+];
+
+const $ = (id) => document.getElementById(id);
+const state = {patient: null, call: null, statuses: [], worklist: "due_today", ws: null, wsRetry: 0, callTimer: null,
+               pop: null, me: null};
+let lang = "vi";
+let t = (k) => k;
+
+function fill(template, vars) { return template.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? ""); }
+function careLabel(code) { return code ? t("care." + code) : ""; }
+function label(entry) { return (lang === "en" ? entry.label_en : entry.label_vi) || entry.label || entry.name || entry.code; }
+function patientOf(data) { return (data && data.patient) || data; }
+function phoneText(ph) { return ph.raw || ph.e164 || ph.number || ""; }
+
+// ---------- worklists ----------
+async function loadWorklists() {
+  const tabs = $("worklist-tabs");
+  const results = await Promise.all(WORKLISTS.map((kind) => api(`/api/worklists/${kind}`).then(
+    (data) => ({kind, list: items(data, "patients", "worklist"), total: data && (data.count ?? data.total)}),
+    () => ({kind, list: [], total: null}))));
+  tabs.replaceChildren();
+  for (const {kind, list, total} of results) {
+    const count = total ?? list.length;
+    const tab = el("button", {type: "button", role: "tab", id: `tab-${kind}`, "aria-controls": "worklist-panel",
+      "aria-selected": String(kind === state.worklist), tabindex: kind === state.worklist ? "0" : "-1",
+      "data-kind": kind, onclick: () => { state.worklist = kind; renderWorklist(results); }},
+      t(kind), el("span", {class: "count", "data-count": kind}, String(count)));
+    tabs.append(tab);
+  }
+  tabs.onkeydown = (e) => {
+    if (!["ArrowLeft", "ArrowRight"].includes(e.key)) return;
+    const all = [...tabs.querySelectorAll("[role=tab]")];
+    const i = all.indexOf(document.activeElement);
+    const next = all[(i + (e.key === "ArrowRight" ? 1 : all.length - 1)) % all.length];
+    next.focus(); next.click();
+  };
+  renderWorklist(results);
+}
+
+function renderWorklist(results) {
+  for (const tab of document.querySelectorAll("#worklist-tabs [role=tab]")) {
+    const on = tab.dataset.kind === state.worklist;
+    tab.setAttribute("aria-selected", String(on)); tab.tabIndex = on ? 0 : -1;
+  }
+  $("worklist-panel").setAttribute("aria-labelledby", `tab-${state.worklist}`);
+  const entry = results.find((r) => r.kind === state.worklist);
+  renderPatientList($("worklist"), entry ? entry.list : []);
+}
+
+function renderPatientList(target, list) {
+  target.replaceChildren();
+  if (!list.length) { target.append(el("li", {class: "muted"}, t("emptyList"))); return; }
+  for (const raw of list) {
+    const p = patientOf(raw);
+    const phones = items(p.phones).map(phoneText).join(", ") || p.phone || "";
+    const extra = [careLabel(p.care_status), p.callback_date ? `${t("callback")}: ${fmtDate(p.callback_date, lang)}` : ""].filter(Boolean).join(" · ");
+    target.append(el("li", {}, el("button", {type: "button", "data-patient": p.id, onclick: () => openPatient(p.id)},
+      el("strong", {}, p.full_name || `#${p.id}`), el("span", {class: "sub"}, [phones, extra].filter(Boolean).join(" — ")))));
+  }
+}
+
+// ---------- search ----------
+async function search(q) {
+  const status = $("search-status");
+  if (!q.trim()) return;
+  status.textContent = t("searching");
+  try {
+    const data = await api(`/api/patients?q=${encodeURIComponent(q.trim())}`);
+    const list = items(data, "patients");
+    renderPatientList($("search-results"), list);
+    status.textContent = list.length ? fill(t("found"), {n: list.length}) : t("noneFound");
+  } catch (err) { status.textContent = showError(null, err); }
+}
+
+// ---------- patient card ----------
+async function openPatient(id, {focus = true} = {}) {
+  $("page-error").hidden = true;
+  let data;
+  try { data = await api(`/api/patients/${id}`); } catch (err) { showError($("page-error"), err); return; }
+  const p = patientOf(data);
+  state.patient = p;
+  history.replaceState(null, "", `#patient=${p.id}`);
+  $("card-title").textContent = p.full_name;
+  $("card-empty").hidden = true;
+  $("card-body").hidden = false;
+  const badge = $("card-status");
+  badge.className = `badge ${p.care_status || ""}`;
+  badge.textContent = careLabel(p.care_status);
+  $("card-agent").textContent = `${t("assigned")}: ${p.assigned_agent_name || (p.assigned_agent && (p.assigned_agent.display_name || p.assigned_agent.username)) || (p.assigned_agent_id ? "#" + p.assigned_agent_id : t("unassigned"))}`;
+  const details = $("card-details");
+  details.replaceChildren();
+  const gender = p.gender ? (t(p.gender) || p.gender) : "";
+  for (const [key, value] of [["dob", fmtDate(p.date_of_birth, lang)], ["gender", gender], ["address", p.address],
+    ["referrer", p.referring_doctor], ["service", p.service_of_interest], ["freeNotes", typeof p.notes === "string" ? p.notes : p.free_notes]]) {
+    if (value) details.append(el("dt", {}, t(key)), el("dd", {}, value));
+  }
+  const phones = $("card-phones");
+  phones.replaceChildren();
+  for (const ph of items(p.phones)) {
+    const text = phoneText(ph);
+    phones.append(el("li", {}, el("span", {class: "number"}, text), ph.label ? el("span", {class: "muted"}, ph.label) : null,
+      el("button", {type: "button", class: "call-button", "data-phone": ph.id, "aria-label": fill(t("callPhoneFull"), {n: text}),
+        onclick: () => startCall(p, ph)}, t("callPhone"))));
+  }
+  renderNotes(Array.isArray(data.notes) ? data.notes : items(data.care_notes ?? p.care_notes ?? data.timeline));
+  await Promise.all([loadCalls(p.id), loadTickets(p.id, data)]);
+  if (focus) $("card").focus();
+}
+
+function renderNotes(notes) {
+  const list = $("card-notes");
+  list.replaceChildren();
+  if (!notes.length) { list.append(el("li", {class: "muted"}, t("noNotes"))); return; }
+  const sorted = [...notes].sort((a, b) => String(b.created_at || "").localeCompare(String(a.created_at || "")));
+  for (const n of sorted) list.append(el("li", {}, noteView(n)));
+}
+
+function statusLabel(code, detail) {
+  const top = state.statuses.find((s) => s.code === code);
+  const sub = top && items(top.details, "children").find((d) => d.code === detail);
+  return [top ? label(top) : code, sub ? label(sub) : detail].filter(Boolean).join(" / ");
+}
+
+function noteView(n) {
+  const dates = [["callback", n.callback_date], ["booking", n.booking_date], ["arrival", n.arrival_date]]
+    .filter(([, v]) => v).map(([k, v]) => `${t(k)}: ${fmtDate(v, lang)}`).join(" · ");
+  const author = n.author_name || (n.author && (n.author.display_name || n.author.username)) || "";
+  return el("div", {class: "note"},
+    el("div", {class: "when"}, [fmtDateTime(n.created_at, lang), author ? `${t("by")} ${author}` : "", n.call_id ? fill(t("callFor"), {id: n.call_id}) : ""].filter(Boolean).join(" · ")),
+    el("div", {}, [statusLabel(n.customer_status, n.detail_status), n.care_status ? careLabel(n.care_status) : ""].filter(Boolean).join(" — ")),
+    n.note ? el("div", {}, n.note) : null,
+    dates ? el("div", {class: "muted"}, dates) : null);
+}
+
+async function loadCalls(patientId) {
+  const body = $("card-calls").tBodies[0];
+  body.replaceChildren();
+  let calls = [];
+  try { calls = items(await api(`/api/calls?patient_id=${patientId}`), "calls"); } catch { calls = []; }
+  if (!calls.length) { body.append(el("tr", {}, el("td", {colspan: "7", class: "muted"}, t("noCalls")))); return; }
+  for (const c of calls) {
+    const outcome = c.outcome || c.note;
+    const rec = c.recording_url ? el("audio", {controls: true, preload: "none", src: c.recording_url, "aria-label": t("recording")})
+      : (c.recording_path ? el("span", {class: "muted"}, c.recording_path.split("/").pop()) : "");
+    body.append(el("tr", {"data-call": c.id},
+      el("td", {}, fmtDateTime(c.started_at || c.created_at, lang)),
+      el("td", {}, t(c.direction || "outbound")),
+      el("td", {}, c.number || c.to_number || c.from_number || ""),
+      el("td", {}, c.disposition ? t("disp." + c.disposition) : t(c.state || "")),
+      el("td", {}, fmtDuration(c.billsec ?? c.duration)),
+      el("td", {}, outcome ? [statusLabel(outcome.customer_status, outcome.detail_status), outcome.note].filter(Boolean).join(" — ") : ""),
+      el("td", {}, rec)));
+  }
+}
+
+async function loadTickets(patientId, card) {
+  const list = $("card-tickets");
+  list.replaceChildren();
+  let tickets = items(card && (card.tickets ?? (card.patient && card.patient.tickets)));
+  if (!tickets.length) {
+    try { tickets = items(await api(`/api/tickets?patient_id=${patientId}`), "tickets"); } catch { tickets = []; }
+  }
+  if (!tickets.length) { list.append(el("li", {class: "muted"}, t("noTickets"))); return; }
+  for (const tk of tickets) {
+    list.append(el("li", {}, el("strong", {}, tk.number || `#${tk.id}`), " ",
+      [tk.service_name, tk.status, fmtDateTime(tk.issued_at || tk.created_at, lang)].filter(Boolean).join(" · ")));
+  }
+}
+
+// ---------- calls ----------
+async function startCall(patient, phone) {
+  $("page-error").hidden = true;
+  try {
+    const data = await api("/api/calls", {method: "POST", body: {patient_id: patient.id, phone_id: phone.id}});
+    const call = data.call || data;
+    state.call = {id: call.id ?? call.call_id, patient_id: patient.id, name: patient.full_name, number: phoneText(phone), state: call.state || "dialing"};
+    showCall(state.call.state, call);
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) pollCall();
+  } catch (err) { showError($("page-error"), err); }
+}
+
+function showCall(callState, data = {}) {
+  const call = state.call;
+  if (!call) return;
+  call.state = callState;
+  $("callbar").hidden = false;
+  $("call-who").textContent = `${call.name || ""} ${call.number || ""}`.trim();
+  const disp = data.disposition ? ` (${t("disp." + data.disposition)})` : "";
+  $("call-state").textContent = t(callState) + (callState === "ended" ? disp : "");
+  $("call-state").dataset.state = callState;
+  $("hangup").hidden = callState === "ended";
+  announce($("call-live"), `${t("call")} ${call.name || call.number}: ${t(callState)}${callState === "ended" ? disp : ""}`);
+  clearInterval(state.callTimer);
+  if (callState === "answered") {
+    const since = data.answered_at ? new Date(data.answered_at).getTime() : Date.now();
+    const tick = () => { $("call-timer").textContent = fmtDuration((Date.now() - since) / 1000); };
+    tick(); state.callTimer = setInterval(tick, 1000);
+  } else if (callState !== "ended") { $("call-timer").textContent = ""; }
+  if (callState === "ended" && !call.outcomeOpened) {
+    call.outcomeOpened = true;
+    if (state.patient && state.patient.id === call.patient_id) loadCalls(call.patient_id);
+    openOutcome({callId: call.id, patientId: call.patient_id, name: call.name});
+  }
+}
+
+function onCallUpdated(data) {
+  const id = data.call_id ?? data.id;
+  if (!state.call || state.call.id !== id) {
+    // An inbound call that this agent answered becomes the current call.
+    if (data.direction === "inbound" && data.state !== "ended" && (!state.call || state.call.state === "ended")) {
+      state.call = {id, patient_id: data.patient_id, name: state.pop && state.pop.patient ? state.pop.patient.full_name : "", number: data.number, state: data.state};
+    } else return;
+  }
+  if (data.patient_id && !state.call.patient_id) state.call.patient_id = data.patient_id;
+  showCall(data.state, data);
+}
+
+async function pollCall() {
+  const call = state.call;
+  while (call === state.call && call.state !== "ended" && (!state.ws || state.ws.readyState !== WebSocket.OPEN)) {
+    await new Promise((r) => setTimeout(r, 1500));
+    try {
+      const data = await api(`/api/calls/${call.id}`);
+      const c = data.call || data;
+      if (c.state && c.state !== call.state) showCall(c.state, c);
+    } catch { /* keep trying while the call lasts */ }
+  }
+}
+
+async function hangup() {
+  if (!state.call) return;
+  try { await api(`/api/calls/${state.call.id}/hangup`, {method: "POST", body: {}}); } catch (err) { showError($("page-error"), err); }
+}
+
+// ---------- outcome form ----------
+async function loadStatuses() {
+  for (const path of ["/api/status-lists", "/api/statuses", "/api/customer-statuses"]) {
+    try {
+      const data = await api(path);
+      const list = items(data, "customer_statuses", "statuses", "status_lists");
+      if (list.length) { state.statuses = list.map(normaliseStatus); return; }
+    } catch { /* try the next name */ }
+  }
+  state.statuses = FALLBACK_STATUSES;
+}
+
+function normaliseStatus(s) {
+  return {...s, code: s.code ?? s.key ?? s.name, details: items(s.details ?? s.children ?? s.detail_statuses).map((d) => (
+    typeof d === "string" ? {code: d, label_vi: d, label_en: d} : {...d, code: d.code ?? d.key ?? d.name}))};
+}
+
+function fillOutcomeSelects() {
+  const care = $("o-care");
+  care.replaceChildren(el("option", {value: ""}, t("keepCare")), ...CARE.map((c) => el("option", {value: c}, careLabel(c))));
+  const top = $("o-customer");
+  top.replaceChildren(el("option", {value: ""}, t("choose")), ...state.statuses.map((s) => el("option", {value: s.code}, label(s))));
+  top.onchange = fillDetails;
+  fillDetails();
+}
+
+function fillDetails() {
+  const top = state.statuses.find((s) => s.code === $("o-customer").value);
+  const details = top ? items(top.details) : [];
+  $("o-detail").replaceChildren(el("option", {value: ""}, t("choose")), ...details.map((d) => el("option", {value: d.code}, label(d))));
+  $("o-detail").disabled = !details.length;
+}
+
+function openOutcome({callId = null, patientId, name}) {
+  const form = $("outcome-form");
+  form.reset();
+  fillOutcomeSelects();
+  form.dataset.callId = callId ?? "";
+  form.dataset.patientId = patientId ?? "";
+  $("outcome-error").hidden = true;
+  $("outcome-context").textContent = [name, callId ? fill(t("callFor"), {id: callId}) : t("noCall")].filter(Boolean).join(" · ");
+  openDialog($("outcome-dialog"), $("o-customer"));
+}
+
+async function saveOutcome(e) {
+  e.preventDefault();
+  const form = $("outcome-form");
+  const body = withoutNulls(formObject(form));
+  const {callId, patientId} = form.dataset;
+  try {
+    if (callId) await api(`/api/calls/${callId}/outcome`, {method: "POST", body});
+    else await api(`/api/patients/${patientId}/notes`, {method: "POST", body});
+    $("outcome-dialog").close();
+    announce($("call-live"), t("saved"));
+    if (state.call && String(state.call.id) === callId) $("callbar").hidden = true;
+    if (patientId) await openPatient(Number(patientId), {focus: false});
+    loadWorklists();
+  } catch (err) { showError($("outcome-error"), err); }
+}
+
+// ---------- inbound screen-pop and new patients ----------
+function onScreenpop(data) {
+  state.pop = data;
+  const dialog = $("pop-dialog");
+  $("pop-number").textContent = data.number || "";
+  $("pop-known").hidden = !data.known || !data.patient;
+  $("pop-new").hidden = !!(data.known && data.patient);
+  $("pop-error").hidden = true;
+  if (data.known && data.patient) {
+    $("pop-name").textContent = data.patient.full_name;
+    $("pop-status").className = `badge ${data.patient.care_status || ""}`;
+    $("pop-status").textContent = careLabel(data.patient.care_status);
+    openPatient(data.patient.id, {focus: false});
+    openDialog(dialog, $("pop-open"));
+  } else {
+    $("pop-new").reset();
+    $("np-phone").value = data.number || "";
+    openDialog(dialog, $("np-name"));
+  }
+  dialog.classList.add("pop-ringing");
+  announce($("call-live"), `${t("incoming")}: ${data.patient ? data.patient.full_name : data.number || ""}`);
+}
+
+function newPatientBody(fullName, phone, dob) {
+  const body = {full_name: fullName.trim()};
+  if (phone && phone.trim()) body.phones = [{number: phone.trim(), label: "mobile"}];
+  if (dob) body.date_of_birth = dob;
+  return body;
+}
+
+async function createPatient(form, errorBox, dialog) {
+  const v = formObject(form);
+  try {
+    const data = await api("/api/patients", {method: "POST", body: newPatientBody(v.full_name || "", v.phone || "", v.date_of_birth)});
+    const p = patientOf(data);
+    dialog.close();
+    announce($("call-live"), t("created"));
+    await openPatient(p.id);
+  } catch (err) { showError(errorBox, err); }
+}
+
+// ---------- websocket ----------
+function connect() {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/agent`);
+  state.ws = ws;
+  ws.onopen = () => { state.wsRetry = 0; $("ws-state").textContent = t("wsOk"); document.body.dataset.ws = "open"; };
+  ws.onmessage = (m) => {
+    let msg; try { msg = JSON.parse(m.data); } catch { return; }
+    if (msg.type === "call.updated") onCallUpdated(msg.data || {});
+    else if (msg.type === "call.screenpop") onScreenpop(msg.data || {});
+  };
+  ws.onclose = () => {
+    document.body.dataset.ws = "closed";
+    $("ws-state").textContent = t("wsDown");
+    const delay = Math.min(15000, 500 * 2 ** state.wsRetry++);
+    setTimeout(connect, delay);
+    if (state.call && state.call.state !== "ended") pollCall();
+  };
+}
+
+// ---------- start ----------
+async function main() {
+  const page = await startPage(DICT);
+  lang = page.lang; t = page.t; state.me = page.me;
+  document.title = `${t("title")} · clinicall`;
+  for (const d of document.querySelectorAll("dialog")) {
+    for (const b of d.querySelectorAll("[data-close]")) b.addEventListener("click", () => d.close());
+    d.addEventListener("close", () => d.classList.remove("pop-ringing"));
+  }
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search").value); });
+  slashToFocus($("search"));
+  $("hangup").addEventListener("click", hangup);
+  $("add-note").addEventListener("click", () => state.patient && openOutcome({patientId: state.patient.id, name: state.patient.full_name}));
+  $("outcome-form").addEventListener("submit", saveOutcome);
+  $("pop-open").addEventListener("click", () => { $("pop-dialog").close(); if (state.pop && state.pop.patient) openPatient(state.pop.patient.id); });
+  $("pop-new").addEventListener("submit", (e) => { e.preventDefault(); createPatient($("pop-new"), $("pop-error"), $("pop-dialog")); });
+  $("new-patient").addEventListener("click", () => { $("new-form").reset(); $("new-error").hidden = true; openDialog($("new-dialog"), $("nf-name")); });
+  $("new-form").addEventListener("submit", (e) => { e.preventDefault(); createPatient($("new-form"), $("new-error"), $("new-dialog")); });
+  connect();
+  await Promise.all([loadStatuses(), loadWorklists()]);
+  const m = location.hash.match(/patient=(\d+)/);
+  if (m) await openPatient(Number(m[1]), {focus: false});
+  document.body.dataset.ready = "1";
+}
+
+main().catch((err) => showError($("page-error"), err));
