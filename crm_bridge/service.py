@@ -1,0 +1,163 @@
+"""crm_bridge's service functions: what telephony, the queue and the consoles call (see the
+cross-room contract). No HTTP here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+
+from clinicall.auth.service import Principal
+from clinicall.db import Database
+from crm_bridge.audit import record_access
+from crm_bridge.care import add_care_note, notes_for_calls
+from crm_bridge.models import Patient, PatientPhone
+from crm_bridge.names import masked_name
+from crm_bridge.phones import normalise
+
+__all__ = [
+    "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "expected_arrivals",
+    "lookup_caller", "masked_name", "notes_for_calls", "patient_brief", "patient_phone", "record_access",
+]
+
+DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
+MAX_MERGE_HOPS = 10
+
+
+@dataclass(frozen=True)
+class CallerMatch:
+    patient_id: int
+    full_name: str
+    care_status: str
+    assigned_agent_id: int | None
+    phone_e164: str
+
+
+@dataclass(frozen=True)
+class PhoneBrief:
+    id: int
+    e164: str
+    raw: str
+    label: str
+
+
+@dataclass(frozen=True)
+class PatientBrief:
+    id: int
+    full_name: str
+    care_status: str
+    assigned_agent_id: int | None
+    phones: list[PhoneBrief]
+
+
+def phone_brief(p: PatientPhone) -> PhoneBrief:
+    return PhoneBrief(id=p.id, e164=p.e164, raw=p.raw, label=p.label)
+
+
+async def lookup_caller(db: Database, raw_number: str, region: str = "VN") -> CallerMatch | None:
+    """The patient behind a caller's number in any written form; None when unknown or not a number.
+    Several patients on one number: the one with the most recent activity."""
+    try:
+        e164 = normalise(raw_number, region if isinstance(region, str) and len(region) == 2 else "VN")
+    except Exception:  # caller ID is untrusted: never fail the call over it
+        return None
+    if e164 is None:
+        return None
+    async with db.session() as s:
+        row = (await s.execute(
+            select(Patient.id, Patient.full_name, Patient.care_status, Patient.assigned_agent_id)
+            .join(PatientPhone, PatientPhone.patient_id == Patient.id)
+            .where(PatientPhone.e164 == e164, Patient.merged_into_id.is_(None))
+            .order_by(Patient.last_activity_at.desc(), Patient.id.desc())
+            .limit(1)
+        )).first()
+    if row is None:
+        return None
+    return CallerMatch(patient_id=row.id, full_name=row.full_name, care_status=row.care_status,
+                       assigned_agent_id=row.assigned_agent_id, phone_e164=e164)
+
+
+async def _surviving(db: Database, patient_id: int) -> Patient | None:
+    async with db.session() as s:
+        for _ in range(MAX_MERGE_HOPS):
+            patient = await s.get(Patient, patient_id)
+            if patient is None:
+                return None
+            if patient.merged_into_id is None:
+                return patient
+            patient_id = patient.merged_into_id
+    return None
+
+
+async def briefs(db: Database, patients: list[Patient]) -> list[PatientBrief]:
+    ids = [p.id for p in patients]
+    phones: dict[int, list[PhoneBrief]] = {i: [] for i in ids}
+    if ids:
+        async with db.session() as s:
+            for start in range(0, len(ids), 500):
+                rows = (await s.scalars(select(PatientPhone).where(PatientPhone.patient_id.in_(ids[start:start + 500]))
+                                        .order_by(PatientPhone.id))).all()
+                for p in rows:
+                    phones[p.patient_id].append(phone_brief(p))
+    return [PatientBrief(id=p.id, full_name=p.full_name, care_status=p.care_status,
+                         assigned_agent_id=p.assigned_agent_id, phones=phones[p.id]) for p in patients]
+
+
+async def patient_brief(db: Database, patient_id: int) -> PatientBrief | None:
+    """The patient (following a merge to the surviving record) with their phones; None if unknown."""
+    if not isinstance(patient_id, int) or not 0 < patient_id < 2**63:
+        return None
+    patient = await _surviving(db, patient_id)
+    if patient is None:
+        return None
+    return (await briefs(db, [patient]))[0]
+
+
+async def patient_phone(db: Database, patient_id: int, phone_id: int) -> PhoneBrief | None:
+    if not all(isinstance(v, int) and 0 < v < 2**63 for v in (patient_id, phone_id)):
+        return None
+    patient = await _surviving(db, patient_id)
+    if patient is None:
+        return None
+    async with db.session() as s:
+        phone = await s.scalar(select(PatientPhone).where(PatientPhone.id == phone_id,
+                                                          PatientPhone.patient_id == patient.id))
+    return phone_brief(phone) if phone else None
+
+
+def local_today(zone: ZoneInfo | str | None = None) -> dt.date:
+    tz = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone or DEFAULT_ZONE)
+    return dt.datetime.now(tz).date()
+
+
+async def agent_may_access(db: Database, who: Principal, patient_id: int, *,
+                           zone: ZoneInfo | str | None = None) -> bool:
+    """Agents: their own and unassigned patients; supervisors and admins: everyone; reception and
+    doctors: patients booked or expected from yesterday to tomorrow (the clinic's local days)."""
+    if who is None or not who.is_user:
+        return False
+    patient = await _surviving(db, patient_id) if isinstance(patient_id, int) and 0 < patient_id < 2**63 else None
+    if patient is None:
+        return False
+    if who.has_any("supervisor"):
+        return True
+    if "agent" in who.roles and patient.assigned_agent_id in (None, who.user_id):
+        return True
+    if who.roles & {"reception", "doctor"}:
+        today = local_today(zone)
+        window = {today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)}
+        return patient.booking_date in window or patient.arrival_date in window
+    return False
+
+
+async def expected_arrivals(db: Database, day: dt.date) -> list[PatientBrief]:
+    """Patients booked or expected to arrive on that (local) day, by name."""
+    async with db.session() as s:
+        rows = list((await s.scalars(
+            select(Patient).where(Patient.merged_into_id.is_(None),
+                                  or_(Patient.booking_date == day, Patient.arrival_date == day))
+            .order_by(Patient.name_folded, Patient.id)
+        )).all())
+    return await briefs(db, rows)
