@@ -1,0 +1,357 @@
+"""Estimated wait for every waiting ticket: learned service times + a forward simulation of the queue.
+
+Pure Python, no database, no clock of its own. The method and its formulas are in docs/estimator.md.
+
+1. Service times are lognormal per (room, service, local hour): the mean and variance of log(duration)
+   are exponentially weighted (recent weeks count more) and shrunk, empirical-Bayes style, toward
+   (room, service) shifted by the service's hour-of-day effect, which in turn shrink toward the service
+   and the whole clinic. No data at all gives a 10-minute default.
+2. A ticket in service now has E[S - t | S > t] left (lognormal mean residual life), not mean minus t.
+3. Arrivals are learned per (service, priority, returning, local hour): the expected number of priority
+   tickets that will arrive during the wait is injected into the simulation as deterministic arrivals.
+4. A deterministic event-driven simulation: each open room frees up at its expected time and takes the
+   next ticket exactly as the clinic's ordering policy (`ordering.next_for_room`) would, with
+   priorities, anti-starvation and returning patients; the estimate is the simulated call time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from queue_display.ordering import QueueItem, head_start_minutes, next_for_room
+
+SQRT2 = math.sqrt(2.0)
+LN2 = math.log(2.0)
+FUTURE_TICKET_IDS = -(10**12)  # ids of the expected future arrivals in the simulation (never real)
+
+
+@dataclass(frozen=True)
+class RoomState:
+    room_id: int
+    service_ids: tuple[int, ...]
+    open: bool
+    serving_since: dt.datetime | None  # start of the ticket now in service, None if idle
+    serving_service_id: int | None
+
+
+@dataclass(frozen=True)
+class Lognormal:
+    mu: float  # mean of log(seconds)
+    sigma: float  # standard deviation of log(seconds)
+
+    @property
+    def mean(self) -> float:
+        return math.exp(self.mu + 0.5 * self.sigma * self.sigma)
+
+    def residual(self, elapsed: float) -> float:
+        """E[S - t | S > t]: expected seconds left for a service that has already lasted `elapsed`."""
+        if elapsed <= 0.0:
+            return self.mean
+        log_t = math.log(elapsed)
+        sigma = max(self.sigma, 1e-3)
+        z_survive = (self.mu - log_t) / sigma
+        z_mass = z_survive + sigma
+        survive = 0.5 * math.erfc(-z_survive / SQRT2)
+        if survive > 1e-9:
+            tail_mean = self.mean * 0.5 * math.erfc(-z_mass / SQRT2) / survive
+            left = tail_mean - elapsed
+        else:  # far in the tail: the asymptotic mean residual life of a lognormal
+            left = sigma * sigma * elapsed / max(log_t - self.mu, 1e-6)
+        return max(left, 0.05 * self.mean, 15.0)
+
+
+class _Moments:
+    """Exponentially weighted count, mean and variance of log(duration).
+
+    Weights grow with time (2 ** (days / half_life)) instead of old ones decaying, so adding is O(1);
+    `effective_n(scale)` divides by the newest weight to give the count in "recent observations"."""
+
+    __slots__ = ("w", "s1", "s2")
+
+    def __init__(self) -> None:
+        self.w = 0.0
+        self.s1 = 0.0
+        self.s2 = 0.0
+
+    def add(self, x: float, weight: float) -> None:
+        self.w += weight
+        self.s1 += weight * x
+        self.s2 += weight * x * x
+
+    def mean(self) -> float:
+        return self.s1 / self.w
+
+    def var(self) -> float:
+        m = self.s1 / self.w
+        return max(self.s2 / self.w - m * m, 0.0)
+
+
+def _shrink(stats: _Moments | None, scale: float, prior_mu: float, prior_var: float,
+            kappa: float, nu: float) -> tuple[float, float]:
+    """Posterior mean and variance of log-duration: data with `n` effective observations shrunk toward
+    the prior with `kappa` (mean) and `nu` (variance) pseudo-observations."""
+    if stats is None or stats.w <= 0.0:
+        return prior_mu, prior_var
+    n = stats.w / scale
+    mu = (n * stats.mean() + kappa * prior_mu) / (n + kappa)
+    var = (n * stats.var() + nu * prior_var) / (n + nu)
+    return mu, var
+
+
+class WaitEstimator:
+    """Learns this clinic's service times and arrivals; estimates every waiting ticket's wait."""
+
+    def __init__(self, tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float, *,
+                 default_service_seconds: float = 600.0, default_sigma: float = 0.5,
+                 half_life_days: float = 28.0, kappa: float = 5.0, nu: float = 10.0,
+                 no_show_seconds: float = 150.0, closed_room_seconds: float = 1200.0,
+                 arrival_horizon_seconds: float = 4 * 3600.0) -> None:
+        self.tz = tz
+        self.weights = dict(weights)
+        self.starvation_minutes = float(starvation_minutes)
+        self.default = Lognormal(math.log(default_service_seconds) - 0.5 * default_sigma**2, default_sigma)
+        self.half_life_days = half_life_days
+        self.kappa = kappa
+        self.nu = nu
+        self.default_no_show_seconds = no_show_seconds
+        self.closed_room_seconds = closed_room_seconds
+        self.arrival_horizon_seconds = arrival_horizon_seconds
+        self._origin: float | None = None  # epoch seconds of the first observation (weight 1)
+        self._newest_weight = 1.0
+        self._global = _Moments()
+        self._by_service: dict[int, _Moments] = {}
+        self._by_room_service: dict[tuple[int, int], _Moments] = {}
+        self._by_service_hour: dict[tuple[int, int], _Moments] = {}
+        self._by_room_service_hour: dict[tuple[int, int, int], _Moments] = {}
+        self._params: dict[tuple[int, int, int], Lognormal] = {}
+        self._no_shows: dict[int, list[float]] = {}  # service -> [no-shows, attended, seconds lost]
+        self._arrivals: dict[tuple[int, str, bool, int], float] = {}
+        self._arrival_days: set[dt.date] = set()
+        self._arrival_plan: dict[int, list[tuple[float, str, bool, float]]] = {}
+
+    # ---- learning -------------------------------------------------------------------------------
+
+    def _weight(self, at: dt.datetime) -> float:
+        epoch = at.timestamp()
+        if self._origin is None:
+            self._origin = epoch
+        weight = math.exp(LN2 * (epoch - self._origin) / (86400.0 * self.half_life_days))
+        self._newest_weight = max(self._newest_weight, weight)
+        return weight
+
+    def _hour(self, at: dt.datetime) -> int:
+        return at.astimezone(self.tz).hour
+
+    def record_service(self, room_id: int, service_id: int, started_at: dt.datetime, ended_at: dt.datetime) -> None:
+        seconds = (ended_at - started_at).total_seconds()
+        if not (5.0 <= seconds <= 6 * 3600.0):  # a slip of the finger or a forgotten "done"
+            return
+        x = math.log(seconds)
+        weight = self._weight(ended_at)
+        hour = self._hour(started_at)
+        self._global.add(x, weight)
+        for table, key in ((self._by_service, service_id), (self._by_room_service, (room_id, service_id)),
+                           (self._by_service_hour, (service_id, hour)),
+                           (self._by_room_service_hour, (room_id, service_id, hour))):
+            stats = table.get(key)  # type: ignore[attr-defined]
+            if stats is None:
+                stats = table[key] = _Moments()  # type: ignore[index]
+            stats.add(x, weight)
+        counts = self._no_shows.setdefault(service_id, [0.0, 0.0, 0.0])
+        counts[1] += 1.0
+        self._params.clear()
+
+    def record_no_show(self, room_id: int, service_id: int, called_at: dt.datetime,
+                       ended_at: dt.datetime) -> None:
+        """Optional: a called ticket that never came; the room lost (ended_at - called_at)."""
+        counts = self._no_shows.setdefault(service_id, [0.0, 0.0, 0.0])
+        counts[0] += 1.0
+        counts[2] += max((ended_at - called_at).total_seconds(), 0.0)
+
+    def record_arrival(self, service_id: int, at: dt.datetime, priority: str = "normal",
+                       returning: bool = False) -> None:
+        local = at.astimezone(self.tz)
+        self._arrival_days.add(local.date())
+        key = (service_id, priority, returning, local.hour)
+        self._arrivals[key] = self._arrivals.get(key, 0.0) + 1.0
+        self._arrival_plan.clear()
+
+    # ---- learned parameters ---------------------------------------------------------------------
+
+    def service_time(self, room_id: int, service_id: int, hour: int) -> Lognormal:
+        key = (room_id, service_id, hour)
+        params = self._params.get(key)
+        if params is None:
+            params = self._params[key] = self._fit(room_id, service_id, hour)
+        return params
+
+    def _fit(self, room_id: int, service_id: int, hour: int) -> Lognormal:
+        if self._global.w <= 0.0:
+            return self.default
+        scale = self._newest_weight
+        d_var = self.default.sigma**2
+        g_mu, g_var = _shrink(self._global, scale, self.default.mu, d_var, 1.0, 2.0)
+        s_mu, s_var = _shrink(self._by_service.get(service_id), scale, g_mu, g_var, self.kappa, self.nu)
+        rs_mu, rs_var = _shrink(self._by_room_service.get((room_id, service_id)), scale, s_mu, s_var,
+                                self.kappa, self.nu)
+        sh_mu, sh_var = _shrink(self._by_service_hour.get((service_id, hour)), scale, s_mu, s_var,
+                                self.kappa, self.nu)
+        hour_shift = sh_mu - s_mu
+        hour_ratio = sh_var / s_var if s_var > 0 else 1.0
+        mu, var = _shrink(self._by_room_service_hour.get((room_id, service_id, hour)), scale,
+                          rs_mu + hour_shift, rs_var * hour_ratio, self.kappa, self.nu)
+        return Lognormal(mu, math.sqrt(max(var, 1e-4)))
+
+    def no_show(self, service_id: int) -> tuple[float, float]:
+        """(probability a called ticket does not come, seconds the room loses when that happens)."""
+        no_shows, attended, lost = self._no_shows.get(service_id, (0.0, 0.0, 0.0))
+        probability = (no_shows + 0.5) / (no_shows + attended + 10.0)
+        seconds = (lost + 2.0 * self.default_no_show_seconds) / (no_shows + 2.0)
+        return probability, seconds
+
+    def expected_occupation(self, room_id: int, service_id: int, at_epoch: float) -> float:
+        """Seconds a room is busy with the next ticket of this service called at `at_epoch`."""
+        hour = dt.datetime.fromtimestamp(at_epoch, self.tz).hour
+        probability, lost = self.no_show(service_id)
+        return (1.0 - probability) * self.service_time(room_id, service_id, hour).mean + probability * lost
+
+    def arrival_rates(self, service_id: int) -> list[tuple[float, str, bool, float]]:
+        """[(rate per second, priority, returning, hour)] of this service's learned arrival classes."""
+        plan = self._arrival_plan.get(service_id)
+        if plan is None:
+            days = max(len(self._arrival_days), 1)
+            plan = [(count / (days * 3600.0), priority, returning, float(hour))
+                    for (service, priority, returning, hour), count in self._arrivals.items()
+                    if service == service_id]
+            self._arrival_plan[service_id] = plan
+        return plan
+
+    # ---- estimating -----------------------------------------------------------------------------
+
+    def _future_arrivals(self, now: dt.datetime, service_ids: set[int], min_head_start: float) -> list[QueueItem]:
+        """Expected future tickets that could be called before some waiting ticket: every learned class
+        with a larger head start than the least favoured waiting ticket, placed where the cumulative
+        expected count crosses k + 1/2."""
+        if not self._arrivals:
+            return []
+        now_epoch = now.timestamp()
+        local = now.astimezone(self.tz)
+        hour_start = now_epoch - (local.minute * 60 + local.second + local.microsecond / 1e6)
+        arrivals: list[tuple[float, int, str, bool]] = []
+        for service_id in service_ids:
+            classes: dict[tuple[str, bool], dict[int, float]] = {}
+            for rate, priority, returning, hour in self.arrival_rates(service_id):
+                probe = QueueItem(0, service_id, priority, now, returning)
+                if head_start_minutes(probe, self.weights) <= min_head_start:
+                    continue
+                classes.setdefault((priority, returning), {})[int(hour)] = rate
+            for (priority, returning), by_hour in classes.items():
+                expected, threshold = 0.0, 0.5
+                start = now_epoch
+                while start < now_epoch + self.arrival_horizon_seconds:
+                    offset_hours = int((start - hour_start) // 3600)
+                    end = hour_start + (offset_hours + 1) * 3600.0
+                    hour = (local.hour + offset_hours) % 24
+                    rate = by_hour.get(hour, 0.0)
+                    gained = rate * (end - start)
+                    while rate > 0 and expected + gained >= threshold:
+                        at = start + (threshold - expected) / rate
+                        arrivals.append((at, service_id, priority, returning))
+                        threshold += 1.0
+                    expected += gained
+                    start = end
+        arrivals.sort()
+        return [QueueItem(FUTURE_TICKET_IDS - index, service_id, priority,
+                          dt.datetime.fromtimestamp(at, dt.UTC), returning)
+                for index, (at, service_id, priority, returning) in enumerate(arrivals)]
+
+    def estimate(self, now: dt.datetime, waiting: Sequence[QueueItem],
+                 rooms: Sequence[RoomState]) -> dict[int, float]:
+        """ticket_id -> estimated seconds until the ticket is called."""
+        if not waiting:
+            return {}
+        now_epoch = now.timestamp()
+        served = {service for room in rooms for service in room.service_ids}
+        open_services = {service for room in rooms if room.open for service in room.service_ids}
+        # Rooms that will take tickets: the open ones, and closed ones only for services no open room serves
+        # (assumed back after `closed_room_seconds`).
+        free_at: list[tuple[float, int]] = []
+        for index, room in enumerate(rooms):
+            if room.open:
+                start = now_epoch
+            elif any(service not in open_services for service in room.service_ids):
+                start = now_epoch + self.closed_room_seconds
+            else:
+                continue
+            if room.serving_since is not None and room.serving_service_id is not None:
+                elapsed = max((now - room.serving_since).total_seconds(), 0.0)
+                hour = self._hour(room.serving_since)
+                start += self.service_time(room.room_id, room.serving_service_id, hour).residual(elapsed)
+            free_at.append((start, index))
+        heapq.heapify(free_at)
+
+        # Tickets in classes that are FIFO under the ordering policy: same service, priority, returning
+        # flag and preferred room. A room's choice is always the head of one of its eligible classes, so
+        # next_for_room only ever sees a handful of candidates (exactly the same choice, much faster).
+        lines: dict[tuple[int, str, bool, int | None], list[QueueItem]] = {}
+        for item in sorted(waiting, key=lambda it: (it.enqueued_at, it.ticket_id)):
+            lines.setdefault((item.service_id, item.priority, item.returning, item.preferred_room_id),
+                             []).append(item)
+        heads = {key: 0 for key in lines}
+        min_head_start = min(head_start_minutes(item, self.weights) for item in waiting)
+        future = self._future_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
+        future_epochs = [item.enqueued_at.timestamp() for item in future]
+        next_future = 0
+        real_left = sum(1 for item in waiting if item.service_id in served)
+        result: dict[int, float] = {}
+        room_lines: dict[int, list[tuple[int, str, bool, int | None]]] = {}
+
+        while free_at and real_left > 0:
+            at, index = heapq.heappop(free_at)
+            while next_future < len(future) and future_epochs[next_future] <= at:
+                item = future[next_future]
+                key = (item.service_id, item.priority, item.returning, None)
+                if key not in lines:
+                    lines[key] = []
+                    heads[key] = 0
+                    room_lines.clear()
+                lines[key].append(item)
+                next_future += 1
+            room = rooms[index]
+            keys = room_lines.get(index)
+            if keys is None:
+                services = set(room.service_ids)
+                keys = room_lines[index] = [key for key in lines if key[0] in services]
+            candidates = [lines[key][heads[key]] for key in keys if heads[key] < len(lines[key])]
+            when = dt.datetime.fromtimestamp(at, dt.UTC)
+            chosen = next_for_room(candidates, room.room_id, room.service_ids, when, self.weights,
+                                   self.starvation_minutes) if candidates else None
+            if chosen is None:
+                # Nothing this room may take yet: wait for the next expected arrival or for a preferred
+                # ticket to starve (then any room may take it).
+                wake = [future_epochs[next_future]] if next_future < len(future) else []
+                for key in keys:
+                    if heads[key] < len(lines[key]) and key[3] is not None:
+                        head = lines[key][heads[key]]
+                        wake.append(head.enqueued_at.timestamp() + self.starvation_minutes * 60.0 + 1.0)
+                later = [w for w in wake if w > at]
+                if later:
+                    heapq.heappush(free_at, (min(later), index))
+                continue
+            key = (chosen.service_id, chosen.priority, chosen.returning, chosen.preferred_room_id)
+            heads[key] += 1
+            if chosen.ticket_id > FUTURE_TICKET_IDS:
+                result[chosen.ticket_id] = max(at - now_epoch, 0.0)
+                real_left -= 1
+            busy = self.expected_occupation(room.room_id, chosen.service_id, at)
+            heapq.heappush(free_at, (at + busy, index))
+
+        for item in waiting:  # no room can serve it: a long, honest guess rather than none
+            if item.ticket_id not in result:
+                result[item.ticket_id] = self.closed_room_seconds + sum(result.values()) / max(len(result), 1)
+        return result

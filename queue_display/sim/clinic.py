@@ -1,0 +1,289 @@
+"""One simulated clinic day, event by event, calling patients with the clinic's real ordering policy.
+
+Seeded and reproducible: the same (scenario, seed, day) gives the same day. Observers see every queue
+entry, call, finished service and no-show as it happens, with the queue as it stands at that moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from queue_display.estimator import RoomState
+from queue_display.ordering import QueueItem, next_for_room
+from queue_display.sim.scenarios import LAB, ULTRASOUND, RoomSpec, Scenario, ServiceSpec
+
+PRIORITY_SLOWER = {"emergency": 1.3, "elderly": 1.15, "disabled": 1.1}  # patients who need longer
+
+
+@dataclass
+class Entry:
+    """One stay in a waiting line: a ticket issued, transferred to the lab, or back from it."""
+
+    entry_id: int
+    ticket_id: int
+    service_id: int
+    priority: str
+    enqueued: float  # epoch seconds
+    kind: str  # "walk_in", "transfer" or "return"
+    no_show: bool = False
+    returning: bool = False
+    preferred_room_id: int | None = None
+    back_to_room: int | None = None  # a lab/ultrasound entry: the consult room to go back to
+    back_to_service: int | None = None
+    called: float | None = None
+    room_id: int | None = None
+
+    def item(self) -> QueueItem:
+        return QueueItem(self.entry_id, self.service_id, self.priority,
+                         dt.datetime.fromtimestamp(self.enqueued, dt.UTC), self.returning, self.preferred_room_id)
+
+
+class Observer(Protocol):
+    def entered(self, day: ClinicDay, entry: Entry) -> None: ...
+    def called(self, day: ClinicDay, entry: Entry) -> None: ...
+    def served(self, room_id: int, service_id: int, started: float, ended: float) -> None: ...
+    def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None: ...
+
+
+@dataclass
+class _Room:
+    spec: RoomSpec
+    open: bool = False
+    busy_with: Entry | None = None
+    busy_since: float | None = None
+    break_pending: float = 0.0  # minutes of break to take once the current patient is done
+
+
+class ClinicDay:
+    """Simulates one local day of `scenario`; `run(observers)` returns every entry (called or not)."""
+
+    def __init__(self, scenario: Scenario, seed: int, day_index: int, zone: ZoneInfo,
+                 weights: Mapping[str, float], starvation_minutes: float) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(f"{scenario.name}:{seed}:{day_index}")
+        self.zone = zone
+        self.weights = dict(weights)
+        self.starvation_minutes = starvation_minutes
+        self.date = dt.date(2026, 1, 5) + dt.timedelta(days=day_index)
+        self.midnight = dt.datetime.combine(self.date, dt.time(), zone).timestamp()
+        self.services = {spec.service_id: spec for spec in scenario.services}
+        self.rooms = {spec.room_id: _Room(spec) for spec in scenario.rooms}
+        self.waiting: dict[int, Entry] = {}
+        self.entries: list[Entry] = []
+        self.now = 0.0
+        self._events: list[tuple[float, int, str, object]] = []
+        self._seq = 0
+        self._next_ticket = 1
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def at_hour(self, hour: float) -> float:
+        return self.midnight + hour * 3600.0
+
+    def hour_of(self, epoch: float) -> float:
+        return (epoch - self.midnight) / 3600.0
+
+    def _push(self, at: float, kind: str, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (at, self._seq, kind, payload))
+
+    def waiting_items(self) -> list[QueueItem]:
+        return [entry.item() for entry in self.waiting.values()]
+
+    def room_states(self) -> list[RoomState]:
+        states = []
+        for room in self.rooms.values():
+            busy = room.busy_with
+            states.append(RoomState(
+                room.spec.room_id, room.spec.service_ids, room.open,
+                dt.datetime.fromtimestamp(room.busy_since, dt.UTC) if busy and room.busy_since else None,
+                busy.service_id if busy else None))
+        return states
+
+    def now_datetime(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.now, dt.UTC)
+
+    # ---- randomness -----------------------------------------------------------------------------
+
+    def _profile(self, hour: float) -> float:
+        for start, end, level in self.scenario.arrival_profile:
+            if start <= hour < end:
+                return level
+        return 0.0
+
+    def _arrival_times(self, daily: float) -> list[float]:
+        """Non-homogeneous Poisson arrivals by thinning, with the scenario's hourly profile."""
+        span = self.scenario.last_ticket_hour - self.scenario.opens_hour
+        area = sum((min(end, self.scenario.last_ticket_hour) - max(start, self.scenario.opens_hour)) * level
+                   for start, end, level in self.scenario.arrival_profile
+                   if end > self.scenario.opens_hour and start < self.scenario.last_ticket_hour)
+        if daily <= 0 or area <= 0 or span <= 0:
+            return []
+        peak = max(level for _, _, level in self.scenario.arrival_profile)
+        max_rate = daily * self.scenario.load * peak / area  # per hour
+        times = []
+        hour = self.scenario.opens_hour
+        while True:
+            hour += self.rng.expovariate(max_rate)
+            if hour >= self.scenario.last_ticket_hour:
+                return times
+            if self.rng.random() * peak < self._profile(hour):
+                times.append(self.at_hour(hour))
+
+    def _priority(self) -> str:
+        draw = self.rng.random()
+        for priority, share in self.scenario.priority_mix.items():
+            draw -= share
+            if draw < 0:
+                return priority
+        return "normal"
+
+    def _hour_factor(self, hour: float) -> float:
+        for start, end, factor in self.scenario.hour_factor:
+            if start <= hour < end:
+                return factor
+        return 1.0
+
+    def _service_seconds(self, room: RoomSpec, service: ServiceSpec, entry: Entry) -> float:
+        mean = service.mean_minutes * 60.0 * room.speed * self._hour_factor(self.hour_of(self.now))
+        mean *= PRIORITY_SLOWER.get(entry.priority, 1.0)
+        if entry.returning:
+            mean *= service.return_mean_minutes
+        if service.distribution == "gamma":
+            shape = 1.0 / (service.cv * service.cv)
+            return max(30.0, self.rng.gammavariate(shape, mean / shape))
+        sigma2 = math.log(1.0 + service.cv * service.cv)
+        return max(30.0, self.rng.lognormvariate(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)))
+
+    # ---- the day --------------------------------------------------------------------------------
+
+    def _new_entry(self, service_id: int, priority: str, kind: str, ticket_id: int | None = None,
+                   **extra: object) -> Entry:
+        if ticket_id is None:
+            ticket_id = self._next_ticket
+            self._next_ticket += 1
+        entry = Entry(len(self.entries) + 1, ticket_id, service_id, priority, self.now, kind, **extra)  # type: ignore[arg-type]
+        self.entries.append(entry)
+        return entry
+
+    def _enqueue(self, entry: Entry, observers: Sequence[Observer]) -> None:
+        self.waiting[entry.entry_id] = entry
+        for observer in observers:
+            observer.entered(self, entry)
+        self._fill_rooms(observers)
+
+    def _fill_rooms(self, observers: Sequence[Observer]) -> None:
+        if not self.waiting:
+            return
+        for room in self.rooms.values():
+            if room.open and room.busy_with is None and self.waiting:
+                self._call_next(room, observers)
+
+    def _call_next(self, room: _Room, observers: Sequence[Observer]) -> None:
+        items = self.waiting_items()
+        chosen = next_for_room(items, room.spec.room_id, room.spec.service_ids, self.now_datetime(),
+                               self.weights, self.starvation_minutes)
+        if chosen is None:
+            return
+        entry = self.waiting.pop(chosen.ticket_id)
+        entry.called = self.now
+        entry.room_id = room.spec.room_id
+        room.busy_with = entry
+        room.busy_since = self.now
+        for observer in observers:
+            observer.called(self, entry)
+        if entry.no_show:  # three recalls, then the next number
+            self._push(self.now + self.rng.uniform(90.0, 200.0), "missed", room)
+        else:
+            seconds = self._service_seconds(room.spec, self.services[entry.service_id], entry)
+            self._push(self.now + seconds, "done", room)
+
+    def _free(self, room: _Room, observers: Sequence[Observer]) -> None:
+        room.busy_with = None
+        room.busy_since = None
+        if room.break_pending:
+            room.open = False
+            self._push(self.now + room.break_pending * 60.0, "break_end", room)
+            room.break_pending = 0.0
+            return
+        if room.open:
+            self._call_next(room, observers)
+
+    def _finish(self, room: _Room, observers: Sequence[Observer]) -> None:
+        entry = room.busy_with
+        assert entry is not None and room.busy_since is not None
+        for observer in observers:
+            observer.served(room.spec.room_id, entry.service_id, room.busy_since, self.now)
+        service = self.services[entry.service_id]
+        if entry.kind == "walk_in" and service.service_id not in (LAB, ULTRASOUND):
+            draw = self.rng.random()
+            target = None
+            if draw < service.lab_transfer_probability and LAB in self.services:
+                target = LAB
+            elif draw < service.lab_transfer_probability + service.ultrasound_transfer_probability \
+                    and ULTRASOUND in self.services:
+                target = ULTRASOUND
+            if target is not None:
+                transfer = self._new_entry(target, entry.priority, "transfer", entry.ticket_id,
+                                           back_to_room=room.spec.room_id, back_to_service=entry.service_id)
+                self._free(room, observers)
+                self._enqueue(transfer, observers)
+                return
+        if entry.back_to_room is not None and entry.back_to_service is not None:
+            delay = self.rng.gammavariate(4.0, self.scenario.result_delay_minutes * 60.0 / 4.0)
+            self._push(self.now + delay, "return", entry)
+        self._free(room, observers)
+
+    def run(self, observers: Sequence[Observer] = ()) -> list[Entry]:
+        scenario = self.scenario
+        for service in scenario.services:
+            for at in self._arrival_times(service.daily_walk_ins):
+                self._push(at, "arrival", service.service_id)
+        for room in self.rooms.values():
+            self._push(self.at_hour(room.spec.opens_hour), "open", room)
+            for start, minutes in room.spec.breaks:
+                self._push(self.at_hour(start), "break", (room, minutes))
+        end = self.at_hour(scenario.closes_hour)
+        while self._events:
+            at, _, kind, payload = heapq.heappop(self._events)
+            if at > end:
+                break
+            self.now = at
+            if kind == "arrival":
+                entry = self._new_entry(payload, self._priority(), "walk_in",  # type: ignore[arg-type]
+                                        no_show=self.rng.random() < scenario.no_show_probability)
+                self._enqueue(entry, observers)
+            elif kind == "return":
+                lab: Entry = payload  # type: ignore[assignment]
+                back = self._new_entry(lab.back_to_service, lab.priority, "return", lab.ticket_id,  # type: ignore[arg-type]
+                                       returning=True, preferred_room_id=lab.back_to_room)
+                self._enqueue(back, observers)
+            elif kind == "done":
+                self._finish(payload, observers)  # type: ignore[arg-type]
+            elif kind == "missed":
+                room: _Room = payload  # type: ignore[assignment]
+                assert room.busy_with is not None and room.busy_since is not None
+                for observer in observers:
+                    observer.missed(room.spec.room_id, room.busy_with.service_id, room.busy_since, self.now)
+                self._free(room, observers)
+            elif kind == "open" or kind == "break_end":
+                room = payload  # type: ignore[assignment]
+                room.open = True
+                self._fill_rooms(observers)
+            elif kind == "break":
+                room, minutes = payload  # type: ignore[misc]
+                if not room.open:
+                    continue
+                if room.busy_with is None:
+                    room.open = False
+                    self._push(self.now + minutes * 60.0, "break_end", room)
+                else:
+                    room.break_pending = minutes
+        return self.entries

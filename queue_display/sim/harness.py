@@ -1,0 +1,181 @@
+"""Evaluation harness: train on simulated days, then score every prediction on days never trained on.
+
+At the moment each ticket enters a waiting line (issued, transferred to the lab, or back from it), every
+predictor estimates its wait; the truth is the time until the ticket is called. clinicall's WaitEstimator
+learns only from earlier days (each evaluated day is fed to it after the day is over); the baselines are
+online by definition and use the same day's history up to that moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from queue_display.estimator import WaitEstimator
+from queue_display.ordering import order_waiting
+from queue_display.sim.baselines import LastEnteredService, QueueLength, RollingAverage, tickets_ahead
+from queue_display.sim.clinic import ClinicDay, Entry
+from queue_display.sim.scenarios import Scenario
+
+PREDICTORS = ("clinicall", "rolling", "QL", "LES")
+DEFAULT_WEIGHTS = {"emergency": 100.0, "elderly": 20.0, "pregnant": 20.0, "disabled": 20.0, "booked": 10.0,
+                   "normal": 0.0}
+DEFAULT_STARVATION_MINUTES = 30.0
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def _utc(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+class EstimatorFeed:
+    """Feeds a WaitEstimator what the queue room would: arrivals, finished services, no-shows.
+    With `hold=True` records are kept back and replayed by `flush()` once the day is over."""
+
+    def __init__(self, estimator: WaitEstimator) -> None:
+        self.estimator = estimator
+        self.hold = False
+        self._held: list[Callable[[], None]] = []
+
+    def _do(self, action: Callable[[], None]) -> None:
+        if self.hold:
+            self._held.append(action)
+        else:
+            action()
+
+    def flush(self) -> None:
+        for action in self._held:
+            action()
+        self._held.clear()
+
+    def entered(self, day: ClinicDay, entry: Entry) -> None:
+        self._do(lambda: self.estimator.record_arrival(entry.service_id, _utc(entry.enqueued), entry.priority,
+                                                       entry.returning))
+
+    def called(self, day: ClinicDay, entry: Entry) -> None:
+        pass
+
+    def served(self, room_id: int, service_id: int, started: float, ended: float) -> None:
+        self._do(lambda: self.estimator.record_service(room_id, service_id, _utc(started), _utc(ended)))
+
+    def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None:
+        self._do(lambda: self.estimator.record_no_show(room_id, service_id, _utc(called), _utc(ended)))
+
+
+@dataclass
+class Scorer:
+    """Predicts every entry's wait with each predictor and keeps (prediction, truth) pairs."""
+
+    estimator: WaitEstimator
+    weights: Mapping[str, float]
+    starvation_minutes: float
+    rolling: RollingAverage = field(default_factory=RollingAverage)
+    les: LastEnteredService = field(default_factory=LastEnteredService)
+    ql: QueueLength = field(default_factory=QueueLength)
+    scoring: bool = False
+    predictions: dict[int, dict[str, float]] = field(default_factory=dict)
+    errors: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PREDICTORS})
+
+    def entered(self, day: ClinicDay, entry: Entry) -> None:
+        if not self.scoring:
+            return
+        now = day.now_datetime()
+        items = day.waiting_items()
+        rooms = day.room_states()
+        clinicall = self.estimator.estimate(now, items, rooms).get(entry.entry_id, 0.0)
+        ordered = order_waiting(items, now, self.weights, self.starvation_minutes)
+        ahead = tickets_ahead(ordered, entry.entry_id)
+        self.predictions[entry.entry_id] = {
+            "clinicall": clinicall,
+            "rolling": self.rolling.predict(entry.service_id),
+            "QL": self.ql.predict(entry.service_id, ahead, rooms),
+            "LES": self.les.predict(entry.service_id),
+        }
+
+    def called(self, day: ClinicDay, entry: Entry) -> None:
+        assert entry.called is not None
+        wait = entry.called - entry.enqueued
+        self.rolling.record_wait(entry.service_id, wait)
+        self.les.record_wait(entry.service_id, wait)
+        predicted = self.predictions.pop(entry.entry_id, None)
+        if predicted is not None:
+            for name, value in predicted.items():
+                self.errors[name].append((value - wait) / 60.0)
+
+    def served(self, room_id: int, service_id: int, started: float, ended: float) -> None:
+        self.ql.record_completion(service_id, ended)
+
+    def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None:
+        self.ql.record_completion(service_id, ended)
+
+    def end_of_day(self) -> None:
+        self.predictions.clear()  # tickets never called before closing are not scored
+        self.ql.new_day()
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: str
+    tuned: bool
+    seed: int
+    train_days: int
+    days: int
+    predictions: int
+    mae: dict[str, float]
+    mse: dict[str, float]
+
+
+def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
+             weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+             starvation_minutes: float = DEFAULT_STARVATION_MINUTES,
+             on_day: Callable[[], None] | None = None) -> ScenarioResult:
+    """Warm the estimator on `train_days` days, then score `days` further days of `scenario`."""
+    estimator = WaitEstimator(ZONE, weights, starvation_minutes)
+    feed = EstimatorFeed(estimator)
+    scorer = Scorer(estimator, weights, starvation_minutes)
+    for day_index in range(train_days + days):
+        scorer.scoring = day_index >= train_days
+        feed.hold = scorer.scoring
+        ClinicDay(scenario, seed, day_index, ZONE, weights, starvation_minutes).run([scorer, feed])
+        scorer.end_of_day()
+        feed.flush()
+        if on_day is not None:
+            on_day()
+    count = len(scorer.errors["clinicall"])
+    mae = {name: _mean(abs(e) for e in errs) for name, errs in scorer.errors.items()}
+    mse = {name: _mean(e * e for e in errs) for name, errs in scorer.errors.items()}
+    return ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days, count, mae, mse)
+
+
+def _mean(values: Iterable[float]) -> float:
+    total, count = 0.0, 0
+    for value in values:
+        total += value
+        count += 1
+    return total / count if count else float("nan")
+
+
+def format_table(results: list[ScenarioResult]) -> str:
+    """MAE (minutes) and MSE (minutes squared) per scenario and overall (pooled over all predictions)."""
+    header = f"{'scenario':<16} {'set':<9} {'n':>6}  " + "  ".join(
+        f"{name + ' MAE':>13} {name + ' MSE':>13}" for name in PREDICTORS)
+    lines = [header, "-" * len(header)]
+
+    def row(label: str, kind: str, n: int, mae: Mapping[str, float], mse: Mapping[str, float]) -> str:
+        return f"{label:<16} {kind:<9} {n:>6}  " + "  ".join(
+            f"{mae[name]:>13.2f} {mse[name]:>13.1f}" for name in PREDICTORS)
+
+    for result in results:
+        lines.append(row(result.scenario, "tuned" if result.tuned else "held-out", result.predictions,
+                         result.mae, result.mse))
+    for label, chosen in (("ALL held-out", [r for r in results if not r.tuned]),
+                          ("ALL tuned", [r for r in results if r.tuned]), ("ALL", results)):
+        n = sum(r.predictions for r in chosen)
+        if not n or len(chosen) == len(results) and label != "ALL":
+            continue
+        mae = {p: sum(r.mae[p] * r.predictions for r in chosen) / n for p in PREDICTORS}
+        mse = {p: sum(r.mse[p] * r.predictions for r in chosen) / n for p in PREDICTORS}
+        lines.append(row(label, "", n, mae, mse))
+    return "\n".join(lines)
