@@ -1,0 +1,473 @@
+"""The screens: the websocket hub `/ws/display` and the pages `/tv`, `/door`, `/kiosk`, `/room`.
+
+Hub protocol (server -> screen, JSON text frames; see docs/display.md):
+  {"type": "snapshot", "data": {...display_snapshot..., "filter": {...}, "name_mask": ..., "heartbeat_seconds": ...}}
+  {"type": "ticket.called" | ... | "queue.changed" | "announcement.ready", "id", "at", "data": {...}}
+  {"type": "ping", "at": ...}
+Screen -> server: {"type": "resync"} asks for a fresh snapshot; anything else is ignored.
+
+Every payload is scrubbed before it leaves: keys that could carry a patient's identity are dropped and
+`masked_name` is kept only when settings.display.name_mask == "initials" (and re-masked if it is not masked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from clinicall.auth.access import display_feed, principal, public, require
+from clinicall.auth.middleware import allowed_origin
+from clinicall.auth.service import Principal
+from clinicall.bus import Event
+from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
+from clinicall.nav import NAV_KEY, NavLink
+from clinicall.problem import Problem
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+STATIC_DIR = WEB_DIR / "static"
+FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "announcement.ready")
+QUEUE_LIMIT = 256          # messages waiting for one screen before it is dropped and resynchronised
+SEND_TIMEOUT_SECONDS = 10.0  # a screen that cannot take one frame in this long is disconnected
+SNAPSHOT_CACHE_SECONDS = 2.0
+RESYNC = "\x00resync"      # sentinel in a screen's queue: send a fresh snapshot
+
+# Keys that may carry who the patient is; they never reach a screen, wherever they appear.
+IDENTIFYING_KEYS = frozenset({
+    "full_name", "patient_name", "patient", "patient_id", "phone", "phones", "phone_e164", "number_e164",
+    "date_of_birth", "dob", "address", "note", "notes", "token", "status_token", "status_url", "email",
+})
+
+
+# ---------------------------------------------------------------------------------------------- scrubbing
+
+def mask_initials(name: str) -> str:
+    """'Nguyễn Văn An' -> 'Nguyễn V. A.'; an already masked name stays as it is."""
+    words = name.split()
+    if not words:
+        return ""
+    if len(words) == 1:
+        return words[0][0].upper() + "."
+    return " ".join([words[0], *(w[0].upper() + "." for w in words[1:])])
+
+
+def looks_masked(name: str) -> bool:
+    words = name.split()
+    rest = words if len(words) == 1 else words[1:]
+    return bool(words) and all(len(w) == 2 and w.endswith(".") for w in rest)
+
+
+def scrub(value: Any, keep_masked: bool) -> Any:
+    """A copy of `value` with no identifying key and masked names only when allowed."""
+    if isinstance(value, dict):
+        clean: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in IDENTIFYING_KEYS:
+                continue
+            if key == "masked_name":
+                clean[key] = _masked(item) if keep_masked else None
+            else:
+                clean[key] = scrub(item, keep_masked)
+        return clean
+    if isinstance(value, list | tuple):
+        return [scrub(item, keep_masked) for item in value]
+    return value
+
+
+def _masked(name: Any) -> str | None:
+    if not isinstance(name, str) or not name.strip():
+        return None
+    return name if looks_masked(name) else mask_initials(name)
+
+
+# ---------------------------------------------------------------------------------------------- filters
+
+@dataclass(frozen=True)
+class ScreenFilter:
+    """What one screen shows. None means every room (or service)."""
+
+    room_ids: frozenset[int] | None = None
+    service_ids: frozenset[int] | None = None
+
+    @property
+    def key(self) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+        return (tuple(sorted(self.room_ids)) if self.room_ids is not None else None,
+                tuple(sorted(self.service_ids)) if self.service_ids is not None else None)
+
+    def as_json(self) -> dict[str, list[int] | None]:
+        rooms, services = self.key
+        return {"rooms": list(rooms) if rooms is not None else None,
+                "services": list(services) if services is not None else None}
+
+    def matches(self, room_id: int | None, service_id: int | None, room_services: Mapping[int, frozenset[int]]) -> bool:
+        """A room filter takes what happens in its rooms (and the waiting lines of the services those rooms
+        serve); a service filter takes its services; both together take the union."""
+        if self.room_ids is None and self.service_ids is None:
+            return True
+        if room_id is not None and self.room_ids is not None and room_id in self.room_ids:
+            return True
+        if service_id is not None and self.service_ids is not None and service_id in self.service_ids:
+            return True
+        if room_id is None and service_id is not None and self.room_ids is not None:
+            return any(service_id in room_services.get(r, frozenset()) for r in self.room_ids)
+        if room_id is not None and service_id is None and self.service_ids is not None:
+            return bool(room_services.get(room_id, frozenset()) & self.service_ids)
+        return False
+
+
+def parse_ids(raw: str | None, name: str) -> frozenset[int] | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        ids = frozenset(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise Problem(400, f"Invalid {name}", f"Give {name} as comma-separated numbers, e.g. ?{name}=1,3.") from None
+    if any(i <= 0 for i in ids) or len(ids) > 200:
+        raise Problem(400, f"Invalid {name}", f"Give {name} as up to 200 positive numbers, e.g. ?{name}=1,3.")
+    return ids or None
+
+
+def _intersect(asked: frozenset[int] | None, allowed: tuple[int, ...], name: str) -> frozenset[int] | None:
+    if not allowed:
+        return asked
+    if asked is None:
+        return frozenset(allowed)
+    kept = asked & frozenset(allowed)
+    if not kept:
+        raise Problem(403, "Not on this display token",
+                      f"This display token may show {name} {', '.join(map(str, sorted(allowed)))} only; "
+                      "ask an admin for a token that covers the others.")
+    return kept
+
+
+def screen_filter(query: Mapping[str, str], who: Principal) -> ScreenFilter:
+    rooms = parse_ids(query.get("rooms") or query.get("room"), "rooms")
+    services = parse_ids(query.get("services"), "services")
+    return ScreenFilter(_intersect(rooms, who.room_ids, "rooms"), _intersect(services, who.service_ids, "services"))
+
+
+def event_scope(event: Event) -> tuple[int | None, int | None]:
+    """(room_id, service_id) an event is about."""
+    data = event.data
+    if event.type == "announcement.ready":
+        return _int_or_none(data.get("room_id")), None
+    if event.type == "queue.changed":
+        return None, _int_or_none(data.get("service_id"))
+    ticket = data.get("ticket") or {}
+    room = ticket.get("room") or {}
+    room_id = _int_or_none(room.get("id")) if isinstance(room, dict) else None
+    return room_id, _int_or_none(ticket.get("service_id"))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def room_services_of(snapshot: Mapping[str, Any]) -> dict[int, frozenset[int]]:
+    rooms = snapshot.get("rooms") or []
+    found: dict[int, frozenset[int]] = {}
+    for room in rooms if isinstance(rooms, list) else []:
+        if isinstance(room, dict) and isinstance(room.get("id"), int):
+            found[room["id"]] = frozenset(i for i in room.get("service_ids") or () if isinstance(i, int))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- the hub
+
+class Screen:
+    """One connected screen: its filter and a bounded queue of frames its own sender drains."""
+
+    __slots__ = ("dropped", "filter", "queue", "resync_pending", "sender", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, screen_filter: ScreenFilter, limit: int) -> None:
+        self.ws = ws
+        self.filter = screen_filter
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=limit)
+        self.sender: asyncio.Task[None] | None = None
+        self.resync_pending = False
+        self.dropped = 0
+
+    def offer(self, frame: str) -> None:
+        """Never blocks: a screen that fell behind loses its backlog and gets a fresh snapshot instead."""
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.resync_pending = False
+            self.resync()
+
+    def resync(self) -> None:
+        """Queue one fresh snapshot (asking again before it is sent changes nothing)."""
+        if not self.resync_pending:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(RESYNC)
+                self.resync_pending = True
+
+
+class DisplayHub:
+    def __init__(self, app: web.Application, queue_limit: int = QUEUE_LIMIT) -> None:
+        self.app = app
+        self.queue_limit = queue_limit
+        self.screens: set[Screen] = set()
+        self.version = 0  # bumped by every forwarded event; cached snapshots of an older version are stale
+        self.room_services: dict[int, frozenset[int]] = {}
+        self._snapshots: dict[Any, tuple[int, float, asyncio.Task[dict[str, Any]]]] = {}
+        self.forwarded = 0
+
+    @property
+    def keep_masked(self) -> bool:
+        return self.app[SETTINGS_KEY].display.name_mask == "initials"
+
+    # events ------------------------------------------------------------------------------------------
+    async def on_event(self, event: Event) -> None:
+        self.version += 1
+        room_id, service_id = event_scope(event)
+        frame = json.dumps({"type": event.type, "id": event.id, "at": event.at,
+                            "data": scrub(event.data, self.keep_masked)}, ensure_ascii=False, default=str)
+        for screen in list(self.screens):
+            if screen.filter.matches(room_id, service_id, self.room_services):
+                screen.offer(frame)
+        self.forwarded += 1
+
+    async def ping_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            frame = json.dumps({"type": "ping", "at": dt.datetime.now(dt.UTC).isoformat()})
+            for screen in list(self.screens):
+                if screen.queue.empty():
+                    screen.offer(frame)
+
+    # snapshots ---------------------------------------------------------------------------------------
+    async def snapshot(self, screen_filter: ScreenFilter) -> dict[str, Any]:
+        """display_snapshot for a filter; screens that (re)connect together share one database read."""
+        loop = asyncio.get_running_loop()
+        cached = self._snapshots.get(screen_filter.key)
+        if cached and cached[0] == self.version and loop.time() - cached[1] < SNAPSHOT_CACHE_SECONDS:
+            return await asyncio.shield(cached[2])
+        task = asyncio.ensure_future(self._load_snapshot(screen_filter))
+        self._snapshots[screen_filter.key] = (self.version, loop.time(), task)
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            self._snapshots.pop(screen_filter.key, None)
+            raise
+
+    async def _load_snapshot(self, screen_filter: ScreenFilter) -> dict[str, Any]:
+        # the queue helper's room, imported late so the hub loads before (or without) it
+        from queue_display import service
+
+        settings = self.app[SETTINGS_KEY]
+        rooms = sorted(screen_filter.room_ids) if screen_filter.room_ids is not None else None
+        services = sorted(screen_filter.service_ids) if screen_filter.service_ids is not None else None
+        data = await service.display_snapshot(self.app[DB_KEY], settings, rooms, services)
+        self.room_services.update(room_services_of(data))
+        return dict(data)
+
+    async def snapshot_frame(self, screen_filter: ScreenFilter) -> str:
+        data = scrub(await self.snapshot(screen_filter), self.keep_masked)
+        display = self.app[SETTINGS_KEY].display
+        data.update({"filter": screen_filter.as_json(), "name_mask": display.name_mask,
+                     "heartbeat_seconds": display.heartbeat_seconds,
+                     "server_time": dt.datetime.now(dt.UTC).isoformat()})
+        return json.dumps({"type": "snapshot", "data": data}, ensure_ascii=False, default=str)
+
+    # screens -----------------------------------------------------------------------------------------
+    def add(self, ws: web.WebSocketResponse, screen_filter: ScreenFilter) -> Screen:
+        screen = Screen(ws, screen_filter, self.queue_limit)
+        screen.resync()  # the first thing a screen gets is its snapshot
+        self.screens.add(screen)
+        screen.sender = asyncio.create_task(self._send_loop(screen), name="display-screen-sender")
+        return screen
+
+    async def remove(self, screen: Screen) -> None:
+        self.screens.discard(screen)
+        if screen.sender is not None:
+            screen.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await screen.sender
+
+    async def _send_loop(self, screen: Screen) -> None:
+        ws = screen.ws
+        try:
+            while not ws.closed:
+                frame = await screen.queue.get()
+                if frame == RESYNC:
+                    screen.resync_pending = False
+                    try:
+                        frame = await self.snapshot_frame(screen.filter)
+                    except Exception:
+                        log.exception("display snapshot failed; closing the screen so it reconnects")
+                        await ws.close(code=1011, message=b"snapshot failed")
+                        return
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                    await ws.send_str(frame)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            log.info("closing a display screen that stopped reading")
+            with contextlib.suppress(Exception):
+                await ws.close(code=1008, message=b"too slow")
+
+    async def close(self) -> None:
+        for screen in list(self.screens):
+            await self.remove(screen)
+        for _version, _at, task in self._snapshots.values():
+            task.cancel()
+        self._snapshots.clear()
+
+
+DISPLAY_HUB_KEY = web.AppKey("display_hub", DisplayHub)
+
+
+def check_origin(request: web.Request, who: Principal) -> None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        if who.via not in ("display", "bearer"):
+            raise Problem(403, "Origin required",
+                          "Open the display from clinicall's own pages, or connect with a display token.")
+    elif not allowed_origin(request, origin):
+        raise Problem(403, "Cross-site websocket refused",
+                      f"Screens from {origin} may not connect; open the page from clinicall itself "
+                      "or ask an admin to add the origin to http.allowed_origins.")
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/ws/display")
+@display_feed
+async def display_socket(request: web.Request) -> web.StreamResponse:
+    who = principal(request)
+    if who is None:  # the access middleware already refused; kept for type narrowing
+        raise Problem(401, "Display token required", "Open the screen with ?token=... from the admin page.")
+    check_origin(request, who)
+    chosen = screen_filter(request.query, who)
+    settings = request.app[SETTINGS_KEY]
+    ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds, max_msg_size=64 * 1024)
+    if not ws.can_prepare(request).ok:
+        raise Problem(400, "Websocket expected", "Connect to /ws/display with a websocket client.")
+    await ws.prepare(request)
+    request.app[WEBSOCKETS_KEY].add(ws)
+    hub = request.app[DISPLAY_HUB_KEY]
+    screen = hub.add(ws, chosen)
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT and _asks_resync(message.data):
+                screen.resync()
+    finally:
+        await hub.remove(screen)
+    return ws
+
+
+def _asks_resync(raw: str) -> bool:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("type") == "resync"
+
+
+# ---------------------------------------------------------------------------------------------- pages
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / name, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                                     "Referrer-Policy": "no-referrer"})
+
+
+@routes.get("/tv")
+@display_feed
+async def tv_page(request: web.Request) -> web.StreamResponse:
+    return _page("tv.html")
+
+
+@routes.get("/door")
+@display_feed
+async def door_page(request: web.Request) -> web.StreamResponse:
+    return _page("door.html")
+
+
+@routes.get("/kiosk")
+@public
+async def kiosk_page(request: web.Request) -> web.StreamResponse:
+    return _page("kiosk.html")
+
+
+@routes.get("/room")
+async def room_page(request: web.Request) -> web.StreamResponse:
+    require(request, "doctor", "reception")
+    return _page("room.html")
+
+
+KIOSK_SERVICE_FIELDS = ("id", "name", "names", "prefix", "open", "active", "waiting_count", "estimated_wait_seconds")
+
+
+@routes.get("/kiosk/services")
+@public
+async def kiosk_services(request: web.Request) -> web.Response:
+    """The services a patient may choose at the kiosk, with how many wait; nothing about anyone waiting."""
+    hub = request.app[DISPLAY_HUB_KEY]
+    snapshot = await hub.snapshot(ScreenFilter())
+    services = []
+    for item in snapshot.get("services") or []:
+        if not isinstance(item, dict) or item.get("active") is False:
+            continue
+        entry = {k: item[k] for k in KIOSK_SERVICE_FIELDS if k in item}
+        waiting = item.get("waiting")
+        if "waiting_count" not in entry and isinstance(waiting, list):
+            entry["waiting_count"] = len(waiting)
+        services.append(entry)
+    return web.json_response({"services": services, "clinic": request.app[SETTINGS_KEY].clinic.name},
+                             headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/kiosk/qr.svg")
+@public
+async def kiosk_qr(request: web.Request) -> web.Response:
+    """A QR code (SVG) for a patient status link of this clinic, and nothing else."""
+    import qrcode
+    import qrcode.image.svg
+
+    target = request.query.get("url", "")
+    own = (request.app[SETTINGS_KEY].http.base_url(), f"{request.scheme}://{request.host}")
+    if len(target) > 400 or not any(target.startswith(f"{base}/t/") for base in own):
+        raise Problem(400, "Not a status link", "The QR code is only made for this clinic's /t/... status links.")
+    image = qrcode.make(target, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)
+    out = BytesIO()
+    image.save(out)
+    return web.Response(body=out.getvalue(), content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+async def display_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = DisplayHub(app)
+    app[DISPLAY_HUB_KEY] = hub
+    bus = app[BUS_KEY]
+    unsubscribe = [bus.subscribe(pattern, hub.on_event) for pattern in FORWARDED_PATTERNS]
+    app[TASKS_KEY].spawn(hub.ping_loop(app[SETTINGS_KEY].display.heartbeat_seconds), name="display-ping")
+    yield
+    for undo in unsubscribe:
+        undo()
+    await hub.close()
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
+    app.router.add_static("/static/queue_display", STATIC_DIR, name="static-queue-display")
+    app.cleanup_ctx.append(display_ctx)
+    app[NAV_KEY].extend([
+        NavLink("/room", "Phòng khám: gọi số", "Room: call numbers", ("doctor", "reception")),
+        NavLink("/kiosk", "Ki-ốt lấy số", "Ticket kiosk", ("reception", "doctor", "supervisor")),
+        NavLink("/tv", "Màn hình TV (cần mã hiển thị)", "TV screen (needs a display token)", ("admin",)),
+    ])

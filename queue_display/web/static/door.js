@@ -1,0 +1,39 @@
+// The room door: the number now called to (or served in) this room, and the next ones in its line.
+import {el, translate} from "/static/clinicall/api.js";
+import {DisplayFeed, queryParam, roomLabel} from "/static/queue_display/feed.js";
+import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
+import {ScreenState} from "/static/queue_display/state.js";
+
+const lang = LANGUAGES.includes(queryParam("lang")) ? queryParam("lang") : "vi";
+const t = translate(LABELS, lang);
+const roomId = Number(queryParam("room"));
+const state = new ScreenState();
+const $ = (id) => document.getElementById(id);
+let lastStatus = "connecting";
+
+function render() {
+  if (state.clinic) $("clinic").textContent = state.clinic;
+  const room = state.rooms.get(roomId);
+  $("room-title").textContent = room ? roomLabel(room, lang, t) : `${t("room")} ${roomId || ""}`;
+  const current = state.current.get(roomId);
+  $("current").textContent = current ? current.number : "—";
+  const serviceIds = room && room.service_ids ? room.service_ids : [...state.services.keys()];
+  const upcoming = state.waitingFor(serviceIds)
+    .filter((ticket) => !ticket.preferred_room_id || ticket.preferred_room_id === roomId).slice(0, 3);
+  $("next").replaceChildren(...(upcoming.length ? upcoming.map((ticket) => el("span", {class: "num"}, ticket.number)) : [t("none")]));
+}
+
+function tick() {
+  $("clock").textContent = new Date().toLocaleTimeString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN", {hour: "2-digit", minute: "2-digit"});
+}
+
+const feed = new DisplayFeed({
+  token: queryParam("token"), rooms: roomId ? String(roomId) : null,
+  onStatus: (name) => { lastStatus = name; $("status").dataset.state = name; $("status").textContent = t(name); },
+  onSnapshot: (data) => { state.applySnapshot(data); render(); },
+  onEvent: (frame) => { state.applyEvent(frame.type, frame.data); render(); },
+});
+window.clinicallDoor = {state, feed, status: () => lastStatus};
+tick();
+setInterval(tick, 1000);
+feed.start();

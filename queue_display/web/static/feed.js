@@ -1,0 +1,79 @@
+// The display feed: one websocket to /ws/display that reconnects by itself (with back-off and jitter)
+// and starts every connection with a full snapshot, so a screen is never out of date after a gap.
+export class DisplayFeed {
+  constructor({token = null, rooms = null, services = null, onSnapshot, onEvent, onStatus = () => {}}) {
+    this.token = token; this.rooms = rooms; this.services = services;
+    this.onSnapshot = onSnapshot; this.onEvent = onEvent; this.onStatus = onStatus;
+    this.delay = 500; this.maxDelay = 15000; this.heartbeat = 15; this.ws = null; this.stopped = false;
+    this.connects = 0; this.lastMessage = Date.now(); this.watchdog = null; this.retry = null;
+  }
+
+  url() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const query = new URLSearchParams();
+    if (this.token) query.set("token", this.token);
+    if (this.rooms) query.set("rooms", this.rooms);
+    if (this.services) query.set("services", this.services);
+    const qs = query.toString();
+    return `${proto}//${location.host}/ws/display${qs ? "?" + qs : ""}`;
+  }
+
+  start() { this.stopped = false; this.connect(); return this; }
+
+  stop() { this.stopped = true; clearTimeout(this.retry); clearInterval(this.watchdog); if (this.ws) this.ws.close(); }
+
+  connect() {
+    this.onStatus("connecting");
+    const ws = new WebSocket(this.url());
+    this.ws = ws;
+    ws.onopen = () => { this.connects += 1; this.lastMessage = Date.now(); };
+    ws.onmessage = (message) => {
+      this.lastMessage = Date.now();
+      let frame;
+      try { frame = JSON.parse(message.data); } catch { return; }
+      if (frame.type === "ping") return;
+      if (frame.type === "snapshot") {
+        this.delay = 500;
+        this.heartbeat = frame.data.heartbeat_seconds || this.heartbeat;
+        this.onStatus("live");
+        this.onSnapshot(frame.data);
+      } else {
+        this.onEvent(frame);
+      }
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.stopped) return;
+      this.onStatus("offline");
+      const wait = this.delay * (0.75 + Math.random() * 0.5);
+      this.delay = Math.min(this.delay * 2, this.maxDelay);
+      this.retry = setTimeout(() => this.connect(), wait);
+    };
+    ws.onerror = () => {};
+    clearInterval(this.watchdog);
+    // A connection that went silent (no ping for three heartbeats) is dead even if the socket does not know it yet.
+    this.watchdog = setInterval(() => {
+      if (this.ws === ws && ws.readyState === WebSocket.OPEN && Date.now() - this.lastMessage > this.heartbeat * 3000) ws.close();
+    }, 2000);
+  }
+}
+
+export function queryParam(name) { return new URLSearchParams(location.search).get(name); }
+
+export function roomLabel(room, lang, t) {
+  if (!room) return "";
+  const names = room.names || {};
+  return names[lang] || names.vi || room.name || `${t("room")} ${room.number ?? ""}`.trim();
+}
+
+export function serviceLabel(service, lang) {
+  if (!service) return "";
+  const names = service.names || {};
+  return names[lang] || names.vi || service.name || service.service_name || service.prefix || "";
+}
+
+export function waitMinutes(seconds) {
+  if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return null;
+  return Math.max(0, Math.round(Number(seconds) / 60));
+}

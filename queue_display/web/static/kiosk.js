@@ -1,0 +1,82 @@
+// The kiosk: choose a service, get a ticket with its number, estimated wait and a QR code to the status page.
+import {el, translate} from "/static/clinicall/api.js";
+import {queryParam, serviceLabel, waitMinutes} from "/static/queue_display/feed.js";
+import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
+
+let lang = LANGUAGES.includes(queryParam("lang")) ? queryParam("lang") : "vi";
+let t = translate(LABELS, lang);
+let services = [];
+let resetTimer = null;
+const $ = (id) => document.getElementById(id);
+
+async function fetchJson(path, init = {}) {
+  const response = await fetch(path, {credentials: "same-origin", headers: {Accept: "application/json", ...(init.headers || {})}, ...init});
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.detail || response.statusText);
+  return data;
+}
+
+function renderServices() {
+  $("services").replaceChildren(...services.map((service) => {
+    const minutes = waitMinutes(service.estimated_wait_seconds);
+    const meta = `${service.waiting_count ?? 0} ${t("people_waiting")}` + (minutes !== null ? ` · ~${minutes} ${t("minutes")}` : "");
+    return el("button", {type: "button", role: "listitem", "data-service": service.id, onclick: () => take(service)},
+      el("span", {}, serviceLabel(service, lang)), el("span", {class: "meta"}, meta));
+  }));
+}
+
+async function load() {
+  try {
+    const data = await fetchJson("/kiosk/services");
+    services = data.services;
+    $("clinic").textContent = data.clinic;
+    $("ticket-clinic").textContent = data.clinic;
+    renderServices();
+  } catch (err) { $("error").textContent = `${t("error")}: ${err.message}`; }
+}
+
+async function take(service) {
+  $("error").textContent = "";
+  for (const b of document.querySelectorAll("#services button")) b.disabled = true;
+  try {
+    const data = await fetchJson("/api/kiosk/tickets", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({service_id: service.id})});
+    show(data.ticket || data, data.status_url, service);
+  } catch (err) {
+    $("error").textContent = `${t("error")}: ${err.message}`;
+  } finally {
+    for (const b of document.querySelectorAll("#services button")) b.disabled = false;
+  }
+}
+
+function show(ticket, statusUrl, service) {
+  const url = statusUrl || ticket.status_url;
+  $("ticket-number").textContent = ticket.number;
+  $("ticket-service").textContent = serviceLabel(service, lang) || ticket.service_name || "";
+  const minutes = waitMinutes(ticket.estimated_wait_seconds);
+  $("ticket-wait").textContent = minutes === null ? t("none") : `~${minutes} ${t("minutes")}`;
+  $("ticket-qr").src = `/kiosk/qr.svg?url=${encodeURIComponent(url)}`;
+  $("ticket-qr").alt = url;
+  $("ticket-qr").dataset.url = url;
+  $("ticket-time").textContent = new Date().toLocaleString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN");
+  $("choose").hidden = true;
+  $("ticket").hidden = false;
+  $("print").focus();
+  clearTimeout(resetTimer);
+  resetTimer = setTimeout(reset, 60000);
+}
+
+function reset() { $("ticket").hidden = true; $("choose").hidden = false; load(); }
+
+function setLang(next) {
+  lang = next;
+  t = translate(LABELS, lang);
+  for (const b of document.querySelectorAll("[data-lang]")) b.setAttribute("aria-pressed", String(b.dataset.lang === lang));
+  renderServices();
+}
+
+$("print").addEventListener("click", () => window.print());
+$("again").addEventListener("click", reset);
+for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("click", () => setLang(b.dataset.lang));
+setLang(lang);
+load();

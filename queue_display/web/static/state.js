@@ -1,0 +1,84 @@
+// What a screen knows about the waiting room, rebuilt from each snapshot and kept current by events.
+const ACTIVE_IN_ROOM = new Set(["called", "in_service"]);
+
+export class ScreenState {
+  constructor() { this.clear(); }
+
+  clear() {
+    this.rooms = new Map();      // id -> room {id, kind, number, names, service_ids, ...}
+    this.services = new Map();   // id -> {id, names, prefix, waiting: [ticket]}
+    this.current = new Map();    // room id -> ticket called to / served in that room
+    this.recent = [];            // called tickets, newest first
+    this.clinic = "";
+  }
+
+  applySnapshot(data) {
+    this.clear();
+    this.clinic = data.clinic || data.clinic_name || "";
+    for (const room of data.rooms || []) {
+      this.rooms.set(room.id, room);
+      const ticket = room.current || room.ticket || room.serving || null;
+      if (ticket) this.current.set(room.id, {...ticket, room: ticket.room || roomRef(room)});
+    }
+    for (const service of data.services || []) {
+      this.services.set(service.id, {...service, waiting: service.waiting || service.tickets || []});
+    }
+    const waiting = data.waiting;
+    if (Array.isArray(waiting)) {
+      for (const ticket of waiting) this.serviceOf(ticket.service_id, ticket).waiting.push(ticket);
+    } else if (waiting && typeof waiting === "object") {
+      for (const [sid, list] of Object.entries(waiting)) this.serviceOf(Number(sid)).waiting = list;
+    }
+    for (const ticket of data.now_serving || data.current || data.serving || []) {
+      if (ticket.room) this.current.set(ticket.room.id, ticket);
+    }
+    this.recent = [...(data.recent_calls || data.last_calls || data.recent || data.calls || [])];
+    for (const ticket of this.recent) {
+      if (ticket.room && !this.current.has(ticket.room.id) && ACTIVE_IN_ROOM.has(ticket.status)) this.current.set(ticket.room.id, ticket);
+    }
+    if (!this.recent.length) {
+      this.recent = [...this.current.values()].sort((a, b) => String(b.called_at || "").localeCompare(String(a.called_at || "")));
+    }
+  }
+
+  serviceOf(id, ticket = null) {
+    if (!this.services.has(id)) {
+      this.services.set(id, {id, names: {}, name: ticket?.service_name, prefix: ticket?.service_prefix, waiting: []});
+    }
+    return this.services.get(id);
+  }
+
+  // Applies one event; returns the ticket to announce when it is a call.
+  applyEvent(type, data) {
+    if (type === "queue.changed") {
+      this.serviceOf(data.service_id, (data.waiting || [])[0]).waiting = data.waiting || [];
+      return null;
+    }
+    const ticket = data.ticket;
+    if (!ticket || !type.startsWith("ticket.")) return null;
+    if (ticket.room && !this.rooms.has(ticket.room.id)) this.rooms.set(ticket.room.id, ticket.room);
+    if (ticket.status !== "waiting") {
+      for (const service of this.services.values()) service.waiting = service.waiting.filter((t) => t.id !== ticket.id);
+    }
+    for (const [roomId, shown] of this.current) {
+      if (shown.id === ticket.id && (!ticket.room || ticket.room.id !== roomId || !ACTIVE_IN_ROOM.has(ticket.status))) this.current.delete(roomId);
+    }
+    if (ticket.room && ACTIVE_IN_ROOM.has(ticket.status)) this.current.set(ticket.room.id, ticket);
+    if (type === "ticket.called" || type === "ticket.recalled") {
+      this.recent = [ticket, ...this.recent.filter((t) => t.id !== ticket.id)].slice(0, 12);
+      return ticket;
+    }
+    this.recent = this.recent.map((t) => (t.id === ticket.id ? {...t, status: ticket.status} : t));
+    return null;
+  }
+
+  waitingFor(serviceIds) {
+    const out = [];
+    for (const id of serviceIds) for (const t of this.services.get(id)?.waiting || []) out.push(t);
+    return out.sort((a, b) => (a.estimated_wait_seconds ?? 1e12) - (b.estimated_wait_seconds ?? 1e12) || (a.position ?? 0) - (b.position ?? 0));
+  }
+}
+
+function roomRef(room) {
+  return {id: room.id, kind: room.kind, number: room.number, name: room.name, names: room.names};
+}

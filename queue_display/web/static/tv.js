@@ -1,0 +1,121 @@
+// The waiting-room TV: now calling (flashing), last calls, waiting lines with estimated waits, clock, sound.
+import {el, translate} from "/static/clinicall/api.js";
+import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitMinutes} from "/static/queue_display/feed.js";
+import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
+import {ScreenState} from "/static/queue_display/state.js";
+
+const token = queryParam("token");
+let lang = LANGUAGES.includes(queryParam("lang")) ? queryParam("lang") : (localStorage.getItem("clinicall.tv.lang") || "vi");
+if (!LANGUAGES.includes(lang)) lang = "vi";
+let t = translate(LABELS, lang);
+const state = new ScreenState();
+const audio = {enabled: false, queue: [], playing: false, played: []};
+let lastStatus = "connecting";
+let flashTimer = null;
+const $ = (id) => document.getElementById(id);
+
+function renderNow(ticket, flash) {
+  $("now-number").textContent = ticket ? ticket.number : "—";
+  $("now-room").textContent = ticket && ticket.room ? roomLabel(ticket.room, lang, t) : "";
+  if (flash) {
+    const box = $("now");
+    box.classList.remove("flash"); void box.offsetWidth; box.classList.add("flash");
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(() => box.classList.remove("flash"), 5000);
+    $("announce").textContent = `${t("invite")} ${ticket.number} ${t("to")} ${roomLabel(ticket.room, lang, t)}`;
+  }
+}
+
+function renderCalls() {
+  $("calls").replaceChildren(...state.recent.slice(1, 9).map((ticket) => el("li", {},
+    el("span", {class: "num"}, ticket.number), el("span", {}, roomLabel(ticket.room, lang, t)))));
+}
+
+function renderServices() {
+  const boxes = [];
+  for (const service of state.services.values()) {
+    const items = service.waiting.slice(0, 6).map((ticket) => {
+      const minutes = waitMinutes(ticket.estimated_wait_seconds);
+      return el("li", {}, el("span", {}, el("span", {class: "num"}, ticket.number),
+        ticket.masked_name ? el("span", {class: "masked"}, ticket.masked_name) : null),
+        el("span", {class: "eta"}, minutes === null ? "" : `~${minutes} ${t("minutes")}`));
+    });
+    boxes.push(el("div", {class: "service", "data-service": service.id},
+      el("h3", {}, `${serviceLabel(service, lang)} (${service.waiting.length})`),
+      items.length ? el("ul", {class: "waiting"}, items) : el("p", {class: "eta"}, t("nobody"))));
+  }
+  $("services").replaceChildren(...boxes);
+}
+
+function renderAll() {
+  if (state.clinic) $("clinic").textContent = state.clinic;
+  renderNow(state.recent[0] || null, false);
+  renderCalls();
+  renderServices();
+}
+
+function setStatus(name) {
+  lastStatus = name;
+  const badge = $("status");
+  badge.dataset.state = name;
+  badge.textContent = t(name);
+}
+
+function setLang(next) {
+  lang = next;
+  localStorage.setItem("clinicall.tv.lang", lang);
+  t = translate(LABELS, lang);
+  for (const b of document.querySelectorAll("[data-lang]")) b.setAttribute("aria-pressed", String(b.dataset.lang === lang));
+  setStatus(lastStatus);
+  renderAll();
+}
+
+function tick() {
+  const now = new Date();
+  $("clock").textContent = now.toLocaleTimeString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN", {hour: "2-digit", minute: "2-digit"});
+  $("clock").dateTime = now.toISOString();
+}
+
+function playNext() {
+  if (audio.playing || !audio.queue.length) return;
+  const url = audio.queue.shift();
+  audio.playing = true;
+  const player = new Audio(url);
+  const done = () => { audio.playing = false; playNext(); };
+  player.onended = done;
+  player.onerror = done;
+  player.play().then(() => audio.played.push(url)).catch(done);
+}
+
+function announce(data) {
+  if (!audio.enabled || !data.audio_url || !data.audio_url.startsWith("/")) return;
+  const url = token ? `${data.audio_url}${data.audio_url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : data.audio_url;
+  audio.queue.push(url);
+  playNext();
+}
+
+$("sound").addEventListener("click", () => {
+  audio.enabled = true;
+  const button = $("sound");
+  button.textContent = t("sound_on");
+  button.setAttribute("aria-pressed", "true");
+});
+for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("click", () => setLang(b.dataset.lang));
+
+const feed = new DisplayFeed({
+  token, rooms: queryParam("rooms"), services: queryParam("services"),
+  onStatus: setStatus,
+  onSnapshot: (data) => { state.applySnapshot(data); renderAll(); },
+  onEvent: (frame) => {
+    if (frame.type === "announcement.ready") { announce(frame.data); return; }
+    const called = state.applyEvent(frame.type, frame.data);
+    if (called) renderNow(called, true); else renderNow(state.recent[0] || null, false);
+    renderCalls();
+    renderServices();
+  },
+});
+window.clinicallTv = {state, audio, feed};
+setLang(lang);
+tick();
+setInterval(tick, 1000);
+feed.start();
