@@ -21,6 +21,7 @@ from clinicall.migrate import migrate
 from clinicall.settings import Settings
 from tests.servers import Postgres, RedisServer, start_postgres, start_redis
 
+pytest_plugins = ["tests.browser"]  # live_server, browser, page, new_page (see tests/browser.py)
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count()
 
