@@ -1,0 +1,349 @@
+// Admin console: users and roles, services and rooms, display tokens, message templates, status lists,
+// the audit trail and statistics with charts. One page; the section comes from the URL (/admin/<section>).
+import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError, today} from "/static/admin/console.js";
+import {barChart} from "/static/admin/charts.js";
+
+const DICT = {
+  vi: {
+    title: "Quản trị", logout: "Đăng xuất", save: "Lưu", cancel: "Huỷ", add: "Thêm", edit: "Sửa", saved: "Đã lưu.",
+    users: "Người dùng và vai trò", services: "Dịch vụ", rooms: "Phòng", "display-tokens": "Mã màn hình", templates: "Mẫu tin nhắn",
+    statuses: "Danh mục trạng thái", audit: "Nhật ký truy cập", stats: "Thống kê",
+    username: "Tên đăng nhập", display_name: "Tên hiển thị", password: "Mật khẩu (ít nhất 10 ký tự)", roles: "Vai trò", extension: "Số máy lẻ",
+    active: "Đang hoạt động", language: "Ngôn ngữ", yes: "Có", no: "Không", activate: "Kích hoạt", deactivate: "Khoá",
+    "role.admin": "Quản trị", "role.supervisor": "Giám sát", "role.agent": "Tổng đài viên", "role.reception": "Lễ tân", "role.doctor": "Bác sĩ",
+    name: "Tên", name_vi: "Tên (tiếng Việt)", name_en: "Tên (tiếng Anh)", name_zh: "Tên (tiếng Trung)", prefix: "Ký hiệu số",
+    kind: "Loại phòng", number: "Số phòng", doctor_name: "Bác sĩ trực", open: "Đang mở", service_ids: "Dịch vụ phục vụ",
+    "kind.consult": "Phòng khám", "kind.counter": "Quầy", "kind.lab": "Xét nghiệm", "kind.imaging": "Chẩn đoán hình ảnh",
+    room_ids: "Phòng hiển thị", newToken: "Tạo mã màn hình", tokenOnce: "Mã chỉ hiện một lần. Mở địa chỉ này trên TV:",
+    revoke: "Thu hồi", revoked: "Đã thu hồi", created_at: "Tạo lúc", all: "Tất cả",
+    body: "Nội dung", placeholders: "Biến có thể dùng: {fullName}, {phone} …", code: "Mã", label_vi: "Nhãn (tiếng Việt)", label_en: "Nhãn (tiếng Anh)",
+    details: "Chi tiết", parent: "Thuộc trạng thái", addDetail: "Thêm chi tiết",
+    user: "Người dùng", patient_id: "Mã bệnh nhân", action: "Hành động", from: "Từ ngày", to: "Đến ngày", filter: "Lọc", when: "Thời gian",
+    detail: "Chi tiết", noRows: "Không có dữ liệu.",
+    callsPerAgentDay: "Cuộc gọi theo tổng đài viên và ngày", outcomes: "Kết quả cuộc gọi", answerRate: "Tỉ lệ nghe máy theo tổng đài viên",
+    waits: "Thời gian chờ trung bình theo dịch vụ (phút)", noShows: "Tỉ lệ không đến theo dịch vụ", conversion: "Đặt lịch → đến khám",
+    calls: "Cuộc gọi", answered: "Nghe máy", booked: "Đặt lịch", arrived: "Đã đến", rate: "Tỉ lệ", show: "Xem", statsUnavailable: "Chưa có số liệu: {detail}",
+    "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
+    avgWait: "Chờ trung bình", noShowRate: "Tỉ lệ vắng", tickets: "Số phiếu", minutes: "phút",
+  },
+  en: {
+    title: "Administration", logout: "Log out", save: "Save", cancel: "Cancel", add: "Add", edit: "Edit", saved: "Saved.",
+    users: "Users and roles", services: "Services", rooms: "Rooms", "display-tokens": "Display tokens", templates: "Message templates",
+    statuses: "Status lists", audit: "Audit trail", stats: "Statistics",
+    username: "Username", display_name: "Display name", password: "Password (10 characters or more)", roles: "Roles", extension: "Extension",
+    active: "Active", language: "Language", yes: "Yes", no: "No", activate: "Activate", deactivate: "Deactivate",
+    "role.admin": "Admin", "role.supervisor": "Supervisor", "role.agent": "Agent", "role.reception": "Reception", "role.doctor": "Doctor",
+    name: "Name", name_vi: "Name (Vietnamese)", name_en: "Name (English)", name_zh: "Name (Chinese)", prefix: "Ticket prefix",
+    kind: "Kind", number: "Room number", doctor_name: "Doctor on duty", open: "Open", service_ids: "Services served",
+    "kind.consult": "Consult room", "kind.counter": "Counter", "kind.lab": "Laboratory", "kind.imaging": "Imaging",
+    room_ids: "Rooms shown", newToken: "Create display token", tokenOnce: "Shown once only. Open this address on the TV:",
+    revoke: "Revoke", revoked: "Revoked", created_at: "Created", all: "All",
+    body: "Text", placeholders: "Placeholders: {fullName}, {phone} …", code: "Code", label_vi: "Label (Vietnamese)", label_en: "Label (English)",
+    details: "Details", parent: "Under status", addDetail: "Add detail",
+    user: "User", patient_id: "Patient id", action: "Action", from: "From", to: "To", filter: "Filter", when: "When",
+    detail: "Detail", noRows: "No data.",
+    callsPerAgentDay: "Calls per agent and day", outcomes: "Call outcomes", answerRate: "Answer rate per agent",
+    waits: "Average wait per service (minutes)", noShows: "No-show rate per service", conversion: "Booking → arrival",
+    calls: "Calls", answered: "Answered", booked: "Booked", arrived: "Arrived", rate: "Rate", show: "Show", statsUnavailable: "No figures yet: {detail}",
+    "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
+    avgWait: "Average wait", noShowRate: "No-show rate", tickets: "Tickets", minutes: "min",
+  },
+};
+const SECTIONS = ["users", "services", "rooms", "display-tokens", "templates", "statuses", "audit", "stats"];
+const ROLES = ["admin", "supervisor", "agent", "reception", "doctor"];
+const ROOM_KINDS = ["consult", "counter", "lab", "imaging"];
+const $ = (id) => document.getElementById(id);
+let lang = "vi";
+let t = (k) => k;
+
+function fill(s, vars) { return s.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? ""); }
+function saved() { const s = $("page-status"); s.textContent = ""; setTimeout(() => { s.textContent = t("saved"); }, 30); }
+function names(obj) { const n = obj.names || {}; return n[lang] || n.vi || obj.name || ""; }
+
+// ---------- generic form fields ----------
+let fieldCounter = 0;
+function field(spec) {
+  const id = `f-${spec.name}-${++fieldCounter}`;
+  const wrap = el("div", {class: "field"});
+  if (spec.type === "checks") {
+    const set = el("fieldset", {class: "checks"}, el("legend", {}, t(spec.label || spec.name)));
+    for (const o of spec.options) {
+      const cid = `${id}-${o.value}`;
+      set.append(el("label", {for: cid}, el("input", {type: "checkbox", id: cid, name: spec.name, value: o.value,
+        checked: (spec.value || []).map(String).includes(String(o.value))}), o.label));
+    }
+    wrap.append(set);
+    return wrap;
+  }
+  if (spec.type === "checkbox") {
+    wrap.append(el("label", {for: id, class: "checks"}, el("input", {type: "checkbox", id, name: spec.name, checked: !!spec.value}), " ", t(spec.label || spec.name)));
+    return wrap;
+  }
+  wrap.append(el("label", {for: id}, t(spec.label || spec.name)));
+  let input;
+  if (spec.type === "select") {
+    input = el("select", {id, name: spec.name, required: spec.required}, ...spec.options.map((o) => el("option", {value: o.value, selected: String(o.value) === String(spec.value ?? "")}, o.label)));
+  } else if (spec.type === "textarea") {
+    input = el("textarea", {id, name: spec.name, rows: "4", required: spec.required}, spec.value ?? "");
+  } else {
+    input = el("input", {id, name: spec.name, type: spec.type || "text", required: spec.required, value: spec.value ?? "",
+      autocomplete: spec.type === "password" ? "new-password" : "off", min: spec.min, max: spec.max});
+  }
+  wrap.append(input);
+  if (spec.hint) { const hid = `${id}-hint`; input.setAttribute("aria-describedby", hid); wrap.append(el("p", {class: "hint", id: hid}, t(spec.hint))); }
+  return wrap;
+}
+
+function readFields(form, specs) {
+  const out = {};
+  for (const spec of specs) {
+    if (spec.type === "checks") {
+      out[spec.name] = [...form.querySelectorAll(`input[name="${spec.name}"]:checked`)].map((i) => spec.numeric ? Number(i.value) : i.value);
+    } else if (spec.type === "checkbox") {
+      out[spec.name] = form.querySelector(`[name="${spec.name}"]`).checked;
+    } else {
+      const v = form.querySelector(`[name="${spec.name}"]`).value.trim();
+      if (v === "" && spec.optional) continue;
+      out[spec.name] = spec.type === "number" ? Number(v) : v;
+    }
+  }
+  return out;
+}
+
+function createForm(titleKey, specs, submit) {
+  const error = el("p", {class: "error", role: "alert", hidden: true});
+  const form = el("form", {class: "panel"}, el("h2", {}, t(titleKey)), error, ...specs.map(field),
+    el("div", {class: "actions"}, el("button", {type: "submit"}, t("add"))));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    error.hidden = true;
+    try { await submit(readFields(form, specs), form); form.reset(); saved(); } catch (err) { showError(error, err); }
+  });
+  return form;
+}
+
+function editDialog(title, specs, submit) {
+  const dialog = $("edit-dialog");
+  const form = $("edit-form");
+  $("edit-title").textContent = title;
+  $("edit-error").hidden = true;
+  $("edit-fields").replaceChildren(...specs.map(field));
+  form.onsubmit = async (e) => {
+    e.preventDefault();
+    try { await submit(readFields(form, specs)); dialog.close(); saved(); } catch (err) { showError($("edit-error"), err); }
+  };
+  openDialog(dialog);
+}
+
+function table(headers, rows) {
+  if (!rows.length) return el("p", {class: "muted"}, t("noRows"));
+  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {scope: "col"}, t(h))))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c ?? ""))))));
+}
+
+// ---------- sections ----------
+async function usersSection(box) {
+  const users = items(await api("/api/users"), "users");
+  const roleOptions = ROLES.map((r) => ({value: r, label: t("role." + r)}));
+  box.append(table(["username", "display_name", "roles", "extension", "active", ""], users.map((u) => [
+    u.username, u.display_name, u.roles.map((r) => t("role." + r)).join(", "), u.extension || "", u.active ? t("yes") : t("no"),
+    el("span", {}, el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${u.username}`, onclick: () => editDialog(`${t("edit")} ${u.username}`, [
+      {name: "display_name", value: u.display_name}, {name: "extension", value: u.extension || "", optional: true},
+      {name: "roles", type: "checks", options: roleOptions, value: u.roles}, {name: "password", type: "password", optional: true}],
+    async (v) => { await api(`/api/users/${u.id}`, {method: "PATCH", body: v}); render(); })}, t("edit")), " ",
+    el("button", {type: "button", class: "secondary small", onclick: async () => {
+      try { await api(`/api/users/${u.id}`, {method: "PATCH", body: {active: !u.active}}); saved(); render(); } catch (err) { showError($("page-error"), err); }
+    }}, u.active ? t("deactivate") : t("activate")))])));
+  box.append(createForm("add", [{name: "username", required: true}, {name: "display_name"}, {name: "password", type: "password", required: true},
+    {name: "roles", type: "checks", options: roleOptions, value: ["agent"]}, {name: "extension", optional: true, hint: "extension"}],
+  async (v) => { if (!v.extension) delete v.extension; await api("/api/users", {method: "POST", body: v}); render(); }));
+}
+
+async function servicesSection(box) {
+  const services = items(await api("/api/services"), "services");
+  const specsFor = (s = {}) => [{name: "name_vi", value: (s.names || {}).vi ?? s.name ?? "", required: true},
+    {name: "name_en", value: (s.names || {}).en ?? "", optional: true}, {name: "name_zh", value: (s.names || {}).zh ?? "", optional: true},
+    {name: "prefix", value: s.prefix ?? "", required: true}];
+  const toBody = (v) => ({name: v.name_vi, names: {vi: v.name_vi, en: v.name_en || v.name_vi, zh: v.name_zh || v.name_vi}, prefix: v.prefix});
+  box.append(table(["prefix", "name", "active", ""], services.map((s) => [s.prefix, names(s), s.active === false ? t("no") : t("yes"),
+    el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${names(s)}`, onclick: () => editDialog(`${t("edit")} ${names(s)}`,
+      [...specsFor(s), {name: "active", type: "checkbox", value: s.active !== false}],
+      async (v) => { await api(`/api/services/${s.id}`, {method: "PATCH", body: {...toBody(v), active: v.active}}); render(); })}, t("edit"))])));
+  box.append(createForm("add", specsFor(), async (v) => { await api("/api/services", {method: "POST", body: toBody(v)}); render(); }));
+}
+
+async function roomsSection(box) {
+  const [rooms, services] = await Promise.all([api("/api/rooms").then((d) => items(d, "rooms")), api("/api/services").then((d) => items(d, "services"))]);
+  const serviceOptions = services.map((s) => ({value: s.id, label: `${s.prefix} · ${names(s)}`}));
+  const specsFor = (r = {}) => [
+    {name: "kind", type: "select", value: r.kind || "consult", options: ROOM_KINDS.map((k) => ({value: k, label: t("kind." + k)}))},
+    {name: "number", type: "number", value: r.number ?? "", required: true, min: 0},
+    {name: "name_vi", value: (r.names || {}).vi ?? "", optional: true}, {name: "name_en", value: (r.names || {}).en ?? "", optional: true},
+    {name: "name_zh", value: (r.names || {}).zh ?? "", optional: true},
+    {name: "service_ids", type: "checks", numeric: true, options: serviceOptions, value: r.service_ids || []},
+    {name: "doctor_name", value: r.doctor_name ?? "", optional: true}, {name: "open", type: "checkbox", value: r.open ?? true}];
+  const toBody = (v) => {
+    const body = {kind: v.kind, number: v.number, service_ids: v.service_ids, open: v.open};
+    if (v.doctor_name !== undefined) body.doctor_name = v.doctor_name;
+    const n = Object.fromEntries(["vi", "en", "zh"].filter((l) => v[`name_${l}`]).map((l) => [l, v[`name_${l}`]]));
+    if (Object.keys(n).length) body.names = n;
+    return body;
+  };
+  box.append(table(["number", "kind", "name", "service_ids", "doctor_name", "open", ""], rooms.map((r) => [String(r.number), t("kind." + r.kind), names(r),
+    (r.service_ids || []).map((id) => (serviceOptions.find((o) => o.value === id) || {label: id}).label).join(", "), r.doctor_name || "",
+    r.open ? t("yes") : t("no"),
+    el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${names(r) || r.number}`, onclick: () => editDialog(`${t("edit")} ${names(r) || r.number}`, specsFor(r),
+      async (v) => { await api(`/api/rooms/${r.id}`, {method: "PATCH", body: toBody(v)}); render(); })}, t("edit"))])));
+  box.append(createForm("add", specsFor(), async (v) => { await api("/api/rooms", {method: "POST", body: toBody(v)}); render(); }));
+}
+
+async function tokensSection(box) {
+  const [tokens, rooms, services] = await Promise.all([api("/api/display-tokens").then((d) => items(d, "display_tokens")),
+    api("/api/rooms").then((d) => items(d, "rooms"), () => []), api("/api/services").then((d) => items(d, "services"), () => [])]);
+  const secret = el("div", {id: "token-once", role: "status"});
+  box.append(secret);
+  box.append(table(["name", "room_ids", "service_ids", "created_at", ""], tokens.map((tk) => [tk.name,
+    tk.room_ids.length ? tk.room_ids.join(", ") : t("all"), tk.service_ids.length ? tk.service_ids.join(", ") : t("all"), fmtDateTime(tk.created_at, lang),
+    tk.revoked ? t("revoked") : el("button", {type: "button", class: "danger small", "aria-label": `${t("revoke")} ${tk.name}`, onclick: async () => {
+      await api(`/api/display-tokens/${tk.id}`, {method: "DELETE"}); saved(); render(); }}, t("revoke"))])));
+  box.append(createForm("newToken", [{name: "name", required: true},
+    {name: "room_ids", type: "checks", numeric: true, options: rooms.map((r) => ({value: r.id, label: names(r) || String(r.number)}))},
+    {name: "service_ids", type: "checks", numeric: true, options: services.map((s) => ({value: s.id, label: names(s)}))}],
+  async (v) => {
+    const made = await api("/api/display-tokens", {method: "POST", body: v});
+    await render();
+    $("token-once").replaceChildren(el("div", {class: "panel"}, el("p", {}, t("tokenOnce")),
+      el("p", {class: "secret", id: "tv-url"}, el("a", {href: made.tv_url}, made.tv_url))));
+  }));
+}
+
+// The crm room's paths for templates and status lists.
+const TEMPLATES_PATH = "/api/templates";
+const STATUSES_PATH = "/api/status-lists";
+
+async function templatesSection(box) {
+  const list = items(await api(TEMPLATES_PATH), "templates");
+  const specsFor = (tp = {}) => [{name: "name", value: tp.name ?? "", required: true}, {name: "body", type: "textarea", value: tp.body ?? "", required: true, hint: "placeholders"}];
+  box.append(table(["name", "body", ""], list.map((tp) => [tp.name, tp.body,
+    el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${tp.name}`, onclick: () => editDialog(`${t("edit")} ${tp.name}`, specsFor(tp),
+      async (v) => { await api(`${TEMPLATES_PATH}/${tp.id}`, {method: "PATCH", body: v}); render(); })}, t("edit"))])));
+  box.append(createForm("add", specsFor(), async (v) => { await api(TEMPLATES_PATH, {method: "POST", body: v}); render(); }));
+}
+
+async function statusesSection(box) {
+  const list = items(await api(STATUSES_PATH), "customer_statuses", "statuses", "status_lists");
+  for (const s of list) {
+    const details = items(s.details ?? s.children);
+    box.append(el("section", {class: "panel"}, el("h2", {}, `${s.label_vi || s.label || s.code} / ${s.label_en || ""} (${s.code})`),
+      table(["code", "label_vi", "label_en"], details.map((d) => [d.code, d.label_vi || d.label, d.label_en || ""]))));
+  }
+  const parents = list.map((s) => ({value: s.code, label: s.label_vi || s.code}));
+  box.append(createForm("add", [{name: "parent", type: "select", options: [{value: "", label: "—"}, ...parents], optional: true},
+    {name: "code", required: true}, {name: "label_vi", required: true}, {name: "label_en", optional: true}],
+  async (v) => { await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
+}
+
+async function auditSection(box) {
+  const users = await api("/api/users").then((d) => items(d, "users"), () => []);
+  const userName = (id) => { const u = users.find((x) => x.id === id); return u ? (u.display_name || u.username) : (id ?? ""); };
+  const specs = [{name: "user_id", label: "user", type: "select", options: [{value: "", label: t("all")}, ...users.map((u) => ({value: u.id, label: u.username}))], optional: true},
+    {name: "patient_id", type: "number", optional: true, min: 1}, {name: "action", optional: true},
+    {name: "from", type: "date", value: today(-7), optional: true}, {name: "to", type: "date", value: today(), optional: true}];
+  const results = el("div", {id: "audit-results"});
+  const form = el("form", {class: "panel row", role: "search"}, ...specs.map(field), el("div", {style: "align-self:end"}, el("button", {type: "submit"}, t("filter"))));
+  const run = async () => {
+    const q = new URLSearchParams(Object.entries(readFields(form, specs)).filter(([, v]) => v !== "" && !Number.isNaN(v)));
+    try {
+      const rows = items(await api(`/api/audit?${q}`), "audit", "entries", "events");
+      results.replaceChildren(table(["when", "user", "patient_id", "action", "detail"], rows.map((r) => [fmtDateTime(r.at || r.created_at, lang),
+        r.user_name || r.username || userName(r.user_id), String(r.patient_id ?? ""), r.action, r.detail || ""])));
+    } catch (err) { results.replaceChildren(el("p", {class: "error"}, showError(null, err))); }
+  };
+  form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
+  box.append(form, results);
+  await run();
+}
+
+async function statsSection(box) {
+  const specs = [{name: "from", type: "date", value: today(-13)}, {name: "to", type: "date", value: today()}];
+  const form = el("form", {class: "panel row"}, ...specs.map(field), el("div", {style: "align-self:end"}, el("button", {type: "submit"}, t("show"))));
+  const out = el("div", {id: "charts"});
+  box.append(form, out);
+  const run = async () => {
+    const {from, to} = readFields(form, specs);
+    const q = `from=${from}&to=${to}`;
+    out.replaceChildren();
+    const [calls, queue, bookings] = await Promise.all([`/api/stats/calls?${q}`, `/api/stats/queue?${q}`, `/api/stats/bookings?${q}`]
+      .map((p) => api(p).catch((err) => ({error: showError(null, err)}))));
+    out.append(...callCharts(calls), ...queueCharts(queue), ...bookingCharts(bookings));
+  };
+  form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
+  await run();
+}
+
+function unavailable(title, data) { return [el("section", {class: "panel"}, el("h2", {}, title), el("p", {class: "muted"}, fill(t("statsUnavailable"), {detail: data.error})))]; }
+
+function callCharts(data) {
+  if (data.error) return unavailable(t("calls"), data);
+  const days = data.days.map((d) => d.day);
+  const agents = data.agents;
+  const perAgentDay = agents.map((a) => ({name: a.agent_name, values: days.map((day) => {
+    const row = data.per_agent_day.find((r) => r.day === day && r.agent_id === a.agent_id); return row ? row.calls : 0; })}));
+  const disp = Object.entries(data.dispositions);
+  const outcomes = data.outcomes || [];
+  return [
+    el("section", {class: "panel"}, barChart({title: t("callsPerAgentDay"), labels: days.map((d) => d.slice(5)), series: perAgentDay, stacked: true,
+      description: `${data.total} ${t("calls")}, ${data.answered} ${t("answered")}`})),
+    el("section", {class: "panel"}, barChart({title: t("outcomes"), labels: disp.map(([k]) => t("disp." + k)), series: [{name: t("calls"), values: disp.map(([, v]) => v)}]}),
+      outcomes.length ? barChart({title: `${t("outcomes")} (${t("detail")})`, labels: outcomes.map((o) => [o.customer_status, o.detail_status].filter(Boolean).join(" / ") || "—"),
+        series: [{name: t("calls"), values: outcomes.map((o) => o.count)}]}) : ""),
+    el("section", {class: "panel"}, barChart({title: t("answerRate"), labels: agents.map((a) => a.agent_name), unit: "%",
+      series: [{name: t("rate"), values: agents.map((a) => Math.round((a.answer_rate || 0) * 100))}]})),
+  ];
+}
+
+function queueCharts(data) {
+  if (data.error) return unavailable(t("waits"), data);
+  const rows = items(data, "services", "per_service", "by_service");
+  const label = (r) => r.service_name || names(r.service || r) || String(r.service_id);
+  const wait = (r) => r.avg_wait_seconds ?? r.mean_wait_seconds ?? r.wait_avg_seconds ?? 0;
+  const noShow = (r) => r.no_show_rate ?? (r.tickets ? (r.no_shows ?? 0) / r.tickets : 0);
+  return [
+    el("section", {class: "panel"}, barChart({title: t("waits"), labels: rows.map(label), series: [{name: t("avgWait"), values: rows.map((r) => Math.round(wait(r) / 6) / 10)}]})),
+    el("section", {class: "panel"}, barChart({title: t("noShows"), labels: rows.map(label), unit: "%", series: [{name: t("noShowRate"), values: rows.map((r) => Math.round(noShow(r) * 1000) / 10)}]})),
+  ];
+}
+
+function bookingCharts(data) {
+  if (data.error) return unavailable(t("conversion"), data);
+  const days = data.days || [];
+  return [el("section", {class: "panel"}, barChart({title: `${t("conversion")}: ${data.arrived}/${data.booked} (${Math.round((data.conversion || 0) * 100)}%)`,
+    labels: days.map((d) => d.day.slice(5)), series: [{name: t("booked"), values: days.map((d) => d.booked)}, {name: t("arrived"), values: days.map((d) => d.arrived)}]}))];
+}
+
+const RENDER = {users: usersSection, services: servicesSection, rooms: roomsSection, "display-tokens": tokensSection, templates: templatesSection,
+  statuses: statusesSection, audit: auditSection, stats: statsSection};
+const section = () => { const s = location.pathname.split("/")[2] || "users"; return SECTIONS.includes(s) ? s : "users"; };
+
+async function render() {
+  const box = $("section");
+  $("page-error").hidden = true;
+  const next = el("div", {});
+  try { await RENDER[section()](next); } catch (err) { showError($("page-error"), err); }
+  box.replaceChildren(next);
+}
+
+async function main() {
+  const page = await startPage(DICT);
+  lang = page.lang; t = page.t;
+  const current = section();
+  document.title = `${t(current)} · ${t("title")} · clinicall`;
+  $("section-title").textContent = t(current);
+  $("admin-nav").replaceChildren(...SECTIONS.map((s) => el("li", {}, el("a", {href: `/admin/${s}`, "aria-current": s === current ? "page" : false}, t(s)))));
+  for (const b of document.querySelectorAll("dialog [data-close]")) b.addEventListener("click", () => b.closest("dialog").close());
+  await render();
+  document.body.dataset.ready = "1";
+  void fmtDuration;
+}
+
+main().catch((err) => showError($("page-error"), err));

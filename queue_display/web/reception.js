@@ -1,0 +1,140 @@
+// Reception console: expected arrivals with check-in, walk-in tickets, the live queue per service.
+import {api, el, startPage, items, fmtMinutes, today, showError, announce} from "/static/admin/console.js";
+
+const DICT = {
+  vi: {title: "Lễ tân", logout: "Đăng xuất", issuedTicket: "Số thứ tự vừa cấp", walkin: "Cấp số cho khách vãng lai", service: "Dịch vụ",
+       priority: "Ưu tiên", issue: "Cấp số", queue: "Hàng đợi", arrivals: "Bệnh nhân hẹn đến", date: "Ngày",
+       checkinService: "Dịch vụ khi tiếp nhận", show: "Xem", name: "Họ tên", phone: "Điện thoại", status: "Tình trạng", ticket: "Số",
+       checkin: "Tiếp nhận", checkinFor: "Tiếp nhận {name}", noArrivals: "Không có bệnh nhân hẹn đến ngày này.", arrivalsCount: "{n} bệnh nhân hẹn đến.",
+       waiting: "đang chờ", empty: "Không có ai đang chờ.", wait: "Chờ khoảng", position: "Thứ tự", number: "Số", updated: "Cập nhật lúc {time}",
+       minutes: "phút", "p.normal": "Thường", "p.emergency": "Cấp cứu", "p.elderly": "Người cao tuổi", "p.pregnant": "Phụ nữ mang thai",
+       "p.disabled": "Người khuyết tật", "p.booked": "Có hẹn", issuedFor: "{number} — {service}", statusUrl: "Trang theo dõi",
+       "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc"},
+  en: {title: "Reception", logout: "Log out", issuedTicket: "Ticket just issued", walkin: "Walk-in ticket", service: "Service",
+       priority: "Priority", issue: "Issue ticket", queue: "Queue", arrivals: "Expected arrivals", date: "Date",
+       checkinService: "Service at check-in", show: "Show", name: "Name", phone: "Phone", status: "Status", ticket: "Ticket",
+       checkin: "Check in", checkinFor: "Check in {name}", noArrivals: "No patients expected on this day.", arrivalsCount: "{n} patients expected.",
+       waiting: "waiting", empty: "Nobody is waiting.", wait: "Est. wait", position: "Position", number: "Number", updated: "Updated at {time}",
+       minutes: "min", "p.normal": "Normal", "p.emergency": "Emergency", "p.elderly": "Elderly", "p.pregnant": "Pregnant",
+       "p.disabled": "Disabled", "p.booked": "Booked", issuedFor: "{number} — {service}", statusUrl: "Status page",
+       "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed"},
+};
+const PRIORITIES = ["normal", "elderly", "pregnant", "disabled", "emergency"];
+const $ = (id) => document.getElementById(id);
+let lang = "vi";
+let t = (k) => k;
+const state = {services: [], checkedIn: new Map()};
+
+function fill(s, vars) { return s.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? ""); }
+function serviceName(s) {
+  if (!s) return "";
+  const names = s.names || {};
+  return names[lang] || names.vi || s.name || s.service_name || `#${s.id}`;
+}
+
+async function loadServices() {
+  state.services = items(await api("/api/services"), "services").filter((s) => s.active !== false);
+  for (const select of [$("w-service"), $("a-service")]) {
+    select.replaceChildren(...state.services.map((s) => el("option", {value: s.id}, `${s.prefix ? s.prefix + " · " : ""}${serviceName(s)}`)));
+  }
+  $("w-priority").replaceChildren(...PRIORITIES.map((p) => el("option", {value: p}, t("p." + p))));
+}
+
+function showIssued(ticket) {
+  const box = $("issued");
+  box.hidden = false;
+  $("issued-number").textContent = ticket.number;
+  $("issued-detail").replaceChildren(ticket.service_name || serviceName(state.services.find((s) => s.id === ticket.service_id)),
+    ticket.status_url ? el("span", {}, " · ", el("a", {href: ticket.status_url, target: "_blank", rel: "noopener"}, t("statusUrl"))) : "");
+}
+
+async function loadArrivals() {
+  const day = $("a-date").value || today();
+  const body = $("arrivals").tBodies[0];
+  body.replaceChildren();
+  let list = [];
+  try { list = items(await api(`/api/arrivals?date=${day}`), "arrivals", "patients"); }
+  catch (err) { $("arrivals-status").textContent = showError(null, err); return; }
+  $("arrivals-status").textContent = list.length ? fill(t("arrivalsCount"), {n: list.length}) : t("noArrivals");
+  for (const raw of list) {
+    const p = raw.patient || raw;
+    const phones = items(p.phones).map((ph) => ph.raw || ph.e164).join(", ");
+    const cell = el("td", {});
+    const done = state.checkedIn.get(p.id) || raw.ticket;
+    if (done) cell.append(el("strong", {class: "ticket-number", "data-ticket": done.number}, done.number));
+    else cell.append(el("button", {type: "button", "data-checkin": p.id, "aria-label": fill(t("checkinFor"), {name: p.full_name}),
+      onclick: (e) => checkIn(p, e.currentTarget)}, t("checkin")));
+    body.append(el("tr", {"data-patient": p.id}, el("td", {}, p.full_name), el("td", {}, phones),
+      el("td", {}, p.care_status ? t("care." + p.care_status) : ""), cell));
+  }
+}
+
+async function checkIn(patient, button) {
+  $("page-error").hidden = true;
+  button.disabled = true;
+  try {
+    const data = await api("/api/checkins", {method: "POST", body: {patient_id: patient.id, service_id: Number($("a-service").value)}});
+    const ticket = data.ticket || data;
+    state.checkedIn.set(patient.id, ticket);
+    showIssued(ticket);
+    button.replaceWith(el("strong", {class: "ticket-number", "data-ticket": ticket.number}, ticket.number));
+    loadQueue();
+  } catch (err) { button.disabled = false; showError($("page-error"), err); }
+}
+
+async function issueWalkIn(e) {
+  e.preventDefault();
+  $("walkin-error").hidden = true;
+  try {
+    const data = await api("/api/tickets", {method: "POST", body: {service_id: Number($("w-service").value), priority: $("w-priority").value}});
+    showIssued(data.ticket || data);
+    loadQueue();
+  } catch (err) { showError($("walkin-error"), err); }
+}
+
+function queueGroups(data) {
+  // {services: [{service_id|id, name, waiting: [...]}]} or {queues: [...]} or {"<service_id>": [...]}.
+  let groups = items(data, "services", "queues");
+  if (!groups.length && data && typeof data === "object") {
+    groups = Object.entries(data).filter(([, v]) => Array.isArray(v)).map(([k, v]) => ({service_id: Number(k), waiting: v}));
+  }
+  return groups.map((g) => {
+    const id = g.service_id ?? g.id ?? (g.service && g.service.id);
+    const service = state.services.find((s) => s.id === id) || g.service || g;
+    return {id, name: serviceName(service) || g.service_name, waiting: items(g.waiting ?? g.tickets)};
+  });
+}
+
+async function loadQueue() {
+  let data;
+  try { data = await api("/api/queue"); } catch { return; }
+  const box = $("queue");
+  box.replaceChildren();
+  for (const g of queueGroups(data)) {
+    const titleId = `q-${g.id}`;
+    const table = el("table", {class: "compact", "aria-labelledby": titleId},
+      el("thead", {}, el("tr", {}, el("th", {}, t("position")), el("th", {}, t("number")), el("th", {}, t("priority")), el("th", {}, t("wait")))),
+      el("tbody", {}, g.waiting.length ? g.waiting.map((tk, i) => el("tr", {"data-ticket": tk.number},
+        el("td", {}, String(tk.position ?? i + 1)), el("td", {}, el("strong", {}, tk.number)),
+        el("td", {}, t("p." + (tk.priority || "normal"))), el("td", {}, fmtMinutes(tk.estimated_wait_seconds, t))))
+        : el("tr", {}, el("td", {colspan: "4", class: "muted"}, t("empty")))));
+    box.append(el("section", {"data-service": g.id}, el("h3", {id: titleId}, `${g.name} — ${g.waiting.length} ${t("waiting")}`), table));
+  }
+  $("queue-updated").textContent = fill(t("updated"), {time: new Date().toLocaleTimeString(lang === "en" ? "en-GB" : "vi-VN")});
+}
+
+async function main() {
+  const page = await startPage(DICT);
+  lang = page.lang; t = page.t;
+  document.title = `${t("title")} · clinicall`;
+  $("a-date").value = today();
+  await loadServices();
+  $("walkin-form").addEventListener("submit", issueWalkIn);
+  $("arrivals-form").addEventListener("submit", (e) => { e.preventDefault(); loadArrivals(); });
+  await Promise.all([loadArrivals(), loadQueue()]);
+  setInterval(loadQueue, 5000);
+  document.body.dataset.ready = "1";
+  void announce;
+}
+
+main().catch((err) => showError($("page-error"), err));
