@@ -91,6 +91,11 @@ class TelephonySettings(BaseModel):
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(4573, ge=0, le=65535)
     agi_enabled: bool = True
+    agi_allow_remote: bool = Field(False, description="Allow agi_host to be a non-loopback address (FastAGI has no authentication)")
+    agi_timeout_seconds: float = Field(5.0, gt=0, le=60, description="FastAGI: longest wait for the agi_* header and for each reply")
+    agi_lookup_timeout_seconds: float = Field(2.0, gt=0, le=30, description="Longest patient lookup before the call goes on unidentified")
+    callerid_ascii: bool = Field(True, description="Fold caller ID names to ASCII (Nguyen Van An); false keeps Vietnamese letters")
+    new_caller_name: str = Field("Khach moi", max_length=40, description="Caller ID name shown on agents' phones for an unknown caller")
     demo_pbx: bool = Field(False, description="Start the built-in demo PBX when no ami_host is set")
     agent_channel: str = Field("PJSIP/{ext}", description="Channel template for the agent's own phone")
     outbound_context: str = "outbound"
@@ -240,7 +245,7 @@ def unknown_environment() -> list[str]:
     for name in os.environ:
         if not name.startswith("CLINICALL_") or name == CONFIG_FILE_ENV or name.startswith("CLINICALL_TEST_"):
             continue
-        if name == "CLINICALL_DEMO_PASSWORD":
+        if name == "CLINICALL_DEMO_PASSWORD" or name.startswith("CLINICALL_AGI_"):  # clinicall-agi's own
             continue
         section, _, field = name[len("CLINICALL_"):].lower().partition("__")
         model = Settings.model_fields.get(section)

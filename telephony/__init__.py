@@ -5,3 +5,6 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register this room's routes, resources and subscriptions."""
+    from telephony import agi
+
+    agi.setup(app)  # caller identification: FastAGI server and GET /api/callers/identify

@@ -1,0 +1,328 @@
+"""FastAGI server (asyncio): Asterisk's `AGI(agi://127.0.0.1:4573/identify)` connects here.
+
+Protocol (res_agi, LF line endings): Asterisk sends `agi_key: value` lines and a blank line,
+then waits for commands; each command gets one `200 result=...` reply line. Closing the socket
+ends AGI() with AGISTATUS=SUCCESS and the dialplan goes on.
+
+The header is read with `readuntil(b"\\n\\n")` under a timeout and a size cap, so a client that
+disconnects early, stalls, or floods never blocks anyone else (panoramisk 1.4's FastAGI loop
+spins forever on an early disconnect, which is why it is not used here). An unknown script or
+any error closes the session cleanly: the call never fails because of clinicall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge, Histogram
+
+from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY
+from clinicall.metrics import METRICS_KEY
+from telephony import identify
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_USAGE_LINES = 50
+
+
+class AGIProtocolError(Exception):
+    """The peer broke the protocol (closed early, timed out, sent too much)."""
+
+
+@dataclass
+class AGIReply:
+    code: int
+    result: str
+    data: str | None
+    line: str
+    hung_up: bool = False
+
+
+@dataclass
+class AGISession:
+    """One FastAGI connection after its header: `env` and `command()`."""
+
+    env: dict[str, str]
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    timeout: float
+    hung_up: bool = False
+    sent: list[str] = field(default_factory=list)
+
+    @property
+    def script(self) -> str:
+        return script_name(self.env.get("agi_network_script", ""))
+
+    async def command(self, line: str) -> AGIReply:
+        if "\n" in line or "\r" in line or "\x00" in line:
+            raise ValueError("an AGI command must be one line")
+        self.sent.append(line)
+        self.writer.write(line.encode() + b"\n")
+        await asyncio.wait_for(self.writer.drain(), self.timeout)
+        return await asyncio.wait_for(self._reply(), self.timeout)
+
+    async def set_variable(self, name: str, value: str) -> AGIReply:
+        quoted = value if value.isdigit() else f'"{value}"'
+        return await self.command(f"SET VARIABLE {name} {quoted}")
+
+    async def _read_line(self) -> str:
+        try:
+            raw = await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            raise AGIProtocolError("Asterisk closed the connection before replying") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise AGIProtocolError("reply line too long") from exc
+        return raw.decode("utf-8", "replace").rstrip("\r\n")
+
+    async def _reply(self) -> AGIReply:
+        hung_up = False
+        line = await self._read_line()
+        if line.startswith("HANGUP"):  # res_agi tells a FastAGI script once that the channel hung up
+            self.hung_up = hung_up = True
+            line = await self._read_line()
+        if line.startswith("520-"):  # multi-line usage message, ends with "520 End of proper usage."
+            for _ in range(MAX_USAGE_LINES):
+                if (await self._read_line()).startswith("520 "):
+                    break
+            return AGIReply(520, "", None, line, hung_up)
+        return parse_reply(line, hung_up)
+
+
+def parse_reply(line: str, hung_up: bool = False) -> AGIReply:
+    code_text, _, rest = line.partition(" ")
+    code = int(code_text) if code_text.isdigit() else 0
+    result, data = "", None
+    if rest.startswith("result="):
+        value = rest[len("result="):]
+        result, _, tail = value.partition(" ")
+        tail = tail.strip()
+        if tail.startswith("(") and tail.endswith(")"):
+            data = tail[1:-1]
+    return AGIReply(code, result, data, line, hung_up)
+
+
+def script_name(network_script: str) -> str:
+    return network_script.split("?", 1)[0].strip().strip("/").lower()
+
+
+def parse_header(raw: bytes) -> dict[str, str]:
+    """agi_* lines to a dict; lines without a colon or not starting with agi_ are ignored."""
+    env: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key.startswith("agi_") and key.replace("_", "").isalnum():
+            env[key] = value.strip()
+    return env
+
+
+ScriptHandler = Callable[[AGISession], Awaitable[None]]
+
+
+class FastAGIMetrics:
+    def __init__(self, registry: Any | None) -> None:
+        self.sessions = Counter("clinicall_fastagi_sessions", "FastAGI sessions by script and outcome",
+                                ["script", "outcome"], registry=registry)
+        self.identify_seconds = Histogram("clinicall_fastagi_identify_seconds",
+                                          "FastAGI identify: header received to last reply",
+                                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                                          registry=registry)
+        self.active = Gauge("clinicall_fastagi_active_sessions", "FastAGI sessions in progress", registry=registry)
+
+
+class FastAGIServer:
+    def __init__(self, host: str, port: int, timeout: float, scripts: dict[str, ScriptHandler],
+                 metrics: FastAGIMetrics, allow_remote: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.scripts = scripts
+        self.metrics = metrics
+        self.allow_remote = allow_remote
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[Any]] = set()
+        self.served = 0
+        self.failed = 0
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        if not self.allow_remote and not await is_loopback(self.host):
+            raise RuntimeError(
+                f"FastAGI refuses to listen on {self.host!r}: it has no authentication, so it listens on "
+                "loopback only. Set CLINICALL_TELEPHONY__AGI_HOST=127.0.0.1, or set "
+                "CLINICALL_TELEPHONY__AGI_ALLOW_REMOTE=true behind a firewall that admits only Asterisk.")
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("FastAGI listening on %s", self.address)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        for task in list(self._sessions):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": self.listening, "listening": self.listening, "address": self.address,
+                "active_sessions": len(self._sessions), "served": self.served, "failed": self.failed}
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
+        self.metrics.active.inc()
+        script = "-"
+        outcome = "ok"
+        try:
+            env = await self._read_header(reader)
+            session = AGISession(env=env, reader=reader, writer=writer, timeout=self.timeout)
+            script = session.script or "-"
+            handler = self.scripts.get(script)
+            if handler is None:
+                outcome = "unknown_script"
+                script = "unknown"
+                log.warning("FastAGI: unknown script %r from channel %r; ending the session so the dialplan goes on",
+                            env.get("agi_network_script", "")[:80], env.get("agi_channel", "")[:80])
+            else:
+                await handler(session)
+        except AGIProtocolError as exc:
+            outcome = "protocol_error"
+            log.info("FastAGI session from %s ended early: %s", _peer(writer), exc)
+        except TimeoutError:
+            outcome = "timeout"
+            log.info("FastAGI session from %s timed out", _peer(writer))
+        except (ConnectionError, OSError) as exc:
+            outcome = "connection_lost"
+            log.info("FastAGI session from %s lost: %s", _peer(writer), exc)
+        except asyncio.CancelledError:  # shutdown: end this connection quietly, the task is done
+            outcome = "cancelled"
+        except Exception:
+            outcome = "error"
+            log.exception("FastAGI script %s failed; the call goes on", script)
+        finally:
+            if outcome == "ok" or outcome == "unknown_script":
+                self.served += 1
+            else:
+                self.failed += 1
+            self.metrics.sessions.labels(script, outcome).inc()
+            self.metrics.active.dec()
+            await _close(writer)
+            if task is not None:
+                self._sessions.discard(task)
+
+    async def _read_header(self, reader: asyncio.StreamReader) -> dict[str, str]:
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), self.timeout)
+        except asyncio.IncompleteReadError as exc:
+            raise AGIProtocolError(f"disconnected after {len(exc.partial)} bytes, before the blank line") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise AGIProtocolError(f"header larger than {MAX_HEADER_BYTES} bytes") from exc
+        except TimeoutError as exc:
+            raise AGIProtocolError(f"no complete header within {self.timeout:g} s") from exc
+        return parse_header(raw)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 1)
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+
+
+async def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback address."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def identify_script(app: web.Application) -> ScriptHandler:
+    """`identify`: look the caller up, set CALLERID(name), PATIENT_ID, CLINICALL_AGENT_EXT (or
+    CLINICALL_AGENT_DIAL), pop the caller's card on the agents' screens, and end the session."""
+
+    async def run(session: AGISession) -> None:
+        started = time.perf_counter()
+        db = app[DB_KEY]
+        uniqueid = session.env.get("agi_uniqueid")
+        identity = await identify.identify_caller(db, app[SETTINGS_KEY], session.env.get("agi_callerid"))
+        await identify.publish_screenpop(app, identity, uniqueid)
+        for name, value in identity.channel_variables():
+            reply = await session.set_variable(name, value)
+            if reply.code != 200:
+                log.warning("FastAGI: Asterisk answered %r to SET VARIABLE %s", reply.line[:120], name)
+        app[FASTAGI_KEY].metrics.identify_seconds.observe(time.perf_counter() - started)
+        if identity.patient_id is not None:  # the audit row must not hold the call up
+            app[TASKS_KEY].spawn(identify.record_identification(db, None, identity, uniqueid), "fastagi-audit")
+
+    return run
+
+
+FASTAGI_KEY = web.AppKey("fastagi", FastAGIServer)
+
+
+async def fastagi_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY].telephony
+    metrics_holder = app.get(METRICS_KEY)
+    server = FastAGIServer(settings.agi_host, settings.agi_port, settings.agi_timeout_seconds, {},
+                           FastAGIMetrics(metrics_holder.registry if metrics_holder else None),
+                           allow_remote=settings.agi_allow_remote)
+    server.scripts["identify"] = identify_script(app)
+    app[FASTAGI_KEY] = server
+    await server.start()
+    try:
+        yield
+    finally:
+        await server.close()
+
+
+def setup(app: web.Application) -> None:
+    """Routes for identification, and the FastAGI server when telephony.agi_enabled."""
+    identify.setup(app)
+    settings = app[SETTINGS_KEY].telephony
+    if not settings.agi_enabled:
+        async def disabled() -> dict[str, Any]:
+            return {"ok": True, "enabled": False, "optional": True}
+
+        app[HEALTH_KEY]["fastagi"] = disabled
+        return
+
+    async def health() -> dict[str, Any]:
+        server = app.get(FASTAGI_KEY)
+        return server.health() if server else {"ok": False, "listening": False, "error": "not started"}
+
+    app[HEALTH_KEY]["fastagi"] = health
+    app.cleanup_ctx.append(fastagi_ctx)

@@ -1,0 +1,261 @@
+"""Inbound caller identification, shared by the FastAGI server and the HTTP API used by the
+process AGI (`clinicall-agi identify`): normalise the untrusted caller ID, look the patient up
+in crm_bridge, choose the agents whose phones will ring, make the values that go back to
+Asterisk safe, and publish the `call.screenpop` event.
+
+Caller ID names are folded to ASCII by default ("Nguyễn Văn An" -> "Nguyen Van An"): desk phones,
+SIP trunks and Asterisk's own logs show plain ASCII reliably, while UTF-8 display names are
+mangled by many of them. `telephony.callerid_ascii = false` keeps the Vietnamese letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+from aiohttp import web
+
+from clinicall.auth import service as auth_service
+from clinicall.auth.access import require
+from clinicall.db import Database, utcnow
+from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.problem import Problem
+from clinicall.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCREENPOP = "call.screenpop"
+WITHHELD = frozenset({"", "unknown", "<unknown>", "anonymous", "private", "restricted", "unavailable", "withheld"})
+NUMBER_SEPARATORS = re.compile(r"[\s\-.()/]")
+DIALLABLE = re.compile(r"^\+?[0-9]{2,20}$")
+NAME_MAX_CHARS = 40
+NAME_MAX_BYTES = 80
+DIAL_STRING = re.compile(r"^[A-Za-z0-9/@&_.:;+-]{1,2000}$")
+UNIQUEID = re.compile(r"^[A-Za-z0-9._;@/-]{1,150}$")
+VARIABLE_VALUE = re.compile(r"^[^\x00-\x1f\x7f\"\\]*$")
+ASCII_FOLDS = str.maketrans({"đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L",
+                             "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE"})
+
+
+@dataclass(frozen=True)
+class CallerIdentity:
+    """What inbound identification found, and the channel variables to hand back to Asterisk."""
+
+    number: str | None                   # E.164 when it parses, else the cleaned digits; None if withheld
+    known: bool
+    patient: dict[str, Any] | None      # {"id", "full_name", "care_status", "assigned_agent_id"}
+    callerid_name: str                  # safe for SET VARIABLE CALLERID(name)
+    agent_ids: list[int] = field(default_factory=list)
+    agent_extensions: list[str] = field(default_factory=list)
+    assigned_extension: str | None = None  # CLINICALL_AGENT_EXT: the assigned agent's phone
+    agent_dial: str | None = None          # CLINICALL_AGENT_DIAL: every agent's phone when none is assigned
+    lookup_failed: bool = False
+
+    @property
+    def patient_id(self) -> int | None:
+        return int(self.patient["id"]) if self.patient else None
+
+    def channel_variables(self) -> list[tuple[str, str]]:
+        """(name, value) pairs to set on the channel, in order; every value is already safe."""
+        variables = [("CALLERID(name)", self.callerid_name)]
+        if self.patient_id is not None:
+            variables.append(("PATIENT_ID", str(self.patient_id)))
+        if self.assigned_extension:
+            variables.append(("CLINICALL_AGENT_EXT", self.assigned_extension))
+        if self.agent_dial:
+            variables.append(("CLINICALL_AGENT_DIAL", self.agent_dial))
+        return [(name, value) for name, value in variables if value and VARIABLE_VALUE.match(value)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "known": self.known, "patient": self.patient,
+                "patient_id": self.patient_id, "callerid_name": self.callerid_name,
+                "agent_ids": self.agent_ids, "agent_extensions": self.agent_extensions,
+                "agent_extension": self.assigned_extension, "agent_dial": self.agent_dial,
+                "lookup_failed": self.lookup_failed,
+                "variables": [list(pair) for pair in self.channel_variables()]}
+
+
+def caller_number(raw: str | None) -> str | None:
+    """The dialable part of an untrusted caller ID: '+84912345678', '0912345678', or None when the
+    caller ID is withheld ('unknown', empty) or is not a phone number at all."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    if len(text) > 64 or text.lower() in WITHHELD:
+        return None
+    text = NUMBER_SEPARATORS.sub("", text)
+    return text if DIALLABLE.match(text) else None
+
+
+def display_number(number: str | None, region: str, e164: str | None = None) -> str | None:
+    """The caller's number as agents see it: E.164 when it is a valid number, else the digits."""
+    if e164:
+        return e164
+    if number is None:
+        return None
+    candidates = [number] if number.startswith("+") else [number, "+" + number]
+    for candidate in candidates:
+        try:
+            parsed = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return number
+
+
+def fold_ascii(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.translate(ASCII_FOLDS))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).encode("ascii", "ignore").decode()
+
+
+def safe_callerid_name(name: str, ascii_only: bool = True, max_chars: int = NAME_MAX_CHARS) -> str:
+    """A caller ID name that cannot break out of an AGI argument or a dialplan expression: letters,
+    digits, spaces and . - ' only (no quotes, backslashes or control characters), length limited."""
+    text = unicodedata.normalize("NFC", name)
+    if ascii_only:
+        text = fold_ascii(text)
+    kept = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch in ".-'" or category[0] in "LN" or (category[0] == "M" and not ascii_only):
+            kept.append(ch)
+        else:
+            kept.append(" ")
+    cleaned = " ".join("".join(kept).split())[:max_chars].strip()
+    while len(cleaned.encode()) > NAME_MAX_BYTES:
+        cleaned = cleaned[:-1].rstrip()
+    return cleaned
+
+
+def safe_uniqueid(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    raw = raw.strip()
+    return raw if UNIQUEID.match(raw) else None
+
+
+def agent_dial_string(template: str, extensions: list[str]) -> str | None:
+    """The Dial() string that rings these extensions, from the agent channel template."""
+    if not extensions:
+        return None
+    dial = "&".join(template.replace("{ext}", ext) for ext in extensions)
+    return dial if DIAL_STRING.match(dial) else None
+
+
+async def _lookup(db: Database, number: str, region: str) -> Any:
+    from crm_bridge.service import lookup_caller  # the crm room's contract function
+
+    return await lookup_caller(db, number, region)
+
+
+async def _agents_for(db: Database, assigned_agent_id: int | None) -> tuple[list[Any], bool]:
+    """Users whose phones ring: the assigned agent when active with an extension, else every
+    active agent with an extension. Returns (users, assigned)."""
+    if assigned_agent_id is not None:
+        user = await auth_service.get_user(db, assigned_agent_id)
+        if user is not None and user.active and user.extension:
+            return [user], True
+    users = await auth_service.list_users(db)
+    team = [u for u in users if u.active and u.extension and "agent" in (u.roles or [])]
+    team.sort(key=lambda u: (u.extension, u.id))
+    return team, False
+
+
+async def identify_caller(db: Database, settings: Settings, raw_callerid: str | None) -> CallerIdentity:
+    """Never raises: a failed lookup is logged and the caller is treated as not recognised."""
+    telephony = settings.telephony
+    region = settings.clinic.phone_region
+    number = caller_number(raw_callerid)
+    match = None
+    lookup_failed = False
+    if number is not None:
+        try:
+            match = await asyncio.wait_for(_lookup(db, number, region), telephony.agi_lookup_timeout_seconds)
+        except Exception:
+            lookup_failed = True
+            log.exception("caller lookup failed for %r; treating the caller as not recognised", number)
+    patient = None
+    if match is not None:
+        patient = {"id": match.patient_id, "full_name": match.full_name, "care_status": match.care_status,
+                   "assigned_agent_id": match.assigned_agent_id}
+        name = safe_callerid_name(match.full_name, telephony.callerid_ascii)
+    else:
+        name = safe_callerid_name(telephony.new_caller_name, telephony.callerid_ascii)
+    try:
+        agents, assigned = await _agents_for(db, match.assigned_agent_id if match else None)
+    except Exception:
+        log.exception("could not list the agents to ring for an inbound call")
+        agents, assigned = [], False
+    extensions = [str(u.extension) for u in agents]
+    return CallerIdentity(
+        number=display_number(number, region, match.phone_e164 if match else None),
+        known=match is not None,
+        patient=patient,
+        callerid_name=name,
+        agent_ids=[int(u.id) for u in agents],
+        agent_extensions=extensions,
+        assigned_extension=extensions[0] if assigned else None,
+        agent_dial=None if assigned else agent_dial_string(telephony.agent_channel, extensions),
+        lookup_failed=lookup_failed,
+    )
+
+
+def screenpop_data(identity: CallerIdentity, call_uniqueid: str | None) -> dict[str, Any]:
+    return {"agent_ids": identity.agent_ids, "agent_extensions": identity.agent_extensions,
+            "number": identity.number, "known": identity.known, "patient": identity.patient,
+            "call_uniqueid": safe_uniqueid(call_uniqueid), "at": utcnow().isoformat()}
+
+
+async def publish_screenpop(app: web.Application, identity: CallerIdentity, call_uniqueid: str | None) -> None:
+    try:
+        await app[BUS_KEY].publish(SCREENPOP, screenpop_data(identity, call_uniqueid))
+    except Exception:
+        log.exception("could not publish the screen-pop for an inbound call")
+
+
+async def record_identification(db: Database, user_id: int | None, identity: CallerIdentity,
+                                call_uniqueid: str | None) -> None:
+    """Audit: who (or which inbound call) saw this patient's name. Best effort."""
+    if identity.patient_id is None:
+        return
+    try:
+        from crm_bridge.service import record_access
+
+        await record_access(db, user_id, identity.patient_id, "caller_identified",
+                            f"inbound call {safe_uniqueid(call_uniqueid) or ''}".strip())
+    except Exception:
+        log.exception("could not record the caller identification in the audit trail")
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/callers/identify")
+async def identify_route(request: web.Request) -> web.Response:
+    """Who is calling? `number` is the raw caller ID. With `uniqueid` (the channel's, as the process
+    AGI sends it) the call is live: the screen-pop is published to the agents whose phones ring."""
+    who = require(request, "agent", "supervisor")
+    raw = request.query.get("number")
+    if raw is None:
+        raise Problem(400, "Number missing", "Add ?number= with the caller ID (use 'unknown' when it is withheld).")
+    if len(raw) > 200:
+        raise Problem(400, "Number too long", "The caller ID is longer than 200 characters; send the number only.")
+    uniqueid = request.query.get("uniqueid")
+    if uniqueid is not None and safe_uniqueid(uniqueid) is None:
+        raise Problem(400, "Invalid uniqueid", "uniqueid must be the channel's Asterisk uniqueid, e.g. 1795324352.13.")
+    app = request.app
+    identity = await identify_caller(app[DB_KEY], app[SETTINGS_KEY], raw)
+    if uniqueid is not None:
+        await publish_screenpop(app, identity, uniqueid)
+    await record_identification(app[DB_KEY], who.user_id, identity, uniqueid)
+    return web.json_response(identity.to_json())
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)

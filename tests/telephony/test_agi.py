@@ -1,0 +1,159 @@
+"""FastAGI `identify` through real TCP: the recorded Asterisk headers replayed byte for byte
+against the running app, patients from crm_bridge, screen-pops on the bus (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from clinicall.keys import BUS_KEY, DB_KEY
+from clinicall.settings import Settings
+from telephony.agi import FASTAGI_KEY
+from tests.conftest import Staff
+from tests.telephony.agi_peer import Collector, load_trace, run_session, with_callerid
+
+
+@pytest.fixture
+def settings(db_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(db_url, telephony={"agi_enabled": True, "agi_port": 0, "agi_timeout_seconds": 2.0})
+
+
+async def add_patient(client: TestClient, staff: Staff, name: str, number: str, agent: str | None) -> int:
+    from crm_bridge.patients import PatientIn, PhoneIn, create_patient
+
+    data = PatientIn(full_name=name, phones=[PhoneIn(number=number)],
+                     assigned_agent_id=staff.ids[agent] if agent else None)
+    return await create_patient(client.app[DB_KEY], data, staff.ids["admin"], "VN")
+
+
+def agi_port(client: TestClient) -> int:
+    return client.app[FASTAGI_KEY].port
+
+
+def screenpops(client: TestClient) -> Collector:
+    collector = Collector()
+    client.app[BUS_KEY].subscribe("call.screenpop", collector)
+    return collector
+
+
+async def test_recorded_inbound_calls_identify_the_patient(client: TestClient, staff: Staff) -> None:
+    patient_id = await add_patient(client, staff, "Nguyễn Văn An", "0912345678", "agent")
+    pops = screenpops(client)
+    port = agi_port(client)
+
+    for name in ("inbound_call", "inbound_call_e164"):
+        trace = load_trace(name)
+        commands = await run_session(port, trace.header, trace)
+        assert commands == [
+            'SET VARIABLE CALLERID(name) "Nguyen Van An"',
+            f"SET VARIABLE PATIENT_ID {patient_id}",
+            "SET VARIABLE CLINICALL_AGENT_EXT 1001",
+        ], name
+    await client.app[BUS_KEY].drain()
+    assert [e.data["call_uniqueid"] for e in pops.events] == ["1795324352.13", "1795324360.20"]
+    for event in pops.events:
+        assert event.data["agent_ids"] == [staff.ids["agent"]]
+        assert event.data["agent_extensions"] == ["1001"]
+        assert event.data["number"] == "+84912345678"
+        assert event.data["known"] is True
+        assert event.data["patient"] == {"id": patient_id, "full_name": "Nguyễn Văn An", "care_status": "new",
+                                         "assigned_agent_id": staff.ids["agent"]}
+        assert event.data["at"]
+    health = client.app[FASTAGI_KEY].health()
+    assert health["ok"] and health["served"] == 2 and health["failed"] == 0
+
+
+async def test_unknown_and_withheld_callers_pop_a_new_caller_card_on_every_agent(client: TestClient, staff: Staff) -> None:
+    pops = screenpops(client)
+    port = agi_port(client)
+    team_dial = 'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1002&PJSIP/1009"'
+
+    named = load_trace("inbound_call_with_name")  # a number clinicall does not know, with a network name
+    assert await run_session(port, named.header, named) == ['SET VARIABLE CALLERID(name) "Khach moi"', team_dial]
+    anonymous = load_trace("inbound_call_anonymous")  # agi_callerid: unknown
+    assert await run_session(port, anonymous.header, anonymous) == ['SET VARIABLE CALLERID(name) "Khach moi"', team_dial]
+    await client.app[BUS_KEY].drain()
+
+    team = [staff.ids["agent"], staff.ids["agent2"], staff.ids["supervisor"]]
+    first, second = (e.data for e in pops.events)
+    assert first["known"] is False and first["patient"] is None and first["number"] == "+84987654321"
+    assert second["known"] is False and second["patient"] is None and second["number"] is None
+    for data in (first, second):
+        assert data["agent_ids"] == team
+        assert data["agent_extensions"] == ["1001", "1002", "1009"]
+    assert [first["call_uniqueid"], second["call_uniqueid"]] == ["1795324515.8", "1795324508.1"]
+
+
+async def test_unassigned_patient_rings_the_team_and_the_assigned_agent_only_when_active(
+        client: TestClient, staff: Staff) -> None:
+    from clinicall.auth import service as auth_service
+
+    unassigned = await add_patient(client, staff, "Trần Thị Bình", "0987654321", None)
+    assigned = await add_patient(client, staff, "Lê Văn Cường", "0901234567", "agent2")
+    await auth_service.update_user(client.app[DB_KEY], staff.ids["agent2"], active=False)
+    trace = load_trace("inbound_call")
+    port = agi_port(client)
+
+    assert await run_session(port, with_callerid(trace, b"0987654321"), trace) == [
+        'SET VARIABLE CALLERID(name) "Tran Thi Binh"', f"SET VARIABLE PATIENT_ID {unassigned}",
+        'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1009"']
+    # The assigned agent left: the call goes to the team instead of a phone nobody answers.
+    assert await run_session(port, with_callerid(trace, b"84901234567"), trace) == [
+        'SET VARIABLE CALLERID(name) "Le Van Cuong"', f"SET VARIABLE PATIENT_ID {assigned}",
+        'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1009"']
+
+
+async def test_fifty_concurrent_sessions(client: TestClient, staff: Staff) -> None:
+    patient_id = await add_patient(client, staff, "Phạm Thị Dung", "0912345678", "agent")
+    pops = screenpops(client)
+    trace = load_trace("inbound_call")
+    port = agi_port(client)
+    results = await asyncio.gather(*(run_session(port, trace.header, trace) for _ in range(50)))
+    for commands in results:
+        assert commands == ['SET VARIABLE CALLERID(name) "Pham Thi Dung"', f"SET VARIABLE PATIENT_ID {patient_id}",
+                            "SET VARIABLE CLINICALL_AGENT_EXT 1001"]
+    await client.app[BUS_KEY].drain()
+    assert len(pops.events) == 50
+    assert client.app[FASTAGI_KEY].health()["served"] == 50
+
+
+async def test_identify_api(client: TestClient, staff: Staff) -> None:
+    patient_id = await add_patient(client, staff, "Nguyễn Văn An", "0912345678", "agent")
+    pops = screenpops(client)
+
+    response = await client.get("/api/callers/identify", params={"number": "+84 912 345 678"},
+                                headers=staff.headers("agent"))
+    assert response.status == 200
+    body = await response.json()
+    assert body["known"] is True and body["patient_id"] == patient_id and body["agent_extension"] == "1001"
+    assert body["variables"] == [["CALLERID(name)", "Nguyen Van An"], ["PATIENT_ID", str(patient_id)],
+                                 ["CLINICALL_AGENT_EXT", "1001"]]
+    await client.app[BUS_KEY].drain()
+    assert pops.events == []  # no uniqueid: a look-up, not a live call
+
+    response = await client.get("/api/callers/identify", params={"number": "unknown", "uniqueid": "1795324508.1"},
+                                headers=staff.headers("agent"))
+    body = await response.json()
+    assert body["known"] is False and body["number"] is None and body["patient"] is None
+    await client.app[BUS_KEY].drain()
+    assert [e.data["call_uniqueid"] for e in pops.events] == ["1795324508.1"]
+
+    for params, status in (({}, 400), ({"number": "1" * 201}, 400),
+                           ({"number": "0912345678", "uniqueid": "x\r\ny"}, 400)):
+        response = await client.get("/api/callers/identify", params=params, headers=staff.headers("agent"))
+        assert response.status == status
+        assert response.content_type == "application/problem+json"
+    assert (await client.get("/api/callers/identify", params={"number": "0912345678"})).status == 401
+    response = await client.get("/api/callers/identify", params={"number": "0912345678"},
+                                headers=staff.headers("reception"))
+    assert response.status == 403
+
+
+async def test_health_reports_the_listener(client: TestClient) -> None:
+    response = await client.get("/healthz")
+    body = await response.json()
+    assert body["checks"]["fastagi"]["listening"] is True
+    assert body["checks"]["fastagi"]["address"].startswith("127.0.0.1:")
