@@ -108,6 +108,11 @@ class TelephonySettings(BaseModel):
     )
     allow_international: bool = False
     calls_per_minute_per_agent: int = Field(6, ge=1, le=600)
+    inbound_contexts: list[str] = Field(default_factory=lambda: ["inbound"],
+                                        description="Dialplan contexts where inbound calls start (logged as inbound)")
+    international_prefix: str = Field("00", description="Dialled before the country code for international numbers")
+    reconnect_max_seconds: float = Field(30.0, ge=0.1, le=600, description="Longest wait between AMI reconnects")
+    ended_calls_kept: int = Field(2000, ge=10, le=1_000_000, description="Ended calls kept in memory for late events")
 
 
 class QueueSettings(BaseModel):
