@@ -54,17 +54,6 @@ const DICT = {
 };
 const CARE = ["new", "in_treatment", "treatment_finished", "care_closed"];
 const WORKLISTS = ["due_today", "overdue", "not_reached", "new"];
-// Used only when the crm API offers no status list.
-const FALLBACK_STATUSES = [
-  {code: "not_booked", label_vi: "Chưa đặt lịch", label_en: "Not yet booked", details: [
-    {code: "wants_advice", label_vi: "Cần tư vấn thêm", label_en: "Wants more advice"},
-    {code: "thinking", label_vi: "Đang cân nhắc", label_en: "Thinking about it"}]},
-  {code: "booked", label_vi: "Đã đặt lịch", label_en: "Booked", details: [
-    {code: "confirmed", label_vi: "Đã xác nhận", label_en: "Confirmed"}]},
-  {code: "not_reached", label_vi: "Không liên lạc được", label_en: "Not reached", details: [
-    {code: "no_answer", label_vi: "Không nghe máy", label_en: "No answer"},
-    {code: "wrong_number", label_vi: "Sai số", label_en: "Wrong number"}]},
-];
 
 const $ = (id) => document.getElementById(id);
 const state = {patient: null, call: null, statuses: [], worklist: "due_today", ws: null, wsRetry: 0, callTimer: null,
@@ -300,19 +289,20 @@ async function hangup() {
 
 // ---------- outcome form ----------
 async function loadStatuses() {
-  for (const path of ["/api/status-lists", "/api/statuses", "/api/customer-statuses"]) {
+  for (const path of ["/api/customer-statuses"]) {
     try {
       const data = await api(path);
       const list = items(data, "customer_statuses", "statuses", "status_lists");
       if (list.length) { state.statuses = list.map(normaliseStatus); return; }
     } catch { /* try the next name */ }
   }
-  state.statuses = FALLBACK_STATUSES;
+  state.statuses = [];
 }
 
 function normaliseStatus(s) {
-  return {...s, code: s.code ?? s.key ?? s.name, details: items(s.details ?? s.children ?? s.detail_statuses).map((d) => (
-    typeof d === "string" ? {code: d, label_vi: d, label_en: d} : {...d, code: d.code ?? d.key ?? d.name}))};
+  // crm_bridge identifies statuses by their label (the clinic writes them in its own language).
+  return {...s, code: s.code ?? s.label, details: items(s.details ?? s.children).map((d) => (
+    typeof d === "string" ? {code: d, label: d} : {...d, code: d.code ?? d.label}))};
 }
 
 function fillOutcomeSelects() {

@@ -24,7 +24,7 @@ const DICT = {
     waits: "Thời gian chờ trung bình theo dịch vụ (phút)", noShows: "Tỉ lệ không đến theo dịch vụ", conversion: "Đặt lịch → đến khám",
     calls: "Cuộc gọi", answered: "Nghe máy", booked: "Đặt lịch", arrived: "Đã đến", rate: "Tỉ lệ", show: "Xem", statsUnavailable: "Chưa có số liệu: {detail}",
     "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
-    avgWait: "Chờ trung bình", noShowRate: "Tỉ lệ vắng", tickets: "Số phiếu", minutes: "phút",
+    avgWait: "Chờ trung bình", arrivedLate: "Đến muộn (≤ 7 ngày)", pending: "Chưa đến ngày hẹn", noShowRate: "Tỉ lệ vắng", tickets: "Số phiếu", minutes: "phút",
   },
   en: {
     title: "Administration", logout: "Log out", save: "Save", cancel: "Cancel", add: "Add", edit: "Edit", saved: "Saved.",
@@ -46,7 +46,7 @@ const DICT = {
     waits: "Average wait per service (minutes)", noShows: "No-show rate per service", conversion: "Booking → arrival",
     calls: "Calls", answered: "Answered", booked: "Booked", arrived: "Arrived", rate: "Rate", show: "Show", statsUnavailable: "No figures yet: {detail}",
     "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
-    avgWait: "Average wait", noShowRate: "No-show rate", tickets: "Tickets", minutes: "min",
+    avgWait: "Average wait", arrivedLate: "Arrived late (≤ 7 days)", pending: "Not yet due", noShowRate: "No-show rate", tickets: "Tickets", minutes: "min",
   },
 };
 const SECTIONS = ["users", "services", "rooms", "display-tokens", "templates", "statuses", "audit", "stats"];
@@ -304,10 +304,10 @@ function callCharts(data) {
 
 function queueCharts(data) {
   if (data.error) return unavailable(t("waits"), data);
-  const rows = items(data, "services", "per_service", "by_service");
-  const label = (r) => r.service_name || names(r.service || r) || String(r.service_id);
-  const wait = (r) => r.avg_wait_seconds ?? r.mean_wait_seconds ?? r.wait_avg_seconds ?? 0;
-  const noShow = (r) => r.no_show_rate ?? (r.tickets ? (r.no_shows ?? 0) / r.tickets : 0);
+  const rows = items(data, "by_service");
+  const label = (r) => [r.service_prefix, r.service_name].filter(Boolean).join(" · ") || String(r.service_id);
+  const wait = (r) => r.mean_wait_seconds ?? 0;
+  const noShow = (r) => r.noshow_rate ?? 0;
   return [
     el("section", {class: "panel"}, barChart({title: t("waits"), labels: rows.map(label), series: [{name: t("avgWait"), values: rows.map((r) => Math.round(wait(r) / 6) / 10)}]})),
     el("section", {class: "panel"}, barChart({title: t("noShows"), labels: rows.map(label), unit: "%", series: [{name: t("noShowRate"), values: rows.map((r) => Math.round(noShow(r) * 1000) / 10)}]})),
@@ -318,7 +318,9 @@ function bookingCharts(data) {
   if (data.error) return unavailable(t("conversion"), data);
   const days = data.days || [];
   return [el("section", {class: "panel"}, barChart({title: `${t("conversion")}: ${data.arrived}/${data.booked} (${Math.round((data.conversion || 0) * 100)}%)`,
-    labels: days.map((d) => d.day.slice(5)), series: [{name: t("booked"), values: days.map((d) => d.booked)}, {name: t("arrived"), values: days.map((d) => d.arrived)}]}))];
+    description: `${t("arrivedLate")}: ${data.arrived_late}; ${t("pending")}: ${data.pending}`,
+    labels: days.map((d) => d.day.slice(5)), series: [{name: t("booked"), values: days.map((d) => d.booked - d.pending)},
+      {name: t("arrived"), values: days.map((d) => d.arrived)}, {name: t("arrivedLate"), values: days.map((d) => d.arrived_late)}]}))];
 }
 
 const RENDER = {users: usersSection, services: servicesSection, rooms: roomsSection, "display-tokens": tokensSection, templates: templatesSection,
