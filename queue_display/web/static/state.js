@@ -14,7 +14,7 @@ export class ScreenState {
 
   applySnapshot(data) {
     this.clear();
-    this.clinic = data.clinic || data.clinic_name || "";
+    this.clinic = (data.clinic && typeof data.clinic === "object" ? data.clinic.name : data.clinic) || "";
     for (const room of data.rooms || []) {
       this.rooms.set(room.id, room);
       const ticket = room.current || room.ticket || room.serving || null;

@@ -1,0 +1,217 @@
+"""The websocket hub /ws/display: who may connect, what each screen gets, and that no payload carries a
+patient's full name. Real app, real websockets (aiohttp client), real Redis for the two-instance test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSServerHandshakeError
+from aiohttp.test_utils import TestClient
+
+from clinicall.app import create_app
+from clinicall.auth import service as auth_service
+from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.settings import Settings
+from queue_display.display import ScreenFilter, mask_initials, scrub
+from tests.conftest import PASSWORD
+
+FULL_NAME = "Nguyễn Văn An"
+
+
+def test_scrub_drops_identity_and_masks_names() -> None:
+    payload = {"ticket": {"id": 1, "number": "A001", "masked_name": FULL_NAME, "patient_id": 7,
+                          "full_name": FULL_NAME, "token": "secret", "room": {"id": 1, "name": "Phòng khám số 1"}},
+               "waiting": [{"id": 2, "masked_name": "Trần T. B.", "patient": {"full_name": FULL_NAME}}]}
+    hidden = scrub(payload, keep_masked=False)
+    assert hidden["ticket"] == {"id": 1, "number": "A001", "masked_name": None,
+                                "room": {"id": 1, "name": "Phòng khám số 1"}}
+    assert hidden["waiting"] == [{"id": 2, "masked_name": None}]
+    shown = scrub(payload, keep_masked=True)
+    assert shown["ticket"]["masked_name"] == "Nguyễn V. A."  # a full name that slipped through is masked here
+    assert shown["waiting"][0]["masked_name"] == "Trần T. B."
+    assert FULL_NAME not in json.dumps(shown, ensure_ascii=False)
+    assert mask_initials("An") == "A."
+
+
+def test_filter_matching() -> None:
+    rooms = ScreenFilter(room_ids=frozenset({1}))
+    served = {1: frozenset({10}), 2: frozenset({20})}
+    assert rooms.matches(1, 20, served)           # called to my room
+    assert not rooms.matches(2, 10, served)       # called to another room
+    assert rooms.matches(None, 10, served)        # my room's waiting line changed
+    assert not rooms.matches(None, 20, served)
+    services = ScreenFilter(service_ids=frozenset({20}))
+    assert services.matches(2, None, served) and not services.matches(1, None, served)  # announcements by room
+    assert ScreenFilter().matches(5, 5, {})
+
+
+@pytest.fixture
+async def hub_client(aiohttp_client: Callable[..., Any], sqlite_url: str,
+                     make_settings: Callable[..., Settings]) -> TestClient:
+    return await aiohttp_client(create_app(make_settings(sqlite_url)))  # type: ignore[no-any-return]
+
+
+async def display_token(client: TestClient, **limits: list[int]) -> tuple[int, str]:
+    return await auth_service.create_display_token(client.app[DB_KEY], "tv", **limits)
+
+
+async def refused(client: TestClient, url: str, **kwargs: Any) -> int:
+    with pytest.raises(WSServerHandshakeError) as caught:
+        await client.ws_connect(url, **kwargs)
+    return caught.value.status
+
+
+async def test_handshakes_refused(hub_client: TestClient) -> None:
+    token_id, token = await display_token(hub_client, room_ids=[1, 2])
+    own = f"http://{hub_client.host}:{hub_client.port}"
+    assert await refused(hub_client, "/ws/display") == 401
+    assert await refused(hub_client, "/ws/display?token=not-a-token") == 401
+    assert await refused(hub_client, f"/ws/display?token={token}", headers={"Origin": "https://evil.example"}) == 403
+    assert await refused(hub_client, f"/ws/display?token={token}&rooms=1,x", headers={"Origin": own}) == 400
+    assert await refused(hub_client, f"/ws/display?token={token}&rooms=3", headers={"Origin": own}) == 403
+    # a logged-in user's browser always sends Origin; a cookie without one is not a page of ours
+    user = await auth_service.create_user(hub_client.app[DB_KEY], "doctor", PASSWORD, ["doctor"])
+    assert user.id
+    assert (await hub_client.post("/api/login", json={"username": "doctor", "password": PASSWORD})).status == 200
+    assert await refused(hub_client, "/ws/display") == 403
+    assert await refused(hub_client, "/ws/display", headers={"Origin": "https://evil.example"}) == 403
+    await auth_service.revoke_display_token(hub_client.app[DB_KEY], token_id)
+    hub_client.session.cookie_jar.clear()
+    assert await refused(hub_client, f"/ws/display?token={token}") == 401
+    # a display token reads the feed, nothing else
+    _, other = await display_token(hub_client)
+    response = await hub_client.post("/api/tickets", json={}, headers={"Authorization": f"Bearer {other}"})
+    assert response.status in (403, 404)
+
+
+
+
+def runtime_of(app: Any) -> Any:
+    """The queue room's runtime (it publishes the ticket events); one of our own when not yet set up."""
+    from queue_display.runtime import RUNTIME_KEY, QueueRuntime
+
+    return app.get(RUNTIME_KEY) or QueueRuntime(app[DB_KEY], app[SETTINGS_KEY], app[BUS_KEY])
+
+
+async def make_clinic(app: Any) -> dict[str, int]:
+    from queue_display import service
+
+    db = app[DB_KEY]
+    a = await service.create_service(db, service.ServiceIn(prefix="A", names={"vi": "Khám tổng quát", "en": "General"}))
+    c = await service.create_service(db, service.ServiceIn(prefix="C", names={"vi": "Khám nhi", "en": "Paediatrics"}))
+    r1 = await service.create_room(db, service.RoomIn(kind="consult", number=1, service_ids=[a.id]))
+    r3 = await service.create_room(db, service.RoomIn(kind="consult", number=3, service_ids=[c.id]))
+    return {"A": a.id, "C": c.id, "room1": r1.id, "room3": r3.id}
+
+
+async def new_patient(app: Any, full_name: str) -> int:
+    from crm_bridge.patients import PatientIn, create_patient
+
+    return await create_patient(app[DB_KEY], PatientIn(full_name=full_name), None)
+
+
+async def issue(app: Any, service_id: int, patient_id: int | None = None) -> dict[str, Any]:
+    from queue_display import service
+
+    outcome = await service.issue(app[DB_KEY], app[SETTINGS_KEY], service_id=service_id, source="reception",
+                                  patient_id=patient_id)
+    return await runtime_of(app).apply(outcome)  # type: ignore[no-any-return]
+
+
+async def call_next(app: Any, room_id: int) -> dict[str, Any]:
+    from queue_display import service
+
+    outcome = await service.call_next(app[DB_KEY], app[SETTINGS_KEY], room_id)
+    return await runtime_of(app).apply(outcome)  # type: ignore[no-any-return]
+
+
+class Recorder:
+    """Every text frame a screen received, raw, for the no-full-name check."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.raw: list[str] = []
+
+    async def next(self, wanted: str, within: float = 5.0, **match: Any) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                message = await self.ws.receive()
+                assert message.type == aiohttp.WSMsgType.TEXT, message
+                self.raw.append(message.data)
+                frame = json.loads(message.data)
+                ticket = frame.get("data", {}).get("ticket") or {}
+                if frame["type"] == wanted and all(ticket.get(k) == v for k, v in match.items()):
+                    return frame  # type: ignore[no-any-return]
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Frames that arrive within `seconds` (pings excluded)."""
+        frames = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while True:
+                    message = await self.ws.receive()
+                    self.raw.append(message.data)
+                    frame = json.loads(message.data)
+                    if frame["type"] != "ping":
+                        frames.append(frame)
+        return frames
+
+
+@pytest.fixture(params=["initials", "none"])
+async def masked_client(request: pytest.FixtureRequest, aiohttp_client: Callable[..., Any], sqlite_url: str,
+                        make_settings: Callable[..., Settings]) -> TestClient:
+    settings = make_settings(sqlite_url, display={"name_mask": request.param, "heartbeat_seconds": 1.0})
+    return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
+
+
+async def test_snapshot_then_changes_filtered_and_never_full_names(masked_client: TestClient) -> None:
+    app = masked_client.app
+    clinic = await make_clinic(app)
+    patient = await new_patient(app, FULL_NAME)
+    first = await issue(app, clinic["A"], patient)
+    _, token = await display_token(masked_client)
+    room_screen = Recorder(await masked_client.ws_connect(f"/ws/display?token={token}&rooms={clinic['room1']}"))
+    kids_screen = Recorder(await masked_client.ws_connect(f"/ws/display?token={token}&services={clinic['C']}"))
+
+    snapshot = (await room_screen.next("snapshot"))["data"]
+    assert [r["id"] for r in snapshot["rooms"]] == [clinic["room1"]]
+    assert [s["prefix"] for s in snapshot["services"]] == ["A"]
+    waiting = snapshot["services"][0]["waiting"]
+    assert [t["number"] for t in waiting] == [first["number"]]
+    initials = app[SETTINGS_KEY].display.name_mask == "initials"
+    assert waiting[0]["masked_name"] == ("Nguyễn V. A." if initials else None)
+    assert snapshot["filter"] == {"rooms": [clinic["room1"]], "services": None}
+    kids = (await kids_screen.next("snapshot"))["data"]
+    assert [s["prefix"] for s in kids["services"]] == ["C"] and kids["services"][0]["waiting"] == []
+
+    called = await call_next(app, clinic["room1"])
+    frame = await room_screen.next("ticket.called", id=first["id"])
+    shown = frame["data"]["ticket"]
+    assert shown["number"] == first["number"] and shown["room"]["id"] == clinic["room1"]
+    assert shown["room"]["number"] == 1 and called["id"] == first["id"]
+    assert shown["masked_name"] == ("Nguyễn V. A." if initials else None)
+    assert not [f for f in await kids_screen.quiet() if f["type"].startswith("ticket.")]  # not its service
+
+    child = await issue(app, clinic["C"])
+    frames = {f["type"]: f["data"] for f in await kids_screen.quiet(1.0)}
+    assert frames["ticket.issued"]["ticket"]["number"] == child["number"]
+    assert frames["queue.changed"]["service_id"] == clinic["C"]
+    assert [t["id"] for t in frames["queue.changed"]["waiting"]] == [child["id"]]
+    assert not [f for f in await room_screen.quiet() if f["type"] in ("ticket.issued", "queue.changed")]
+
+    # a screen asking to resynchronise gets a fresh snapshot; heartbeats keep coming
+    await room_screen.ws.send_str(json.dumps({"type": "resync"}))
+    fresh = (await room_screen.next("snapshot"))["data"]
+    assert fresh["rooms"][0]["current"]["number"] == first["number"]
+    await room_screen.next("ping", within=3)
+
+    for text in room_screen.raw + kids_screen.raw:
+        assert FULL_NAME not in text and "Văn An" not in text and "patient_id" not in text
+    await room_screen.ws.close()
+    await kids_screen.ws.close()
