@@ -1,7 +1,56 @@
-"""audio room."""
+"""audio room: announcement wording, text-to-speech with a cache and fallbacks, announcement clips,
+and the speaker client."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 
 
+async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
+    from audio.announcer import Announcer
+    from audio.events import CONSUMES
+    from audio.keys import ANNOUNCER_KEY
+    from audio.service import make_builder, make_renderer
+    from clinicall.keys import BUS_KEY, SETTINGS_KEY, TASKS_KEY
+
+    audio = app[SETTINGS_KEY].audio
+    workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio-render")
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-online-fill")
+    renderer = make_renderer(audio, background)
+    announcer = Announcer(make_builder(audio, renderer), app[BUS_KEY], app[TASKS_KEY], workers)
+    app[ANNOUNCER_KEY] = announcer
+    unsubscribe = [app[BUS_KEY].subscribe(pattern, announcer.on_ticket) for pattern in CONSUMES]
+
+    async def health() -> dict[str, Any]:
+        engines = {e.name: e.available() for e in renderer.engines}
+        breakers = {name: {"resting": not b.allow(), "last_error": b.last_error} for name, b in renderer.breakers.items()}
+        return {"ok": any(ok for name, ok in engines.items() if name != "gtts"), "optional": True, "engines": engines,
+                "online": breakers, "published": announcer.published, "failed": announcer.failed}
+
+    from clinicall.keys import HEALTH_KEY
+
+    app[HEALTH_KEY]["audio"] = health
+    yield
+    for stop in unsubscribe:
+        stop()
+    workers.shutdown(wait=False, cancel_futures=True)
+    background.shutdown(wait=False, cancel_futures=True)
+
+
 def setup(app: web.Application) -> None:
     """Register this room's routes, resources and subscriptions."""
+    from audio.http import routes
+
+    app.router.add_routes(routes)
+    app.cleanup_ctx.append(audio_ctx)
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from audio.cli import register
+
+    register(subparsers)

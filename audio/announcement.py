@@ -1,0 +1,126 @@
+"""One announcement clip: chime, then each language in order, repeated with a gap. Clips are named
+by the hash of what they contain, so the same call twice is a file that already exists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audio.chime import chime_frames
+from audio.tts import NoSpeech, Renderer, Speech
+from audio.wav import read_frames, silence, write_frames
+from audio.wording import Wording, announcement_segments, announcement_text
+
+log = logging.getLogger(__name__)
+
+CLIP_NAME = re.compile(r"^[0-9a-f]{64}$")
+SEGMENT_GAP_SECONDS = 0.1
+AFTER_CHIME_SECONDS = 0.3
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Sound:
+    """How an announcement sounds (from settings.audio)."""
+
+    languages: tuple[str, ...] = ("vi", "en", "zh")
+    repeat: int = 1
+    gap_seconds: float = 0.8
+    language_gap_seconds: float = 0.4
+    chime: bool = True
+
+
+@dataclass
+class Announcement:
+    name: str
+    path: Path
+    texts: dict[str, str]
+    languages: list[str]  # the languages actually spoken (a language no engine could say is left out)
+    engines: dict[str, list[str]]
+    reused: bool  # the clip existed already
+    all_cached: bool  # every piece of speech came from the cache
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"/audio/clips/{self.name}.wav"
+
+
+def clip_path(clips_dir: Path, name: str) -> Path | None:
+    """The file for a clip name, or None if the name is not a clip name (no path can escape clips_dir)."""
+    if not CLIP_NAME.fullmatch(name):
+        return None
+    return clips_dir / f"{name}.wav"
+
+
+class AnnouncementBuilder:
+    """Blocking: run it in a thread."""
+
+    def __init__(self, renderer: Renderer, wording: Wording, sound: Sound, clips_dir: Path) -> None:
+        self.renderer = renderer
+        self.wording = wording
+        self.sound = sound
+        self.clips_dir = clips_dir
+        self._chime: bytes | None = None
+
+    def chime(self) -> bytes:
+        if self._chime is None:
+            self._chime = chime_frames()
+        return self._chime
+
+    def speech_for(self, number: str, room: Mapping[str, Any], lang: str) -> list[Speech]:
+        return [self.renderer.speak(segment, lang)
+                for segment in announcement_segments(number, room, lang, self.wording)]
+
+    def build(self, number: str, room: Mapping[str, Any], languages: Sequence[str] | None = None) -> Announcement:
+        languages = list(languages or self.sound.languages)
+        texts: dict[str, str] = {}
+        spoken: list[tuple[str, list[Speech]]] = []
+        problems: list[str] = []
+        for lang in languages:
+            try:
+                texts[lang] = announcement_text(number, room, lang, self.wording)
+                spoken.append((lang, self.speech_for(number, room, lang)))
+            except (NoSpeech, ValueError) as exc:
+                problems.append(f"{lang}: {exc}")
+                log.error("announcement of %s: %s left out: %s", number, lang, exc)
+        recipe = {
+            "v": FORMAT_VERSION,
+            "speech": [[lang, [[s.engine, s.key] for s in pieces]] for lang, pieces in spoken],
+            "repeat": self.sound.repeat, "gap": self.sound.gap_seconds,
+            "language_gap": self.sound.language_gap_seconds, "chime": self.sound.chime,
+        }
+        name = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+        path = self.clips_dir / f"{name}.wav"
+        reused = path.is_file()
+        if not reused:
+            write_frames(path, self._frames(spoken))
+        return Announcement(
+            name=name, path=path, texts=texts, languages=[lang for lang, _ in spoken],
+            engines={lang: [s.engine for s in pieces] for lang, pieces in spoken},
+            reused=reused, all_cached=all(s.cached for _, pieces in spoken for s in pieces), problems=problems,
+        )
+
+    def _frames(self, spoken: list[tuple[str, list[Speech]]]) -> list[bytes]:
+        frames: list[bytes] = []
+        if self.sound.chime:
+            frames += [self.chime(), silence(AFTER_CHIME_SECONDS)]
+        voice: list[bytes] = []
+        for index, (_lang, pieces) in enumerate(spoken):
+            if index:
+                voice.append(silence(self.sound.language_gap_seconds))
+            for number, speech in enumerate(pieces):
+                if number:
+                    voice.append(silence(SEGMENT_GAP_SECONDS))
+                voice.append(read_frames(speech.path))
+        for time in range(self.sound.repeat if voice else 0):
+            if time:
+                frames.append(silence(self.sound.gap_seconds))
+            frames += voice
+        return frames
