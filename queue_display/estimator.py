@@ -103,6 +103,79 @@ def _shrink(stats: _Moments | None, scale: float, prior_mu: float, prior_var: fl
     return mu, var
 
 
+class _ExpectedArrivals:
+    """Deterministic stand-ins for future arrivals, generated an hour at a time as the simulation needs
+    them: one ticket of a class wherever its cumulative expected count crosses k + 1/2."""
+
+    def __init__(self, classes: list[tuple[int, str, bool, dict[int, float]]], now: dt.datetime,
+                 tz: ZoneInfo, horizon_seconds: float) -> None:
+        self.classes = classes
+        self.progress = [[0.0, 0.5] for _ in classes]  # expected so far, next threshold
+        self.start = now.timestamp()
+        local = now.astimezone(tz)
+        self.hour_start = self.start - (local.minute * 60 + local.second + local.microsecond / 1e6)
+        self.local_hour = local.hour
+        self.horizon = self.start + horizon_seconds if classes else self.start
+        self.generated_until = self.start
+        self.items: list[QueueItem] = []
+        self.epochs: list[float] = []
+
+    def extend(self) -> bool:
+        """Generate the next hour's expected arrivals; False once past the horizon."""
+        if self.generated_until >= self.horizon:
+            return False
+        start = self.generated_until
+        offset_hours = int((start - self.hour_start) // 3600)
+        end = self.hour_start + (offset_hours + 1) * 3600.0
+        hour = (self.local_hour + offset_hours) % 24
+        block: list[tuple[float, int, str, bool]] = []
+        for (service_id, priority, returning, by_hour), progress in zip(self.classes, self.progress, strict=True):
+            rate = by_hour.get(hour, 0.0)
+            if rate <= 0.0:
+                continue
+            expected, threshold = progress
+            gained = rate * (end - start)
+            while expected + gained >= threshold:
+                block.append((start + (threshold - expected) / rate, service_id, priority, returning))
+                threshold += 1.0
+            progress[0], progress[1] = expected + gained, threshold
+        block.sort()
+        for at, service_id, priority, returning in block:
+            self.items.append(QueueItem(FUTURE_TICKET_IDS - len(self.items), service_id, priority,
+                                        dt.datetime.fromtimestamp(at, dt.UTC), returning))
+            self.epochs.append(at)
+        self.generated_until = end
+        return True
+
+
+_LineKey = tuple[int, float, int | None]  # (service, head start minutes, preferred room)
+_Head = tuple[float, int, QueueItem]  # (enqueued epoch, ticket id, item)
+
+
+def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
+            room_id: int, at: float, starvation_seconds: float) -> QueueItem | None:
+    """ordering.next_for_room's rule on epoch floats (tests check the two always agree): starved tickets
+    first, oldest first; otherwise the earliest enqueued_at minus head start; then enqueued_at, id.
+    A ticket preferring another room is eligible only once starved. Each line is FIFO under this rule,
+    so only line heads are compared."""
+    best: tuple[int, float, float, int] | None = None
+    chosen: QueueItem | None = None
+    for key in keys:
+        position = heads[key]
+        line = lines[key]
+        if position >= len(line):
+            continue
+        epoch, ticket_id, item = line[position]
+        starved = at - epoch > starvation_seconds
+        preferred = key[2]
+        if preferred is not None and preferred != room_id and not starved:
+            continue
+        rank = (0, epoch, epoch, ticket_id) if starved else (1, epoch - key[1] * 60.0, epoch, ticket_id)
+        if best is None or rank < best:
+            best, chosen = rank, item
+    return chosen
+
+
 class WaitEstimator:
     """Learns this clinic's service times and arrivals; estimates every waiting ticket's wait."""
 
@@ -110,7 +183,7 @@ class WaitEstimator:
                  default_service_seconds: float = 600.0, default_sigma: float = 0.5,
                  half_life_days: float = 28.0, kappa: float = 5.0, nu: float = 10.0,
                  no_show_seconds: float = 150.0, closed_room_seconds: float = 1200.0,
-                 arrival_horizon_seconds: float = 4 * 3600.0) -> None:
+                 arrival_horizon_seconds: float = 4 * 3600.0, exact_policy: bool = False) -> None:
         self.tz = tz
         self.weights = dict(weights)
         self.starvation_minutes = float(starvation_minutes)
@@ -121,6 +194,7 @@ class WaitEstimator:
         self.default_no_show_seconds = no_show_seconds
         self.closed_room_seconds = closed_room_seconds
         self.arrival_horizon_seconds = arrival_horizon_seconds
+        self.exact_policy = exact_policy  # choose through ordering.next_for_room itself (slower, same result)
         self._origin: float | None = None  # epoch seconds of the first observation (weight 1)
         self._newest_weight = 1.0
         self._global = _Moments()
@@ -132,7 +206,7 @@ class WaitEstimator:
         self._no_shows: dict[int, list[float]] = {}  # service -> [no-shows, attended, seconds lost]
         self._arrivals: dict[tuple[int, str, bool, int], float] = {}
         self._arrival_days: set[dt.date] = set()
-        self._arrival_plan: dict[int, list[tuple[float, str, bool, float]]] = {}
+        self._arrival_plan: dict[int, dict[tuple[str, bool], dict[int, float]]] = {}
 
     # ---- learning -------------------------------------------------------------------------------
 
@@ -220,55 +294,52 @@ class WaitEstimator:
         probability, lost = self.no_show(service_id)
         return (1.0 - probability) * self.service_time(room_id, service_id, hour).mean + probability * lost
 
-    def arrival_rates(self, service_id: int) -> list[tuple[float, str, bool, float]]:
-        """[(rate per second, priority, returning, hour)] of this service's learned arrival classes."""
+    def arrival_rates(self, service_id: int) -> dict[tuple[str, bool], dict[int, float]]:
+        """{(priority, returning): {local hour: tickets per second}} learned for this service."""
         plan = self._arrival_plan.get(service_id)
         if plan is None:
             days = max(len(self._arrival_days), 1)
-            plan = [(count / (days * 3600.0), priority, returning, float(hour))
-                    for (service, priority, returning, hour), count in self._arrivals.items()
-                    if service == service_id]
+            plan = {}
+            for (service, priority, returning, hour), count in self._arrivals.items():
+                if service == service_id:
+                    plan.setdefault((priority, returning), {})[hour] = count / (days * 3600.0)
             self._arrival_plan[service_id] = plan
         return plan
 
     # ---- estimating -----------------------------------------------------------------------------
 
-    def _future_arrivals(self, now: dt.datetime, service_ids: set[int], min_head_start: float) -> list[QueueItem]:
+    def _expected_arrivals(self, now: dt.datetime, service_ids: set[int],
+                           min_head_start: float) -> _ExpectedArrivals:
         """Expected future tickets that could be called before some waiting ticket: every learned class
-        with a larger head start than the least favoured waiting ticket, placed where the cumulative
-        expected count crosses k + 1/2."""
-        if not self._arrivals:
-            return []
-        now_epoch = now.timestamp()
-        local = now.astimezone(self.tz)
-        hour_start = now_epoch - (local.minute * 60 + local.second + local.microsecond / 1e6)
-        arrivals: list[tuple[float, int, str, bool]] = []
-        for service_id in service_ids:
-            classes: dict[tuple[str, bool], dict[int, float]] = {}
-            for rate, priority, returning, hour in self.arrival_rates(service_id):
+        with a larger head start than the least favoured waiting ticket."""
+        classes: list[tuple[int, str, bool, dict[int, float]]] = []
+        for service_id in sorted(service_ids):
+            for (priority, returning), by_hour in self.arrival_rates(service_id).items():
                 probe = QueueItem(0, service_id, priority, now, returning)
-                if head_start_minutes(probe, self.weights) <= min_head_start:
-                    continue
-                classes.setdefault((priority, returning), {})[int(hour)] = rate
-            for (priority, returning), by_hour in classes.items():
-                expected, threshold = 0.0, 0.5
-                start = now_epoch
-                while start < now_epoch + self.arrival_horizon_seconds:
-                    offset_hours = int((start - hour_start) // 3600)
-                    end = hour_start + (offset_hours + 1) * 3600.0
-                    hour = (local.hour + offset_hours) % 24
-                    rate = by_hour.get(hour, 0.0)
-                    gained = rate * (end - start)
-                    while rate > 0 and expected + gained >= threshold:
-                        at = start + (threshold - expected) / rate
-                        arrivals.append((at, service_id, priority, returning))
-                        threshold += 1.0
-                    expected += gained
-                    start = end
-        arrivals.sort()
-        return [QueueItem(FUTURE_TICKET_IDS - index, service_id, priority,
-                          dt.datetime.fromtimestamp(at, dt.UTC), returning)
-                for index, (at, service_id, priority, returning) in enumerate(arrivals)]
+                if head_start_minutes(probe, self.weights) > min_head_start:
+                    classes.append((service_id, priority, returning, by_hour))
+        return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds)
+
+    def _choose_exact(self, keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
+                      room: RoomState, at: float) -> QueueItem | None:
+        """The room's choice by ordering.next_for_room itself. Within one (head start, preferred room)
+        group the ordering key is monotone in (enqueued_at, ticket_id), across services too, so only
+        each group's earliest head can win and next_for_room sees a handful of candidates."""
+        best: dict[tuple[float, int | None], _Head] = {}
+        for key in keys:
+            position = heads[key]
+            line = lines[key]
+            if position < len(line):
+                head = line[position]
+                group = (key[1], key[2])
+                current = best.get(group)
+                if current is None or head[:2] < current[:2]:
+                    best[group] = head
+        candidates = [head[2] for head in best.values()]
+        if not candidates:
+            return None
+        return next_for_room(candidates, room.room_id, room.service_ids, dt.datetime.fromtimestamp(at, dt.UTC),
+                             self.weights, self.starvation_minutes)
 
     def estimate(self, now: dt.datetime, waiting: Sequence[QueueItem],
                  rooms: Sequence[RoomState]) -> dict[int, float]:
@@ -298,57 +369,68 @@ class WaitEstimator:
         # Tickets in classes that are FIFO under the ordering policy: same service, priority, returning
         # flag and preferred room. A room's choice is always the head of one of its eligible classes, so
         # next_for_room only ever sees a handful of candidates (exactly the same choice, much faster).
-        lines: dict[tuple[int, str, bool, int | None], list[QueueItem]] = {}
-        for item in sorted(waiting, key=lambda it: (it.enqueued_at, it.ticket_id)):
-            lines.setdefault((item.service_id, item.priority, item.returning, item.preferred_room_id),
-                             []).append(item)
+        weights = self.weights
+        lines: dict[_LineKey, list[_Head]] = {}
+        for item in waiting:
+            key = (item.service_id, head_start_minutes(item, weights), item.preferred_room_id)
+            lines.setdefault(key, []).append((item.enqueued_at.timestamp(), item.ticket_id, item))
+        for line in lines.values():
+            line.sort(key=lambda entry: entry[:2])
         heads = {key: 0 for key in lines}
-        min_head_start = min(head_start_minutes(item, self.weights) for item in waiting)
-        future = self._future_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
-        future_epochs = [item.enqueued_at.timestamp() for item in future]
+        min_head_start = min(key[1] for key in lines)
+        stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
+        future, future_epochs = stream.items, stream.epochs
         next_future = 0
         real_left = sum(1 for item in waiting if item.service_id in served)
         result: dict[int, float] = {}
-        room_lines: dict[int, list[tuple[int, str, bool, int | None]]] = {}
+        room_lines: dict[int, list[_LineKey]] = {}
+        occupation: dict[tuple[int, int, int], float] = {}
+        starvation_seconds = self.starvation_minutes * 60.0
 
         while free_at and real_left > 0:
             at, index = heapq.heappop(free_at)
+            while stream.generated_until < at and stream.extend():
+                pass
             while next_future < len(future) and future_epochs[next_future] <= at:
                 item = future[next_future]
-                key = (item.service_id, item.priority, item.returning, None)
+                key = (item.service_id, head_start_minutes(item, weights), None)
                 if key not in lines:
                     lines[key] = []
                     heads[key] = 0
                     room_lines.clear()
-                lines[key].append(item)
+                lines[key].append((future_epochs[next_future], item.ticket_id, item))
                 next_future += 1
             room = rooms[index]
             keys = room_lines.get(index)
             if keys is None:
                 services = set(room.service_ids)
                 keys = room_lines[index] = [key for key in lines if key[0] in services]
-            candidates = [lines[key][heads[key]] for key in keys if heads[key] < len(lines[key])]
-            when = dt.datetime.fromtimestamp(at, dt.UTC)
-            chosen = next_for_room(candidates, room.room_id, room.service_ids, when, self.weights,
-                                   self.starvation_minutes) if candidates else None
+            if self.exact_policy:
+                chosen = self._choose_exact(keys, lines, heads, room, at)
+            else:
+                chosen = _choose(keys, lines, heads, room.room_id, at, starvation_seconds)
             if chosen is None:
                 # Nothing this room may take yet: wait for the next expected arrival or for a preferred
                 # ticket to starve (then any room may take it).
+                while next_future >= len(future) and stream.extend():
+                    pass
                 wake = [future_epochs[next_future]] if next_future < len(future) else []
                 for key in keys:
-                    if heads[key] < len(lines[key]) and key[3] is not None:
-                        head = lines[key][heads[key]]
-                        wake.append(head.enqueued_at.timestamp() + self.starvation_minutes * 60.0 + 1.0)
+                    if key[2] is not None and heads[key] < len(lines[key]):
+                        wake.append(lines[key][heads[key]][0] + starvation_seconds + 1.0)
                 later = [w for w in wake if w > at]
                 if later:
                     heapq.heappush(free_at, (min(later), index))
                 continue
-            key = (chosen.service_id, chosen.priority, chosen.returning, chosen.preferred_room_id)
-            heads[key] += 1
+            heads[(chosen.service_id, head_start_minutes(chosen, weights), chosen.preferred_room_id)] += 1
             if chosen.ticket_id > FUTURE_TICKET_IDS:
                 result[chosen.ticket_id] = max(at - now_epoch, 0.0)
                 real_left -= 1
-            busy = self.expected_occupation(room.room_id, chosen.service_id, at)
+            hour = dt.datetime.fromtimestamp(at, self.tz).hour
+            slot = (room.room_id, chosen.service_id, hour)
+            busy = occupation.get(slot)
+            if busy is None:
+                busy = occupation[slot] = self.expected_occupation(room.room_id, chosen.service_id, at)
             heapq.heappush(free_at, (at + busy, index))
 
         for item in waiting:  # no room can serve it: a long, honest guess rather than none

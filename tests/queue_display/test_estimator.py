@@ -1,0 +1,231 @@
+"""WaitEstimator: learning service times, residual service time, the forward simulation of the queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from queue_display.estimator import Lognormal, RoomState, WaitEstimator
+from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+WEIGHTS = {"emergency": 100.0, "elderly": 20.0, "pregnant": 20.0, "disabled": 20.0, "booked": 10.0, "normal": 0.0}
+DAY = dt.datetime(2026, 3, 2, tzinfo=TZ)  # a Monday, local midnight
+GENERAL, LAB = 1, 2
+
+
+def local(day: int, hour: float) -> dt.datetime:
+    return (DAY + dt.timedelta(days=day, hours=hour)).astimezone(dt.UTC)
+
+
+def item(ticket_id: int, enqueued: dt.datetime, priority: str = "normal", service_id: int = GENERAL,
+         returning: bool = False, preferred: int | None = None) -> QueueItem:
+    return QueueItem(ticket_id, service_id, priority, enqueued, returning, preferred)
+
+
+def idle(room_id: int, *services: int, open: bool = True) -> RoomState:
+    return RoomState(room_id, services or (GENERAL,), open, None, None)
+
+
+def make() -> WaitEstimator:
+    return WaitEstimator(TZ, WEIGHTS, 30)
+
+
+def train_service(estimator: WaitEstimator, room_id: int, service_id: int, minutes: float, count: int,
+                  hour: float = 9.0, sigma: float = 0.3, seed: int = 1, days: int = 20) -> None:
+    rng = random.Random(seed)
+    for n in range(count):
+        start = local(n % days, hour + rng.uniform(0, 0.9))
+        seconds = minutes * 60.0 * math.exp(rng.gauss(-sigma * sigma / 2, sigma))
+        estimator.record_service(room_id, service_id, start, start + dt.timedelta(seconds=seconds))
+
+
+def test_no_data_gives_sensible_defaults() -> None:
+    estimator = make()
+    now = local(0, 9)
+    waiting = [item(1, now - dt.timedelta(minutes=5)), item(2, now - dt.timedelta(minutes=1)),
+               item(3, now, service_id=99)]
+    result = estimator.estimate(now, waiting, [idle(1)])
+    assert result[1] == 0.0  # an idle open room calls the first ticket at once
+    assert result[2] == pytest.approx(600.0, rel=0.1)  # one default (10-minute) service later
+    assert 600.0 <= result[3] < 24 * 3600  # no room serves it: still a finite, honest guess
+    assert estimator.estimate(now, [], [idle(1)]) == {}
+    assert estimator.service_time(5, 5, 9).mean == pytest.approx(600.0)
+
+
+def test_learns_service_times_per_room_with_shrinkage_for_thin_data() -> None:
+    estimator = make()
+    train_service(estimator, 1, GENERAL, 6.0, 300)
+    train_service(estimator, 2, GENERAL, 15.0, 300, seed=2)
+    train_service(estimator, 3, GENERAL, 30.0, 2, seed=3)  # two long ones only
+    assert estimator.service_time(1, GENERAL, 9).mean == pytest.approx(360.0, rel=0.1)
+    assert estimator.service_time(2, GENERAL, 9).mean == pytest.approx(900.0, rel=0.1)
+    thin = estimator.service_time(3, GENERAL, 9).mean
+    service_level = estimator.service_time(99, GENERAL, 9).mean  # a room never seen: the service's figure
+    assert service_level < thin < 1800.0  # pulled toward the service's estimate, still above it
+    # a slow room makes its queue longer
+    now = local(30, 9)
+    waiting = [item(n, now - dt.timedelta(minutes=10 - n)) for n in range(1, 4)]
+    fast = estimator.estimate(now, waiting, [idle(1)])
+    slow = estimator.estimate(now, waiting, [idle(2)])
+    assert fast[3] == pytest.approx(2 * 360.0, rel=0.15)
+    assert slow[3] == pytest.approx(2 * 900.0, rel=0.15)
+
+
+def test_learns_time_of_day_bands() -> None:
+    estimator = make()
+    train_service(estimator, 1, GENERAL, 12.0, 200, hour=8.0)
+    train_service(estimator, 1, GENERAL, 5.0, 200, hour=14.0, seed=4)
+    train_service(estimator, 2, GENERAL, 8.0, 200, hour=8.0, seed=5)  # room 2 seen in the morning only
+    assert estimator.service_time(1, GENERAL, 8).mean == pytest.approx(720.0, rel=0.1)
+    assert estimator.service_time(1, GENERAL, 14).mean == pytest.approx(300.0, rel=0.1)
+    # room 2 in the afternoon borrows the service's afternoon effect: faster than its morning
+    assert estimator.service_time(2, GENERAL, 14).mean < 0.8 * estimator.service_time(2, GENERAL, 8).mean
+
+
+def test_residual_time_is_conditional_on_elapsed_not_mean_minus_elapsed() -> None:
+    dist = Lognormal(math.log(600.0), 0.6)
+    assert dist.residual(0.0) == pytest.approx(dist.mean)
+    # Monte Carlo check of E[S - t | S > t]
+    rng = random.Random(7)
+    draws = [rng.lognormvariate(dist.mu, dist.sigma) for _ in range(200_000)]
+    for elapsed in (300.0, 900.0, 1500.0):
+        tail = [d - elapsed for d in draws if d > elapsed]
+        assert dist.residual(elapsed) == pytest.approx(sum(tail) / len(tail), rel=0.05)
+    # a consultation running past its mean still has a positive, growing expected remainder
+    assert dist.residual(2 * dist.mean) > 0.3 * dist.mean
+    assert dist.residual(10 * dist.mean) > dist.residual(2 * dist.mean)
+    assert math.isfinite(dist.residual(1e7))
+
+    estimator = make()
+    train_service(estimator, 1, GENERAL, 10.0, 300, sigma=0.6)
+    now = local(30, 9.5)
+    waiting = [item(1, now)]
+    busy = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=25), GENERAL)]
+    learned = estimator.service_time(1, GENERAL, 9)
+    assert estimator.estimate(now, waiting, busy)[1] == pytest.approx(learned.residual(1500.0), rel=1e-6)
+    assert estimator.estimate(now, waiting, busy)[1] > 0
+
+
+def test_priority_ticket_moves_ahead_and_pushes_others_back() -> None:
+    estimator = make()
+    train_service(estimator, 1, GENERAL, 10.0, 100)
+    now = local(30, 9)
+    busy = RoomState(1, (GENERAL,), True, now, GENERAL)
+    normals = [item(n, now - dt.timedelta(minutes=10 - n)) for n in range(1, 4)]
+    before = estimator.estimate(now, normals, [busy])
+    elderly = item(9, now, "elderly")  # 20-minute head start: ahead of all three
+    after = estimator.estimate(now, [*normals, elderly], [busy])
+    assert after[9] == pytest.approx(before[1], rel=1e-6)
+    for n in (1, 2, 3):
+        assert after[n] > before[n] + 300.0
+    # a starved normal ticket (waited > 30 minutes) goes before the elderly one
+    starved = item(4, now - dt.timedelta(minutes=31))
+    third = estimator.estimate(now, [*normals, elderly, starved], [busy])
+    assert third[4] < third[9]
+
+
+def test_returning_patient_waits_for_its_own_room() -> None:
+    estimator = make()
+    train_service(estimator, 1, GENERAL, 10.0, 100)
+    train_service(estimator, 2, GENERAL, 10.0, 100, seed=3)
+    now = local(30, 9)
+    rooms = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=2), GENERAL), idle(2)]
+    back = item(5, now, returning=True, preferred=1)
+    result = estimator.estimate(now, [back, item(6, now)], rooms)
+    assert result[6] == 0.0  # room 2 takes the walk-in at once
+    assert result[5] > 240.0  # the returning patient waits for doctor 1 to finish
+
+
+def test_closed_rooms_do_not_serve() -> None:
+    estimator = make()
+    train_service(estimator, 1, GENERAL, 10.0, 100)
+    train_service(estimator, 2, GENERAL, 10.0, 100, seed=2)
+    now = local(30, 9)
+    waiting = [item(n, now - dt.timedelta(minutes=20 - n)) for n in range(1, 7)]
+    both = estimator.estimate(now, waiting, [idle(1), idle(2)])
+    one = estimator.estimate(now, waiting, [idle(1), idle(2, open=False)])
+    assert one[6] > 1.7 * both[6]
+    # every room of the service closed: assumed back after closed_room_seconds, not "now"
+    none_open = estimator.estimate(now, waiting, [idle(1, open=False)])
+    assert none_open[1] >= estimator.closed_room_seconds
+
+
+def test_expected_priority_arrivals_lengthen_a_normal_wait() -> None:
+    quiet, busy = make(), make()
+    for estimator in (quiet, busy):
+        train_service(estimator, 1, GENERAL, 10.0, 100)
+    for day in range(10):  # six emergencies an hour, every morning
+        for n in range(18):
+            busy.record_arrival(GENERAL, local(day, 8 + n / 6), "emergency")
+    now = local(30, 8.5)
+    waiting = [item(n, now - dt.timedelta(minutes=5 - n)) for n in range(1, 5)]
+    rooms = [RoomState(1, (GENERAL,), True, now, GENERAL)]
+    assert busy.estimate(now, waiting, rooms)[4] > quiet.estimate(now, waiting, rooms)[4] + 600.0
+    # an emergency ticket itself is not delayed by future normal arrivals
+    first = item(7, now, "emergency")
+    assert busy.estimate(now, [*waiting, first], rooms)[7] == pytest.approx(
+        quiet.estimate(now, [*waiting, first], rooms)[7], abs=120.0)
+
+
+def _reference(estimator: WaitEstimator, now: dt.datetime, waiting: list[QueueItem],
+               rooms: list[RoomState]) -> dict[int, float]:
+    """The plain forward simulation: next_for_room over the whole remaining queue at every step."""
+    free: list[tuple[float, int]] = []
+    for index, room in enumerate(rooms):
+        if not room.open:
+            continue
+        start = now.timestamp()
+        if room.serving_since is not None and room.serving_service_id is not None:
+            hour = room.serving_since.astimezone(TZ).hour
+            elapsed = (now - room.serving_since).total_seconds()
+            start += estimator.service_time(room.room_id, room.serving_service_id, hour).residual(elapsed)
+        free.append((start, index))
+    remaining = list(waiting)
+    result: dict[int, float] = {}
+    while free and remaining:
+        free.sort()
+        at, index = free.pop(0)
+        room = rooms[index]
+        chosen = next_for_room(remaining, room.room_id, room.service_ids, dt.datetime.fromtimestamp(at, dt.UTC),
+                               WEIGHTS, 30)
+        if chosen is None:
+            starving = [i.enqueued_at.timestamp() + 1801 for i in remaining
+                        if i.service_id in room.service_ids and i.enqueued_at.timestamp() + 1801 > at]
+            if starving:
+                free.append((min(starving), index))
+            continue
+        remaining.remove(chosen)
+        result[chosen.ticket_id] = at - now.timestamp()
+        free.append((at + estimator.expected_occupation(room.room_id, chosen.service_id, at), index))
+    return result
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fast_simulation_makes_exactly_the_ordering_policys_choices(seed: int) -> None:
+    rng = random.Random(seed)
+    estimator = make()
+    exact = WaitEstimator(TZ, WEIGHTS, 30, exact_policy=True)
+    for learner in (estimator, exact):
+        train_service(learner, 1, GENERAL, 8.0, 50)
+        train_service(learner, 2, GENERAL, 12.0, 50, seed=2)
+        train_service(learner, 3, LAB, 4.0, 50, seed=3)
+    now = local(30, 10)
+    waiting = []
+    for n in range(rng.randint(5, 80)):
+        preferred = rng.choice((1, 2)) if rng.random() < 0.1 else None
+        waiting.append(item(n + 1, now - dt.timedelta(seconds=rng.randint(0, 3000)), rng.choice(PRIORITIES),
+                            rng.choice((GENERAL, GENERAL, LAB)), preferred is not None, preferred))
+    rooms = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=rng.uniform(0, 9)), GENERAL),
+             RoomState(2, (GENERAL, LAB), rng.random() < 0.8, None, None),
+             RoomState(3, (LAB,), True, now - dt.timedelta(minutes=1), LAB)]
+    fast = estimator.estimate(now, waiting, rooms)
+    assert fast == pytest.approx(exact.estimate(now, waiting, rooms), abs=1e-6)
+    reference = _reference(estimator, now, waiting, rooms)
+    assert set(reference) <= set(fast)
+    for ticket_id, seconds in reference.items():
+        assert fast[ticket_id] == pytest.approx(seconds, abs=1e-6)
