@@ -1,4 +1,5 @@
-"""queue_display room."""
+"""queue_display room: services, rooms, tickets, the waiting lines with estimated waits, the
+patient status page; the screens (display.py) and the reception page build on them."""
 
 from aiohttp import web
 
@@ -8,6 +9,12 @@ from queue_display.reception import setup_reception
 
 def setup(app: web.Application) -> None:
     """Register this room's routes, resources and subscriptions."""
+    from queue_display import http, status_page
+    from queue_display.runtime import runtime_ctx
+
+    app.router.add_routes(http.routes)
+    app.router.add_routes(status_page.routes)
+    app.cleanup_ctx.append(runtime_ctx)  # the wait estimator, warmed before the first request
     setup_reception(app)  # consoles: the reception page
     display.setup(app)  # display helper: /ws/display hub, /tv /door /kiosk /room pages
 

@@ -1,0 +1,77 @@
+"""The events this room publishes on the bus, and the JSON shape of a ticket in them.
+
+Every event's data holds "ticket" (see `ticket_json`) and "at"; `queue.changed` holds
+{"service_id", "waiting": [ticket...], "at"}. ticket.done also carries "served"
+({"room_id", "service_id", "started_at", "ended_at"}) so other instances' estimators learn too;
+ticket.issued carries "arrival" ({"service_id", "at", "priority", "returning"}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queue_display.models import QueueRoom, QueueService, Ticket
+
+TICKET_ISSUED = "ticket.issued"
+TICKET_CALLED = "ticket.called"
+TICKET_RECALLED = "ticket.recalled"
+TICKET_SKIPPED = "ticket.skipped"
+TICKET_NOSHOW = "ticket.noshow"
+TICKET_HELD = "ticket.held"
+TICKET_RESUMED = "ticket.resumed"
+TICKET_TRANSFERRED = "ticket.transferred"
+TICKET_STARTED = "ticket.started"
+TICKET_DONE = "ticket.done"
+TICKET_RESTORED = "ticket.restored"
+QUEUE_CHANGED = "queue.changed"
+
+TICKET_EVENTS = (TICKET_ISSUED, TICKET_CALLED, TICKET_RECALLED, TICKET_SKIPPED, TICKET_NOSHOW, TICKET_HELD,
+                 TICKET_RESUMED, TICKET_TRANSFERRED, TICKET_STARTED, TICKET_DONE, TICKET_RESTORED)
+
+
+def local_name(names: dict[str, str], language: str) -> str:
+    return names.get(language) or names.get("vi") or next(iter(names.values()), "")
+
+
+def service_json(service: QueueService, language: str) -> dict[str, Any]:
+    return {"id": service.id, "prefix": service.prefix, "name": local_name(service.names, language),
+            "names": dict(service.names), "open_days": list(service.open_days), "opens_at": service.opens_at,
+            "closes_at": service.closes_at, "active": service.active}
+
+
+def room_brief(room: QueueRoom, language: str) -> dict[str, Any]:
+    """The room as it appears inside a ticket (and as the audio wording expects it)."""
+    return {"id": room.id, "kind": room.kind, "number": room.number, "name": local_name(room.names, language),
+            "names": dict(room.names)}
+
+
+def room_json(room: QueueRoom, language: str) -> dict[str, Any]:
+    return {**room_brief(room, language), "service_ids": list(room.service_ids), "doctor_name": room.doctor_name,
+            "doctor_user_id": room.doctor_user_id, "open": room.open}
+
+
+def ticket_json(ticket: Ticket, service: QueueService | None, room: QueueRoom | None, language: str,
+                masked_name: str | None = None) -> dict[str, Any]:
+    waiting = ticket.status == "waiting"
+    return {
+        "id": ticket.id,
+        "number": ticket.number,
+        "service_id": ticket.service_id,
+        "service_name": local_name(service.names, language) if service else "",
+        "service_prefix": service.prefix if service else ticket.number[:1],
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "room": room_brief(room, language) if room else None,
+        "masked_name": masked_name,
+        "estimated_wait_seconds": ticket.estimated_wait_seconds if waiting else None,
+        "position": ticket.position if waiting else None,
+        "returning": ticket.is_returning,
+        "recall_count": ticket.recall_count,
+        "source": ticket.source,
+        "issued_at": _iso(ticket.issued_at),
+        "called_at": _iso(ticket.called_at),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,285 @@
+"""The queue's HTTP API: services and rooms (admin), tickets (reception, kiosk), room operations
+(doctor, reception), the queue, the display snapshot and statistics."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from clinicall.auth.access import display_feed, principal, public, require
+from clinicall.db import utcnow
+from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.problem import Problem, int_param, parse_body
+from queue_display import service
+from queue_display.events import room_json, service_json
+from queue_display.models import Ticket
+from queue_display.runtime import RUNTIME_KEY, QueueRuntime
+from queue_display.stats import parse_range
+from queue_display.tickets import local_day
+
+routes = web.RouteTableDef()
+OPERATORS = ("doctor", "reception")
+Priority = Literal["emergency", "elderly", "pregnant", "disabled", "booked", "normal"]
+
+
+class TicketIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service_id: int = Field(ge=1, lt=2**31)
+    patient_id: int | None = Field(None, ge=1, lt=2**63)
+    priority: Priority = "normal"
+
+
+class KioskTicketIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    service_id: int = Field(ge=1, lt=2**31)
+
+
+class CheckinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_id: int = Field(ge=1, lt=2**63)
+    service_id: int = Field(ge=1, lt=2**31)
+    priority: Priority | None = None
+
+
+class CallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    room_id: int = Field(ge=1, lt=2**31)
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service_id: int = Field(ge=1, lt=2**31)
+    return_to_room: bool = True
+
+
+def _runtime(request: web.Request) -> QueueRuntime:
+    return request.app[RUNTIME_KEY]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+def staff_ticket(ticket: Ticket, public_data: dict[str, Any], request: web.Request) -> dict[str, Any]:
+    """A ticket for staff and for whoever got it: adds the patient id, every timestamp and the status link."""
+    settings = request.app[SETTINGS_KEY]
+    stamps = {name: (value.isoformat() if value else None) for name in (
+        "issued_at", "enqueued_at", "called_at", "recalled_at", "started_at", "done_at", "skipped_at", "noshow_at",
+        "held_at", "resumed_at", "restored_at", "transferred_at") for value in [getattr(ticket, name)]}
+    return {**public_data, **stamps, "patient_id": ticket.patient_id, "local_day": ticket.local_day.isoformat(),
+            "return_service_id": ticket.return_service_id, "return_room_id": ticket.return_room_id,
+            "preferred_room_id": ticket.preferred_room_id,
+            "status_url": service.status_url(settings, ticket.token),
+            "qr_svg_url": f"/t/{ticket.token}/qr.svg"}
+
+
+async def _respond(request: web.Request, outcome: service.Outcome | None, status: int = 200) -> web.Response:
+    runtime = _runtime(request)
+    data = await runtime.apply(outcome)
+    if outcome is None or data is None:
+        return _json({"ticket": None, "finished": []}, status)
+    ticket = await service.get_ticket(request.app[DB_KEY], outcome.ticket_id)
+    finished = [await runtime.ticket_data(step.ticket_id) for step in outcome.before]
+    body = {"ticket": staff_ticket(ticket, data, request), "finished": [f for f in finished if f is not None],
+            **{k: v for k, v in outcome.detail.items() if k not in ("ticket", "finished")}}
+    return _json(body, status)
+
+
+# ------------------------------------------------------------------------------ services and rooms
+
+@routes.get("/api/services")
+async def services_list(request: web.Request) -> web.Response:
+    require(request)
+    language = request.app[SETTINGS_KEY].clinic.language
+    return _json({"services": [service_json(x, language) for x in await service.list_services(request.app[DB_KEY])]})
+
+
+@routes.post("/api/services")
+async def services_create(request: web.Request) -> web.Response:
+    require(request, "admin")
+    data = await parse_body(request, service.ServiceIn)
+    created = await service.create_service(request.app[DB_KEY], data)
+    await _runtime(request).apply(None)
+    return _json({"service": service_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
+
+
+@routes.patch("/api/services/{id}")
+async def services_update(request: web.Request) -> web.Response:
+    require(request, "admin")
+    service_id = int_param(request, "id")
+    patch = await parse_body(request, service.ServicePatch)
+    updated = await service.update_service(request.app[DB_KEY], service_id, patch)
+    await _runtime(request).refresh_and_publish({updated.id})
+    return _json({"service": service_json(updated, request.app[SETTINGS_KEY].clinic.language)})
+
+
+@routes.get("/api/rooms")
+async def rooms_list(request: web.Request) -> web.Response:
+    require(request)
+    language = request.app[SETTINGS_KEY].clinic.language
+    return _json({"rooms": [room_json(r, language) for r in await service.list_rooms(request.app[DB_KEY])]})
+
+
+@routes.post("/api/rooms")
+async def rooms_create(request: web.Request) -> web.Response:
+    require(request, "admin")
+    data = await parse_body(request, service.RoomIn)
+    created = await service.create_room(request.app[DB_KEY], data)
+    await _runtime(request).refresh_and_publish(set(created.service_ids))
+    return _json({"room": room_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
+
+
+ROOM_FIELDS_FOR_OPERATORS = {"open", "doctor_name", "doctor_user_id"}
+
+
+@routes.patch("/api/rooms/{id}")
+async def rooms_update(request: web.Request) -> web.Response:
+    who = require(request, "admin", *OPERATORS)
+    room_id = int_param(request, "id")
+    patch = await parse_body(request, service.RoomPatch)
+    if not who.has_any("admin") and set(patch.model_fields_set) - ROOM_FIELDS_FOR_OPERATORS:
+        raise Problem(403, "Not allowed", "Doctors and reception may only open or close a room and set the doctor "
+                      "on duty; ask an admin to change anything else.")
+    updated = await service.update_room(request.app[DB_KEY], room_id, patch)
+    await _runtime(request).refresh_and_publish(set(updated.service_ids))
+    return _json({"room": room_json(updated, request.app[SETTINGS_KEY].clinic.language)})
+
+
+# ------------------------------------------------------------------------------------------ tickets
+
+@routes.post("/api/tickets")
+async def tickets_issue(request: web.Request) -> web.Response:
+    who = require(request, "reception")
+    body = await parse_body(request, TicketIn)
+    outcome = await service.issue(request.app[DB_KEY], request.app[SETTINGS_KEY], service_id=body.service_id,
+                                  source="reception", priority=body.priority, patient_id=body.patient_id,
+                                  user_id=who.user_id)
+    return await _respond(request, outcome, 201)
+
+
+@routes.post("/api/kiosk/tickets")
+@public
+async def kiosk_issue(request: web.Request) -> web.Response:
+    body = await parse_body(request, KioskTicketIn)
+    outcome = await service.issue(request.app[DB_KEY], request.app[SETTINGS_KEY], service_id=body.service_id,
+                                  source="kiosk")
+    return await _respond(request, outcome, 201)
+
+
+@routes.post("/api/checkins")
+async def checkins_create(request: web.Request) -> web.Response:
+    who = require(request, "reception")
+    body = await parse_body(request, CheckinIn)
+    outcome = await service.checkin(request.app[DB_KEY], request.app[SETTINGS_KEY], patient_id=body.patient_id,
+                                    service_id=body.service_id, user_id=who.user_id, priority=body.priority)
+    return await _respond(request, outcome, 201)
+
+
+@routes.get("/api/tickets/{id}")
+async def tickets_get(request: web.Request) -> web.Response:
+    require(request, *OPERATORS, "supervisor")
+    ticket = await service.get_ticket(request.app[DB_KEY], int_param(request, "id"))
+    data = await _runtime(request).ticket_data(ticket.id)
+    assert data is not None
+    return _json({"ticket": staff_ticket(ticket, data, request)})
+
+
+@routes.get("/api/queue")
+async def queue_view(request: web.Request) -> web.Response:
+    require(request, *OPERATORS, "supervisor")
+    snapshot = await service.display_snapshot(request.app[DB_KEY], request.app[SETTINGS_KEY], None, None,
+                                              estimator=_runtime(request).estimator)
+    return _json({"at": snapshot["at"], "services": snapshot["services"], "rooms": snapshot["rooms"]})
+
+
+@routes.post("/api/rooms/{id}/call-next")
+async def room_call_next(request: web.Request) -> web.Response:
+    who = require(request, *OPERATORS)
+    outcome = await service.call_next(request.app[DB_KEY], request.app[SETTINGS_KEY], int_param(request, "id"),
+                                      user_id=who.user_id)
+    if outcome is not None and outcome.detail.get("nobody_waiting"):
+        runtime = _runtime(request)
+        await runtime.apply(outcome)
+        finished = [await runtime.ticket_data(step.ticket_id) for step in (*outcome.before, outcome)]
+        return _json({"ticket": None, "finished": [f for f in finished if f is not None],
+                      "detail": "Nobody is waiting for this room's services."})
+    return await _respond(request, outcome)
+
+
+@routes.post("/api/tickets/{id}/call")
+async def ticket_call(request: web.Request) -> web.Response:
+    who = require(request, *OPERATORS)
+    ticket_id = int_param(request, "id")
+    body = await parse_body(request, CallIn)
+    outcome = await service.call_ticket(request.app[DB_KEY], request.app[SETTINGS_KEY], ticket_id, body.room_id,
+                                        user_id=who.user_id)
+    return await _respond(request, outcome)
+
+
+SIMPLE_OPERATIONS = {
+    "recall": service.recall, "skip": service.skip, "hold": service.hold, "resume": service.resume,
+    "restore": service.restore, "start": service.start, "done": service.done,
+}
+
+
+@routes.post("/api/tickets/{id}/{operation:recall|skip|hold|resume|restore|start|done}")
+async def ticket_operation(request: web.Request) -> web.Response:
+    who = require(request, *OPERATORS)
+    ticket_id = int_param(request, "id")
+    operation = SIMPLE_OPERATIONS[request.match_info["operation"]]
+    outcome = await operation(request.app[DB_KEY], request.app[SETTINGS_KEY], ticket_id, user_id=who.user_id)
+    return await _respond(request, outcome)
+
+
+@routes.post("/api/tickets/{id}/transfer")
+async def ticket_transfer(request: web.Request) -> web.Response:
+    who = require(request, *OPERATORS)
+    ticket_id = int_param(request, "id")
+    body = await parse_body(request, TransferIn)
+    outcome = await service.transfer(request.app[DB_KEY], request.app[SETTINGS_KEY], ticket_id, body.service_id,
+                                     return_to_room=body.return_to_room, user_id=who.user_id)
+    return await _respond(request, outcome)
+
+
+# ------------------------------------------------------------------------------- display and stats
+
+def _ids(raw: str | None, name: str) -> list[int] | None:
+    if not raw:
+        return None
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise Problem(422, "Invalid filter", f"{name} must be a comma-separated list of ids, e.g. {name}=1,3.") from None
+    if any(not 0 < v < 2**31 for v in values) or len(values) > 200:
+        raise Problem(422, "Invalid filter", f"{name} must list at most 200 positive ids.")
+    return values
+
+
+@routes.get("/api/display/snapshot")
+@display_feed
+async def display_snapshot(request: web.Request) -> web.Response:
+    rooms = _ids(request.query.get("rooms"), "rooms")
+    services = _ids(request.query.get("services"), "services")
+    who = principal(request)
+    if who is not None and who.kind == "display":  # a screen's token limits what it may see
+        if who.room_ids:
+            rooms = [r for r in (rooms or who.room_ids) if r in who.room_ids]
+            if not rooms:
+                raise Problem(403, "Not this screen's rooms", "This display token may only show its own rooms.")
+        if who.service_ids:
+            services = [x for x in (services or who.service_ids) if x in who.service_ids]
+            if not services:
+                raise Problem(403, "Not this screen's services", "This display token may only show its own services.")
+    data = await service.display_snapshot(request.app[DB_KEY], request.app[SETTINGS_KEY], rooms, services,
+                                          estimator=_runtime(request).estimator)
+    return _json(data)
+
+
+@routes.get("/api/stats/queue")
+async def stats_queue(request: web.Request) -> web.Response:
+    require(request, "supervisor")
+    settings = request.app[SETTINGS_KEY]
+    day_from, day_to = parse_range(request.query.get("from"), request.query.get("to"), local_day(utcnow(), settings))
+    return _json(await service.queue_stats(request.app[DB_KEY], settings, day_from, day_to))

@@ -1,0 +1,135 @@
+"""One per app: the wait estimator, and what happens after every queue operation (learn, re-estimate,
+store the estimates, publish ticket.* and queue.changed)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from clinicall.bus import Event
+from clinicall.db import Database, utcnow
+from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.settings import Settings
+from queue_display import events as ev
+from queue_display import state as qstate
+from queue_display.estimates import learn_arrival, make_estimator, warm
+from queue_display.models import Ticket
+from queue_display.tickets import Outcome
+
+log = logging.getLogger(__name__)
+
+
+class QueueRuntime:
+    def __init__(self, db: Database, settings: Settings, bus: Any) -> None:
+        self.db = db
+        self.settings = settings
+        self.bus = bus
+        queue = settings.queue
+        self.estimator = make_estimator(settings.clinic.zone(), queue.priority_weights,
+                                        float(queue.anti_starvation_minutes))
+        self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
+        self._dirty: set[int] = set()
+        self.warmed = False
+
+    async def warm_up(self) -> None:
+        await warm(self.estimator, self.db, utcnow())
+        self.warmed = True
+
+    def learn(self, outcome: Outcome) -> None:
+        for step in (*outcome.before, outcome):
+            if step.served is not None:
+                served = step.served
+                self.estimator.record_service(served.room_id, served.service_id, served.started_at, served.ended_at)
+            if step.arrival is not None:
+                service_id, at, priority, returning = step.arrival
+                learn_arrival(self.estimator, service_id, at, priority, returning)
+
+    async def apply(self, outcome: Outcome | None) -> dict[str, Any] | None:
+        """After an operation: learn, refresh estimates, publish. Returns the ticket's JSON."""
+        if outcome is None:
+            await self.refresh_and_publish(set())
+            return None
+        self.learn(outcome)
+        steps = [*outcome.before, outcome]
+        changed = set().union(*(step.service_ids for step in steps))
+        state = await self.refresh_and_publish(changed)
+        result = None
+        for step in steps:
+            ticket_data = await self.ticket_data(step.ticket_id, state)
+            if ticket_data is None:
+                continue
+            data: dict[str, Any] = {"ticket": ticket_data, "at": utcnow().isoformat(), **step.detail}
+            if step.served is not None:
+                data["served"] = {"room_id": step.served.room_id, "service_id": step.served.service_id,
+                                  "started_at": step.served.started_at.isoformat(),
+                                  "ended_at": step.served.ended_at.isoformat()}
+            if step.arrival is not None:
+                service_id, at, priority, returning = step.arrival
+                data["arrival"] = {"service_id": service_id, "at": at.isoformat(), "priority": priority,
+                                   "returning": returning}
+            await self.bus.publish(step.event, data)
+            result = ticket_data
+        return result
+
+    async def ticket_data(self, ticket_id: int, state: qstate.QueueState | None = None,
+                          names: dict[int, str] | None = None) -> dict[str, Any] | None:
+        async with self.db.session() as s:
+            ticket = await s.get(Ticket, ticket_id)
+        if ticket is None:
+            return None
+        state = state or await qstate.load_state(self.db, self.settings)
+        if names is None or (ticket.patient_id is not None and ticket.patient_id not in names):
+            names = await qstate.masked_names(self.db, self.settings, [ticket])
+        return qstate.tickets_json(state, [ticket], self.settings.clinic.language, names)[0]
+
+    async def refresh_and_publish(self, changed: set[int]) -> qstate.QueueState:
+        async with self._lock:
+            state = await qstate.refresh(self.db, self.settings, self.estimator)
+        language = self.settings.clinic.language
+        for service_id in sorted(changed):
+            line = state.waiting.get(service_id, [])
+            names = await qstate.masked_names(self.db, self.settings, line)
+            await self.bus.publish(ev.QUEUE_CHANGED, {
+                "service_id": service_id,
+                "waiting": qstate.tickets_json(state, line, language, names),
+                "at": utcnow().isoformat(),
+            })
+        return state
+
+    async def on_remote_event(self, event: Event) -> None:
+        """Another instance's operation: learn from it too (its estimates are already stored)."""
+        if event.origin == getattr(self.bus, "instance_id", None):
+            return
+        served, arrival = event.data.get("served"), event.data.get("arrival")
+        try:
+            if isinstance(served, dict):
+                self.estimator.record_service(int(served["room_id"]), int(served["service_id"]),
+                                              dt.datetime.fromisoformat(served["started_at"]),
+                                              dt.datetime.fromisoformat(served["ended_at"]))
+            if isinstance(arrival, dict):
+                learn_arrival(self.estimator, int(arrival["service_id"]), dt.datetime.fromisoformat(arrival["at"]),
+                              str(arrival.get("priority", "normal")), bool(arrival.get("returning")))
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed %s event from another instance", event.type)
+
+
+RUNTIME_KEY = web.AppKey("queue_runtime", QueueRuntime)
+
+
+async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    runtime = QueueRuntime(app[DB_KEY], app[SETTINGS_KEY], app[BUS_KEY])
+    app[RUNTIME_KEY] = runtime
+    try:
+        await runtime.warm_up()
+    except Exception:  # e.g. the database is not migrated yet: estimates start cold
+        log.exception("queue: could not warm the wait estimator; it starts cold")
+    unsubscribe = [app[BUS_KEY].subscribe(pattern, runtime.on_remote_event)
+                   for pattern in (ev.TICKET_DONE, ev.TICKET_ISSUED, ev.TICKET_TRANSFERRED)]
+    yield
+    for undo in unsubscribe:
+        undo()

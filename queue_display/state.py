@@ -1,0 +1,212 @@
+"""The queue as it stands: waiting lines in call order with positions and estimated waits, rooms
+with their current and next tickets; the display snapshot; masked patient names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+
+from clinicall.db import Database, utcnow
+from clinicall.settings import Settings
+from queue_display.catalog import is_open_now
+from queue_display.estimates import RoomState
+from queue_display.events import local_name, room_json, service_json, ticket_json
+from queue_display.models import QueueRoom, QueueService, Ticket
+from queue_display.ordering import QueueItem, may_serve, order_waiting
+from queue_display.tickets import queue_item
+
+log = logging.getLogger(__name__)
+RECENT_CALLS = 10
+ROOM_NEXT = 3
+
+
+class Estimator(Protocol):
+    def estimate(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any]) -> dict[int, float]: ...
+
+
+@dataclass
+class QueueState:
+    now: dt.datetime
+    services: dict[int, QueueService]
+    rooms: dict[int, QueueRoom]
+    waiting: dict[int, list[Ticket]]  # service_id -> tickets in call order
+    current: dict[int, Ticket]  # room_id -> the ticket called into / served in it (latest)
+    recent: list[Ticket]  # latest calls, newest first
+
+    def items(self) -> list[QueueItem]:
+        return [queue_item(t) for line in self.waiting.values() for t in line]
+
+    def room_states(self) -> list[Any]:
+        states = []
+        for room in self.rooms.values():
+            ticket = self.current.get(room.id)
+            since = (ticket.started_at or ticket.called_at) if ticket is not None else None
+            states.append(RoomState(room_id=room.id, service_ids=tuple(room.service_ids), open=room.open,
+                                    serving_since=since,
+                                    serving_service_id=ticket.service_id if ticket is not None else None))
+        return states
+
+
+async def load_state(db: Database, settings: Settings, now: dt.datetime | None = None,
+                     recent: bool = False) -> QueueState:
+    now = now or utcnow()
+    async with db.session() as s:
+        services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
+        rooms = {x.id: x for x in (await s.scalars(select(QueueRoom).order_by(QueueRoom.kind, QueueRoom.number))).all()}
+        waiting_rows = (await s.scalars(select(Ticket).where(Ticket.status == "waiting"))).all()
+        busy = (await s.scalars(select(Ticket).where(Ticket.status.in_(("called", "in_service")))
+                                .order_by(Ticket.called_at))).all()
+        recent_rows: list[Ticket] = []
+        if recent:
+            since = now - dt.timedelta(hours=12)
+            recent_rows = list((await s.scalars(select(Ticket).where(Ticket.called_at >= since)
+                                                .order_by(Ticket.called_at.desc()).limit(RECENT_CALLS))).all())
+    weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
+    by_id = {t.id: t for t in waiting_rows}
+    waiting: dict[int, list[Ticket]] = {sid: [] for sid in services}
+    for item in order_waiting([queue_item(t) for t in waiting_rows], now, weights, starvation):
+        waiting.setdefault(item.service_id, []).append(by_id[item.ticket_id])
+    current = {t.room_id: t for t in busy if t.room_id is not None}
+    return QueueState(now, services, rooms, waiting, current, recent_rows)
+
+
+def positions(state: QueueState) -> dict[int, int]:
+    return {t.id: index for line in state.waiting.values() for index, t in enumerate(line, start=1)}
+
+
+def apply_estimates(state: QueueState, estimator: Estimator | None) -> dict[int, float | None]:
+    """Sets position (and, with an estimator, estimated_wait_seconds) on the waiting tickets in memory."""
+    estimates: dict[int, float | None] = {}
+    if estimator is not None:
+        try:
+            estimates = dict(estimator.estimate(state.now, state.items(), state.room_states()))
+        except Exception:
+            log.exception("the wait estimator failed; waits are left as they were")
+    for ticket_id, position in positions(state).items():
+        ticket = _find_waiting(state, ticket_id)
+        ticket.position = position
+        if ticket_id in estimates and estimates[ticket_id] is not None:
+            ticket.estimated_wait_seconds = round(float(estimates[ticket_id]), 1)  # type: ignore[arg-type]
+    return estimates
+
+
+def _find_waiting(state: QueueState, ticket_id: int) -> Ticket:
+    for line in state.waiting.values():
+        for ticket in line:
+            if ticket.id == ticket_id:
+                return ticket
+    raise KeyError(ticket_id)
+
+
+async def refresh(db: Database, settings: Settings, estimator: Estimator | None,
+                  now: dt.datetime | None = None) -> QueueState:
+    """Recomputes positions and estimates of every waiting ticket and stores them, so any instance
+    (and the display hub, which has no estimator) reads the latest."""
+    state = await load_state(db, settings, now)
+    apply_estimates(state, estimator)
+    rows = [{"id": t.id, "position": t.position, "estimated_wait_seconds": t.estimated_wait_seconds}
+            for line in state.waiting.values() for t in line]
+    if rows:
+        async with db.transaction() as s:
+            await s.execute(update(Ticket), rows)
+    return state
+
+
+async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticket]) -> dict[int, str]:
+    """patient_id -> masked name ("Nguyễn V. A."), only when settings.display.name_mask allows names."""
+    if settings.display.name_mask == "none":
+        return {}
+    wanted = {t.patient_id for t in tickets if t.patient_id is not None}
+    if not wanted:
+        return {}
+    try:
+        from crm_bridge import service as crm
+    except ImportError:
+        return {}
+    names: dict[int, str] = {}
+    for patient_id in wanted:
+        brief = await crm.patient_brief(db, patient_id)
+        if brief is not None:
+            names[patient_id] = crm.masked_name(brief.full_name)
+    return names
+
+
+def tickets_json(state: QueueState, tickets: Iterable[Ticket], language: str,
+                 names: dict[int, str]) -> list[dict[str, Any]]:
+    return [ticket_json(t, state.services.get(t.service_id), state.rooms.get(t.room_id) if t.room_id else None,
+                        language, names.get(t.patient_id) if t.patient_id else None) for t in tickets]
+
+
+def room_next(state: QueueState, room: QueueRoom, settings: Settings) -> list[Ticket]:
+    starvation = float(settings.queue.anti_starvation_minutes)
+    candidates = [t for sid in room.service_ids for t in state.waiting.get(sid, [])
+                  if may_serve(queue_item(t), room.id, room.service_ids, state.now, starvation)]
+    order = order_waiting([queue_item(t) for t in candidates], state.now, settings.queue.priority_weights,
+                          starvation)
+    by_id = {t.id: t for t in candidates}
+    return [by_id[item.ticket_id] for item in order[:ROOM_NEXT]]
+
+
+async def display_snapshot(db: Database, settings: Settings, room_ids: Collection[int] | None,
+                           service_ids: Collection[int] | None, *, estimator: Estimator | None = None,
+                           now: dt.datetime | None = None) -> dict[str, Any]:
+    """What a screen shows: services with their waiting lines, rooms with current and next tickets,
+    the latest calls. Empty or None filters mean everything; with rooms only, the services those rooms
+    serve. Patients appear only as masked names (or not at all with name_mask "none")."""
+    state = await load_state(db, settings, now, recent=True)
+    if estimator is not None:
+        apply_estimates(state, estimator)
+    else:
+        for ticket_id, position in positions(state).items():
+            _find_waiting(state, ticket_id).position = position
+    language = settings.clinic.language
+    rooms = [r for r in state.rooms.values() if not room_ids or r.id in room_ids]
+    wanted_services = set(service_ids or ())
+    if not wanted_services and room_ids:
+        wanted_services = {sid for r in rooms for sid in r.service_ids}
+    services = [x for x in sorted(state.services.values(), key=lambda x: x.prefix)
+                if not wanted_services or x.id in wanted_services]
+    if not room_ids and service_ids:
+        rooms = [r for r in rooms if wanted_services & set(r.service_ids)]
+    shown_services = {x.id for x in services}
+    shown_rooms = {r.id for r in rooms}
+    recent = [t for t in state.recent if t.room_id in shown_rooms or t.service_id in shown_services]
+    involved = [t for x in services for t in state.waiting.get(x.id, [])] + list(state.current.values()) + recent
+    names = await masked_names(db, settings, involved)
+    service_list = []
+    for x in services:
+        line = state.waiting.get(x.id, [])
+        waits = [t.estimated_wait_seconds for t in line if t.estimated_wait_seconds is not None]
+        service_list.append({
+            **service_json(x, language),
+            "open": is_open_now(x, state.now, settings.clinic.zone()),
+            "waiting_count": len(line),
+            # what a newcomer would wait: a little more than the last one in line
+            "estimated_wait_seconds": max(waits) if waits else (0.0 if not line else None),
+            "waiting": tickets_json(state, line, language, names),
+        })
+    room_list = []
+    for r in rooms:
+        current = state.current.get(r.id)
+        room_list.append({
+            **room_json(r, language),
+            "current": tickets_json(state, [current], language, names)[0] if current is not None else None,
+            "next": tickets_json(state, room_next(state, r, settings), language, names),
+        })
+    return {
+        "at": state.now.isoformat(),
+        "clinic": {"name": settings.clinic.name, "language": language},
+        "services": service_list,
+        "rooms": room_list,
+        "recent_calls": tickets_json(state, recent, language, names),
+    }
+
+
+def service_name(state: QueueState, service_id: int, language: str) -> str:
+    service = state.services.get(service_id)
+    return local_name(service.names, language) if service else ""

@@ -1,0 +1,455 @@
+"""Ticket operations against the database: issue, call, recall, skip, hold, transfer, start, done...
+
+Each operation runs in one transaction, keeps every timestamp (on the ticket, on its visit, and
+as a row in queue_ticket_events) and returns an Outcome that the runtime turns into bus events
+and fresh estimates. Nothing here publishes or estimates.
+
+Concurrency: the ticket row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN
+IMMEDIATE serialises writers) before it changes, and call-next claims a ticket with a conditional
+UPDATE ... WHERE status = 'waiting' and checks the row count, trying the next candidate when
+another receptionist or another instance won the race. Numbers come from an upserted counter
+row per service and local day, so two kiosks never print the same number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clinicall.db import Database, utcnow
+from clinicall.problem import Problem, conflict, not_found
+from clinicall.settings import Settings
+from queue_display import events as ev
+from queue_display.catalog import is_open_now
+from queue_display.models import (
+    ACTIVE_STATUSES,
+    QueueCounter,
+    QueueRoom,
+    QueueService,
+    Ticket,
+    TicketEvent,
+    Visit,
+)
+from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
+
+CALL_ATTEMPTS = 50
+
+
+@dataclass
+class Served:
+    room_id: int
+    service_id: int
+    started_at: dt.datetime
+    ended_at: dt.datetime
+
+
+@dataclass
+class Outcome:
+    """What one operation did: the event to publish and what the estimator should learn."""
+
+    ticket_id: int
+    event: str
+    service_ids: set[int] = field(default_factory=set)  # waiting lines that changed
+    served: Served | None = None
+    arrival: tuple[int, dt.datetime, str, bool] | None = None  # service, at, priority, returning
+    detail: dict[str, Any] = field(default_factory=dict)
+    before: list[Outcome] = field(default_factory=list)  # e.g. the room's previous ticket, finished by call-next
+
+
+def local_day(now: dt.datetime, settings: Settings) -> dt.date:
+    return now.astimezone(settings.clinic.zone()).date()
+
+
+def format_number(prefix: str, seq: int) -> str:
+    return f"{prefix}{seq:03d}"
+
+
+def queue_item(ticket: Ticket) -> QueueItem:
+    return QueueItem(ticket_id=ticket.id, service_id=ticket.service_id, priority=ticket.priority,
+                     enqueued_at=ticket.enqueued_at, returning=ticket.is_returning,
+                     preferred_room_id=ticket.preferred_room_id)
+
+
+async def _next_seq(s: AsyncSession, db: Database, service_id: int, day: dt.date) -> int:
+    insert = pg_insert if db.is_postgres else sqlite_insert
+    statement = (
+        insert(QueueCounter)
+        .values(service_id=service_id, local_day=day, last_seq=1)
+        .on_conflict_do_update(index_elements=["service_id", "local_day"],
+                               set_={"last_seq": QueueCounter.last_seq + 1})
+        .returning(QueueCounter.last_seq)
+    )
+    return int((await s.execute(statement)).scalar_one())
+
+
+def _log(s: AsyncSession, ticket: Ticket, kind: str, at: dt.datetime, user_id: int | None,
+         **detail: Any) -> None:
+    s.add(TicketEvent(ticket_id=ticket.id, type=kind, at=at, service_id=ticket.service_id, room_id=ticket.room_id,
+                      user_id=user_id, detail=detail))
+
+
+async def _open_visit(s: AsyncSession, ticket: Ticket, day: dt.date, at: dt.datetime) -> None:
+    visit = Visit(ticket_id=ticket.id, service_id=ticket.service_id, local_day=day, priority=ticket.priority,
+                  enqueued_at=at)
+    s.add(visit)
+    await s.flush()
+    ticket.visit_id = visit.id
+
+
+async def _visit(s: AsyncSession, ticket: Ticket) -> Visit | None:
+    return await s.get(Visit, ticket.visit_id) if ticket.visit_id else None
+
+
+async def issue(db: Database, settings: Settings, *, service_id: int, source: str, priority: str = "normal",
+                patient_id: int | None = None, user_id: int | None = None,
+                now: dt.datetime | None = None) -> Outcome:
+    """A new ticket at the end of a service's line (kiosk, reception or check-in)."""
+    now = now or utcnow()
+    if priority not in PRIORITIES:
+        raise Problem(422, "Unknown priority", f"priority must be one of {', '.join(PRIORITIES)}.")
+    day = local_day(now, settings)
+    for _attempt in range(5):
+        try:
+            async with db.transaction() as s:
+                service = await s.get(QueueService, service_id)
+                if service is None or not service.active:
+                    raise Problem(404, "Service not found",
+                                  "No active service with that id; choose one from GET /api/services.")
+                if source == "kiosk" and not is_open_now(service, now, settings.clinic.zone()):
+                    raise conflict(f"{service.names.get('vi')} is closed now; it opens {service.opens_at} to "
+                                   f"{service.closes_at}. Please ask at reception.")
+                if patient_id is not None:
+                    existing = await s.scalar(select(Ticket).where(
+                        Ticket.patient_id == patient_id, Ticket.local_day == day,
+                        Ticket.status.in_(ACTIVE_STATUSES)))
+                    if existing is not None:
+                        raise conflict(f"This patient already holds ticket {existing.number} today; "
+                                       "use it or finish it first.", ticket_id=existing.id)
+                seq = await _next_seq(s, db, service.id, day)
+                ticket = Ticket(service_id=service.id, issued_service_id=service.id, local_day=day, seq=seq,
+                                number=format_number(service.prefix, seq), token=secrets.token_urlsafe(18),
+                                patient_id=patient_id, priority=priority, source=source, status="waiting",
+                                issued_by=user_id, issued_at=now, enqueued_at=now, updated_at=now)
+                s.add(ticket)
+                await s.flush()
+                await _open_visit(s, ticket, day, now)
+                _log(s, ticket, ev.TICKET_ISSUED, now, user_id, source=source, priority=priority)
+                return Outcome(ticket.id, ev.TICKET_ISSUED, {service.id},
+                               arrival=(service.id, now, priority, False))
+        except IntegrityError:
+            continue  # numbering raced with a counter reset; take the next number
+    raise Problem(503, "Busy", "Could not issue a number just now; please try again.")
+
+
+async def _lock_ticket(s: AsyncSession, ticket_id: int) -> Ticket:
+    ticket = await s.scalar(select(Ticket).where(Ticket.id == ticket_id).with_for_update())
+    if ticket is None:
+        raise not_found("Ticket")
+    return ticket
+
+
+def _require_status(ticket: Ticket, allowed: tuple[str, ...], action: str) -> None:
+    if ticket.status not in allowed:
+        raise conflict(f"Ticket {ticket.number} is {ticket.status}; it can be {action} only when "
+                       f"{' or '.join(allowed)}.", ticket_status=ticket.status)
+
+
+async def _open_room(s: AsyncSession, room_id: int) -> QueueRoom:
+    room = await s.get(QueueRoom, room_id)
+    if room is None:
+        raise not_found("Room")
+    if not room.open:
+        raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.")
+    return room
+
+
+async def _finish(s: AsyncSession, ticket: Ticket, now: dt.datetime, user_id: int | None,
+                  settings: Settings) -> Outcome:
+    """Ends the ticket's current visit; sends a transferred ticket back to where it came from."""
+    visit = await _visit(s, ticket)
+    started = ticket.started_at or ticket.called_at or now
+    served = None
+    if ticket.room_id is not None:
+        served = Served(ticket.room_id, ticket.service_id, started, now)
+    if visit is not None:
+        visit.started_at = visit.started_at or started
+        visit.ended_at = now
+        visit.outcome = "done"
+    ticket.started_at = started
+    ticket.done_at = now
+    ticket.updated_at = now
+    if ticket.return_service_id is not None:
+        finished_service = ticket.service_id
+        ticket.service_id = ticket.return_service_id
+        ticket.preferred_room_id = ticket.return_room_id
+        ticket.is_returning = True
+        ticket.return_service_id = None
+        ticket.return_room_id = None
+        ticket.status = "waiting"
+        ticket.enqueued_at = now
+        ticket.room_id = None
+        ticket.called_at = ticket.started_at = None
+        ticket.recall_count = 0
+        ticket.transferred_at = now
+        await _open_visit(s, ticket, local_day(now, settings), now)
+        _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, returning=True, from_service_id=finished_service)
+        return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {ticket.service_id, finished_service}, served=served,
+                       detail={"returning": True, "from_service_id": finished_service})
+    ticket.status = "done"
+    _log(s, ticket, ev.TICKET_DONE, now, user_id)
+    return Outcome(ticket.id, ev.TICKET_DONE, set(), served=served)
+
+
+async def _finish_room_current(s: AsyncSession, room_id: int, now: dt.datetime, user_id: int | None,
+                               settings: Settings) -> list[Outcome]:
+    current = (await s.scalars(select(Ticket).where(Ticket.room_id == room_id,
+                                                    Ticket.status.in_(("called", "in_service")))
+                               .with_for_update())).all()
+    outcomes = []
+    for ticket in current:
+        if ticket.status in ("called", "in_service"):  # re-checked after the lock
+            outcomes.append(await _finish(s, ticket, now, user_id, settings))
+    return outcomes
+
+
+def _mark_called(ticket: Ticket, room: QueueRoom, now: dt.datetime) -> None:
+    ticket.status = "called"
+    ticket.room_id = room.id
+    ticket.called_at = now
+    ticket.started_at = None
+    ticket.recall_count = 0
+    ticket.updated_at = now
+
+
+async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: int | None = None,
+                    now: dt.datetime | None = None) -> Outcome | None:
+    """Finishes the room's current ticket and calls the next one across the room's services.
+    Returns None (after finishing the current one) when nobody waits."""
+    now = now or utcnow()
+    weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
+    async with db.transaction() as s:
+        room = await _open_room(s, room_id)
+        finished = await _finish_room_current(s, room.id, now, user_id, settings)
+        tried: set[int] = set()
+        for _attempt in range(CALL_ATTEMPTS):
+            rows = (await s.scalars(select(Ticket).where(Ticket.status == "waiting",
+                                                         Ticket.service_id.in_(room.service_ids or [-1]))))
+            items = [queue_item(t) for t in rows.all() if t.id not in tried]
+            pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
+            if pick is None:
+                break
+            claimed = await s.execute(
+                update(Ticket).where(Ticket.id == pick.ticket_id, Ticket.status == "waiting")
+                .values(status="called", room_id=room.id, called_at=now, started_at=None, recall_count=0,
+                        updated_at=now)
+                .execution_options(synchronize_session=False))
+            if claimed.rowcount != 1:
+                tried.add(pick.ticket_id)  # another caller took it first
+                continue
+            ticket = await s.get(Ticket, pick.ticket_id, populate_existing=True)
+            assert ticket is not None
+            visit = await _visit(s, ticket)
+            if visit is not None:
+                visit.called_at = visit.called_at or now
+                visit.room_id = room.id
+            _log(s, ticket, ev.TICKET_CALLED, now, user_id, how="next")
+            return Outcome(ticket.id, ev.TICKET_CALLED, {ticket.service_id}, before=finished)
+    return _only_finished(finished) if finished else None
+
+
+def _only_finished(finished: list[Outcome]) -> Outcome:
+    """call-next found nobody: report the finished ticket(s); `detail.nobody_waiting` tells the caller."""
+    last = finished[-1]
+    last.before = finished[:-1]
+    last.detail = {**last.detail, "nobody_waiting": True}
+    return last
+
+
+async def call_ticket(db: Database, settings: Settings, ticket_id: int, room_id: int, *,
+                      user_id: int | None = None, now: dt.datetime | None = None) -> Outcome:
+    """Calls one given ticket (waiting, held or skipped) into a room that serves its service."""
+    now = now or utcnow()
+    async with db.transaction() as s:
+        room = await _open_room(s, room_id)
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("waiting", "held", "skipped"), "called")
+        if ticket.service_id not in room.service_ids:
+            raise conflict(f"{room.names.get('vi', 'This room')} does not serve this ticket's service; "
+                           "call it from a room that does, or transfer it first.")
+        finished = await _finish_room_current(s, room.id, now, user_id, settings)
+        _mark_called(ticket, room, now)
+        visit = await _visit(s, ticket)
+        if visit is not None:
+            visit.called_at = visit.called_at or now
+            visit.room_id = room.id
+        _log(s, ticket, ev.TICKET_CALLED, now, user_id, how="direct")
+        return Outcome(ticket.id, ev.TICKET_CALLED, {ticket.service_id}, before=finished)
+
+
+async def recall(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
+                 now: dt.datetime | None = None) -> Outcome:
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("called",), "recalled")
+        ticket.recall_count += 1
+        ticket.recalled_at = now
+        ticket.updated_at = now
+        _log(s, ticket, ev.TICKET_RECALLED, now, user_id, recall_count=ticket.recall_count)
+        return Outcome(ticket.id, ev.TICKET_RECALLED, set(), detail={"recall_count": ticket.recall_count})
+
+
+async def skip(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
+               now: dt.datetime | None = None) -> Outcome:
+    """The called patient did not come: set aside (restorable), or a no-show once it has been recalled
+    settings.queue.no_show_after_recalls times."""
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("called",), "skipped")
+        ticket.skipped_at = now
+        ticket.updated_at = now
+        if ticket.recall_count >= settings.queue.no_show_after_recalls:
+            ticket.status = "noshow"
+            ticket.noshow_at = now
+            visit = await _visit(s, ticket)
+            if visit is not None:
+                visit.ended_at = now
+                visit.outcome = "noshow"
+            _log(s, ticket, ev.TICKET_NOSHOW, now, user_id, recall_count=ticket.recall_count)
+            return Outcome(ticket.id, ev.TICKET_NOSHOW, set(), detail={"recall_count": ticket.recall_count})
+        ticket.status = "skipped"
+        _log(s, ticket, ev.TICKET_SKIPPED, now, user_id, recall_count=ticket.recall_count)
+        return Outcome(ticket.id, ev.TICKET_SKIPPED, set(), detail={"recall_count": ticket.recall_count})
+
+
+async def restore(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
+                  now: dt.datetime | None = None) -> Outcome:
+    """A skipped or no-show patient is back: into the line again (as of now)."""
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("skipped", "noshow"), "restored")
+        visit = await _visit(s, ticket)
+        if visit is not None and visit.ended_at is None:
+            visit.ended_at = now
+            visit.outcome = "skipped"
+        previous = ticket.status
+        ticket.status = "waiting"
+        ticket.room_id = None
+        ticket.recall_count = 0
+        ticket.enqueued_at = now
+        ticket.restored_at = now
+        ticket.updated_at = now
+        await _open_visit(s, ticket, local_day(now, settings), now)
+        _log(s, ticket, ev.TICKET_RESTORED, now, user_id, previous=previous)
+        return Outcome(ticket.id, ev.TICKET_RESTORED, {ticket.service_id}, detail={"previous": previous})
+
+
+async def hold(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
+               now: dt.datetime | None = None) -> Outcome:
+    """Parks a ticket (the patient stepped out); it keeps its place for when it resumes."""
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("waiting", "called"), "held")
+        was_waiting = ticket.status == "waiting"
+        ticket.status = "held"
+        ticket.held_at = now
+        ticket.updated_at = now
+        _log(s, ticket, ev.TICKET_HELD, now, user_id)
+        return Outcome(ticket.id, ev.TICKET_HELD, {ticket.service_id} if was_waiting else set())
+
+
+async def resume(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
+                 now: dt.datetime | None = None) -> Outcome:
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("held",), "resumed")
+        ticket.status = "waiting"
+        ticket.room_id = None
+        ticket.resumed_at = now
+        ticket.updated_at = now
+        _log(s, ticket, ev.TICKET_RESUMED, now, user_id)
+        return Outcome(ticket.id, ev.TICKET_RESUMED, {ticket.service_id})
+
+
+async def start(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
+                now: dt.datetime | None = None) -> Outcome:
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("called",), "started")
+        ticket.status = "in_service"
+        ticket.started_at = now
+        ticket.updated_at = now
+        visit = await _visit(s, ticket)
+        if visit is not None:
+            visit.started_at = now
+        _log(s, ticket, ev.TICKET_STARTED, now, user_id)
+        return Outcome(ticket.id, ev.TICKET_STARTED, set())
+
+
+async def done(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
+               now: dt.datetime | None = None) -> Outcome:
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("called", "in_service"), "finished")
+        return await _finish(s, ticket, now, user_id, settings)
+
+
+async def transfer(db: Database, settings: Settings, ticket_id: int, service_id: int, *, return_to_room: bool,
+                   user_id: int | None = None, now: dt.datetime | None = None) -> Outcome:
+    """Sends the patient to another service's line (e.g. exam -> lab). With return_to_room, when that
+    service is done the ticket comes back to the original service, to the same room, with priority."""
+    now = now or utcnow()
+    async with db.transaction() as s:
+        ticket = await _lock_ticket(s, ticket_id)
+        _require_status(ticket, ("waiting", "called", "in_service", "held"), "transferred")
+        target = await s.get(QueueService, service_id)
+        if target is None or not target.active:
+            raise Problem(404, "Service not found", "No active service with that id; choose one from GET /api/services.")
+        if target.id == ticket.service_id:
+            raise conflict("The ticket is already in that service's line.")
+        source_service, source_room = ticket.service_id, ticket.room_id
+        visit = await _visit(s, ticket)
+        served = None
+        if ticket.status in ("called", "in_service") and source_room is not None:
+            started = ticket.started_at or ticket.called_at or now
+            served = Served(source_room, source_service, started, now)
+            if visit is not None:
+                visit.started_at = visit.started_at or started
+        if visit is not None:
+            visit.ended_at = now
+            visit.outcome = "transferred"
+        if return_to_room:
+            ticket.return_service_id = source_service
+            ticket.return_room_id = source_room
+        else:
+            ticket.return_service_id = ticket.return_room_id = None
+        ticket.service_id = target.id
+        ticket.status = "waiting"
+        ticket.room_id = None
+        ticket.is_returning = False
+        ticket.preferred_room_id = None
+        ticket.called_at = ticket.started_at = None
+        ticket.recall_count = 0
+        ticket.enqueued_at = now
+        ticket.transferred_at = now
+        ticket.updated_at = now
+        await _open_visit(s, ticket, local_day(now, settings), now)
+        _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, from_service_id=source_service,
+             from_room_id=source_room, return_to_room=return_to_room)
+        return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {source_service, target.id}, served=served,
+                       detail={"from_service_id": source_service, "from_room_id": source_room,
+                               "return_to_room": return_to_room, "returning": False})
