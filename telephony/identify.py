@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SCREENPOP = "call.screenpop"
 WITHHELD = frozenset({"", "unknown", "<unknown>", "anonymous", "private", "restricted", "unavailable", "withheld"})
-NUMBER_SEPARATORS = re.compile(r"[\s\-.()/]")
+NUMBER_SEPARATORS = re.compile(r"[ \-.()/]")
 DIALLABLE = re.compile(r"^\+?[0-9]{2,20}$")
 NAME_MAX_CHARS = 40
 NAME_MAX_BYTES = 80
@@ -185,6 +185,8 @@ async def identify_caller(db: Database, settings: Settings, raw_callerid: str | 
         patient = {"id": match.patient_id, "full_name": match.full_name, "care_status": match.care_status,
                    "assigned_agent_id": match.assigned_agent_id}
         name = safe_callerid_name(match.full_name, telephony.callerid_ascii)
+    elif lookup_failed:
+        name = ""  # we do not know: leave the network's caller name alone
     else:
         name = safe_callerid_name(telephony.new_caller_name, telephony.callerid_ascii)
     try:
