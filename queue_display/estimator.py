@@ -27,6 +27,8 @@ from queue_display.ordering import QueueItem, head_start_minutes, next_for_room
 
 SQRT2 = math.sqrt(2.0)
 LN2 = math.log(2.0)
+SLOT_SECONDS = 300  # room timetables are learned in 5-minute slots of the local day
+SLOTS_PER_DAY = 86400 // SLOT_SECONDS
 FUTURE_TICKET_IDS = -(10**12)  # ids of the expected future arrivals in the simulation (never real)
 
 
@@ -207,6 +209,9 @@ class WaitEstimator:
         self._arrivals: dict[tuple[int, str, bool, int], float] = {}
         self._arrival_days: set[dt.date] = set()
         self._arrival_plan: dict[int, dict[tuple[str, bool], dict[int, float]]] = {}
+        self._room_open: dict[int, list[float]] = {}  # room -> weighted seconds open per local slot
+        self._room_seen: dict[int, list[float]] = {}  # room -> weighted seconds observed per local slot
+        self._room_last: dict[int, tuple[bool, dt.datetime]] = {}
 
     # ---- learning -------------------------------------------------------------------------------
 
@@ -254,6 +259,65 @@ class WaitEstimator:
         key = (service_id, priority, returning, local.hour)
         self._arrivals[key] = self._arrivals.get(key, 0.0) + 1.0
         self._arrival_plan.clear()
+
+    def record_room_state(self, room_id: int, open: bool, at: dt.datetime) -> None:
+        """Optional: a room opened or closed (breaks, end of day). The estimator learns each room's usual
+        timetable from these and expects breaks and reopenings in its forward simulation."""
+        last = self._room_last.get(room_id)
+        self._room_last[room_id] = (open, at)
+        if last is None or last[1] >= at:
+            return
+        was_open, since = last
+        if since.astimezone(self.tz).date() != at.astimezone(self.tz).date():
+            return  # overnight: nothing observed
+        weight = self._weight(at)
+        opened = self._room_open.setdefault(room_id, [0.0] * SLOTS_PER_DAY)
+        seen = self._room_seen.setdefault(room_id, [0.0] * SLOTS_PER_DAY)
+        local = since.astimezone(self.tz)
+        offset = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+        remaining = (at - since).total_seconds()
+        while remaining > 0 and offset < 86400:
+            slot = int(offset // SLOT_SECONDS)
+            chunk = min(remaining, (slot + 1) * SLOT_SECONDS - offset)
+            seen[slot] += weight * chunk
+            if was_open:
+                opened[slot] += weight * chunk
+            offset += chunk
+            remaining -= chunk
+
+    def open_probability(self, room_id: int, at_epoch: float) -> float | None:
+        """How often this room is open at this local time of day; None when never observed then."""
+        seen = self._room_seen.get(room_id)
+        if seen is None:
+            return None
+        local = dt.datetime.fromtimestamp(at_epoch, self.tz)
+        slot = (local.hour * 3600 + local.minute * 60 + local.second) // SLOT_SECONDS
+        if seen[slot] <= 0.0:
+            return None
+        return self._room_open[room_id][slot] / seen[slot]
+
+    def next_opening(self, room_id: int, at_epoch: float, limit_seconds: float = 6 * 3600.0) -> float | None:
+        """When the room's timetable says it is usually open again (start of that slot), within the limit."""
+        if room_id not in self._room_seen:
+            return None
+        local = dt.datetime.fromtimestamp(at_epoch, self.tz)
+        offset = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+        slot = int(offset // SLOT_SECONDS)
+        step = 1
+        while step * SLOT_SECONDS <= limit_seconds and slot + step < SLOTS_PER_DAY:
+            probability = self.open_probability(room_id, at_epoch - offset + (slot + step) * SLOT_SECONDS)
+            if probability is not None and probability >= 0.5:
+                return at_epoch - offset + (slot + step) * SLOT_SECONDS
+            step += 1
+        return None
+
+    def _expected_break(self, room_id: int, at_epoch: float) -> float | None:
+        """If the timetable says this room is usually closed at this moment: when it usually reopens
+        (None: no break expected, or no reopening known)."""
+        probability = self.open_probability(room_id, at_epoch)
+        if probability is None or probability >= 0.5:
+            return None
+        return self.next_opening(room_id, at_epoch)
 
     # ---- learned parameters ---------------------------------------------------------------------
 
@@ -353,8 +417,11 @@ class WaitEstimator:
         # (assumed back after `closed_room_seconds`).
         free_at: list[tuple[float, int]] = []
         for index, room in enumerate(rooms):
+            reopening = None if room.open else self._expected_break(room.room_id, now_epoch)
             if room.open:
                 start = now_epoch
+            elif reopening is not None:  # a usual break: back at its usual time
+                start = reopening
             elif any(service not in open_services for service in room.service_ids):
                 start = now_epoch + self.closed_room_seconds
             else:
@@ -401,6 +468,11 @@ class WaitEstimator:
                 lines[key].append((future_epochs[next_future], item.ticket_id, item))
                 next_future += 1
             room = rooms[index]
+            if at > now_epoch and self._room_seen:
+                reopening = self._expected_break(room.room_id, at)
+                if reopening is not None:
+                    heapq.heappush(free_at, (reopening, index))
+                    continue
             keys = room_lines.get(index)
             if keys is None:
                 services = set(room.service_ids)

@@ -50,6 +50,7 @@ class Observer(Protocol):
     def called(self, day: ClinicDay, entry: Entry) -> None: ...
     def served(self, room_id: int, service_id: int, started: float, ended: float) -> None: ...
     def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None: ...
+    def room_changed(self, room_id: int, open: bool, at: float) -> None: ...
 
 
 @dataclass
@@ -205,11 +206,16 @@ class ClinicDay:
             seconds = self._service_seconds(room.spec, self.services[entry.service_id], entry)
             self._push(self.now + seconds, "done", room)
 
+    def _set_open(self, room: _Room, open: bool, observers: Sequence[Observer]) -> None:
+        room.open = open
+        for observer in observers:
+            observer.room_changed(room.spec.room_id, open, self.now)
+
     def _free(self, room: _Room, observers: Sequence[Observer]) -> None:
         room.busy_with = None
         room.busy_since = None
         if room.break_pending:
-            room.open = False
+            self._set_open(room, False, observers)
             self._push(self.now + room.break_pending * 60.0, "break_end", room)
             room.break_pending = 0.0
             return
@@ -275,15 +281,19 @@ class ClinicDay:
                 self._free(room, observers)
             elif kind == "open" or kind == "break_end":
                 room = payload  # type: ignore[assignment]
-                room.open = True
+                self._set_open(room, True, observers)
                 self._fill_rooms(observers)
             elif kind == "break":
                 room, minutes = payload  # type: ignore[misc]
                 if not room.open:
                     continue
                 if room.busy_with is None:
-                    room.open = False
+                    self._set_open(room, False, observers)
                     self._push(self.now + minutes * 60.0, "break_end", room)
                 else:
                     room.break_pending = minutes
+        self.now = end  # closing time: every room closes
+        for room in self.rooms.values():
+            if room.open:
+                self._set_open(room, False, observers)
         return self.entries

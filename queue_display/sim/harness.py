@@ -63,6 +63,9 @@ class EstimatorFeed:
     def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None:
         self._do(lambda: self.estimator.record_no_show(room_id, service_id, _utc(called), _utc(ended)))
 
+    def room_changed(self, room_id: int, open: bool, at: float) -> None:
+        self._do(lambda: self.estimator.record_room_state(room_id, open, _utc(at)))
+
 
 @dataclass
 class Scorer:
@@ -109,6 +112,9 @@ class Scorer:
 
     def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None:
         self.ql.record_completion(service_id, ended)
+
+    def room_changed(self, room_id: int, open: bool, at: float) -> None:
+        pass
 
     def end_of_day(self) -> None:
         self.predictions.clear()  # tickets never called before closing are not scored
