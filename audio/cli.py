@@ -180,7 +180,7 @@ def vocabulary(wording: Wording, lang: str) -> list[str]:
         template = wording.room_template(lang, kind)
         if template:
             add_literals(template)
-    letters = sorted(set(VI_LETTERS.values())) if lang == "vi" else [chr(c).lower() for c in range(65, 91)]
+    letters = sorted(set(VI_LETTERS.values())) if lang == "vi" else [chr(c) for c in range(65, 91)]
     for letter in letters:
         phrases[letter] = None
     for n in [*range(0, 1000), 1000, 1005, 2000, 10_000, 1_000_000, 1_000_000_000]:

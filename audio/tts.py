@@ -1,7 +1,7 @@
-"""Speech for one text in one language: the disk cache first, then the engines in the configured
-fallback order. Online engines (gTTS) run with a hard deadline and a circuit breaker, and only when
-no offline engine can serve; when an online engine is preferred, it fills the cache in the background
-so that later calls get its voice from the cache.
+"""Speech for one text in one language: the engines in the configured fallback order, each from
+the disk cache first. Online engines (gTTS) run with a hard deadline and a circuit breaker, and only
+when no offline engine can serve; when an online engine is preferred, it fills the cache in the
+background so that later calls get its voice from the cache.
 
 Everything here is blocking (files, subprocesses, network): call it from a thread, never the event loop.
 """
@@ -130,21 +130,28 @@ class Renderer:
         return None
 
     def speak(self, text: str, lang: str) -> Speech:
-        """Cache first; then offline engines in order; online ones only when no offline engine could."""
-        hit = self.cached(text, lang)
-        if hit is not None:
-            return hit
+        """Engines in the configured order, each from the cache first. An offline engine that has no
+        cached speech renders it; an online engine with no cached speech is passed over while a later
+        offline engine can serve (and fills the cache in the background); it is tried, with its deadline,
+        only when no offline engine could speak."""
         errors: list[str] = []
-        offline = [e for e in self.engines if not e.online]
-        online = [e for e in self.engines if e.online]
-        for engine in offline:
+        passed_over: list[Engine] = []
+        for engine in self.engines:
+            voice = engine.voice(lang)
+            if voice is None:
+                continue
+            path = self.cache.get(engine.name, voice, text)
+            if path is not None:
+                return Speech(path, engine.name, voice, text, cached=True)
+            if engine.online:
+                passed_over.append(engine)
+                continue
             speech = self._try(engine, text, lang, errors)
             if speech is not None:
-                for preferred in online:
-                    if self.engines.index(preferred) < self.engines.index(engine):
-                        self._fill_later(preferred, text, lang)
+                for preferred in passed_over:
+                    self._fill_later(preferred, text, lang)
                 return speech
-        for engine in online:
+        for engine in passed_over:
             speech = self._try(engine, text, lang, errors)
             if speech is not None:
                 return speech
