@@ -18,7 +18,7 @@ from clinicall.app import create_app
 from clinicall.auth import service as auth_service
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
-from queue_display.display import ScreenFilter, mask_initials, scrub
+from queue_display.display import DISPLAY_HUB_KEY, ScreenFilter, mask_initials, scrub
 from tests.conftest import PASSWORD
 
 FULL_NAME = "Nguyễn Văn An"
@@ -132,22 +132,30 @@ async def call_next(app: Any, room_id: int) -> dict[str, Any]:
 
 
 class Recorder:
-    """Every text frame a screen received, raw, for the no-full-name check."""
+    """Reads a screen's socket all the time (so protocol pings are answered) and keeps every text frame,
+    raw, for the no-full-name check."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.raw: list[str] = []
+        self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.raw.append(message.data)
+                self.frames.put_nowait(json.loads(message.data))
+        self.frames.put_nowait({"type": "closed", "data": {}})
 
     async def next(self, wanted: str, within: float = 5.0, **match: Any) -> dict[str, Any]:
         async with asyncio.timeout(within):
             while True:
-                message = await self.ws.receive()
-                assert message.type == aiohttp.WSMsgType.TEXT, message
-                self.raw.append(message.data)
-                frame = json.loads(message.data)
+                frame = await self.frames.get()
+                assert frame["type"] != "closed", "the server closed the screen"
                 ticket = frame.get("data", {}).get("ticket") or {}
                 if frame["type"] == wanted and all(ticket.get(k) == v for k, v in match.items()):
-                    return frame  # type: ignore[no-any-return]
+                    return frame
 
     async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
         """Frames that arrive within `seconds` (pings excluded)."""
@@ -155,12 +163,15 @@ class Recorder:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 while True:
-                    message = await self.ws.receive()
-                    self.raw.append(message.data)
-                    frame = json.loads(message.data)
+                    frame = await self.frames.get()
+                    assert frame["type"] != "closed", "the server closed the screen"
                     if frame["type"] != "ping":
                         frames.append(frame)
         return frames
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.reader
 
 
 @pytest.fixture(params=["initials", "none"])
@@ -213,5 +224,50 @@ async def test_snapshot_then_changes_filtered_and_never_full_names(masked_client
 
     for text in room_screen.raw + kids_screen.raw:
         assert FULL_NAME not in text and "Văn An" not in text and "patient_id" not in text
-    await room_screen.ws.close()
-    await kids_screen.ws.close()
+    await room_screen.close()
+    await kids_screen.close()
+
+
+async def test_call_on_one_instance_reaches_a_screen_on_another(aiohttp_client: Callable[..., Any], sqlite_url: str,
+                                                                make_settings: Callable[..., Settings],
+                                                                redis_url: str) -> None:
+    settings = make_settings(sqlite_url, bus={"redis_url": redis_url, "channel": f"display-test-{id(object())}"})
+    one = await aiohttp_client(create_app(settings))
+    two = await aiohttp_client(create_app(settings))
+    for client in (one, two):
+        await asyncio.wait_for(client.app[BUS_KEY].subscribed.wait(), 5)
+    clinic = await make_clinic(one.app)
+    ticket = await issue(one.app, clinic["A"], await new_patient(one.app, FULL_NAME))
+    _, token = await display_token(one)
+    screen = Recorder(await two.ws_connect(f"/ws/display?token={token}"))
+    assert (await screen.next("snapshot"))["data"]["services"][0]["waiting"][0]["id"] == ticket["id"]
+
+    await call_next(one.app, clinic["room1"])
+    called = (await screen.next("ticket.called", id=ticket["id"]))["data"]["ticket"]
+    assert called["number"] == ticket["number"] and called["room"]["id"] == clinic["room1"]
+    assert all(FULL_NAME not in text for text in screen.raw)
+    await screen.close()
+
+
+async def test_a_screen_that_falls_behind_is_resynchronised_and_others_get_everything(hub_client: TestClient) -> None:
+    app = hub_client.app
+    clinic = await make_clinic(app)
+    _, token = await display_token(hub_client)
+    hub = app[DISPLAY_HUB_KEY]
+    hub.queue_limit = 4
+    behind = Recorder(await hub_client.ws_connect(f"/ws/display?token={token}"))
+    await behind.next("snapshot")
+    hub.queue_limit = 1000
+    keeping_up = Recorder(await hub_client.ws_connect(f"/ws/display?token={token}"))
+    await keeping_up.next("snapshot")
+    bus = app[BUS_KEY]
+    for n in range(30):  # one burst: the dispatcher hands them over before any screen's sender runs
+        await bus.publish("ticket.started", {"ticket": {"id": 1000 + n, "number": f"A{n:03d}", "service_id": clinic["A"],
+                                                       "room": {"id": clinic["room1"]}, "status": "in_service"}})
+    await bus.drain()
+    got = [f["data"]["ticket"]["id"] for f in await keeping_up.quiet(1.0) if f["type"] == "ticket.started"]
+    assert got == [1000 + n for n in range(30)]
+    frames = await behind.quiet(1.0)
+    assert [f["type"] for f in frames if f["type"] != "ticket.started"] == ["snapshot"]
+    assert len([f for f in frames if f["type"] == "ticket.started"]) <= 4
+    assert [s.dropped > 0 for s in hub.screens if s.queue.maxsize == 4] == [True]
