@@ -154,6 +154,10 @@ _LineKey = tuple[int, float, int | None]  # (service, head start minutes, prefer
 _Head = tuple[float, int, QueueItem]  # (enqueued epoch, ticket id, item)
 
 
+def _patient_class(priority: str | None, returning: bool) -> str | None:
+    return "returning" if returning else priority
+
+
 def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
             room_id: int, at: float, starvation_seconds: float) -> QueueItem | None:
     """ordering.next_for_room's rule on epoch floats (tests check the two always agree): starved tickets
@@ -204,6 +208,9 @@ class WaitEstimator:
         self._by_room_service: dict[tuple[int, int], _Moments] = {}
         self._by_service_hour: dict[tuple[int, int], _Moments] = {}
         self._by_room_service_hour: dict[tuple[int, int, int], _Moments] = {}
+        self._by_class: dict[str, _Moments] = {}  # "returning" or the priority, all services
+        self._by_service_class: dict[tuple[int, str], _Moments] = {}
+        self._shifts: dict[tuple[int, str], float] = {}
         self._params: dict[tuple[int, int, int], Lognormal] = {}
         self._no_shows: dict[int, list[float]] = {}  # service -> [no-shows, attended, seconds lost]
         self._arrivals: dict[tuple[int, str, bool, int], float] = {}
@@ -226,7 +233,10 @@ class WaitEstimator:
     def _hour(self, at: dt.datetime) -> int:
         return at.astimezone(self.tz).hour
 
-    def record_service(self, room_id: int, service_id: int, started_at: dt.datetime, ended_at: dt.datetime) -> None:
+    def record_service(self, room_id: int, service_id: int, started_at: dt.datetime, ended_at: dt.datetime,
+                       priority: str | None = None, returning: bool = False) -> None:
+        """A finished service. `priority` and `returning` (optional) let it learn that, say, a patient back
+        from the lab takes half as long, or an elderly one a little longer."""
         seconds = (ended_at - started_at).total_seconds()
         if not (5.0 <= seconds <= 6 * 3600.0):  # a slip of the finger or a forgotten "done"
             return
@@ -241,9 +251,17 @@ class WaitEstimator:
             if stats is None:
                 stats = table[key] = _Moments()  # type: ignore[index]
             stats.add(x, weight)
+        kind = _patient_class(priority, returning)
+        if kind is not None:
+            for table, key in ((self._by_class, kind), (self._by_service_class, (service_id, kind))):
+                stats = table.get(key)  # type: ignore[attr-defined]
+                if stats is None:
+                    stats = table[key] = _Moments()  # type: ignore[index]
+                stats.add(x, weight)
         counts = self._no_shows.setdefault(service_id, [0.0, 0.0, 0.0])
         counts[1] += 1.0
         self._params.clear()
+        self._shifts.clear()
 
     def record_no_show(self, room_id: int, service_id: int, called_at: dt.datetime,
                        ended_at: dt.datetime) -> None:
@@ -321,6 +339,27 @@ class WaitEstimator:
 
     # ---- learned parameters ---------------------------------------------------------------------
 
+    def class_shift(self, service_id: int, kind: str | None) -> float:
+        """Log-duration shift of one kind of patient ("returning" or a priority) against the service's
+        mix: shrunk toward the same kind's shift across all services, which is shrunk toward 0."""
+        if kind is None:
+            return 0.0
+        key = (service_id, kind)
+        shift = self._shifts.get(key)
+        if shift is None:
+            shift = 0.0
+            everywhere = self._by_class.get(kind)
+            if everywhere is not None and everywhere.w > 0 and self._global.w > 0:
+                n = everywhere.w / self._newest_weight
+                shift = n * (everywhere.mean() - self._global.mean()) / (n + self.kappa)
+            here = self._by_service_class.get(key)
+            service = self._by_service.get(service_id)
+            if here is not None and here.w > 0 and service is not None:
+                n = here.w / self._newest_weight
+                shift = (n * (here.mean() - service.mean()) + self.kappa * shift) / (n + self.kappa)
+            self._shifts[key] = shift
+        return shift
+
     def service_time(self, room_id: int, service_id: int, hour: int) -> Lognormal:
         key = (room_id, service_id, hour)
         params = self._params.get(key)
@@ -352,11 +391,15 @@ class WaitEstimator:
         seconds = (lost + 2.0 * self.default_no_show_seconds) / (no_shows + 2.0)
         return probability, seconds
 
-    def expected_occupation(self, room_id: int, service_id: int, at_epoch: float) -> float:
-        """Seconds a room is busy with the next ticket of this service called at `at_epoch`."""
+    def expected_occupation(self, room_id: int, service_id: int, at_epoch: float, kind: str | None = None) -> float:
+        """Seconds a room is busy with the next ticket of this service (and kind of patient) called at
+        `at_epoch`, counting the chance that it does not come."""
         hour = dt.datetime.fromtimestamp(at_epoch, self.tz).hour
         probability, lost = self.no_show(service_id)
-        return (1.0 - probability) * self.service_time(room_id, service_id, hour).mean + probability * lost
+        if kind == "returning":
+            probability = 0.0  # a patient back from the lab is there
+        mean = self.service_time(room_id, service_id, hour).mean * math.exp(self.class_shift(service_id, kind))
+        return (1.0 - probability) * mean + probability * lost
 
     def arrival_rates(self, service_id: int) -> dict[tuple[str, bool], dict[int, float]]:
         """{(priority, returning): {local hour: tickets per second}} learned for this service."""
@@ -451,7 +494,7 @@ class WaitEstimator:
         real_left = sum(1 for item in waiting if item.service_id in served)
         result: dict[int, float] = {}
         room_lines: dict[int, list[_LineKey]] = {}
-        occupation: dict[tuple[int, int, int], float] = {}
+        occupation: dict[tuple[int, int, int, str | None], float] = {}
         starvation_seconds = self.starvation_minutes * 60.0
 
         while free_at and real_left > 0:
@@ -499,10 +542,11 @@ class WaitEstimator:
                 result[chosen.ticket_id] = max(at - now_epoch, 0.0)
                 real_left -= 1
             hour = dt.datetime.fromtimestamp(at, self.tz).hour
-            slot = (room.room_id, chosen.service_id, hour)
+            kind = _patient_class(chosen.priority, chosen.returning)
+            slot = (room.room_id, chosen.service_id, hour, kind)
             busy = occupation.get(slot)
             if busy is None:
-                busy = occupation[slot] = self.expected_occupation(room.room_id, chosen.service_id, at)
+                busy = occupation[slot] = self.expected_occupation(room.room_id, chosen.service_id, at, kind)
             heapq.heappush(free_at, (at + busy, index))
 
         for item in waiting:  # no room can serve it: a long, honest guess rather than none

@@ -57,8 +57,9 @@ class EstimatorFeed:
     def called(self, day: ClinicDay, entry: Entry) -> None:
         pass
 
-    def served(self, room_id: int, service_id: int, started: float, ended: float) -> None:
-        self._do(lambda: self.estimator.record_service(room_id, service_id, _utc(started), _utc(ended)))
+    def served(self, room_id: int, service_id: int, started: float, ended: float, entry: Entry) -> None:
+        self._do(lambda: self.estimator.record_service(room_id, service_id, _utc(started), _utc(ended),
+                                                       entry.priority, entry.returning))
 
     def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None:
         self._do(lambda: self.estimator.record_no_show(room_id, service_id, _utc(called), _utc(ended)))
@@ -107,7 +108,7 @@ class Scorer:
             for name, value in predicted.items():
                 self.errors[name].append((value - wait) / 60.0)
 
-    def served(self, room_id: int, service_id: int, started: float, ended: float) -> None:
+    def served(self, room_id: int, service_id: int, started: float, ended: float, entry: Entry) -> None:
         self.ql.record_completion(service_id, ended)
 
     def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None:
