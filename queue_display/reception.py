@@ -19,7 +19,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/reception")
 async def reception_page(request: web.Request) -> web.StreamResponse:
-    require(request, "reception", "supervisor")
+    require(request, "reception")
     return web.FileResponse(WEB_DIR / "reception.html", headers={"Cache-Control": "no-store"})
 
 
@@ -30,7 +30,7 @@ async def reception_script(request: web.Request) -> web.StreamResponse:
 
 def setup_reception(app: web.Application) -> None:
     app.router.add_routes(routes)
-    app[NAV_KEY].append(NavLink("/reception", "Lễ tân", "Reception", ("reception", "supervisor")))
+    app[NAV_KEY].append(NavLink("/reception", "Lễ tân", "Reception", ("reception",)))
 
 
 async def patient_arrival_days(db: Database, patient_ids: Collection[int], day_from: dt.date,

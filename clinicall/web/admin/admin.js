@@ -164,7 +164,8 @@ async function servicesSection(box) {
   const specsFor = (s = {}) => [{name: "name_vi", value: (s.names || {}).vi ?? s.name ?? "", required: true},
     {name: "name_en", value: (s.names || {}).en ?? "", optional: true}, {name: "name_zh", value: (s.names || {}).zh ?? "", optional: true},
     {name: "prefix", value: s.prefix ?? "", required: true}];
-  const toBody = (v) => ({name: v.name_vi, names: {vi: v.name_vi, en: v.name_en || v.name_vi, zh: v.name_zh || v.name_vi}, prefix: v.prefix});
+  const toBody = (v) => ({prefix: v.prefix.toUpperCase(),
+    names: Object.fromEntries(["vi", "en", "zh"].filter((l) => v[`name_${l}`]).map((l) => [l, v[`name_${l}`]]))});
   box.append(table(["prefix", "name", "active", ""], services.map((s) => [s.prefix, names(s), s.active === false ? t("no") : t("yes"),
     el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${names(s)}`, onclick: () => editDialog(`${t("edit")} ${names(s)}`,
       [...specsFor(s), {name: "active", type: "checkbox", value: s.active !== false}],
@@ -177,7 +178,7 @@ async function roomsSection(box) {
   const serviceOptions = services.map((s) => ({value: s.id, label: `${s.prefix} · ${names(s)}`}));
   const specsFor = (r = {}) => [
     {name: "kind", type: "select", value: r.kind || "consult", options: ROOM_KINDS.map((k) => ({value: k, label: t("kind." + k)}))},
-    {name: "number", type: "number", value: r.number ?? "", required: true, min: 0},
+    {name: "number", type: "number", value: r.number ?? "", required: true, min: 1},
     {name: "name_vi", value: (r.names || {}).vi ?? "", optional: true}, {name: "name_en", value: (r.names || {}).en ?? "", optional: true},
     {name: "name_zh", value: (r.names || {}).zh ?? "", optional: true},
     {name: "service_ids", type: "checks", numeric: true, options: serviceOptions, value: r.service_ids || []},

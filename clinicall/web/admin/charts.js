@@ -20,7 +20,7 @@ function niceMax(value) {
 let counter = 0;
 
 // Grouped (or stacked) vertical bars. series: [{name, values: [number per label]}].
-export function barChart({title, description = "", labels, series, stacked = false, unit = "", format = (v) => String(v)}) {
+export function barChart({title, description = "", labels, series, stacked = false, unit = "", format = (v) => String(v), minMax = unit === "%" ? 100 : 4}) {
   const id = `chart-${++counter}`;
   const width = Math.max(360, 60 + labels.length * (stacked ? 40 : 18 * series.length + 14));
   const height = 260;
@@ -29,7 +29,7 @@ export function barChart({title, description = "", labels, series, stacked = fal
   const plotH = height - pad.t - pad.b;
   const totals = labels.map((_, i) => stacked ? series.reduce((s, x) => s + (Number(x.values[i]) || 0), 0)
     : Math.max(0, ...series.map((x) => Number(x.values[i]) || 0)));
-  const max = niceMax(Math.max(0, ...totals));
+  const max = Math.max(minMax, niceMax(Math.max(0, ...totals)));
   const root = svg("svg", {viewBox: `0 0 ${width} ${height}`, width, height, role: "img", class: "chart",
     "aria-labelledby": `${id}-t ${id}-d`});
   root.append(svg("title", {id: `${id}-t`}, title), svg("desc", {id: `${id}-d`}, description || title));
