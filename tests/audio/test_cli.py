@@ -65,13 +65,13 @@ def test_recorded_manifest_cannot_point_outside_its_folder(tmp_path: Path) -> No
 
 
 def test_warm_prerenders_numbers_and_rooms(env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["audio", "warm", "--prefixes", "A,B", "--rooms", "consult:1,counter:2", "--numbers", "12",
+    assert main(["audio", "warm", "--prefixes", "A,B", "--rooms", "consult:1,counter:2", "--numbers", "5",
                  "--languages", "vi,zh"]) == 0
     out = capsys.readouterr()
     assert "warming" in out.out and "done" in out.out
     renderer = Renderer([EspeakEngine({"vi": "vi", "zh": "cmn-latn-pinyin"}, binary="/nonexistent/espeak-ng")],
                         TtsCache(env["cache"]), online_timeout=1)
-    for number in ("A001", "A012", "B007"):
+    for number in ("A001", "A005", "B004"):
         for room in (ROOM | {"number": 1}, {"id": 2, "kind": "counter", "number": 2}):
             for lang in ("vi", "zh"):
                 for segment in announcement_segments(number, room, lang):

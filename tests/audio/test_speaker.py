@@ -1,0 +1,123 @@
+"""The speaker client end to end: a real app on a real port, the display websocket, a ticket call,
+and a WAV file written by `clinicall speaker` (a separate process), with Google out of reach."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from audio.speaker import Speaker, display_socket_url
+from clinicall.app import create_app
+from clinicall.auth import service as auth_service
+from clinicall.keys import BUS_KEY, DB_KEY, WEBSOCKETS_KEY
+from clinicall.settings import Settings
+from tests.audio.test_announcer import ticket
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (22050, 1, 2)
+        return w.getnframes() / w.getframerate()
+
+
+async def test_speaker_process_writes_the_called_number(
+        aiohttp_server: Callable[..., Any], sqlite_url: str, make_settings: Callable[..., Settings],
+        tmp_path: Path) -> None:
+    settings = make_settings(sqlite_url, audio={"languages": ["vi", "en"], "engines": ["espeak", "gtts"],
+                                                "gtts_url": "http://127.0.0.1:9/unreachable"})
+    app = create_app(settings)
+    server: TestServer = await aiohttp_server(app)
+    _id, token = await auth_service.create_display_token(app[DB_KEY], "speaker room 5", room_ids=[5])
+    out = tmp_path / "speaker-out"
+    log = (tmp_path / "speaker.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICALL_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "clinicall.cli", "speaker", "--room", "5", "--server", str(server.make_url("/")),
+        "--token", token, "--out-dir", str(out), cwd=REPO, env=env, stdout=log, stderr=log)
+    try:
+        await wait_for(lambda: len(app[WEBSOCKETS_KEY]) >= 1, 30, "the speaker to connect")
+        await app[BUS_KEY].publish("ticket.called", ticket(41, "B006", 6, 6))  # another room: not for this speaker
+        await app[BUS_KEY].publish("ticket.called", ticket(42, "A015", 5, 3))
+        await app[BUS_KEY].publish("ticket.recalled", ticket(42, "A015", 5, 3))
+        files = await wait_for(lambda: sorted(out.glob("*.wav")) if len(list(out.glob("*.wav"))) >= 2 else None,
+                               60, "two announcement files")
+        await asyncio.sleep(1.0)
+        files = sorted(out.glob("*.wav"))
+        assert len(files) == 2, files
+        assert all("A015" in f.name for f in files)
+        assert files[0].read_bytes() == files[1].read_bytes()  # the recall is the same clip
+        assert 4 < wav_seconds(files[0]) < 40  # chime, Vietnamese and English
+        assert process.returncode is None  # still running, waiting for the next call
+    finally:
+        process.terminate()
+        await process.wait()
+        log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_speaker_reconnects_by_itself(sqlite_url: str, make_settings: Callable[..., Settings],
+                                            tmp_path: Path) -> None:
+    port = free_port()
+    settings = make_settings(sqlite_url, audio={"languages": ["vi"], "chime": False})
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    _id, token = await auth_service.create_display_token(app[DB_KEY], "speaker")
+    out = tmp_path / "out"
+    speaker = Speaker(server=f"http://127.0.0.1:{port}", token=token, room_ids=(7,), out_dir=out, max_backoff=0.5)
+    task = asyncio.create_task(speaker.run())
+    try:
+        await asyncio.sleep(1.0)  # nobody listens yet: the speaker keeps retrying
+        assert not speaker.connected.is_set() and not task.done()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        await asyncio.wait_for(speaker.connected.wait(), 10)
+        await app[BUS_KEY].publish("ticket.called", ticket(7, "C101", 7, 1))
+        await wait_for(lambda: speaker.played, 60, "the announcement file")
+        assert wav_seconds(speaker.played[0]) > 1
+
+        # the server goes away and comes back: the speaker reconnects and plays the next call
+        await site.stop()
+        for ws in list(app[WEBSOCKETS_KEY]):
+            await ws.close()
+        await wait_for(lambda: not speaker.connected.is_set(), 10, "the speaker to notice")
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        await asyncio.wait_for(speaker.connected.wait(), 10)
+        await app[BUS_KEY].publish("ticket.called", ticket(8, "C102", 7, 1))
+        await wait_for(lambda: len(speaker.played) == 2, 60, "the second announcement file")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+
+
+def test_socket_url_from_server_url() -> None:
+    assert display_socket_url("https://clinic.example/base/", "t k", [3, 4]) == \
+        "wss://clinic.example/base/ws/display?token=t+k&rooms=3%2C4"
