@@ -173,9 +173,11 @@ class CallLog:
             self.tracker.forget(old)
 
     # ---- outages ----------------------------------------------------------------------------------
-    async def reconcile(self, live_ids: set[str], since: float, channel_events: list[dict[str, str]]) -> list[int]:
+    async def reconcile(self, live_ids: set[str], since: float, channel_events: list[dict[str, str]],
+                        asked: float | None = None) -> list[int]:
         """After (re)connecting: calls open before `since` with no live channel in CoreShowChannels end."""
         now = time.time()
+        asked = now if asked is None else asked
         for ev in channel_events:
             await self.handle(ev, now)
         ended: list[int] = []
@@ -187,7 +189,7 @@ class CallLog:
             ended.append(call_id)
         if ended:
             await self._refresh(set(ended))
-        self.tracker.reset_channels()
+        self.tracker.reset_channels(live_ids, before=min(since, asked))
         return ended
 
     async def asterisk_shutdown(self) -> list[int]:

@@ -535,8 +535,12 @@ class CallTracker:
         ids = set(self.linkedids_of(call_id)) | {i for i in (spec.channel_id, spec.other_channel_id) if i}
         return bool(ids & live_ids)
 
-    def reset_channels(self) -> None:
-        """After Asterisk restarted: forget groups that belong to no open call."""
+    def reset_channels(self, live_ids: set[str], before: float) -> None:
+        """After a reconnect: forget groups seen before `before` that belong to no open call and have no
+        live channel (Asterisk may have restarted; their events will never come)."""
         keep = {lid for cid in self.open_calls() for lid in self.linkedids_of(cid)}
-        for linkedid in [lid for lid in self.groups if lid not in keep]:
-            self._drop_group(linkedid)
+        for linkedid, uids in list(self.groups.items()):
+            if linkedid in keep or linkedid in live_ids or uids & live_ids:
+                continue
+            if self.group_first_seen(linkedid) < before:
+                self._drop_group(linkedid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +27,11 @@ class LogHarness:
     events: list[Event] = field(default_factory=list)
 
     async def outbound_from_trace(self, trace: Trace, index: int = 0, base: float = 1_800_000_000.0,
-                                  patient_id: int | None = 42) -> int:
+                                  patient_id: int | None = 42, now: bool = False) -> int:
         """A call row as click-to-call would have written it for the trace's n-th Originate."""
         originate = trace.originates()[index]
         action_id = first(originate, "ActionID") or ""
-        created = dt.datetime.fromtimestamp(trace.send_time(action_id, base), dt.UTC)
+        created = dt.datetime.fromtimestamp(time.time() if now else trace.send_time(action_id, base), dt.UTC)
         async with self.db.transaction() as s:
             call = Call(direction="outbound", state="dialing", action_id=action_id,
                         channel_id=first(originate, "ChannelId"), dial_string=first(originate, "Channel"),
