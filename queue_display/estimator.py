@@ -210,7 +210,7 @@ class WaitEstimator:
         self._by_room_service_hour: dict[tuple[int, int, int], _Moments] = {}
         self._by_class: dict[str, _Moments] = {}  # "returning" or the priority, all services
         self._by_service_class: dict[tuple[int, str], _Moments] = {}
-        self._shifts: dict[tuple[int, str], float] = {}
+        self._shifts: dict[tuple[int, str], tuple[float, float]] = {}
         self._params: dict[tuple[int, int, int], Lognormal] = {}
         self._no_shows: dict[int, list[float]] = {}  # service -> [no-shows, attended, seconds lost]
         self._arrivals: dict[tuple[int, str, bool, int], float] = {}
@@ -339,25 +339,28 @@ class WaitEstimator:
 
     # ---- learned parameters ---------------------------------------------------------------------
 
-    def class_shift(self, service_id: int, kind: str | None) -> float:
-        """Log-duration shift of one kind of patient ("returning" or a priority) against the service's
-        mix: shrunk toward the same kind's shift across all services, which is shrunk toward 0."""
+    def class_shift(self, service_id: int, kind: str | None) -> tuple[float, float]:
+        """(shift of mean log-duration, ratio of log-variance) of one kind of patient ("returning" or a
+        priority) against the service's whole mix: shrunk toward the same kind across all services,
+        which is shrunk toward (0, 1)."""
         if kind is None:
-            return 0.0
+            return 0.0, 1.0
         key = (service_id, kind)
         shift = self._shifts.get(key)
         if shift is None:
-            shift = 0.0
+            mu, ratio = 0.0, 1.0
             everywhere = self._by_class.get(kind)
             if everywhere is not None and everywhere.w > 0 and self._global.w > 0:
                 n = everywhere.w / self._newest_weight
-                shift = n * (everywhere.mean() - self._global.mean()) / (n + self.kappa)
+                mu = n * (everywhere.mean() - self._global.mean()) / (n + self.kappa)
+                ratio = (n * everywhere.var() / max(self._global.var(), 1e-6) + self.nu) / (n + self.nu)
             here = self._by_service_class.get(key)
             service = self._by_service.get(service_id)
             if here is not None and here.w > 0 and service is not None:
                 n = here.w / self._newest_weight
-                shift = (n * (here.mean() - service.mean()) + self.kappa * shift) / (n + self.kappa)
-            self._shifts[key] = shift
+                mu = (n * (here.mean() - service.mean()) + self.kappa * mu) / (n + self.kappa)
+                ratio = (n * here.var() / max(service.var(), 1e-6) + self.nu * ratio) / (n + self.nu)
+            shift = self._shifts[key] = (mu, ratio)
         return shift
 
     def service_time(self, room_id: int, service_id: int, hour: int) -> Lognormal:
@@ -398,7 +401,9 @@ class WaitEstimator:
         probability, lost = self.no_show(service_id)
         if kind == "returning":
             probability = 0.0  # a patient back from the lab is there
-        mean = self.service_time(room_id, service_id, hour).mean * math.exp(self.class_shift(service_id, kind))
+        base = self.service_time(room_id, service_id, hour)
+        shift, ratio = self.class_shift(service_id, kind)
+        mean = math.exp(base.mu + shift + 0.5 * base.sigma * base.sigma * ratio)
         return (1.0 - probability) * mean + probability * lost
 
     def arrival_rates(self, service_id: int) -> dict[tuple[str, bool], dict[int, float]]:

@@ -201,7 +201,8 @@ def _reference(estimator: WaitEstimator, now: dt.datetime, waiting: list[QueueIt
             continue
         remaining.remove(chosen)
         result[chosen.ticket_id] = at - now.timestamp()
-        free.append((at + estimator.expected_occupation(room.room_id, chosen.service_id, at), index))
+        kind = "returning" if chosen.returning else chosen.priority
+        free.append((at + estimator.expected_occupation(room.room_id, chosen.service_id, at, kind), index))
     return result
 
 
@@ -229,3 +230,44 @@ def test_fast_simulation_makes_exactly_the_ordering_policys_choices(seed: int) -
     assert set(reference) <= set(fast)
     for ticket_id, seconds in reference.items():
         assert fast[ticket_id] == pytest.approx(seconds, abs=1e-6)
+
+
+def test_learns_room_timetable_and_expects_breaks_and_reopenings() -> None:
+    learned, naive = make(), make()
+    for estimator in (learned, naive):
+        train_service(estimator, 1, GENERAL, 10.0, 200)
+        train_service(estimator, 2, GENERAL, 10.0, 200, seed=2)
+    for day in range(10):
+        for room_id, hour, open in ((1, 7.0, True), (1, 11.5, False), (1, 12.5, True), (1, 17.0, False),
+                                    (2, 7.0, True), (2, 17.0, False)):
+            learned.record_room_state(room_id, open, local(day, hour))
+    assert learned.open_probability(1, local(30, 11.75).timestamp()) == 0.0
+    assert learned.open_probability(1, local(30, 10.0).timestamp()) == 1.0
+    assert learned.next_opening(1, local(30, 11.75).timestamp()) == local(30, 12.5).timestamp()
+    assert naive.open_probability(1, local(30, 11.75).timestamp()) is None
+
+    before_break = local(30, 11.0)
+    waiting = [item(n, before_break - dt.timedelta(minutes=20 - n)) for n in range(1, 13)]
+    rooms = [idle(1), idle(2)]
+    # room 1 will go to lunch at 11:30: the last tickets wait longer than two rooms would give
+    assert learned.estimate(before_break, waiting, rooms)[12] > naive.estimate(before_break, waiting, rooms)[12] + 600
+    during_break = local(30, 11.75)
+    waiting = [item(n, during_break - dt.timedelta(minutes=20 - n)) for n in range(1, 13)]
+    rooms = [idle(1, open=False), idle(2)]
+    # room 1 is usually back at 12:30: the queue is shorter than with room 2 alone for good
+    assert learned.estimate(during_break, waiting, rooms)[12] < naive.estimate(during_break, waiting, rooms)[12] - 600
+
+
+def test_learns_that_returning_patients_are_quicker() -> None:
+    estimator = make()
+    rng = random.Random(3)
+    for n in range(300):
+        start = local(n % 20, 9 + rng.random())
+        returning = n % 3 == 0
+        minutes = (4.0 if returning else 12.0) * math.exp(rng.gauss(0, 0.2))
+        estimator.record_service(1, GENERAL, start, start + dt.timedelta(minutes=minutes), "normal", returning)
+    at = local(30, 9.5).timestamp()
+    back = estimator.expected_occupation(1, GENERAL, at, "returning")
+    first = estimator.expected_occupation(1, GENERAL, at, "normal")
+    assert back == pytest.approx(240.0, rel=0.15)
+    assert first == pytest.approx(0.95 * 720.0, rel=0.15)  # includes the chance of a no-show
