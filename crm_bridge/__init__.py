@@ -1,10 +1,22 @@
-"""crm_bridge room."""
+"""crm_bridge room: patient records, the care workflow, agents' worklists, HIS import and audit."""
+
+from __future__ import annotations
+
+import argparse
 
 from aiohttp import web
 
-from crm_bridge.pages import setup_pages
-
 
 def setup(app: web.Application) -> None:
-    """Register this room's routes, resources and subscriptions."""
-    setup_pages(app)  # consoles: the agent page and booking statistics
+    """Register this room's routes (the consoles build the pages on top of them)."""
+    from crm_bridge.http import routes
+    from crm_bridge.pages import setup_pages
+
+    app.router.add_routes(routes)
+    setup_pages(app)  # consoles: the agent page (/agent) and GET /api/stats/bookings
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from crm_bridge.cli import register
+
+    register(subparsers)

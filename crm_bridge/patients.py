@@ -60,7 +60,7 @@ class PatientPatch(BaseModel):
 
 
 def checked_name(value: str) -> tuple[str, str]:
-    name = clean_name(value)
+    name = clean_name(clean_text(value, "full_name", 200))
     folded = fold(name)
     if not name or not folded:
         raise Problem(422, "Invalid name", "Write the patient's full name with at least one letter.")
@@ -252,6 +252,12 @@ async def phones_of(s: AsyncSession, ids: list[int]) -> dict[int, list[PatientPh
 async def patients_json(s: AsyncSession, patients: list[Patient]) -> list[dict[str, Any]]:
     phones = await phones_of(s, [p.id for p in patients])
     return [patient_json(p, phones[p.id]) for p in patients]
+
+
+async def patients_by_ids(db: Database, ids: list[int]) -> list[dict[str, Any]]:
+    async with db.session() as s:
+        rows = list((await s.scalars(select(Patient).where(Patient.id.in_(ids)).order_by(Patient.id))).all()) if ids else []
+        return await patients_json(s, rows)
 
 
 async def get_patient(db: Database, patient_id: int) -> dict[str, Any]:

@@ -7,10 +7,18 @@ import unicodedata
 from clinicall.problem import Problem
 
 
+def has_control(text: str, allowed: str = "") -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") and ch not in allowed for ch in text)
+
+
 def clean_text(value: str, field: str, max_len: int, multiline: bool = False) -> str:
-    allowed = {"\n", "\t"} if multiline else set()
-    text = unicodedata.normalize("NFC", value)
-    text = "".join(ch if (ch in allowed or unicodedata.category(ch)[0] != "C") else " " for ch in text)
+    """NFC, trimmed (single spaces unless multiline); 422 on control characters or excess length."""
+    if not isinstance(value, str):
+        raise Problem(422, "Invalid input", f"{field} must be text.")
+    text = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
+    if has_control(text, "\n\t" if multiline else ""):
+        raise Problem(422, "Invalid characters",
+                      f"{field} contains control characters{'' if multiline else ' or line breaks'}; remove them.")
     text = text.strip() if multiline else " ".join(text.split())
     if len(text) > max_len:
         raise Problem(422, "Invalid input", f"{field} is {len(text)} characters long; keep it to {max_len}.")

@@ -24,7 +24,7 @@ const DICT = {
     "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
     "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc",
     keepCare: "— giữ nguyên —", choose: "— chọn —", wsOk: "Trực tuyến", wsDown: "Mất kết nối, đang nối lại…",
-    callback: "Gọi lại", booking: "Đặt lịch", arrival: "Dự kiến đến", by: "bởi", male: "Nam", female: "Nữ", other: "Khác",
+    callback: "Gọi lại", you: "bạn", booking: "Đặt lịch", arrival: "Dự kiến đến", by: "bởi", male: "Nam", female: "Nữ", other: "Khác",
     minutes: "phút",
   },
   en: {
@@ -48,7 +48,7 @@ const DICT = {
     "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
     "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed",
     keepCare: "— unchanged —", choose: "— choose —", wsOk: "Online", wsDown: "Connection lost, reconnecting…",
-    callback: "Call back", booking: "Booking", arrival: "Arrival", by: "by", male: "Male", female: "Female", other: "Other",
+    callback: "Call back", you: "you", booking: "Booking", arrival: "Arrival", by: "by", male: "Male", female: "Female", other: "Other",
     minutes: "min",
   },
 };
@@ -134,6 +134,7 @@ async function openPatient(id, {focus = true} = {}) {
   try { data = await api(`/api/patients/${id}`); } catch (err) { showError($("page-error"), err); return; }
   const p = patientOf(data);
   state.patient = p;
+  state.allowedCare = Array.isArray(data.allowed_care_statuses) ? data.allowed_care_statuses : CARE;
   history.replaceState(null, "", `#patient=${p.id}`);
   $("card-title").textContent = p.full_name;
   $("card-empty").hidden = true;
@@ -141,7 +142,7 @@ async function openPatient(id, {focus = true} = {}) {
   const badge = $("card-status");
   badge.className = `badge ${p.care_status || ""}`;
   badge.textContent = careLabel(p.care_status);
-  $("card-agent").textContent = `${t("assigned")}: ${p.assigned_agent_name || (p.assigned_agent && (p.assigned_agent.display_name || p.assigned_agent.username)) || (p.assigned_agent_id ? "#" + p.assigned_agent_id : t("unassigned"))}`;
+  $("card-agent").textContent = `${t("assigned")}: ${p.assigned_agent_name || (p.assigned_agent && (p.assigned_agent.display_name || p.assigned_agent.username)) || (p.assigned_agent_id ? (state.me && p.assigned_agent_id === state.me.id ? t("you") : "#" + p.assigned_agent_id) : t("unassigned"))}`;
   const details = $("card-details");
   details.replaceChildren();
   const gender = p.gender ? (t(p.gender) || p.gender) : "";
@@ -179,7 +180,7 @@ function statusLabel(code, detail) {
 function noteView(n) {
   const dates = [["callback", n.callback_date], ["booking", n.booking_date], ["arrival", n.arrival_date]]
     .filter(([, v]) => v).map(([k, v]) => `${t(k)}: ${fmtDate(v, lang)}`).join(" · ");
-  const author = n.author_name || (n.author && (n.author.display_name || n.author.username)) || "";
+  const author = n.author_name || (state.me && n.author_id === state.me.id ? t("you") : (n.author_id ? `#${n.author_id}` : ""));
   return el("div", {class: "note"},
     el("div", {class: "when"}, [fmtDateTime(n.created_at, lang), author ? `${t("by")} ${author}` : "", n.call_id ? fill(t("callFor"), {id: n.call_id}) : ""].filter(Boolean).join(" · ")),
     el("div", {}, [statusLabel(n.customer_status, n.detail_status), n.care_status ? careLabel(n.care_status) : ""].filter(Boolean).join(" — ")),
@@ -307,7 +308,8 @@ function normaliseStatus(s) {
 
 function fillOutcomeSelects() {
   const care = $("o-care");
-  care.replaceChildren(el("option", {value: ""}, t("keepCare")), ...CARE.map((c) => el("option", {value: c}, careLabel(c))));
+  const allowed = (state.allowedCare || CARE).filter((c) => !state.patient || c !== state.patient.care_status);
+  care.replaceChildren(el("option", {value: ""}, t("keepCare")), ...allowed.map((c) => el("option", {value: c}, careLabel(c))));
   const top = $("o-customer");
   top.replaceChildren(el("option", {value: ""}, t("choose")), ...state.statuses.map((s) => el("option", {value: s.code}, label(s))));
   top.onchange = fillDetails;
