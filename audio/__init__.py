@@ -20,9 +20,10 @@ async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
 
     audio = app[SETTINGS_KEY].audio
     workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio-render")
+    pieces = ThreadPoolExecutor(max_workers=4, thread_name_prefix="audio-pieces")
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-online-fill")
     renderer = make_renderer(audio, background)
-    announcer = Announcer(make_builder(audio, renderer), app[BUS_KEY], app[TASKS_KEY], workers)
+    announcer = Announcer(make_builder(audio, renderer, pieces), app[BUS_KEY], app[TASKS_KEY], workers)
     app[ANNOUNCER_KEY] = announcer
     unsubscribe = [app[BUS_KEY].subscribe(pattern, announcer.on_ticket) for pattern in CONSUMES]
 
@@ -39,6 +40,7 @@ async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
     for stop in unsubscribe:
         stop()
     workers.shutdown(wait=False, cancel_futures=True)
+    pieces.shutdown(wait=False, cancel_futures=True)
     background.shutdown(wait=False, cancel_futures=True)
 
 

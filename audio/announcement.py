@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,13 @@ def clip_path(clips_dir: Path, name: str) -> Path | None:
 class AnnouncementBuilder:
     """Blocking: run it in a thread."""
 
-    def __init__(self, renderer: Renderer, wording: Wording, sound: Sound, clips_dir: Path) -> None:
+    def __init__(self, renderer: Renderer, wording: Wording, sound: Sound, clips_dir: Path,
+                 pieces_pool: Executor | None = None) -> None:
         self.renderer = renderer
         self.wording = wording
         self.sound = sound
         self.clips_dir = clips_dir
+        self.pieces_pool = pieces_pool  # renders the pieces of one announcement side by side on a miss
         self._chime: bytes | None = None
 
     def chime(self) -> bytes:
@@ -81,15 +84,31 @@ class AnnouncementBuilder:
     def build(self, number: str, room: Mapping[str, Any], languages: Sequence[str] | None = None) -> Announcement:
         languages = list(languages or self.sound.languages)
         texts: dict[str, str] = {}
-        spoken: list[tuple[str, list[Speech]]] = []
+        planned: list[tuple[str, list[Future[Speech]] | list[Speech]]] = []
         problems: list[str] = []
         for lang in languages:
             try:
                 texts[lang] = announcement_text(number, room, lang, self.wording)
-                spoken.append((lang, self.speech_for(number, room, lang)))
-            except (NoSpeech, ValueError) as exc:
+                segments = announcement_segments(number, room, lang, self.wording)
+            except ValueError as exc:
                 problems.append(f"{lang}: {exc}")
-                log.error("announcement of %s: %s left out: %s", number, lang, exc)
+                continue
+            if self.pieces_pool is None:
+                try:
+                    planned.append((lang, [self.renderer.speak(segment, lang) for segment in segments]))
+                except NoSpeech as exc:
+                    problems.append(f"{lang}: {exc}")
+            else:
+                planned.append((lang, [self.pieces_pool.submit(self.renderer.speak, segment, lang)
+                                       for segment in segments]))
+        spoken: list[tuple[str, list[Speech]]] = []
+        for lang, pieces in planned:
+            try:
+                spoken.append((lang, [p.result() if isinstance(p, Future) else p for p in pieces]))
+            except NoSpeech as exc:
+                problems.append(f"{lang}: {exc}")
+        for problem in problems:
+            log.error("announcement of %s: left out %s", number, problem)
         recipe = {
             "v": FORMAT_VERSION,
             "speech": [[lang, [[s.engine, s.key] for s in pieces]] for lang, pieces in spoken],

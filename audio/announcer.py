@@ -38,6 +38,8 @@ class Announcer:
         self.failed = 0
 
     async def on_ticket(self, event: Event) -> None:
+        if event.origin and event.origin != self.bus.instance_id:
+            return  # the instance where the call was made announces it (once, for every screen and speaker)
         ticket = event.data.get("ticket")
         if not isinstance(ticket, dict):
             return

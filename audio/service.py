@@ -45,5 +45,6 @@ def clips_dir(audio: AudioSettings) -> Path:
     return Path(audio.cache_dir) / "clips"
 
 
-def make_builder(audio: AudioSettings, renderer: Renderer) -> AnnouncementBuilder:
-    return AnnouncementBuilder(renderer, wording_from_settings(audio), sound_from_settings(audio), clips_dir(audio))
+def make_builder(audio: AudioSettings, renderer: Renderer, pieces_pool: Executor | None = None) -> AnnouncementBuilder:
+    return AnnouncementBuilder(renderer, wording_from_settings(audio), sound_from_settings(audio), clips_dir(audio),
+                               pieces_pool)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from audio.speaker import Speaker, display_socket_url
@@ -41,38 +41,53 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / w.getframerate()
 
 
-async def test_speaker_process_writes_the_called_number(
+async def test_speaker_process_plays_call_next_from_the_queue_api(
         aiohttp_server: Callable[..., Any], sqlite_url: str, make_settings: Callable[..., Settings],
         tmp_path: Path) -> None:
     settings = make_settings(sqlite_url, audio={"languages": ["vi", "en"], "engines": ["espeak", "gtts"],
                                                 "gtts_url": "http://127.0.0.1:9/unreachable"})
     app = create_app(settings)
     server: TestServer = await aiohttp_server(app)
-    _id, token = await auth_service.create_display_token(app[DB_KEY], "speaker room 5", room_ids=[5])
-    out = tmp_path / "speaker-out"
-    log = (tmp_path / "speaker.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICALL_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "clinicall.cli", "speaker", "--room", "5", "--server", str(server.make_url("/")),
-        "--token", token, "--out-dir", str(out), cwd=REPO, env=env, stdout=log, stderr=log)
-    try:
-        await wait_for(lambda: len(app[WEBSOCKETS_KEY]) >= 1, 30, "the speaker to connect")
-        await app[BUS_KEY].publish("ticket.called", ticket(41, "B006", 6, 6))  # another room: not for this speaker
-        await app[BUS_KEY].publish("ticket.called", ticket(42, "A015", 5, 3))
-        await app[BUS_KEY].publish("ticket.recalled", ticket(42, "A015", 5, 3))
-        files = await wait_for(lambda: sorted(out.glob("*.wav")) if len(list(out.glob("*.wav"))) >= 2 else None,
-                               60, "two announcement files")
-        await asyncio.sleep(1.0)
-        files = sorted(out.glob("*.wav"))
-        assert len(files) == 2, files
-        assert all("A015" in f.name for f in files)
-        assert files[0].read_bytes() == files[1].read_bytes()  # the recall is the same clip
-        assert 4 < wav_seconds(files[0]) < 40  # chime, Vietnamese and English
-        assert process.returncode is None  # still running, waiting for the next call
-    finally:
-        process.terminate()
-        await process.wait()
-        log.close()
+    db = app[DB_KEY]
+    admin = await auth_service.create_user(db, "boss", "correct-horse-battery", ["admin"])
+    headers = {"Authorization": f"Bearer {await auth_service.create_api_token(db, admin.id, 'tests')}"}
+    async with ClientSession(base_url=str(server.make_url("/")), headers=headers) as api:
+        async def post(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+            async with api.post(path, json=body or {}) as response:
+                assert response.status in (200, 201), (path, response.status, await response.text())
+                return dict(await response.json())
+
+        service = (await post("/api/services", {"prefix": "A", "names": {"vi": "Khám tổng quát"}}))["service"]
+        room = (await post("/api/rooms", {"kind": "consult", "number": 3, "service_ids": [service["id"]]}))["room"]
+        other = (await post("/api/rooms", {"kind": "consult", "number": 4, "service_ids": [service["id"]]}))["room"]
+        for _ in range(3):
+            await post("/api/tickets", {"service_id": service["id"]})
+
+        _id, token = await auth_service.create_display_token(db, "speaker room 3", room_ids=[room["id"]])
+        out = tmp_path / "speaker-out"
+        log = (tmp_path / "speaker.log").open("wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICALL_")}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clinicall.cli", "speaker", "--room", str(room["id"]),
+            "--server", str(server.make_url("/")), "--token", token, "--out-dir", str(out),
+            cwd=REPO, env=env, stdout=log, stderr=log)
+        try:
+            await wait_for(lambda: len(app[WEBSOCKETS_KEY]) >= 1, 30, "the speaker to connect")
+            first = (await post(f"/api/rooms/{room['id']}/call-next"))["ticket"]
+            await post(f"/api/rooms/{other['id']}/call-next")  # another room: not for this speaker
+            await post(f"/api/tickets/{first['id']}/recall")
+            await wait_for(lambda: len(list(out.glob("*.wav"))) >= 2, 60, "two announcement files")
+            await asyncio.sleep(1.0)
+            files = sorted(out.glob("*.wav"))
+            assert len(files) == 2, files
+            assert all(first["number"] in f.name for f in files)
+            assert files[0].read_bytes() == files[1].read_bytes()  # the recall is the same clip
+            assert 4 < wav_seconds(files[0]) < 40  # chime, Vietnamese and English
+            assert process.returncode is None  # still running, waiting for the next call
+        finally:
+            process.terminate()
+            await process.wait()
+            log.close()
 
 
 def free_port() -> int:
