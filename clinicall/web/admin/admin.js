@@ -17,7 +17,7 @@ const DICT = {
     room_ids: "Phòng hiển thị", newToken: "Tạo mã màn hình", tokenOnce: "Mã chỉ hiện một lần. Mở địa chỉ này trên TV:",
     revoke: "Thu hồi", revoked: "Đã thu hồi", created_at: "Tạo lúc", all: "Tất cả",
     body: "Nội dung", placeholders: "Biến có thể dùng: {fullName}, {phone} …", code: "Mã", label_vi: "Nhãn (tiếng Việt)", label_en: "Nhãn (tiếng Anh)",
-    details: "Chi tiết", parent: "Thuộc trạng thái", addDetail: "Thêm chi tiết",
+    details: "Chi tiết", parent: "Thuộc trạng thái", addDetail: "Thêm chi tiết", label: "Nhãn", detailStatus: "Trạng thái chi tiết", not_reached: "Tính là không liên lạc được", inactive: "ngừng dùng", topLevel: "— cấp trên cùng —", placeholdersAre: "Biến có thể dùng:",
     user: "Người dùng", patient_id: "Mã bệnh nhân", action: "Hành động", from: "Từ ngày", to: "Đến ngày", filter: "Lọc", when: "Thời gian",
     detail: "Chi tiết", noRows: "Không có dữ liệu.",
     callsPerAgentDay: "Cuộc gọi theo tổng đài viên và ngày", outcomes: "Kết quả cuộc gọi", answerRate: "Tỉ lệ nghe máy theo tổng đài viên",
@@ -39,7 +39,7 @@ const DICT = {
     room_ids: "Rooms shown", newToken: "Create display token", tokenOnce: "Shown once only. Open this address on the TV:",
     revoke: "Revoke", revoked: "Revoked", created_at: "Created", all: "All",
     body: "Text", placeholders: "Placeholders: {fullName}, {phone} …", code: "Code", label_vi: "Label (Vietnamese)", label_en: "Label (English)",
-    details: "Details", parent: "Under status", addDetail: "Add detail",
+    details: "Details", parent: "Under status", addDetail: "Add detail", label: "Label", detailStatus: "Detail status", not_reached: "Counts as not reached", inactive: "inactive", topLevel: "— top level —", placeholdersAre: "Placeholders:",
     user: "User", patient_id: "Patient id", action: "Action", from: "From", to: "To", filter: "Filter", when: "When",
     detail: "Detail", noRows: "No data.",
     callsPerAgentDay: "Calls per agent and day", outcomes: "Call outcomes", answerRate: "Answer rate per agent",
@@ -220,11 +220,14 @@ async function tokensSection(box) {
 
 // The crm room's paths for templates and status lists.
 const TEMPLATES_PATH = "/api/templates";
-const STATUSES_PATH = "/api/status-lists";
+const STATUSES_PATH = "/api/customer-statuses";
 
 async function templatesSection(box) {
-  const list = items(await api(TEMPLATES_PATH), "templates");
-  const specsFor = (tp = {}) => [{name: "name", value: tp.name ?? "", required: true}, {name: "body", type: "textarea", value: tp.body ?? "", required: true, hint: "placeholders"}];
+  const data = await api(TEMPLATES_PATH);
+  const list = items(data, "templates");
+  const hint = (data.placeholders || []).map((p) => `{${p}}`).join(", ");
+  const specsFor = (tp = {}) => [{name: "name", value: tp.name ?? "", required: true},
+    {name: "body", type: "textarea", value: tp.body ?? "", required: true, hint: hint ? `${t("placeholdersAre")} ${hint}` : "placeholders"}];
   box.append(table(["name", "body", ""], list.map((tp) => [tp.name, tp.body,
     el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${tp.name}`, onclick: () => editDialog(`${t("edit")} ${tp.name}`, specsFor(tp),
       async (v) => { await api(`${TEMPLATES_PATH}/${tp.id}`, {method: "PATCH", body: v}); render(); })}, t("edit"))])));
@@ -232,16 +235,24 @@ async function templatesSection(box) {
 }
 
 async function statusesSection(box) {
-  const list = items(await api(STATUSES_PATH), "customer_statuses", "statuses", "status_lists");
+  const list = items(await api(`${STATUSES_PATH}?all=1`), "statuses");
+  const toggle = (s) => el("button", {type: "button", class: "secondary small", "aria-label": `${s.active ? t("deactivate") : t("activate")} ${s.label}`,
+    onclick: async () => { try { await api(`${STATUSES_PATH}/${s.id}`, {method: "PATCH", body: {active: !s.active}}); saved(); render(); } catch (err) { showError($("page-error"), err); } }},
+  s.active ? t("deactivate") : t("activate"));
+  const rename = (s) => el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${s.label}`,
+    onclick: () => editDialog(`${t("edit")} ${s.label}`, [{name: "label", value: s.label, required: true}, {name: "not_reached", type: "checkbox", value: s.not_reached}],
+      async (v) => { await api(`${STATUSES_PATH}/${s.id}`, {method: "PATCH", body: v}); render(); })}, t("edit"));
   for (const s of list) {
-    const details = items(s.details ?? s.children);
-    box.append(el("section", {class: "panel"}, el("h2", {}, `${s.label_vi || s.label || s.code} / ${s.label_en || ""} (${s.code})`),
-      table(["code", "label_vi", "label_en"], details.map((d) => [d.code, d.label_vi || d.label, d.label_en || ""]))));
+    const details = items(s.details);
+    box.append(el("section", {class: "panel", "data-status": s.label},
+      el("h2", {}, s.label, s.active ? "" : ` (${t("inactive")})`), el("p", {}, rename(s), " ", toggle(s)),
+      table(["detailStatus", "not_reached", "active", ""], details.map((d) => [d.label, d.not_reached ? t("yes") : t("no"),
+        d.active ? t("yes") : t("no"), el("span", {}, rename(d), " ", toggle(d))]))));
   }
-  const parents = list.map((s) => ({value: s.code, label: s.label_vi || s.code}));
-  box.append(createForm("add", [{name: "parent", type: "select", options: [{value: "", label: "—"}, ...parents], optional: true},
-    {name: "code", required: true}, {name: "label_vi", required: true}, {name: "label_en", optional: true}],
-  async (v) => { await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
+  const parents = list.map((s) => ({value: s.id, label: s.label}));
+  box.append(createForm("add", [{name: "parent_id", label: "parent", type: "select", options: [{value: "", label: t("topLevel")}, ...parents], optional: true},
+    {name: "label", required: true}, {name: "not_reached", type: "checkbox", value: false}],
+  async (v) => { if (v.parent_id) v.parent_id = Number(v.parent_id); await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
 }
 
 async function auditSection(box) {

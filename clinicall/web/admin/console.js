@@ -40,7 +40,7 @@ export function fmtDate(value, lang) {
   if (!value) return "";
   const d = value.length === 10 ? new Date(value + "T00:00:00") : new Date(value);
   if (Number.isNaN(d.getTime())) return String(value);
-  return d.toLocaleDateString(lang === "en" ? "en-GB" : "vi-VN");
+  return d.toLocaleDateString(lang === "en" ? "en-GB" : "vi-VN", {day: "2-digit", month: "2-digit", year: "numeric"});
 }
 
 export function fmtDateTime(value, lang) {
