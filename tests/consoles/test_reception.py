@@ -1,0 +1,58 @@
+"""Reception console in Chromium: today's expected arrivals with check-in that issues the ticket, a
+walk-in ticket with priority, the live queue per service with estimated waits; then a doctor's
+call-next shows the checked-in number on the waiting-room TV."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from clinicall.keys import SETTINGS_KEY
+from tests.consoles.a11y import audit
+
+
+async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> None:
+    today = dt.datetime.now(live_server.app[SETTINGS_KEY].clinic.zone()).date().isoformat()
+    made = await live_server.api("POST", "/api/patients", json={
+        "full_name": "Lê Thị Hồng", "assigned_agent_id": live_server.ids["agent"], "phones": [{"number": "0912000111"}]})
+    patient_id = made["patient"]["id"]
+    await live_server.api("POST", f"/api/patients/{patient_id}/notes", who="agent", json={
+        "customer_status": "Đã đặt lịch", "booking_date": today, "arrival_date": today})
+
+    tv = await new_page()
+    await tv.goto(live_server.url("/tv", token=live_server.display_token))
+    await tv.wait_for_selector("#status[data-state='live']")
+
+    page = await new_page("reception")
+    await page.goto(live_server.base_url + "/reception")
+    await page.wait_for_selector("body[data-ready='1']")
+    row = page.locator(f"#arrivals tr[data-patient='{patient_id}']")
+    await row.wait_for()
+    assert "Lê Thị Hồng" in await row.inner_text()
+    await page.get_by_label("Dịch vụ khi tiếp nhận").select_option(str(live_server.services["A"]))
+    await page.get_by_role("button", name="Tiếp nhận Lê Thị Hồng").click()
+    await row.locator("[data-ticket='A001']").wait_for()
+    assert await page.locator("#issued-number").inner_text() == "A001"
+    ticket = await live_server.api("GET", "/api/queue", who="reception")
+    line = next(s for s in ticket["services"] if s["prefix"] == "A")["waiting"]
+    assert [t["number"] for t in line] == ["A001"] and line[0]["priority"] == "booked"
+
+    # Walk-in with a priority.
+    await page.get_by_label("Dịch vụ", exact=True).select_option(str(live_server.services["B"]))
+    await page.get_by_label("Ưu tiên").select_option("elderly")
+    await page.get_by_role("button", name="Cấp số").click()
+    await page.locator("#issued-number").filter(has_text="B001").wait_for()
+
+    # The queue per service, with an estimated wait per ticket.
+    queue = page.locator("#queue")
+    await queue.locator("tr[data-ticket='A001']").wait_for()
+    await queue.locator("tr[data-ticket='B001']").wait_for()
+    b_row = await queue.locator("tr[data-ticket='B001']").inner_text()
+    assert "Người cao tuổi" in b_row and "phút" in b_row
+    assert await audit(page) == []
+
+    # A doctor calls the next patient into consult room 1: the TV shows the checked-in number.
+    await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:1']}/call-next", who="doctor")
+    await tv.locator("#now-number").filter(has_text="A001").wait_for()
+    # ... and reception's queue drops it on its next refresh.
+    await queue.locator("tr[data-ticket='A001']").wait_for(state="detached", timeout=8000)
