@@ -19,7 +19,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -266,13 +265,15 @@ class DisplayHub:
             raise
 
     async def _load_snapshot(self, screen_filter: ScreenFilter) -> dict[str, Any]:
-        # the queue helper's room, imported late so the hub loads before (or without) it
         from queue_display import service
+        from queue_display.runtime import RUNTIME_KEY
 
         settings = self.app[SETTINGS_KEY]
         rooms = sorted(screen_filter.room_ids) if screen_filter.room_ids is not None else None
         services = sorted(screen_filter.service_ids) if screen_filter.service_ids is not None else None
-        data = await service.display_snapshot(self.app[DB_KEY], settings, rooms, services)
+        runtime = self.app.get(RUNTIME_KEY)
+        estimator = runtime.estimator if runtime is not None else None
+        data = await service.display_snapshot(self.app[DB_KEY], settings, rooms, services, estimator=estimator)
         self.room_services.update(room_services_of(data))
         return dict(data)
 
@@ -429,23 +430,6 @@ async def kiosk_services(request: web.Request) -> web.Response:
         services.append(entry)
     return web.json_response({"services": services, "clinic": request.app[SETTINGS_KEY].clinic.name},
                              headers={"Cache-Control": "no-store"})
-
-
-@routes.get("/kiosk/qr.svg")
-@public
-async def kiosk_qr(request: web.Request) -> web.Response:
-    """A QR code (SVG) for a patient status link of this clinic, and nothing else."""
-    import qrcode
-    import qrcode.image.svg
-
-    target = request.query.get("url", "")
-    own = (request.app[SETTINGS_KEY].http.base_url(), f"{request.scheme}://{request.host}")
-    if len(target) > 400 or not any(target.startswith(f"{base}/t/") for base in own):
-        raise Problem(400, "Not a status link", "The QR code is only made for this clinic's /t/... status links.")
-    image = qrcode.make(target, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)
-    out = BytesIO()
-    image.save(out)
-    return web.Response(body=out.getvalue(), content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
 # ---------------------------------------------------------------------------------------------- setup

@@ -4,7 +4,8 @@ driven by Playwright (async API, in the test's own event loop, so the server and
 Registered for every test by `pytest_plugins = ["tests.browser"]` in tests/conftest.py.
 
 Fixtures
-- `live_server` -> LiveServer: create_app on a migrated SQLite file, served by web.AppRunner/TCPSite.
+- `live_server` -> LiveServer: create_app on a migrated SQLite file (a copy of a per-session template that
+  already holds the staff users), served by web.AppRunner/TCPSite.
     .base_url            "http://127.0.0.1:<port>"
     .app                 the aiohttp Application (app[DB_KEY], app[BUS_KEY] ... for direct checks)
     .ids / .tokens       users of every role (tests.conftest.STAFF: admin, supervisor, agent, agent2,
@@ -28,7 +29,9 @@ Fixtures
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,7 @@ from aiohttp import web
 
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
+from clinicall.db import Database
 from clinicall.keys import DB_KEY
 from clinicall.settings import Settings
 from tests.conftest import PASSWORD, STAFF
@@ -105,6 +109,23 @@ async def seed_clinic(server: LiveServer) -> None:
         server.rooms[f"{kind}:{number}"] = (body.get("room") or body)["id"]
 
 
+@pytest.fixture(scope="session")
+def staffed_template(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """The migrated SQLite template plus the staff users, made once per session (password hashing is slow)."""
+    path = tmp_path_factory.mktemp("sqlite-staffed") / "staffed.db"
+    shutil.copyfile(sqlite_template, path)
+    ids: dict[str, int] = {}
+
+    async def build() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        for name, (roles, ext) in STAFF.items():
+            ids[name] = (await auth_service.create_user(db, name, PASSWORD, roles, name.title(), ext)).id
+        await db.dispose()
+
+    asyncio.run(build())
+    return path, ids
+
+
 @pytest.fixture
 def live_settings() -> dict[str, Any]:
     """Settings sections for the live server; override in a test module to change them."""
@@ -112,23 +133,25 @@ def live_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def live_server(sqlite_url: str, make_settings: Callable[..., Settings],
-                      live_settings: dict[str, Any]) -> AsyncIterator[LiveServer]:
+async def live_server(staffed_template: tuple[Path, dict[str, int]], tmp_path: Path,
+                      make_settings: Callable[..., Settings], live_settings: dict[str, Any]) -> AsyncIterator[LiveServer]:
+    template, ids = staffed_template
+    database = tmp_path / "live.db"
+    shutil.copyfile(template, database)
     port = free_port()
     overrides: dict[str, Any] = {"http": {"host": "127.0.0.1", "port": port, "cookie_secure": False}}
     for section, values in live_settings.items():
         overrides[section] = {**overrides.get(section, {}), **values} if isinstance(values, dict) else values
-    app = create_app(make_settings(sqlite_url, **overrides))
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{database}", **overrides))
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     server = LiveServer(base_url=f"http://127.0.0.1:{port}", app=app)
     try:
         db = app[DB_KEY]
-        for name, (roles, ext) in STAFF.items():
-            user = await auth_service.create_user(db, name, PASSWORD, roles, name.title(), ext)
-            server.ids[name] = user.id
-            server.tokens[name] = await auth_service.create_api_token(db, user.id, "tests")
+        for name, user_id in ids.items():
+            server.ids[name] = user_id
+            server.tokens[name] = await auth_service.create_api_token(db, user_id, "tests")
         _, server.display_token = await auth_service.create_display_token(db, "waiting room TV")
         if has_route(app, "POST", "/api/services") and has_route(app, "POST", "/api/rooms"):
             await seed_clinic(server)

@@ -41,7 +41,7 @@ async function take(service) {
   try {
     const data = await fetchJson("/api/kiosk/tickets", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({service_id: service.id})});
-    show(data.ticket || data, data.status_url, service);
+    show(data.ticket, data.ticket.status_url, service);
   } catch (err) {
     $("error").textContent = `${t("error")}: ${err.message}`;
   } finally {
@@ -49,13 +49,12 @@ async function take(service) {
   }
 }
 
-function show(ticket, statusUrl, service) {
-  const url = statusUrl || ticket.status_url;
+function show(ticket, url, service) {
   $("ticket-number").textContent = ticket.number;
   $("ticket-service").textContent = serviceLabel(service, lang) || ticket.service_name || "";
   const minutes = waitMinutes(ticket.estimated_wait_seconds);
   $("ticket-wait").textContent = minutes === null ? t("none") : `~${minutes} ${t("minutes")}`;
-  $("ticket-qr").src = `/kiosk/qr.svg?url=${encodeURIComponent(url)}`;
+  $("ticket-qr").src = ticket.qr_svg_url;
   $("ticket-qr").alt = url;
   $("ticket-qr").dataset.url = url;
   $("ticket-time").textContent = new Date().toLocaleString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN");

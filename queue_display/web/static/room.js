@@ -47,12 +47,12 @@ async function act(kind) {
   busy = true;
   try {
     const data = await api(path, {method: "POST", body: body ?? {}});
-    const changed = data && (data.ticket || (data.number ? data : null));
+    const changed = data.ticket;
     if (changed) {
       state.applyEvent(kind === "call-next" ? "ticket.called" : `ticket.${changed.status}`, {ticket: changed});
       say(`${changed.number}: ${t(changed.status === "in_service" ? "in_service" : changed.status === "waiting" ? "waiting_status" : changed.status) || changed.status}`);
     } else {
-      say("—");
+      say(t("nobody"));
     }
     render();
   } catch (err) {

@@ -9,7 +9,7 @@ let lang = LANGUAGES.includes(queryParam("lang")) ? queryParam("lang") : (localS
 if (!LANGUAGES.includes(lang)) lang = "vi";
 let t = translate(LABELS, lang);
 const state = new ScreenState();
-const audio = {enabled: false, queue: [], playing: false, played: []};
+const audio = {enabled: false, queue: [], playing: false, played: [], errors: []};
 let lastStatus = "connecting";
 let flashTimer = null;
 const $ = (id) => document.getElementById(id);
@@ -76,21 +76,31 @@ function tick() {
   $("clock").dateTime = now.toISOString();
 }
 
-function playNext() {
+// Clips are fetched whole (with the display token as a bearer header, so it never sits in a media URL),
+// then played one after another from memory.
+async function playNext() {
   if (audio.playing || !audio.queue.length) return;
   const url = audio.queue.shift();
   audio.playing = true;
-  const player = new Audio(url);
   const done = () => { audio.playing = false; playNext(); };
-  player.onended = done;
-  player.onerror = done;
-  player.play().then(() => audio.played.push(url)).catch(done);
+  try {
+    const response = await fetch(url, {credentials: "same-origin", headers: token ? {Authorization: `Bearer ${token}`} : {}});
+    if (!response.ok) throw new Error(`clip ${response.status}`);
+    const blobUrl = URL.createObjectURL(await response.blob());
+    const player = new Audio(blobUrl);
+    player.onended = () => { URL.revokeObjectURL(blobUrl); done(); };
+    player.onerror = player.onended;
+    await player.play();
+    audio.played.push(url);
+  } catch (err) {
+    audio.errors.push(String(err));
+    done();
+  }
 }
 
 function announce(data) {
-  if (!audio.enabled || !data.audio_url || !data.audio_url.startsWith("/")) return;
-  const url = token ? `${data.audio_url}${data.audio_url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : data.audio_url;
-  audio.queue.push(url);
+  if (!audio.enabled || typeof data.audio_url !== "string" || !data.audio_url.startsWith("/audio/")) return;
+  audio.queue.push(data.audio_url);
   playNext();
 }
 

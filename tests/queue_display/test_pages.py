@@ -1,0 +1,128 @@
+"""The screens in headless Debian Chromium against the real app on a real port (tests/browser.py):
+kiosk, room control -> TV and door, the TV reconnecting by itself, and the spoken call fetched by the TV."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSCloseCode
+
+from clinicall.keys import WEBSOCKETS_KEY
+from tests.browser import LiveServer
+from tests.servers import free_port
+
+NewPage = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def live_settings() -> dict[str, Any]:
+    # gTTS is first in line but unreachable (a closed local port): announcements must still be made offline
+    return {"audio": {"engines": ["gtts", "espeak"], "gtts_url": f"http://127.0.0.1:{free_port()}/batchexecute",
+                      "gtts_timeout_seconds": 1.0},
+            "display": {"heartbeat_seconds": 5.0}}
+
+
+async def open_tv(new_page: NewPage, server: LiveServer, **query: str) -> Any:
+    tv = await new_page()
+    await tv.goto(server.url("/tv", token=server.display_token, **query))
+    await tv.wait_for_selector("#status[data-state='live']")
+    return tv
+
+
+async def test_kiosk_issues_a_ticket_with_a_qr_code_and_prints_on_80mm(live_server: LiveServer, page: Any) -> None:
+    await page.goto(live_server.url("/kiosk"))
+    await page.get_by_role("heading", name="Chọn dịch vụ").wait_for()
+    await page.get_by_role("listitem").filter(has_text="Khám tổng quát").click()
+    await page.locator("#ticket-number").filter(has_text="A001").wait_for()
+    qr = page.locator("#ticket-qr")
+    status_url = await qr.get_attribute("data-url")
+    assert status_url.startswith(live_server.base_url + "/t/")
+    await page.wait_for_function("document.getElementById('ticket-qr').naturalWidth > 0")
+    assert "~" in await page.locator("#ticket-wait").inner_text()
+    async with aiohttp.ClientSession() as http, http.get(status_url) as response:
+        assert response.status == 200  # the QR code leads to the patient's status page
+    await page.emulate_media(media="print")
+    assert not await page.locator("header.bar").is_visible()
+    assert not await page.locator("#print").is_visible()
+    assert await page.locator("#ticket-number").is_visible()
+    await page.emulate_media(media="screen")
+    await page.get_by_role("button", name="Lấy số khác").click()
+    await page.get_by_role("listitem").filter(has_text="Khám tổng quát").wait_for()
+
+
+async def test_call_next_on_the_room_page_is_seen_on_the_tv_and_the_door(live_server: LiveServer,
+                                                                         new_page: NewPage) -> None:
+    room_id = live_server.rooms["consult:1"]
+    issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["A"]})
+    number = issued["ticket"]["number"]
+    tv = await open_tv(new_page, live_server)
+    await tv.locator(f"[data-service='{live_server.services['A']}']").filter(has_text=number).wait_for()
+    door = await new_page()
+    await door.goto(live_server.url("/door", token=live_server.display_token, room=str(room_id)))
+    await door.locator("#next").filter(has_text=number).wait_for()
+
+    room = await new_page("doctor")
+    await room.goto(live_server.url("/room", room=str(room_id)))
+    await room.get_by_role("heading", name="Phòng khám số 1").wait_for()
+    await room.locator("#waiting").filter(has_text=number).wait_for()
+    await room.keyboard.press("n")  # the shortcut for "call next"
+
+    await tv.locator("#now-number").filter(has_text=number).wait_for(timeout=5000)
+    assert await tv.locator("#now-room").inner_text() == "Phòng khám số 1"
+    assert "flash" in (await tv.locator("#now").get_attribute("class"))
+    await door.locator("#current").filter(has_text=number).wait_for(timeout=5000)
+    await room.locator("#current-number").filter(has_text=number).wait_for()
+
+    await room.get_by_role("button", name="Bắt đầu khám").click()
+    await room.locator("#current-meta").filter(has_text="đang khám").wait_for()
+    await room.get_by_role("button", name="Xong").click()
+    await room.locator("#current-number").filter(has_text="Chưa gọi ai").wait_for()
+    await door.locator("#current").filter(has_text="—").wait_for()
+    await tv.get_by_role("button", name="English").click()
+    assert await tv.locator("#now-room").inner_text() == "Consultation room 1"
+
+
+async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: LiveServer, new_page: NewPage) -> None:
+    tv = await open_tv(new_page, live_server, lang="en")
+    for ws in list(live_server.app[WEBSOCKETS_KEY]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
+    await tv.wait_for_function("window.clinicallTv.feed.connects >= 2", timeout=10000)
+    await tv.wait_for_selector("#status[data-state='live']")
+    issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["C"]})
+    await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:3']}/call-next", who="doctor")
+    await tv.locator("#now-number").filter(has_text=issued["ticket"]["number"]).wait_for(timeout=5000)
+    assert await tv.locator("#now-room").inner_text() == "Consultation room 3"
+
+
+async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_server: LiveServer,
+                                                                          new_page: NewPage) -> None:
+    """The issue's 'done when': a call-next made through the room page is seen on the TV page and its
+    announcement (rendered offline: gTTS is unreachable) is fetched and played by the TV."""
+    issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["A"]})
+    number = issued["ticket"]["number"]
+    tv = await open_tv(new_page, live_server)
+    clips: list[Any] = []
+    tv.on("response", lambda r: clips.append(r) if "/audio/clips/" in r.url else None)
+    await tv.get_by_role("button", name="Bật âm thanh / Enable sound").click()
+
+    room = await new_page("doctor")
+    await room.goto(live_server.url("/room", room=str(live_server.rooms["consult:1"])))
+    await room.locator("#waiting").filter(has_text=number).wait_for()
+    await room.get_by_role("button", name="Gọi số tiếp").click()
+
+    await tv.locator("#now-number").filter(has_text=number).wait_for(timeout=5000)
+    await tv.wait_for_function("window.clinicallTv.audio.played.length > 0", timeout=30000)
+    for _ in range(50):
+        if clips:
+            break
+        await asyncio.sleep(0.1)
+    clip = clips[0]
+    assert clip.status == 200 and clip.headers["content-type"].startswith("audio/"), clip
+    assert (await clip.request.all_headers())["authorization"] == f"Bearer {live_server.display_token}"
+    headers = {"Authorization": f"Bearer {live_server.display_token}"}
+    async with aiohttp.ClientSession() as http, http.get(clip.url, headers=headers) as response:
+        assert (await response.read())[:4] == b"RIFF"  # a real WAV file
