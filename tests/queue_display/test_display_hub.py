@@ -93,10 +93,10 @@ async def test_handshakes_refused(hub_client: TestClient) -> None:
 
 
 def runtime_of(app: Any) -> Any:
-    """The queue room's runtime (it publishes the ticket events); one of our own when not yet set up."""
-    from queue_display.runtime import RUNTIME_KEY, QueueRuntime
+    """The queue room's runtime: it publishes the ticket events of an operation."""
+    from queue_display.runtime import RUNTIME_KEY
 
-    return app.get(RUNTIME_KEY) or QueueRuntime(app[DB_KEY], app[SETTINGS_KEY], app[BUS_KEY])
+    return app[RUNTIME_KEY]
 
 
 async def make_clinic(app: Any) -> dict[str, int]:
@@ -242,8 +242,11 @@ async def test_call_on_one_instance_reaches_a_screen_on_another(aiohttp_client: 
     screen = Recorder(await two.ws_connect(f"/ws/display?token={token}"))
     assert (await screen.next("snapshot"))["data"]["services"][0]["waiting"][0]["id"] == ticket["id"]
 
-    await call_next(one.app, clinic["room1"])
-    called = (await screen.next("ticket.called", id=ticket["id"]))["data"]["ticket"]
+    doctor = await auth_service.create_user(one.app[DB_KEY], "doctor", PASSWORD, ["doctor"])
+    bearer = {"Authorization": f"Bearer {await auth_service.create_api_token(one.app[DB_KEY], doctor.id, 't')}"}
+    response = await one.post(f"/api/rooms/{clinic['room1']}/call-next", headers=bearer)  # through instance one
+    assert response.status == 200, await response.text()
+    called = (await screen.next("ticket.called", id=ticket["id"]))["data"]["ticket"]  # seen on instance two
     assert called["number"] == ticket["number"] and called["room"]["id"] == clinic["room1"]
     assert all(FULL_NAME not in text for text in screen.raw)
     await screen.close()
