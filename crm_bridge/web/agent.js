@@ -255,7 +255,9 @@ function showCall(callState, data = {}) {
   if (callState === "ended" && !call.outcomeOpened) {
     call.outcomeOpened = true;
     if (state.patient && state.patient.id === call.patient_id) loadCalls(call.patient_id);
-    openOutcome({callId: call.id, patientId: call.patient_id, name: call.name});
+    // A call the service could not link to a patient (an unknown caller whose card was created during
+    // the call) gets its outcome as a plain care note on the new card.
+    if (call.patient_id) openOutcome({callId: call.unlinked ? null : call.id, patientId: call.patient_id, name: call.name});
   }
 }
 
@@ -264,10 +266,13 @@ function onCallUpdated(data) {
   if (!state.call || state.call.id !== id) {
     // An inbound call that this agent answered becomes the current call.
     if (data.direction === "inbound" && data.state !== "ended" && (!state.call || state.call.state === "ended")) {
-      state.call = {id, patient_id: data.patient_id, name: state.pop && state.pop.patient ? state.pop.patient.full_name : "", number: data.number, state: data.state};
+      const popped = state.pop && state.pop.patient;
+      state.call = {id, patient_id: data.patient_id || (popped ? popped.id : state.popPatientId) || null,
+                    unlinked: !data.patient_id,
+                    name: popped ? popped.full_name : "", number: data.number, state: data.state};
     } else return;
   }
-  if (data.patient_id && !state.call.patient_id) state.call.patient_id = data.patient_id;
+  if (data.patient_id && (!state.call.patient_id || state.call.unlinked)) { state.call.patient_id = data.patient_id; state.call.unlinked = false; }
   showCall(data.state, data);
 }
 
@@ -353,6 +358,7 @@ async function saveOutcome(e) {
 // ---------- inbound screen-pop and new patients ----------
 function onScreenpop(data) {
   state.pop = data;
+  state.popPatientId = null;
   const dialog = $("pop-dialog");
   $("pop-number").textContent = data.number || "";
   $("pop-known").hidden = !data.known || !data.patient;
@@ -385,6 +391,10 @@ async function createPatient(form, errorBox, dialog) {
   try {
     const data = await api("/api/patients", {method: "POST", body: newPatientBody(v.full_name || "", v.phone || "", v.date_of_birth)});
     const p = patientOf(data);
+    if (dialog.id === "pop-dialog") {
+      state.popPatientId = p.id;
+      if (state.call && !state.call.patient_id) { state.call.patient_id = p.id; state.call.name = p.full_name; state.call.unlinked = true; }
+    }
     dialog.close();
     announce($("call-live"), t("created"));
     await openPatient(p.id);

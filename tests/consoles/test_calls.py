@@ -1,0 +1,110 @@
+"""Calls from the agent console through the demo PBX running inside the service (a real AMI peer
+over TCP) and its FastAGI identify session: click-to-call with the live state over /ws/agent, the
+outcome form opened when the call ends and logged against the call; inbound screen-pops for a known
+caller (the card before answering) and for an unknown number (the quick new-patient form)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.consoles.a11y import audit
+
+WATCH_STATES = """() => {
+  window.__states = [];
+  new MutationObserver(() => {
+    const s = document.getElementById("call-state").dataset.state;
+    if (s && window.__states[window.__states.length - 1] !== s) window.__states.push(s);
+  }).observe(document.getElementById("call-state"), {attributes: true, childList: true, characterData: true, subtree: true});
+}"""
+
+
+async def agent_console(new_page: Any, server: Any, hash_: str = "") -> Any:
+    page = await new_page("agent")
+    await page.goto(f"{server.base_url}/agent{hash_}")
+    await page.wait_for_selector("body[data-ready='1'][data-ws='open']")
+    return page
+
+
+async def test_click_to_call_live_state_and_outcome(live_server: Any, new_page: Any) -> None:
+    made = await live_server.api("POST", "/api/patients", json={
+        "full_name": "Nguyễn Văn An", "assigned_agent_id": live_server.ids["agent"], "phones": [{"number": "0912345678"}]})
+    patient_id = made["patient"]["id"]
+    page = await agent_console(new_page, live_server, f"#patient={patient_id}")
+    await page.get_by_role("heading", name="Nguyễn Văn An").wait_for()
+    await page.evaluate(WATCH_STATES)
+
+    await page.get_by_role("button", name="Gọi số 0912345678").click()
+    callbar = page.locator("#callbar")
+    await callbar.wait_for()
+    await page.locator("#call-state[data-state='answered']").wait_for(timeout=15000)
+    assert await page.get_by_role("button", name="Gác máy").is_visible()
+    # The outcome form opens by itself when the patient hangs up.
+    dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
+    await dialog.wait_for(timeout=20000)
+    states = await page.evaluate("window.__states")
+    assert states[-2:] == ["answered", "ended"] and states[0] in ("dialing", "ringing"), states
+    assert "Đã kết thúc (Nghe máy)" in await page.locator("#call-state").inner_text()
+    assert "Đã kết thúc" in await page.locator("#call-live").inner_text()  # spoken by screen readers
+    assert await page.evaluate("document.activeElement.id") == "o-customer"
+
+    await dialog.get_by_label("Trạng thái khách hàng").select_option("Đã đặt lịch")
+    await dialog.get_by_label("Chi tiết").select_option("Đặt lịch tái khám")
+    await dialog.get_by_label("Ghi chú").fill("Tái khám sau 2 tuần")
+    await dialog.get_by_label("Ngày gọi lại").fill("2026-12-05")
+    await dialog.get_by_role("button", name="Lưu").click()
+    await dialog.wait_for(state="hidden")
+
+    # The call is logged against the patient and the agent, with its outcome, and shown in the history.
+    calls = (await live_server.api("GET", f"/api/calls?patient_id={patient_id}", who="agent"))["calls"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert (call["state"], call["disposition"], call["agent_id"]) == ("ended", "answered", live_server.ids["agent"])
+    assert call["outcome"]["note"] == "Tái khám sau 2 tuần" and call["outcome"]["detail_status"] == "Đặt lịch tái khám"
+    row = page.locator(f"#card-calls tr[data-call='{call['id']}']")
+    await row.get_by_text("Tái khám sau 2 tuần", exact=False).wait_for()
+    assert "Nghe máy" in await row.inner_text()
+    assert await audit(page) == []
+
+
+async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: Any) -> None:
+    made = await live_server.api("POST", "/api/patients", json={
+        "full_name": "Trần Thị Bình", "assigned_agent_id": live_server.ids["agent"], "phones": [{"number": "0987654321"}]})
+    patient_id = made["patient"]["id"]
+    page = await agent_console(new_page, live_server)
+
+    # A known caller: the card is on screen before the agent answers.
+    await live_server.api("POST", "/api/demo/inbound", who="agent", json={"number": "0987654321"}, expect=202)
+    pop = page.get_by_role("dialog", name="Cuộc gọi đến")
+    await pop.wait_for()
+    assert await pop.locator("#pop-name").inner_text() == "Trần Thị Bình"
+    await page.get_by_role("heading", name="Trần Thị Bình").wait_for()
+    assert await page.evaluate("document.activeElement.id") == "pop-open"
+    assert await audit(page) == []
+    await page.keyboard.press("Enter")  # "Mở hồ sơ"
+    await pop.wait_for(state="hidden")
+    await page.wait_for_function("document.activeElement && document.activeElement.id === 'card'")
+    # The inbound call becomes the current call; its end opens the outcome form for that patient.
+    outcome = page.get_by_role("dialog", name="Kết quả liên hệ")
+    await outcome.wait_for(timeout=25000)
+    assert "Trần Thị Bình" in await outcome.locator("#outcome-context").inner_text()
+    await outcome.get_by_label("Ghi chú").fill("Bệnh nhân gọi hỏi lịch")
+    await outcome.get_by_role("button", name="Lưu").click()
+    await outcome.wait_for(state="hidden")
+    card = await live_server.api("GET", f"/api/patients/{patient_id}")
+    assert card["notes"][0]["note"] == "Bệnh nhân gọi hỏi lịch"
+
+    # An unknown number: the quick new-patient form, with the caller's number filled in.
+    await live_server.api("POST", "/api/demo/inbound", who="agent", json={"number": "0909888777"}, expect=202)
+    await pop.wait_for()
+    assert await pop.locator("#pop-new").is_visible()
+    assert await page.evaluate("document.activeElement.id") == "np-name"
+    phone = await pop.get_by_label("Số điện thoại").input_value()
+    assert phone.replace(" ", "").endswith("909888777")
+    await pop.get_by_label("Họ và tên").fill("Võ Minh Khang")
+    await pop.get_by_role("button", name="Tạo hồ sơ").click()
+    await page.get_by_role("heading", name="Võ Minh Khang").wait_for()
+    found = (await live_server.api("GET", "/api/patients?q=0909888777", who="agent"))["items"]
+    assert [p["full_name"] for p in found] == ["Võ Minh Khang"]
+    await outcome.wait_for(timeout=25000)
+    assert "Võ Minh Khang" in await outcome.locator("#outcome-context").inner_text()
+    await page.keyboard.press("Escape")
