@@ -15,15 +15,17 @@ async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
     from audio.announcer import Announcer
     from audio.events import CONSUMES
     from audio.keys import ANNOUNCER_KEY
+    from audio.paging import Pager
     from audio.service import make_builder, make_renderer
-    from clinicall.keys import BUS_KEY, SETTINGS_KEY, TASKS_KEY
+    from clinicall.keys import BUS_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY
 
     audio = app[SETTINGS_KEY].audio
     workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio-render")
     pieces = ThreadPoolExecutor(max_workers=4, thread_name_prefix="audio-pieces")
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio-online-fill")
     renderer = make_renderer(audio, background)
-    announcer = Announcer(make_builder(audio, renderer, pieces), app[BUS_KEY], app[TASKS_KEY], workers)
+    announcer = Announcer(make_builder(audio, renderer, pieces), app[BUS_KEY], app[TASKS_KEY], workers,
+                          Pager(audio, app))
     app[ANNOUNCER_KEY] = announcer
     unsubscribe = [app[BUS_KEY].subscribe(pattern, announcer.on_ticket) for pattern in CONSUMES]
 
@@ -31,9 +33,9 @@ async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
         engines = {e.name: e.available() for e in renderer.engines}
         breakers = {name: {"resting": not b.allow(), "last_error": b.last_error} for name, b in renderer.breakers.items()}
         return {"ok": any(ok for name, ok in engines.items() if name != "gtts"), "optional": True, "engines": engines,
-                "online": breakers, "published": announcer.published, "failed": announcer.failed}
-
-    from clinicall.keys import HEALTH_KEY
+                "online": breakers, "published": announcer.published, "failed": announcer.failed,
+                "paging": {"on": announcer.pager.enabled, "paged": announcer.pager.paged,
+                           "skipped": announcer.pager.skipped} if announcer.pager else None}
 
     app[HEALTH_KEY]["audio"] = health
     yield

@@ -12,6 +12,7 @@ from typing import Any
 
 from audio.announcement import AnnouncementBuilder
 from audio.events import ANNOUNCEMENT_READY, announcement_ready
+from audio.paging import Pager
 from audio.wav import duration
 from clinicall.bus import Event, InProcessBus, RedisBus
 from clinicall.tasks import BackgroundTasks
@@ -28,8 +29,9 @@ class Job:
 
 class Announcer:
     def __init__(self, builder: AnnouncementBuilder, bus: InProcessBus | RedisBus, tasks: BackgroundTasks,
-                 executor: Executor) -> None:
+                 executor: Executor, pager: Pager | None = None) -> None:
         self.builder = builder
+        self.pager = pager
         self.bus = bus
         self.tasks = tasks
         self.executor = executor
@@ -68,6 +70,8 @@ class Announcer:
                 await self.bus.publish(ANNOUNCEMENT_READY, announcement_ready(
                     job.ticket, job.room, announcement, self.builder.sound.repeat, job.reason, seconds))
                 self.published += 1
+                if self.pager is not None and self.pager.enabled:
+                    await self.pager.page(announcement.name, announcement.path)
             except asyncio.CancelledError:
                 raise
             except Exception:
