@@ -190,41 +190,6 @@ class AudioSettings(BaseModel):
             for template in kinds.values():
                 check_template(template, ROOM_TEMPLATE_FIELDS, set())
         return value
-    language_gap_seconds: float = Field(0.4, ge=0, le=5, description="Silence between the languages of one announcement")
-    gtts_url: str = Field("https://translate.google.com/_/TranslateWebserverUi/data/batchexecute",
-                          description="Where gTTS sends its requests (a proxy or a test endpoint may replace Google's)")
-    gtts_retry_after_seconds: float = Field(300.0, ge=1, le=86400, description="After a gTTS failure, skip gTTS this long")
-    espeak_voices: dict[str, str] = Field(default_factory=lambda: {"vi": "vi", "en": "en-us", "zh": "cmn-latn-pinyin"})
-    espeak_speed: int = Field(150, ge=80, le=400, description="espeak-ng words per minute")
-    recorded_dir: str = Field("./var/audio-recorded", description="Recorded clip sets, one folder per language")
-    templates: dict[str, str] = Field(default_factory=dict, description="Announcement templates per language, e.g. vi: 'Mời số {number} vào {room}'")
-    room_templates: dict[str, dict[str, str]] = Field(default_factory=dict, description="Room phrases per language and room kind, e.g. vi.consult: 'phòng khám số {number}'")
-    vi_zero_tens: Literal["linh", "lẻ"] = Field("linh", description="105 is 'một trăm linh năm' or 'một trăm lẻ năm'")
-    vi_thousand: Literal["nghìn", "ngàn"] = "nghìn"
-    warm_numbers: int = Field(300, ge=1, le=9999, description="clinicall audio warm renders ticket numbers 1..this")
-
-    @field_validator("templates")
-    @classmethod
-    def _valid_templates(cls, value: dict[str, str]) -> dict[str, str]:
-        from audio.wording import LANGUAGES, TEMPLATE_FIELDS, check_template
-
-        for lang, template in value.items():
-            if lang not in LANGUAGES:
-                raise ValueError(f"templates: unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
-            check_template(template, TEMPLATE_FIELDS, {"number", "room"})
-        return value
-
-    @field_validator("room_templates")
-    @classmethod
-    def _valid_room_templates(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        from audio.wording import LANGUAGES, ROOM_TEMPLATE_FIELDS, check_template
-
-        for lang, kinds in value.items():
-            if lang not in LANGUAGES:
-                raise ValueError(f"room_templates: unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
-            for template in kinds.values():
-                check_template(template, ROOM_TEMPLATE_FIELDS, set())
-        return value
 
 
 class Settings(BaseSettings):
