@@ -1,4 +1,5 @@
-"""The reception console page (/reception) and its script, and the arrivals that booking statistics need."""
+"""The reception console page (/reception) and its script; a patient's tickets for the agent console's card
+(GET /api/tickets?patient_id=); the arrival days that crm_bridge's booking statistics need."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from sqlalchemy import select
 
 from clinicall.auth.access import require
 from clinicall.db import Database
+from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.nav import NAV_KEY, NavLink
+from clinicall.problem import Problem
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 routes = web.RouteTableDef()
+MAX_TICKETS = 50
 
 
 @routes.get("/reception")
@@ -26,6 +30,33 @@ async def reception_page(request: web.Request) -> web.StreamResponse:
 @routes.get("/static/reception/reception.js")
 async def reception_script(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(WEB_DIR / "reception.js", headers={"Content-Type": "text/javascript; charset=utf-8"})
+
+
+@routes.get("/api/tickets")
+async def patient_tickets(request: web.Request) -> web.Response:
+    """GET /api/tickets?patient_id=: the patient's latest tickets, for the agent console's patient card."""
+    from crm_bridge.service import agent_may_access
+    from queue_display.events import ticket_json
+    from queue_display.models import QueueRoom, QueueService, Ticket
+
+    who = require(request, "agent", "supervisor", "reception", "doctor")
+    raw = request.query.get("patient_id", "")
+    if not raw.isdigit() or not 0 < int(raw) < 2**63:
+        raise Problem(400, "Patient id needed", "Give ?patient_id= as the numeric id of a patient.")
+    patient_id = int(raw)
+    settings = request.app[SETTINGS_KEY]
+    db = request.app[DB_KEY]
+    if not await agent_may_access(db, who, patient_id, zone=settings.clinic.zone()):
+        raise Problem(403, "Not your patient", "You may only see the tickets of patients you may open.")
+    async with db.session() as s:
+        tickets = (await s.scalars(select(Ticket).where(Ticket.patient_id == patient_id)
+                                   .order_by(Ticket.issued_at.desc(), Ticket.id.desc()).limit(MAX_TICKETS))).all()
+        services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
+        rooms = {x.id: x for x in (await s.scalars(select(QueueRoom))).all()}
+    language = settings.clinic.language
+    return web.json_response({"tickets": [
+        {**ticket_json(t, services.get(t.service_id), rooms.get(t.room_id) if t.room_id else None, language),
+         "local_day": t.local_day.isoformat()} for t in tickets]})
 
 
 def setup_reception(app: web.Application) -> None:

@@ -25,7 +25,8 @@ const DICT = {
     "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc",
     keepCare: "— giữ nguyên —", choose: "— chọn —", wsOk: "Trực tuyến", wsDown: "Mất kết nối, đang nối lại…",
     callback: "Gọi lại", you: "bạn", booking: "Đặt lịch", arrival: "Dự kiến đến", by: "bởi", male: "Nam", female: "Nữ", other: "Khác",
-    minutes: "phút",
+    minutes: "phút", "ts.waiting": "Đang chờ", "ts.called": "Đã gọi", "ts.in_service": "Đang khám", "ts.held": "Tạm giữ",
+    "ts.skipped": "Bỏ qua", "ts.noshow": "Vắng mặt", "ts.done": "Xong", "ts.transferred": "Chuyển dịch vụ",
   },
   en: {
     title: "Agent console", skip: "Skip to patient card", logout: "Log out", call: "Call", hangup: "Hang up",
@@ -49,7 +50,8 @@ const DICT = {
     "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed",
     keepCare: "— unchanged —", choose: "— choose —", wsOk: "Online", wsDown: "Connection lost, reconnecting…",
     callback: "Call back", you: "you", booking: "Booking", arrival: "Arrival", by: "by", male: "Male", female: "Female", other: "Other",
-    minutes: "min",
+    minutes: "min", "ts.waiting": "Waiting", "ts.called": "Called", "ts.in_service": "In service", "ts.held": "On hold",
+    "ts.skipped": "Skipped", "ts.noshow": "No-show", "ts.done": "Done", "ts.transferred": "Transferred",
   },
 };
 const CARE = ["new", "in_treatment", "treatment_finished", "care_closed"];
@@ -219,7 +221,7 @@ async function loadTickets(patientId, card) {
   if (!tickets.length) { list.append(el("li", {class: "muted"}, t("noTickets"))); return; }
   for (const tk of tickets) {
     list.append(el("li", {}, el("strong", {}, tk.number || `#${tk.id}`), " ",
-      [tk.service_name, tk.status, fmtDateTime(tk.issued_at || tk.created_at, lang)].filter(Boolean).join(" · ")));
+      [tk.service_name, tk.status ? t("ts." + tk.status) : "", tk.room ? tk.room.name : "", fmtDateTime(tk.issued_at || tk.created_at, lang)].filter(Boolean).join(" · ")));
   }
 }
 

@@ -56,3 +56,13 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await tv.locator("#now-number").filter(has_text="A001").wait_for()
     # ... and reception's queue drops it on its next refresh.
     await queue.locator("tr[data-ticket='A001']").wait_for(state="detached", timeout=8000)
+
+    # The agent's patient card lists the patient's tickets.
+    tickets = (await live_server.api("GET", f"/api/tickets?patient_id={patient_id}", who="agent"))["tickets"]
+    assert [(t["number"], t["status"], t["source"]) for t in tickets] == [("A001", "called", "checkin")]
+    await live_server.api("GET", f"/api/tickets?patient_id={patient_id}", who="agent2", expect=403)
+    await live_server.api("GET", "/api/tickets?patient_id=abc", who="agent", expect=400)
+    agent = await new_page("agent")
+    await agent.goto(f"{live_server.base_url}/agent#patient={patient_id}")
+    await agent.locator("#card-tickets").get_by_text("A001").wait_for()
+    assert "Đã gọi" in await agent.locator("#card-tickets").inner_text()
