@@ -278,7 +278,8 @@ def identify_script(app: web.Application) -> ScriptHandler:
         started = time.perf_counter()
         db = app[DB_KEY]
         uniqueid = session.env.get("agi_uniqueid")
-        identity = await identify.identify_caller(db, app[SETTINGS_KEY], session.env.get("agi_callerid"))
+        identity = await identify.identify_caller(db, app[SETTINGS_KEY], session.env.get("agi_callerid"),
+                                                  app[identify.AGENT_DIRECTORY_KEY])
         await identify.publish_screenpop(app, identity, uniqueid)
         for name, value in identity.channel_variables():
             reply = await session.set_variable(name, value)

@@ -154,21 +154,48 @@ async def _lookup(db: Database, number: str, region: str) -> Any:
     return await lookup_caller(db, number, region)
 
 
-async def _agents_for(db: Database, assigned_agent_id: int | None) -> tuple[list[Any], bool]:
-    """Users whose phones ring: the assigned agent when active with an extension, else every
-    active agent with an extension. Returns (users, assigned)."""
-    if assigned_agent_id is not None:
-        user = await auth_service.get_user(db, assigned_agent_id)
-        if user is not None and user.active and user.extension:
-            return [user], True
-    users = await auth_service.list_users(db)
-    team = [u for u in users if u.active and u.extension and "agent" in (u.roles or [])]
-    team.sort(key=lambda u: (u.extension, u.id))
-    return team, False
+@dataclass(frozen=True)
+class AgentPhone:
+    user_id: int
+    extension: str
+    is_agent: bool
 
 
-async def identify_caller(db: Database, settings: Settings, raw_callerid: str | None) -> CallerIdentity:
+class AgentDirectory:
+    """Who can take a call: active users with an extension, re-read from the users table at most
+    every `ttl` seconds (one query shared by every concurrent call instead of one per call)."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._phones: dict[int, AgentPhone] = {}
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def phones(self, db: Database) -> dict[int, AgentPhone]:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._loaded_at > self.ttl:
+            async with self._lock:
+                if loop.time() - self._loaded_at > self.ttl:
+                    users = await auth_service.list_users(db)
+                    self._phones = {int(u.id): AgentPhone(int(u.id), str(u.extension), "agent" in (u.roles or []))
+                                    for u in users if u.active and u.extension}
+                    self._loaded_at = loop.time()
+        return self._phones
+
+    async def ringing(self, db: Database, assigned_agent_id: int | None) -> tuple[list[AgentPhone], bool]:
+        """The phones that ring: the assigned agent's when active with an extension, else every
+        active agent's. Returns (phones, assigned)."""
+        phones = await self.phones(db)
+        if assigned_agent_id is not None and assigned_agent_id in phones:
+            return [phones[assigned_agent_id]], True
+        team = sorted((p for p in phones.values() if p.is_agent), key=lambda p: (p.extension, p.user_id))
+        return team, False
+
+
+async def identify_caller(db: Database, settings: Settings, raw_callerid: str | None,
+                          directory: AgentDirectory | None = None) -> CallerIdentity:
     """Never raises: a failed lookup is logged and the caller is treated as not recognised."""
+    directory = directory or AgentDirectory(ttl=0)
     telephony = settings.telephony
     region = settings.clinic.phone_region
     number = caller_number(raw_callerid)
@@ -190,17 +217,17 @@ async def identify_caller(db: Database, settings: Settings, raw_callerid: str | 
     else:
         name = safe_callerid_name(telephony.new_caller_name, telephony.callerid_ascii)
     try:
-        agents, assigned = await _agents_for(db, match.assigned_agent_id if match else None)
+        agents, assigned = await directory.ringing(db, match.assigned_agent_id if match else None)
     except Exception:
         log.exception("could not list the agents to ring for an inbound call")
         agents, assigned = [], False
-    extensions = [str(u.extension) for u in agents]
+    extensions = [phone.extension for phone in agents]
     return CallerIdentity(
         number=display_number(number, region, match.phone_e164 if match else None),
         known=match is not None,
         patient=patient,
         callerid_name=name,
-        agent_ids=[int(u.id) for u in agents],
+        agent_ids=[phone.user_id for phone in agents],
         agent_extensions=extensions,
         assigned_extension=extensions[0] if assigned else None,
         agent_dial=None if assigned else agent_dial_string(telephony.agent_channel, extensions),
@@ -252,12 +279,16 @@ async def identify_route(request: web.Request) -> web.Response:
     if uniqueid is not None and safe_uniqueid(uniqueid) is None:
         raise Problem(400, "Invalid uniqueid", "uniqueid must be the channel's Asterisk uniqueid, e.g. 1795324352.13.")
     app = request.app
-    identity = await identify_caller(app[DB_KEY], app[SETTINGS_KEY], raw)
+    identity = await identify_caller(app[DB_KEY], app[SETTINGS_KEY], raw, app[AGENT_DIRECTORY_KEY])
     if uniqueid is not None:
         await publish_screenpop(app, identity, uniqueid)
     await record_identification(app[DB_KEY], who.user_id, identity, uniqueid)
     return web.json_response(identity.to_json())
 
 
+AGENT_DIRECTORY_KEY = web.AppKey("agent_directory", AgentDirectory)
+
+
 def setup(app: web.Application) -> None:
+    app[AGENT_DIRECTORY_KEY] = AgentDirectory()
     app.router.add_routes(routes)
