@@ -61,7 +61,8 @@ class Speaker:
     player: list[str] | None = None
     max_backoff: float = 10.0
     max_age_seconds: float = 300.0
-    played: list[Path] = field(default_factory=list)
+    played: list[Path] = field(default_factory=list)  # files written with out_dir
+    plays: int = 0  # announcements played or written
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     _queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _seen: deque[str] = field(default_factory=lambda: deque(maxlen=500))
@@ -166,6 +167,7 @@ class Speaker:
             target = self.out_dir / f"{stamp}-{self._count:05d}-{number}.wav"
             await asyncio.to_thread(_write_atomically, target, audio)
             self.played.append(target)
+            self.plays += 1
             log.info("wrote %s", target)
             return
         assert self.player is not None
@@ -181,7 +183,7 @@ class Speaker:
                 raise
             if process.returncode != 0:
                 log.warning("%s failed: %s", self.player[0], err.decode(errors="replace").strip())
-            self.played.append(clip)
+            self.plays += 1
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

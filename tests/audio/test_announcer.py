@@ -6,8 +6,10 @@ import asyncio
 import io
 import wave
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from audio.keys import ANNOUNCER_KEY
@@ -86,3 +88,37 @@ async def test_clip_route_refuses_strange_names(aiohttp_client: Callable[..., An
         assert response.headers["Content-Type"].startswith("application/problem+json")
     response = await client.get("/audio/clips/../../README.md", params={"token": token})
     assert response.status == 404
+
+
+async def test_events_from_another_instance_are_left_to_it(
+        aiohttp_client: Callable[..., Any], sqlite_url: str, make_settings: Callable[..., Settings]) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings(sqlite_url)))
+    announcer = client.app[ANNOUNCER_KEY]
+    await announcer.on_ticket(Event("ticket.called", ticket(1, "A001", 1), origin="other-instance"))
+    assert announcer.queues == {}
+    await announcer.on_ticket(Event("ticket.called", ticket(1, "A001", 1), origin=client.app[BUS_KEY].instance_id))
+    assert list(announcer.queues) == [1]
+    await announcer.drain()
+    assert announcer.published == 1
+
+
+async def test_warm_reads_services_and_rooms_from_the_database(
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from audio.engines.espeak import EspeakEngine
+    from audio.tts import Renderer, TtsCache
+    from audio.wording import announcement_segments
+    from clinicall.cli import main
+    from clinicall.db import Database
+    from queue_display import service as queue_service
+
+    db = Database(sqlite_url)
+    created = await queue_service.create_service(db, queue_service.ServiceIn(prefix="K", names={"vi": "Khám"}))
+    await queue_service.create_room(db, queue_service.RoomIn(kind="counter", number=2, service_ids=[created.id]))
+    await db.dispose()
+    monkeypatch.setenv("CLINICALL_DATABASE__URL", sqlite_url)
+    monkeypatch.setenv("CLINICALL_AUDIO__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLINICALL_AUDIO__ENGINES", '["espeak"]')
+    assert await asyncio.to_thread(main, ["audio", "warm", "--numbers", "3", "--languages", "vi"]) == 0
+    renderer = Renderer([EspeakEngine({"vi": "vi"}, binary="/nonexistent")], TtsCache(tmp_path / "cache"), 1)
+    for segment in announcement_segments("K003", {"id": 1, "kind": "counter", "number": 2}, "vi"):
+        assert renderer.cached(segment, "vi") is not None, segment
