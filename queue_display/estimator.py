@@ -303,39 +303,49 @@ class WaitEstimator:
             offset += chunk
             remaining -= chunk
 
-    def open_probability(self, room_id: int, at_epoch: float) -> float | None:
+    def _day_seconds(self, epoch: float) -> float:
+        local = dt.datetime.fromtimestamp(epoch, self.tz)
+        return local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+
+    def open_probability(self, room_id: int, at_epoch: float, day_seconds: float | None = None) -> float | None:
         """How often this room is open at this local time of day; None when never observed then."""
         seen = self._room_seen.get(room_id)
         if seen is None:
             return None
-        local = dt.datetime.fromtimestamp(at_epoch, self.tz)
-        slot = (local.hour * 3600 + local.minute * 60 + local.second) // SLOT_SECONDS
+        if day_seconds is None:
+            day_seconds = self._day_seconds(at_epoch)
+        slot = int(day_seconds // SLOT_SECONDS)
         if seen[slot] <= 0.0:
             return None
         return self._room_open[room_id][slot] / seen[slot]
 
-    def next_opening(self, room_id: int, at_epoch: float, limit_seconds: float = 6 * 3600.0) -> float | None:
+    def next_opening(self, room_id: int, at_epoch: float, limit_seconds: float = 6 * 3600.0,
+                     day_seconds: float | None = None) -> float | None:
         """When the room's timetable says it is usually open again (start of that slot), within the limit."""
-        if room_id not in self._room_seen:
+        seen = self._room_seen.get(room_id)
+        if seen is None:
             return None
-        local = dt.datetime.fromtimestamp(at_epoch, self.tz)
-        offset = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
-        slot = int(offset // SLOT_SECONDS)
+        opened = self._room_open[room_id]
+        if day_seconds is None:
+            day_seconds = self._day_seconds(at_epoch)
+        slot = int(day_seconds // SLOT_SECONDS)
         step = 1
         while step * SLOT_SECONDS <= limit_seconds and slot + step < SLOTS_PER_DAY:
-            probability = self.open_probability(room_id, at_epoch - offset + (slot + step) * SLOT_SECONDS)
-            if probability is not None and probability >= 0.5:
-                return at_epoch - offset + (slot + step) * SLOT_SECONDS
+            observed = seen[slot + step]
+            if observed > 0.0 and opened[slot + step] >= 0.5 * observed:
+                return at_epoch - day_seconds + (slot + step) * SLOT_SECONDS
             step += 1
         return None
 
-    def _expected_break(self, room_id: int, at_epoch: float) -> float | None:
+    def _expected_break(self, room_id: int, at_epoch: float, day_seconds: float | None = None) -> float | None:
         """If the timetable says this room is usually closed at this moment: when it usually reopens
         (None: no break expected, or no reopening known)."""
-        probability = self.open_probability(room_id, at_epoch)
+        if day_seconds is None:
+            day_seconds = self._day_seconds(at_epoch)
+        probability = self.open_probability(room_id, at_epoch, day_seconds)
         if probability is None or probability >= 0.5:
             return None
-        return self.next_opening(room_id, at_epoch)
+        return self.next_opening(room_id, at_epoch, day_seconds=day_seconds)
 
     # ---- learned parameters ---------------------------------------------------------------------
 
@@ -394,10 +404,12 @@ class WaitEstimator:
         seconds = (lost + 2.0 * self.default_no_show_seconds) / (no_shows + 2.0)
         return probability, seconds
 
-    def expected_occupation(self, room_id: int, service_id: int, at_epoch: float, kind: str | None = None) -> float:
+    def expected_occupation(self, room_id: int, service_id: int, at_epoch: float, kind: str | None = None,
+                            hour: int | None = None) -> float:
         """Seconds a room is busy with the next ticket of this service (and kind of patient) called at
-        `at_epoch`, counting the chance that it does not come."""
-        hour = dt.datetime.fromtimestamp(at_epoch, self.tz).hour
+        `at_epoch` (local `hour` if known), counting the chance that it does not come."""
+        if hour is None:
+            hour = dt.datetime.fromtimestamp(at_epoch, self.tz).hour
         probability, lost = self.no_show(service_id)
         if kind == "returning":
             probability = 0.0  # a patient back from the lab is there
@@ -459,6 +471,10 @@ class WaitEstimator:
         if not waiting:
             return {}
         now_epoch = now.timestamp()
+        offset = now.astimezone(self.tz).utcoffset()
+        later = (now + dt.timedelta(hours=12)).astimezone(self.tz).utcoffset()
+        # local seconds of the day by arithmetic, unless the clocks change within the next 12 hours
+        fixed = offset.total_seconds() if offset is not None and offset == later else None
         served = {service for room in rooms for service in room.service_ids}
         open_services = {service for room in rooms if room.open for service in room.service_ids}
         # Rooms that will take tickets: the open ones, and closed ones only for services no open room serves
@@ -485,9 +501,17 @@ class WaitEstimator:
         # flag and preferred room. A room's choice is always the head of one of its eligible classes, so
         # next_for_room only ever sees a handful of candidates (exactly the same choice, much faster).
         weights = self.weights
+        head_starts: dict[tuple[str, bool], float] = {}
+
+        def head_start(item: QueueItem) -> float:
+            minutes = head_starts.get((item.priority, item.returning))
+            if minutes is None:
+                minutes = head_starts[(item.priority, item.returning)] = head_start_minutes(item, weights)
+            return minutes
+
         lines: dict[_LineKey, list[_Head]] = {}
         for item in waiting:
-            key = (item.service_id, head_start_minutes(item, weights), item.preferred_room_id)
+            key = (item.service_id, head_start(item), item.preferred_room_id)
             lines.setdefault(key, []).append((item.enqueued_at.timestamp(), item.ticket_id, item))
         for line in lines.values():
             line.sort(key=lambda entry: entry[:2])
@@ -508,7 +532,7 @@ class WaitEstimator:
                 pass
             while next_future < len(future) and future_epochs[next_future] <= at:
                 item = future[next_future]
-                key = (item.service_id, head_start_minutes(item, weights), None)
+                key = (item.service_id, head_start(item), None)
                 if key not in lines:
                     lines[key] = []
                     heads[key] = 0
@@ -517,7 +541,8 @@ class WaitEstimator:
                 next_future += 1
             room = rooms[index]
             if at > now_epoch and self._room_seen:
-                reopening = self._expected_break(room.room_id, at)
+                reopening = self._expected_break(
+                    room.room_id, at, (at + fixed) % 86400.0 if fixed is not None else None)
                 if reopening is not None:
                     heapq.heappush(free_at, (reopening, index))
                     continue
@@ -532,9 +557,15 @@ class WaitEstimator:
             if chosen is None:
                 # Nothing this room may take yet: wait for the next expected arrival or for a preferred
                 # ticket to starve (then any room may take it).
-                while next_future >= len(future) and stream.extend():
-                    pass
-                wake = [future_epochs[next_future]] if next_future < len(future) else []
+                services = set(room.service_ids)
+                upcoming = next_future
+                while True:  # the next expected arrival this room could take
+                    while upcoming >= len(future) and stream.extend():
+                        pass
+                    if upcoming >= len(future) or future[upcoming].service_id in services:
+                        break
+                    upcoming += 1
+                wake = [future_epochs[upcoming]] if upcoming < len(future) else []
                 for key in keys:
                     if key[2] is not None and heads[key] < len(lines[key]):
                         wake.append(lines[key][heads[key]][0] + starvation_seconds + 1.0)
@@ -542,19 +573,23 @@ class WaitEstimator:
                 if later:
                     heapq.heappush(free_at, (min(later), index))
                 continue
-            heads[(chosen.service_id, head_start_minutes(chosen, weights), chosen.preferred_room_id)] += 1
+            heads[(chosen.service_id, head_start(chosen), chosen.preferred_room_id)] += 1
             if chosen.ticket_id > FUTURE_TICKET_IDS:
                 result[chosen.ticket_id] = max(at - now_epoch, 0.0)
                 real_left -= 1
-            hour = dt.datetime.fromtimestamp(at, self.tz).hour
+            if fixed is not None:
+                hour = int(((at + fixed) % 86400.0) // 3600)
+            else:
+                hour = dt.datetime.fromtimestamp(at, self.tz).hour
             kind = _patient_class(chosen.priority, chosen.returning)
             slot = (room.room_id, chosen.service_id, hour, kind)
             busy = occupation.get(slot)
             if busy is None:
-                busy = occupation[slot] = self.expected_occupation(room.room_id, chosen.service_id, at, kind)
+                busy = occupation[slot] = self.expected_occupation(room.room_id, chosen.service_id, at, kind, hour)
             heapq.heappush(free_at, (at + busy, index))
 
+        fallback = self.closed_room_seconds + sum(result.values()) / max(len(result), 1)
         for item in waiting:  # no room can serve it: a long, honest guess rather than none
             if item.ticket_id not in result:
-                result[item.ticket_id] = self.closed_room_seconds + sum(result.values()) / max(len(result), 1)
+                result[item.ticket_id] = fallback
         return result

@@ -44,6 +44,10 @@ def run_comparison(names: list[str] | None, *, seed: int, train_days: int, days:
              "tuned: scenarios looked at while building the estimator; held-out: never tuned on."]
     for scenario in chosen:
         lines.append(f"  {scenario.name:<16} {'tuned' if scenario.tuned else 'held-out':<9} {scenario.description}")
+    lines.append("estimate() CPU time per call while scoring (median / p95 / max ms, largest queue):")
+    for result in results:
+        median, p95, most = result.estimate_cpu_ms
+        lines.append(f"  {result.scenario:<16} {median:.2f} / {p95:.2f} / {most:.2f} ms, {result.largest_queue} waiting")
     return "\n".join(lines)
 
 

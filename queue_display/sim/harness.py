@@ -9,10 +9,13 @@ online by definition and use the same day's history up to that moment.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
+from clinicall.settings import QueueSettings
 from queue_display.estimator import WaitEstimator
 from queue_display.ordering import order_waiting
 from queue_display.sim.baselines import LastEnteredService, QueueLength, RollingAverage, tickets_ahead
@@ -20,9 +23,8 @@ from queue_display.sim.clinic import ClinicDay, Entry
 from queue_display.sim.scenarios import Scenario
 
 PREDICTORS = ("clinicall", "rolling", "QL", "LES")
-DEFAULT_WEIGHTS = {"emergency": 100.0, "elderly": 20.0, "pregnant": 20.0, "disabled": 20.0, "booked": 10.0,
-                   "normal": 0.0}
-DEFAULT_STARVATION_MINUTES = 30.0
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(dict(QueueSettings().priority_weights))
+DEFAULT_STARVATION_MINUTES = float(QueueSettings().anti_starvation_minutes)
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
@@ -81,6 +83,8 @@ class Scorer:
     scoring: bool = False
     predictions: dict[int, dict[str, float]] = field(default_factory=dict)
     errors: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PREDICTORS})
+    estimate_cpu_ms: list[float] = field(default_factory=list)
+    largest_queue: int = 0
 
     def entered(self, day: ClinicDay, entry: Entry) -> None:
         if not self.scoring:
@@ -88,7 +92,10 @@ class Scorer:
         now = day.now_datetime()
         items = day.waiting_items()
         rooms = day.room_states()
+        started = time.thread_time()
         clinicall = self.estimator.estimate(now, items, rooms).get(entry.entry_id, 0.0)
+        self.estimate_cpu_ms.append((time.thread_time() - started) * 1000.0)
+        self.largest_queue = max(self.largest_queue, len(items))
         ordered = order_waiting(items, now, self.weights, self.starvation_minutes)
         ahead = tickets_ahead(ordered, entry.entry_id)
         self.predictions[entry.entry_id] = {
@@ -132,6 +139,8 @@ class ScenarioResult:
     predictions: int
     mae: dict[str, float]
     mse: dict[str, float]
+    estimate_cpu_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # median, 95th percentile, max
+    largest_queue: int = 0
 
 
 def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
@@ -153,7 +162,10 @@ def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
     count = len(scorer.errors["clinicall"])
     mae = {name: _mean(abs(e) for e in errs) for name, errs in scorer.errors.items()}
     mse = {name: _mean(e * e for e in errs) for name, errs in scorer.errors.items()}
-    return ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days, count, mae, mse)
+    cpu = sorted(scorer.estimate_cpu_ms) or [0.0]
+    timing = (cpu[len(cpu) // 2], cpu[int(len(cpu) * 0.95)], cpu[-1])
+    return ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days, count, mae, mse, timing,
+                          scorer.largest_queue)
 
 
 def _mean(values: Iterable[float]) -> float:
