@@ -58,3 +58,77 @@ async def test_admin_users_tokens_and_charts(live_server: Any, new_page: Any) ->
     assert any(t.startswith("Đặt lịch → đến khám") for t in titles)
     assert await page.locator("details table caption").count() >= len(titles)
     assert await audit(page) == []
+
+
+async def test_admin_catalogue_templates_statuses_and_audit(live_server: Any, new_page: Any) -> None:
+    page = await new_page("admin")
+    base = live_server.base_url
+    made = await live_server.api("POST", "/api/patients", json={"full_name": "Hoàng Văn Em", "phones": [{"number": "0911222333"}]})
+    patient_id = made["patient"]["id"]
+    await live_server.api("GET", f"/api/patients/{patient_id}", who="supervisor")  # a "view" in the audit trail
+
+    await open_admin(page, base, "services")
+    form = page.locator("form.panel")
+    await form.get_by_label("Tên (tiếng Việt)").fill("Siêu âm")
+    await form.get_by_label("Tên (tiếng Anh)").fill("Ultrasound")
+    await form.get_by_label("Ký hiệu số").fill("D")
+    await form.get_by_role("button", name="Thêm").click()
+    await page.get_by_role("cell", name="Siêu âm", exact=True).wait_for()
+    services = (await live_server.api("GET", "/api/services"))["services"]
+    ultrasound = next(s for s in services if s["prefix"] == "D")
+    assert ultrasound["names"] == {"vi": "Siêu âm", "en": "Ultrasound"}
+    assert await audit(page) == []
+
+    await open_admin(page, base, "rooms")
+    form = page.locator("form.panel")
+    await form.get_by_label("Loại phòng").select_option("imaging")
+    await form.get_by_label("Số phòng").fill("5")
+    await form.get_by_label("D · Siêu âm").check()
+    await form.get_by_label("Bác sĩ trực").fill("BS. Lan")
+    await form.get_by_role("button", name="Thêm").click()
+    await page.get_by_role("cell", name="BS. Lan").wait_for()
+    room = next(r for r in (await live_server.api("GET", "/api/rooms"))["rooms"] if r["number"] == 5)
+    assert room["kind"] == "imaging" and room["service_ids"] == [ultrasound["id"]]
+    # Edit in a dialog: close the room.
+    await page.get_by_role("button", name=f"Sửa {room['name']}").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_label("Đang mở").uncheck()
+    await dialog.get_by_role("button", name="Lưu").click()
+    await dialog.wait_for(state="hidden")
+    room = next(r for r in (await live_server.api("GET", "/api/rooms"))["rooms"] if r["number"] == 5)
+    assert room["open"] is False
+    assert await audit(page) == []
+
+    await open_admin(page, base, "templates")
+    form = page.locator("form.panel")
+    await form.get_by_label("Tên").fill("Nhắc lịch")
+    await form.get_by_label("Nội dung").fill("Chào {fullName}, mời {unknownThing} đến khám.")
+    await form.get_by_role("button", name="Thêm").click()
+    assert "unknownThing" in await form.get_by_role("alert").inner_text()
+    await form.get_by_label("Nội dung").fill("Chào {fullName}, mời anh/chị đến khám.")
+    await form.get_by_role("button", name="Thêm").click()
+    await page.get_by_role("cell", name="Nhắc lịch", exact=True).wait_for()
+    assert await audit(page) == []
+
+    await open_admin(page, base, "statuses")
+    form = page.locator("form.panel")
+    await form.get_by_label("Thuộc trạng thái").select_option(label="Chưa đặt lịch")
+    await form.get_by_label("Nhãn").fill("Hẹn gọi lại sau")
+    await form.get_by_role("button", name="Thêm").click()
+    await page.locator("section[data-status='Chưa đặt lịch']").get_by_role("cell", name="Hẹn gọi lại sau", exact=True).wait_for()
+    tree = (await live_server.api("GET", "/api/customer-statuses", who="agent"))["items"]
+    parent = next(s for s in tree if s["label"] == "Chưa đặt lịch")
+    assert "Hẹn gọi lại sau" in [d["label"] for d in parent["details"]]
+    assert await audit(page) == []
+
+    await open_admin(page, base, "audit")
+    await page.get_by_label("Mã bệnh nhân").fill(str(patient_id))
+    await page.get_by_role("button", name="Lọc").click()
+    results = page.locator("#audit-results")
+    await results.get_by_role("cell", name="view", exact=True).wait_for()
+    text = await results.inner_text()
+    assert "Supervisor" in text
+    await page.get_by_label("Người dùng").select_option(label="agent")
+    await page.get_by_role("button", name="Lọc").click()
+    await results.get_by_text("Không có dữ liệu.").wait_for()
+    assert await audit(page) == []
