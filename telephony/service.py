@@ -1,0 +1,188 @@
+"""Telephony operations (no HTTP): click-to-call, hang up, list calls, log an outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import select
+
+from clinicall.auth.service import Principal
+from clinicall.db import Database, utcnow
+from clinicall.problem import Problem, not_found
+from clinicall.settings import Settings, TelephonySettings
+from crm_bridge import service as crm
+from telephony.ami import AmiLink
+from telephony.calllog import CallLog
+from telephony.events import CALL_UPDATED, call_json, call_updated
+from telephony.models import Call
+from telephony.policy import dial_target
+from telephony.ratelimit import RateLimiter
+from telephony.wire import Header, UnsafeField, encode_action
+
+log = logging.getLogger(__name__)
+SAFE_EXTENSION = re.compile(r"^[0-9A-Za-z*#+_.]{1,40}$")
+
+
+def call_tag(call_id: int) -> str:
+    return f"clinicall-{call_id}"
+
+
+def recording_path(settings: TelephonySettings, call_id: int) -> str:
+    """The file name comes from the call id only."""
+    return str(PurePosixPath(settings.recording_dir) / f"{call_tag(call_id)}.wav")
+
+
+def originate_headers(settings: TelephonySettings, *, call_id: int, extension: str, exten: str,
+                      patient_id: int) -> list[Header]:
+    """The Originate for one click-to-call: the agent's phone first, then the patient's number."""
+    tag = call_tag(call_id)
+    return [
+        ("Action", "Originate"),
+        ("Channel", settings.agent_channel.replace("{ext}", extension)),
+        ("Context", settings.outbound_context),
+        ("Exten", exten),
+        ("Priority", "1"),
+        ("Timeout", str(settings.originate_timeout_ms)),
+        ("CallerID", settings.caller_id),
+        ("Async", "true"),
+        ("ChannelId", tag),
+        ("OtherChannelId", f"{tag}-2"),
+        ("ActionID", tag),
+        ("Variable", f"CLINICALL_CALL_ID={call_id}"),
+        ("Variable", f"PATIENT_ID={patient_id}"),
+    ]
+
+
+class Telephony:
+    """What the HTTP handlers need, bundled: database, bus, settings, the link, the call log."""
+
+    def __init__(self, db: Database, bus: Any, settings: Settings, link: AmiLink | None, calllog: CallLog,
+                 limiter: RateLimiter, metrics: Any = None) -> None:
+        self.db, self.bus, self.settings = db, bus, settings
+        self.tel = settings.telephony
+        self.link, self.calllog, self.limiter, self.metrics = link, calllog, limiter, metrics
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.clicks.labels(outcome).inc()
+
+    async def start_call(self, who: Principal, patient_id: int, phone_id: int) -> Call:
+        if not who.extension:
+            raise Problem(409, "No phone extension", "Your account has no phone extension; ask an admin to set it.")
+        if not SAFE_EXTENSION.match(who.extension):
+            raise UnsafeField("extension", "has characters a phone extension cannot have")
+        if not await crm.agent_may_access(self.db, who, patient_id):
+            raise Problem(403, "Not your patient", "You may only call your own or unassigned patients.")
+        phone = await crm.patient_phone(self.db, patient_id, phone_id)
+        if phone is None:
+            raise not_found("Phone", "This patient has no phone with that id; reload the patient's card.")
+        target = dial_target(phone.e164 or phone.raw, self.tel, self.settings.clinic.phone_region)
+        # Every field is checked before anything is written or sent (the id is digits only).
+        encode_action(originate_headers(self.tel, call_id=1, extension=who.extension, exten=target.exten,
+                                        patient_id=patient_id))
+        if self.tel.record_calls:
+            encode_action([("Action", "MixMonitor"), ("File", recording_path(self.tel, 1))])
+        link = self.link
+        if link is None or not link.ready:
+            self._count("unavailable")
+            state = "not configured" if link is None else link.state
+            raise Problem(503, "Phone system unavailable",
+                          f"Asterisk is not reachable ({state}); try again in a moment or call from your phone.")
+        self.limiter.check(who.user_id or 0)
+        async with self.db.transaction() as s:
+            call = Call(direction="outbound", state="dialing", agent_id=who.user_id, agent_extension=who.extension,
+                        patient_id=patient_id, phone_id=phone_id, number=target.e164, dialed=target.exten,
+                        dial_string=self.tel.agent_channel.replace("{ext}", who.extension), created_at=utcnow())
+            s.add(call)
+            await s.flush()
+            call.action_id = call.channel_id = call_tag(call.id)
+            call.recording_path = recording_path(self.tel, call.id) if self.tel.record_calls else None
+            await s.flush()
+            call_id = call.id
+            payload = call_updated(call)
+            row = call
+        self.calllog.register(row)
+        headers = originate_headers(self.tel, call_id=call_id, extension=who.extension, exten=target.exten,
+                                    patient_id=patient_id)
+        try:
+            link.send_own(headers, call_id=call_id, recording_path=row.recording_path)
+        except ConnectionError:
+            self._count("lost")
+            await self.calllog.originate_not_confirmed(call_id)
+            raise Problem(503, "Phone system unavailable",
+                          "The link to Asterisk dropped just now; the call was not placed. Try again.") from None
+        self._count("sent")
+        await self.bus.publish(CALL_UPDATED, payload)
+        await crm.record_access(self.db, who.user_id, patient_id, "call", f"call {call_id} to {target.e164}")
+        return row
+
+    async def get_call(self, who: Principal, call_id: int) -> Call:
+        async with self.db.session() as s:
+            call = await s.get(Call, call_id)
+        if call is None:
+            raise not_found("Call")
+        await self._may_see(who, call)
+        return call
+
+    async def _may_see(self, who: Principal, call: Call) -> None:
+        if who.has_any("supervisor") or call.agent_id == who.user_id:
+            return
+        if call.patient_id is not None and await crm.agent_may_access(self.db, who, call.patient_id):
+            return
+        raise Problem(403, "Not your call", "This call belongs to another agent's patient.")
+
+    async def hangup(self, who: Principal, call_id: int) -> Call:
+        call = await self.get_call(who, call_id)
+        if call.agent_id != who.user_id and not who.has_any("supervisor"):
+            raise Problem(403, "Not your call", "Only the agent on the call (or a supervisor) can hang it up.")
+        if call.state == "ended":
+            raise Problem(409, "Call already ended", "This call has already ended.")
+        link = self.link
+        if link is None or not link.ready:
+            raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.")
+        channel = call.agent_channel or call.channel_id or call_tag(call.id)
+        await self.calllog.hangup_requested(call.id)
+        try:
+            link.send_own([("Action", "Hangup"), ("Channel", channel), ("Cause", "16"),
+                           ("ActionID", f"{call_tag(call.id)}-hangup")], call_id=call.id)
+        except ConnectionError:
+            raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.") from None
+        return await self.get_call(who, call_id)
+
+    async def list_calls(self, who: Principal, patient_id: int | None, agent_id: int | None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        if patient_id is None and agent_id is None:
+            agent_id = who.user_id
+        if patient_id is not None and not await crm.agent_may_access(self.db, who, patient_id):
+            raise Problem(403, "Not your patient", "You may only see calls of your own or unassigned patients.")
+        if agent_id is not None and agent_id != who.user_id and not who.has_any("supervisor") and patient_id is None:
+            raise Problem(403, "Not allowed", "Only supervisors see other agents' calls.")
+        query = select(Call).order_by(Call.created_at.desc(), Call.id.desc()).limit(limit)
+        if patient_id is not None:
+            query = query.where(Call.patient_id == patient_id)
+        if agent_id is not None:
+            query = query.where(Call.agent_id == agent_id)
+        async with self.db.session() as s:
+            calls = list((await s.scalars(query)).all())
+        notes = await crm.notes_for_calls(self.db, [c.id for c in calls])
+        return [call_json(c) | {"outcome": notes.get(c.id)} for c in calls]
+
+    async def record_outcome(self, who: Principal, call_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        call = await self.get_call(who, call_id)
+        if call.patient_id is None:
+            raise Problem(409, "No patient on this call",
+                          "This call is not linked to a patient yet; open or create the patient's card first.")
+        if call.agent_id not in (None, who.user_id) and not who.has_any("supervisor"):
+            raise Problem(403, "Not your call", "Only the agent who made the call can log its outcome.")
+        note_id = await crm.add_care_note(self.db, patient_id=call.patient_id, author_id=who.user_id or 0,
+                                          call_id=call.id, **fields)
+        notes = await crm.notes_for_calls(self.db, [call.id])
+        return {"note_id": note_id, "call": call_json(call) | {"outcome": notes.get(call.id)}}
+
+
+def parse_date(value: Any) -> dt.date | None:
+    return value if isinstance(value, dt.date) or value is None else dt.date.fromisoformat(str(value))
