@@ -103,6 +103,10 @@ async def add_care_note(db: Database, *, patient_id: int, author_id: int, call_i
                         reached: bool | None = None) -> int:
     """Record one contact with a patient; returns the note id. Validates everything before writing."""
     note = clean_text(note or "", "note", MAX_NOTE, multiline=True)
+    if customer_status is not None:
+        customer_status = clean_text(customer_status, "customer_status", 120)
+    if detail_status is not None:
+        detail_status = clean_text(detail_status, "detail_status", 120)
     for value, field in ((callback_date, "callback_date"), (booking_date, "booking_date"),
                          (arrival_date, "arrival_date")):
         check_date(value, field)

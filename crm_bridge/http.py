@@ -27,6 +27,13 @@ ANY_STAFF = ("agent", "supervisor", "reception", "doctor")
 MAX_PAGE = 500
 
 
+def no_nulls(body: BaseModel, *fields: str) -> None:
+    """A PATCH may leave a field out, but not send null for a field that cannot be empty."""
+    for field in fields:
+        if field in body.model_fields_set and getattr(body, field) is None:
+            raise Problem(422, "Invalid input", f"{field} cannot be null; leave it out to keep the current value.")
+
+
 def manager(who: Principal) -> bool:
     return who.has_any("supervisor")
 
@@ -130,6 +137,7 @@ async def patch_patient(request: web.Request) -> web.Response:
     who = require(request, *STAFF)
     patient_id = int_param(request, "id")
     patch = await parse_body(request, records.PatientPatch)
+    no_nulls(patch, "full_name", "care_status")
     await checked_access(request, who, patient_id, write=True)
     db = request.app[DB_KEY]
     changed = await records.update_patient(db, patient_id, patch, who.user_id)
@@ -237,6 +245,7 @@ async def patch_status(request: web.Request) -> web.Response:
     require(request, "admin")
     status_id = int_param(request, "id")
     body = await parse_body(request, StatusPatch)
+    no_nulls(body, "label", "active", "not_reached", "position")
     row = await statuses.update_status(request.app[DB_KEY], status_id, body.model_dump(exclude_unset=True))
     return web.json_response(row)
 
@@ -391,6 +400,7 @@ async def patch_followup(request: web.Request) -> web.Response:
     who = require(request, *STAFF)
     followup_id = int_param(request, "id")
     body = await parse_body(request, FollowUpPatch)
+    no_nulls(body, "method", "theme", "due_date", "status")
     db = request.app[DB_KEY]
     row = await followups.get_followup(db, followup_id)
     if not manager(who):
@@ -501,6 +511,7 @@ async def patch_template(request: web.Request) -> web.Response:
     who = require(request, "supervisor")
     template_id = int_param(request, "id")
     body = await parse_body(request, TemplatePatch)
+    no_nulls(body, "name", "body", "channel")
     row = await templates.save_template(request.app[DB_KEY], template_id, name=body.name, body=body.body,
                                         channel=body.channel, user_id=who.user_id)  # type: ignore[arg-type]
     return web.json_response(row)
@@ -536,12 +547,16 @@ async def import_patients(request: web.Request) -> web.Response:
     mapping_text = request.query.get("mapping")
     if request.content_type == "multipart/form-data":
         data = None
-        reader = await request.multipart()
-        async for part in reader:
-            if part.name == "file":
-                data = await part.read(decode=False)  # type: ignore[union-attr]
-            elif part.name == "mapping":
-                mapping_text = (await part.text())[:10000]  # type: ignore[union-attr]
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if part.name == "file":
+                    data = await part.read(decode=False)  # type: ignore[union-attr]
+                elif part.name == "mapping":
+                    mapping_text = (await part.text())[:10000]  # type: ignore[union-attr]
+        except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, AttributeError) as exc:
+            raise Problem(400, "Malformed form", f"The multipart body cannot be read ({exc}); "
+                                                "send the CSV as form field 'file'.") from None
         if data is None:
             raise Problem(422, "File missing", "Send the CSV in a form field named 'file'.")
     elif request.content_type in ("text/csv", "text/plain", "application/csv"):
@@ -587,6 +602,8 @@ def as_utc(text: str | None, request: web.Request, end: bool, name: str) -> dt.d
 async def list_audit(request: web.Request) -> web.Response:
     require(request, "admin")
     query = parse_query(request, AuditQuery)
+    if query.action is not None and has_control(query.action):
+        raise Problem(422, "Invalid action", "action contains control characters.")
     items = await audit.list_audit(request.app[DB_KEY], patient_id=query.patient_id, user_id=query.user_id,
                                    since=as_utc(query.start, request, False, "from"),
                                    until=as_utc(query.end, request, True, "to"),
