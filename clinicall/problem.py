@@ -62,6 +62,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Problem(400, "Malformed JSON", f"The body is not valid UTF-8 JSON ({exc}); fix it and send again.") from None
+    except RecursionError:
+        raise Problem(400, "Malformed JSON", "The JSON body is nested too deeply; send a flat object.") from None
 
 
 async def parse_body(request: web.Request, model: type[T]) -> T:
