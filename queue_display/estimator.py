@@ -110,9 +110,9 @@ class _ExpectedArrivals:
     them: one ticket of a class wherever its cumulative expected count crosses k + 1/2."""
 
     def __init__(self, classes: list[tuple[int, str, bool, dict[int, float]]], now: dt.datetime,
-                 tz: ZoneInfo, horizon_seconds: float) -> None:
+                 tz: ZoneInfo, horizon_seconds: float, first_threshold: float = 0.5) -> None:
         self.classes = classes
-        self.progress = [[0.0, 0.5] for _ in classes]  # expected so far, next threshold
+        self.progress = [[0.0, first_threshold] for _ in classes]  # expected so far, next threshold
         self.start = now.timestamp()
         local = now.astimezone(tz)
         self.hour_start = self.start - (local.minute * 60 + local.second + local.microsecond / 1e6)
@@ -189,7 +189,8 @@ class WaitEstimator:
                  default_service_seconds: float = 600.0, default_sigma: float = 0.5,
                  half_life_days: float = 28.0, kappa: float = 5.0, nu: float = 10.0,
                  no_show_seconds: float = 150.0, closed_room_seconds: float = 1200.0,
-                 arrival_horizon_seconds: float = 4 * 3600.0, exact_policy: bool = False) -> None:
+                 arrival_horizon_seconds: float = 4 * 3600.0, exact_policy: bool = False,
+                 arrival_threshold: float = 0.5) -> None:
         self.tz = tz
         self.weights = dict(weights)
         self.starvation_minutes = float(starvation_minutes)
@@ -200,6 +201,7 @@ class WaitEstimator:
         self.default_no_show_seconds = no_show_seconds
         self.closed_room_seconds = closed_room_seconds
         self.arrival_horizon_seconds = arrival_horizon_seconds
+        self.arrival_threshold = arrival_threshold  # a stand-in where the expected count crosses k + this
         self.exact_policy = exact_policy  # choose through ordering.next_for_room itself (slower, same result)
         self._origin: float | None = None  # epoch seconds of the first observation (weight 1)
         self._newest_weight = 1.0
@@ -442,7 +444,7 @@ class WaitEstimator:
                 probe = QueueItem(0, service_id, priority, now, returning)
                 if head_start_minutes(probe, self.weights) > min_head_start:
                     classes.append((service_id, priority, returning, by_hour))
-        return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds)
+        return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds, self.arrival_threshold)
 
     def _choose_exact(self, keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
                       room: RoomState, at: float) -> QueueItem | None:

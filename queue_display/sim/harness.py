@@ -85,10 +85,36 @@ class Scorer:
     errors: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PREDICTORS})
     estimate_cpu_ms: list[float] = field(default_factory=list)
     largest_queue: int = 0
+    every_change: bool = False  # also predict every waiting ticket's remaining wait at every queue change
+    snapshots: dict[int, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)
+    change_errors: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PREDICTORS})
+
+    def _snapshot(self, day: ClinicDay) -> None:
+        """Remaining-wait predictions for every waiting ticket now (rolling and LES: their wait minus the
+        time already waited, at least 0)."""
+        if not day.waiting:
+            return
+        now = day.now_datetime()
+        items = day.waiting_items()
+        rooms = day.room_states()
+        estimates = self.estimator.estimate(now, items, rooms)
+        ahead_by_service: dict[int, int] = {}
+        for item in order_waiting(items, now, self.weights, self.starvation_minutes):
+            ahead = ahead_by_service.get(item.service_id, 0)
+            ahead_by_service[item.service_id] = ahead + 1
+            waited = day.now - day.waiting[item.ticket_id].enqueued
+            self.snapshots.setdefault(item.ticket_id, []).append((day.now, {
+                "clinicall": estimates.get(item.ticket_id, 0.0),
+                "rolling": max(self.rolling.predict(item.service_id) - waited, 0.0),
+                "QL": self.ql.predict(item.service_id, ahead, rooms),
+                "LES": max(self.les.predict(item.service_id) - waited, 0.0),
+            }))
 
     def entered(self, day: ClinicDay, entry: Entry) -> None:
         if not self.scoring:
             return
+        if self.every_change:
+            self._snapshot(day)
         now = day.now_datetime()
         items = day.waiting_items()
         rooms = day.room_states()
@@ -114,6 +140,11 @@ class Scorer:
         if predicted is not None:
             for name, value in predicted.items():
                 self.errors[name].append((value - wait) / 60.0)
+        for at, values in self.snapshots.pop(entry.entry_id, ()):
+            for name, value in values.items():
+                self.change_errors[name].append((value - (entry.called - at)) / 60.0)
+        if self.scoring and self.every_change:
+            self._snapshot(day)
 
     def served(self, room_id: int, service_id: int, started: float, ended: float, entry: Entry) -> None:
         self.ql.record_completion(service_id, ended)
@@ -126,6 +157,7 @@ class Scorer:
 
     def end_of_day(self) -> None:
         self.predictions.clear()  # tickets never called before closing are not scored
+        self.snapshots.clear()
         self.ql.new_day()
 
 
@@ -141,16 +173,17 @@ class ScenarioResult:
     mse: dict[str, float]
     estimate_cpu_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # median, 95th percentile, max
     largest_queue: int = 0
+    changes: ScenarioResult | None = None  # the same, predicting at every queue change
 
 
 def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
              weights: Mapping[str, float] = DEFAULT_WEIGHTS,
              starvation_minutes: float = DEFAULT_STARVATION_MINUTES,
-             on_day: Callable[[], None] | None = None) -> ScenarioResult:
+             on_day: Callable[[], None] | None = None, every_change: bool = False) -> ScenarioResult:
     """Warm the estimator on `train_days` days, then score `days` further days of `scenario`."""
     estimator = WaitEstimator(ZONE, weights, starvation_minutes)
     feed = EstimatorFeed(estimator)
-    scorer = Scorer(estimator, weights, starvation_minutes)
+    scorer = Scorer(estimator, weights, starvation_minutes, every_change=every_change)
     for day_index in range(train_days + days):
         scorer.scoring = day_index >= train_days
         feed.hold = scorer.scoring
@@ -159,13 +192,20 @@ def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
         feed.flush()
         if on_day is not None:
             on_day()
-    count = len(scorer.errors["clinicall"])
-    mae = {name: _mean(abs(e) for e in errs) for name, errs in scorer.errors.items()}
-    mse = {name: _mean(e * e for e in errs) for name, errs in scorer.errors.items()}
     cpu = sorted(scorer.estimate_cpu_ms) or [0.0]
     timing = (cpu[len(cpu) // 2], cpu[int(len(cpu) * 0.95)], cpu[-1])
-    return ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days, count, mae, mse, timing,
-                          scorer.largest_queue)
+    changes = None
+    if every_change:
+        changes = ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days,
+                                 len(scorer.change_errors["clinicall"]), *_scores(scorer.change_errors))
+    return ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days, len(scorer.errors["clinicall"]),
+                          *_scores(scorer.errors), timing, scorer.largest_queue, changes)
+
+
+def _scores(errors: Mapping[str, list[float]]) -> tuple[dict[str, float], dict[str, float]]:
+    mae = {name: _mean(abs(e) for e in errs) for name, errs in errors.items()}
+    mse = {name: _mean(e * e for e in errs) for name, errs in errors.items()}
+    return mae, mse
 
 
 def _mean(values: Iterable[float]) -> float:

@@ -52,11 +52,13 @@ def test_scenario_families_include_held_out_ones() -> None:
 
 
 def test_estimator_beats_every_baseline_on_a_seeded_small_clinic() -> None:
-    result = evaluate(scenario("small"), seed=3, train_days=4, days=3)
+    result = evaluate(scenario("small"), seed=3, train_days=4, days=3, every_change=True)
     assert result.predictions > 200
-    for baseline in ("rolling", "QL", "LES"):
-        assert result.mae["clinicall"] < result.mae[baseline], (baseline, result.mae)
-        assert result.mse["clinicall"] < result.mse[baseline], (baseline, result.mse)
+    assert result.changes is not None and result.changes.predictions > result.predictions
+    for scored in (result, result.changes):  # at issue, and every waiting ticket at every queue change
+        for baseline in ("rolling", "QL", "LES"):
+            assert scored.mae["clinicall"] < scored.mae[baseline], (baseline, scored.mae)
+            assert scored.mse["clinicall"] < scored.mse[baseline], (baseline, scored.mse)
 
 
 def test_comparison_table_names_the_sets() -> None:
