@@ -10,26 +10,34 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-function niceMax(value) {
-  if (value <= 0) return 1;
-  const p = 10 ** Math.floor(Math.log10(value));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= value) return m * p;
-  return 10 * p;
+// The axis top: four equal steps of 1, 2 or 5 times a power of ten (whole numbers for counts).
+function niceMax(value, ticks = 4) {
+  if (value <= 0) return ticks;
+  const raw = value / ticks;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return Math.max(1, m * p) * ticks;
+  return 10 * p * ticks;
 }
+
+function shorten(text, max) { return text.length > max ? text.slice(0, max - 1) + "…" : text; }
 
 let counter = 0;
 
 // Grouped (or stacked) vertical bars. series: [{name, values: [number per label]}].
 export function barChart({title, description = "", labels, series, stacked = false, unit = "", format = (v) => String(v), minMax = unit === "%" ? 100 : 4}) {
   const id = `chart-${++counter}`;
-  const width = Math.max(360, 60 + labels.length * (stacked ? 40 : 18 * series.length + 14));
-  const height = 260;
-  const pad = {l: 48, r: 12, t: 16, b: 64};
+  const longest = Math.max(0, ...labels.map((l) => String(l).length));
+  const rotate = labels.length > 8 || longest > 14;
+  const slotMin = Math.max(stacked ? 40 : 18 * series.length + 14, rotate ? 34 : Math.min(160, longest * 7.5 + 12));
+  const width = Math.max(480, 60 + labels.length * slotMin);
+  const height = rotate ? 300 : 260;
+  const pad = {l: 48, r: 12, t: 16, b: rotate ? 104 : 48};
   const plotW = width - pad.l - pad.r;
   const plotH = height - pad.t - pad.b;
   const totals = labels.map((_, i) => stacked ? series.reduce((s, x) => s + (Number(x.values[i]) || 0), 0)
     : Math.max(0, ...series.map((x) => Number(x.values[i]) || 0)));
-  const max = Math.max(minMax, niceMax(Math.max(0, ...totals)));
+  const top = Math.max(0, ...totals);
+  const max = unit === "%" && top <= 100 ? 100 : Math.max(minMax, niceMax(top));
   const root = svg("svg", {viewBox: `0 0 ${width} ${height}`, width, height, role: "img", class: "chart",
     "aria-labelledby": `${id}-t ${id}-d`});
   root.append(svg("title", {id: `${id}-t`}, title), svg("desc", {id: `${id}-d`}, description || title));
@@ -54,8 +62,11 @@ export function barChart({title, description = "", labels, series, stacked = fal
       rect.append(svg("title", {}, `${label} · ${s.name}: ${format(v)}${unit}`));
       root.append(rect);
     });
-    root.append(svg("text", {x: x0 + slot / 2, y: height - pad.b + 16, "text-anchor": "middle",
-      transform: labels.length > 8 ? `rotate(35 ${x0 + slot / 2} ${height - pad.b + 16})` : ""}, label));
+    const tick = svg("text", rotate
+      ? {x: x0 + slot / 2, y: height - pad.b + 14, "text-anchor": "end", transform: `rotate(-40 ${x0 + slot / 2} ${height - pad.b + 14})`}
+      : {x: x0 + slot / 2, y: height - pad.b + 18, "text-anchor": "middle"}, shorten(String(label), 18));
+    tick.append(svg("title", {}, String(label)));
+    root.append(tick);
   });
   root.append(svg("line", {x1: pad.l, x2: width - pad.r, y1: pad.t + plotH, y2: pad.t + plotH, stroke: "#111"}));
   return wrap(root, title, labels, series, unit, format);
