@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ class Speaker:
     played: list[Path] = field(default_factory=list)  # files written with out_dir
     plays: int = 0  # announcements played or written
     connected: asyncio.Event = field(default_factory=asyncio.Event)
-    _queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    _queue: asyncio.Queue[tuple[float, dict[str, Any]]] = field(default_factory=asyncio.Queue)
     _seen: deque[str] = field(default_factory=lambda: deque(maxlen=500))
     _count: int = 0
 
@@ -118,22 +119,14 @@ class Speaker:
         if event_id in self._seen:
             return
         self._seen.append(event_id)
-        self._queue.put_nowait(data)
-
-    def _too_old(self, data: dict[str, Any]) -> bool:
-        try:
-            at = dt.datetime.fromisoformat(str(data.get("at")))
-        except ValueError:
-            return False
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=dt.UTC)
-        return (dt.datetime.now(dt.UTC) - at).total_seconds() > self.max_age_seconds
+        self._queue.put_nowait((time.monotonic(), data))
 
     async def _play_loop(self, http: aiohttp.ClientSession) -> None:
         while True:
-            data = await self._queue.get()
+            received, data = await self._queue.get()
             try:
-                if self._too_old(data):
+                if time.monotonic() - received > self.max_age_seconds:
+                    # waited too long behind others (e.g. a stuck player): the patient has long gone in
                     log.info("skipped the stale announcement of %s", data.get("number"))
                     continue
                 audio = await self._fetch(http, data["audio_url"])

@@ -50,10 +50,11 @@ class GttsEngine:
     name = "gtts"
     online = True
 
-    def __init__(self, endpoint: str, timeout_seconds: float) -> None:
+    def __init__(self, endpoint: str, timeout_seconds: float, decoder: list[str] | None | bool = False) -> None:
+        """`decoder`: the MP3 decoder command prefix (["ffmpeg"] or ["sox"]); False looks it up on first use."""
         self.endpoint = endpoint
         self.timeout_seconds = timeout_seconds
-        self._decoder: list[str] | None | bool = False  # False: not looked up yet
+        self._decoder = decoder
 
     def voice(self, lang: str) -> str | None:
         return GTTS_LANGS.get(lang)
