@@ -108,3 +108,27 @@ async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: 
     await outcome.wait_for(timeout=25000)
     assert "Võ Minh Khang" in await outcome.locator("#outcome-context").inner_text()
     await page.keyboard.press("Escape")
+
+
+async def test_hang_up_unanswered_call_then_not_reached_worklist(live_server: Any, new_page: Any) -> None:
+    made = await live_server.api("POST", "/api/patients", json={
+        "full_name": "Đặng Thu Hà", "assigned_agent_id": live_server.ids["agent"], "phones": [{"number": "0903000003"}]})
+    patient_id = made["patient"]["id"]
+    page = await agent_console(new_page, live_server, f"#patient={patient_id}")
+    assert await page.locator("[data-count=not_reached]").inner_text() == "0"
+    await page.get_by_role("button", name="Gọi số 0903000003").click()
+    await page.locator("#call-state[data-state='ringing']").wait_for(timeout=15000)
+    await page.get_by_role("button", name="Gác máy").click()
+    dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
+    await dialog.wait_for(timeout=15000)
+    assert await page.locator("#call-state").get_attribute("data-state") == "ended"
+    await dialog.get_by_label("Trạng thái khách hàng").select_option("Không liên lạc được")
+    await dialog.get_by_label("Chi tiết").select_option("Không nghe máy")
+    await dialog.get_by_role("button", name="Lưu").click()
+    await dialog.wait_for(state="hidden")
+    await page.locator("[data-count=not_reached]").filter(has_text="1").wait_for()
+    call = (await live_server.api("GET", f"/api/calls?patient_id={patient_id}", who="agent"))["calls"][0]
+    assert call["state"] == "ended" and call["disposition"] in ("cancelled", "no_answer")
+    assert call["outcome"]["customer_status"] == "Không liên lạc được"
+    row = page.locator(f"#card-calls tr[data-call='{call['id']}']")
+    assert ("Đã huỷ" if call["disposition"] == "cancelled" else "Không nghe máy") in await row.inner_text()
