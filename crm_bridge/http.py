@@ -43,7 +43,7 @@ def agent_scope(who: Principal) -> int | None:
 
 
 def today(request: web.Request) -> dt.date:
-    return dt.datetime.now(request.app[SETTINGS_KEY].clinic.zone()).date()
+    return worklists.clinic_today(request.app[SETTINGS_KEY].clinic.zone())
 
 
 def region(request: web.Request) -> str:

@@ -143,15 +143,16 @@ def read_records(text: str, mapping: dict[str, str] | None
 
     def records() -> Iterator[tuple[int, list[str]]]:
         while True:
+            start = reader.line_num + 1  # a quoted field may span lines: report where the record starts
             try:
                 record = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield reader.line_num, [f"\x00csv error: {exc}"]
+                yield start, [f"\x00csv error: {exc}"]
                 continue
             if record and any(cell.strip() for cell in record):
-                yield reader.line_num, record if len(record) == len(header) else [f"\x00{len(record)} columns"]
+                yield start, record if len(record) == len(header) else [f"\x00{len(record)} columns"]
 
     return columns, len(header), records()
 
@@ -161,7 +162,7 @@ def parse_row(line: int, record: list[str], columns: dict[int, str], width: int,
     if record and record[0].startswith("\x00"):
         return (f"the row has {record[0][1:].split()[0]} fields but the header has {width}"
                 if "columns" in record[0] else record[0][1:])
-    raw = {target: record[i].strip() for i, target in columns.items()}
+    raw = {target: record[i].replace("\r\n", "\n").strip() for i, target in columns.items()}
     for name, value in raw.items():
         if any(ord(ch) < 32 and ch not in "\t\n" for ch in value):
             return f"{name} contains control characters"

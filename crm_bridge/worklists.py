@@ -25,6 +25,11 @@ from crm_bridge.patients import patients_json
 KINDS = ("due_today", "overdue", "not_reached", "new", "unassigned")
 
 
+def clinic_today(zone: ZoneInfo, now: dt.datetime | None = None) -> dt.date:
+    """The clinic's local date at `now` (default: this instant)."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(zone).date()
+
+
 def local_day_start(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0, 0), zone).astimezone(dt.UTC)
 
