@@ -4,11 +4,16 @@ and the speaker client."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 
 async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -16,7 +21,7 @@ async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
     from audio.events import CONSUMES
     from audio.keys import ANNOUNCER_KEY
     from audio.paging import Pager
-    from audio.service import make_builder, make_renderer
+    from audio.service import clips_dir, make_builder, make_renderer
     from clinicall.keys import BUS_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY
 
     audio = app[SETTINGS_KEY].audio
@@ -38,12 +43,23 @@ async def audio_ctx(app: web.Application) -> AsyncIterator[None]:
                            "skipped": announcer.pager.skipped} if announcer.pager else None}
 
     app[HEALTH_KEY]["audio"] = health
+    app[TASKS_KEY].spawn(prune_clips_hourly(clips_dir(audio), audio.clip_keep_hours * 3600), name="audio-prune-clips")
     yield
     for stop in unsubscribe:
         stop()
     workers.shutdown(wait=False, cancel_futures=True)
     pieces.shutdown(wait=False, cancel_futures=True)
     background.shutdown(wait=False, cancel_futures=True)
+
+
+async def prune_clips_hourly(folder: Path, keep_seconds: float) -> None:
+    from audio.announcement import prune_clips
+
+    while True:
+        removed = await asyncio.to_thread(prune_clips, folder, keep_seconds)
+        if removed:
+            log.info("deleted %d announcement clip(s) unused for %.0f h", removed, keep_seconds / 3600)
+        await asyncio.sleep(3600)
 
 
 def setup(app: web.Application) -> None:

@@ -3,10 +3,13 @@ by the hash of what they contain, so the same call twice is a file that already 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -51,6 +54,24 @@ class Announcement:
     @property
     def url(self) -> str:
         return f"/audio/clips/{self.name}.wav"
+
+
+def prune_clips(clips_dir: Path, keep_seconds: float, now: float | None = None) -> int:
+    """Delete clips not used for `keep_seconds` (and stray temporary files); returns how many."""
+    cutoff = (now if now is not None else time.time()) - keep_seconds
+    removed = 0
+    try:
+        entries = list(os.scandir(clips_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_file() and entry.name.endswith(".wav") and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def clip_path(clips_dir: Path, name: str) -> Path | None:
@@ -118,7 +139,10 @@ class AnnouncementBuilder:
         name = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
         path = self.clips_dir / f"{name}.wav"
         reused = path.is_file()
-        if not reused:
+        if reused:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: kept by prune_clips
+        else:
             write_frames(path, self._frames(spoken))
         return Announcement(
             name=name, path=path, texts=texts, languages=[lang for lang, _ in spoken],
@@ -138,8 +162,8 @@ class AnnouncementBuilder:
                 if number:
                     voice.append(silence(SEGMENT_GAP_SECONDS))
                 voice.append(read_frames(speech.path))
-        for time in range(self.sound.repeat if voice else 0):
-            if time:
+        for round_number in range(self.sound.repeat if voice else 0):
+            if round_number:
                 frames.append(silence(self.sound.gap_seconds))
             frames += voice
         return frames

@@ -161,6 +161,7 @@ class AudioSettings(BaseModel):
     paging_sound_dir: str = Field("/var/lib/asterisk/sounds/clinicall",
                                   description="Where 8 kHz copies of the clips are written for Asterisk's Playback")
     paging_caller_id: str = "Clinicall <0>"
+    clip_keep_hours: float = Field(48.0, ge=1, le=24 * 365, description="Announcement clips unused this long are deleted (they are re-made from the speech cache)")
 
     @field_validator("paging_channel", "paging_sound_dir", "paging_caller_id")
     @classmethod

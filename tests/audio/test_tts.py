@@ -197,3 +197,21 @@ def test_a_language_no_engine_can_say_is_left_out(tmp_path: Path) -> None:
 def test_clip_names_cannot_escape(tmp_path: Path, name: str) -> None:
     assert clip_path(tmp_path, name) is None
     assert clip_path(tmp_path, "0" * 64) == tmp_path / f"{'0' * 64}.wav"
+
+
+def test_unused_clips_are_pruned_and_reused_ones_kept(audio_settings: Callable[..., AudioSettings]) -> None:
+    import os
+
+    from audio.announcement import prune_clips
+
+    audio = audio_settings(languages=["vi"], chime=False)
+    builder = make_builder(audio, make_renderer(audio))
+    old = builder.build("A001", ROOM)
+    kept = builder.build("A002", ROOM)
+    os.utime(old.path, (1, 1))
+    os.utime(kept.path, (1, 1))
+    assert builder.build("A002", ROOM).reused  # reuse marks it as used now
+    assert prune_clips(old.path.parent, keep_seconds=3600) == 1
+    assert not old.path.exists() and kept.path.exists()
+    assert builder.build("A001", ROOM).path == old.path and old.path.exists()  # re-made from the cache
+    assert prune_clips(old.path.parent / "missing", 1) == 0
