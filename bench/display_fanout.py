@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime
 import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +74,10 @@ async def serve(directory: str, port: int) -> None:
 
 class Screens:
     def __init__(self) -> None:
-        self.received: dict[int, list[float]] = {}  # ticket id -> arrival times
+        self.received: dict[int, list[float]] = {}  # ticket id -> arrival times (perf_counter)
+        self.fanout: dict[int, list[float]] = {}  # ticket id -> seconds from the event's publication to arrival
         self.snapshots = 0
+        self.progress = asyncio.Event()  # set whenever a counted frame arrives
         self.sockets: list[aiohttp.ClientWebSocketResponse] = []
 
     async def reader(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -81,12 +85,24 @@ class Screens:
             if message.type != aiohttp.WSMsgType.TEXT:
                 break
             now = time.perf_counter()
+            wall = time.time()
             raw = message.data
             if raw.startswith('{"type": "ticket.called"'):
-                ticket_id = json.loads(raw)["data"]["ticket"]["id"]
+                frame = json.loads(raw)
+                ticket_id = frame["data"]["ticket"]["id"]
                 self.received.setdefault(ticket_id, []).append(now)
+                published = datetime.datetime.fromisoformat(frame["at"]).timestamp()
+                self.fanout.setdefault(ticket_id, []).append(wall - published)
+                self.progress.set()
             elif raw.startswith('{"type": "snapshot"'):
                 self.snapshots += 1
+                self.progress.set()
+
+    async def until(self, done: Callable[[], bool], seconds: float) -> None:
+        async with asyncio.timeout(seconds):
+            while not done():
+                await self.progress.wait()
+                self.progress.clear()
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -100,11 +116,12 @@ async def run(args: argparse.Namespace) -> None:
     from tests.servers import free_port
 
     port = free_port()
-    child = subprocess.Popen([sys.executable, __file__, "--serve", directory, "--port", str(port)],
-                             stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = await asyncio.create_subprocess_exec(sys.executable, __file__, "--serve", directory, "--port", str(port),
+                                                 stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+                                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert child.stdout is not None
-        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
+        line = await child.stdout.readline()
         secrets = json.loads(line)
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {secrets['token']}"}
@@ -119,7 +136,7 @@ async def run(args: argparse.Namespace) -> None:
             service_id = (service.get("service") or service)["id"]
             room = await post("/api/rooms", {"kind": "consult", "number": 1, "service_ids": [service_id]})
             room_id = (room.get("room") or room)["id"]
-            for _ in range(args.calls):
+            for _ in range(args.calls + args.warmup):
                 await post("/api/tickets", {"service_id": service_id})
 
             process = psutil.Process(child.pid)
@@ -135,25 +152,29 @@ async def run(args: argparse.Namespace) -> None:
                                                 for i in range(batch, min(batch + 100, args.screens))))
                 screens.sockets.extend(opened)
                 readers.extend(asyncio.create_task(screens.reader(ws)) for ws in opened)
-            while screens.snapshots < args.screens:
-                await asyncio.sleep(0.05)
+            await screens.until(lambda: screens.snapshots >= args.screens, 120)
             connect_seconds = time.perf_counter() - started
             await asyncio.sleep(1.0)
             rss_after = process.memory_info().rss
 
             latencies: list[float] = []
+            fanout: list[float] = []
             to_all: list[float] = []
-            for _ in range(args.calls):
+            http_times: list[float] = []
+            for call in range(args.calls + args.warmup):
                 sent = time.perf_counter()
                 called = await post(f"/api/rooms/{room_id}/call-next", {})
+                answered = time.perf_counter()
                 ticket_id = (called.get("ticket") or called)["id"]
-                deadline = time.perf_counter() + 30
-                while len(screens.received.get(ticket_id, [])) < args.screens and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.002)
+                with contextlib.suppress(TimeoutError):
+                    await screens.until(lambda: len(screens.received.get(ticket_id, [])) >= args.screens, 30)  # noqa: B023
                 arrivals = screens.received.get(ticket_id, [])
                 assert len(arrivals) == args.screens, f"only {len(arrivals)} of {args.screens} screens got {ticket_id}"
-                latencies.extend(at - sent for at in arrivals)
-                to_all.append(max(arrivals) - sent)
+                if call >= args.warmup:
+                    latencies.extend(at - sent for at in arrivals)
+                    fanout.extend(screens.fanout[ticket_id])
+                    to_all.append(max(arrivals) - sent)
+                    http_times.append(answered - sent)
                 await asyncio.sleep(args.pause)
 
             for ws in screens.sockets:
@@ -165,22 +186,27 @@ async def run(args: argparse.Namespace) -> None:
                 await session.close()
 
         ms = [x * 1000 for x in latencies]
+        hub_ms = [x * 1000 for x in fanout]
         print(f"screens: {args.screens} connected in {connect_seconds:.2f} s (all snapshots received)")
         print(f"call-next -> screen received ({args.calls} calls x {args.screens} screens = {len(ms)} frames): "
               f"p50 {percentile(ms, 0.50):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms")
+        print(f"event published on the bus -> screen received: p50 {percentile(hub_ms, 0.50):.1f} ms, "
+              f"p99 {percentile(hub_ms, 0.99):.1f} ms (the hub's own share)")
+        print(f"POST call-next answered: median {statistics.median(http_times) * 1000:.1f} ms")
         print(f"call-next -> last screen received: median {statistics.median(to_all) * 1000:.1f} ms, "
               f"worst {max(to_all) * 1000:.1f} ms")
         print(f"server RSS: {rss_before / 2**20:.1f} MiB before, {rss_after / 2**20:.1f} MiB with screens; "
               f"{(rss_after - rss_before) / args.screens / 1024:.1f} KiB per connected screen")
     finally:
         child.terminate()
-        child.wait(timeout=10)
+        await child.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--screens", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2, help="call-nexts made first and not counted")
     parser.add_argument("--sessions", type=int, default=10, help="aiohttp client sessions the screens are spread over")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between call-nexts")
     parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)

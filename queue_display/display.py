@@ -187,7 +187,7 @@ def room_services_of(snapshot: Mapping[str, Any]) -> dict[int, frozenset[int]]:
 class Screen:
     """One connected screen: its filter and a bounded queue of frames its own sender drains."""
 
-    __slots__ = ("dropped", "filter", "queue", "resync_pending", "sender", "ws")
+    __slots__ = ("dropped", "filter", "queue", "resync_pending", "sender", "sending_since", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, screen_filter: ScreenFilter, limit: int) -> None:
         self.ws = ws
@@ -195,6 +195,7 @@ class Screen:
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=limit)
         self.sender: asyncio.Task[None] | None = None
         self.resync_pending = False
+        self.sending_since: float | None = None  # set while a frame is being written
         self.dropped = 0
 
     def offer(self, frame: str) -> None:
@@ -224,6 +225,8 @@ class DisplayHub:
         self.version = 0  # bumped by every forwarded event; cached snapshots of an older version are stale
         self.room_services: dict[int, frozenset[int]] = {}
         self._snapshots: dict[Any, tuple[int, float, asyncio.Task[dict[str, Any]]]] = {}
+        self._frames: dict[Any, tuple[int, float, str]] = {}  # serialised snapshot frames, shared by screens
+        self._closing: set[asyncio.Task[None]] = set()
         self.forwarded = 0
 
     @property
@@ -242,12 +245,29 @@ class DisplayHub:
         self.forwarded += 1
 
     async def ping_loop(self, every: float) -> None:
+        """App-level pings (a screen knows its link is alive) and the watchdog for screens that stopped reading."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(every)
             frame = json.dumps({"type": "ping", "at": dt.datetime.now(dt.UTC).isoformat()})
+            now = loop.time()
             for screen in list(self.screens):
-                if screen.queue.empty():
+                if screen.sending_since is not None and now - screen.sending_since > SEND_TIMEOUT_SECONDS:
+                    self._drop(screen)
+                elif screen.queue.empty():
                     screen.offer(frame)
+
+    def _drop(self, screen: Screen) -> None:
+        log.info("closing a display screen that stopped reading")
+        self.screens.discard(screen)
+        task = asyncio.create_task(self._close_screen(screen), name="display-drop-screen")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_screen(self, screen: Screen) -> None:
+        await self.remove(screen)
+        with contextlib.suppress(Exception):
+            await screen.ws.close(code=1008, message=b"too slow")
 
     # snapshots ---------------------------------------------------------------------------------------
     async def snapshot(self, screen_filter: ScreenFilter) -> dict[str, Any]:
@@ -278,12 +298,20 @@ class DisplayHub:
         return dict(data)
 
     async def snapshot_frame(self, screen_filter: ScreenFilter) -> str:
+        """The scrubbed, serialised snapshot; screens with the same filter share it until the next event."""
+        loop = asyncio.get_running_loop()
+        version = self.version
+        cached = self._frames.get(screen_filter.key)
+        if cached and cached[0] == version and loop.time() - cached[1] < SNAPSHOT_CACHE_SECONDS:
+            return cached[2]
         data = scrub(await self.snapshot(screen_filter), self.keep_masked)
         display = self.app[SETTINGS_KEY].display
         data.update({"filter": screen_filter.as_json(), "name_mask": display.name_mask,
-                     "heartbeat_seconds": display.heartbeat_seconds,
-                     "server_time": dt.datetime.now(dt.UTC).isoformat()})
-        return json.dumps({"type": "snapshot", "data": data}, ensure_ascii=False, default=str)
+                     "heartbeat_seconds": display.heartbeat_seconds})
+        frame = json.dumps({"type": "snapshot", "data": data}, ensure_ascii=False, default=str)
+        if version == self.version:
+            self._frames[screen_filter.key] = (version, loop.time(), frame)
+        return frame
 
     # screens -----------------------------------------------------------------------------------------
     def add(self, ws: web.WebSocketResponse, screen_filter: ScreenFilter) -> Screen:
@@ -302,6 +330,7 @@ class DisplayHub:
 
     async def _send_loop(self, screen: Screen) -> None:
         ws = screen.ws
+        loop = asyncio.get_running_loop()
         try:
             while not ws.closed:
                 frame = await screen.queue.get()
@@ -313,12 +342,12 @@ class DisplayHub:
                         log.exception("display snapshot failed; closing the screen so it reconnects")
                         await ws.close(code=1011, message=b"snapshot failed")
                         return
-                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                    await ws.send_str(frame)
-        except (TimeoutError, ConnectionError, RuntimeError):
-            log.info("closing a display screen that stopped reading")
+                screen.sending_since = loop.time()  # the ping loop's watchdog drops a screen stuck here
+                await ws.send_str(frame)
+                screen.sending_since = None
+        except (ConnectionError, RuntimeError):
             with contextlib.suppress(Exception):
-                await ws.close(code=1008, message=b"too slow")
+                await ws.close()
 
     async def close(self) -> None:
         for screen in list(self.screens):
@@ -326,6 +355,9 @@ class DisplayHub:
         for _version, _at, task in self._snapshots.values():
             task.cancel()
         self._snapshots.clear()
+        self._frames.clear()
+        for closing in list(self._closing):
+            closing.cancel()
 
 
 DISPLAY_HUB_KEY = web.AppKey("display_hub", DisplayHub)
@@ -355,7 +387,8 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
     check_origin(request, who)
     chosen = screen_filter(request.query, who)
     settings = request.app[SETTINGS_KEY]
-    ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds, max_msg_size=64 * 1024)
+    # no per-message deflate: frames are small, and compressing each one once per screen costs CPU per screen
+    ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds, max_msg_size=64 * 1024, compress=False)
     if not ws.can_prepare(request).ok:
         raise Problem(400, "Websocket expected", "Connect to /ws/display with a websocket client.")
     await ws.prepare(request)
