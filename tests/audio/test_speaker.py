@@ -125,8 +125,12 @@ async def test_speaker_reconnects_by_itself(sqlite_url: str, make_settings: Call
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         await asyncio.wait_for(speaker.connected.wait(), 10)
-        await app[BUS_KEY].publish("ticket.called", ticket(8, "C102", 7, 1))
-        await wait_for(lambda: len(speaker.played) == 2, 60, "the second announcement file")
+        for number in ("C102", "C103", "C104"):
+            await app[BUS_KEY].publish("ticket.called", ticket(8, number, 7, 1))
+        await wait_for(lambda: len(speaker.played) == 4, 60, "three more announcement files")
+        # written one after another, in the order of the calls
+        assert [p.name.split("-")[-1] for p in speaker.played] == ["C101.wav", "C102.wav", "C103.wav", "C104.wav"]
+        assert [p.name.split("-")[1] for p in speaker.played] == ["00001", "00002", "00003", "00004"]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
