@@ -66,9 +66,10 @@ class AGISession:
         if "\n" in line or "\r" in line or "\x00" in line:
             raise ValueError("an AGI command must be one line")
         self.sent.append(line)
-        self.writer.write(line.encode() + b"\n")
-        await asyncio.wait_for(self.writer.drain(), self.timeout)
-        return await asyncio.wait_for(self._reply(), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            self.writer.write(line.encode() + b"\n")
+            await self.writer.drain()
+            return await self._reply()
 
     async def set_variable(self, name: str, value: str) -> AGIReply:
         quoted = value if value.isdigit() else f'"{value}"'
@@ -234,7 +235,8 @@ class FastAGIServer:
 
     async def _read_header(self, reader: asyncio.StreamReader) -> dict[str, str]:
         try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                raw = await reader.readuntil(b"\n\n")
         except asyncio.IncompleteReadError as exc:
             raise AGIProtocolError(f"disconnected after {len(exc.partial)} bytes, before the blank line") from exc
         except asyncio.LimitOverrunError as exc:

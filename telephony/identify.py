@@ -203,10 +203,15 @@ async def identify_caller(db: Database, settings: Settings, raw_callerid: str | 
     lookup_failed = False
     if number is not None:
         try:
-            match = await asyncio.wait_for(_lookup(db, number, region), telephony.agi_lookup_timeout_seconds)
+            async with asyncio.timeout(telephony.agi_lookup_timeout_seconds):
+                match = await _lookup(db, number, region)
+        except TimeoutError:
+            lookup_failed = True
+            log.warning("caller lookup took over %g s; the call goes on unidentified",
+                        telephony.agi_lookup_timeout_seconds)
         except Exception:
             lookup_failed = True
-            log.exception("caller lookup failed for %r; treating the caller as not recognised", number)
+            log.exception("caller lookup failed; the call goes on unidentified")
     patient = None
     if match is not None:
         patient = {"id": match.patient_id, "full_name": match.full_name, "care_status": match.care_status,
