@@ -185,11 +185,22 @@ def test_extensions_conf_matches_the_settings_and_the_fastagi_server() -> None:
     for context in getattr(defaults, "inbound_contexts", ["inbound"]):
         assert context in contexts
 
-    # Outbound: the patient numbers clinicall dials, each leg copies PATIENT_ID into the CDR.
+    # Outbound: the Originate the service really sends, for the numbers its policy lets through.
+    from telephony.policy import dial_target
+    from telephony.service import originate_headers
+
     outbound = contexts[defaults.outbound_context]
     patterns = {exten for exten, _ in outbound}
-    for number in ("0912345678", "0901234567", "02838123456"):
-        assert any(asterisk_pattern_matches(p, number) for p in patterns), number
+    for number in ("0912345678", "+84901234567", "028 3812 3456"):
+        target = dial_target(number, defaults, "VN")
+        sent = originate_headers(defaults, call_id=7, extension="1001", exten=target.exten, patient_id=42)
+        headers = dict(sent)
+        assert headers["Context"] in contexts and headers["Priority"] == "1"
+        assert any(asterisk_pattern_matches(p, headers["Exten"]) for p in patterns), (number, headers["Exten"])
+        variables = {v.split("=", 1)[0] for k, v in sent if k == "Variable"}
+        assert variables == {"CLINICALL_CALL_ID", "PATIENT_ID"}
+        used = "\n".join(app for _, app in outbound)
+        assert all("${" + name + "}" in used for name in variables)
     for pattern in patterns:
         apps = [app for exten, app in outbound if exten == pattern]
         assert any("Set(CDR(PATIENT_ID)=" in app for app in apps), pattern
