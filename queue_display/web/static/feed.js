@@ -73,6 +73,13 @@ export function serviceLabel(service, lang) {
   return names[lang] || names.vi || service.name || service.service_name || service.prefix || "";
 }
 
+// "~12 phút", or "sắp tới" when under a minute; "" when the wait is unknown.
+export function waitText(seconds, t) {
+  const minutes = waitMinutes(seconds);
+  if (minutes === null) return "";
+  return minutes < 1 ? t("soon") : `~${minutes} ${t("minutes")}`;
+}
+
 export function waitMinutes(seconds) {
   if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return null;
   return Math.max(0, Math.round(Number(seconds) / 60));

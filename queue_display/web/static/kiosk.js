@@ -1,6 +1,6 @@
 // The kiosk: choose a service, get a ticket with its number, estimated wait and a QR code to the status page.
 import {el, translate} from "/static/clinicall/api.js";
-import {queryParam, serviceLabel, waitMinutes} from "/static/queue_display/feed.js";
+import {queryParam, serviceLabel, waitText} from "/static/queue_display/feed.js";
 import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
 
 let lang = LANGUAGES.includes(queryParam("lang")) ? queryParam("lang") : "vi";
@@ -18,8 +18,8 @@ async function fetchJson(path, init = {}) {
 
 function renderServices() {
   $("services").replaceChildren(...services.map((service) => {
-    const minutes = waitMinutes(service.estimated_wait_seconds);
-    const meta = `${service.waiting_count ?? 0} ${t("people_waiting")}` + (minutes !== null ? ` · ~${minutes} ${t("minutes")}` : "");
+    const wait = waitText(service.estimated_wait_seconds, t);
+    const meta = `${service.waiting_count ?? 0} ${t("people_waiting")}` + (wait ? ` · ${wait}` : "");
     return el("button", {type: "button", role: "listitem", "data-service": service.id, onclick: () => take(service)},
       el("span", {}, serviceLabel(service, lang)), el("span", {class: "meta"}, meta));
   }));
@@ -52,8 +52,7 @@ async function take(service) {
 function show(ticket, url, service) {
   $("ticket-number").textContent = ticket.number;
   $("ticket-service").textContent = serviceLabel(service, lang) || ticket.service_name || "";
-  const minutes = waitMinutes(ticket.estimated_wait_seconds);
-  $("ticket-wait").textContent = minutes === null ? t("none") : `~${minutes} ${t("minutes")}`;
+  $("ticket-wait").textContent = waitText(ticket.estimated_wait_seconds, t) || t("none");
   $("ticket-qr").src = ticket.qr_svg_url;
   $("ticket-qr").alt = url;
   $("ticket-qr").dataset.url = url;

@@ -11,6 +11,7 @@ export const LABELS = {
     transfer: "Chuyển", transfer_to: "Chuyển sang dịch vụ", return_to_room: "Quay lại phòng này sau",
     choose_room: "Chọn phòng", room_control: "Điều khiển phòng", shortcuts: "Phím tắt", status: "Trạng thái",
     called: "đã gọi", in_service: "đang khám", waiting_status: "đang chờ", skipped: "bỏ qua", no_current: "Chưa gọi ai",
+    prio_emergency: "Cấp cứu", prio_elderly: "Người cao tuổi", prio_pregnant: "Phụ nữ mang thai", prio_disabled: "Người khuyết tật", prio_booked: "Có hẹn", prio_normal: "Thường", soon: "sắp tới",
     error: "Lỗi", priority: "Ưu tiên", number: "Số", wait: "Chờ", home: "Trang chính",
   },
   en: {
@@ -24,6 +25,7 @@ export const LABELS = {
     transfer: "Transfer", transfer_to: "Transfer to service", return_to_room: "Come back to this room afterwards",
     choose_room: "Choose a room", room_control: "Room control", shortcuts: "Shortcuts", status: "Status",
     called: "called", in_service: "in service", waiting_status: "waiting", skipped: "skipped", no_current: "Nobody called yet",
+    prio_emergency: "Emergency", prio_elderly: "Elderly", prio_pregnant: "Pregnant", prio_disabled: "Disability", prio_booked: "Booked", prio_normal: "Normal", soon: "next",
     error: "Error", priority: "Priority", number: "Number", wait: "Wait", home: "Home",
   },
   zh: {
@@ -37,6 +39,7 @@ export const LABELS = {
     transfer: "转诊", transfer_to: "转到服务", return_to_room: "完成后回到本诊室",
     choose_room: "选择诊室", room_control: "诊室控制", shortcuts: "快捷键", status: "状态",
     called: "已叫号", in_service: "就诊中", waiting_status: "候诊", skipped: "过号", no_current: "尚未叫号",
+    prio_emergency: "急诊", prio_elderly: "老人", prio_pregnant: "孕妇", prio_disabled: "残障", prio_booked: "预约", prio_normal: "普通", soon: "即将",
     error: "错误", priority: "优先", number: "号码", wait: "等候", home: "首页",
   },
 };

@@ -1,6 +1,6 @@
 // Room control for doctors and reception: call next, recall, start, done, skip, transfer, with shortcuts.
 import {api, el, translate} from "/static/clinicall/api.js";
-import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitMinutes} from "/static/queue_display/feed.js";
+import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitText} from "/static/queue_display/feed.js";
 import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
 import {ScreenState} from "/static/queue_display/state.js";
 
@@ -27,10 +27,9 @@ function render() {
   for (const id of ["recall", "start", "done", "skip"]) $(id).disabled = !ticket;
   $("transfer").querySelector("button").disabled = !ticket;
   const serviceIds = room && room.service_ids ? room.service_ids : [...state.services.keys()];
-  $("waiting").replaceChildren(...state.waitingFor(serviceIds).map((w) => {
-    const minutes = waitMinutes(w.estimated_wait_seconds);
-    return el("tr", {}, el("td", {}, w.number), el("td", {}, w.priority || ""), el("td", {}, minutes === null ? "" : `~${minutes} ${t("minutes")}`));
-  }));
+  $("waiting").replaceChildren(...state.waitingFor(serviceIds).map((w) => el("tr", {},
+    el("td", {}, w.number), el("td", {}, w.priority ? t(`prio_${w.priority}`) : ""),
+    el("td", {}, waitText(w.estimated_wait_seconds, t)))));
 }
 
 async function act(kind) {
