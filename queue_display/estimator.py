@@ -159,27 +159,30 @@ def _patient_class(priority: str | None, returning: bool) -> str | None:
 
 
 def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
-            room_id: int, at: float, starvation_seconds: float) -> QueueItem | None:
+            room_id: int, at: float, starvation_seconds: float) -> _LineKey | None:
     """ordering.next_for_room's rule on epoch floats (tests check the two always agree): starved tickets
     first, oldest first; otherwise the earliest enqueued_at minus head start; then enqueued_at, id.
     A ticket preferring another room is eligible only once starved. Each line is FIFO under this rule,
-    so only line heads are compared."""
-    best: tuple[int, float, float, int] | None = None
-    chosen: QueueItem | None = None
+    so only line heads are compared. Returns the line whose head the room takes."""
+    starved_before = at - starvation_seconds
+    oldest: _Head | None = None  # the best starved head
+    oldest_key: _LineKey | None = None
+    best_key: _LineKey | None = None  # the line of the best head that is not starved
+    best_rank = (0.0, 0.0, 0)
     for key in keys:
-        position = heads[key]
         line = lines[key]
+        position = heads[key]
         if position >= len(line):
             continue
-        epoch, ticket_id, item = line[position]
-        starved = at - epoch > starvation_seconds
-        preferred = key[2]
-        if preferred is not None and preferred != room_id and not starved:
-            continue
-        rank = (0, epoch, epoch, ticket_id) if starved else (1, epoch - key[1] * 60.0, epoch, ticket_id)
-        if best is None or rank < best:
-            best, chosen = rank, item
-    return chosen
+        head = line[position]
+        if head[0] < starved_before:
+            if oldest is None or head[:2] < oldest[:2]:
+                oldest, oldest_key = head, key
+        elif oldest is None and (key[2] is None or key[2] == room_id):
+            rank = (head[0] - key[1] * 60.0, head[0], head[1])
+            if best_key is None or rank < best_rank:
+                best_key, best_rank = key, rank
+    return oldest_key if oldest is not None else best_key
 
 
 class WaitEstimator:
@@ -498,6 +501,8 @@ class WaitEstimator:
                 start += self.service_time(room.room_id, room.serving_service_id, hour).residual(elapsed)
             free_at.append((start, index))
         heapq.heapify(free_at)
+        timetables = [(self._room_seen[room.room_id], self._room_open[room.room_id])
+                      if room.room_id in self._room_seen else None for room in rooms]
 
         # Tickets in classes that are FIFO under the ordering policy: same service, priority, returning
         # flag and preferred room. A room's choice is always the head of one of its eligible classes, so
@@ -542,21 +547,27 @@ class WaitEstimator:
                 lines[key].append((future_epochs[next_future], item.ticket_id, item))
                 next_future += 1
             room = rooms[index]
-            if at > now_epoch and self._room_seen:
-                reopening = self._expected_break(
-                    room.room_id, at, (at + fixed) % 86400.0 if fixed is not None else None)
-                if reopening is not None:
-                    heapq.heappush(free_at, (reopening, index))
-                    continue
+            timetable = timetables[index]
+            if timetable is not None and at > now_epoch:
+                day_seconds = (at + fixed) % 86400.0 if fixed is not None else self._day_seconds(at)
+                slot = int(day_seconds // SLOT_SECONDS)
+                seen, opened = timetable
+                if seen[slot] > 0.0 and opened[slot] < 0.5 * seen[slot]:  # usually on a break now
+                    reopening = self.next_opening(room.room_id, at, day_seconds=day_seconds)
+                    if reopening is not None:
+                        heapq.heappush(free_at, (reopening, index))
+                        continue
             keys = room_lines.get(index)
             if keys is None:
                 services = set(room.service_ids)
                 keys = room_lines[index] = [key for key in lines if key[0] in services]
             if self.exact_policy:
-                chosen = self._choose_exact(keys, lines, heads, room, at)
+                picked = self._choose_exact(keys, lines, heads, room, at)
+                line_key = None if picked is None else (picked.service_id, head_start(picked),
+                                                        picked.preferred_room_id)
             else:
-                chosen = _choose(keys, lines, heads, room.room_id, at, starvation_seconds)
-            if chosen is None:
+                line_key = _choose(keys, lines, heads, room.room_id, at, starvation_seconds)
+            if line_key is None:
                 # Nothing this room may take yet: wait for the next expected arrival or for a preferred
                 # ticket to starve (then any room may take it).
                 services = set(room.service_ids)
@@ -575,7 +586,8 @@ class WaitEstimator:
                 if later:
                     heapq.heappush(free_at, (min(later), index))
                 continue
-            heads[(chosen.service_id, head_start(chosen), chosen.preferred_room_id)] += 1
+            chosen = lines[line_key][heads[line_key]][2]
+            heads[line_key] += 1
             if chosen.ticket_id > FUTURE_TICKET_IDS:
                 result[chosen.ticket_id] = max(at - now_epoch, 0.0)
                 real_left -= 1
