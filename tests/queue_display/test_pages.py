@@ -4,8 +4,10 @@ kiosk, room control -> TV and door, the TV reconnecting by itself, and the spoke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,7 +39,7 @@ async def open_tv(new_page: NewPage, server: LiveServer, **query: str) -> Any:
 async def test_kiosk_issues_a_ticket_with_a_qr_code_and_prints_on_80mm(live_server: LiveServer, page: Any) -> None:
     await page.goto(live_server.url("/kiosk"))
     await page.get_by_role("heading", name="Chọn dịch vụ").wait_for()
-    await page.get_by_role("listitem").filter(has_text="Khám tổng quát").click()
+    await page.get_by_role("button", name="Khám tổng quát").click()
     await page.locator("#ticket-number").filter(has_text="A001").wait_for()
     qr = page.locator("#ticket-qr")
     status_url = await qr.get_attribute("data-url")
@@ -52,7 +54,7 @@ async def test_kiosk_issues_a_ticket_with_a_qr_code_and_prints_on_80mm(live_serv
     assert await page.locator("#ticket-number").is_visible()
     await page.emulate_media(media="screen")
     await page.get_by_role("button", name="Lấy số khác").click()
-    await page.get_by_role("listitem").filter(has_text="Khám tổng quát").wait_for()
+    await page.get_by_role("button", name="Khám tổng quát").wait_for()
 
 
 async def test_call_next_on_the_room_page_is_seen_on_the_tv_and_the_door(live_server: LiveServer,
@@ -100,18 +102,25 @@ async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: Liv
 
 
 async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_server: LiveServer,
-                                                                          new_page: NewPage) -> None:
-    """The issue's 'done when': a call-next made through the room page is seen on the TV page and its
-    announcement (rendered offline: gTTS is unreachable) is fetched and played by the TV."""
+                                                                          new_page: NewPage, tmp_path: Path) -> None:
+    """The issue's 'done when': a call-next made through the room page is seen on the TV page, and its
+    announcement (rendered offline: gTTS is unreachable) is fetched and played by the TV and by a
+    speaker client (audio.speaker, the `websockets` library) listening on the same hub."""
+    from audio.speaker import Speaker
+
     issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["A"]})
     number = issued["ticket"]["number"]
+    room_id = live_server.rooms["consult:1"]
+    speaker = Speaker(live_server.base_url, live_server.display_token, (room_id,), out_dir=tmp_path / "speaker")
+    listening = asyncio.create_task(speaker.run())
+    await asyncio.wait_for(speaker.connected.wait(), 10)
     tv = await open_tv(new_page, live_server)
     clips: list[Any] = []
     tv.on("response", lambda r: clips.append(r) if "/audio/clips/" in r.url else None)
     await tv.get_by_role("button", name="Bật âm thanh / Enable sound").click()
 
     room = await new_page("doctor")
-    await room.goto(live_server.url("/room", room=str(live_server.rooms["consult:1"])))
+    await room.goto(live_server.url("/room", room=str(room_id)))
     await room.locator("#waiting").filter(has_text=number).wait_for()
     await room.get_by_role("button", name="Gọi số tiếp").click()
 
@@ -126,4 +135,16 @@ async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_s
     assert (await clip.request.all_headers())["authorization"] == f"Bearer {live_server.display_token}"
     headers = {"Authorization": f"Bearer {live_server.display_token}"}
     async with aiohttp.ClientSession() as http, http.get(clip.url, headers=headers) as response:
-        assert (await response.read())[:4] == b"RIFF"  # a real WAV file
+        clip_bytes = await response.read()
+    assert clip_bytes[:4] == b"RIFF"  # a real WAV file
+    try:
+        for _ in range(100):
+            if speaker.played:
+                break
+            await asyncio.sleep(0.1)
+        assert len(speaker.played) == 1 and number in speaker.played[0].name
+        assert speaker.played[0].read_bytes() == clip_bytes  # the speaker got the very clip the TV played
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening

@@ -20,8 +20,8 @@ function renderServices() {
   $("services").replaceChildren(...services.map((service) => {
     const wait = waitText(service.estimated_wait_seconds, t);
     const meta = `${service.waiting_count ?? 0} ${t("people_waiting")}` + (wait ? ` · ${wait}` : "");
-    return el("button", {type: "button", role: "listitem", "data-service": service.id, onclick: () => take(service)},
-      el("span", {}, serviceLabel(service, lang)), el("span", {class: "meta"}, meta));
+    return el("li", {}, el("button", {type: "button", "data-service": service.id, onclick: () => take(service)},
+      el("span", {class: "name"}, serviceLabel(service, lang)), el("span", {class: "meta"}, meta)));
   }));
 }
 
