@@ -1,5 +1,5 @@
 // Reception console: expected arrivals with check-in, walk-in tickets, the live queue per service.
-import {api, el, startPage, items, fmtMinutes, today, showError, announce} from "/static/admin/console.js";
+import {api, el, startPage, items, fmtMinutes, today, showError} from "/static/admin/console.js";
 
 const DICT = {
   vi: {title: "Lễ tân", logout: "Đăng xuất", issuedTicket: "Số thứ tự vừa cấp", walkin: "Cấp số cho khách vãng lai", service: "Dịch vụ",
@@ -123,6 +123,21 @@ async function loadQueue() {
   $("queue-updated").textContent = fill(t("updated"), {time: new Date().toLocaleTimeString(lang === "en" ? "en-GB" : "vi-VN")});
 }
 
+// Every queue change arrives on the display websocket (the user's session is enough); reload the
+// queue shortly after a burst of changes.
+function liveQueue() {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/display`);
+  let timer = null;
+  ws.onopen = () => { document.body.dataset.live = "1"; };
+  ws.onmessage = (m) => {
+    let msg; try { msg = JSON.parse(m.data); } catch { return; }
+    if (msg.type === "queue.changed" || String(msg.type).startsWith("ticket.")) {
+      clearTimeout(timer); timer = setTimeout(loadQueue, 150);
+    }
+  };
+  ws.onclose = () => { document.body.dataset.live = "0"; setTimeout(liveQueue, 3000); };
+}
+
 async function main() {
   const page = await startPage(DICT);
   lang = page.lang; t = page.t;
@@ -132,9 +147,9 @@ async function main() {
   $("walkin-form").addEventListener("submit", issueWalkIn);
   $("arrivals-form").addEventListener("submit", (e) => { e.preventDefault(); loadArrivals(); });
   await Promise.all([loadArrivals(), loadQueue()]);
-  setInterval(loadQueue, 5000);
+  liveQueue();
+  setInterval(loadQueue, 15000);  // a safety net; the display websocket brings every change at once
   document.body.dataset.ready = "1";
-  void announce;
 }
 
 main().catch((err) => showError($("page-error"), err));

@@ -83,9 +83,12 @@ async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: 
     await page.keyboard.press("Enter")  # "Mở hồ sơ"
     await pop.wait_for(state="hidden")
     await page.wait_for_function("document.activeElement && document.activeElement.id === 'card'")
-    # The inbound call becomes the current call; its end opens the outcome form for that patient.
+    # The inbound call becomes the current call (the agent's phone answers); hanging up from the call
+    # bar ends it and opens the outcome form for that patient.
+    await page.locator("#call-state[data-state='answered']").wait_for(timeout=15000)
+    await page.get_by_role("button", name="Gác máy").click()
     outcome = page.get_by_role("dialog", name="Kết quả liên hệ")
-    await outcome.wait_for(timeout=25000)
+    await outcome.wait_for(timeout=15000)
     assert "Trần Thị Bình" in await outcome.locator("#outcome-context").inner_text()
     await outcome.get_by_label("Ghi chú").fill("Bệnh nhân gọi hỏi lịch")
     await outcome.get_by_role("button", name="Lưu").click()
@@ -105,7 +108,9 @@ async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: 
     await page.get_by_role("heading", name="Võ Minh Khang").wait_for()
     found = (await live_server.api("GET", "/api/patients?q=0909888777", who="agent"))["items"]
     assert [p["full_name"] for p in found] == ["Võ Minh Khang"]
-    await outcome.wait_for(timeout=25000)
+    await page.locator("#call-state[data-state='answered']").wait_for(timeout=15000)
+    await page.get_by_role("button", name="Gác máy").click()
+    await outcome.wait_for(timeout=15000)
     assert "Võ Minh Khang" in await outcome.locator("#outcome-context").inner_text()
     await page.keyboard.press("Escape")
 

@@ -14,7 +14,7 @@ export async function startPage(dict, {needMe = true} = {}) {
     box.replaceChildren();
     for (const [code, name] of [["vi", "Tiếng Việt"], ["en", "English"]]) {
       box.append(el("button", {type: "button", class: "secondary small", lang: code, "aria-pressed": String(code === lang),
-        onclick: () => { setLanguage(code); const u = new URL(location.href); u.searchParams.delete("lang"); location.href = u.toString(); }}, name));
+        onclick: () => switchLanguage(code)}, name));
     }
   }
   let me = null;
@@ -26,6 +26,13 @@ export async function startPage(dict, {needMe = true} = {}) {
     if (who) who.textContent = me.display_name || me.username;
   }
   return {lang, t, me};
+}
+
+// Reload in the chosen language (a URL that differs only by its #hash would not reload by itself).
+function switchLanguage(code) {
+  setLanguage(code);
+  const u = new URL(location.href);
+  if (u.searchParams.has("lang")) { u.searchParams.delete("lang"); location.href = u.toString(); } else location.reload();
 }
 
 // API lists come as arrays or wrapped in an object ({patients: [...]}, {items: [...]}).
