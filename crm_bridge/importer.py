@@ -63,6 +63,7 @@ class PatientRow:
     his_id: str
     values: dict[str, Any]
     phones: list[tuple[str, str]]  # (e164, raw)
+    folded: str
 
 
 def parse_mapping(text: str | None, pairs: list[str] | None = None) -> dict[str, str] | None:
@@ -172,7 +173,8 @@ def parse_row(line: int, record: list[str], columns: dict[int, str], width: int,
     if not his_id:
         return "his_id is empty (every row needs the HIS id)"
     name = clean_name(raw.get("full_name", ""))
-    if not fold(name):
+    folded = fold(name)[:200]
+    if not folded:
         return "full_name is empty"
     values: dict[str, Any] = {"full_name": name}
     if raw.get("date_of_birth"):
@@ -204,7 +206,7 @@ def parse_row(line: int, record: list[str], columns: dict[int, str], width: int,
                 return f"{column} {part[:30]!r} is not a valid phone number"
             if e164 not in {p for p, _ in phones}:
                 phones.append((e164, part))
-    return PatientRow(line=line, his_id=his_id, values=values, phones=phones)
+    return PatientRow(line=line, his_id=his_id, values=values, phones=phones, folded=folded)
 
 
 async def import_csv(db: Database, data: bytes, *, mapping: dict[str, str] | None = None, user_id: int | None = None,
@@ -251,19 +253,23 @@ async def write_batch(db: Database, rows: list[PatientRow], user_id: int | None,
         fresh = [r for r in rows if r.his_id not in existing]
         audits: list[dict[str, Any]] = []
         if fresh:
-            ids = (await s.execute(
-                insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
-                [{"his_id": r.his_id, "name_folded": fold(r.values["full_name"])[:200], "care_status": "new",
-                  "created_at": now, "updated_at": now, "last_activity_at": now, "address": "",
-                  "referring_doctor": "", "service_of_interest": "", "notes": "", **r.values} for r in fresh],
-            )).scalars().all()
+            # Plain Core executemany, then one query for the new ids by HIS id: RETURNING in
+            # parameter order would make SQLite insert row by row.
+            await s.execute(insert(Patient.__table__), [
+                {"his_id": r.his_id, "name_folded": r.folded, "care_status": "new", "created_at": now,
+                 "updated_at": now, "last_activity_at": now, "address": "", "referring_doctor": "",
+                 "service_of_interest": "", "notes": "", "date_of_birth": None, "gender": None, **r.values}
+                for r in fresh])
+            by_his = dict((await s.execute(select(Patient.his_id, Patient.id).where(
+                Patient.his_id.in_([r.his_id for r in fresh])))).tuples().all())
+            ids = [by_his[r.his_id] for r in fresh]
             keys = [{"patient_id": pid, "key": k} for pid, r in zip(ids, fresh, strict=True)
-                    for k in search_keys(fold(r.values["full_name"])[:200])]
+                    for k in search_keys(r.folded)]
             phones = [{"patient_id": pid, "e164": e164, "raw": raw, "label": "", "created_at": now}
                       for pid, r in zip(ids, fresh, strict=True) for e164, raw in r.phones]
-            await s.execute(insert(PatientNameKey), keys)
+            await s.execute(insert(PatientNameKey.__table__), keys)
             if phones:
-                await s.execute(insert(PatientPhone), phones)
+                await s.execute(insert(PatientPhone.__table__), phones)
             audits += [{"at": now, "user_id": user_id, "patient_id": pid, "action": "import",
                         "detail": f"created from HIS row {r.line}"} for pid, r in zip(ids, fresh, strict=True)]
             summary.created += len(fresh)
@@ -279,7 +285,7 @@ async def write_batch(db: Database, rows: list[PatientRow], user_id: int | None,
                 for k in changed:
                     setattr(patient, k, row.values[k])
                 if "full_name" in changed:
-                    patient.name_folded = fold(patient.full_name)[:200]
+                    patient.name_folded = row.folded
                     await s.execute(PatientNameKey.__table__.delete().where(PatientNameKey.patient_id == patient.id))
                     s.add_all(PatientNameKey(patient_id=patient.id, key=k) for k in search_keys(patient.name_folded))
                 have = numbers.setdefault(patient.id, set())
@@ -296,4 +302,4 @@ async def write_batch(db: Database, rows: list[PatientRow], user_id: int | None,
                 else:
                     summary.unchanged += 1
         if audits:
-            await s.execute(insert(PatientAudit), audits)
+            await s.execute(insert(PatientAudit.__table__), audits)

@@ -281,9 +281,9 @@ def key_prefix_condition(db: Database, prefix: str) -> Any:
 
 async def search_patients(db: Database, q: str, *, agent_scope: int | None = None, limit: int = 50,
                           region: str = "VN") -> list[dict[str, Any]]:
-    """A phone in any form, or a name without accents: each query is a prefix of a word-suffix of
-    the folded name ("van a" finds "Nguyễn Văn An"); if that finds too few, every query word must
-    start a word of the name, in any order ("an nguyen")."""
+    """A phone in any form, or a name without accents. First the query as a prefix of a word-suffix
+    of the folded name ("van a" finds "Nguyễn Văn An"), in key order; if that finds fewer than
+    `limit`, names where every query word starts a word, in any order ("an nguyen")."""
     text = q.strip()
     async with db.session() as s:
         if looks_like_phone(text):
@@ -307,12 +307,19 @@ async def search_patients(db: Database, q: str, *, agent_scope: int | None = Non
         rows = list(found.values())[:limit]
         words = folded.split()
         if len(rows) < limit and len(words) > 1:
-            condition = scope_condition(agent_scope)
-            for word in words:
+            # Words skipped or in another order ("nguyen an", "an nguyen"): the last word drives an
+            # index range scan over the name keys; the other words must each start a word of the name.
+            condition = and_(scope_condition(agent_scope), key_prefix_condition(db, words[-1]))
+            for word in words[:-1]:
                 condition = and_(condition, or_(Patient.name_folded.like(word + "%"),
                                                 Patient.name_folded.like("% " + word + "%")))
-            extra = (await s.scalars(select(Patient).where(condition).limit(limit * 2))).all()
-            rows += [p for p in extra if p.id not in found][: limit - len(rows)]
+            extra = (await s.scalars(
+                select(Patient).join(PatientNameKey, PatientNameKey.patient_id == Patient.id).where(condition)
+                .order_by(PatientNameKey.key, PatientNameKey.patient_id).limit(limit * 2))).all()
+            for patient in extra:
+                if len(rows) < limit and patient.id not in found:
+                    found[patient.id] = patient
+                    rows.append(patient)
         return await patients_json(s, rows)
 
 
