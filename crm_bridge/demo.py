@@ -110,7 +110,8 @@ async def load(db: Database, settings: Settings) -> None:
                     phones.append(demo_phone(rng, used))
             kind = "special" if i < 2 else ("due_today", "overdue", "not_reached", "booked", "new", "new",
                                             "future", "future", "arrived", "closed")[i % 10]
-            agent = (agent1, agent1, agent2, agent2, None)[i % 5]
+            draw = rng.random()
+            agent = agent1 if draw < 0.4 else agent2 if draw < 0.8 else None
             if i == 0:
                 agent, kind = agent1, "due_today"
             elif i == 1:
@@ -172,6 +173,9 @@ async def _care_history(s: object, rng: random.Random, patient: Patient, kind: s
 
     def note(day: dt.date, hour: int, **fields: object) -> None:
         at = at_local(day, hour, rng.randrange(60), zone)
+        if day == today:  # earlier today, whatever the time the demo is loaded
+            midnight = at_local(today, 0, 1, zone)
+            at = max(midnight, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=rng.randrange(5, 240)))
         s.add(CareNote(patient_id=patient.id, author_id=author, created_at=at, **fields))
         patient.last_contact_at = at
         patient.last_contact_reached = fields.get("reached")  # type: ignore[assignment]
