@@ -27,7 +27,10 @@ async def seed_patients(server: Any) -> dict[str, int]:
 
 
 async def open_console(page: Any, base_url: str) -> None:
-    await page.goto(f"{base_url}/agent")
+    """From the home page (where the login lands) through its link to the console."""
+    await page.goto(f"{base_url}/")
+    await page.get_by_role("link", name="Tổng đài viên").click()
+    await page.wait_for_url(f"{base_url}/agent")
     await page.wait_for_selector("body[data-ready='1']")
 
 

@@ -65,6 +65,17 @@ async def test_click_to_call_live_state_and_outcome(live_server: Any, new_page: 
     assert "Nghe máy" in await row.inner_text()
     assert await audit(page) == []
 
+    # The admin's statistics count it: calls per agent and day, answer rate, outcome.
+    admin = await new_page("admin")
+    await admin.goto(f"{live_server.base_url}/admin/stats")
+    await admin.wait_for_selector("body[data-ready='1']")
+    tables = admin.locator("details table")
+    per_agent = tables.filter(has=admin.locator("caption", has_text="Tỉ lệ nghe máy theo tổng đài viên"))
+    text = await per_agent.text_content()  # the data table sits in a closed <details>
+    assert "Agent" in text and "100%" in text
+    outcomes = tables.filter(has=admin.locator("caption", has_text="Kết quả cuộc gọi (Chi tiết)"))
+    assert "Đã đặt lịch / Đặt lịch tái khám" in await outcomes.text_content()
+
 
 async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: Any) -> None:
     made = await live_server.api("POST", "/api/patients", json={
