@@ -80,11 +80,33 @@ async def test_call_next_on_the_room_page_is_seen_on_the_tv_and_the_door(live_se
     await door.locator("#current").filter(has_text=number).wait_for(timeout=5000)
     await room.locator("#current-number").filter(has_text=number).wait_for()
 
+    await room.locator("#message").filter(has_text=f"{number}: đã gọi").wait_for()  # the call's answer is in
+    await room.keyboard.press("r")  # recall
+    await room.locator("#message").filter(has_text=f"{number}: Gọi lại").wait_for()
+    ticket_id = issued["ticket"]["id"]
+    assert (await live_server.api("GET", f"/api/tickets/{ticket_id}", who="doctor"))["ticket"]["recall_count"] == 1
     await room.get_by_role("button", name="Bắt đầu khám").click()
     await room.locator("#current-meta").filter(has_text="đang khám").wait_for()
     await room.get_by_role("button", name="Xong").click()
     await room.locator("#current-number").filter(has_text="Chưa gọi ai").wait_for()
     await door.locator("#current").filter(has_text="—").wait_for()
+
+    # skip, then transfer to another service: each leaves the room free and the TV follows
+    for action in ("skip", "transfer"):
+        other = await live_server.api("POST", "/api/tickets", who="reception",
+                                      json={"service_id": live_server.services["A"]})
+        await room.get_by_role("button", name="Gọi số tiếp").click()
+        await room.locator("#message").filter(has_text=f"{other['ticket']['number']}: đã gọi").wait_for()
+        if action == "skip":
+            await room.keyboard.press("s")
+        else:
+            await room.get_by_label("Chuyển sang dịch vụ").select_option(label="Khám nhi")
+            await room.get_by_role("button", name="Chuyển", exact=True).click()
+            await tv.locator(f"[data-service='{live_server.services['C']}']").filter(
+                has_text=other["ticket"]["number"]).wait_for()
+        await room.locator("#current-number").filter(has_text="Chưa gọi ai").wait_for()
+        status = (await live_server.api("GET", f"/api/tickets/{other['ticket']['id']}", who="doctor"))["ticket"]
+        assert status["status"] == ("skipped" if action == "skip" else "waiting")
     await tv.get_by_role("button", name="English").click()
     assert await tv.locator("#now-room").inner_text() == "Consultation room 1"
 

@@ -32,6 +32,16 @@ function render() {
     el("td", {}, waitText(w.estimated_wait_seconds, t)))));
 }
 
+const ACTION_WORDS = {"call-next": "called", recall: "recall", start: "in_service", done: "done", skip: "skipped", transfer: "transfer"};
+const BUTTONS = ["call-next", "recall", "start", "done", "skip"];
+
+function setBusy(value) {
+  busy = value;
+  for (const id of BUTTONS) $(id).disabled = value;
+  $("transfer").querySelector("button").disabled = value;
+  if (!value) render();
+}
+
 async function act(kind) {
   if (busy) return;
   const ticket = current();
@@ -43,21 +53,20 @@ async function act(kind) {
     path = `/api/tickets/${ticket.id}/transfer`;
     body = {service_id: Number($("transfer-service").value), return_to_room: $("transfer-return").checked};
   } else path = `/api/tickets/${ticket.id}/${kind}`;
-  busy = true;
+  setBusy(true);
   try {
     const data = await api(path, {method: "POST", body: body ?? {}});
     const changed = data.ticket;
     if (changed) {
       state.applyEvent(kind === "call-next" ? "ticket.called" : `ticket.${changed.status}`, {ticket: changed});
-      say(`${changed.number}: ${t(changed.status === "in_service" ? "in_service" : changed.status === "waiting" ? "waiting_status" : changed.status) || changed.status}`);
+      say(`${changed.number}: ${t(ACTION_WORDS[kind])}`);
     } else {
       say(t("nobody"));
     }
-    render();
   } catch (err) {
     say(`${t("error")}: ${err.message}`, "error");
   } finally {
-    busy = false;
+    setBusy(false);
   }
 }
 
