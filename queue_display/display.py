@@ -158,13 +158,14 @@ def screen_filter(query: Mapping[str, str], who: Principal) -> ScreenFilter:
 
 def event_scope(event: Event) -> tuple[int | None, int | None]:
     """(room_id, service_id) an event is about."""
-    data = event.data
+    data = event.data if isinstance(event.data, dict) else {}
     if event.type == "announcement.ready":
         return _int_or_none(data.get("room_id")), None
     if event.type == "queue.changed":
         return None, _int_or_none(data.get("service_id"))
-    ticket = data.get("ticket") or {}
-    room = ticket.get("room") or {}
+    ticket = data.get("ticket")
+    ticket = ticket if isinstance(ticket, dict) else {}
+    room = ticket.get("room")
     room_id = _int_or_none(room.get("id")) if isinstance(room, dict) else None
     return room_id, _int_or_none(ticket.get("service_id"))
 
