@@ -166,6 +166,15 @@ async def test_worklists_assignment_transfer_followups(client: TestClient, staff
     card = await get(client, staff, "agent", f"/api/patients/{free['id']}")
     assert card["patient"]["assigned_agent_id"] == staff.ids["agent"]
     assert (await client.post(f"/api/transfers/{transfer['id']}/reject", headers=staff.headers("supervisor"))).status == 409
+    # An agent may ask for another agent's patient; rejected, nothing moves.
+    wish = await client.post(f"/api/patients/{due['id']}/transfer-requests", json={"to_agent_id": staff.ids["agent2"]},
+                             headers=staff.headers("agent2"))
+    assert wish.status == 201, await wish.text()
+    listed = await get(client, staff, "agent2", "/api/transfers?status=pending")
+    assert [t["id"] for t in listed["items"]] == [(await wish.json())["id"]]
+    rejected = await client.post(f"/api/transfers/{(await wish.json())['id']}/reject", headers=staff.headers("supervisor"))
+    assert (await rejected.json())["status"] == "rejected"
+    assert (await get(client, staff, "agent", f"/api/patients/{due['id']}"))["patient"]["assigned_agent_id"] == staff.ids["agent"]
 
     # Follow-up plans with the 7-day and 1-month views.
     for days, method in ((0, "phone"), (6, "sms"), (7, "visit"), (29, "phone"), (30, "sms")):
