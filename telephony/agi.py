@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -56,7 +56,6 @@ class AGISession:
     writer: asyncio.StreamWriter
     timeout: float
     hung_up: bool = False
-    sent: list[str] = field(default_factory=list)
 
     @property
     def script(self) -> str:
@@ -65,7 +64,6 @@ class AGISession:
     async def command(self, line: str) -> AGIReply:
         if "\n" in line or "\r" in line or "\x00" in line:
             raise ValueError("an AGI command must be one line")
-        self.sent.append(line)
         async with asyncio.timeout(self.timeout):
             self.writer.write(line.encode() + b"\n")
             await self.writer.drain()

@@ -18,7 +18,7 @@ from telephony.identify import caller_number, safe_callerid_name
 from tests.conftest import Staff
 from tests.telephony.agi_peer import Collector, load_trace, run_session, with_callerid
 
-TIMEOUT = 2.0
+TIMEOUT = 3.0
 TEAM_DIAL = 'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1002&PJSIP/1009"'
 NEW_CALLER = 'SET VARIABLE CALLERID(name) "Khach moi"'
 
@@ -55,13 +55,12 @@ async def test_early_disconnect_and_stall_never_block_other_callers(client: Test
     stalled_reader, stalled_writer = await asyncio.open_connection("127.0.0.1", port)
     stalled_writer.write(half)
     await stalled_writer.drain()
-    started = asyncio.get_running_loop().time()
 
     results = await asyncio.gather(*(run_session(port, trace.header, trace) for _ in range(5)))
     assert all(commands == [NEW_CALLER, TEAM_DIAL] for commands in results)
-    # Everyone else was served while the stalled peer still held its connection.
-    assert asyncio.get_running_loop().time() - started < TIMEOUT
+    # Everyone else was served while the stalled peer still held its connection open.
     assert not stalled_reader.at_eof()
+    assert client.app[FASTAGI_KEY].health()["active_sessions"] == 1
 
     # The stalled peer is dropped after the header timeout, with no command sent to it.
     assert await closed_by_server(stalled_reader, TIMEOUT + 3) == b""
