@@ -67,6 +67,16 @@ class Lognormal:
         return max(left, 0.05 * self.mean, 15.0)
 
 
+@dataclass(frozen=True)
+class _Break:
+    due: float  # local seconds of the day from which the room closes once free
+    closes: float  # its usual closing time
+    seconds: float  # its usual length
+
+    def window_end(self) -> float:
+        return self.closes + self.seconds + 3600.0
+
+
 class _Moments:
     """Exponentially weighted count, mean and variance of log(duration).
 
@@ -224,6 +234,9 @@ class WaitEstimator:
         self._room_open: dict[int, list[float]] = {}  # room -> weighted seconds open per local slot
         self._room_seen: dict[int, list[float]] = {}  # room -> weighted seconds observed per local slot
         self._room_last: dict[int, tuple[bool, dt.datetime]] = {}
+        self._room_days: dict[int, set[dt.date]] = {}
+        self._room_breaks: dict[int, list[tuple[float, float, float]]] = {}  # (closed at, seconds, weight)
+        self._typical_breaks: dict[int, list[_Break]] = {}
 
     # ---- learning -------------------------------------------------------------------------------
 
@@ -288,12 +301,17 @@ class WaitEstimator:
         timetable from these and expects breaks and reopenings in its forward simulation."""
         last = self._room_last.get(room_id)
         self._room_last[room_id] = (open, at)
+        self._room_days.setdefault(room_id, set()).add(at.astimezone(self.tz).date())
         if last is None or last[1] >= at:
             return
         was_open, since = last
         if since.astimezone(self.tz).date() != at.astimezone(self.tz).date():
             return  # overnight: nothing observed
         weight = self._weight(at)
+        if open and not was_open:  # back from a break the same day
+            self._room_breaks.setdefault(room_id, []).append(
+                (self._day_seconds(since.timestamp()), (at - since).total_seconds(), weight))
+            self._typical_breaks.pop(room_id, None)
         opened = self._room_open.setdefault(room_id, [0.0] * SLOTS_PER_DAY)
         seen = self._room_seen.setdefault(room_id, [0.0] * SLOTS_PER_DAY)
         local = since.astimezone(self.tz)
@@ -307,6 +325,33 @@ class WaitEstimator:
                 opened[slot] += weight * chunk
             offset += chunk
             remaining -= chunk
+
+    def typical_breaks(self, room_id: int) -> list[_Break]:
+        """The breaks this room takes on most days: closings followed by a reopening the same day,
+        grouped when less than 30 minutes apart, kept when seen on at least 30% of the room's days.
+        A break is due from `due` (an early quantile of its closing times: the doctor finishes the
+        patient in hand first) and lasts its median length."""
+        cached = self._typical_breaks.get(room_id)
+        if cached is not None:
+            return cached
+        breaks = sorted(self._room_breaks.get(room_id, ()))
+        days = len(self._room_days.get(room_id, ()))
+        groups: list[list[tuple[float, float, float]]] = []
+        for entry in breaks:
+            if groups and entry[0] - groups[-1][-1][0] < 1800.0:
+                groups[-1].append(entry)
+            else:
+                groups.append([entry])
+        typical = []
+        for group in groups:
+            if len(group) < max(2, 0.3 * days):
+                continue
+            closings = [closed for closed, _, _ in group]
+            lengths = sorted(length for _, length, _ in group)
+            typical.append(_Break(due=closings[int(0.15 * (len(closings) - 1))],
+                                  closes=closings[len(closings) // 2], seconds=lengths[len(lengths) // 2]))
+        self._typical_breaks[room_id] = typical
+        return typical
 
     def _day_seconds(self, epoch: float) -> float:
         local = dt.datetime.fromtimestamp(epoch, self.tz)
@@ -485,8 +530,24 @@ class WaitEstimator:
         # Rooms that will take tickets: the open ones, and closed ones only for services no open room serves
         # (assumed back after `closed_room_seconds`).
         free_at: list[tuple[float, int]] = []
+        now_day = self._day_seconds(now_epoch)
+        pending_breaks: list[list[_Break]] = []  # per room: its usual breaks still to come in the simulation
         for index, room in enumerate(rooms):
-            reopening = None if room.open else self._expected_break(room.room_id, now_epoch)
+            reopening = None
+            pending = []
+            for usual in self.typical_breaks(room.room_id):
+                if now_day >= usual.window_end():
+                    continue  # long over
+                if now_day < usual.due:
+                    pending.append(usual)
+                elif not room.open:  # on this break now
+                    reopening = now_epoch + max(usual.closes + usual.seconds - now_day, 60.0)
+                elif room.serving_since is not None and \
+                        self._day_seconds(room.serving_since.timestamp()) < usual.due:
+                    pending.append(usual)  # the doctor goes once this patient is done
+            pending_breaks.append(pending)
+            if reopening is None and not room.open:
+                reopening = self._expected_break(room.room_id, now_epoch)
             if room.open:
                 start = now_epoch
             elif reopening is not None:  # a usual break: back at its usual time
@@ -550,11 +611,19 @@ class WaitEstimator:
             timetable = timetables[index]
             if timetable is not None and at > now_epoch:
                 day_seconds = (at + fixed) % 86400.0 if fixed is not None else self._day_seconds(at)
+                pending = pending_breaks[index]
+                if pending and day_seconds >= pending[0].due:  # free after its usual break time: it goes
+                    usual = pending.pop(0)
+                    if day_seconds < usual.window_end():
+                        heapq.heappush(free_at, (at + usual.seconds, index))
+                        continue
                 slot = int(day_seconds // SLOT_SECONDS)
                 seen, opened = timetable
-                if seen[slot] > 0.0 and opened[slot] < 0.5 * seen[slot]:  # usually on a break now
+                if seen[slot] > 0.0 and opened[slot] < 0.5 * seen[slot] and not any(
+                        usual.due <= day_seconds < usual.window_end()
+                        for usual in self.typical_breaks(room.room_id)):
                     reopening = self.next_opening(room.room_id, at, day_seconds=day_seconds)
-                    if reopening is not None:
+                    if reopening is not None:  # usually closed now (not a break it takes when free)
                         heapq.heappush(free_at, (reopening, index))
                         continue
             keys = room_lines.get(index)

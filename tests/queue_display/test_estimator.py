@@ -245,6 +245,9 @@ def test_learns_room_timetable_and_expects_breaks_and_reopenings() -> None:
     assert learned.open_probability(1, local(30, 10.0).timestamp()) == 1.0
     assert learned.next_opening(1, local(30, 11.75).timestamp()) == local(30, 12.5).timestamp()
     assert naive.open_probability(1, local(30, 11.75).timestamp()) is None
+    (lunch,) = learned.typical_breaks(1)
+    assert (lunch.due, lunch.seconds) == (11.5 * 3600, 3600.0)
+    assert learned.typical_breaks(2) == []
 
     before_break = local(30, 11.0)
     waiting = [item(n, before_break - dt.timedelta(minutes=20 - n)) for n in range(1, 13)]
@@ -256,6 +259,16 @@ def test_learns_room_timetable_and_expects_breaks_and_reopenings() -> None:
     rooms = [idle(1, open=False), idle(2)]
     # room 1 is usually back at 12:30: the queue is shorter than with room 2 alone for good
     assert learned.estimate(during_break, waiting, rooms)[12] < naive.estimate(during_break, waiting, rooms)[12] - 600
+    # at 11:40 a doctor still with a patient who came in at 11:20 goes to lunch afterwards
+    late = local(30, 11 + 40 / 60)
+    waiting = [item(n, late - dt.timedelta(minutes=20 - n)) for n in range(1, 7)]
+    busy = [RoomState(1, (GENERAL,), True, local(30, 11 + 20 / 60), GENERAL), idle(2)]
+    back_from_lunch = learned.estimate(late, waiting, busy)
+    assert back_from_lunch[6] > naive.estimate(late, waiting, busy)[6] + 300
+    # ... but one who started after 11:30 has had lunch already (rooms call only when back)
+    after = [RoomState(1, (GENERAL,), True, local(30, 12.6), GENERAL), idle(2)]
+    assert learned.estimate(local(30, 12.7), waiting, after)[6] == pytest.approx(
+        naive.estimate(local(30, 12.7), waiting, after)[6], rel=0.05)
 
 
 def test_learns_that_returning_patients_are_quicker() -> None:
