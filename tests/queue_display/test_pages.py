@@ -112,7 +112,8 @@ async def test_call_next_on_the_room_page_is_seen_on_the_tv_and_the_door(live_se
 
 
 async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: LiveServer, new_page: NewPage) -> None:
-    tv = await open_tv(new_page, live_server, lang="en")
+    tv = await open_tv(new_page, live_server, lang="zh")
+    assert await tv.locator("#now-title").inner_text() == "正在叫号"
     for ws in list(live_server.app[WEBSOCKETS_KEY]):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
     await tv.wait_for_function("window.clinicallTv.feed.connects >= 2", timeout=10000)
@@ -120,7 +121,7 @@ async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: Liv
     issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["C"]})
     await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:3']}/call-next", who="doctor")
     await tv.locator("#now-number").filter(has_text=issued["ticket"]["number"]).wait_for(timeout=8000)
-    assert await tv.locator("#now-room").inner_text() == "Consultation room 3"
+    assert await tv.locator("#now-room").inner_text() == "3号诊室"
 
 
 async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_server: LiveServer,
