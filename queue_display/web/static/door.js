@@ -10,6 +10,7 @@ const roomId = Number(queryParam("room"));
 const state = new ScreenState();
 const $ = (id) => document.getElementById(id);
 let lastStatus = "connecting";
+let shownId = undefined;  // the ticket on screen; a new one flashes (not the first one after loading)
 
 function render() {
   if (state.clinic) $("clinic").textContent = state.clinic;
@@ -17,6 +18,12 @@ function render() {
   $("room-title").textContent = room ? roomLabel(room, lang, t) : `${t("room")} ${roomId || ""}`;
   const current = state.current.get(roomId);
   $("current").textContent = current ? current.number : "—";
+  const id = current ? current.id : null;
+  if (shownId !== undefined && id !== null && id !== shownId) {
+    const box = $("current").parentElement;
+    box.classList.remove("flash"); void box.offsetWidth; box.classList.add("flash");
+  }
+  shownId = id;
   const serviceIds = room && room.service_ids ? room.service_ids : [...state.services.keys()];
   const upcoming = state.waitingFor(serviceIds)
     .filter((ticket) => !ticket.preferred_room_id || ticket.preferred_room_id === roomId).slice(0, 3);
