@@ -33,7 +33,9 @@ class QueueRuntime:
         self.estimator = make_estimator(settings.clinic.zone(), queue.priority_weights,
                                         float(queue.anti_starvation_minutes))
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
-        self._dirty: set[int] = set()
+        self._requested = 0
+        self._completed = 0
+        self._last_state: qstate.QueueState | None = None
         self.warmed = False
 
     async def warm_up(self) -> None:
@@ -87,9 +89,21 @@ class QueueRuntime:
             names = await qstate.masked_names(self.db, self.settings, [ticket])
         return qstate.tickets_json(state, [ticket], self.settings.clinic.language, names)[0]
 
-    async def refresh_and_publish(self, changed: set[int]) -> qstate.QueueState:
+    async def refreshed_state(self) -> qstate.QueueState:
+        """Fresh estimates that include every change committed before this call. Concurrent callers
+        share one refresh: one that began after a caller's request already covers its change."""
+        self._requested += 1
+        mine = self._requested
         async with self._lock:
+            if self._completed >= mine and self._last_state is not None:
+                return self._last_state
+            covers = self._requested
             state = await qstate.refresh(self.db, self.settings, self.estimator)
+            self._completed, self._last_state = covers, state
+            return state
+
+    async def refresh_and_publish(self, changed: set[int]) -> qstate.QueueState:
+        state = await self.refreshed_state()
         language = self.settings.clinic.language
         for service_id in sorted(changed):
             line = state.waiting.get(service_id, [])

@@ -108,13 +108,32 @@ async def refresh(db: Database, settings: Settings, estimator: Estimator | None,
     """Recomputes positions and estimates of every waiting ticket and stores them, so any instance
     (and the display hub, which has no estimator) reads the latest."""
     state = await load_state(db, settings, now)
+    stored = {t.id: (t.position, t.estimated_wait_seconds) for line in state.waiting.values() for t in line}
     apply_estimates(state, estimator)
     rows = [{"id": t.id, "position": t.position, "estimated_wait_seconds": t.estimated_wait_seconds}
-            for line in state.waiting.values() for t in line]
+            for line in state.waiting.values() for t in line if _worth_storing(stored[t.id], t)]
     if rows:
         async with db.transaction() as s:
-            await s.execute(update(Ticket), rows)
+            if db.is_postgres:
+                # never wait for a row an operation holds (and so never deadlock with one): skip it,
+                # the next refresh stores its estimate
+                locked = set((await s.scalars(
+                    select(Ticket.id).where(Ticket.id.in_([r["id"] for r in rows])).order_by(Ticket.id)
+                    .with_for_update(skip_locked=True))).all())
+                rows = [r for r in rows if r["id"] in locked]
+            if rows:
+                await s.execute(update(Ticket), sorted(rows, key=lambda r: r["id"]))
     return state
+
+
+def _worth_storing(stored: tuple[int | None, float | None], ticket: Ticket) -> bool:
+    """Skip writes that change nothing a person would notice (same position, wait within 10 s or 5 %)."""
+    position, wait = stored
+    if position != ticket.position or (wait is None) != (ticket.estimated_wait_seconds is None):
+        return True
+    if wait is None or ticket.estimated_wait_seconds is None:
+        return False
+    return abs(wait - ticket.estimated_wait_seconds) > max(10.0, 0.05 * wait)
 
 
 async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticket]) -> dict[int, str]:

@@ -240,9 +240,11 @@ async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: 
         finished = await _finish_room_current(s, room.id, now, user_id, settings)
         tried: set[int] = set()
         for _attempt in range(CALL_ATTEMPTS):
-            rows = (await s.scalars(select(Ticket).where(Ticket.status == "waiting",
-                                                         Ticket.service_id.in_(room.service_ids or [-1]))))
-            items = [queue_item(t) for t in rows.all() if t.id not in tried]
+            rows = await s.execute(
+                select(Ticket.id, Ticket.service_id, Ticket.priority, Ticket.enqueued_at, Ticket.is_returning,
+                       Ticket.preferred_room_id)
+                .where(Ticket.status == "waiting", Ticket.service_id.in_(room.service_ids or [-1])))
+            items = [QueueItem(*row) for row in rows.all() if row[0] not in tried]
             pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
             if pick is None:
                 break
