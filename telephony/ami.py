@@ -51,6 +51,16 @@ class LinkProtocol(AMIProtocol):
     """AMIProtocol that routes messages for our own actions to the link, then behaves as usual."""
 
     def handle_message(self, message: Any) -> None:
+        """Never lets one odd message (say a repeated Event header) kill the connection."""
+        try:
+            for key in ("Event", "Response", "ActionID"):
+                if isinstance(message.get(key), list):
+                    message[key] = message[key][0]
+            self._route(message)
+        except Exception:
+            log.exception("AMI message not handled: %r", message)
+
+    def _route(self, message: Any) -> None:
         factory = self.factory
         link: AmiLink | None = getattr(factory, "link", None)
         action_id = message.get("ActionID") if hasattr(message, "get") else None
@@ -272,29 +282,51 @@ class AmiLink:
             self._queue.put_nowait(("event", ev, received))
 
     async def _consume(self) -> None:
+        """Events in arrival order; consecutive events go to the call log as one batch (one transaction)."""
         while True:
-            kind, item, received = await self._queue.get()
+            items = [await self._queue.get()]
+            while len(items) < 500 and not self._queue.empty():
+                items.append(self._queue.get_nowait())
             try:
-                if kind == "event":
-                    await self.calllog.handle(item, received)
-                elif kind == "booted":
-                    await self._booted()
-                elif kind == "shutdown":
-                    await self.calllog.asterisk_shutdown()
-                elif kind == "reconcile":
-                    live, since, channel_events, asked = item
-                    ended = await self.calllog.reconcile(live, since, channel_events, asked)
-                    if ended:
-                        log.info("reconciled after (re)connect: calls %s ended (no live channel)", ended)
-                elif kind == "not_confirmed":
-                    await self.calllog.originate_not_confirmed(item)
-                elif kind == "rejected":
-                    call_id, message = item
-                    await self.calllog.originate_rejected(call_id, message)
-            except Exception:
-                log.exception("AMI %s handling failed", kind)
+                batch: list[tuple[dict[str, str], float]] = []
+                for kind, item, received in items:
+                    if kind == "event":
+                        batch.append((item, received))
+                        continue
+                    if batch:
+                        await self._handle_batch(batch)
+                        batch = []
+                    await self._control(kind, item)
+                if batch:
+                    await self._handle_batch(batch)
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
+
+    async def _handle_batch(self, batch: list[tuple[dict[str, str], float]]) -> None:
+        try:
+            await self.calllog.handle_batch(batch)
+        except Exception:
+            log.exception("call log failed on %d AMI event(s)", len(batch))
+
+    async def _control(self, kind: str, item: Any) -> None:
+        try:
+            if kind == "booted":
+                await self._booted()
+            elif kind == "shutdown":
+                await self.calllog.asterisk_shutdown()
+            elif kind == "reconcile":
+                live, since, channel_events, asked = item
+                ended = await self.calllog.reconcile(live, since, channel_events, asked)
+                if ended:
+                    log.info("reconciled after (re)connect: calls %s ended (no live channel)", ended)
+            elif kind == "not_confirmed":
+                await self.calllog.originate_not_confirmed(item)
+            elif kind == "rejected":
+                call_id, message = item
+                await self.calllog.originate_rejected(call_id, message)
+        except Exception:
+            log.exception("AMI %s handling failed", kind)
 
     async def _booted(self) -> None:
         """FullyBooted: the link is ready at once; CoreShowChannels runs beside it and its answer

@@ -93,18 +93,22 @@ class CallLog:
 
     # ---- events -----------------------------------------------------------------------------------
     async def handle(self, ev: dict[str, str], received: float | None = None) -> None:
-        self.events_seen += 1
-        at = event_time(ev, time.time() if received is None else received)
-        touched = self.tracker.apply(ev, at)
-        linkedid = ev.get("Linkedid")
-        if linkedid and self.tracker.inbound_candidate(linkedid):
-            touched.add(await self._create_inbound(linkedid))
+        await self.handle_batch([(ev, time.time() if received is None else received)])
+
+    async def handle_batch(self, events: list[tuple[dict[str, str], float]]) -> None:
+        """Apply events in order, then write every call they changed in one transaction."""
+        touched: set[int] = set()
+        for ev, received in events:
+            self.events_seen += 1
+            touched |= self.tracker.apply(ev, event_time(ev, received))
+            linkedid = ev.get("Linkedid")
+            if linkedid and self.tracker.inbound_candidate(linkedid):
+                touched.add(await self._create_inbound(linkedid))
         if touched:
             await self._refresh(touched)
 
     async def handle_many(self, events: list[tuple[dict[str, str], float]]) -> None:
-        for ev, at in events:
-            await self.handle(ev, at)
+        await self.handle_batch(events)
 
     async def _create_inbound(self, linkedid: str) -> int:
         created = self.tracker.group_first_seen(linkedid) or time.time()
@@ -137,6 +141,7 @@ class CallLog:
         return values
 
     async def _refresh(self, call_ids: set[int]) -> None:
+        changes: dict[int, dict[str, Any]] = {}
         for call_id in sorted(call_ids):
             if call_id not in self.tracker.calls:
                 continue
@@ -149,9 +154,13 @@ class CallLog:
                               agent_id=await self._agent_id(projection.agent_extension))
                 if projection.patient_id is not None:
                     values["patient_id"] = projection.patient_id
-            if self._written.get(call_id) == values:
-                continue
-            async with self.db.transaction() as s:
+            if self._written.get(call_id) != values:
+                changes[call_id] = values
+        if not changes:
+            return
+        payloads: list[dict[str, Any]] = []
+        async with self.db.transaction() as s:
+            for call_id, values in changes.items():
                 call = await s.get(Call, call_id)
                 if call is None:
                     self.tracker.forget(call_id)
@@ -159,10 +168,12 @@ class CallLog:
                 for name, value in values.items():
                     setattr(call, name, value)
                 await s.flush()
-                payload = call_updated(call)
+                payloads.append(call_updated(call))
+        for call_id, values in changes.items():
             self._written[call_id] = values
             if values["state"] == "ended":
                 self._retire(call_id)
+        for payload in payloads:
             await self.bus.publish(CALL_UPDATED, payload)
 
     def _retire(self, call_id: int) -> None:
