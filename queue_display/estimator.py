@@ -81,7 +81,7 @@ class _Moments:
     """Exponentially weighted count, mean and variance of log(duration).
 
     Weights grow with time (2 ** (days / half_life)) instead of old ones decaying, so adding is O(1);
-    `effective_n(scale)` divides by the newest weight to give the count in "recent observations"."""
+    `w / newest weight` is the count in "recent observations" (see _shrink)."""
 
     __slots__ = ("w", "s1", "s2")
 
@@ -527,8 +527,9 @@ class WaitEstimator:
         fixed = offset.total_seconds() if offset is not None and offset == later else None
         served = {service for room in rooms for service in room.service_ids}
         open_services = {service for room in rooms if room.open for service in room.service_ids}
-        # Rooms that will take tickets: the open ones, and closed ones only for services no open room serves
-        # (assumed back after `closed_room_seconds`).
+        # Rooms that will take tickets: the open ones (some will take their usual break when next free),
+        # closed ones on a usual break or before their usual opening (back at the usual time), and other
+        # closed ones only for services no open room serves (assumed back after `closed_room_seconds`).
         free_at: list[tuple[float, int]] = []
         now_day = self._day_seconds(now_epoch)
         pending_breaks: list[list[_Break]] = []  # per room: its usual breaks still to come in the simulation
