@@ -101,6 +101,7 @@ class DemoPbx:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.received: list[list[Header]] = []
+        self.on_action: Any = None  # optional callable(action, perf_counter()) for measurements
         self._local_counter = itertools.count()
         self._uid_counter = itertools.count(1)
         self._boot = time.time()
@@ -147,8 +148,11 @@ class DemoPbx:
                     if match is None:
                         break
                     raw, buffer = buffer[:match.end()], buffer[match.end():]
+                    arrived = time.perf_counter()
                     for action in parse_actions(raw):
                         self.received.append(action)
+                        if self.on_action is not None:
+                            self.on_action(action, arrived)
                         if await self._handle(session, action) == "close":
                             return
         except (ConnectionError, asyncio.CancelledError):

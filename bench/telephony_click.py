@@ -1,0 +1,123 @@
+"""Click to Originate on the wire: from sending HTTP POST /api/calls to the Originate bytes arriving
+at a TCP AMI peer (the demo PBX on 127.0.0.1), p50 / p99 / max; plus the POST's own 202 latency.
+
+    .venv/bin/python bench/telephony_click.py --calls 500 --concurrency 1
+    .venv/bin/python bench/telephony_click.py --calls 500 --concurrency 10
+
+The app (create_app on a fresh SQLite file, in-process bus, demo PBX with its timings scaled down so
+calls end quickly) serves on 127.0.0.1; the client posts over real TCP with a bearer token. Both
+share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from clinicall.app import create_app  # noqa: E402
+from clinicall.auth import service as auth_service  # noqa: E402
+from clinicall.db import Database  # noqa: E402
+from clinicall.migrate import migrate  # noqa: E402
+from clinicall.settings import Settings  # noqa: E402
+from crm_bridge.patients import PatientIn, PhoneIn, create_patient  # noqa: E402
+from telephony.keys import AMI_LINK_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY  # noqa: E402
+from telephony.wire import first  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def run(calls: int, concurrency: int, tmp: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+    db = Database(url)
+    await migrate(db)
+    user = await auth_service.create_user(db, "bench", "correct-horse-battery", ["agent"], "Bench", "1001")
+    token = await auth_service.create_api_token(db, user.id, "bench")
+    patient_id = await create_patient(db, PatientIn(full_name="Nguyễn Văn An", assigned_agent_id=user.id,
+                                                    phones=[PhoneIn(number="0901234567")]), user.id)
+    await db.dispose()
+    settings = Settings(data_dir=str(tmp), database={"url": url}, http={"cookie_secure": False},
+                        telephony={"demo_pbx": True, "agi_enabled": False, "demo_time_scale": 0.01,
+                                   "calls_per_minute_per_agent": 600},
+                        audio={"cache_dir": str(tmp / "audio"), "engines": ["espeak"]})
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    link = app[AMI_LINK_KEY]
+    assert link is not None
+    await link.wait_ready()
+    app[RATE_LIMIT_KEY].per_minute = 10**9
+    arrivals: dict[str, float] = {}
+    pbx = app[DEMO_PBX_KEY]
+    assert pbx is not None
+    pbx.on_action = lambda action, at: arrivals.setdefault(first(action, "ActionID") or "", at) \
+        if first(action, "Action") == "Originate" else None
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        phone = (await (await http.get(f"http://127.0.0.1:{port}/api/patients/{patient_id}")).json())
+        phone_id = phone["patient"]["phones"][0]["id"] if "patient" in phone else phone["phones"][0]["id"]
+        wire: list[float] = []
+        answered: list[float] = []
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with semaphore:
+                start = time.perf_counter()
+                async with http.post(f"http://127.0.0.1:{port}/api/calls",
+                                     json={"patient_id": patient_id, "phone_id": phone_id}) as response:
+                    body = await response.json()
+                    done = time.perf_counter()
+                assert response.status == 202, body
+                tag = f"clinicall-{body['call']['id']}"
+                while tag not in arrivals:  # noqa: ASYNC110 - the peer records arrivals
+                    await asyncio.sleep(0.0005)
+                wire.append(arrivals[tag] - start)
+                answered.append(done - start)
+
+        for _ in range(min(20, calls)):  # warm-up
+            await one()
+        wire.clear()
+        answered.clear()
+        began = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(calls)))
+        total = time.perf_counter() - began
+    await runner.cleanup()
+    ms = 1000
+    print(f"click to Originate on the wire, {calls} calls, concurrency {concurrency}: "
+          f"p50 {pct(wire, 0.5) * ms:.1f} ms, p99 {pct(wire, 0.99) * ms:.1f} ms, max {max(wire) * ms:.1f} ms, "
+          f"mean {statistics.mean(wire) * ms:.1f} ms")
+    print(f"HTTP 202 returned:                                  p50 {pct(answered, 0.5) * ms:.1f} ms, "
+          f"p99 {pct(answered, 0.99) * ms:.1f} ms; {calls / total:.0f} clicks/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run(args.calls, args.concurrency, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
