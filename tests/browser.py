@@ -52,6 +52,7 @@ from tests.servers import free_port
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+LOGIN_TIMEOUT_MS = 30_000
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "test-results"
 
 DEMO_SERVICES = [
@@ -174,8 +175,9 @@ async def login(page: Any, base_url: str, who: str, next_path: str = "/") -> Non
     await page.goto(f"{base_url}/login?next={next_path}")
     await page.locator("input[name=username]").fill(who)
     await page.locator("input[name=password]").fill(PASSWORD)
-    await page.locator("form button[type=submit]").click()
-    await page.wait_for_url(f"{base_url}{next_path}")
+    # password hashing is deliberately slow, and slower still on a busy machine: allow it time
+    await page.locator("form button[type=submit]").click(timeout=LOGIN_TIMEOUT_MS)
+    await page.wait_for_url(f"{base_url}{next_path}", timeout=LOGIN_TIMEOUT_MS)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

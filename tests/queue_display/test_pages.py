@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,25 @@ def live_settings() -> dict[str, Any]:
     return {"audio": {"engines": ["gtts", "espeak"], "gtts_url": f"http://127.0.0.1:{free_port()}/batchexecute",
                       "gtts_timeout_seconds": 1.0},
             "display": {"heartbeat_seconds": 5.0}}
+
+
+@pytest.fixture
+async def new_page(new_page: NewPage) -> AsyncIterator[NewPage]:
+    """The harness's pages, watched for uncaught script errors (which fail the test)."""
+    errors: list[str] = []
+
+    async def make(who: str | None = None, lang: str = "vi") -> Any:
+        opened = await new_page(who, lang)
+        opened.on("pageerror", lambda exc: errors.append(f"{opened.url}: {exc}"))
+        return opened
+
+    yield make
+    assert errors == [], f"script errors on the screens: {errors}"
+
+
+@pytest.fixture
+async def page(new_page: NewPage) -> Any:
+    return await new_page()
 
 
 async def open_tv(new_page: NewPage, server: LiveServer, **query: str) -> Any:
