@@ -274,3 +274,20 @@ async def test_a_screen_that_falls_behind_is_resynchronised_and_others_get_every
     assert [f["type"] for f in frames if f["type"] != "ticket.started"] == ["snapshot"]
     assert len([f for f in frames if f["type"] == "ticket.started"]) <= 4
     assert [s.dropped > 0 for s in hub.screens if s.queue.maxsize == 4] == [True]
+
+
+async def test_handshakes_accepted_from_own_and_allowed_origins(aiohttp_client: Callable[..., Any], sqlite_url: str,
+                                                                make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(sqlite_url, http={"cookie_secure": False, "allowed_origins": ["https://tv.example"]})
+    client = await aiohttp_client(create_app(settings))
+    _, token = await display_token(client)
+    own = f"http://{client.host}:{client.port}"
+    for origin in (own, "https://tv.example"):
+        screen = Recorder(await client.ws_connect(f"/ws/display?token={token}", headers={"Origin": origin}))
+        assert (await screen.next("snapshot"))["data"]["filter"] == {"rooms": None, "services": None}
+        await screen.close()
+    await auth_service.create_user(client.app[DB_KEY], "reception", PASSWORD, ["reception"])
+    assert (await client.post("/api/login", json={"username": "reception", "password": PASSWORD})).status == 200
+    screen = Recorder(await client.ws_connect("/ws/display?services=1", headers={"Origin": own}))  # the room page
+    assert (await screen.next("snapshot"))["data"]["filter"] == {"rooms": None, "services": [1]}
+    await screen.close()
