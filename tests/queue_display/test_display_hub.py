@@ -291,3 +291,23 @@ async def test_handshakes_accepted_from_own_and_allowed_origins(aiohttp_client: 
     screen = Recorder(await client.ws_connect("/ws/display?services=1", headers={"Origin": own}))  # the room page
     assert (await screen.next("snapshot"))["data"]["filter"] == {"rooms": None, "services": [1]}
     await screen.close()
+
+
+async def test_page_access_and_the_public_kiosk_list(hub_client: TestClient) -> None:
+    app = hub_client.app
+    clinic = await make_clinic(app)
+    await issue(app, clinic["A"], await new_patient(app, FULL_NAME))
+    html = {"Accept": "text/html"}
+    assert (await hub_client.get("/kiosk", headers=html)).status == 200  # public
+    listed = await (await hub_client.get("/kiosk/services")).json()
+    assert [(s["prefix"], s["waiting_count"]) for s in listed["services"]] == [("A", 1), ("C", 0)]
+    assert all("waiting" not in s for s in listed["services"])  # counts only, never who waits
+    for path in ("/tv", "/door?room=1", "/room"):
+        response = await hub_client.get(path, headers=html, allow_redirects=False)
+        assert response.status == 302 and response.headers["Location"].startswith("/login?next=")
+    _, token = await display_token(hub_client)
+    assert (await hub_client.get(f"/tv?token={token}", headers=html)).status == 200
+    assert (await hub_client.get(f"/room?token={token}", headers=html, allow_redirects=False)).status == 302
+    await auth_service.create_user(app[DB_KEY], "agent", PASSWORD, ["agent"])
+    assert (await hub_client.post("/api/login", json={"username": "agent", "password": PASSWORD})).status == 200
+    assert (await hub_client.get("/room", headers=html)).status == 403  # doctors and reception only
