@@ -18,13 +18,13 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clinicall.db import Database, utcnow
+from clinicall.db import Database, UTCDateTime, utcnow
 from clinicall.problem import Problem, conflict, not_found
 from clinicall.settings import Settings
 from queue_display import events as ev
@@ -248,22 +248,23 @@ async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: 
             pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
             if pick is None:
                 break
-            claimed = await s.execute(
+            claimed = (await s.execute(
                 update(Ticket).where(Ticket.id == pick.ticket_id, Ticket.status == "waiting")
                 .values(status="called", room_id=room.id, called_at=now, started_at=None, recall_count=0,
                         updated_at=now)
-                .execution_options(synchronize_session=False))
-            if claimed.rowcount != 1:
+                .returning(Ticket.service_id, Ticket.visit_id)
+                .execution_options(synchronize_session=False))).first()
+            if claimed is None:
                 tried.add(pick.ticket_id)  # another caller took it first
                 continue
-            ticket = await s.get(Ticket, pick.ticket_id, populate_existing=True)
-            assert ticket is not None
-            visit = await _visit(s, ticket)
-            if visit is not None:
-                visit.called_at = visit.called_at or now
-                visit.room_id = room.id
-            _log(s, ticket, ev.TICKET_CALLED, now, user_id, how="next")
-            return Outcome(ticket.id, ev.TICKET_CALLED, {ticket.service_id}, before=finished)
+            service_id, visit_id = claimed
+            if visit_id is not None:
+                await s.execute(update(Visit).where(Visit.id == visit_id).values(
+                    room_id=room.id,
+                    called_at=case((Visit.called_at.is_(None), literal(now, UTCDateTime())), else_=Visit.called_at)))
+            s.add(TicketEvent(ticket_id=pick.ticket_id, type=ev.TICKET_CALLED, at=now, service_id=service_id,
+                              room_id=room.id, user_id=user_id, detail={"how": "next"}))
+            return Outcome(pick.ticket_id, ev.TICKET_CALLED, {service_id}, before=finished)
     return _only_finished(finished) if finished else None
 
 
