@@ -69,6 +69,20 @@ async def test_worklists_search_card_note_and_keyboard(live_server: Any, new_pag
     assert "05/04/1980" in card and "0912345678" in card and "di động" in card and "Chưa có ghi chú." in card
     assert await page.get_by_role("button", name="Gọi số 0912345678").is_visible()
 
+    # Tab alone reaches everything in order, with a visible focus ring, and never gets stuck.
+    await page.get_by_label("Tên (không cần dấu) hoặc số điện thoại").focus()
+    seen: list[str] = []
+    for _ in range(60):
+        await page.keyboard.press("Tab")
+        name = await page.evaluate(
+            "() => { const e = document.activeElement; return e.id || e.dataset.kind || e.className || e.tagName; }")
+        if name == "BODY":  # past the last control, focus goes to the browser and then comes back
+            continue
+        assert await focus_is_visible(page), name
+        seen.append(name)
+    assert {"new-patient", "tab-new", "call-button", "add-note"} <= set(seen), seen
+    assert len(set(seen)) >= 8
+
     # Outcome without a call; Esc closes the dialog and focus returns to the button that opened it.
     add = page.get_by_role("button", name="Ghi kết quả liên hệ")
     await add.focus()

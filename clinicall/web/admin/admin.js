@@ -5,7 +5,8 @@ import {barChart} from "/static/admin/charts.js";
 
 const DICT = {
   vi: {
-    title: "Quản trị", logout: "Đăng xuất", save: "Lưu", cancel: "Huỷ", add: "Thêm", edit: "Sửa", saved: "Đã lưu.",
+    title: "Quản trị", logout: "Đăng xuất", save: "Lưu", cancel: "Huỷ", add: "Thêm", addUser: "Thêm người dùng", addService: "Thêm dịch vụ",
+    addRoom: "Thêm phòng", addTemplate: "Thêm mẫu tin nhắn", addStatus: "Thêm trạng thái", extensionHint: "2–8 chữ số, ví dụ 1001 (máy bàn của tổng đài viên).", edit: "Sửa", saved: "Đã lưu.",
     users: "Người dùng và vai trò", services: "Dịch vụ", rooms: "Phòng", "display-tokens": "Mã màn hình", templates: "Mẫu tin nhắn",
     statuses: "Danh mục trạng thái", audit: "Nhật ký truy cập", stats: "Thống kê",
     username: "Tên đăng nhập", display_name: "Tên hiển thị", password: "Mật khẩu (ít nhất 10 ký tự)", roles: "Vai trò", extension: "Số máy lẻ",
@@ -27,7 +28,8 @@ const DICT = {
     avgWait: "Chờ trung bình", arrivedLate: "Đến muộn (≤ 7 ngày)", pending: "Chưa đến ngày hẹn", noShowRate: "Tỉ lệ vắng", tickets: "Số phiếu", minutes: "phút",
   },
   en: {
-    title: "Administration", logout: "Log out", save: "Save", cancel: "Cancel", add: "Add", edit: "Edit", saved: "Saved.",
+    title: "Administration", logout: "Log out", save: "Save", cancel: "Cancel", add: "Add", addUser: "Add a user", addService: "Add a service",
+    addRoom: "Add a room", addTemplate: "Add a template", addStatus: "Add a status", extensionHint: "2–8 digits, e.g. 1001 (the agent's desk phone).", edit: "Edit", saved: "Saved.",
     users: "Users and roles", services: "Services", rooms: "Rooms", "display-tokens": "Display tokens", templates: "Message templates",
     statuses: "Status lists", audit: "Audit trail", stats: "Statistics",
     username: "Username", display_name: "Display name", password: "Password (10 characters or more)", roles: "Roles", extension: "Extension",
@@ -154,8 +156,8 @@ async function usersSection(box) {
     el("button", {type: "button", class: "secondary small", onclick: async () => {
       try { await api(`/api/users/${u.id}`, {method: "PATCH", body: {active: !u.active}}); saved(); render(); } catch (err) { showError($("page-error"), err); }
     }}, u.active ? t("deactivate") : t("activate")))])));
-  box.append(createForm("add", [{name: "username", required: true}, {name: "display_name"}, {name: "password", type: "password", required: true},
-    {name: "roles", type: "checks", options: roleOptions, value: ["agent"]}, {name: "extension", optional: true, hint: "extension"}],
+  box.append(createForm("addUser", [{name: "username", required: true}, {name: "display_name"}, {name: "password", type: "password", required: true},
+    {name: "roles", type: "checks", options: roleOptions, value: ["agent"]}, {name: "extension", optional: true, hint: "extensionHint"}],
   async (v) => { if (!v.extension) delete v.extension; await api("/api/users", {method: "POST", body: v}); render(); }));
 }
 
@@ -170,7 +172,7 @@ async function servicesSection(box) {
     el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${names(s)}`, onclick: () => editDialog(`${t("edit")} ${names(s)}`,
       [...specsFor(s), {name: "active", type: "checkbox", value: s.active !== false}],
       async (v) => { await api(`/api/services/${s.id}`, {method: "PATCH", body: {...toBody(v), active: v.active}}); render(); })}, t("edit"))])));
-  box.append(createForm("add", specsFor(), async (v) => { await api("/api/services", {method: "POST", body: toBody(v)}); render(); }));
+  box.append(createForm("addService", specsFor(), async (v) => { await api("/api/services", {method: "POST", body: toBody(v)}); render(); }));
 }
 
 async function roomsSection(box) {
@@ -195,7 +197,7 @@ async function roomsSection(box) {
     r.open ? t("yes") : t("no"),
     el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${names(r) || r.number}`, onclick: () => editDialog(`${t("edit")} ${names(r) || r.number}`, specsFor(r),
       async (v) => { await api(`/api/rooms/${r.id}`, {method: "PATCH", body: toBody(v)}); render(); })}, t("edit"))])));
-  box.append(createForm("add", specsFor(), async (v) => { await api("/api/rooms", {method: "POST", body: toBody(v)}); render(); }));
+  box.append(createForm("addRoom", specsFor(), async (v) => { await api("/api/rooms", {method: "POST", body: toBody(v)}); render(); }));
 }
 
 async function tokensSection(box) {
@@ -231,7 +233,7 @@ async function templatesSection(box) {
   box.append(table(["name", "body", ""], list.map((tp) => [tp.name, tp.body,
     el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${tp.name}`, onclick: () => editDialog(`${t("edit")} ${tp.name}`, specsFor(tp),
       async (v) => { await api(`${TEMPLATES_PATH}/${tp.id}`, {method: "PATCH", body: v}); render(); })}, t("edit"))])));
-  box.append(createForm("add", specsFor(), async (v) => { await api(TEMPLATES_PATH, {method: "POST", body: v}); render(); }));
+  box.append(createForm("addTemplate", specsFor(), async (v) => { await api(TEMPLATES_PATH, {method: "POST", body: v}); render(); }));
 }
 
 async function statusesSection(box) {
@@ -250,7 +252,7 @@ async function statusesSection(box) {
         d.active ? t("yes") : t("no"), el("span", {}, rename(d), " ", toggle(d))]))));
   }
   const parents = list.map((s) => ({value: s.id, label: s.label}));
-  box.append(createForm("add", [{name: "parent_id", label: "parent", type: "select", options: [{value: "", label: t("topLevel")}, ...parents], optional: true},
+  box.append(createForm("addStatus", [{name: "parent_id", label: "parent", type: "select", options: [{value: "", label: t("topLevel")}, ...parents], optional: true},
     {name: "label", required: true}, {name: "not_reached", type: "checkbox", value: false}],
   async (v) => { if (v.parent_id) v.parent_id = Number(v.parent_id); await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
 }
