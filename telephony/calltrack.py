@@ -150,25 +150,35 @@ class CallTracker:
         self.calls: dict[int, CallSpec] = {}
         self.by_action: dict[str, int] = {}
         self.by_linkedid: dict[str, int] = {}
+        self.call_groups: dict[int, set[str]] = {}  # the reverse of by_linkedid
+        self.by_dial_string: dict[str, set[int]] = {}  # calls sent without ChannelId, by Originate Channel
         self.seen_originate_uids: dict[str, str] = {}  # uniqueid from a successful OriginateResponse -> ActionID
 
     # ---- registration -------------------------------------------------------------------------
     def register(self, spec: CallSpec) -> None:
         self.calls[spec.call_id] = spec
+        if spec.dial_string and not spec.channel_id:
+            self.by_dial_string.setdefault(spec.dial_string, set()).add(spec.call_id)
         if spec.action_id:
             self.by_action[spec.action_id] = spec.call_id
         for linkedid in (spec.channel_id, spec.linkedid):
             if linkedid:
-                self.by_linkedid.setdefault(linkedid, spec.call_id)
+                self._link(linkedid, spec.call_id)
+
+    def _link(self, linkedid: str, call_id: int) -> None:
+        if linkedid not in self.by_linkedid:
+            self.by_linkedid[linkedid] = call_id
+            self.call_groups.setdefault(call_id, set()).add(linkedid)
 
     def forget(self, call_id: int) -> None:
         spec = self.calls.pop(call_id, None)
         if spec is None:
             return
+        self.by_dial_string.get(spec.dial_string or "", set()).discard(call_id)
         if spec.action_id:
             self.by_action.pop(spec.action_id, None)
             self.originates.pop(spec.action_id, None)
-        for linkedid in [k for k, v in self.by_linkedid.items() if v == call_id]:
+        for linkedid in self.call_groups.pop(call_id, set()):
             self.by_linkedid.pop(linkedid, None)
             self._drop_group(linkedid)
 
@@ -290,7 +300,7 @@ class CallTracker:
                 if variable == "CLINICALL_CALL_ID":
                     call_id = _int(ev["Value"])
                     if call_id in self.calls:
-                        self.by_linkedid.setdefault(chan.linkedid, call_id)
+                        self._link(chan.linkedid, call_id)
         elif kind == "Newchannel":
             self._link_by_dial_string(chan)
         elif kind == "Newexten" and ev.get("Application") == "Answer" and ev.get("Context") in self.outbound_contexts:
@@ -302,12 +312,16 @@ class CallTracker:
         if chan.linkedid != chan.uniqueid or self._call_of_group(chan.linkedid) is not None:
             return
         base = chan.name.rsplit("-", 1)[0]
-        linked = set(self.by_linkedid.values())
-        candidates = [c for c in self.calls.values() if c.dial_string == base and c.channel_id is None
-                      and c.call_id not in linked and c.created_at <= chan.seen_at + 1.0
-                      and not (c.action_id and c.action_id in self.originates)]
+        waiting = self.by_dial_string.get(base)
+        if not waiting:
+            return
+        for call_id in [c for c in waiting if self.call_groups.get(c) or c not in self.calls]:
+            waiting.discard(call_id)
+        candidates = [self.calls[c] for c in waiting if self.calls[c].created_at <= chan.seen_at + 1.0
+                      and not (self.calls[c].action_id and self.calls[c].action_id in self.originates)]
         if len(candidates) == 1:
-            self.by_linkedid[chan.linkedid] = candidates[0].call_id
+            self._link(chan.linkedid, candidates[0].call_id)
+            waiting.discard(candidates[0].call_id)
 
     def _calls_for(self, linkedids: set[str]) -> set[int]:
         out: set[int] = set()
@@ -324,7 +338,7 @@ class CallTracker:
         action_id = self.seen_originate_uids.get(linkedid)
         if action_id is not None and action_id in self.by_action:
             call_id = self.by_action[action_id]
-            self.by_linkedid[linkedid] = call_id
+            self._link(linkedid, call_id)
             return call_id
         return None
 
@@ -349,7 +363,7 @@ class CallTracker:
     # ---- projection -----------------------------------------------------------------------------
     def linkedids_of(self, call_id: int) -> list[str]:
         spec = self.calls[call_id]
-        ids = {k for k, v in self.by_linkedid.items() if v == call_id}
+        ids = set(self.call_groups.get(call_id, ()))
         if spec.action_id and (orig := self.originates.get(spec.action_id)) and orig.uniqueid:
             chan = self.channels.get(orig.uniqueid)
             ids.add(chan.linkedid if chan else orig.uniqueid)
