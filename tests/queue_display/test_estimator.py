@@ -206,6 +206,35 @@ def _reference(estimator: WaitEstimator, now: dt.datetime, waiting: list[QueueIt
     return result
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_simulation_with_arrivals_and_breaks_matches_next_for_room(seed: int) -> None:
+    """With learned arrivals, breaks and timetables the fast choices still equal next_for_room's."""
+    rng = random.Random(100 + seed)
+    fast, exact = make(), WaitEstimator(TZ, WEIGHTS, 30, exact_policy=True)
+    for learner in (fast, exact):
+        train_service(learner, 1, GENERAL, 8.0, 50)
+        train_service(learner, 2, GENERAL, 12.0, 50, seed=2)
+        train_service(learner, 3, LAB, 4.0, 50, seed=3)
+        for day in range(10):
+            for n in range(40):
+                learner.record_arrival(rng.choice((GENERAL, LAB)), local(day, 7 + n / 5), rng.choice(PRIORITIES),
+                                       rng.random() < 0.1)
+            for room_id, hour, open in ((1, 7.0, True), (1, 11.5, False), (1, 12.25, True), (1, 17.0, False),
+                                        (2, 7.5, True), (2, 12.0, False), (2, 13.0, True), (2, 17.0, False)):
+                learner.record_room_state(room_id, open, local(day, hour))
+    now = local(30, rng.uniform(7.0, 13.0))
+    waiting = [item(n + 1, now - dt.timedelta(seconds=rng.randint(0, 2400)), rng.choice(PRIORITIES),
+                    rng.choice((GENERAL, LAB)), rng.random() < 0.1, rng.choice((1, 2, None)))
+               for n in range(rng.randint(5, 60))]
+    rooms = [RoomState(1, (GENERAL,), rng.random() < 0.8, now - dt.timedelta(minutes=rng.uniform(0, 30)), GENERAL),
+             RoomState(2, (GENERAL, LAB), rng.random() < 0.8, None, None),
+             RoomState(3, (LAB,), True, None, None)]
+    result = fast.estimate(now, waiting, rooms)
+    assert result == pytest.approx(exact.estimate(now, waiting, rooms), abs=1e-6)
+    assert set(result) == {i.ticket_id for i in waiting}
+    assert all(math.isfinite(seconds) and seconds >= 0.0 for seconds in result.values())
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_fast_simulation_makes_exactly_the_ordering_policys_choices(seed: int) -> None:
     rng = random.Random(seed)
@@ -226,6 +255,13 @@ def test_fast_simulation_makes_exactly_the_ordering_policys_choices(seed: int) -
              RoomState(3, (LAB,), True, now - dt.timedelta(minutes=1), LAB)]
     fast = estimator.estimate(now, waiting, rooms)
     assert fast == pytest.approx(exact.estimate(now, waiting, rooms), abs=1e-6)
+    assert all(0.0 <= seconds < 86400.0 for seconds in fast.values()) and set(fast) == {i.ticket_id for i in waiting}
+    by_line: dict[tuple[int, str, bool, int | None], list[QueueItem]] = {}
+    for waiting_item in sorted(waiting, key=lambda i: (i.enqueued_at, i.ticket_id)):
+        key = (waiting_item.service_id, waiting_item.priority, waiting_item.returning, waiting_item.preferred_room_id)
+        by_line.setdefault(key, []).append(waiting_item)
+    for line in by_line.values():  # first come, first called within one kind of ticket
+        assert [fast[i.ticket_id] for i in line] == sorted(fast[i.ticket_id] for i in line)
     reference = _reference(estimator, now, waiting, rooms)
     assert set(reference) <= set(fast)
     for ticket_id, seconds in reference.items():
