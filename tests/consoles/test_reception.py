@@ -66,3 +66,13 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await agent.goto(f"{live_server.base_url}/agent#patient={patient_id}")
     await agent.locator("#card-tickets").get_by_text("A001").wait_for()
     assert "Đã gọi" in await agent.locator("#card-tickets").inner_text()
+
+    # The admin's statistics: the booked patient arrived (booking -> arrival), and the wait of A001.
+    admin = await new_page("admin")
+    await admin.goto(f"{live_server.base_url}/admin/stats")
+    await admin.wait_for_selector("body[data-ready='1']")
+    titles = await admin.eval_on_selector_all("svg[role=img] > title", "els => els.map(e => e.textContent)")
+    assert "Đặt lịch → đến khám: 1/1 (100%)" in titles, titles
+    waits = admin.locator("details table").filter(
+        has=admin.locator("caption", has_text="Thời gian chờ trung bình theo dịch vụ"))
+    assert "A · Khám tổng quát" in await waits.text_content()
