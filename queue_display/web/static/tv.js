@@ -99,6 +99,7 @@ async function playNext() {
 function announce(data) {
   if (!audio.enabled || typeof data.audio_url !== "string" || !data.audio_url.startsWith("/audio/")) return;
   audio.queue.push(data.audio_url);
+  if (audio.queue.length > 4) audio.queue.shift();  // a backlog of old calls helps nobody: keep the latest
   playNext();
 }
 
