@@ -4,7 +4,7 @@ import {api, el, startPage, items, fmtMinutes, today, showError} from "/static/a
 const DICT = {
   vi: {title: "Lễ tân", logout: "Đăng xuất", issuedTicket: "Số thứ tự vừa cấp", walkin: "Cấp số cho khách vãng lai", service: "Dịch vụ",
        priority: "Ưu tiên", issue: "Cấp số", queue: "Hàng đợi", arrivals: "Bệnh nhân hẹn đến", date: "Ngày",
-       checkinService: "Dịch vụ khi tiếp nhận", show: "Xem", name: "Họ tên", phone: "Điện thoại", status: "Tình trạng", ticket: "Số",
+       checkinService: "Dịch vụ khi tiếp nhận", checkinPriority: "Ưu tiên khi tiếp nhận", auto: "Tự động (có hẹn)", show: "Xem", name: "Họ tên", phone: "Điện thoại", status: "Tình trạng", ticket: "Số",
        checkin: "Tiếp nhận", checkinFor: "Tiếp nhận {name}", noArrivals: "Không có bệnh nhân hẹn đến ngày này.", arrivalsCount: "{n} bệnh nhân hẹn đến.",
        waiting: "đang chờ", empty: "Không có ai đang chờ.", wait: "Chờ khoảng", position: "Thứ tự", number: "Số", updated: "Cập nhật lúc {time}",
        minutes: "phút", "p.normal": "Thường", "p.emergency": "Cấp cứu", "p.elderly": "Người cao tuổi", "p.pregnant": "Phụ nữ mang thai",
@@ -12,7 +12,7 @@ const DICT = {
        "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc"},
   en: {title: "Reception", logout: "Log out", issuedTicket: "Ticket just issued", walkin: "Walk-in ticket", service: "Service",
        priority: "Priority", issue: "Issue ticket", queue: "Queue", arrivals: "Expected arrivals", date: "Date",
-       checkinService: "Service at check-in", show: "Show", name: "Name", phone: "Phone", status: "Status", ticket: "Ticket",
+       checkinService: "Service at check-in", checkinPriority: "Priority at check-in", auto: "Automatic (booked)", show: "Show", name: "Name", phone: "Phone", status: "Status", ticket: "Ticket",
        checkin: "Check in", checkinFor: "Check in {name}", noArrivals: "No patients expected on this day.", arrivalsCount: "{n} patients expected.",
        waiting: "waiting", empty: "Nobody is waiting.", wait: "Est. wait", position: "Position", number: "Number", updated: "Updated at {time}",
        minutes: "min", "p.normal": "Normal", "p.emergency": "Emergency", "p.elderly": "Elderly", "p.pregnant": "Pregnant",
@@ -38,6 +38,8 @@ async function loadServices() {
     select.replaceChildren(...state.services.map((s) => el("option", {value: s.id}, `${s.prefix ? s.prefix + " · " : ""}${serviceName(s)}`)));
   }
   $("w-priority").replaceChildren(...PRIORITIES.map((p) => el("option", {value: p}, t("p." + p))));
+  $("a-priority").replaceChildren(el("option", {value: ""}, t("auto")),
+    ...PRIORITIES.filter((p) => p !== "normal").map((p) => el("option", {value: p}, t("p." + p))));
 }
 
 function showIssued(ticket) {
@@ -73,7 +75,9 @@ async function checkIn(patient, button) {
   $("page-error").hidden = true;
   button.disabled = true;
   try {
-    const data = await api("/api/checkins", {method: "POST", body: {patient_id: patient.id, service_id: Number($("a-service").value)}});
+    const body = {patient_id: patient.id, service_id: Number($("a-service").value)};
+    if ($("a-priority").value) body.priority = $("a-priority").value;
+    const data = await api("/api/checkins", {method: "POST", body});
     const ticket = data.ticket || data;
     state.checkedIn.set(patient.id, ticket);
     showIssued(ticket);
