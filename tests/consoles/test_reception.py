@@ -39,7 +39,7 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
 
     # Walk-in with a priority.
     await page.get_by_label("Dịch vụ", exact=True).select_option(str(live_server.services["B"]))
-    await page.get_by_label("Ưu tiên").select_option("elderly")
+    await page.get_by_label("Ưu tiên", exact=True).select_option("elderly")
     await page.get_by_role("button", name="Cấp số").click()
     await page.locator("#issued-number").filter(has_text="B001").wait_for()
 
