@@ -127,7 +127,9 @@ class QueueSettings(BaseModel):
             "disabled": 20.0,
             "booked": 10.0,
             "normal": 0.0,
-        }
+            "returning": 50.0,
+        },
+        description="Head start in minutes per priority class; 'returning' is for patients back from the lab",
     )
 
 
