@@ -383,7 +383,7 @@ function onScreenpop(data) {
 
 function newPatientBody(fullName, phone, dob) {
   const body = {full_name: fullName.trim()};
-  if (phone && phone.trim()) body.phones = [{number: phone.trim(), label: "mobile"}];
+  if (phone && phone.trim()) body.phones = [{number: phone.trim()}];
   if (dob) body.date_of_birth = dob;
   return body;
 }
