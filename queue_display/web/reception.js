@@ -1,5 +1,5 @@
 // Reception console: expected arrivals with check-in, walk-in tickets, the live queue per service.
-import {api, el, startPage, items, fmtMinutes, today, showError} from "/static/admin/console.js";
+import {api, el, startPage, items, fmtMinutes, showError} from "/static/admin/console.js";
 
 const DICT = {
   vi: {title: "Lễ tân", logout: "Đăng xuất", issuedTicket: "Số thứ tự vừa cấp", walkin: "Cấp số cho khách vãng lai", service: "Dịch vụ",
@@ -51,12 +51,16 @@ function showIssued(ticket) {
 }
 
 async function loadArrivals() {
-  const day = $("a-date").value || today();
+  // With no date chosen yet, the server answers for the clinic's own today (its time zone, not the browser's).
+  const day = $("a-date").value;
   const body = $("arrivals").tBodies[0];
   body.replaceChildren();
   let list = [];
-  try { list = items(await api(`/api/arrivals?date=${day}`), "arrivals", "patients"); }
-  catch (err) { $("arrivals-status").textContent = showError(null, err); return; }
+  try {
+    const data = await api(day ? `/api/arrivals?date=${day}` : "/api/arrivals");
+    if (!day && data.date) $("a-date").value = data.date;
+    list = items(data, "arrivals", "patients");
+  } catch (err) { $("arrivals-status").textContent = showError(null, err); return; }
   $("arrivals-status").textContent = list.length ? fill(t("arrivalsCount"), {n: list.length}) : t("noArrivals");
   for (const raw of list) {
     const p = raw.patient || raw;
@@ -146,7 +150,6 @@ async function main() {
   const page = await startPage(DICT);
   lang = page.lang; t = page.t;
   document.title = `${t("title")} · clinicall`;
-  $("a-date").value = today();
   await loadServices();
   $("walkin-form").addEventListener("submit", issueWalkIn);
   $("arrivals-form").addEventListener("submit", (e) => { e.preventDefault(); loadArrivals(); });

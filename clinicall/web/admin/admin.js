@@ -1,6 +1,6 @@
 // Admin console: users and roles, services and rooms, display tokens, message templates, status lists,
 // the audit trail and statistics with charts. One page; the section comes from the URL (/admin/<section>).
-import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError, today} from "/static/admin/console.js";
+import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError} from "/static/admin/console.js";
 import {barChart} from "/static/admin/charts.js";
 
 const DICT = {
@@ -262,7 +262,7 @@ async function auditSection(box) {
   const userName = (id) => { const u = users.find((x) => x.id === id); return u ? (u.display_name || u.username) : (id ?? ""); };
   const specs = [{name: "user_id", label: "user", type: "select", options: [{value: "", label: t("all")}, ...users.map((u) => ({value: u.id, label: u.username}))], optional: true},
     {name: "patient_id", type: "number", optional: true, min: 1}, {name: "action", optional: true},
-    {name: "from", type: "date", value: today(-7), optional: true}, {name: "to", type: "date", value: today(), optional: true}];
+    {name: "from", type: "date", optional: true}, {name: "to", type: "date", optional: true}];
   const results = el("div", {id: "audit-results"});
   const form = el("form", {class: "panel row", role: "search"}, ...specs.map(field), el("div", {style: "align-self:end"}, el("button", {type: "submit"}, t("filter"))));
   const run = async () => {
@@ -279,17 +279,24 @@ async function auditSection(box) {
 }
 
 async function statsSection(box) {
-  const specs = [{name: "from", type: "date", value: today(-13)}, {name: "to", type: "date", value: today()}];
+  // The first view asks without dates: the server answers for the last 14 days of the clinic's own zone.
+  const specs = [{name: "from", type: "date", optional: true}, {name: "to", type: "date", optional: true}];
   const form = el("form", {class: "panel row"}, ...specs.map(field), el("div", {style: "align-self:end"}, el("button", {type: "submit"}, t("show"))));
   const out = el("div", {id: "charts"});
   box.append(form, out);
   const run = async () => {
-    const {from, to} = readFields(form, specs);
-    const q = `from=${from}&to=${to}`;
-    out.replaceChildren();
-    const [calls, queue, bookings] = await Promise.all([`/api/stats/calls?${q}`, `/api/stats/queue?${q}`, `/api/stats/bookings?${q}`]
-      .map((p) => api(p).catch((err) => ({error: showError(null, err)}))));
-    out.append(...callCharts(calls), ...queueCharts(queue), ...bookingCharts(bookings));
+    let {from, to} = readFields(form, specs);
+    const get = (path, q) => api(q ? `${path}?${q}` : path).catch((err) => ({error: showError(null, err)}));
+    let calls = null;
+    if (!from || !to) {
+      calls = await get("/api/stats/calls", "");
+      if (calls.from && calls.to) ({from, to} = calls);
+    }
+    const q = from && to ? `from=${from}&to=${to}` : "";
+    if (q) { form.querySelector("[name=from]").value = from; form.querySelector("[name=to]").value = to; }
+    const [callData, queue, bookings] = await Promise.all([calls ? calls : get("/api/stats/calls", q),
+      get("/api/stats/queue", q), get("/api/stats/bookings", q)]);
+    out.replaceChildren(...callCharts(callData), ...queueCharts(queue), ...bookingCharts(bookings));
   };
   form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
   await run();
