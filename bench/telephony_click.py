@@ -46,8 +46,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run(calls: int, concurrency: int, tmp: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -> None:
+    url = url or f"sqlite+aiosqlite:///{tmp}/bench.db"
     db = Database(url)
     await migrate(db)
     user = await auth_service.create_user(db, "bench", "correct-horse-battery", ["agent"], "Bench", "1001")
@@ -103,7 +103,7 @@ async def run(calls: int, concurrency: int, tmp: Path) -> None:
         total = time.perf_counter() - began
     await runner.cleanup()
     ms = 1000
-    print(f"click to Originate on the wire, {calls} calls, concurrency {concurrency}: "
+    print(f"[{url.split(':')[0]}] click to Originate on the wire, {calls} calls, concurrency {concurrency}: "
           f"p50 {pct(wire, 0.5) * ms:.1f} ms, p99 {pct(wire, 0.99) * ms:.1f} ms, max {max(wire) * ms:.1f} ms, "
           f"mean {statistics.mean(wire) * ms:.1f} ms")
     print(f"HTTP 202 returned:                                  p50 {pct(answered, 0.5) * ms:.1f} ms, "
@@ -114,9 +114,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL (pgserver) instead of SQLite")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(run(args.calls, args.concurrency, Path(tmp)))
+        if not args.postgres:
+            asyncio.run(run(args.calls, args.concurrency, Path(tmp)))
+            return
+        from tests.servers import start_postgres
+
+        server = start_postgres()
+        try:
+            import asyncpg
+
+            async def create() -> None:
+                conn = await asyncpg.connect(server.url.replace("postgresql+asyncpg://", "postgresql://", 1))
+                await conn.execute("DROP DATABASE IF EXISTS clinicall_bench_click")
+                await conn.execute("CREATE DATABASE clinicall_bench_click")
+                await conn.close()
+
+            asyncio.run(create())
+            asyncio.run(run(args.calls, args.concurrency, Path(tmp), server.database_url("clinicall_bench_click")))
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":
