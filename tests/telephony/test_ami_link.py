@@ -156,9 +156,10 @@ async def test_login_before_fully_booted(harness: LogHarness, link_factory: Call
     await peer.close()
 
 
-async def test_reconnect_after_shutdown_with_back_off(harness: LogHarness,
+@pytest.mark.parametrize("first_session", ["ami_reconnect", "ami_restart_now"])
+async def test_reconnect_after_shutdown_with_back_off(harness: LogHarness, first_session: str,
                                                       link_factory: Callable[[int], Awaitable[AmiLink]]) -> None:
-    peer = ReplayPeer([load("ami_reconnect"), load("ami_reconnect_after_restart")])
+    peer = ReplayPeer([load(first_session), load("ami_reconnect_after_restart")])
     link = await link_factory(await peer.start())
     await link.wait_ready()
 

@@ -243,3 +243,20 @@ async def test_health_and_screenpop(client: TestClient, staff: Staff) -> None:
         await client.ws_connect("/ws/agent", headers={**staff.headers("agent"), "Origin": "https://evil.example"})
     metrics = await (await client.get("/metrics", headers=staff.headers("admin"))).text()
     assert "clinicall_ami_up 1.0" in metrics
+
+
+async def test_recording_file_name_comes_from_the_call_id(client: TestClient, staff: Staff) -> None:
+    await ready(client)
+    client.app[SETTINGS_KEY].telephony.record_calls = True
+    patient_id, (phone_id,) = await new_patient(client, staff, "0901234567")
+    async with client.ws_connect("/ws/agent", headers=staff.headers("agent")) as ws:
+        await ws.receive()
+        response = await client.post("/api/calls", headers=staff.headers("agent"),
+                                     json={"patient_id": patient_id, "phone_id": phone_id})
+        call = (await response.json())["call"]
+        updates = await updates_until_ended(ws, call["id"])
+    expected = f"/var/spool/asterisk/monitor/clinicall/clinicall-{call['id']}.wav"
+    assert call["recording_path"] == expected and updates[-1]["recording_path"] == expected
+    monitors = [a for a in client.app[DEMO_PBX_KEY].received if first(a, "Action") == "MixMonitor"]  # type: ignore[union-attr]
+    assert len(monitors) == 1 and first(monitors[0], "File") == expected
+    assert (first(monitors[0], "Channel") or "").startswith("Local/1001@agents-")
