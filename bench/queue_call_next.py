@@ -55,16 +55,16 @@ async def prepare(db: Database, settings: Settings, count: int) -> list[int]:
 
 async def run(db: Database, settings: Settings, room_ids: list[int], callers: int, full: bool,
               expected: int) -> float:
-    runtime = QueueRuntime(db, settings, InProcessBus()) if full else None
-    if runtime is not None:
-        await runtime.bus.start()
+    runtime = QueueRuntime(db, settings, InProcessBus())
+    await runtime.bus.start()
     called: list[int] = []
 
     async def caller(first: int) -> None:
         for room_id in room_ids[first:] + room_ids[:first]:  # its own room, then helps the others
             while True:
-                outcome = await tickets.call_next(db, settings, room_id)
-                if runtime is not None:
+                async with runtime.serialised():  # as the HTTP handlers do
+                    outcome = await tickets.call_next(db, settings, room_id)
+                if full:
                     await runtime.apply(outcome)
                 if outcome is None or outcome.detail.get("nobody_waiting"):
                     break
@@ -73,8 +73,7 @@ async def run(db: Database, settings: Settings, room_ids: list[int], callers: in
     began = time.perf_counter()
     await asyncio.gather(*(caller(i % len(room_ids)) for i in range(callers)))
     elapsed = time.perf_counter() - began
-    if runtime is not None:
-        await runtime.bus.close()
+    await runtime.bus.close()
     assert len(called) == expected and Counter(called).most_common(1)[0][1] == 1, "a ticket was called twice or lost"
     return len(called) / elapsed
 

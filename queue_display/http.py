@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -56,6 +57,12 @@ class TransferIn(BaseModel):
 
 def _runtime(request: web.Request) -> QueueRuntime:
     return request.app[RUNTIME_KEY]
+
+
+async def _run(request: web.Request, operation: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+    """Runs one queue operation; on SQLite, one at a time in this process (see QueueRuntime.serialised)."""
+    async with _runtime(request).serialised():
+        return await operation(request.app[DB_KEY], request.app[SETTINGS_KEY], *args, **kwargs)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -153,7 +160,7 @@ async def rooms_update(request: web.Request) -> web.Response:
 async def tickets_issue(request: web.Request) -> web.Response:
     who = require(request, "reception")
     body = await parse_body(request, TicketIn)
-    outcome = await service.issue(request.app[DB_KEY], request.app[SETTINGS_KEY], service_id=body.service_id,
+    outcome = await _run(request, service.issue, service_id=body.service_id,
                                   source="reception", priority=body.priority, patient_id=body.patient_id,
                                   user_id=who.user_id)
     return await _respond(request, outcome, 201)
@@ -163,7 +170,7 @@ async def tickets_issue(request: web.Request) -> web.Response:
 @public
 async def kiosk_issue(request: web.Request) -> web.Response:
     body = await parse_body(request, KioskTicketIn)
-    outcome = await service.issue(request.app[DB_KEY], request.app[SETTINGS_KEY], service_id=body.service_id,
+    outcome = await _run(request, service.issue, service_id=body.service_id,
                                   source="kiosk")
     return await _respond(request, outcome, 201)
 
@@ -172,7 +179,7 @@ async def kiosk_issue(request: web.Request) -> web.Response:
 async def checkins_create(request: web.Request) -> web.Response:
     who = require(request, "reception")
     body = await parse_body(request, CheckinIn)
-    outcome = await service.checkin(request.app[DB_KEY], request.app[SETTINGS_KEY], patient_id=body.patient_id,
+    outcome = await _run(request, service.checkin, patient_id=body.patient_id,
                                     service_id=body.service_id, user_id=who.user_id, priority=body.priority)
     return await _respond(request, outcome, 201)
 
@@ -197,7 +204,7 @@ async def queue_view(request: web.Request) -> web.Response:
 @routes.post("/api/rooms/{id}/call-next")
 async def room_call_next(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
-    outcome = await service.call_next(request.app[DB_KEY], request.app[SETTINGS_KEY], int_param(request, "id"),
+    outcome = await _run(request, service.call_next, int_param(request, "id"),
                                       user_id=who.user_id)
     if outcome is not None and outcome.detail.get("nobody_waiting"):
         runtime = _runtime(request)
@@ -213,7 +220,7 @@ async def ticket_call(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
     ticket_id = int_param(request, "id")
     body = await parse_body(request, CallIn)
-    outcome = await service.call_ticket(request.app[DB_KEY], request.app[SETTINGS_KEY], ticket_id, body.room_id,
+    outcome = await _run(request, service.call_ticket, ticket_id, body.room_id,
                                         user_id=who.user_id)
     return await _respond(request, outcome)
 
@@ -229,7 +236,7 @@ async def ticket_operation(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
     ticket_id = int_param(request, "id")
     operation = SIMPLE_OPERATIONS[request.match_info["operation"]]
-    outcome = await operation(request.app[DB_KEY], request.app[SETTINGS_KEY], ticket_id, user_id=who.user_id)
+    outcome = await _run(request, operation, ticket_id, user_id=who.user_id)
     return await _respond(request, outcome)
 
 
@@ -238,7 +245,7 @@ async def ticket_transfer(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
     ticket_id = int_param(request, "id")
     body = await parse_body(request, TransferIn)
-    outcome = await service.transfer(request.app[DB_KEY], request.app[SETTINGS_KEY], ticket_id, body.service_id,
+    outcome = await _run(request, service.transfer, ticket_id, body.service_id,
                                      return_to_room=body.return_to_room, user_id=who.user_id)
     return await _respond(request, outcome)
 

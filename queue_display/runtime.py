@@ -4,6 +4,7 @@ store the estimates, publish ticket.* and queue.changed)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -33,10 +34,17 @@ class QueueRuntime:
         self.estimator = make_estimator(settings.clinic.zone(), queue.priority_weights,
                                         float(queue.anti_starvation_minutes))
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
+        self._write_lock = asyncio.Lock()
         self._requested = 0
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
         self.warmed = False
+
+    def serialised(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """On SQLite, queue writes from this process go one at a time: they would serialise on the
+        database lock anyway, and waiting here is much cheaper than SQLite's busy-wait back-off.
+        PostgreSQL runs them concurrently (its row locks and conditional updates keep them safe)."""
+        return self._write_lock if self.db.is_sqlite else contextlib.nullcontext()
 
     async def warm_up(self) -> None:
         await warm(self.estimator, self.db, utcnow())
@@ -98,7 +106,7 @@ class QueueRuntime:
             if self._completed >= mine and self._last_state is not None:
                 return self._last_state
             covers = self._requested
-            state = await qstate.refresh(self.db, self.settings, self.estimator)
+            state = await qstate.refresh(self.db, self.settings, self.estimator, write_guard=self.serialised())
             self._completed, self._last_state = covers, state
             return state
 

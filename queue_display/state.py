@@ -3,6 +3,7 @@ with their current and next tickets; the display snapshot; masked patient names.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Collection, Iterable
@@ -104,7 +105,8 @@ def _find_waiting(state: QueueState, ticket_id: int) -> Ticket:
 
 
 async def refresh(db: Database, settings: Settings, estimator: Estimator | None,
-                  now: dt.datetime | None = None) -> QueueState:
+                  now: dt.datetime | None = None,
+                  write_guard: contextlib.AbstractAsyncContextManager[Any] | None = None) -> QueueState:
     """Recomputes positions and estimates of every waiting ticket and stores them, so any instance
     (and the display hub, which has no estimator) reads the latest."""
     state = await load_state(db, settings, now)
@@ -113,7 +115,7 @@ async def refresh(db: Database, settings: Settings, estimator: Estimator | None,
     rows = [{"id": t.id, "position": t.position, "estimated_wait_seconds": t.estimated_wait_seconds}
             for line in state.waiting.values() for t in line if _worth_storing(stored[t.id], t)]
     if rows:
-        async with db.transaction() as s:
+        async with write_guard or contextlib.nullcontext(), db.transaction() as s:
             if db.is_postgres:
                 # never wait for a row an operation holds (and so never deadlock with one): skip it,
                 # the next refresh stores its estimate
