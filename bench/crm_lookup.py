@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from crm_common import database_url, landline, mobile, patient_name, percentile
 
-from clinicall.auth.service import Principal, create_user
+from clinicall.auth.service import Principal, create_user, list_users
 from clinicall.db import Database
 from clinicall.migrate import migrate
 from crm_bridge.names import fold, search_keys
@@ -92,11 +92,18 @@ async def main() -> None:
     parser.add_argument("--lookups", type=int, default=5000)
     parser.add_argument("--searches", type=int, default=1000)
     parser.add_argument("--database-url", help="postgresql+asyncpg:// URL of a server to use instead of pgserver")
+    parser.add_argument("--pgdata", help="keep pgserver's data in this directory (with --reuse: load only once)")
+    parser.add_argument("--reuse", action="store_true", help="reuse an already loaded database of this size")
     args = parser.parse_args()
 
     server = None
     if args.database_url:
         base = args.database_url
+    elif args.pgdata:
+        import pgserver
+
+        server = pgserver.get_server(args.pgdata, cleanup_mode=None)
+        base = server.get_uri().replace("postgresql://", "postgresql+asyncpg://", 1)
     else:
         from tests.servers import start_postgres
 
@@ -104,20 +111,28 @@ async def main() -> None:
         base = server.url
     import asyncpg
 
+    name = f"crm_bench_{args.patients}"
     admin = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://", 1))
-    await admin.execute("DROP DATABASE IF EXISTS crm_bench")
-    await admin.execute("CREATE DATABASE crm_bench")
+    exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+    reuse = bool(exists) and args.reuse
+    if not reuse:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
-    url = database_url(base, "crm_bench")
+    url = database_url(base, name)
     db = Database(url)
     try:
         await migrate(db)
-        agents = [(await create_user(db, f"agent{i}", "bench-password-1", ["agent"], f"Agent {i}", f"10{i:02d}")).id
-                  for i in range(1, 11)]
-        print(f"loading {args.patients:,} patients into PostgreSQL ...", flush=True)
-        started = time.perf_counter()
-        await load(url, args.patients, agents)
-        print(f"loaded in {time.perf_counter() - started:.1f} s")
+        if reuse:
+            print(f"reusing database {name} in {args.pgdata}")
+            agents = [u.id for u in await list_users(db) if u.username.startswith("agent")]
+        else:
+            agents = [(await create_user(db, f"agent{i}", "bench-password-1", ["agent"], f"Agent {i}",
+                                         f"10{i:02d}")).id for i in range(1, 11)]
+            print(f"loading {args.patients:,} patients into PostgreSQL ...", flush=True)
+            started = time.perf_counter()
+            await load(url, args.patients, agents)
+            print(f"loaded in {time.perf_counter() - started:.1f} s")
 
         rng = random.Random(99)
         known = [rng.randrange(1, args.patients + 1) for _ in range(args.lookups)]
@@ -153,7 +168,7 @@ async def main() -> None:
         await timed([lambda pid=pid: agent_may_access(db, agent, pid) for pid in known[:1000]], "agent_may_access")
     finally:
         await db.dispose()
-        if server is not None:
+        if server is not None and not args.pgdata:
             server.stop()
 
 

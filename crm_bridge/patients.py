@@ -279,11 +279,25 @@ def key_prefix_condition(db: Database, prefix: str) -> Any:
     return and_(PatientNameKey.key >= prefix, PatientNameKey.key < prefix + "~")
 
 
+RAREST_PROBE = 2000
+
+
+async def rarest_word(s: AsyncSession, db: Database, words: list[str]) -> str:
+    """The query word that starts the fewest name keys (counting at most RAREST_PROBE each)."""
+    best, best_count = words[-1], None
+    for word in sorted(set(words), key=len, reverse=True):
+        probe = select(PatientNameKey.id).where(key_prefix_condition(db, word)).limit(RAREST_PROBE).subquery()
+        count = await s.scalar(select(func.count()).select_from(probe)) or 0
+        if best_count is None or count < best_count:
+            best, best_count = word, count
+    return best
+
+
 async def search_patients(db: Database, q: str, *, agent_scope: int | None = None, limit: int = 50,
                           region: str = "VN") -> list[dict[str, Any]]:
     """A phone in any form, or a name without accents. First the query as a prefix of a word-suffix
-    of the folded name ("van a" finds "Nguyễn Văn An"), in key order; if that finds fewer than
-    `limit`, names where every query word starts a word, in any order ("an nguyen")."""
+    of the folded name ("van a" finds "Nguyễn Văn An"), in key order; if that finds nothing,
+    names where every query word starts a word, in any order ("an nguyen")."""
     text = q.strip()
     async with db.session() as s:
         if looks_like_phone(text):
@@ -306,13 +320,16 @@ async def search_patients(db: Database, q: str, *, agent_scope: int | None = Non
             found.setdefault(patient.id, patient)
         rows = list(found.values())[:limit]
         words = folded.split()
-        if len(rows) < limit and len(words) > 1:
-            # Words skipped or in another order ("nguyen an", "an nguyen"): the last word drives an
-            # index range scan over the name keys; the other words must each start a word of the name.
-            condition = and_(scope_condition(agent_scope), key_prefix_condition(db, words[-1]))
-            for word in words[:-1]:
-                condition = and_(condition, or_(Patient.name_folded.like(word + "%"),
-                                                Patient.name_folded.like("% " + word + "%")))
+        if not rows and len(words) > 1:
+            # Nothing starts with the query as typed: words skipped or in another order ("nguyen an",
+            # "an nguyen"). The rarest word drives an index range scan over the name keys; the others
+            # must each start a word of the name.
+            driver = await rarest_word(s, db, words)
+            condition = and_(scope_condition(agent_scope), key_prefix_condition(db, driver))
+            for word in words:
+                if word != driver:
+                    condition = and_(condition, or_(Patient.name_folded.like(word + "%"),
+                                                    Patient.name_folded.like("% " + word + "%")))
             extra = (await s.scalars(
                 select(Patient).join(PatientNameKey, PatientNameKey.patient_id == Patient.id).where(condition)
                 .order_by(PatientNameKey.key, PatientNameKey.patient_id).limit(limit * 2))).all()
