@@ -308,7 +308,8 @@ class DisplayHub:
         data = scrub(await self.snapshot(screen_filter), self.keep_masked)
         display = self.app[SETTINGS_KEY].display
         data.update({"filter": screen_filter.as_json(), "name_mask": display.name_mask,
-                     "heartbeat_seconds": display.heartbeat_seconds})
+                     "heartbeat_seconds": display.heartbeat_seconds,
+                     "timezone": self.app[SETTINGS_KEY].clinic.timezone})
         frame = json.dumps({"type": "snapshot", "data": data}, ensure_ascii=False, default=str)
         if version == self.version:
             self._frames[screen_filter.key] = (version, loop.time(), frame)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -133,6 +135,10 @@ async def test_call_next_on_the_room_page_is_seen_on_the_tv_and_the_door(live_se
 async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: LiveServer, new_page: NewPage) -> None:
     tv = await open_tv(new_page, live_server, lang="zh")
     assert await tv.locator("#now-title").inner_text() == "正在叫号"
+    clinic_now = dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh"))  # the browser itself runs on UTC
+    await tv.wait_for_function("document.getElementById('clock').textContent.length > 0")
+    shown = await tv.locator("#clock").inner_text()
+    assert shown in {(clinic_now + dt.timedelta(minutes=m)).strftime("%H:%M") for m in (-1, 0, 1)}, shown
     for ws in list(live_server.app[WEBSOCKETS_KEY]):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
     await tv.wait_for_function("window.clinicallTv.feed.connects >= 2", timeout=10000)

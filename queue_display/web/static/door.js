@@ -9,6 +9,7 @@ const t = translate(LABELS, lang);
 const roomId = Number(queryParam("room"));
 const state = new ScreenState();
 const $ = (id) => document.getElementById(id);
+let timeZone;  // the clinic's, from the snapshot: a TV set to another zone still shows local clinic time
 let lastStatus = "connecting";
 let shownId = undefined;  // the ticket on screen; a new one flashes (not the first one after loading)
 
@@ -31,13 +32,13 @@ function render() {
 }
 
 function tick() {
-  $("clock").textContent = new Date().toLocaleTimeString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN", {hour: "2-digit", minute: "2-digit"});
+  $("clock").textContent = new Date().toLocaleTimeString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN", {hour: "2-digit", minute: "2-digit", timeZone});
 }
 
 const feed = new DisplayFeed({
   token: queryParam("token"), rooms: roomId ? String(roomId) : null,
   onStatus: (name) => { lastStatus = name; $("status").dataset.state = name; $("status").textContent = t(name); },
-  onSnapshot: (data) => { state.applySnapshot(data); render(); },
+  onSnapshot: (data) => { timeZone = data.timezone || undefined; state.applySnapshot(data); render(); },
   onEvent: (frame) => { state.applyEvent(frame.type, frame.data); render(); },
 });
 window.clinicallDoor = {state, feed, status: () => lastStatus};

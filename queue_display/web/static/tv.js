@@ -13,6 +13,7 @@ const audio = {enabled: false, queue: [], playing: false, played: [], errors: []
 let lastStatus = "connecting";
 let flashTimer = null;
 const $ = (id) => document.getElementById(id);
+let timeZone;  // the clinic's, from the snapshot: a TV set to another zone still shows local clinic time
 
 function renderNow(ticket, flash) {
   $("now-number").textContent = ticket ? ticket.number : "—";
@@ -70,7 +71,7 @@ function setLang(next) {
 
 function tick() {
   const now = new Date();
-  $("clock").textContent = now.toLocaleTimeString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN", {hour: "2-digit", minute: "2-digit"});
+  $("clock").textContent = now.toLocaleTimeString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN", {hour: "2-digit", minute: "2-digit", timeZone});
   $("clock").dateTime = now.toISOString();
 }
 
@@ -114,7 +115,7 @@ for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("cl
 const feed = new DisplayFeed({
   token, rooms: queryParam("rooms"), services: queryParam("services"),
   onStatus: setStatus,
-  onSnapshot: (data) => { state.applySnapshot(data); renderAll(); },
+  onSnapshot: (data) => { timeZone = data.timezone || undefined; state.applySnapshot(data); renderAll(); },
   onEvent: (frame) => {
     if (frame.type === "announcement.ready") { announce(frame.data); return; }
     const called = state.applyEvent(frame.type, frame.data);
