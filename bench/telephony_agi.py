@@ -219,11 +219,15 @@ async def server_main(args: argparse.Namespace) -> None:
     await runner.setup()
     try:
         port = app[FASTAGI_KEY].port
+        load_before = os.getloadavg()[0]
+        cpu_before = time.process_time()
         child = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--client", "--port", str(port), "--patients", str(args.patients),
             "--sessions", str(args.sessions), "--concurrency", str(args.concurrency), "--seed", str(args.seed),
             stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         out, _ = await child.communicate()
+        server_cpu = time.process_time() - cpu_before
+        load_after = os.getloadavg()[0]
         result = json.loads(out)
         health = app[FASTAGI_KEY].health()
     finally:
@@ -242,7 +246,10 @@ async def server_main(args: argparse.Namespace) -> None:
           f"mean {statistics.fmean(lat) * 1000:.1f} ms")
     print(f"  throughput {result['sessions'] / result['elapsed']:,.0f} sessions/s; "
           f"{result['commands'] / result['sessions']:.2f} commands/session; sessions with no command: {result['empty']}")
-    print(f"  server: served {health['served']}, failed {health['failed']}")
+    total = result["sessions"] + min(200, result["sessions"])
+    print(f"  server: served {health['served']}, failed {health['failed']}; server process CPU "
+          f"{server_cpu / total * 1000:.1f} ms per session (incl. warm-up; PostgreSQL's own CPU not counted)")
+    print(f"  machine: {os.cpu_count()} CPUs, load average {load_before:.1f} before / {load_after:.1f} after")
 
 
 def main() -> None:
