@@ -74,3 +74,20 @@ def test_masked_name() -> None:
     assert service.masked_name("  Trần   Thị Bình ") == "Trần T. B."
     assert service.masked_name("Madonna") == "M."
     assert service.masked_name("") == ""
+
+
+def test_fold_and_phone_forms() -> None:
+    from crm_bridge.names import fold, search_keys
+    from crm_bridge.phones import normalise
+
+    assert fold("Nguyễn Văn Đức") == "nguyen van duc"
+    assert fold("  ĐẶNG   thị  Ánh-Tuyết ") == "dang thi anh tuyet"
+    assert fold("Hồ Thị Kim Huệ") == "ho thi kim hue"
+    assert search_keys("le thi hoa") == ["le thi hoa", "thi hoa", "hoa"]
+    for form in ("0912345678", "+84912345678", "84912345678", "091 234 5678", "(091) 234-5678", "+84 91 234 56 78"):
+        assert normalise(form) == "+84912345678", form
+    assert normalise("028 3812 3456") == "+842838123456"
+    assert normalise("+1 415 555 2671") == "+14155552671"
+    assert normalise("0912345678\r\n") == "+84912345678"  # surrounding whitespace is trimmed; E.164 has none
+    for garbage in (None, "", "abc", "0912", "0912\r\n345678", "0912345678;", "+84" + "9" * 30, "00000000"):
+        assert normalise(garbage) is None, garbage  # type: ignore[arg-type]
