@@ -111,6 +111,13 @@ async def warm(estimator: Any, db: Database, now: dt.datetime, weeks: int = WARM
             if total and learned / total >= next_report:
                 log.info("queue: estimator warm-up %d%% (%d/%d visits)", int(100 * learned / total), learned, total)
                 next_report = learned / total + 0.1
+        if hasattr(estimator, "record_no_show"):
+            no_shows = (await s.execute(
+                select(Visit.room_id, Visit.service_id, Visit.called_at, Visit.ended_at)
+                .where(Visit.ended_at >= since, Visit.outcome == "noshow", Visit.room_id.is_not(None),
+                       Visit.called_at.is_not(None)).order_by(Visit.id))).all()
+            for room_id, service_id, called_at, ended_at in no_shows:
+                estimator.record_no_show(room_id, service_id, called_at, ended_at)
         arrivals = (await s.execute(
             select(Ticket.issued_service_id, Ticket.issued_at, Ticket.priority)
             .where(Ticket.issued_at >= since).order_by(Ticket.issued_at))).all()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from clinicall.bus import Event
 from clinicall.db import Database, utcnow
-from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY
 from clinicall.settings import Settings
 from queue_display import events as ev
 from queue_display import state as qstate
@@ -23,6 +23,7 @@ from queue_display.models import Ticket
 from queue_display.tickets import Outcome
 
 log = logging.getLogger(__name__)
+REFRESH_SECONDS = 60.0
 
 
 class QueueRuntime:
@@ -55,6 +56,9 @@ class QueueRuntime:
             if step.served is not None:
                 served = step.served
                 self.estimator.record_service(served.room_id, served.service_id, served.started_at, served.ended_at)
+            if step.no_show is not None and hasattr(self.estimator, "record_no_show"):
+                lost = step.no_show
+                self.estimator.record_no_show(lost.room_id, lost.service_id, lost.started_at, lost.ended_at)
             if step.arrival is not None:
                 service_id, at, priority, returning = step.arrival
                 learn_arrival(self.estimator, service_id, at, priority, returning)
@@ -123,6 +127,16 @@ class QueueRuntime:
             })
         return state
 
+    async def keep_fresh(self, every_seconds: float = REFRESH_SECONDS) -> None:
+        """Waits shrink as time passes even when nothing happens: re-estimate and tell the screens."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                state = await qstate.load_state(self.db, self.settings)
+                await self.refresh_and_publish({sid for sid, line in state.waiting.items() if line})
+            except Exception:
+                log.exception("queue: periodic estimate refresh failed; retrying in %s s", every_seconds)
+
     async def on_remote_event(self, event: Event) -> None:
         """Another instance's operation: learn from it too (its estimates are already stored)."""
         if event.origin == getattr(self.bus, "instance_id", None):
@@ -152,6 +166,7 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         log.exception("queue: could not warm the wait estimator; it starts cold")
     unsubscribe = [app[BUS_KEY].subscribe(pattern, runtime.on_remote_event)
                    for pattern in (ev.TICKET_DONE, ev.TICKET_ISSUED, ev.TICKET_TRANSFERRED)]
+    app[TASKS_KEY].spawn(runtime.keep_fresh(), name="queue-estimates")
     yield
     for undo in unsubscribe:
         undo()

@@ -59,6 +59,7 @@ class Outcome:
     event: str
     service_ids: set[int] = field(default_factory=set)  # waiting lines that changed
     served: Served | None = None
+    no_show: Served | None = None  # a called patient who never came: the room's lost time
     arrival: tuple[int, dt.datetime, str, bool] | None = None  # service, at, priority, returning
     detail: dict[str, Any] = field(default_factory=dict)
     before: list[Outcome] = field(default_factory=list)  # e.g. the room's previous ticket, finished by call-next
@@ -328,7 +329,10 @@ async def skip(db: Database, settings: Settings, ticket_id: int, *, user_id: int
                 visit.ended_at = now
                 visit.outcome = "noshow"
             _log(s, ticket, ev.TICKET_NOSHOW, now, user_id, recall_count=ticket.recall_count)
-            return Outcome(ticket.id, ev.TICKET_NOSHOW, set(), detail={"recall_count": ticket.recall_count})
+            lost = (Served(ticket.room_id, ticket.service_id, ticket.called_at or now, now)
+                    if ticket.room_id is not None else None)
+            return Outcome(ticket.id, ev.TICKET_NOSHOW, set(), no_show=lost,
+                           detail={"recall_count": ticket.recall_count})
         ticket.status = "skipped"
         _log(s, ticket, ev.TICKET_SKIPPED, now, user_id, recall_count=ticket.recall_count)
         return Outcome(ticket.id, ev.TICKET_SKIPPED, set(), detail={"recall_count": ticket.recall_count})
