@@ -38,7 +38,7 @@ function tick() {
 const feed = new DisplayFeed({
   token: queryParam("token"), rooms: roomId ? String(roomId) : null,
   onStatus: (name) => { lastStatus = name; $("status").dataset.state = name; $("status").textContent = t(name); },
-  onSnapshot: (data) => { timeZone = data.timezone || undefined; state.applySnapshot(data); render(); },
+  onSnapshot: (data) => { timeZone = data.timezone || undefined; tick(); state.applySnapshot(data); render(); },
   onEvent: (frame) => { state.applyEvent(frame.type, frame.data); render(); },
 });
 window.clinicallDoor = {state, feed, status: () => lastStatus};

@@ -115,7 +115,7 @@ for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("cl
 const feed = new DisplayFeed({
   token, rooms: queryParam("rooms"), services: queryParam("services"),
   onStatus: setStatus,
-  onSnapshot: (data) => { timeZone = data.timezone || undefined; state.applySnapshot(data); renderAll(); },
+  onSnapshot: (data) => { timeZone = data.timezone || undefined; tick(); state.applySnapshot(data); renderAll(); },
   onEvent: (frame) => {
     if (frame.type === "announcement.ready") { announce(frame.data); return; }
     const called = state.applyEvent(frame.type, frame.data);
