@@ -76,3 +76,20 @@ async def focus_is_visible(page: Any) -> bool:
     return bool(await page.evaluate(
         "() => { const el = document.activeElement; if (!el || el === document.body) return false;"
         " const s = getComputedStyle(el); return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2; }"))
+
+
+async def tab_walk(page: Any, presses: int = 40) -> list[str]:
+    """Press Tab `presses` times from the top of the page; every focused control must show a focus
+    ring. Returns what was focused (id, else class, else tag), so callers can check the order and
+    that focus moved on (no keyboard trap)."""
+    await page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
+    seen: list[str] = []
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        name = await page.evaluate("() => { const e = document.activeElement;"
+                                   " return e === document.body ? '' : (e.id || e.className || e.tagName); }")
+        if not name:  # focus left the page for the browser's own UI, and comes back on the next Tab
+            continue
+        assert await focus_is_visible(page), f"no visible focus on {name}"
+        seen.append(name)
+    return seen

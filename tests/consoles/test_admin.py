@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.consoles.a11y import audit
+from tests.consoles.a11y import audit, tab_walk
 
 
 async def open_admin(page: Any, base_url: str, section: str) -> None:
@@ -29,6 +29,8 @@ async def test_admin_users_tokens_and_charts(live_server: Any, new_page: Any) ->
     made = next(u for u in users["users"] if u["username"] == "agent7")
     assert made["roles"] == ["agent"] and made["extension"] == "1007"
     assert await audit(page) == []
+    walked = await tab_walk(page, 40)
+    assert len(set(walked)) >= 10, walked
 
     # A bad password gets the API's sentence, shown next to the form.
     await form.get_by_label("Tên đăng nhập").fill("agent8")

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from clinicall.keys import SETTINGS_KEY
-from tests.consoles.a11y import audit
+from tests.consoles.a11y import audit, tab_walk
 
 
 async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> None:
@@ -50,6 +50,8 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     b_row = await queue.locator("tr[data-ticket='B001']").inner_text()
     assert "Người cao tuổi" in b_row and "phút" in b_row
     assert await audit(page) == []
+    walked = await tab_walk(page, 30)
+    assert {"w-service", "w-priority", "a-date", "a-service", "a-priority"} <= set(walked), walked
 
     # A doctor calls the next patient into consult room 1: the TV shows the checked-in number.
     await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:1']}/call-next", who="doctor")
