@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 
 from clinicall.auth.access import display_feed, principal, public, require
 from clinicall.db import utcnow
@@ -21,6 +23,8 @@ from queue_display.stats import parse_range
 from queue_display.tickets import local_day
 
 routes = web.RouteTableDef()
+RETRIES = 3
+RETRYABLE = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 OPERATORS = ("doctor", "reception")
 Priority = Literal["emergency", "elderly", "pregnant", "disabled", "booked", "normal"]
 
@@ -61,8 +65,17 @@ def _runtime(request: web.Request) -> QueueRuntime:
 
 async def _run(request: web.Request, operation: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
     """Runs one queue operation; on SQLite, one at a time in this process (see QueueRuntime.serialised)."""
-    async with _runtime(request).serialised():
-        return await operation(request.app[DB_KEY], request.app[SETTINGS_KEY], *args, **kwargs)
+    for attempt in range(RETRIES):
+        try:
+            async with _runtime(request).serialised():
+                return await operation(request.app[DB_KEY], request.app[SETTINGS_KEY], *args, **kwargs)
+        except DBAPIError as exc:
+            # PostgreSQL chose this transaction as a deadlock victim (or could not serialise it): it was
+            # rolled back whole, so running it again is safe
+            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE or attempt == RETRIES - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

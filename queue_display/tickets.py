@@ -283,12 +283,13 @@ async def call_ticket(db: Database, settings: Settings, ticket_id: int, room_id:
     now = now or utcnow()
     async with db.transaction() as s:
         room = await _open_room(s, room_id)
+        # the room's current ticket first, then the target: the same lock order as call-next
+        finished = await _finish_room_current(s, room.id, now, user_id, settings)
         ticket = await _lock_ticket(s, ticket_id)
         _require_status(ticket, ("waiting", "held", "skipped"), "called")
         if ticket.service_id not in room.service_ids:
             raise conflict(f"{room.names.get('vi', 'This room')} does not serve this ticket's service; "
                            "call it from a room that does, or transfer it first.")
-        finished = await _finish_room_current(s, room.id, now, user_id, settings)
         _mark_called(ticket, room, now)
         visit = await _visit(s, ticket)
         if visit is not None:

@@ -34,9 +34,18 @@ async def test_concurrent_call_next_calls_every_ticket_once(clinic: Clinic) -> N
     numbers = [t["number"] for t in tickets]
     assert sorted(numbers) == [f"A{n:03d}" for n in range(1, 31)]  # concurrent kiosks: unique, gap-free
     called: list[int] = []
+
+    async def call_directly(ticket_id: int, room: str) -> None:
+        response = await clinic.client.post(f"/api/tickets/{ticket_id}/call", json={"room_id": clinic.rooms[room]},
+                                            headers=clinic.staff.headers("reception"))
+        assert response.status in (200, 409), await response.text()  # 409: someone called it first
+        if response.status == 200:
+            called.append(ticket_id)
+
     workers = [call_until_empty(clinic.client, clinic.staff.headers(who), clinic.rooms[room], called)
                for who in ("doctor", "reception") for room in ("consult1", "consult2") for _ in range(3)]
-    await asyncio.gather(*workers)
+    direct = [call_directly(t["id"], "consult1" if i % 2 else "consult2") for i, t in enumerate(tickets[::-3])]
+    await asyncio.gather(*workers, *direct)
     assert Counter(called).most_common(1)[0][1] == 1
     assert sorted(called) == sorted(t["id"] for t in tickets)
 
