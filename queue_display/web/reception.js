@@ -55,6 +55,7 @@ async function loadArrivals() {
   const day = $("a-date").value;
   const body = $("arrivals").tBodies[0];
   body.replaceChildren();
+  state.checkedIn.clear();
   let list = [];
   try {
     const data = await api(day ? `/api/arrivals?date=${day}` : "/api/arrivals");
@@ -62,6 +63,14 @@ async function loadArrivals() {
     list = items(data, "arrivals", "patients");
   } catch (err) { $("arrivals-status").textContent = showError(null, err); return; }
   $("arrivals-status").textContent = list.length ? fill(t("arrivalsCount"), {n: list.length}) : t("noArrivals");
+  // Patients already checked in that day show their number, not a second check-in button.
+  if (list.length) {
+    const ids = list.map((raw) => (raw.patient || raw).id).slice(0, 500).join(",");
+    try {
+      const done = items(await api(`/api/tickets?patient_ids=${ids}&date=${$("a-date").value}`), "tickets");
+      for (const tk of [...done].reverse()) state.checkedIn.set(tk.patient_id, tk);  // the latest wins
+    } catch { /* without it the rows keep their check-in buttons */ }
+  }
   for (const raw of list) {
     const p = raw.patient || raw;
     const phones = items(p.phones).map((ph) => ph.raw || ph.e164).join(", ");

@@ -37,6 +37,15 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     line = next(s for s in ticket["services"] if s["prefix"] == "A")["waiting"]
     assert [t["number"] for t in line] == ["A001"] and line[0]["priority"] == "booked"
 
+    # After a reload the row still shows the number (no second check-in button).
+    await page.reload()
+    await page.wait_for_selector("body[data-ready='1']")
+    await row.locator("[data-ticket='A001']").wait_for()
+    assert await row.get_by_role("button").count() == 0
+    await live_server.api("GET", f"/api/tickets?patient_ids={patient_id}", who="agent", expect=403)
+    await live_server.api("GET", "/api/tickets?patient_ids=1,x", who="reception", expect=400)
+    await live_server.api("GET", "/api/tickets?patient_ids=1&date=tomorrow", who="reception", expect=400)
+
     # Walk-in with a priority.
     await page.get_by_label("Dịch vụ", exact=True).select_option(str(live_server.services["B"]))
     await page.get_by_label("Ưu tiên", exact=True).select_option("elderly")
