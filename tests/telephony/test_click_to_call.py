@@ -22,6 +22,16 @@ from telephony.keys import AMI_LINK_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY
 from telephony.wire import all_values, first
 from tests.conftest import Staff
 
+ON_BOTH_DATABASES: set[str] = {"test_click_to_call_answered_end_to_end"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Only what depends on the database runs twice; the rest of this module runs on SQLite."""
+    if request.param == "postgresql" and request.node.originalname not in ON_BOTH_DATABASES:
+        pytest.skip("database-independent; covered on PostgreSQL by the end-to-end test")
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
 
 @pytest.fixture
 def settings(db_url: str, make_settings: Callable[..., Settings]) -> Settings:
