@@ -13,7 +13,8 @@ async def open_admin(page: Any, base_url: str, section: str) -> None:
     await page.wait_for_selector("body[data-ready='1']")
 
 
-async def test_admin_users_tokens_and_charts(live_server: Any, new_page: Any) -> None:
+async def test_admin_console(live_server: Any, new_page: Any) -> None:
+    """Users, display tokens and charts; then services, rooms, templates, statuses and the audit trail."""
     page = await new_page("admin")
     base = live_server.base_url
     await open_admin(page, base, "users")
@@ -61,9 +62,11 @@ async def test_admin_users_tokens_and_charts(live_server: Any, new_page: Any) ->
     assert await page.locator("details table caption").count() >= len(titles)
     assert await audit(page) == []
 
+    # One server and browser for the whole admin console keeps the suite quick.
+    await catalogue_templates_statuses_and_audit(live_server, page)
 
-async def test_admin_catalogue_templates_statuses_and_audit(live_server: Any, new_page: Any) -> None:
-    page = await new_page("admin")
+
+async def catalogue_templates_statuses_and_audit(live_server: Any, page: Any) -> None:
     base = live_server.base_url
     made = await live_server.api("POST", "/api/patients", json={"full_name": "Hoàng Văn Em", "phones": [{"number": "0911222333"}]})
     patient_id = made["patient"]["id"]
