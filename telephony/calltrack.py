@@ -438,7 +438,8 @@ class CallTracker:
                            for c in cdrs)
         ended_at = self._ended(spec, chans, orig.at if failed else None)
         answered_at = min(answered_times) if answered_times else None
-        billsec_cdr = self._billsec_from_cdrs(cdrs)
+        patient_cdrs = [c for c in cdrs if c.get("DestinationChannel") in {d.dest_name for d in patient_dials}]
+        billsec_cdr = self._billsec_from_cdrs(patient_cdrs) if patient_cdrs else self._billsec_from_cdrs(cdrs)
         if answered_at is None and answered_cdr and ended_at is not None:
             answered_at = ended_at - (billsec_cdr or 0)
         answered = answered_at is not None and not failed
@@ -504,7 +505,8 @@ class CallTracker:
         agent_ext = self._agent_ext(chosen.dest_name) if chosen else None
         ended_at = self._ended(spec, chans, None)
         answered_at = answered_dials[0].end_at if answered_dials else None
-        billsec_cdr = self._billsec_from_cdrs(cdrs)
+        agent_cdrs = [c for c in cdrs if any(c.get("DestinationChannel") == d.dest_name for d in answered_dials)]
+        billsec_cdr = self._billsec_from_cdrs(agent_cdrs) if agent_cdrs else self._billsec_from_cdrs(cdrs)
         patient = _int(variables.get("PATIENT_ID"))
         if patient is None:
             patient = next((_int(c.get("PatientID")) for c in cdrs if _int(c.get("PatientID")) is not None), None)

@@ -316,9 +316,10 @@ class DemoPbx:
         self.broadcast("Hangup", [*chan.block(), ("Cause", cause), ("Cause-txt", CAUSE_TXT.get(cause, "Unknown"))])
 
     def _cdr(self, chan: Chan, source: str, destination: str, dest_context: str, dest_channel: str,
-             last_app: str, patient_id: str = "") -> None:
+             last_app: str, patient_id: str = "", answered_by: Chan | None = None) -> None:
+        """One Cdr per party A; with a party B (Dial) the answer time is when B answered, as in Asterisk."""
         end = time.time()
-        answered = chan.answered
+        answered = answered_by.answered if answered_by is not None else chan.answered
         fmt = "%Y-%m-%d %H:%M:%S"
         self.broadcast("Cdr", [
             ("AccountCode", ""), ("Source", source), ("Destination", destination), ("DestinationContext", dest_context),
@@ -442,7 +443,7 @@ class DemoPbx:
             self._hangup_chan(chan, 16)
         self._cdr(p2, one.cid_num, exten, "patient", "", "Wait")
         self._cdr(two, one.cid_num, two.exten, "agents", "", "Wait")
-        self._cdr(one, one.cid_num, exten, "outbound", p1.name, "Dial", patient_id)
+        self._cdr(one, one.cid_num, exten, "outbound", p1.name, "Dial", patient_id, answered_by=p1)
 
     # ---- inbound -------------------------------------------------------------------------------------
     async def inbound(self, number: str) -> dict[str, Any]:
@@ -488,7 +489,7 @@ class DemoPbx:
             for chan in (a2, a1, two, one):
                 self._hangup_chan(chan, 16)
             self._cdr(a2, two.cid_num if two.cid_num != "<unknown>" else "", agent_ext, "agents", "", "Hangup")
-            self._cdr(two, number, "s", "inbound", a1.name, "Dial", patient)
+            self._cdr(two, number, "s", "inbound", a1.name, "Dial", patient, answered_by=a1)
             self._cdr(one, number, "s", "inbound", "", "Wait")
         finally:
             self.hangup_requests.pop(linkedid, None)
