@@ -132,3 +132,14 @@ class TicketEvent(Base):
     room_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WaitEstimate(Base):
+    """The latest positions and estimated waits of one service's line, written after every change
+    as one row (not one per ticket), read by every instance and by the display hub."""
+
+    __tablename__ = "queue_wait_estimates"
+
+    service_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    waits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # "ticket id" -> [position, seconds or null]

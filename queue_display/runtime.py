@@ -97,6 +97,7 @@ class QueueRuntime:
         if ticket is None:
             return None
         state = state or await qstate.load_state(self.db, self.settings)
+        ticket = state.waiting_ticket(ticket.id) or ticket  # with its position and estimate
         if names is None or (ticket.patient_id is not None and ticket.patient_id not in names):
             names = await qstate.masked_names(self.db, self.settings, [ticket])
         return qstate.tickets_json(state, [ticket], self.settings.clinic.language, names)[0]

@@ -7,17 +7,19 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from clinicall.db import Database, utcnow
 from clinicall.settings import Settings
 from queue_display.catalog import is_open_now
 from queue_display.estimates import RoomState
 from queue_display.events import local_name, room_json, service_json, ticket_json
-from queue_display.models import QueueRoom, QueueService, Ticket
+from queue_display.models import QueueRoom, QueueService, Ticket, WaitEstimate
 from queue_display.ordering import QueueItem, may_serve, order_waiting
 from queue_display.tickets import queue_item
 
@@ -38,6 +40,10 @@ class QueueState:
     waiting: dict[int, list[Ticket]]  # service_id -> tickets in call order
     current: dict[int, Ticket]  # room_id -> the ticket called into / served in it (latest)
     recent: list[Ticket]  # latest calls, newest first
+    stored_waits: dict[int, dict[str, Any]] = field(default_factory=dict)  # as last written
+
+    def waiting_ticket(self, ticket_id: int) -> Ticket | None:
+        return next((t for line in self.waiting.values() for t in line if t.id == ticket_id), None)
 
     def items(self) -> list[QueueItem]:
         return [queue_item(t) for line in self.waiting.values() for t in line]
@@ -62,6 +68,7 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
         waiting_rows = (await s.scalars(select(Ticket).where(Ticket.status == "waiting"))).all()
         busy = (await s.scalars(select(Ticket).where(Ticket.status.in_(("called", "in_service")))
                                 .order_by(Ticket.called_at))).all()
+        stored_waits = {row.service_id: dict(row.waits or {}) for row in (await s.scalars(select(WaitEstimate))).all()}
         recent_rows: list[Ticket] = []
         if recent:
             since = now - dt.timedelta(hours=12)
@@ -69,11 +76,16 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
                                                 .order_by(Ticket.called_at.desc()).limit(RECENT_CALLS))).all())
     weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
     by_id = {t.id: t for t in waiting_rows}
+    for line in stored_waits.values():
+        for key, (_position, seconds) in line.items():
+            ticket = by_id.get(int(key))
+            if ticket is not None:
+                ticket.estimated_wait_seconds = seconds
     waiting: dict[int, list[Ticket]] = {sid: [] for sid in services}
     for item in order_waiting([queue_item(t) for t in waiting_rows], now, weights, starvation):
         waiting.setdefault(item.service_id, []).append(by_id[item.ticket_id])
     current = {t.room_id: t for t in busy if t.room_id is not None}
-    return QueueState(now, services, rooms, waiting, current, recent_rows)
+    return QueueState(now, services, rooms, waiting, current, recent_rows, stored_waits)
 
 
 def positions(state: QueueState) -> dict[int, int]:
@@ -88,54 +100,37 @@ def apply_estimates(state: QueueState, estimator: Estimator | None) -> dict[int,
             estimates = dict(estimator.estimate(state.now, state.items(), state.room_states()))
         except Exception:
             log.exception("the wait estimator failed; waits are left as they were")
-    for ticket_id, position in positions(state).items():
-        ticket = _find_waiting(state, ticket_id)
-        ticket.position = position
-        if ticket_id in estimates and estimates[ticket_id] is not None:
-            ticket.estimated_wait_seconds = round(float(estimates[ticket_id]), 1)  # type: ignore[arg-type]
-    return estimates
-
-
-def _find_waiting(state: QueueState, ticket_id: int) -> Ticket:
     for line in state.waiting.values():
-        for ticket in line:
-            if ticket.id == ticket_id:
-                return ticket
-    raise KeyError(ticket_id)
+        for position, ticket in enumerate(line, start=1):
+            ticket.position = position
+            estimate = estimates.get(ticket.id)
+            if estimate is not None:
+                ticket.estimated_wait_seconds = round(float(estimate), 1)
+    return estimates
 
 
 async def refresh(db: Database, settings: Settings, estimator: Estimator | None,
                   now: dt.datetime | None = None,
                   write_guard: contextlib.AbstractAsyncContextManager[Any] | None = None) -> QueueState:
-    """Recomputes positions and estimates of every waiting ticket and stores them, so any instance
-    (and the display hub, which has no estimator) reads the latest."""
+    """Recomputes positions and estimates of every waiting ticket and stores them, one row per
+    service, so any instance (and the display hub, which has no estimator) reads the latest.
+    Operations never touch that table, so this write never waits for (or deadlocks with) them."""
     state = await load_state(db, settings, now)
-    stored = {t.id: (t.position, t.estimated_wait_seconds) for line in state.waiting.values() for t in line}
     apply_estimates(state, estimator)
-    rows = [{"id": t.id, "position": t.position, "estimated_wait_seconds": t.estimated_wait_seconds}
-            for line in state.waiting.values() for t in line if _worth_storing(stored[t.id], t)]
+    rows = []
+    for service_id in sorted(state.services):
+        waits = {str(t.id): [t.position, t.estimated_wait_seconds] for t in state.waiting.get(service_id, [])}
+        if waits != state.stored_waits.get(service_id, {}):
+            rows.append({"service_id": service_id, "computed_at": state.now, "waits": waits})
     if rows:
+        insert = pg_insert if db.is_postgres else sqlite_insert
         async with write_guard or contextlib.nullcontext(), db.transaction() as s:
-            if db.is_postgres:
-                # never wait for a row an operation holds (and so never deadlock with one): skip it,
-                # the next refresh stores its estimate
-                locked = set((await s.scalars(
-                    select(Ticket.id).where(Ticket.id.in_([r["id"] for r in rows])).order_by(Ticket.id)
-                    .with_for_update(skip_locked=True))).all())
-                rows = [r for r in rows if r["id"] in locked]
-            if rows:
-                await s.execute(update(Ticket), sorted(rows, key=lambda r: r["id"]))
+            for row in rows:
+                statement = insert(WaitEstimate).values(**row)
+                await s.execute(statement.on_conflict_do_update(
+                    index_elements=["service_id"],
+                    set_={"computed_at": statement.excluded.computed_at, "waits": statement.excluded.waits}))
     return state
-
-
-def _worth_storing(stored: tuple[int | None, float | None], ticket: Ticket) -> bool:
-    """Skip writes that change nothing a person would notice (same position, wait within 10 s or 5 %)."""
-    position, wait = stored
-    if position != ticket.position or (wait is None) != (ticket.estimated_wait_seconds is None):
-        return True
-    if wait is None or ticket.estimated_wait_seconds is None:
-        return False
-    return abs(wait - ticket.estimated_wait_seconds) > max(10.0, 0.05 * wait)
 
 
 async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticket]) -> dict[int, str]:
@@ -183,8 +178,9 @@ async def display_snapshot(db: Database, settings: Settings, room_ids: Collectio
     if estimator is not None:
         apply_estimates(state, estimator)
     else:
-        for ticket_id, position in positions(state).items():
-            _find_waiting(state, ticket_id).position = position
+        for line in state.waiting.values():
+            for position, ticket in enumerate(line, start=1):
+                ticket.position = position
     language = settings.clinic.language
     rooms = [r for r in state.rooms.values() if not room_ids or r.id in room_ids]
     wanted_services = set(service_ids or ())

@@ -27,7 +27,7 @@ async def ticket_status(request: web.Request, token: str) -> dict[str, Any]:
     state = await qstate.load_state(db, settings)
     if ticket.status == "waiting":
         qstate.apply_estimates(state, request.app[RUNTIME_KEY].estimator)
-        live = next((t for line in state.waiting.values() for t in line if t.id == ticket.id), None)
+        live = state.waiting_ticket(ticket.id)
         if live is not None:
             ticket = live
     language = settings.clinic.language
