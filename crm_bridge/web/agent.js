@@ -313,9 +313,11 @@ function normaliseStatus(s) {
     typeof d === "string" ? {code: d, label: d} : {...d, code: d.code ?? d.label}))};
 }
 
-function fillOutcomeSelects() {
+function fillOutcomeSelects(patientId) {
   const care = $("o-care");
-  const allowed = (state.allowedCare || CARE).filter((c) => !state.patient || c !== state.patient.care_status);
+  // The open card knows which care transitions are allowed; for another patient the API decides.
+  const onCard = state.patient && state.patient.id === Number(patientId);
+  const allowed = onCard ? (state.allowedCare || CARE).filter((c) => c !== state.patient.care_status) : CARE;
   care.replaceChildren(el("option", {value: ""}, t("keepCare")), ...allowed.map((c) => el("option", {value: c}, careLabel(c))));
   const top = $("o-customer");
   top.replaceChildren(el("option", {value: ""}, t("choose")), ...state.statuses.map((s) => el("option", {value: s.code}, label(s))));
@@ -333,7 +335,7 @@ function fillDetails() {
 function openOutcome({callId = null, patientId, name}) {
   const form = $("outcome-form");
   form.reset();
-  fillOutcomeSelects();
+  fillOutcomeSelects(patientId);
   form.dataset.callId = callId ?? "";
   form.dataset.patientId = patientId ?? "";
   $("outcome-error").hidden = true;
