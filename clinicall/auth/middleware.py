@@ -19,6 +19,19 @@ def wants_html(request: web.Request) -> bool:
     return request.method == "GET" and not request.path.startswith(("/api/", "/ws/")) and "text/html" in request.headers.get("Accept", "")
 
 
+BAD_TOKEN_PAGE = """<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>clinicall</title>
+<link rel="stylesheet" href="/static/clinicall/base.css"></head><body><main><h1>Mã màn hình không hợp lệ</h1>
+<p>Đường dẫn của màn hình này có mã (token) không đúng hoặc đã bị thu hồi. Nhờ quản trị viên tạo đường dẫn mới
+trong trang Quản trị &rarr; Màn hình.</p><p lang="en">This screen's link has an unknown or revoked display token.
+Ask an admin for a new screen link (Admin &rarr; Display tokens).</p></main></body></html>"""
+
+
+def bad_display_token(request: web.Request) -> web.Response:
+    if wants_html(request):
+        return web.Response(status=401, text=BAD_TOKEN_PAGE, content_type="text/html")
+    raise Problem(401, "Invalid display token", "This display token is unknown or revoked; ask an admin for a new screen link.")
+
+
 def allowed_origin(request: web.Request, origin: str) -> bool:
     settings = request.app[SETTINGS_KEY]
     own = {f"{request.scheme}://{request.host}", settings.http.base_url()}
@@ -36,6 +49,8 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
             raise Problem(401, "Invalid token", "The bearer token is unknown or revoked; ask an admin for a new one.")
     elif (token := request.query.get("token")) and request.path.startswith(("/ws/display", "/api/display", "/display", "/tv", "/door", "/audio/")):
         who = await service.principal_from_bearer(db, token)
+        if who is None:
+            return bad_display_token(request)
     elif cookie := request.cookies.get(SESSION_COOKIE):
         who = await service.principal_from_session(db, cookie)
         if who is not None and request.method in UNSAFE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import re
@@ -56,6 +57,18 @@ def _hasher() -> PasswordHasher:
     return PasswordHasher()
 
 
+async def hash_password(password: str) -> str:
+    """Argon2 is deliberately slow (~0.1-0.5 s): run it off the event loop."""
+    return await asyncio.to_thread(_hasher().hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def check_password_policy(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise Problem(422, "Password too short", f"Choose a password of at least {MIN_PASSWORD} characters.")
@@ -77,12 +90,13 @@ async def create_user(db: Database, username: str, password: str, roles: list[st
         raise Problem(422, "Invalid extension", "The phone extension must be 2 to 8 digits, e.g. 1001.")
     check_password_policy(password)
     roles = validate_roles(roles)
+    password_hash = await hash_password(password)
     async with db.transaction() as s:
         if await s.scalar(select(User.id).where(User.username == username)) is not None:
             raise Problem(409, "Username taken", f"A user named '{username}' already exists; choose another name.")
         if extension and await s.scalar(select(User.id).where(User.extension == extension)) is not None:
             raise Problem(409, "Extension taken", f"Extension {extension} already belongs to another user.")
-        user = User(username=username, password_hash=_hasher().hash(password), roles=roles,
+        user = User(username=username, password_hash=password_hash, roles=roles,
                     display_name=display_name or username, extension=extension, language=language)
         s.add(user)
     return user
@@ -95,18 +109,20 @@ async def count_admins(db: Database) -> int:
 
 
 async def authenticate(db: Database, username: str, password: str) -> User | None:
-    async with db.transaction() as s:
+    async with db.session() as s:
         user = await s.scalar(select(User).where(User.username == username.strip().lower(), User.active.is_(True)))
-        if user is None:
-            _hasher().hash(password)  # same cost for unknown users: no timing oracle
-            return None
-        try:
-            _hasher().verify(user.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if _hasher().check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher().hash(password)
-        return user
+    if user is None:
+        await hash_password(password)  # same cost for unknown users: no timing oracle
+        return None
+    if not await asyncio.to_thread(_verify, user.password_hash, password):
+        return None
+    if _hasher().check_needs_rehash(user.password_hash):
+        new_hash = await hash_password(password)
+        async with db.transaction() as s:
+            row = await s.get(User, user.id)
+            if row is not None:
+                row.password_hash = new_hash
+    return user
 
 
 async def start_session(db: Database, user_id: int, hours: int) -> str:
@@ -230,5 +246,5 @@ async def update_user(db: Database, user_id: int, *, roles: list[str] | None = N
             user.extension = extension or None
         if password is not None:
             check_password_policy(password)
-            user.password_hash = _hasher().hash(password)
+            user.password_hash = await hash_password(password)
         return user

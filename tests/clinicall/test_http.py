@@ -97,3 +97,11 @@ async def test_metrics_for_admins(client: TestClient, staff: Staff) -> None:
     assert response.status == 200
     assert "clinicall_http_requests_total" in await response.text()
     assert (await client.get("/metrics", headers=staff.headers("agent"))).status == 403
+
+
+async def test_bad_display_token_is_explained(client: TestClient) -> None:
+    page = await client.get("/tv?token=nope", headers={"Accept": "text/html"}, allow_redirects=False)
+    assert page.status == 401
+    assert "display token" in await page.text()
+    feed = await client.get("/api/display/snapshot?token=nope")
+    assert feed.status == 401 and feed.content_type == "application/problem+json"

@@ -15,6 +15,7 @@ async def test_shutdown_closes_websockets_and_cancels_tasks(aiohttp_client: Call
                                                             sqlite_url: str) -> None:
     app = create_app(make_settings(sqlite_url))
     cancelled = asyncio.Event()
+    spawned: list[asyncio.Task[None]] = []
 
     async def forever() -> None:
         try:
@@ -28,7 +29,7 @@ async def test_shutdown_closes_websockets_and_cancels_tasks(aiohttp_client: Call
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         request.app[WEBSOCKETS_KEY].add(ws)
-        request.app[TASKS_KEY].spawn(forever(), name="test-forever")
+        spawned.append(request.app[TASKS_KEY].spawn(forever(), name="test-forever"))
         async for _ in ws:
             pass
         return ws
@@ -37,11 +38,11 @@ async def test_shutdown_closes_websockets_and_cancels_tasks(aiohttp_client: Call
     client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
     ws = await client.ws_connect("/ws/test")
     await asyncio.sleep(0.05)
-    assert len(app[TASKS_KEY]) == 1
+    assert len(spawned) == 1 and not spawned[0].done()
     closing = asyncio.create_task(client.server.close())
     message = await asyncio.wait_for(ws.receive(), 5)
     assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
     assert ws.close_code == WSCloseCode.GOING_AWAY or message.data == WSCloseCode.GOING_AWAY
     await asyncio.wait_for(closing, 10)
-    assert cancelled.is_set()
+    assert cancelled.is_set() and spawned[0].cancelled()
     assert len(app[TASKS_KEY]) == 0
