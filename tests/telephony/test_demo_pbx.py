@@ -202,3 +202,61 @@ async def test_without_asterisk(aiohttp_client: Callable[..., object], sqlite_ur
     user = await auth_service.create_user(db, "solo", "correct-horse-battery", ["agent"], "Solo", "1001")
     headers = {"Authorization": f"Bearer {await auth_service.create_api_token(db, user.id, 't')}"}
     assert (await client.post("/api/demo/inbound", headers=headers, json={"number": "0912345678"})).status == 404
+
+
+async def test_calls_open_at_start_up_are_reconciled(aiohttp_client: Callable[..., object], sqlite_url: str,
+                                                     make_settings: Callable[..., Settings]) -> None:
+    """A call still 'dialing' from before a restart has no live channel on the PBX: it ends as failed."""
+    import datetime as dt
+
+    from clinicall.db import Database
+    from telephony.models import Call
+
+    db = Database(sqlite_url)
+    async with db.transaction() as s:
+        stale = Call(direction="outbound", state="ringing", action_id="clinicall-77", channel_id="clinicall-77",
+                     created_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+        s.add(stale)
+        await s.flush()
+        stale_id = stale.id
+    await db.dispose()
+    settings = make_settings(sqlite_url, telephony={"demo_pbx": True, "agi_enabled": False})
+    client: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[operator]
+    link = client.app[AMI_LINK_KEY]
+    assert link is not None
+    await link.wait_ready(10)
+    from clinicall.keys import DB_KEY
+
+    deadline = time.monotonic() + 10
+    while True:
+        async with client.app[DB_KEY].session() as s:
+            call = await s.get(Call, stale_id)
+        assert call is not None
+        if call.state == "ended" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert (call.state, call.disposition) == ("ended", "failed")
+    assert "connection lost" in (call.hangup_cause or "")
+
+
+async def test_agent_socket_with_a_session_cookie(aiohttp_client: Callable[..., object], sqlite_url: str,
+                                                  make_settings: Callable[..., Settings]) -> None:
+    from clinicall.auth import service as auth_service
+    from clinicall.keys import DB_KEY
+
+    client: TestClient = await aiohttp_client(create_app(make_settings(sqlite_url)))  # type: ignore[operator]
+    await auth_service.create_user(client.app[DB_KEY], "hoa", "correct-horse-battery", ["agent"], "Hoa", "1001")
+    login = await client.post("/api/login", json={"username": "hoa", "password": "correct-horse-battery"})
+    assert login.status == 200
+    async with client.ws_connect("/ws/agent") as ws:
+        hello = json.loads((await ws.receive()).data)
+        assert hello["data"]["extension"] == "1001"
+        await ws.send_str("ping")
+        assert json.loads((await ws.receive()).data)["type"] == "pong"
+    import aiohttp
+
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.ws_connect("/ws/agent", headers={"Origin": "http://evil.example"})
+    client.session.cookie_jar.clear()
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.ws_connect("/ws/agent")
