@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from clinicall.auth.access import display_feed, principal, public, require
@@ -17,8 +19,9 @@ from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body
 from queue_display import service
 from queue_display.events import room_json, service_json
-from queue_display.models import Ticket
+from queue_display.models import STATUSES, Ticket
 from queue_display.runtime import RUNTIME_KEY, QueueRuntime
+from queue_display.state import load_state, masked_names, tickets_json
 from queue_display.stats import parse_range
 from queue_display.tickets import local_day
 
@@ -197,6 +200,40 @@ async def checkins_create(request: web.Request) -> web.Response:
     return await _respond(request, outcome, 201)
 
 
+@routes.get("/api/tickets")
+async def tickets_list(request: web.Request) -> web.Response:
+    """Tickets of one local day (default today), newest first; filters: patient_ids=1,2 service_id= status=."""
+    require(request, *OPERATORS, "supervisor")
+    settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
+    query = request.query
+    try:
+        day = dt.date.fromisoformat(query["date"]) if query.get("date") else local_day(utcnow(), settings)
+    except ValueError:
+        raise Problem(422, "Invalid date", "Give date as YYYY-MM-DD, e.g. date=2026-11-22.") from None
+    patient_ids = _ids(query.get("patient_ids"), "patient_ids", limit=500)
+    service_ids = _ids(query.get("service_id"), "service_id")
+    status = query.get("status")
+    if status is not None and status not in STATUSES:
+        raise Problem(422, "Invalid status", f"status must be one of {', '.join(STATUSES)}.")
+    async with db.session() as s:
+        statement = select(Ticket).where(Ticket.local_day == day)
+        if patient_ids:
+            statement = statement.where(Ticket.patient_id.in_(patient_ids))
+        if service_ids:
+            statement = statement.where(Ticket.service_id.in_(service_ids))
+        if status:
+            statement = statement.where(Ticket.status == status)
+        rows = (await s.scalars(statement.order_by(Ticket.issued_at.desc(), Ticket.id.desc()).limit(2000))).all()
+    state = await load_state(db, settings)
+    names = await masked_names(db, settings, rows)
+    tickets = []
+    for ticket in rows:
+        current = state.waiting_ticket(ticket.id) or ticket
+        public_data = tickets_json(state, [current], settings.clinic.language, names)[0]
+        tickets.append(staff_ticket(current, public_data, request))
+    return _json({"date": day.isoformat(), "tickets": tickets})
+
+
 @routes.get("/api/tickets/{id}")
 async def tickets_get(request: web.Request) -> web.Response:
     require(request, *OPERATORS, "supervisor")
@@ -265,15 +302,15 @@ async def ticket_transfer(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------------------- display and stats
 
-def _ids(raw: str | None, name: str) -> list[int] | None:
+def _ids(raw: str | None, name: str, limit: int = 200) -> list[int] | None:
     if not raw:
         return None
     try:
         values = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError:
         raise Problem(422, "Invalid filter", f"{name} must be a comma-separated list of ids, e.g. {name}=1,3.") from None
-    if any(not 0 < v < 2**31 for v in values) or len(values) > 200:
-        raise Problem(422, "Invalid filter", f"{name} must list at most 200 positive ids.")
+    if any(not 0 < v < 2**63 for v in values) or len(values) > limit:
+        raise Problem(422, "Invalid filter", f"{name} must list at most {limit} positive ids.")
     return values
 
 

@@ -84,6 +84,9 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
     waiting: dict[int, list[Ticket]] = {sid: [] for sid in services}
     for item in order_waiting([queue_item(t) for t in waiting_rows], now, weights, starvation):
         waiting.setdefault(item.service_id, []).append(by_id[item.ticket_id])
+    for line in waiting.values():
+        for position, ticket in enumerate(line, start=1):
+            ticket.position = position
     current = {t.room_id: t for t in busy if t.room_id is not None}
     return QueueState(now, services, rooms, waiting, current, recent_rows, stored_waits)
 
@@ -177,10 +180,6 @@ async def display_snapshot(db: Database, settings: Settings, room_ids: Collectio
     state = await load_state(db, settings, now, recent=True)
     if estimator is not None:
         apply_estimates(state, estimator)
-    else:
-        for line in state.waiting.values():
-            for position, ticket in enumerate(line, start=1):
-                ticket.position = position
     language = settings.clinic.language
     rooms = [r for r in state.rooms.values() if not room_ids or r.id in room_ids]
     wanted_services = set(service_ids or ())

@@ -44,6 +44,13 @@ async def test_checkin_masks_names_on_screens(aiohttp_client: Any, sqlite_url: s
                                 headers=staff.headers("reception"))
     assert missing.status == 404
 
+    listed = await clinic.get(f"/api/tickets?patient_ids={patient_id},999&date={today.isoformat()}")
+    assert [(t["number"], t["patient_id"]) for t in listed["tickets"]] == [("A001", patient_id)]
+    assert listed["tickets"][0]["position"] == 1
+    assert (await clinic.get("/api/tickets?patient_ids=1,x", status=422))["detail"]
+    assert (await clinic.get("/api/tickets?date=tomorrow", status=422))["detail"]
+    assert (await clinic.get("/api/tickets?date=2020-01-01"))["tickets"] == []
+
     snapshot = await clinic.get("/api/display/snapshot", who="doctor")
     text = str(snapshot)
     assert "Nguyễn V. A." in text and "Nguyễn Văn An" not in text and "patient_id" not in text
