@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -75,9 +76,10 @@ class Telephony:
             raise Problem(409, "No phone extension", "Your account has no phone extension; ask an admin to set it.")
         if not SAFE_EXTENSION.match(who.extension):
             raise UnsafeField("extension", "has characters a phone extension cannot have")
-        if not await crm.agent_may_access(self.db, who, patient_id):
+        allowed, phone = await asyncio.gather(crm.agent_may_access(self.db, who, patient_id),
+                                              crm.patient_phone(self.db, patient_id, phone_id))
+        if not allowed:
             raise Problem(403, "Not your patient", "You may only call your own or unassigned patients.")
-        phone = await crm.patient_phone(self.db, patient_id, phone_id)
         if phone is None:
             raise not_found("Phone", "This patient has no phone with that id; reload the patient's card.")
         target = dial_target(phone.e164 or phone.raw, self.tel, self.settings.clinic.phone_region)
