@@ -1,5 +1,5 @@
 """The reception console page (/reception) and its script; a patient's tickets for the agent console's card
-(GET /api/tickets?patient_id=); the arrival days that crm_bridge's booking statistics need."""
+(GET /api/patient-tickets?patient_id=); the arrival days that crm_bridge's booking statistics need."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from clinicall.problem import Problem
 WEB_DIR = Path(__file__).resolve().parent / "web"
 routes = web.RouteTableDef()
 MAX_TICKETS = 50
-MAX_IDS = 500
 
 
 @routes.get("/reception")
@@ -34,49 +33,24 @@ async def reception_script(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(WEB_DIR / "reception.js", headers={"Content-Type": "text/javascript; charset=utf-8"})
 
 
-@routes.get("/api/tickets")
+@routes.get("/api/patient-tickets")
 async def patient_tickets(request: web.Request) -> web.Response:
-    """GET /api/tickets?patient_id=: one patient's latest tickets (the agent console's card);
-    GET /api/tickets?patient_ids=1,2,3&date=YYYY-MM-DD: those patients' tickets of one local day (the
-    reception's arrivals list, so a patient already checked in shows the number instead of a button)."""
+    """GET /api/patient-tickets?patient_id=: one patient's latest tickets, for the agent console's card
+    (the queue's own GET /api/tickets lists a day's tickets for reception and doctors)."""
     from crm_bridge.service import agent_may_access
     from queue_display.models import Ticket
 
+    who = require(request, "agent", "supervisor", "reception", "doctor")
+    raw = request.query.get("patient_id", "")
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
+        raise Problem(400, "Patient id needed", "Give ?patient_id= as the numeric id of a patient.")
+    patient_id = int(raw)
     settings = request.app[SETTINGS_KEY]
     db = request.app[DB_KEY]
-    if "patient_ids" in request.query:
-        require(request, "reception", "supervisor")
-        ids = _id_list(request.query["patient_ids"])
-        day = _day(request.query.get("date"), dt.datetime.now(settings.clinic.zone()).date())
-        query = select(Ticket).where(Ticket.patient_id.in_(ids), Ticket.local_day == day)
-    else:
-        who = require(request, "agent", "supervisor", "reception", "doctor")
-        raw = request.query.get("patient_id", "")
-        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-            raise Problem(400, "Patient id needed", "Give ?patient_id= as the numeric id of a patient.")
-        patient_id = int(raw)
-        if not await agent_may_access(db, who, patient_id, zone=settings.clinic.zone()):
-            raise Problem(403, "Not your patient", "You may only see the tickets of patients you may open.")
-        query = select(Ticket).where(Ticket.patient_id == patient_id)
-        query = query.limit(MAX_TICKETS)
+    if not await agent_may_access(db, who, patient_id, zone=settings.clinic.zone()):
+        raise Problem(403, "Not your patient", "You may only see the tickets of patients you may open.")
+    query = select(Ticket).where(Ticket.patient_id == patient_id).limit(MAX_TICKETS)
     return web.json_response({"tickets": await _tickets_json(db, settings.clinic.language, query)})
-
-
-def _id_list(raw: str) -> list[int]:
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
-    if not parts or len(parts) > MAX_IDS or not all(p.isascii() and p.isdigit() and 0 < int(p) < 2**63 for p in parts):
-        raise Problem(400, "Patient ids needed",
-                      f"Give ?patient_ids= as 1 to {MAX_IDS} numeric patient ids separated by commas.")
-    return sorted({int(p) for p in parts})
-
-
-def _day(raw: str | None, default: dt.date) -> dt.date:
-    if not raw:
-        return default
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise Problem(400, "Invalid date", f"?date= must be a day like 2026-11-22; got {raw[:40]!r}.") from None
 
 
 async def _tickets_json(db: Database, language: str, query: Any) -> list[dict[str, Any]]:

@@ -216,7 +216,7 @@ async function loadTickets(patientId, card) {
   list.replaceChildren();
   let tickets = items(card && (card.tickets ?? (card.patient && card.patient.tickets)));
   if (!tickets.length) {
-    try { tickets = items(await api(`/api/tickets?patient_id=${patientId}`), "tickets"); } catch { tickets = []; }
+    try { tickets = items(await api(`/api/patient-tickets?patient_id=${patientId}`), "tickets"); } catch { tickets = []; }
   }
   if (!tickets.length) { list.append(el("li", {class: "muted"}, t("noTickets"))); return; }
   for (const tk of tickets) {

@@ -42,9 +42,6 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await page.wait_for_selector("body[data-ready='1']")
     await row.locator("[data-ticket='A001']").wait_for()
     assert await row.get_by_role("button").count() == 0
-    await live_server.api("GET", f"/api/tickets?patient_ids={patient_id}", who="agent", expect=403)
-    await live_server.api("GET", "/api/tickets?patient_ids=1,x", who="reception", expect=400)
-    await live_server.api("GET", "/api/tickets?patient_ids=1&date=tomorrow", who="reception", expect=400)
 
     # Walk-in with a priority.
     await page.get_by_label("Dịch vụ", exact=True).select_option(str(live_server.services["B"]))
@@ -69,10 +66,10 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await queue.locator("tr[data-ticket='A001']").wait_for(state="detached", timeout=8000)
 
     # The agent's patient card lists the patient's tickets.
-    tickets = (await live_server.api("GET", f"/api/tickets?patient_id={patient_id}", who="agent"))["tickets"]
+    tickets = (await live_server.api("GET", f"/api/patient-tickets?patient_id={patient_id}", who="agent"))["tickets"]
     assert [(t["number"], t["status"], t["source"]) for t in tickets] == [("A001", "called", "checkin")]
-    await live_server.api("GET", f"/api/tickets?patient_id={patient_id}", who="agent2", expect=403)
-    await live_server.api("GET", "/api/tickets?patient_id=abc", who="agent", expect=400)
+    await live_server.api("GET", f"/api/patient-tickets?patient_id={patient_id}", who="agent2", expect=403)
+    await live_server.api("GET", "/api/patient-tickets?patient_id=abc", who="agent", expect=400)
     agent = await new_page("agent")
     await agent.goto(f"{live_server.base_url}/agent#patient={patient_id}")
     await agent.locator("#card-tickets").get_by_text("A001").wait_for()
