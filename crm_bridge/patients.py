@@ -282,6 +282,14 @@ def key_prefix_condition(db: Database, prefix: str) -> Any:
 RAREST_PROBE = 2000
 
 
+async def _ordered_ids(s: AsyncSession, condition: Any, limit: int) -> list[int]:
+    """Distinct patient ids matching `condition`, in name-key order, at most `limit`."""
+    rows = (await s.execute(
+        select(PatientNameKey.patient_id).join(Patient, Patient.id == PatientNameKey.patient_id).where(condition)
+        .order_by(PatientNameKey.key, PatientNameKey.patient_id).limit(limit * 2))).scalars().all()
+    return list(dict.fromkeys(rows))[:limit]
+
+
 async def rarest_word(s: AsyncSession, db: Database, words: list[str]) -> str:
     """The query word that starts the fewest name keys (counting at most RAREST_PROBE each)."""
     best, best_count = words[-1], None
@@ -311,16 +319,10 @@ async def search_patients(db: Database, q: str, *, agent_scope: int | None = Non
         folded = fold(text)[:200]
         if not folded:
             return []
-        found: dict[int, Patient] = {}
-        for patient in (await s.scalars(
-            select(Patient).join(PatientNameKey, PatientNameKey.patient_id == Patient.id)
-            .where(key_prefix_condition(db, folded), scope_condition(agent_scope))
-            .order_by(PatientNameKey.key, PatientNameKey.patient_id).limit(limit * 2)
-        )).all():
-            found.setdefault(patient.id, patient)
-        rows = list(found.values())[:limit]
+        # Ids first (an index-only walk in key order), then only the patients shown are loaded.
+        ids = await _ordered_ids(s, and_(key_prefix_condition(db, folded), scope_condition(agent_scope)), limit)
         words = folded.split()
-        if not rows and len(words) > 1:
+        if not ids and len(words) > 1:
             # Nothing starts with the query as typed: words skipped or in another order ("nguyen an",
             # "an nguyen"). The rarest word drives an index range scan over the name keys; the others
             # must each start a word of the name.
@@ -330,13 +332,9 @@ async def search_patients(db: Database, q: str, *, agent_scope: int | None = Non
                 if word != driver:
                     condition = and_(condition, or_(Patient.name_folded.like(word + "%"),
                                                     Patient.name_folded.like("% " + word + "%")))
-            extra = (await s.scalars(
-                select(Patient).join(PatientNameKey, PatientNameKey.patient_id == Patient.id).where(condition)
-                .order_by(PatientNameKey.key, PatientNameKey.patient_id).limit(limit * 2))).all()
-            for patient in extra:
-                if len(rows) < limit and patient.id not in found:
-                    found[patient.id] = patient
-                    rows.append(patient)
+            ids = await _ordered_ids(s, condition, limit)
+        loaded = {p.id: p for p in (await s.scalars(select(Patient).where(Patient.id.in_(ids)))).all()} if ids else {}
+        rows = [loaded[i] for i in ids if i in loaded]
         return await patients_json(s, rows)
 
 
