@@ -291,9 +291,10 @@ async def _ordered_ids(s: AsyncSession, condition: Any, limit: int) -> list[int]
 
 
 async def rarest_word(s: AsyncSession, db: Database, words: list[str]) -> str:
-    """The query word that starts the fewest name keys (counting at most RAREST_PROBE each)."""
+    """The query word that starts the fewest name keys (counting at most RAREST_PROBE each); on a
+    tie the later word, as Vietnamese given names (last) are rarer than family names (first)."""
     best, best_count = words[-1], None
-    for word in sorted(set(words), key=len, reverse=True):
+    for word in dict.fromkeys(reversed(words)):
         probe = select(PatientNameKey.id).where(key_prefix_condition(db, word)).limit(RAREST_PROBE).subquery()
         count = await s.scalar(select(func.count()).select_from(probe)) or 0
         if best_count is None or count < best_count:
