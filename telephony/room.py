@@ -1,0 +1,101 @@
+"""Wires the telephony room into the app: the AMI link, click-to-call, the call log, /ws/agent,
+the demo PBX, and (telephony.agi) FastAGI caller identification."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
+from clinicall.metrics import METRICS_KEY
+
+log = logging.getLogger(__name__)
+DEMO_AGENT_CHANNEL = "Local/{ext}@agents"
+
+
+def uses_demo_pbx(app: web.Application) -> bool:
+    settings = app[SETTINGS_KEY].telephony
+    return not settings.ami_host and settings.demo_pbx
+
+
+def fastagi_address(app: web.Application) -> tuple[str, int] | None:
+    """Where the FastAGI server really listens (its port may be chosen by the OS)."""
+    settings = app[SETTINGS_KEY].telephony
+    if not settings.agi_enabled:
+        return None
+    try:
+        from telephony.agi import FASTAGI_KEY
+    except ImportError:
+        return settings.agi_host, settings.agi_port
+    server = app.get(FASTAGI_KEY)
+    return (server.host, server.port) if server is not None else (settings.agi_host, settings.agi_port)
+
+
+async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
+    from telephony.ami import AmiLink
+    from telephony.calllog import CallLog
+    from telephony.demo_pbx import DemoPbx
+    from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, TELEPHONY_METRICS_KEY
+
+    settings = app[SETTINGS_KEY].telephony
+    calllog = CallLog(app[DB_KEY], app[BUS_KEY], settings)
+    app[CALL_LOG_KEY] = calllog
+    reopened = await calllog.load_open_calls()
+    if reopened:
+        log.info("following %d call(s) that were in progress at the last stop", reopened)
+    pbx: DemoPbx | None = None
+    host, port, secret = settings.ami_host, settings.ami_port, settings.ami_secret or ""
+    if uses_demo_pbx(app):
+        secret = secrets.token_urlsafe(12)
+        agi = fastagi_address(app)
+        pbx = DemoPbx(username=settings.ami_username, secret=secret, agi_host=agi[0] if agi else None,
+                      agi_port=agi[1] if agi else None, time_scale=settings.demo_time_scale)
+        host, port = "127.0.0.1", await pbx.start()
+        log.info("demo PBX (AMI) listening on 127.0.0.1:%d", port)
+    app[DEMO_PBX_KEY] = pbx
+    link: AmiLink | None = None
+    if host:
+        link = AmiLink(host=host, port=port, username=settings.ami_username, secret=secret, calllog=calllog,
+                       max_delay=settings.reconnect_max_seconds, demo=pbx is not None,
+                       metrics=app[TELEPHONY_METRICS_KEY])
+        await link.start()
+    app[AMI_LINK_KEY] = link
+    try:
+        yield
+    finally:
+        if link is not None:
+            await link.stop()
+        if pbx is not None:
+            await pbx.close()
+
+
+def setup(app: web.Application) -> None:
+    """Register this room's routes, resources and subscriptions."""
+    from telephony import agi, stats, ws
+    from telephony import http as telephony_http
+    from telephony.keys import AMI_LINK_KEY, RATE_LIMIT_KEY, TELEPHONY_METRICS_KEY
+    from telephony.ratelimit import RateLimiter
+    from telephony.telemetry import TelephonyMetrics
+
+    settings = app[SETTINGS_KEY].telephony
+    if uses_demo_pbx(app):
+        settings.agent_channel = DEMO_AGENT_CHANNEL
+    app[RATE_LIMIT_KEY] = RateLimiter(settings.calls_per_minute_per_agent)
+    app[TELEPHONY_METRICS_KEY] = TelephonyMetrics(app[METRICS_KEY].registry)
+    agi.setup(app)  # caller identification: FastAGI server and GET /api/callers/identify
+    app.router.add_routes(telephony_http.routes)
+    app.router.add_routes(ws.routes)
+    stats.setup_stats(app)  # consoles: GET /api/stats/calls
+    app.cleanup_ctx.append(telephony_ctx)
+
+    async def asterisk_health() -> dict[str, Any]:
+        link = app.get(AMI_LINK_KEY)
+        if link is None:
+            return {"ok": True, "optional": True, "configured": False, "detail": "no Asterisk configured"}
+        return link.health()
+
+    app[HEALTH_KEY]["asterisk"] = asterisk_health
