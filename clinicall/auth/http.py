@@ -115,7 +115,8 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"id": who.user_id, "username": who.username, "display_name": who.display_name,
                               "roles": sorted(who.roles), "extension": who.extension, "nav": nav,
                               "clinic": request.app[SETTINGS_KEY].clinic.name,
-                              "language": request.app[SETTINGS_KEY].clinic.language})
+                              "language": request.app[SETTINGS_KEY].clinic.language,
+                              "timezone": request.app[SETTINGS_KEY].clinic.timezone})
 
 
 @routes.get("/api/users")
