@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audio.numerals import ViThousand, ViZeroTens, en_number, vi_number, zh_number
-
-LANGUAGES = ("vi", "en", "zh")
+from clinicall.settings import ANNOUNCEMENT_FIELDS, ROOM_PHRASE_FIELDS
 
 DEFAULT_TEMPLATES: dict[str, str] = {
     "vi": "Mời số {number} vào {room}",
@@ -47,8 +46,8 @@ DEFAULT_ROOM_TEMPLATES: dict[str, dict[str, str]] = {
     },
 }
 
-TEMPLATE_FIELDS = {"number", "room"}
-ROOM_TEMPLATE_FIELDS = {"number", "name"}
+TEMPLATE_FIELDS = set(ANNOUNCEMENT_FIELDS)
+ROOM_TEMPLATE_FIELDS = set(ROOM_PHRASE_FIELDS)
 
 # Letters as Vietnamese people say them when reading a ticket number aloud.
 VI_LETTERS: dict[str, str] = {
@@ -159,20 +158,6 @@ def announcement_texts(number: str, room: Mapping[str, Any], languages: Iterable
     """{"vi": "Mời số a mười lăm vào phòng khám số ba", "en": "Number A fifteen, please go to
     consultation room three", "zh": "请A十五号到三号诊室就诊"}, in the order of `languages`."""
     return {lang: announcement_text(number, room, lang, wording) for lang in languages}
-
-
-def check_template(template: str, allowed: set[str], required: set[str]) -> None:
-    """Raises ValueError naming the unknown or missing placeholder (used by settings validation)."""
-    try:
-        fields = {field for _literal, field in template_parts(template) if field is not None}
-    except ValueError as exc:
-        raise ValueError(f"{template!r} is not a valid template: {exc}") from None
-    unknown = fields - allowed
-    if unknown:
-        raise ValueError(f"{template!r} uses unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    missing = required - fields
-    if missing:
-        raise ValueError(f"{template!r} lacks the placeholder(s) {sorted(missing)}")
 
 
 def wording_from_settings(audio: Any) -> Wording:

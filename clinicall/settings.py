@@ -19,7 +19,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from clinicall.templates import check_template
+
 CONFIG_FILE_ENV = "CLINICALL_CONFIG"
+LANGUAGES = ("vi", "en", "zh")
+ANNOUNCEMENT_FIELDS = frozenset({"number", "room"})
+ROOM_PHRASE_FIELDS = frozenset({"number", "name"})
 
 
 class HttpSettings(BaseModel):
@@ -175,24 +180,20 @@ class AudioSettings(BaseModel):
     @field_validator("templates")
     @classmethod
     def _valid_templates(cls, value: dict[str, str]) -> dict[str, str]:
-        from audio.wording import LANGUAGES, TEMPLATE_FIELDS, check_template
-
         for lang, template in value.items():
             if lang not in LANGUAGES:
                 raise ValueError(f"templates: unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
-            check_template(template, TEMPLATE_FIELDS, {"number", "room"})
+            check_template(template, ANNOUNCEMENT_FIELDS, ANNOUNCEMENT_FIELDS)
         return value
 
     @field_validator("room_templates")
     @classmethod
     def _valid_room_templates(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        from audio.wording import LANGUAGES, ROOM_TEMPLATE_FIELDS, check_template
-
         for lang, kinds in value.items():
             if lang not in LANGUAGES:
                 raise ValueError(f"room_templates: unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
             for template in kinds.values():
-                check_template(template, ROOM_TEMPLATE_FIELDS, set())
+                check_template(template, ROOM_PHRASE_FIELDS, set())
         return value
 
 
