@@ -279,7 +279,10 @@ def key_prefix_condition(db: Database, prefix: str) -> Any:
     return and_(PatientNameKey.key >= prefix, PatientNameKey.key < prefix + "~")
 
 
-RAREST_PROBE = 2000
+# A skipped-words search ("nguyen an") reads at most this many names starting with its rarest
+# word: the worst case stays bounded when every word is common and the combination is rare.
+SKIPPED_WORDS_SCAN = 10_000
+RAREST_PROBE = SKIPPED_WORDS_SCAN
 
 
 async def _ordered_ids(s: AsyncSession, condition: Any, limit: int) -> list[int]:
@@ -328,12 +331,18 @@ async def search_patients(db: Database, q: str, *, agent_scope: int | None = Non
             # "an nguyen"). The rarest word drives an index range scan over the name keys; the others
             # must each start a word of the name.
             driver = await rarest_word(s, db, words)
-            condition = and_(scope_condition(agent_scope), key_prefix_condition(db, driver))
+            candidates = (select(PatientNameKey.patient_id, PatientNameKey.key)
+                          .where(key_prefix_condition(db, driver))
+                          .order_by(PatientNameKey.key, PatientNameKey.patient_id).limit(SKIPPED_WORDS_SCAN).subquery())
+            condition = scope_condition(agent_scope)
             for word in words:
                 if word != driver:
                     condition = and_(condition, or_(Patient.name_folded.like(word + "%"),
                                                     Patient.name_folded.like("% " + word + "%")))
-            ids = await _ordered_ids(s, condition, limit)
+            rows = (await s.execute(
+                select(candidates.c.patient_id).join(Patient, Patient.id == candidates.c.patient_id).where(condition)
+                .order_by(candidates.c.key, candidates.c.patient_id).limit(limit * 2))).scalars().all()
+            ids = list(dict.fromkeys(rows))[:limit]
         loaded = {p.id: p for p in (await s.scalars(select(Patient).where(Patient.id.in_(ids)))).all()} if ids else {}
         rows = [loaded[i] for i in ids if i in loaded]
         return await patients_json(s, rows)
