@@ -40,7 +40,8 @@ class FallbackEstimator:
         self.starvation_minutes = starvation_minutes
         self._durations: dict[int, list[float]] = {}
 
-    def record_service(self, room_id: int, service_id: int, started_at: dt.datetime, ended_at: dt.datetime) -> None:
+    def record_service(self, room_id: int, service_id: int, started_at: dt.datetime, ended_at: dt.datetime,
+                       *args: Any, **kwargs: Any) -> None:
         seconds = (ended_at - started_at).total_seconds()
         if seconds > 0:
             recent = self._durations.setdefault(service_id, [])
@@ -77,6 +78,14 @@ def make_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minute
     return WaitEstimator(tz, weights, starvation_minutes)
 
 
+def learn_service(estimator: Any, room_id: int, service_id: int, started_at: dt.datetime, ended_at: dt.datetime,
+                  priority: str = "normal", returning: bool = False) -> None:
+    try:
+        estimator.record_service(room_id, service_id, started_at, ended_at, priority, returning)
+    except TypeError:  # an estimator that takes only the contract's four arguments
+        estimator.record_service(room_id, service_id, started_at, ended_at)
+
+
 def learn_arrival(estimator: Any, service_id: int, at: dt.datetime, priority: str, returning: bool) -> None:
     try:
         estimator.record_arrival(service_id, at, priority, returning)
@@ -97,15 +106,15 @@ async def warm(estimator: Any, db: Database, now: dt.datetime, weeks: int = WARM
         learned, last_id, next_report = 0, 0, 0.1
         while True:
             rows = (await s.execute(
-                select(Visit.id, Visit.room_id, Visit.service_id, Visit.started_at, Visit.ended_at)
+                select(Visit.id, Visit.room_id, Visit.service_id, Visit.started_at, Visit.ended_at, Visit.priority)
                 .where(Visit.ended_at >= since, Visit.started_at.is_not(None), Visit.room_id.is_not(None),
                        Visit.outcome.in_(("done", "transferred")), Visit.id > last_id)
                 .order_by(Visit.id).limit(WARM_BATCH))).all()
             if not rows:
                 break
-            for visit_id, room_id, service_id, started_at, ended_at in rows:
+            for visit_id, room_id, service_id, started_at, ended_at, priority in rows:
                 if ended_at > started_at:
-                    estimator.record_service(room_id, service_id, started_at, ended_at)
+                    learn_service(estimator, room_id, service_id, started_at, ended_at, priority)
                 learned += 1
                 last_id = visit_id
             if total and learned / total >= next_report:

@@ -18,7 +18,7 @@ from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY
 from clinicall.settings import Settings
 from queue_display import events as ev
 from queue_display import state as qstate
-from queue_display.estimates import learn_arrival, make_estimator, warm
+from queue_display.estimates import learn_arrival, learn_service, make_estimator, warm
 from queue_display.models import Ticket
 from queue_display.tickets import Outcome
 
@@ -55,7 +55,8 @@ class QueueRuntime:
         for step in (*outcome.before, outcome):
             if step.served is not None:
                 served = step.served
-                self.estimator.record_service(served.room_id, served.service_id, served.started_at, served.ended_at)
+                learn_service(self.estimator, served.room_id, served.service_id, served.started_at, served.ended_at,
+                              served.priority, served.returning)
             if step.no_show is not None and hasattr(self.estimator, "record_no_show"):
                 lost = step.no_show
                 self.estimator.record_no_show(lost.room_id, lost.service_id, lost.started_at, lost.ended_at)
@@ -81,7 +82,8 @@ class QueueRuntime:
             if step.served is not None:
                 data["served"] = {"room_id": step.served.room_id, "service_id": step.served.service_id,
                                   "started_at": step.served.started_at.isoformat(),
-                                  "ended_at": step.served.ended_at.isoformat()}
+                                  "ended_at": step.served.ended_at.isoformat(),
+                                  "priority": step.served.priority, "returning": step.served.returning}
             if step.arrival is not None:
                 service_id, at, priority, returning = step.arrival
                 data["arrival"] = {"service_id": service_id, "at": at.isoformat(), "priority": priority,
@@ -145,9 +147,10 @@ class QueueRuntime:
         served, arrival = event.data.get("served"), event.data.get("arrival")
         try:
             if isinstance(served, dict):
-                self.estimator.record_service(int(served["room_id"]), int(served["service_id"]),
-                                              dt.datetime.fromisoformat(served["started_at"]),
-                                              dt.datetime.fromisoformat(served["ended_at"]))
+                learn_service(self.estimator, int(served["room_id"]), int(served["service_id"]),
+                              dt.datetime.fromisoformat(served["started_at"]),
+                              dt.datetime.fromisoformat(served["ended_at"]),
+                              str(served.get("priority", "normal")), bool(served.get("returning")))
             if isinstance(arrival, dict):
                 learn_arrival(self.estimator, int(arrival["service_id"]), dt.datetime.fromisoformat(arrival["at"]),
                               str(arrival.get("priority", "normal")), bool(arrival.get("returning")))

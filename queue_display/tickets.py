@@ -49,6 +49,8 @@ class Served:
     service_id: int
     started_at: dt.datetime
     ended_at: dt.datetime
+    priority: str = "normal"
+    returning: bool = False
 
 
 @dataclass
@@ -179,7 +181,7 @@ async def _finish(s: AsyncSession, ticket: Ticket, now: dt.datetime, user_id: in
     started = ticket.started_at or ticket.called_at or now
     served = None
     if ticket.room_id is not None:
-        served = Served(ticket.room_id, ticket.service_id, started, now)
+        served = Served(ticket.room_id, ticket.service_id, started, now, ticket.priority, ticket.is_returning)
     if visit is not None:
         visit.started_at = visit.started_at or started
         visit.ended_at = now
@@ -434,7 +436,7 @@ async def transfer(db: Database, settings: Settings, ticket_id: int, service_id:
         served = None
         if ticket.status in ("called", "in_service") and source_room is not None:
             started = ticket.started_at or ticket.called_at or now
-            served = Served(source_room, source_service, started, now)
+            served = Served(source_room, source_service, started, now, ticket.priority, ticket.is_returning)
             if visit is not None:
                 visit.started_at = visit.started_at or started
         if visit is not None:
