@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# The tests mostly wait on real servers and a browser: three workers fit two cores.
+TEST_WORKERS ?= 3
 
 .PHONY: run test lint system-deps clean bench
 
@@ -41,7 +43,7 @@ lint: $(TEST_STAMP)
 
 test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 bench: $(TEST_STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
