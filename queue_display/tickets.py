@@ -205,6 +205,7 @@ async def _finish(s: AsyncSession, ticket: Ticket, now: dt.datetime, user_id: in
         await _open_visit(s, ticket, local_day(now, settings), now)
         _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, returning=True, from_service_id=finished_service)
         return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {ticket.service_id, finished_service}, served=served,
+                       arrival=(ticket.service_id, now, ticket.priority, True),
                        detail={"returning": True, "from_service_id": finished_service})
     ticket.status = "done"
     _log(s, ticket, ev.TICKET_DONE, now, user_id)
@@ -461,5 +462,6 @@ async def transfer(db: Database, settings: Settings, ticket_id: int, service_id:
         _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, from_service_id=source_service,
              from_room_id=source_room, return_to_room=return_to_room)
         return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {source_service, target.id}, served=served,
+                       arrival=(target.id, now, ticket.priority, False),
                        detail={"from_service_id": source_service, "from_room_id": source_room,
                                "return_to_room": return_to_room, "returning": False})
