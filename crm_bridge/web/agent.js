@@ -4,6 +4,8 @@ import {api, el, startPage, items, fmtDate, fmtDateTime, fmtDuration, openDialog
 
 const DICT = {
   vi: {
+    demoTitle: "Tổng đài thử (demo)", demoLabel: "Giả lập cuộc gọi đến từ số", demoButton: "Gọi đến",
+    demoSent: "Đã gửi cuộc gọi đến từ {number}.",
     title: "Tổng đài viên", skip: "Đến hồ sơ bệnh nhân", logout: "Đăng xuất", call: "Cuộc gọi", hangup: "Gác máy",
     search: "Tìm bệnh nhân", searchLabel: "Tên (không cần dấu) hoặc số điện thoại", searchHint: "Nhấn / để tìm nhanh, Esc để đóng hộp thoại.",
     searchButton: "Tìm", newPatient: "Bệnh nhân mới", worklists: "Danh sách của tôi", noPatient: "Chưa chọn bệnh nhân",
@@ -33,6 +35,8 @@ const DICT = {
     search: "Find a patient", searchLabel: "Name (accents optional) or phone number", searchHint: "Press / to search, Esc closes dialogs.",
     searchButton: "Search", newPatient: "New patient", worklists: "My worklists", noPatient: "No patient selected",
     noPatientHint: "Search for a patient or pick one from a worklist.", phones: "Phones", addNote: "Log a contact outcome",
+    demoTitle: "Demo PBX", demoLabel: "Simulate an inbound call from", demoButton: "Call in",
+    demoSent: "Inbound call from {number} sent.",
     notes: "Care timeline", calls: "Calls", when: "When", direction: "Direction", number: "Number", result: "Result",
     duration: "Duration", outcome: "Outcome", recording: "Recording", tickets: "Queue tickets", outcomeTitle: "Contact outcome",
     careStatus: "Care status", customerStatus: "Customer status", detailStatus: "Detail", note: "Note",
@@ -425,6 +429,21 @@ function connect() {
 }
 
 // ---------- start ----------
+// With the built-in demo PBX (no Asterisk configured), a newcomer can play an inbound call here.
+async function setupDemo() {
+  const health = await fetch("/healthz").then((r) => r.json()).catch(() => null);
+  if (!health || !health.checks || !health.checks.asterisk || !health.checks.asterisk.demo) return;
+  $("demo-panel").hidden = false;
+  $("demo-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const number = $("demo-number").value.trim();
+    try {
+      await api("/api/demo/inbound", {method: "POST", body: {number}});
+      $("demo-status").textContent = fill(t("demoSent"), {number});
+    } catch (err) { showError($("page-error"), err); }
+  });
+}
+
 async function main() {
   const page = await startPage(DICT);
   lang = page.lang; t = page.t; state.me = page.me;
@@ -443,7 +462,7 @@ async function main() {
   $("new-patient").addEventListener("click", () => { $("new-form").reset(); $("new-error").hidden = true; openDialog($("new-dialog"), $("nf-name")); });
   $("new-form").addEventListener("submit", (e) => { e.preventDefault(); createPatient($("new-form"), $("new-error"), $("new-dialog")); });
   connect();
-  await Promise.all([loadStatuses(), loadWorklists()]);
+  await Promise.all([loadStatuses(), loadWorklists(), setupDemo()]);
   const m = location.hash.match(/patient=(\d+)/);
   if (m) await openPatient(Number(m[1]), {focus: false});
   document.body.dataset.ready = "1";

@@ -107,8 +107,11 @@ async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: 
     card = await live_server.api("GET", f"/api/patients/{patient_id}")
     assert card["notes"][0]["note"] == "Bệnh nhân gọi hỏi lịch"
 
-    # An unknown number: the quick new-patient form, with the caller's number filled in.
-    await live_server.api("POST", "/api/demo/inbound", who="agent", json={"number": "0909888777"}, expect=202)
+    # An unknown number, played from the console's own demo-PBX form: the quick new-patient form,
+    # with the caller's number filled in.
+    demo = page.get_by_role("region", name="Tổng đài thử (demo)")
+    await demo.get_by_label("Giả lập cuộc gọi đến từ số").fill("0909888777")
+    await demo.get_by_role("button", name="Gọi đến").click()
     await pop.wait_for()
     assert await pop.locator("#pop-new").is_visible()
     assert await page.evaluate("document.activeElement.id") == "np-name"
