@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
+from clinicall.bus import Event
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.metrics import METRICS_KEY
+from crm_bridge.events import PATIENT_MERGED
 
 log = logging.getLogger(__name__)
 DEMO_AGENT_CHANNEL = "Local/{ext}@agents"
@@ -44,6 +47,7 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY].telephony
     calllog = CallLog(app[DB_KEY], app[BUS_KEY], settings)
     app[CALL_LOG_KEY] = calllog
+    unsubscribe = app[BUS_KEY].subscribe(PATIENT_MERGED, partial(_follow_merge, app))
     reopened = await calllog.load_open_calls()
     if reopened:
         log.info("following %d call(s) that were in progress at the last stop", reopened)
@@ -67,10 +71,18 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        unsubscribe()
         if link is not None:
             await link.stop()
         if pbx is not None:
             await pbx.close()
+
+
+async def _follow_merge(app: web.Application, event: Event) -> None:
+    from telephony.service import repoint_patient
+
+    moved = await repoint_patient(app[DB_KEY], int(event.data["from_id"]), int(event.data["into_id"]))
+    log.info("patient %s merged into %s: %d call(s) re-pointed", event.data["from_id"], event.data["into_id"], moved)
 
 
 def setup(app: web.Application) -> None:

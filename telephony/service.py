@@ -9,7 +9,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database, utcnow
@@ -189,3 +189,10 @@ class Telephony:
 
 def parse_date(value: Any) -> dt.date | None:
     return value if isinstance(value, dt.date) or value is None else dt.date.fromisoformat(str(value))
+
+
+async def repoint_patient(db: Database, from_id: int, into_id: int) -> int:
+    """After crm_bridge merged patient from_id into into_id, the calls follow (returns how many)."""
+    async with db.transaction() as s:
+        result = await s.execute(update(Call).where(Call.patient_id == from_id).values(patient_id=into_id))
+        return result.rowcount or 0
