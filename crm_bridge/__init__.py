@@ -13,7 +13,7 @@ def setup(app: web.Application) -> None:
     from crm_bridge.pages import setup_pages
 
     app.router.add_routes(routes)
-    setup_pages(app)  # consoles: the agent page (/agent) and GET /api/stats/bookings
+    setup_pages(app)  # consoles: the agent page (/agent)
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""The agent console page (/agent), its static files (/static/crm_bridge/) and booking statistics."""
+"""The agent console page (/agent) and its static files (/static/crm_bridge/)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from aiohttp import web
 
 from clinicall.auth.access import require
 from clinicall.nav import NAV_KEY, NavLink
-from crm_bridge import stats
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 routes = web.RouteTableDef()
@@ -22,6 +21,5 @@ async def agent_page(request: web.Request) -> web.StreamResponse:
 
 def setup_pages(app: web.Application) -> None:
     app.router.add_routes(routes)
-    stats.setup_stats(app)
     app.router.add_static("/static/crm_bridge/", WEB_DIR)
     app[NAV_KEY].append(NavLink("/agent", "Tổng đài viên", "Agent console", ("agent", "supervisor")))

@@ -161,3 +161,16 @@ async def expected_arrivals(db: Database, day: dt.date) -> list[PatientBrief]:
             .order_by(Patient.name_folded, Patient.id)
         )).all())
     return await briefs(db, rows)
+
+
+async def bookings_in(db: Database, day_from: dt.date, day_to: dt.date) -> set[tuple[int, dt.date]]:
+    """(patient id, booked local day) pairs in the range, from care notes' booking dates and the
+    patients' current booking dates (merged-away records left out)."""
+    from crm_bridge.models import CareNote
+
+    async with db.session() as s:
+        noted = (await s.execute(select(CareNote.patient_id, CareNote.booking_date).where(
+            CareNote.booking_date >= day_from, CareNote.booking_date <= day_to))).all()
+        current = (await s.execute(select(Patient.id, Patient.booking_date).where(
+            Patient.booking_date >= day_from, Patient.booking_date <= day_to, Patient.merged_into_id.is_(None)))).all()
+    return {(p, d) for p, d in [*noted, *current] if d is not None}

@@ -66,14 +66,17 @@ async def _tickets_json(db: Database, language: str, query: Any) -> list[dict[st
 
 
 def setup_reception(app: web.Application) -> None:
+    from queue_display import booking_stats
+
     app.router.add_routes(routes)
+    booking_stats.setup_stats(app)
     app[NAV_KEY].append(NavLink("/reception", "Lễ tân", "Reception", ("reception",)))
 
 
 async def patient_arrival_days(db: Database, patient_ids: Collection[int], day_from: dt.date,
                                day_to: dt.date) -> dict[int, set[dt.date]]:
     """Local days on which each of these patients got a ticket (checked in or linked at reception);
-    used by crm_bridge's booking -> arrival statistics."""
+    used by the booking -> arrival statistics (queue_display/booking_stats.py)."""
     from queue_display.models import Ticket  # the queue's own table, read here inside the queue room
 
     ids = sorted({int(i) for i in patient_ids})

@@ -1,5 +1,5 @@
 """Statistics APIs behind the admin charts: calls per agent and day, answer rate and outcomes
-(telephony/stats.py), booking -> arrival conversion (crm_bridge/stats.py). On SQLite and PostgreSQL."""
+(telephony/stats.py), booking -> arrival conversion (queue_display/booking_stats.py). On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

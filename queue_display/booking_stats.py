@@ -1,7 +1,7 @@
 """Booking -> arrival conversion for the admin console: GET /api/stats/bookings?from=&to=.
 
-A booking is a (patient, booked day) from a care note's booking date or the patient's current booking
-date. It converted when the patient got a queue ticket (check-in) on that local day; `arrived_late`
+A booking is a (patient, booked day) from crm_bridge (a care note's booking date or the patient's
+current booking date). It converted when the patient got a queue ticket (check-in) on that local day; `arrived_late`
 counts tickets within LATE_DAYS after it. Bookings after today are `pending` and left out of the rate."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from clinicall.auth.access import require
 from clinicall.db import Database
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem
-from crm_bridge.models import CareNote, Patient
+from crm_bridge import service as crm
+from queue_display.reception import patient_arrival_days
 
 routes = web.RouteTableDef()
 MAX_DAYS = 366
@@ -40,25 +40,9 @@ def parse_range(query: Any, today: dt.date) -> tuple[dt.date, dt.date]:
     return values["from"], values["to"]
 
 
-async def bookings_in(db: Database, day_from: dt.date, day_to: dt.date) -> set[tuple[int, dt.date]]:
-    async with db.session() as s:
-        noted = (await s.execute(select(CareNote.patient_id, CareNote.booking_date).where(
-            CareNote.booking_date >= day_from, CareNote.booking_date <= day_to))).all()
-        current = (await s.execute(select(Patient.id, Patient.booking_date).where(
-            Patient.booking_date >= day_from, Patient.booking_date <= day_to, Patient.merged_into_id.is_(None)))).all()
-    return {(p, d) for p, d in [*noted, *current] if d is not None}
-
-
 async def booking_stats(db: Database, day_from: dt.date, day_to: dt.date, today: dt.date) -> dict[str, Any]:
-    bookings = await bookings_in(db, day_from, day_to)
-    arrivals: dict[int, set[dt.date]] | None
-    try:
-        from queue_display.reception import patient_arrival_days
-    except ImportError:  # no queue room installed: arrivals are unknown
-        arrivals = None
-    else:
-        arrivals = await patient_arrival_days(db, {p for p, _ in bookings}, day_from,
-                                              day_to + dt.timedelta(days=LATE_DAYS))
+    bookings = await crm.bookings_in(db, day_from, day_to)
+    arrivals = await patient_arrival_days(db, {p for p, _ in bookings}, day_from, day_to + dt.timedelta(days=LATE_DAYS))
     per_day: dict[dt.date, dict[str, int]] = defaultdict(lambda: {"booked": 0, "arrived": 0, "arrived_late": 0, "pending": 0})
     for patient_id, day in bookings:
         row = per_day[day]
@@ -66,7 +50,7 @@ async def booking_stats(db: Database, day_from: dt.date, day_to: dt.date, today:
         if day > today:
             row["pending"] += 1
             continue
-        came = (arrivals or {}).get(patient_id, set())
+        came = arrivals.get(patient_id, set())
         if day in came:
             row["arrived"] += 1
         elif any(day < d <= day + dt.timedelta(days=LATE_DAYS) for d in came):
@@ -76,7 +60,7 @@ async def booking_stats(db: Database, day_from: dt.date, day_to: dt.date, today:
     arrived = sum(r["arrived"] for r in per_day.values())
     late = sum(r["arrived_late"] for r in per_day.values())
     return {
-        "from": day_from.isoformat(), "to": day_to.isoformat(), "arrivals_known": arrivals is not None,
+        "from": day_from.isoformat(), "to": day_to.isoformat(), "arrivals_known": True,
         "booked": booked, "arrived": arrived, "arrived_late": late,
         "pending": sum(r["pending"] for r in per_day.values()),
         "conversion": round(arrived / booked, 4) if booked else 0.0,
