@@ -136,6 +136,9 @@ class QueueSettings(BaseModel):
         },
         description="Head start in minutes per priority class; 'returning' is for patients back from the lab",
     )
+    kiosk_tickets_per_minute: int = Field(
+        120, ge=1, le=10000, description="Public kiosk: at most this many tickets per minute from one client address"
+    )
 
 
 class DisplaySettings(BaseModel):

@@ -186,6 +186,9 @@ async def tickets_issue(request: web.Request) -> web.Response:
 @public
 async def kiosk_issue(request: web.Request) -> web.Response:
     body = await parse_body(request, KioskTicketIn)
+    if not _runtime(request).kiosk_allowed(request.remote or "?", asyncio.get_running_loop().time()):
+        raise Problem(429, "Too many tickets", "Too many tickets from this kiosk in the last minute; "
+                      "please wait a moment or ask at reception.")
     outcome = await _run(request, service.issue, service_id=body.service_id,
                                   source="kiosk")
     return await _respond(request, outcome, 201)

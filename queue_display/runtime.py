@@ -4,6 +4,7 @@ store the estimates, publish ticket.* and queue.changed)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -36,10 +37,24 @@ class QueueRuntime:
                                         float(queue.anti_starvation_minutes))
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
         self._write_lock = asyncio.Lock()
+        self._kiosk: dict[str, collections.deque[float]] = {}
         self._requested = 0
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
         self.warmed = False
+
+    def kiosk_allowed(self, client: str, now: float) -> bool:
+        """A sliding one-minute window per client address for the public kiosk API."""
+        window = self._kiosk.setdefault(client, collections.deque())
+        while window and now - window[0] > 60.0:
+            window.popleft()
+        if len(window) >= self.settings.queue.kiosk_tickets_per_minute:
+            return False
+        window.append(now)
+        if len(self._kiosk) > 10_000:  # forget idle addresses
+            for key in [k for k, v in self._kiosk.items() if not v or now - v[-1] > 60.0]:
+                del self._kiosk[key]
+        return True
 
     def serialised(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """On SQLite, queue writes from this process go one at a time: they would serialise on the

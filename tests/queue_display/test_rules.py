@@ -16,7 +16,7 @@ from tests.queue_display.conftest import build_clinic
 
 
 async def test_hours_closed_rooms_and_wrong_rooms(aiohttp_client: Any, sqlite_url: str, make_settings: Any) -> None:
-    settings = make_settings(sqlite_url)
+    settings = make_settings(sqlite_url, queue={"kiosk_tickets_per_minute": 3})
     client: TestClient = await aiohttp_client(create_app(settings))
     db = client.app[DB_KEY]  # type: ignore[index]
     tokens, ids = {}, {}
@@ -66,3 +66,8 @@ async def test_hours_closed_rooms_and_wrong_rooms(aiohttp_client: Any, sqlite_ur
     unknown = await client.post(f"/api/tickets/{walk_in['id']}/transfer", json={"service_id": 9999},
                                 headers=clinic.staff.headers("doctor"))
     assert unknown.status in (404, 409)
+
+    # the public kiosk is rate limited per client address
+    statuses = [(await client.post("/api/kiosk/tickets", json={"service_id": clinic.services["A"]})).status
+                for _ in range(4)]
+    assert statuses == [201, 201, 429, 429]  # 3 a minute; the refused try at the closed service counted
