@@ -114,7 +114,20 @@ class LocalDispatcher:
                 self._queue.task_done()
 
 
-class InProcessBus:
+class _LocalSubscribers:
+    """What every bus shares: this process's subscribers, served by one LocalDispatcher."""
+
+    _local: LocalDispatcher
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        return self._local.subscribe(pattern, handler)
+
+    async def drain(self) -> None:
+        """Wait until every event published so far has been handed to this process's subscribers."""
+        await self._local.drain()
+
+
+class InProcessBus(_LocalSubscribers):
     def __init__(self) -> None:
         self.instance_id = uuid.uuid4().hex[:12]
         self._local = LocalDispatcher()
@@ -127,12 +140,6 @@ class InProcessBus:
         self._local.put(event)
         return event
 
-    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
-        return self._local.subscribe(pattern, handler)
-
-    async def drain(self) -> None:
-        await self._local.drain()
-
     def health(self) -> dict[str, Any]:
         return {"ok": True, "kind": "in-process"}
 
@@ -140,7 +147,7 @@ class InProcessBus:
         await self._local.close()
 
 
-class RedisBus:
+class RedisBus(_LocalSubscribers):
     """Events travel through one capped Redis Stream, read by every instance (publish/subscribe with
     catch-up). Local subscribers get local events at once; other instances' events arrive through
     Redis. While Redis is unreachable, outgoing events wait in a bounded outbox and the reader
@@ -180,12 +187,6 @@ class RedisBus:
             self.dropped += 1
             log.warning("redis bus outbox full; event %s not sent to other instances", event_type)
         return event
-
-    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
-        return self._local.subscribe(pattern, handler)
-
-    async def drain(self) -> None:
-        await self._local.drain()
 
     def health(self) -> dict[str, Any]:
         return {"ok": self.connected, "kind": "redis", "pending": self._outbox.qsize(), "dropped": self.dropped,
