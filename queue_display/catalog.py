@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clinicall.db import Database
+from clinicall.db import Database, utcnow
 from clinicall.problem import Problem, conflict, not_found
-from queue_display.models import QueueRoom, QueueService
+from queue_display.models import QueueRoom, QueueService, RoomStateChange
 
 HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
 LANGUAGES = ("vi", "en", "zh")
@@ -220,13 +220,16 @@ async def create_room(db: Database, data: RoomIn) -> QueueRoom:
     return room
 
 
-async def update_room(db: Database, room_id: int, patch: RoomPatch) -> QueueRoom:
+async def update_room(db: Database, room_id: int, patch: RoomPatch, user_id: int | None = None) -> QueueRoom:
+    """Changes a room; opening or closing it is recorded (queue_room_states) with when and who."""
     changes = patch.model_dump(exclude_unset=True)
     try:
         async with db.transaction() as s:
             room = await s.get(QueueRoom, room_id)
             if room is None:
                 raise not_found("Room")
+            if changes.get("open") is not None and changes["open"] != room.open:
+                s.add(RoomStateChange(room_id=room.id, open=changes["open"], at=utcnow(), user_id=user_id))
             for key, value in changes.items():
                 if value is None and key in ("kind", "number", "names", "service_ids", "doctor_name", "open"):
                     raise Problem(422, "Invalid input", f"{key} cannot be empty; leave it out to keep it.")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from clinicall.db import Database
-from queue_display.models import Ticket, Visit
+from queue_display.models import RoomStateChange, Ticket, Visit
 from queue_display.ordering import QueueItem, order_waiting
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,11 @@ def learn_service(estimator: Any, room_id: int, service_id: int, started_at: dt.
         estimator.record_service(room_id, service_id, started_at, ended_at)
 
 
+def learn_room_state(estimator: Any, room_id: int, open: bool, at: dt.datetime) -> None:
+    if hasattr(estimator, "record_room_state"):  # optional in the contract
+        estimator.record_room_state(room_id, open, at)
+
+
 def learn_arrival(estimator: Any, service_id: int, at: dt.datetime, priority: str, returning: bool) -> None:
     try:
         estimator.record_arrival(service_id, at, priority, returning)
@@ -127,6 +132,11 @@ async def warm(estimator: Any, db: Database, now: dt.datetime, weeks: int = WARM
                        Visit.called_at.is_not(None)).order_by(Visit.id))).all()
             for room_id, service_id, called_at, ended_at in no_shows:
                 estimator.record_no_show(room_id, service_id, called_at, ended_at)
+        changes = (await s.execute(
+            select(RoomStateChange.room_id, RoomStateChange.open, RoomStateChange.at)
+            .where(RoomStateChange.at >= since).order_by(RoomStateChange.at, RoomStateChange.id))).all()
+        for room_id, is_open, at in changes:
+            learn_room_state(estimator, room_id, is_open, at)
         arrivals = (await s.execute(
             select(Ticket.issued_service_id, Ticket.issued_at, Ticket.priority)
             .where(Ticket.issued_at >= since).order_by(Ticket.issued_at))).all()

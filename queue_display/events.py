@@ -24,6 +24,7 @@ TICKET_STARTED = "ticket.started"
 TICKET_DONE = "ticket.done"
 TICKET_RESTORED = "ticket.restored"
 QUEUE_CHANGED = "queue.changed"
+ROOM_STATE = "queue.room_state"  # {"room_id", "open", "at"}: a room opened or closed
 
 TICKET_EVENTS = (TICKET_ISSUED, TICKET_CALLED, TICKET_RECALLED, TICKET_SKIPPED, TICKET_NOSHOW, TICKET_HELD,
                  TICKET_RESUMED, TICKET_TRANSFERRED, TICKET_STARTED, TICKET_DONE, TICKET_RESTORED)

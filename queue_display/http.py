@@ -165,7 +165,10 @@ async def rooms_update(request: web.Request) -> web.Response:
     if not who.has_any("admin") and set(patch.model_fields_set) - ROOM_FIELDS_FOR_OPERATORS:
         raise Problem(403, "Not allowed", "Doctors and reception may only open or close a room and set the doctor "
                       "on duty; ask an admin to change anything else.")
-    updated = await service.update_room(request.app[DB_KEY], room_id, patch)
+    before = next((r.open for r in await service.list_rooms(request.app[DB_KEY]) if r.id == room_id), None)
+    updated = await service.update_room(request.app[DB_KEY], room_id, patch, user_id=who.user_id)
+    if before is not None and before != updated.open:
+        await _runtime(request).room_state_changed(updated.id, updated.open, utcnow())
     await _runtime(request).refresh_and_publish(set(updated.service_ids))
     return _json({"room": room_json(updated, request.app[SETTINGS_KEY].clinic.language)})
 

@@ -143,3 +143,15 @@ class WaitEstimate(Base):
     service_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     waits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # "ticket id" -> [position, seconds or null]
+
+
+class RoomStateChange(Base):
+    """A room opened or closed (breaks, end of day): the estimator learns each room's timetable."""
+
+    __tablename__ = "queue_room_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("queue_rooms.id", ondelete="CASCADE"), index=True)
+    open: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -19,7 +19,7 @@ from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY
 from clinicall.settings import Settings
 from queue_display import events as ev
 from queue_display import state as qstate
-from queue_display.estimates import learn_arrival, learn_service, make_estimator, warm
+from queue_display.estimates import learn_arrival, learn_room_state, learn_service, make_estimator, warm
 from queue_display.models import Ticket
 from queue_display.tickets import Outcome
 
@@ -155,12 +155,21 @@ class QueueRuntime:
             except Exception:
                 log.exception("queue: periodic estimate refresh failed; retrying in %s s", every_seconds)
 
+    async def room_state_changed(self, room_id: int, open: bool, at: dt.datetime) -> None:
+        """A room opened or closed: the estimator learns the room's timetable; other instances too."""
+        learn_room_state(self.estimator, room_id, open, at)
+        await self.bus.publish(ev.ROOM_STATE, {"room_id": room_id, "open": open, "at": at.isoformat()})
+
     async def on_remote_event(self, event: Event) -> None:
         """Another instance's operation: learn from it too (its estimates are already stored)."""
         if event.origin == getattr(self.bus, "instance_id", None):
             return
         served, arrival = event.data.get("served"), event.data.get("arrival")
         try:
+            if event.type == ev.ROOM_STATE:
+                learn_room_state(self.estimator, int(event.data["room_id"]), bool(event.data["open"]),
+                                 dt.datetime.fromisoformat(event.data["at"]))
+                return
             if isinstance(served, dict):
                 learn_service(self.estimator, int(served["room_id"]), int(served["service_id"]),
                               dt.datetime.fromisoformat(served["started_at"]),
@@ -184,7 +193,7 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     except Exception:  # e.g. the database is not migrated yet: estimates start cold
         log.exception("queue: could not warm the wait estimator; it starts cold")
     unsubscribe = [app[BUS_KEY].subscribe(pattern, runtime.on_remote_event)
-                   for pattern in (ev.TICKET_DONE, ev.TICKET_ISSUED, ev.TICKET_TRANSFERRED)]
+                   for pattern in (ev.TICKET_DONE, ev.TICKET_ISSUED, ev.TICKET_TRANSFERRED, ev.ROOM_STATE)]
     app[TASKS_KEY].spawn(runtime.keep_fresh(), name="queue-estimates")
     yield
     for undo in unsubscribe:

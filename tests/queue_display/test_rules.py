@@ -7,10 +7,12 @@ import datetime as dt
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
 from clinicall.keys import DB_KEY
+from queue_display.models import RoomStateChange
 from tests.conftest import Staff
 from tests.queue_display.conftest import build_clinic
 
@@ -50,6 +52,10 @@ async def test_hours_closed_rooms_and_wrong_rooms(aiohttp_client: Any, sqlite_ur
                                   headers=clinic.staff.headers("doctor"))
     assert renumber.status == 403
     await client.patch(f"/api/rooms/{clinic.rooms['consult2']}", json={"open": True}, headers=clinic.staff.headers("doctor"))
+    async with db.session() as s:
+        changes = (await s.scalars(select(RoomStateChange).where(RoomStateChange.room_id == clinic.rooms["consult2"])
+                                   .order_by(RoomStateChange.id))).all()
+    assert [(c.open, c.user_id) for c in changes] == [(False, ids["doctor"]), (True, ids["doctor"])]
     called = await clinic.call_next("consult2")
     assert called and called["id"] == ticket["id"]
     empty = await clinic.post(f"/api/rooms/{clinic.rooms['consult2']}/call-next", who="doctor")
