@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from queue_display.ordering import QueueItem, head_start_minutes, next_for_room
+from queue_display.ordering import URGENT, QueueItem, head_start_minutes, next_for_room
 
 SQRT2 = math.sqrt(2.0)
 LN2 = math.log(2.0)
@@ -168,13 +168,19 @@ def _patient_class(priority: str | None, returning: bool) -> str | None:
     return "returning" if returning else priority
 
 
+URGENT_LINE = math.inf  # the head start that marks a line of emergencies (always served first)
+
+
 def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
             room_id: int, at: float, starvation_seconds: float) -> _LineKey | None:
-    """ordering.next_for_room's rule on epoch floats (tests check the two always agree): starved tickets
-    first, oldest first; otherwise the earliest enqueued_at minus head start; then enqueued_at, id.
-    A ticket preferring another room is eligible only once starved. Each line is FIFO under this rule,
-    so only line heads are compared. Returns the line whose head the room takes."""
+    """ordering.next_for_room's rule on epoch floats (tests check the two always agree): emergencies
+    first, oldest first; then starved tickets, oldest first; otherwise the earliest enqueued_at minus
+    head start; then enqueued_at, id. A ticket preferring another room is eligible only once starved.
+    Each line is FIFO under this rule, so only line heads are compared. Returns the line whose head
+    the room takes."""
     starved_before = at - starvation_seconds
+    urgent: _Head | None = None  # the best emergency head
+    urgent_key: _LineKey | None = None
     oldest: _Head | None = None  # the best starved head
     oldest_key: _LineKey | None = None
     best_key: _LineKey | None = None  # the line of the best head that is not starved
@@ -185,13 +191,19 @@ def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dic
         if position >= len(line):
             continue
         head = line[position]
-        if head[0] < starved_before:
+        eligible_here = key[2] is None or key[2] == room_id
+        if key[1] == URGENT_LINE:
+            if (eligible_here or head[0] < starved_before) and (urgent is None or head[:2] < urgent[:2]):
+                urgent, urgent_key = head, key
+        elif head[0] < starved_before:
             if oldest is None or head[:2] < oldest[:2]:
                 oldest, oldest_key = head, key
-        elif oldest is None and (key[2] is None or key[2] == room_id):
+        elif oldest is None and eligible_here:
             rank = (head[0] - key[1] * 60.0, head[0], head[1])
             if best_key is None or rank < best_rank:
                 best_key, best_rank = key, rank
+    if urgent is not None:
+        return urgent_key
     return oldest_key if oldest is not None else best_key
 
 
@@ -575,7 +587,8 @@ class WaitEstimator:
         def head_start(item: QueueItem) -> float:
             minutes = head_starts.get((item.priority, item.returning))
             if minutes is None:
-                minutes = head_starts[(item.priority, item.returning)] = head_start_minutes(item, weights)
+                minutes = URGENT_LINE if item.priority == URGENT else head_start_minutes(item, weights)
+                head_starts[(item.priority, item.returning)] = minutes
             return minutes
 
         lines: dict[_LineKey, list[_Head]] = {}
@@ -585,7 +598,8 @@ class WaitEstimator:
         for line in lines.values():
             line.sort(key=lambda entry: entry[:2])
         heads = {key: 0 for key in lines}
-        min_head_start = min(key[1] for key in lines)
+        min_head_start = min(min(key[1] for key in lines), head_start_minutes(
+            QueueItem(0, 0, URGENT, now), weights))
         stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
         future, future_epochs = stream.items, stream.epochs
         next_future = 0

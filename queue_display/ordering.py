@@ -1,9 +1,10 @@
 """Who is called next: the queue's ordering policy, pure (no database, no clock of its own).
 
 Policy, in order:
+0. Emergencies go first, oldest first: nothing, not even a long wait, is put before them.
 1. Anti-starvation: a ticket that has waited longer than `starvation_minutes` since it
-   (re)entered the line goes before every other ticket, whatever its priority; starved tickets
-   among themselves go oldest first.
+   (re)entered the line goes before every other ticket but emergencies, whatever its priority;
+   starved tickets among themselves go oldest first.
 2. Otherwise each ticket gets a head start of `weights[priority]` minutes (a priority ticket
    is ordered as if it had arrived that many minutes earlier). A returning patient (back from
    the lab to the same doctor) gets the larger of its class's head start and
@@ -22,6 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 PRIORITIES = ("emergency", "elderly", "pregnant", "disabled", "booked", "normal")
+URGENT = "emergency"
 RETURNING_KEY = "returning"
 RETURNING_WEIGHT = 50.0
 
@@ -50,10 +52,12 @@ def is_starved(item: QueueItem, now: dt.datetime, starvation_minutes: float) -> 
 def _sort_key(item: QueueItem, now: dt.datetime, weights: Mapping[str, float],
               starvation_minutes: float) -> tuple[int, float, float, int]:
     enqueued = item.enqueued_at.timestamp()
-    if is_starved(item, now, starvation_minutes):
+    if item.priority == URGENT:
         return (0, enqueued, enqueued, item.ticket_id)
+    if is_starved(item, now, starvation_minutes):
+        return (1, enqueued, enqueued, item.ticket_id)
     virtual_arrival = enqueued - head_start_minutes(item, weights) * 60.0
-    return (1, virtual_arrival, enqueued, item.ticket_id)
+    return (2, virtual_arrival, enqueued, item.ticket_id)
 
 
 def order_waiting(items: Sequence[QueueItem], now: dt.datetime, weights: Mapping[str, float],

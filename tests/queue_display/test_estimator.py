@@ -211,14 +211,15 @@ def test_fast_simulation_with_arrivals_and_breaks_matches_next_for_room(seed: in
     """With learned arrivals, breaks and timetables the fast choices still equal next_for_room's."""
     rng = random.Random(100 + seed)
     fast, exact = make(), WaitEstimator(TZ, WEIGHTS, 30, exact_policy=True)
+    arrivals = [(rng.choice((GENERAL, LAB)), local(day, 7 + n / 5), rng.choice(PRIORITIES), rng.random() < 0.1)
+                for day in range(10) for n in range(40)]  # both learners must see the same history
     for learner in (fast, exact):
         train_service(learner, 1, GENERAL, 8.0, 50)
         train_service(learner, 2, GENERAL, 12.0, 50, seed=2)
         train_service(learner, 3, LAB, 4.0, 50, seed=3)
+        for arrival in arrivals:
+            learner.record_arrival(*arrival)
         for day in range(10):
-            for n in range(40):
-                learner.record_arrival(rng.choice((GENERAL, LAB)), local(day, 7 + n / 5), rng.choice(PRIORITIES),
-                                       rng.random() < 0.1)
             for room_id, hour, open in ((1, 7.0, True), (1, 11.5, False), (1, 12.25, True), (1, 17.0, False),
                                         (2, 7.5, True), (2, 12.0, False), (2, 13.0, True), (2, 17.0, False)):
                 learner.record_room_state(room_id, open, local(day, hour))

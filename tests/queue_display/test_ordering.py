@@ -42,11 +42,12 @@ def test_weights_are_configurable() -> None:
     assert ids(order_waiting([item(1, 1, "vip"), item(2, 2)], NOW, WEIGHTS, STARVE)) == [2, 1]
 
 
-def test_starved_ticket_goes_before_any_priority() -> None:
+def test_starved_ticket_goes_before_any_priority_but_emergencies() -> None:
     items = [item(1, 0, "emergency"), item(2, 31), item(3, 5, "elderly"), item(4, 40)]
     order = ids(order_waiting(items, NOW, WEIGHTS, STARVE))
-    assert order[:2] == [4, 2]  # starved, oldest first
-    assert order[2:] == [1, 3]
+    assert order[0] == 1  # an emergency first, even one that just arrived
+    assert order[1:3] == [4, 2]  # then the starved, oldest first
+    assert order[3:] == [3]
     # no ticket is passed over forever: a steady stream of elderly arrivals cannot keep a normal back
     stream = [item(100 + k, k * 0.5, "elderly") for k in range(60)]
     assert ids(order_waiting([*stream, item(1, 30.5)], NOW, WEIGHTS, STARVE))[0] == 1
@@ -77,3 +78,19 @@ def test_every_priority_is_known() -> None:
     assert set(PRIORITIES) <= set(WEIGHTS)
     order = order_waiting([item(i, 1, p) for i, p in enumerate(PRIORITIES)], NOW, WEIGHTS, STARVE)
     assert order[0].priority == "emergency" and order[-1].priority == "normal"
+
+
+def test_an_emergency_goes_before_even_a_starved_ticket() -> None:
+    import datetime as dt
+
+    from queue_display.ordering import QueueItem, next_for_room, order_waiting
+
+    now = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
+    weights = {"emergency": 100.0, "elderly": 20.0, "normal": 0.0}
+    starved = QueueItem(1, 7, "normal", now - dt.timedelta(minutes=90))
+    elderly = QueueItem(2, 7, "elderly", now - dt.timedelta(minutes=5))
+    emergency = QueueItem(3, 7, "emergency", now - dt.timedelta(seconds=10))
+    later_emergency = QueueItem(4, 7, "emergency", now)
+    order = order_waiting([starved, elderly, later_emergency, emergency], now, weights, 30)
+    assert [item.ticket_id for item in order] == [3, 4, 1, 2]
+    assert next_for_room([starved, elderly, emergency], 1, {7}, now, weights, 30) == emergency
