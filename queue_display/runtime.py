@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -17,11 +18,12 @@ from clinicall.bus import Event
 from clinicall.db import Database, utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY
 from clinicall.settings import Settings
+from crm_bridge.events import PATIENT_MERGED
 from queue_display import events as ev
 from queue_display import state as qstate
 from queue_display.estimates import learn_arrival, learn_room_state, learn_service, make_estimator, warm
 from queue_display.models import Ticket
-from queue_display.tickets import Outcome
+from queue_display.tickets import Outcome, repoint_patient
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
@@ -185,6 +187,11 @@ class QueueRuntime:
 RUNTIME_KEY = web.AppKey("queue_runtime", QueueRuntime)
 
 
+async def follow_merge(db: Database, event: Event) -> None:
+    moved = await repoint_patient(db, int(event.data["from_id"]), int(event.data["into_id"]))
+    log.info("patient %s merged into %s: %d ticket(s) re-pointed", event.data["from_id"], event.data["into_id"], moved)
+
+
 async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = QueueRuntime(app[DB_KEY], app[SETTINGS_KEY], app[BUS_KEY])
     app[RUNTIME_KEY] = runtime
@@ -194,6 +201,7 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         log.exception("queue: could not warm the wait estimator; it starts cold")
     unsubscribe = [app[BUS_KEY].subscribe(pattern, runtime.on_remote_event)
                    for pattern in (ev.TICKET_DONE, ev.TICKET_ISSUED, ev.TICKET_TRANSFERRED, ev.ROOM_STATE)]
+    unsubscribe.append(app[BUS_KEY].subscribe(PATIENT_MERGED, partial(follow_merge, app[DB_KEY])))
     app[TASKS_KEY].spawn(runtime.keep_fresh(), name="queue-estimates")
     yield
     for undo in unsubscribe:

@@ -465,3 +465,10 @@ async def transfer(db: Database, settings: Settings, ticket_id: int, service_id:
                        arrival=(target.id, now, ticket.priority, False),
                        detail={"from_service_id": source_service, "from_room_id": source_room,
                                "return_to_room": return_to_room, "returning": False})
+
+
+async def repoint_patient(db: Database, from_id: int, into_id: int) -> int:
+    """After crm_bridge merged patient from_id into into_id, the tickets follow (returns how many)."""
+    async with db.transaction() as s:
+        result = await s.execute(update(Ticket).where(Ticket.patient_id == from_id).values(patient_id=into_id))
+        return result.rowcount or 0
