@@ -24,9 +24,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP)
 
 system-deps:
-	@bash scripts/system-deps.sh
+	@bash scripts/system-deps.sh test
 
 run: $(STAMP)
+	@bash scripts/system-deps.sh run
 	@mkdir -p var
 	$(BIN)/clinicall migrate
 	$(BIN)/clinicall demo --if-empty

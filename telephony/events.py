@@ -38,6 +38,7 @@ def call_json(call: Call) -> dict[str, Any]:
         "hangup_cause": call.hangup_cause,
         "hangup_code": call.hangup_code,
         "recording_path": call.recording_path,
+        "recording_url": f"/api/calls/{call.id}/recording" if call.recording_path and call.id else None,
     }
 
 

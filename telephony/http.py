@@ -97,6 +97,13 @@ async def get_call(request: web.Request) -> web.Response:
     return web.json_response({"call": call_json(call)})
 
 
+@routes.get("/api/calls/{id}/recording")
+async def recording(request: web.Request) -> web.StreamResponse:
+    who = require(request, "agent", "supervisor")
+    path = await telephony(request).recording_file(who, int_param(request, "id"))
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"})
+
+
 @routes.post("/api/calls/{id}/hangup")
 async def hangup(request: web.Request) -> web.Response:
     who = require(request, "agent", "supervisor")

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import select, update
@@ -130,6 +130,22 @@ class Telephony:
         await self._may_see(who, call)
         return call
 
+    async def recording_file(self, who: Principal, call_id: int) -> Path:
+        """The call's recording on this server's disk (MixMonitor writes it on the Asterisk host:
+        share telephony.recording_dir between the two to play recordings in the console)."""
+        call = await self.get_call(who, call_id)
+        if not call.recording_path:
+            raise Problem(404, "No recording", "This call was not recorded (telephony.record_calls was off).")
+        folder, path, present = await asyncio.to_thread(_locate_recording, self.tel.recording_dir, call.recording_path)
+        if folder not in path.parents:
+            raise Problem(404, "No recording", "The recording is outside telephony.recording_dir; it cannot be served.")
+        if not present:
+            raise Problem(404, "Recording not here yet", f"The recording is not in {folder} on this server. Asterisk "
+                          "writes it there on its own host once the call ends: share that folder with this server.")
+        if call.patient_id is not None:
+            await crm.record_access(self.db, who.user_id, call.patient_id, "recording_played", f"call {call.id}")
+        return path
+
     async def _may_see(self, who: Principal, call: Call) -> None:
         if who.has_any("supervisor") or call.agent_id == who.user_id:
             return
@@ -196,3 +212,8 @@ async def repoint_patient(db: Database, from_id: int, into_id: int) -> int:
     async with db.transaction() as s:
         result = await s.execute(update(Call).where(Call.patient_id == from_id).values(patient_id=into_id))
         return result.rowcount or 0
+
+
+def _locate_recording(folder: str, recording: str) -> tuple[Path, Path, bool]:
+    path = Path(recording).resolve()
+    return Path(folder).resolve(), path, path.is_file()
