@@ -37,9 +37,16 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         await db.dispose()
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
-    await site.start()
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"clinicall could not start: {exc}.\nAnother program (perhaps another clinicall) uses that address: "
+              "stop it, or choose other ports with CLINICALL_HTTP__PORT / CLINICALL_TELEPHONY__AGI_PORT.",
+              file=sys.stderr)
+        return 2
     base = settings.http.base_url()
     print(f"clinicall is serving on {base}  (health: {base}/healthz)", flush=True)
     stop = asyncio.Event()

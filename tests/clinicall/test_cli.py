@@ -38,19 +38,33 @@ def test_bad_setting_stops_startup(tmp_path: Path) -> None:
 
 def test_serve_answers_healthz_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    env = env_for(tmp_path, CLINICALL_HTTP__PORT=str(port))
+    env = env_for(tmp_path, CLINICALL_HTTP__PORT=str(port), CLINICALL_TELEPHONY__AGI_PORT=str(free_port()))
     process = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and process.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     break
             except OSError:
                 time.sleep(0.1)
+        assert process.poll() is None, f"clinicall serve exited early:\n{process.communicate()[0]}"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         output = process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
+
+
+def test_a_taken_port_is_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = env_for(tmp_path, CLINICALL_HTTP__PORT=str(taken.getsockname()[1]),
+                      CLINICALL_TELEPHONY__AGI_PORT=str(free_port()))
+        result = subprocess.run([*CLI, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "could not start" in result.stderr and "CLINICALL_HTTP__PORT" in result.stderr
+    assert "Traceback" not in result.stderr
