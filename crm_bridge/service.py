@@ -163,6 +163,11 @@ async def expected_arrivals(db: Database, day: dt.date) -> list[PatientBrief]:
     return await briefs(db, rows)
 
 
+def normalise_phone(raw: str | None, region: str = "VN") -> str | None:
+    """Any written form of a phone number to E.164, or None: what other rooms call (pure)."""
+    return normalise(raw, region)
+
+
 async def bookings_in(db: Database, day_from: dt.date, day_to: dt.date) -> set[tuple[int, dt.date]]:
     """(patient id, booked local day) pairs in the range, from care notes' booking dates and the
     patients' current booking dates (merged-away records left out)."""

@@ -17,7 +17,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-import phonenumbers
 from aiohttp import web
 
 from clinicall.auth import service as auth_service
@@ -94,19 +93,11 @@ def caller_number(raw: str | None) -> str | None:
 
 def display_number(number: str | None, region: str, e164: str | None = None) -> str | None:
     """The caller's number as agents see it: E.164 when it is a valid number, else the digits."""
-    if e164:
-        return e164
-    if number is None:
-        return None
-    candidates = [number] if number.startswith("+") else [number, "+" + number]
-    for candidate in candidates:
-        try:
-            parsed = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(parsed):
-            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return number
+    from crm_bridge.service import normalise_phone
+
+    if e164 or number is None:
+        return e164 or None
+    return normalise_phone(number, region) or number
 
 
 def fold_ascii(text: str) -> str:
