@@ -121,13 +121,16 @@ class Renderer:
     def cached(self, text: str, lang: str) -> Speech | None:
         """The most preferred engine's cached speech for this text, without calling any engine."""
         for engine in self.engines:
-            voice = engine.voice(lang)
-            if voice is None:
-                continue
-            path = self.cache.get(engine.name, voice, text)
-            if path is not None:
-                return Speech(path, engine.name, voice, text, cached=True)
+            if (hit := self._from_cache(engine, text, lang)) is not None:
+                return hit
         return None
+
+    def _from_cache(self, engine: Engine, text: str, lang: str) -> Speech | None:
+        voice = engine.voice(lang)
+        if voice is None:
+            return None
+        path = self.cache.get(engine.name, voice, text)
+        return None if path is None else Speech(path, engine.name, voice, text, cached=True)
 
     def speak(self, text: str, lang: str) -> Speech:
         """Engines in the configured order, each from the cache first. An offline engine that has no
@@ -137,12 +140,10 @@ class Renderer:
         errors: list[str] = []
         passed_over: list[Engine] = []
         for engine in self.engines:
-            voice = engine.voice(lang)
-            if voice is None:
+            if engine.voice(lang) is None:
                 continue
-            path = self.cache.get(engine.name, voice, text)
-            if path is not None:
-                return Speech(path, engine.name, voice, text, cached=True)
+            if (hit := self._from_cache(engine, text, lang)) is not None:
+                return hit
             if engine.online:
                 passed_over.append(engine)
                 continue
@@ -159,13 +160,9 @@ class Renderer:
 
     def render_with(self, engine: Engine, text: str, lang: str) -> Speech | None:
         """Render with this one engine (cache first); None if it cannot. Used by warm and record-set."""
-        voice = engine.voice(lang)
-        if voice is None:
+        if engine.voice(lang) is None:
             return None
-        path = self.cache.get(engine.name, voice, text)
-        if path is not None:
-            return Speech(path, engine.name, voice, text, cached=True)
-        return self._try(engine, text, lang, [])
+        return self._from_cache(engine, text, lang) or self._try(engine, text, lang, [])
 
     def _try(self, engine: Engine, text: str, lang: str, errors: list[str]) -> Speech | None:
         voice = engine.voice(lang)
