@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TRACE = Path("/work/shared/fixtures/asterisk/inbound_call.fastagi.recv.raw")
+TRACE = ROOT / "tests" / "fixtures" / "asterisk" / "inbound_call.fastagi.recv.raw"
 MOBILE_PREFIXES = ("90", "91", "93", "94", "96", "97", "98")
 AGENTS = 20
 

@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from clinicall.bus import InProcessBus  # noqa: E402
 from clinicall.db import Database  # noqa: E402
@@ -40,7 +41,7 @@ from telephony.calltrack import CallSpec  # noqa: E402
 from telephony.models import Call  # noqa: E402
 from telephony.wire import parse_actions, split_stream  # noqa: E402
 
-FIXTURES = Path(os.environ.get("CLINICALL_ASTERISK_FIXTURES", "/work/shared/fixtures/asterisk"))
+FIXTURES = Path(os.environ.get("CLINICALL_ASTERISK_FIXTURES", ROOT / "tests" / "fixtures" / "asterisk"))
 TRACES = ["click_to_call_answered", "click_to_call_agent_busy", "click_to_call_no_answer",
           "click_to_call_channelid_answered", "click_to_call_channelid_busy", "click_to_call_concurrent",
           "click_to_call_agent_busy_cdr_unanswered_no", "click_to_call_answered_cdr_unanswered_no",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clinicall.bus import Event
 
-FIXTURES = Path("/work/shared/fixtures/asterisk")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 INBOUND_TRACES = ("inbound_call", "inbound_call_e164", "inbound_call_with_name", "inbound_call_anonymous")
 
 

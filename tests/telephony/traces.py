@@ -1,4 +1,4 @@
-"""The real Asterisk 22 traces in /work/shared/fixtures/asterisk (or CLINICALL_ASTERISK_FIXTURES)."""
+"""The real Asterisk 22 traces in tests/fixtures/asterisk (or CLINICALL_ASTERISK_FIXTURES)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from telephony.wire import Header, StreamParser, parse_actions
 
-FIXTURES = Path(os.environ.get("CLINICALL_ASTERISK_FIXTURES", "/work/shared/fixtures/asterisk"))
+FIXTURES = Path(os.environ.get("CLINICALL_ASTERISK_FIXTURES", Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"))
 
 
 @dataclass
