@@ -11,24 +11,31 @@ from pydantic import BaseModel, ValidationError
 
 PROBLEM_TYPE = "application/problem+json"
 T = TypeVar("T", bound=BaseModel)
+# A problem's stable `code` (what pages translate) when the raiser names none: from the status.
+STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_input",
+                429: "rate_limited", 500: "internal_error", 502: "upstream_error", 503: "unavailable"}
 
 
 class Problem(Exception):
     """Raise from a handler or service: becomes a problem+json response."""
 
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+    def __init__(self, status: int, title: str, detail: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
+        self.code = code or STATUS_CODES.get(status, "error")
         self.extra = extra
 
     def response(self, instance: str | None = None) -> web.Response:
-        return problem_response(self.status, self.title, self.detail, instance=instance, **self.extra)
+        return problem_response(self.status, self.title, self.detail, instance=instance, code=self.code, **self.extra)
 
 
-def problem_response(status: int, title: str, detail: str, instance: str | None = None, **extra: Any) -> web.Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+def problem_response(status: int, title: str, detail: str, instance: str | None = None, *, code: str | None = None,
+                     **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+                            "code": code or STATUS_CODES.get(status, "error")}
     if instance:
         body["instance"] = instance
     body.update(extra)
@@ -84,7 +91,7 @@ def parse_query(request: web.Request, model: type[T]) -> T:
 
 def validation_problem(exc: ValidationError) -> Problem:
     errors = [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "code": err["type"], "message": err["msg"]}
         for err in exc.errors(include_url=False, include_input=False)
     ]
     first = errors[0]
