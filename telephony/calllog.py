@@ -72,7 +72,17 @@ def make_tracker(settings: TelephonySettings) -> CallTracker:
     return CallTracker(inbound_contexts=set(settings.inbound_contexts),
                        outbound_contexts={settings.outbound_context},
                        agent_pattern=agent_channel_pattern(settings.agent_channel),
-                       internal_calls=getattr(settings, "log_internal_calls", False))
+                       internal_calls=settings.log_internal_calls)
+
+
+def cel_source_for(settings: TelephonySettings) -> CelSource | None:
+    """The reader of Asterisk's CEL database named by telephony.cel_database, if any."""
+    target = getattr(settings, "cel_database", "")
+    if not target:
+        return None
+    from telephony.cel_source import CelSource as DatabaseCelSource
+
+    return DatabaseCelSource(target)
 
 
 def spec_of(call: Call) -> CallSpec:

@@ -52,8 +52,8 @@ class Entry:
 
 
 def cel_time(value: str | None) -> float | None:
-    """CEL EventTime: `1700000000.123456` (cel manager default) or `YYYY-MM-DD HH:MM:SS[.ffffff][+zz:zz]`
-    (database backends; no zone means UTC)."""
+    """CEL EventTimestamp / EventTime: `1700000000.123456` or `YYYY-MM-DD HH:MM:SS[.ffffff][+zz:zz]`
+    (no zone means UTC: run Asterisk in UTC or read EventTimestamp)."""
     if not value:
         return None
     try:
@@ -70,7 +70,7 @@ def cel_time(value: str | None) -> float | None:
 def event_time(ev: dict[str, str], received: float) -> float:
     """Asterisk's own time of the event (Timestamp with timestampevents=yes, CEL EventTime), else arrival."""
     if ev.get("Event") == "CEL":
-        at = cel_time(ev.get("EventTime"))
+        at = cel_time(ev.get("EventTimestamp")) or cel_time(ev.get("EventTime"))
         if at is not None:
             return at
     stamp = ev.get("Timestamp")
@@ -82,6 +82,13 @@ def event_time(ev: dict[str, str], received: float) -> float:
     return received
 
 
+def cel_second(ev: dict[str, str], at: float) -> str:
+    """The CEL record's time to the second as Asterisk wrote it: the same over AMI (EventTime, in
+    Asterisk's zone) and from its database (telephony.cel_source gives the same EventTime)."""
+    text = (ev.get("EventTime") or "").strip()
+    return text[:19] if "-" in text else str(int(at))
+
+
 def _digest(parts: Iterable[tuple[str, str]]) -> str:
     text = "\n".join(f"{k}\t{v}" for k, v in parts)
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
@@ -89,7 +96,7 @@ def _digest(parts: Iterable[tuple[str, str]]) -> str:
 
 def event_key(ev: dict[str, str], at: float) -> str:
     if ev.get("Event") == "CEL":
-        return _digest([("Event", "CEL"), ("at", str(int(at)))] + [(k, ev.get(k, "")) for k in CEL_KEY])
+        return _digest([("Event", "CEL"), ("at", cel_second(ev, at))] + [(k, ev.get(k, "")) for k in CEL_KEY])
     skip = VOLATILE | ({"ActionID"} if ev.get("Event") == "CoreShowChannel" else set())
     return _digest(sorted((k, v) for k, v in ev.items() if k not in skip))
 
