@@ -26,8 +26,8 @@ from telephony.models import CAUSE_LEN, LEGS_LEN, NAME_LEN, NUMBER_LEN, Call
 log = logging.getLogger(__name__)
 PERSISTED = ("state", "disposition", "ringing_at", "answered_at", "ended_at", "duration", "billsec",
              "hangup_code", "hangup_cause", "originate_reason", "linkedid", "agent_channel", "talk_seconds",
-             "ring_seconds", "legs")
-GROUP_PERSISTED = ("number", "number_raw", "network_name", "agent_extension", "agent_id", "direction", "origin")
+             "ring_seconds", "legs", "origin")
+GROUP_PERSISTED = ("number", "number_raw", "network_name", "agent_extension", "agent_id", "direction")
 TIMES = ("ringing_at", "answered_at", "ended_at")
 BOUNDS = {"hangup_cause": CAUSE_LEN, "linkedid": 80, "agent_channel": 120, "legs": LEGS_LEN, "number": NUMBER_LEN,
           "number_raw": NUMBER_LEN, "network_name": 80, "agent_extension": 40, "caller_name": NAME_LEN,
@@ -290,7 +290,7 @@ class CallLog:
                 "caller_name": await self._patient_name(projection.patient_id),
                 "agent_extension": projection.agent_extension,
                 "agent_id": await self._agent_id(projection.agent_extension),
-                "direction": projection.direction, "origin": projection.origin}
+                "direction": projection.direction}
 
     async def _refresh(self, call_ids: set[int], publish: bool = True) -> int:
         changes: dict[int, dict[str, Any]] = {}
