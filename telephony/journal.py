@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite
 
 from clinicall.db import Database
 from telephony.models import PAYLOAD_LEN, CallEvent
@@ -33,6 +33,12 @@ SET_ASIDE = "set_aside"
 VOLATILE = {"Privilege", "Duration", "BridgedDuration", "SequenceNumber"}
 # What identifies a CEL record, the same over AMI (Event: CEL) and read back from Asterisk's database.
 CEL_KEY = ("EventName", "UniqueID", "LinkedID", "Application", "Peer")
+PG_APPEND = text(
+    "INSERT INTO call_events (key, source, kind, linkedid, at, received_at, payload, problem) "
+    "SELECT * FROM unnest(CAST(:key AS varchar[]), CAST(:source AS varchar[]), CAST(:kind AS varchar[]), "
+    "CAST(:linkedid AS varchar[]), CAST(:at AS timestamptz[]), CAST(:received_at AS timestamptz[]), "
+    "CAST(:payload AS varchar[]), CAST(:problem AS varchar[])) "
+    "ON CONFLICT (key) DO NOTHING RETURNING key")
 
 
 @dataclass
@@ -102,6 +108,9 @@ def event_key(ev: dict[str, str], at: float) -> str:
 
 
 def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
+    if isinstance(ev, dict) and ev.get("Event") and len(ev) <= MAX_HEADERS and all(
+            type(v) is str and len(v) <= MAX_VALUE for v in ev.values()):
+        return ev, None
     if not isinstance(ev, dict):
         return {}, f"{SET_ASIDE}: not a set of headers"
     out: dict[str, str] = {}
@@ -167,13 +176,14 @@ async def append(db: Database, entries: Sequence[Entry]) -> list[Entry]:
     rows = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": _to_dt(e.at),
              "received_at": _to_dt(e.received), "payload": _payload(e.event), "problem": e.problem}
             for e in unique.values()]
-    dialect = postgresql if db.is_postgres else sqlite
     new_keys: set[str] = set()
     async with db.transaction() as s:
-        for start in range(0, len(rows), 1000):
-            stmt = dialect.insert(CallEvent).values(rows[start:start + 1000]).on_conflict_do_nothing(
-                index_elements=["key"]).returning(CallEvent.key)
-            new_keys.update((await s.scalars(stmt)).all())
+        if db.is_postgres:  # one statement, one round trip for the whole batch
+            columns = {name: [r[name] for r in rows] for name in rows[0]}
+            new_keys.update((await s.scalars(PG_APPEND, columns)).all())
+        else:
+            stmt = sqlite.insert(CallEvent).on_conflict_do_nothing(index_elements=["key"]).returning(CallEvent.key)
+            new_keys.update((await s.scalars(stmt, rows)).all())
     for item in unique.values():
         if item.key in new_keys and item.problem:
             log.warning("call event %s (%s): %s", item.kind, item.linkedid, item.problem)

@@ -180,16 +180,30 @@ def finish(view: View, *, answered_at: float | None, ended_at: float | None, dis
     spans = talk_spans(view, patient, ended_at)
     talk: int | None = None
     if ended_at is not None:
+        talk = 0
         if spans:
-            talk = _seconds(union_seconds(spans))
+            talk = _seconds(union_seconds(spans)) or 0
         elif disposition == "answered" and answered_at is not None:
-            talk = _seconds(ended_at - answered_at)
-        else:
-            talk = 0
+            talk = _seconds(ended_at - answered_at) or 0
+        if disposition == "answered":
+            talk = max(talk, cdr_talk(view, patient) or 0)
     return {"ended_at": ended_at, "disposition": disposition, "hangup_code": code, "hangup_cause": text,
             "talk_seconds": talk, "billsec": talk, "spans": spans,
             "duration": _seconds(ended_at - spec.created_at) if ended_at is not None else None,
             "patient_id": spec.patient_id if spec.patient_id is not None else _int(view.variables.get("PATIENT_ID"))}
+
+
+def cdr_talk(view: View, patient: set[str]) -> int | None:
+    """BillableSeconds of the Cdr pairing the patient with whoever answered (Asterisk's own clock: right
+    even when events arrive without a Timestamp header, replayed at once)."""
+    names = {view.chans[u].name for u in patient if u in view.chans}
+    outbound = view.tracker.outbound_contexts
+    found = [_int(c.get("BillableSeconds")) for c in view.cdrs if c.get("Disposition") == "ANSWERED" and (
+        (c.get("DestinationChannel") in names)
+        or (c.get("Channel") in names and c.get("DestinationChannel") and c.get("DestinationChannel") not in names)
+        or (not names and c.get("DestinationContext") in outbound))]
+    values = [v for v in found if v is not None]
+    return max(values) if values else None
 
 
 def state_of(ended_at: float | None, answered_at: float | None, ringing_at: float | None) -> str:
