@@ -135,12 +135,15 @@ def entry(ev: Any, received: float, source: str = "ami") -> Entry:
     """One received event -> its journal entry (the key is computed on the event as received)."""
     cleaned, problem = _clean(ev)
     at = event_time(cleaned, received)
-    key = event_key(ev if problem is None or not problem.startswith(SET_ASIDE) else cleaned, at) \
-        if isinstance(ev, dict) and all(isinstance(v, str) for v in ev.values()) else event_key(cleaned, at)
     if problem is not None and problem.startswith(SET_ASIDE):
-        key = _digest([("set_aside", key), ("received", repr(received))])
+        key = _digest([("set_aside", repr(sorted(cleaned.items()))), ("received", repr(received))])
+    elif cleaned is ev:
+        key = event_key(ev, at)
+    else:
+        key = event_key({str(k): v if isinstance(v, str) else str(v) for k, v in ev.items()}, at)
     kind = cleaned.get("EventName") if cleaned.get("Event") == "CEL" else cleaned.get("Event", "")
-    linkedid = cleaned.get("Linkedid") or cleaned.get("LinkedID") or None
+    linkedid = cleaned.get("Linkedid") or cleaned.get("LinkedID") or (
+        cleaned.get("ActionID") if cleaned.get("Event") == "OriginateResponse" else None)
     return Entry(key=key, source="cel" if cleaned.get("Event") == "CEL" else source, kind=(kind or "?")[:MAX_KIND],
                  linkedid=linkedid[:MAX_LINKEDID] if linkedid else None, at=at, received=received, event=cleaned,
                  problem=problem)
@@ -190,7 +193,11 @@ async def append(db: Database, entries: Sequence[Entry]) -> list[Entry]:
     return [e for e in unique.values() if e.key in new_keys]
 
 
-def _from_row(row: CallEvent) -> Entry:
+COLUMNS = (CallEvent.id, CallEvent.key, CallEvent.source, CallEvent.kind, CallEvent.linkedid, CallEvent.at,
+           CallEvent.received_at, CallEvent.payload, CallEvent.problem)
+
+
+def _from_row(row: Any) -> Entry:
     return Entry(key=row.key, source=row.source, kind=row.kind, linkedid=row.linkedid, at=row.at.timestamp(),
                  received=row.received_at.timestamp(), event=json.loads(row.payload), problem=row.problem)
 
@@ -202,13 +209,13 @@ async def read(db: Database, *, since: float | None = None, linkedids: set[str] 
     out: list[Entry] = []
     last = 0
     while True:
-        query = select(CallEvent).where(CallEvent.id > last).order_by(CallEvent.id).limit(batch)
+        query = select(*COLUMNS).where(CallEvent.id > last).order_by(CallEvent.id).limit(batch)
         if since is not None:
             query = query.where(CallEvent.at >= _to_dt(since))
         if linkedids is not None:
             query = query.where(CallEvent.linkedid.in_(sorted(linkedids)))
         async with db.session() as s:
-            rows = (await s.scalars(query)).all()
+            rows = (await s.execute(query)).all()
         out.extend(_from_row(r) for r in rows)
         if len(rows) < batch:
             return out
