@@ -11,6 +11,7 @@ Where it comes from, first found wins:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -92,7 +93,7 @@ class Asterisk:
     agi_port: int = field(default_factory=free_port)
     pg: PgTarget | None = None
     cdr_unanswered: bool = True
-    log: list[str] = field(default_factory=list)
+    dialplan_globals: dict[str, str] = field(default_factory=dict)  # [globals] of extensions.conf to change
 
     @property
     def etc(self) -> Path:
@@ -130,6 +131,10 @@ class Asterisk:
             text = source.read_text()
             for key, value in values.items():
                 text = text.replace(key, value)
+            if source.name == "extensions.conf.in":
+                for name, value in self.dialplan_globals.items():
+                    text, found = re.subn(rf"^{name} = \S+", f"{name} = {value}", text, count=1, flags=re.M)
+                    assert found, f"extensions.conf has no global {name}"
             (self.etc / source.name.removesuffix(".in")).write_text(text)
 
     def _command(self, *args: str) -> list[str]:
