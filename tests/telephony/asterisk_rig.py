@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def _tarballs() -> list[Path]:
     if named := os.environ.get("CLINICALL_TEST_ASTERISK_TARBALL"):
-        return [Path(named)]
+        return [Path(named)] if Path(named).is_file() else []
     for folder in REPO.parents:  # ../shared/asterisk beside the repository (or beside a worktree's parent)
         if found := sorted((folder / "shared" / "asterisk").glob("asterisk-*.tar.xz")):
             return found
@@ -52,16 +52,20 @@ def find_prefix(cache: Path | None = None) -> tuple[Path | None, str]:
         return None, f"CLINICALL_TEST_ASTERISK_PREFIX={named} has no sbin/asterisk"
     tarballs = _tarballs()
     if not tarballs:
-        return None, (f"no real Asterisk: set CLINICALL_TEST_ASTERISK_PREFIX, or put asterisk-*.tar.xz in "
-                      f"{REPO.parent / 'shared' / 'asterisk'}")
+        return None, ("no real Asterisk: set CLINICALL_TEST_ASTERISK_PREFIX to an unpacked one, or put "
+                      f"asterisk-*.tar.xz in shared/asterisk beside {REPO} or one of its parent folders")
     tarball = tarballs[-1]
     cache = cache or Path(tempfile.gettempdir()) / f"clinicall-asterisk-{os.getuid()}"
     target = cache / tarball.name.removesuffix(".tar.xz")
     prefix = target / "asterisk"
     if not (prefix / "sbin" / "asterisk").is_file():
         partial = Path(tempfile.mkdtemp(prefix="unpack-", dir=_mkdir(cache)))
-        with tarfile.open(tarball) as tar:
-            tar.extractall(partial, filter="tar")
+        try:
+            with tarfile.open(tarball) as tar:
+                tar.extractall(partial, filter="tar")
+        except (OSError, tarfile.TarError) as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            return None, f"{tarball} could not be unpacked: {exc}"
         try:
             partial.rename(target)
         except OSError:  # another process unpacked it first
@@ -69,6 +73,20 @@ def find_prefix(cache: Path | None = None) -> tuple[Path | None, str]:
     if not (prefix / "sbin" / "asterisk").is_file():
         return None, f"{tarball} did not unpack to asterisk/sbin/asterisk"
     return prefix, ""
+
+
+def runs_here(prefix: Path) -> str:
+    """Empty when this machine can run the binary (the build is for Debian 12 x86_64), else why not."""
+    lib = str(prefix / "lib")
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{lib}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    try:
+        done = subprocess.run([str(prefix / "sbin" / "asterisk"), "-V"], env=env, capture_output=True,
+                              text=True, timeout=20, check=False)
+    except OSError as exc:
+        return f"{prefix}/sbin/asterisk does not run here: {exc}"
+    if done.returncode != 0 or not done.stdout.startswith("Asterisk"):
+        return f"{prefix}/sbin/asterisk does not run here: {(done.stderr or done.stdout).strip()[:300]}"
+    return ""
 
 
 def _mkdir(path: Path) -> Path:

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from clinicall.settings import Settings
 from telephony.keys import AMI_LINK_KEY
-from tests.telephony.asterisk_rig import CLINICALL_SECRET, Asterisk, find_prefix
+from tests.telephony.asterisk_rig import CLINICALL_SECRET, Asterisk, find_prefix, runs_here
 
 # Short rings and talks keep the suite quick; the dialplan is otherwise the recorded rig's.
 FAST = {"AGENT_RING": "0.5", "PATIENT_RING": "1", "PATIENT_TALK": "2", "PATIENT_DIAL_TIMEOUT": "3"}
@@ -22,7 +22,7 @@ FAST = {"AGENT_RING": "0.5", "PATIENT_RING": "1", "PATIENT_TALK": "2", "PATIENT_
 @pytest.fixture(scope="session")
 def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Asterisk]:
     prefix, reason = find_prefix()
-    if prefix is None:
+    if prefix is None or (reason := runs_here(prefix)):
         pytest.skip(reason)
     rig = Asterisk(prefix=prefix, run=tmp_path_factory.mktemp("asterisk"), dialplan_globals=FAST)
     rig.start()
