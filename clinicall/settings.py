@@ -122,6 +122,7 @@ class TelephonySettings(BaseModel):
     cel_database: str = Field("", max_length=2000,
                               description="Asterisk's CEL database, read after every reconnect: a SQLite file "
                                           "(cel_sqlite3_custom) or a postgresql:// URL (cel_pgsql); empty = off")
+    log_internal_calls: bool = Field(False, description="Log agent-to-agent calls (direction internal)")
 
 
 class QueueSettings(BaseModel):

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
+
     from aiohttp import web
 
 
@@ -16,3 +18,10 @@ def setup(app: web.Application) -> None:
     from telephony.room import setup as setup_room
 
     setup_room(app)
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`clinicall calls rebuild [--since DATE]`."""
+    from telephony.rebuild import register
+
+    register(subparsers)

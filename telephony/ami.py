@@ -9,7 +9,8 @@
   acknowledged when the link dropped is marked failed, never sent again.
 - Every event (OriginateResponse included: it carries our ActionID and would otherwise be
   swallowed by the action's future) goes, in order, through one queue to the call log.
-- On FullyBooted the link asks CoreShowChannels and reconciles calls that were in progress.
+- On FullyBooted the link asks CoreShowChannels and the call log recovers calls that were in progress:
+  live channels, then Asterisk's CEL records (when a CEL database is configured), then `interrupted`.
 """
 
 from __future__ import annotations
@@ -257,6 +258,7 @@ class AmiLink:
             self.set_state("down", "Asterisk shut down" if shutdown
                            else f"connection lost: {exc}" if exc else "connection closed")
         self.session_logged_in = False
+        self.calllog.link_lost()
         self.reconnects += 1  # connections lost (each one is followed by a reconnect attempt)
         if self.metrics is not None:
             self.metrics.ami_reconnects.inc()
@@ -319,7 +321,8 @@ class AmiLink:
                 live, since, channel_events, asked = item
                 ended = await self.calllog.reconcile(live, since, channel_events, asked)
                 if ended:
-                    log.info("reconciled after (re)connect: calls %s ended (no live channel)", ended)
+                    log.info("recovered after (re)connect: calls %s interrupted (no live channel, no recorded end)",
+                             ended)
             elif kind == "not_confirmed":
                 await self.calllog.originate_not_confirmed(item)
             elif kind == "rejected":

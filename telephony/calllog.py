@@ -1,25 +1,48 @@
-"""The call log: feeds AMI events to the state machine (calltrack) and keeps the `calls` rows and the
-`call.updated` events in step with it. Only a change of a call's projection touches the database."""
+"""The call log: every call event is stored in the journal first (telephony.journal), then fed to the
+state machine (calltrack); the `calls` rows and the `call.updated` events follow its projection.
+Only a change of a call's projection touches a row, so a finished call changes only when new
+events of that same call arrive."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import time
-from typing import Any
+import unicodedata
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from clinicall.auth import service as auth_service
 from clinicall.db import Database
 from clinicall.settings import TelephonySettings
+from telephony import journal
 from telephony.calltrack import CallSpec, CallTracker, Projection, agent_channel_pattern
 from telephony.events import CALL_UPDATED, call_updated
-from telephony.models import Call
+from telephony.journal import Entry
+from telephony.models import CAUSE_LEN, LEGS_LEN, NAME_LEN, NUMBER_LEN, Call
 
 log = logging.getLogger(__name__)
 PERSISTED = ("state", "disposition", "ringing_at", "answered_at", "ended_at", "duration", "billsec",
-             "hangup_code", "hangup_cause", "originate_reason", "linkedid", "agent_channel")
+             "hangup_code", "hangup_cause", "originate_reason", "linkedid", "agent_channel", "talk_seconds",
+             "ring_seconds", "legs", "origin")
+GROUP_PERSISTED = ("number", "number_raw", "network_name", "agent_extension", "agent_id", "direction")
+TIMES = ("ringing_at", "answered_at", "ended_at")
+BOUNDS = {"hangup_cause": CAUSE_LEN, "linkedid": 80, "agent_channel": 120, "legs": LEGS_LEN, "number": NUMBER_LEN,
+          "number_raw": NUMBER_LEN, "network_name": 80, "agent_extension": 40, "caller_name": NAME_LEN,
+          "originate_reason": 8}
+INTERRUPTED = "ClinicallInterrupted"
+HANGUP_ASKED = "ClinicallHangupRequested"
+PATIENT_LINKED = "ClinicallPatientLinked"
+REFUSED = "ClinicallOriginateRefused"
+
+
+class CelSource(Protocol):
+    """Asterisk's CEL records from its database (cel_pgsql / cel_sqlite3_custom), shaped like AMI
+    `Event: CEL` messages (telephony.cel_source)."""
+
+    async def read(self, *, since: dt.datetime | None, linkedids: set[str]) -> list[dict[str, str]]: ...
 
 
 def to_dt(epoch: float | None) -> dt.datetime | None:
@@ -30,99 +53,203 @@ def to_epoch(value: dt.datetime) -> float:
     return value.timestamp()
 
 
-def event_time(ev: dict[str, str], received: float) -> float:
-    """Asterisk's own Timestamp header (manager.conf timestampevents=yes) when present, else arrival time."""
-    stamp = ev.get("Timestamp")
-    if stamp and "Event" in ev:
-        try:
-            return float(stamp)
-        except ValueError:
-            pass
-    return received
+event_time = journal.event_time
 
 
-class Publisher:
-    """Anything with `async publish(type, data)` (the frame's bus)."""
+def untrusted_text(value: str | None, limit: int) -> str | None:
+    """A caller name from the network: control and format characters removed, length bounded."""
+    if not value:
+        return None
+    text = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C").strip()
+    return text[:limit] or None
 
-    async def publish(self, event_type: str, data: dict[str, Any]) -> Any:  # pragma: no cover - protocol
-        raise NotImplementedError
+
+def bounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v[:BOUNDS[k]] if isinstance(v, str) and k in BOUNDS else v for k, v in values.items()}
 
 
 def make_tracker(settings: TelephonySettings) -> CallTracker:
     return CallTracker(inbound_contexts=set(settings.inbound_contexts),
                        outbound_contexts={settings.outbound_context},
-                       agent_pattern=agent_channel_pattern(settings.agent_channel))
+                       agent_pattern=agent_channel_pattern(settings.agent_channel),
+                       internal_calls=settings.log_internal_calls)
+
+
+def cel_source_for(settings: TelephonySettings) -> CelSource | None:
+    """The reader of Asterisk's CEL database named by telephony.cel_database, if any."""
+    target = getattr(settings, "cel_database", "")
+    if not target:
+        return None
+    from telephony.cel_source import CelSource as DatabaseCelSource
+
+    return DatabaseCelSource(target)
+
+
+def spec_of(call: Call) -> CallSpec:
+    own = call.origin in (None, "click_to_call") and call.direction == "outbound" and bool(
+        call.action_id or call.channel_id or call.dial_string)
+    return CallSpec(call_id=call.id, direction=call.direction, created_at=to_epoch(call.created_at),
+                    action_id=call.action_id, channel_id=call.channel_id,
+                    other_channel_id=f"{call.channel_id}-2" if call.channel_id else None,
+                    linkedid=call.linkedid, dial_string=call.dial_string, hangup_requested=call.hangup_requested,
+                    origin="click_to_call" if own else call.origin)
 
 
 class CallLog:
-    def __init__(self, db: Database, bus: Any, settings: TelephonySettings) -> None:
+    def __init__(self, db: Database, bus: Any, settings: TelephonySettings, *, region: str = "VN",
+                 cel_source: CelSource | None = None) -> None:
         self.db = db
         self.bus = bus
         self.settings = settings
+        self.region = region
+        self.cel_source = cel_source
         self.tracker = make_tracker(settings)
         self._written: dict[int, dict[str, Any]] = {}
         self._extension_users: dict[str, int | None] = {}
+        self._patient_names: dict[int, str | None] = {}
         self.events_seen = 0
+        self.problems = 0  # events stored truncated or set aside
+        self.last_event_at: float | None = None
+        self.outage_since: float | None = None  # the last event seen before the link went down
+        self.keep_ended = True  # False while rebuilding: nothing is retired
 
     # ---- calls we start ---------------------------------------------------------------------------
     def register(self, call: Call) -> None:
-        self.tracker.register(CallSpec(
-            call_id=call.id, direction=call.direction, created_at=to_epoch(call.created_at),
-            action_id=call.action_id, channel_id=call.channel_id,
-            other_channel_id=f"{call.channel_id}-2" if call.channel_id else None,
-            linkedid=call.linkedid, dial_string=call.dial_string, hangup_requested=call.hangup_requested))
-        self._written[call.id] = {name: getattr(call, name) for name in PERSISTED}
+        self.tracker.register(spec_of(call))
+        self._written[call.id] = self._row_values(call)
+
+    @staticmethod
+    def _row_values(call: Call) -> dict[str, Any]:
+        names = PERSISTED + (GROUP_PERSISTED + ("patient_id", "caller_name") if call.origin not in (None, "click_to_call")
+                             else ())
+        return {name: getattr(call, name) for name in names}
 
     async def load_open_calls(self) -> int:
-        """At start-up: calls that were in progress when the service stopped keep being followed."""
+        """At start-up: calls in progress when the service stopped are followed again, with every fact
+        the journal holds about them (so a kill -9 loses nothing that was received)."""
         async with self.db.session() as s:
             rows = (await s.scalars(select(Call).where(Call.state != "ended"))).all()
         for call in rows:
             self.register(call)
+        keys = {k for call in rows for k in (call.linkedid, call.channel_id, call.action_id) if k}
+        if keys:
+            await self._replay(await journal.read(self.db, linkedids=keys))
+        self.outage_since = await journal.last_event_time(self.db)
         return len(rows)
 
+    async def _replay(self, entries: list[Entry]) -> None:
+        for item in entries:
+            self._apply(item)
+
     async def hangup_requested(self, call_id: int) -> None:
-        spec = self.tracker.calls.get(call_id)
-        if spec is not None:
-            spec.hangup_requested = True
         async with self.db.transaction() as s:
             call = await s.get(Call, call_id)
             if call is not None:
                 call.hangup_requested = True
-        await self._refresh({call_id})
+        await self._own(HANGUP_ASKED, call_id)
+
+    async def link_patient(self, call_id: int, patient_id: int) -> None:
+        """An agent made or picked the caller's card: the call is the patient's from now on (journaled)."""
+        await self._own(PATIENT_LINKED, call_id, PatientId=patient_id)
+
+    async def _own(self, kind: str, call_id: int, **fields: Any) -> None:
+        spec = self.tracker.calls.get(call_id)
+        if spec is None:
+            await self._follow_again(call_id)
+            spec = self.tracker.calls.get(call_id)
+        linkedid = (spec.linkedid or spec.channel_id) if spec else None
+        item = journal.own_entry(kind, time.time(), CallId=call_id, **fields)
+        item.linkedid = linkedid or f"call-{call_id}"
+        await self._store_and_project([item])
+
+    async def _follow_again(self, call_id: int) -> None:
+        """A call no longer in memory (ended long ago) gets its facts back from the journal."""
+        async with self.db.session() as s:
+            call = await s.get(Call, call_id)
+        if call is None:
+            return
+        self.register(call)
+        keys = {k for k in (call.linkedid, call.channel_id, call.action_id, f"call-{call.id}") if k}
+        await self._replay(await journal.read(self.db, linkedids=keys))
 
     # ---- events -----------------------------------------------------------------------------------
     async def handle(self, ev: dict[str, str], received: float | None = None) -> None:
         await self.handle_batch([(ev, time.time() if received is None else received)])
 
-    async def handle_batch(self, events: list[tuple[dict[str, str], float]]) -> None:
-        """Apply events in order, then write every call they changed in one transaction."""
-        touched: set[int] = set()
-        for ev, received in events:
-            self.events_seen += 1
-            touched |= self.tracker.apply(ev, event_time(ev, received))
-            linkedid = ev.get("Linkedid")
-            if linkedid and self.tracker.inbound_candidate(linkedid):
-                touched.add(await self._create_inbound(linkedid))
-        if touched:
-            await self._refresh(touched)
+    async def handle_batch(self, events: Sequence[tuple[dict[str, str], float]], source: str = "ami") -> None:
+        """Store the events in the journal (one transaction), then project the ones not seen before."""
+        entries = [journal.entry(ev, received, source) for ev, received in events
+                   if not (isinstance(ev, dict) and "Event" not in ev and "Response" in ev)]  # action replies
+        self.events_seen += len(entries)
+        await self._store_and_project(entries)
 
     async def handle_many(self, events: list[tuple[dict[str, str], float]]) -> None:
         await self.handle_batch(events)
 
-    async def _create_inbound(self, linkedid: str) -> int:
+    async def _store_and_project(self, entries: list[Entry]) -> None:
+        new = await journal.append(self.db, entries)
+        self.problems += sum(1 for e in new if e.problem)
+        touched: set[int] = set()
+        for item in new:
+            if item.source != "clinicall":
+                self.last_event_at = max(self.last_event_at or item.at, item.at)
+            touched |= self._apply(item)
+            touched |= await self._new_calls(item)
+        if touched:
+            await self._refresh(touched)
+
+    def _apply(self, item: Entry) -> set[int]:
+        if not item.projectable:
+            return set()
+        if item.source == "clinicall":
+            return self._apply_own(item)
+        return self.tracker.apply(item.event, item.at)
+
+    def _apply_own(self, item: Entry) -> set[int]:
+        call_id = int(item.event.get("CallId", "0") or 0)
+        spec = self.tracker.calls.get(call_id)
+        if spec is None:
+            return set()
+        if item.kind == HANGUP_ASKED:
+            spec.hangup_requested = True
+        elif item.kind == PATIENT_LINKED:
+            spec.patient_id = int(item.event["PatientId"])
+        elif item.kind in (INTERRUPTED, REFUSED):
+            self.tracker.force_end(call_id, item.at, item.event.get("Reason", "")[:CAUSE_LEN])
+            spec.forced_disposition = "failed" if item.kind == REFUSED else "interrupted"
+        return {call_id}
+
+    async def _new_calls(self, item: Entry) -> set[int]:
+        """Groups of channels clinicall did not start that have become a call (inbound, desk phone, internal)."""
+        ids: set[int] = set()
+        for key in ("Linkedid", "LinkedID", "DestLinkedid"):
+            linkedid = item.event.get(key)
+            if linkedid and (origin := self.tracker.call_candidate(linkedid)) is not None:
+                ids.add(await self._group_call(linkedid, origin))
+        return ids
+
+    async def _group_call(self, linkedid: str, origin: str) -> int:
+        async with self.db.session() as s:
+            known = await s.scalar(select(Call).where(or_(Call.linkedid == linkedid, Call.channel_id == linkedid))
+                                   .order_by(Call.id).limit(1))
+        if known is not None:  # a call retired from memory: its facts come back from the journal
+            await self._follow_again(known.id)
+            return known.id
         created = self.tracker.group_first_seen(linkedid) or time.time()
+        direction = {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound")
         async with self.db.transaction() as s:
-            call = Call(direction="inbound", state="ringing", linkedid=linkedid, created_at=to_dt(created),
-                        ringing_at=to_dt(created))
+            call = Call(direction=direction, origin=origin, state="ringing", linkedid=linkedid[:80],
+                        created_at=to_dt(created), ringing_at=to_dt(created) if origin == "trunk" else None)
             s.add(call)
             await s.flush()
             call_id = call.id
-        self.tracker.register(CallSpec(call_id=call_id, direction="inbound", created_at=created, linkedid=linkedid))
+        self.tracker.register(CallSpec(call_id=call_id, direction=direction, created_at=created, linkedid=linkedid,
+                                       origin=origin))
         self._written[call_id] = {}
-        log.info("inbound call %s (Linkedid %s)", call_id, linkedid)
+        log.info("%s call %s (Linkedid %s)", origin, call_id, linkedid)
         return call_id
 
+    # ---- rows ---------------------------------------------------------------------------------------
     async def _agent_id(self, extension: str | None) -> int | None:
         if not extension:
             return None
@@ -131,92 +258,133 @@ class CallLog:
             self._extension_users[extension] = user.id if user else None
         return self._extension_users[extension]
 
-    def _values(self, projection: Projection) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name in PERSISTED:
-            value = getattr(projection, name)
-            if name in ("ringing_at", "answered_at", "ended_at"):
-                value = to_dt(value)
-            values[name] = value
-        return values
+    async def _patient_name(self, patient_id: int | None) -> str | None:
+        if patient_id is None:
+            return None
+        if patient_id not in self._patient_names:
+            from crm_bridge.service import patient_brief
 
-    async def _refresh(self, call_ids: set[int]) -> None:
+            brief = await patient_brief(self.db, patient_id)
+            self._patient_names[patient_id] = brief.full_name if brief else None
+        return self._patient_names[patient_id]
+
+    async def values_of(self, call_id: int) -> dict[str, Any]:
+        """The row's projected columns (bounded to their columns)."""
+        spec = self.tracker.calls[call_id]
+        projection = self.tracker.project(call_id)
+        values = {name: getattr(projection, name) for name in PERSISTED}
+        for name in TIMES:
+            values[name] = to_dt(values[name])
+        if spec.origin not in (None, "click_to_call"):  # a click-to-call's patient is the one the agent called
+            values.update(await self._group_values(projection))
+            if projection.patient_id is not None:
+                values["patient_id"] = projection.patient_id
+        return bounded(values)
+
+    async def _group_values(self, projection: Projection) -> dict[str, Any]:
+        from crm_bridge.service import normalise_phone
+
+        raw = projection.number
+        return {"number": normalise_phone(raw, self.region) if raw else None, "number_raw": raw,
+                "network_name": untrusted_text(projection.network_name, 80),
+                "caller_name": await self._patient_name(projection.patient_id),
+                "agent_extension": projection.agent_extension,
+                "agent_id": await self._agent_id(projection.agent_extension),
+                "direction": projection.direction}
+
+    async def _refresh(self, call_ids: set[int], publish: bool = True) -> int:
         changes: dict[int, dict[str, Any]] = {}
         for call_id in sorted(call_ids):
-            if call_id not in self.tracker.calls:
-                continue
-            spec = self.tracker.calls[call_id]
-            projection = self.tracker.project(call_id)
-            values = self._values(projection)
-            if spec.direction == "inbound":
-                values.update(number=projection.number, caller_name=projection.caller_name,
-                              agent_extension=projection.agent_extension,
-                              agent_id=await self._agent_id(projection.agent_extension))
-                if projection.patient_id is not None:
-                    values["patient_id"] = projection.patient_id
-            if self._written.get(call_id) != values:
-                changes[call_id] = values
+            if call_id in self.tracker.calls:
+                values = await self.values_of(call_id)
+                if self._written.get(call_id) != values:
+                    changes[call_id] = values
         if not changes:
-            return
+            return 0
+        payloads = await self._write(changes)
+        for call_id, values in changes.items():
+            self._written[call_id] = values
+            if values["state"] == "ended" and self.keep_ended:
+                self._retire(call_id)
+        if publish and self.bus is not None:
+            for payload in payloads:
+                await self.bus.publish(CALL_UPDATED, payload)
+        return len(changes)
+
+    async def _write(self, changes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
         payloads: list[dict[str, Any]] = []
         async with self.db.transaction() as s:
+            rows = {c.id: c for c in (await s.scalars(select(Call).where(Call.id.in_(sorted(changes))))).all()}
             for call_id, values in changes.items():
-                call = await s.get(Call, call_id)
+                call = rows.get(call_id)
                 if call is None:
                     self.tracker.forget(call_id)
                     continue
                 for name, value in values.items():
                     setattr(call, name, value)
-                await s.flush()
-                payloads.append(call_updated(call))
-        for call_id, values in changes.items():
-            self._written[call_id] = values
-            if values["state"] == "ended":
-                self._retire(call_id)
-        for payload in payloads:
-            await self.bus.publish(CALL_UPDATED, payload)
+            await s.flush()
+            payloads = [call_updated(rows[c]) for c in changes if c in rows]
+        return payloads
 
     def _retire(self, call_id: int) -> None:
-        """Ended calls stay in memory a while for late Cdr/Hangup events; the oldest are forgotten."""
+        """Ended calls stay in memory a while for late events; the oldest are forgotten (the journal
+        gives their facts back if a late event of theirs arrives)."""
         ended = [cid for cid, v in self._written.items() if v.get("state") == "ended"]
         for old in ended[:-self.settings.ended_calls_kept]:
             self._written.pop(old, None)
             self.tracker.forget(old)
 
     # ---- outages ----------------------------------------------------------------------------------
+    def link_lost(self) -> None:
+        if self.outage_since is None or (self.last_event_at or 0) > self.outage_since:
+            self.outage_since = self.last_event_at
+
     async def reconcile(self, live_ids: set[str], since: float, channel_events: list[dict[str, str]],
                         asked: float | None = None) -> list[int]:
-        """After (re)connecting: calls open before `since` with no live channel in CoreShowChannels end."""
+        """After every (re)connect, once FullyBooted: the live channels (CoreShowChannels), then Asterisk's
+        CEL records for the open calls and since the last event seen, all through the journal; then
+        calls open before this connection with no live channel and no recorded end are `interrupted`."""
         now = time.time()
-        asked = now if asked is None else asked
-        for ev in channel_events:
-            await self.handle(ev, now)
-        ended: list[int] = []
+        await self.handle_batch([(ev, now) for ev in channel_events])
+        await self._read_cel()
+        interrupted: list[int] = []
+        reason = ("its end is in neither AMI nor Asterisk's CEL records" if self.cel_source is not None
+                  else "its end was not seen (clinicall was not connected to Asterisk; no CEL database configured)")
         for call_id in self.tracker.open_calls():
             spec = self.tracker.calls[call_id]
             if spec.created_at >= since or self.tracker.live_in(call_id, live_ids):
                 continue
-            self.tracker.force_end(call_id, now, "Asterisk connection lost; no channel left")
-            ended.append(call_id)
-        if ended:
-            await self._refresh(set(ended))
-        self.tracker.reset_channels(live_ids, before=min(since, asked))
-        return ended
+            await self._own(INTERRUPTED, call_id, Reason=f"Interrupted: {reason}")
+            interrupted.append(call_id)
+        self.tracker.reset_channels(live_ids, before=min(since, asked if asked is not None else now))
+        self.outage_since = None
+        return interrupted
+
+    async def _read_cel(self) -> None:
+        if self.cel_source is None:
+            return
+        open_ids = {lid for cid in self.tracker.open_calls() for lid in self.tracker.linkedids_of(cid)}
+        since = to_dt(self.outage_since - 1.0) if self.outage_since is not None else None
+        try:
+            rows = await self.cel_source.read(since=since, linkedids=open_ids)
+        except Exception:  # the calls stay open and are settled as interrupted, with the reason
+            log.exception("reading Asterisk's CEL records failed")
+            return
+        now = time.time()
+        for start in range(0, len(rows), 1000):
+            await self.handle_batch([(row, now) for row in rows[start:start + 1000]], source="cel")
+        log.info("recovery: %d CEL record(s) read from Asterisk's database", len(rows))
 
     async def asterisk_shutdown(self) -> list[int]:
-        now = time.time()
-        open_calls = self.tracker.open_calls()
-        for call_id in open_calls:
-            self.tracker.force_end(call_id, now, "Asterisk shut down")
-        await self._refresh(set(open_calls))
-        return open_calls
+        """Asterisk says it is stopping: nothing is guessed. Its channels' Hangups came before this event;
+        what is still open is settled at the next FullyBooted (live channels, CEL, else interrupted)."""
+        self.link_lost()
+        return []
 
     async def originate_not_confirmed(self, call_id: int) -> None:
         """An Originate that Asterisk never answered before the link dropped: we never send it again."""
-        self.tracker.force_end(call_id, time.time(), "Asterisk did not confirm the call before the link dropped")
-        await self._refresh({call_id})
+        await self._own(INTERRUPTED, call_id, Reason="Asterisk did not confirm the call before the link dropped")
 
     async def originate_rejected(self, call_id: int, message: str) -> None:
         """`Response: Error` to the Originate itself (no OriginateResponse will follow)."""
-        self.tracker.force_end(call_id, time.time(), f"Asterisk refused the call: {message}"[:120])
-        await self._refresh({call_id})
+        await self._own(REFUSED, call_id, Reason=f"Asterisk refused the call: {message}"[:CAUSE_LEN])

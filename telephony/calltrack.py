@@ -15,12 +15,15 @@ A group with a channel in one of the inbound contexts and no outbound call becom
 
 from __future__ import annotations
 
+import json
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 UNKNOWN = {"", "<unknown>", "unknown"}
+WITHHELD = {"anonymous", "restricted", "withheld", "private", "unavailable"}
 STATE_RINGING = "5"
 STATE_UP = "6"
 
@@ -45,12 +48,20 @@ class Channel:
     contexts: set[str] = field(default_factory=set)
     caller_num: str | None = None
     caller_name: str | None = None
+    withheld: bool = False  # presentation prohibited or anonymous at any time: no number is kept
     seen_at: float = 0.0
     ringing_at: float | None = None
     up_at: float | None = None
     hangup_at: float | None = None
     cause: int | None = None
     cause_txt: str = ""
+    dialstatus: str | None = None  # CEL HANGUP extra (the Dial() this channel ran)
+    dial_strings: list[str] = field(default_factory=list)  # CEL APP_START Dial data
+
+    @property
+    def base(self) -> str:
+        """The Local pair's common name (`Local/1001@agents-0000000a`), or the channel's own name."""
+        return self.name[:-2] if self.name[-2:] in (";1", ";2") else self.name
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Dial:
     ringing_at: float | None = None
     end_at: float | None = None
     status: str | None = None
+    dial_string: str = ""
 
 
 @dataclass
@@ -78,7 +90,7 @@ class CallSpec:
     """What we know about a call before Asterisk says anything."""
 
     call_id: int
-    direction: str  # "outbound" | "inbound"
+    direction: str  # "outbound" | "inbound" | "internal"
     created_at: float
     action_id: str | None = None
     channel_id: str | None = None
@@ -86,7 +98,19 @@ class CallSpec:
     linkedid: str | None = None
     dial_string: str | None = None  # the Originate Channel, e.g. Local/1001@agents (links if no ChannelId came back)
     hangup_requested: bool = False
-    forced_end: tuple[float, str] | None = None  # (when, why) after an outage or a shutdown
+    forced_end: tuple[float, str] | None = None  # (when, why): no real end was recorded
+    forced_disposition: str = "interrupted"  # "failed" when Asterisk refused the Originate itself
+    origin: str | None = None  # click_to_call | desk_phone | trunk | internal
+    patient_id: int | None = None  # linked by an agent (the card made or picked during or after the call)
+
+
+@dataclass
+class Span:
+    """One stay of a channel in a bridge."""
+
+    uniqueid: str
+    enter: float
+    leave: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,12 @@ class Projection:
     caller_name: str | None
     linkedid: str | None
     agent_channel: str | None
+    direction: str = "outbound"
+    origin: str | None = None
+    talk_seconds: int | None = None
+    ring_seconds: int | None = None
+    legs: str = "[]"  # JSON, see telephony.projection.legs_json
+    network_name: str | None = None  # the caller name as the network sent it (untrusted)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -123,6 +153,20 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _withheld(ev: dict[str, str], prefix: str) -> bool:
+    pres = ev.get(prefix + "CID-CallingPres", "")
+    num = (ev.get(prefix + "CallerIDNum") or ev.get(prefix + "CallerIDnum") or "").strip().lower()
+    return "prohibited" in pres.lower() or "restricted" in pres.lower() or num in WITHHELD
+
+
+def _cel_extra(ev: dict[str, str]) -> dict[str, Any]:
+    try:
+        extra = json.loads(ev.get("Extra") or "{}")
+    except ValueError:
+        return {}
+    return extra if isinstance(extra, dict) else {}
+
+
 def agent_channel_pattern(template: str) -> re.Pattern[str]:
     """`Local/{ext}@agents` or `PJSIP/{ext}` -> a regex that finds `ext` in a real channel name."""
     escaped = re.escape(template).replace(re.escape("{ext}"), r"(?P<ext>[^@/;\-]+)")
@@ -130,20 +174,25 @@ def agent_channel_pattern(template: str) -> re.Pattern[str]:
 
 
 class CallTracker:
-    """Facts from AMI events, grouped by Linkedid, projected into call rows."""
+    """Facts from AMI and CEL events, grouped by Linkedid, projected into call rows (telephony.projection)."""
 
     def __init__(self, *, inbound_contexts: set[str], outbound_contexts: set[str], agent_pattern: re.Pattern[str],
-                 max_groups: int = 20000) -> None:
+                 max_groups: int = 20000, internal_calls: bool = False) -> None:
         self.inbound_contexts = inbound_contexts
         self.outbound_contexts = outbound_contexts
         self.agent_pattern = agent_pattern
+        self.internal_calls = internal_calls
         self.max_groups = max_groups
         self.channels: dict[str, Channel] = {}
+        self.names: dict[str, str] = {}  # channel name -> uniqueid (bridge and transfer events name channels)
         self.groups: OrderedDict[str, set[str]] = OrderedDict()  # linkedid -> uniqueids
         self.dials: dict[tuple[str | None, str], Dial] = {}
         self.group_dials: dict[str, set[tuple[str | None, str]]] = {}
         self.group_vars: dict[str, dict[str, str]] = {}
         self.group_answer_apps: dict[str, float] = {}  # linkedid -> first Answer() in an outbound context
+        self.bridges: dict[str, list[Span]] = {}  # bridge id -> stays
+        self.group_bridges: dict[str, set[str]] = {}
+        self.joined: dict[str, set[str]] = {}  # linkedid -> other linkedids met in a bridge (transfers)
         self.cdrs: dict[str, dict[str, str]] = {}  # uniqueid -> Cdr headers (first one wins)
         self.cdr_at: dict[str, float] = {}
         self.originates: dict[str, Originate] = {}  # ActionID -> OriginateResponse
@@ -184,12 +233,18 @@ class CallTracker:
 
     def _drop_group(self, linkedid: str) -> None:
         for uid in self.groups.pop(linkedid, set()):
-            self.channels.pop(uid, None)
+            chan = self.channels.pop(uid, None)
+            if chan is not None and self.names.get(chan.name) == uid:
+                del self.names[chan.name]
             self.cdrs.pop(uid, None)
             self.cdr_at.pop(uid, None)
             self.seen_originate_uids.pop(uid, None)
         for key in self.group_dials.pop(linkedid, set()):
             self.dials.pop(key, None)
+        for bridge in self.group_bridges.pop(linkedid, set()):
+            if not any(bridge in b for b in self.group_bridges.values()):
+                self.bridges.pop(bridge, None)
+        self.joined.pop(linkedid, None)
         self.group_vars.pop(linkedid, None)
         self.group_answer_apps.pop(linkedid, None)
 
@@ -214,23 +269,29 @@ class CallTracker:
             chan.seen_at = min(chan.seen_at, at)
         return chan
 
+    def _caller_facts(self, chan: Channel, ev: dict[str, str], prefix: str) -> None:
+        num = ev.get(prefix + "CallerIDNum") or ev.get(prefix + "CallerIDnum")
+        if num and num not in UNKNOWN and chan.caller_num is None and num.lower() not in WITHHELD:
+            chan.caller_num = num
+        cname = ev.get(prefix + "CallerIDName") or ev.get(prefix + "CallerIDname")
+        if cname and cname not in UNKNOWN and chan.caller_name is None:
+            chan.caller_name = cname
+        if _withheld(ev, prefix):
+            chan.withheld = True
+
     def _channel_facts(self, ev: dict[str, str], at: float, prefix: str = "") -> Channel | None:
-        uid = ev.get(prefix + "Uniqueid")
+        uid = ev.get(prefix + "Uniqueid") or ev.get(prefix + "UniqueID")
         if not uid or uid in UNKNOWN:
             return None
-        chan = self._channel(uid, ev.get(prefix + "Linkedid"), at)
+        chan = self._channel(uid, ev.get(prefix + "Linkedid") or ev.get(prefix + "LinkedID"), at)
         name = ev.get(prefix + "Channel")
         if name and not chan.name:
             chan.name = name
+            self.names.setdefault(name, uid)
         context = ev.get(prefix + "Context")
         if context:
             chan.contexts.add(context)
-        num = ev.get(prefix + "CallerIDNum")
-        if num and num not in UNKNOWN and chan.caller_num is None:
-            chan.caller_num = num
-        cname = ev.get(prefix + "CallerIDName")
-        if cname and cname not in UNKNOWN and chan.caller_name is None:
-            chan.caller_name = cname
+        self._caller_facts(chan, ev, prefix)
         state = ev.get(prefix + "ChannelState")
         if state == STATE_RINGING:
             chan.ringing_at = _first(chan.ringing_at, at)
@@ -239,73 +300,160 @@ class CallTracker:
         return chan
 
     def apply(self, ev: dict[str, str], at: float) -> set[int]:
-        """Add the facts of one event; returns the ids of calls whose projection may have changed,
-        and -1 for groups that may have become a new inbound call (see `new_inbound_groups`)."""
+        """Add the facts of one event; returns the ids of calls whose projection may have changed
+        (groups that may have become a new call are found by `call_candidate`)."""
         kind = ev.get("Event")
         if kind is None:
             return set()
+        handler = self._handlers().get(kind)
+        if handler is not None:
+            return handler(ev, at)
+        return self._channel_event(kind, ev, at)
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, str], float], set[int]]]:
+        return {"OriginateResponse": self._originate_response, "Cdr": self._cdr, "DialBegin": self._dial,
+                "DialEnd": self._dial, "DialState": self._dial, "BridgeEnter": self._bridge_event,
+                "BridgeLeave": self._bridge_event, "CEL": self._cel}
+
+    def _originate_response(self, ev: dict[str, str], at: float) -> set[int]:
+        action_id = ev.get("ActionID", "")
+        if action_id and action_id not in self.originates:
+            uid = ev.get("Uniqueid")
+            uid = None if not uid or uid in UNKNOWN else uid
+            self.originates[action_id] = Originate(ev.get("Response", ""), ev.get("Reason", ""), uid,
+                                                   ev.get("Channel", ""), at)
+            if uid:
+                self.seen_originate_uids[uid] = action_id
+        call_id = self.by_action.get(action_id)
+        return {call_id} if call_id is not None else set()
+
+    def _cdr(self, ev: dict[str, str], at: float) -> set[int]:
+        uid = ev.get("UniqueID") or ev.get("Uniqueid")
+        if uid and uid not in self.cdrs:
+            self.cdrs[uid] = ev
+            self.cdr_at[uid] = at
+        chan = self.channels.get(uid or "")
+        return self._calls_for({chan.linkedid}) if chan else set()
+
+    def _dial(self, ev: dict[str, str], at: float) -> set[int]:
+        kind = ev["Event"]
+        caller = self._channel_facts(ev, at)
+        dest = self._channel_facts(ev, at, "Dest")
+        if dest is None:
+            return set()
+        key = (caller.uniqueid if caller else None, dest.uniqueid)
+        dial = self.dials.get(key)
+        if dial is None:
+            dial = Dial(key[0], dest.uniqueid, ev.get("DestChannel", ""), dial_string=ev.get("DialString", ""))
+            self.dials[key] = dial
         touched: set[str] = set()
-        if kind == "OriginateResponse":
-            action_id = ev.get("ActionID", "")
-            if action_id and action_id not in self.originates:
-                uid = ev.get("Uniqueid")
-                uid = None if not uid or uid in UNKNOWN else uid
-                self.originates[action_id] = Originate(ev.get("Response", ""), ev.get("Reason", ""), uid,
-                                                       ev.get("Channel", ""), at)
-                if uid:
-                    self.seen_originate_uids[uid] = action_id
-            call_id = self.by_action.get(action_id)
-            return {call_id} if call_id is not None else set()
-        if kind == "Cdr":
-            uid = ev.get("UniqueID") or ev.get("Uniqueid")
-            if uid and uid not in self.cdrs:
-                self.cdrs[uid] = ev
-                self.cdr_at[uid] = at
-            chan = self.channels.get(uid or "")
-            return self._calls_for({chan.linkedid}) if chan else set()
-        if kind in ("DialBegin", "DialEnd", "DialState"):
-            caller = self._channel_facts(ev, at)
-            dest = self._channel_facts(ev, at, "Dest")
-            if dest is None:
-                return set()
-            key = (caller.uniqueid if caller else None, dest.uniqueid)
-            dial = self.dials.get(key)
-            if dial is None:
-                dial = Dial(key[0], dest.uniqueid, ev.get("DestChannel", ""))
-                self.dials[key] = dial
-            for chan in (caller, dest):
-                if chan is not None:
-                    self.group_dials.setdefault(chan.linkedid, set()).add(key)
-                    touched.add(chan.linkedid)
-            if kind == "DialBegin":
-                dial.begin_at = _first(dial.begin_at, at)
-            elif kind == "DialState" and ev.get("DialStatus") in ("RINGING", "PROGRESS"):
-                dial.ringing_at = _first(dial.ringing_at, at)
-            elif kind == "DialEnd" and dial.status is None and ev.get("DialStatus"):
-                dial.status = ev["DialStatus"]
-                dial.end_at = at
-            return self._calls_for(touched)
+        for chan in (caller, dest):
+            if chan is not None:
+                self.group_dials.setdefault(chan.linkedid, set()).add(key)
+                touched.add(chan.linkedid)
+        if kind == "DialBegin":
+            dial.begin_at = _first(dial.begin_at, at)
+        elif kind == "DialState" and ev.get("DialStatus") in ("RINGING", "PROGRESS"):
+            dial.ringing_at = _first(dial.ringing_at, at)
+        elif kind == "DialEnd" and dial.status is None and ev.get("DialStatus"):
+            dial.status = ev["DialStatus"]
+            dial.end_at = at
+        return self._calls_for(touched)
+
+    def _bridge_event(self, ev: dict[str, str], at: float) -> set[int]:
+        chan = self._channel_facts(ev, at)
+        bridge = ev.get("BridgeUniqueid")
+        if chan is None or not bridge:
+            return set()
+        self._bridge_fact(chan, bridge, ev["Event"] == "BridgeEnter", at)
+        return self._calls_for({chan.linkedid} | self._bridge_groups(bridge))
+
+    def _bridge_fact(self, chan: Channel, bridge: str, enter: bool, at: float) -> None:
+        spans = self.bridges.setdefault(bridge, [])
+        self.group_bridges.setdefault(chan.linkedid, set()).add(bridge)
+        mine = [s for s in spans if s.uniqueid == chan.uniqueid]
+        if enter:
+            if not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
+                spans.append(Span(chan.uniqueid, at))
+        else:
+            open_spans = [s for s in mine if s.leave is None and s.enter <= at]
+            if open_spans:
+                open_spans[-1].leave = at
+            elif not any(s.leave is not None and abs(s.leave - at) < 0.001 for s in mine):
+                spans.append(Span(chan.uniqueid, min([s.enter for s in mine] + [chan.seen_at]), at))
+        groups = self._bridge_groups(bridge)
+        for linkedid in groups:
+            self.joined.setdefault(linkedid, set()).update(groups - {linkedid})
+
+    def _bridge_groups(self, bridge: str) -> set[str]:
+        return {self.channels[s.uniqueid].linkedid for s in self.bridges.get(bridge, ()) if s.uniqueid in self.channels}
+
+    def _channel_event(self, kind: str, ev: dict[str, str], at: float) -> set[int]:
         chan = self._channel_facts(ev, at)
         if chan is None:
             return set()
-        touched.add(chan.linkedid)
-        if kind == "Hangup" and chan.hangup_at is None:
-            chan.hangup_at = at
-            chan.cause = _int(ev.get("Cause"))
-            chan.cause_txt = ev.get("Cause-txt", "")
+        if kind == "Hangup":
+            self._hangup(chan, at, _int(ev.get("Cause")), ev.get("Cause-txt", ""))
         elif kind == "VarSet":
-            variable = ev.get("Variable", "")
-            if variable in ("PATIENT_ID", "CLINICALL_CALL_ID") and ev.get("Value"):
-                self.group_vars.setdefault(chan.linkedid, {}).setdefault(variable, ev["Value"])
-                if variable == "CLINICALL_CALL_ID":
-                    call_id = _int(ev["Value"])
-                    if call_id in self.calls:
-                        self._link(chan.linkedid, call_id)
+            self._variable(chan, ev.get("Variable", ""), ev.get("Value", ""))
         elif kind == "Newchannel":
             self._link_by_dial_string(chan)
         elif kind == "Newexten" and ev.get("Application") == "Answer" and ev.get("Context") in self.outbound_contexts:
             self.group_answer_apps[chan.linkedid] = _first(self.group_answer_apps.get(chan.linkedid), at)
+        return self._calls_for({chan.linkedid})
+
+    @staticmethod
+    def _hangup(chan: Channel, at: float, cause: int | None, cause_txt: str) -> None:
+        if chan.hangup_at is None:
+            chan.hangup_at = at
+        if chan.cause is None and cause is not None:
+            chan.cause = cause
+            chan.cause_txt = cause_txt
+
+    def _variable(self, chan: Channel, variable: str, value: str) -> None:
+        if variable in ("PATIENT_ID", "CLINICALL_CALL_ID") and value:
+            self.group_vars.setdefault(chan.linkedid, {}).setdefault(variable, value)
+            if variable == "CLINICALL_CALL_ID":
+                call_id = _int(value)
+                if call_id in self.calls:
+                    self._link(chan.linkedid, call_id)
+
+    # ---- CEL (over AMI, or read back from Asterisk's database after an outage) -------------------
+    def _cel(self, ev: dict[str, str], at: float) -> set[int]:
+        chan = self._channel_facts({"Uniqueid": ev.get("UniqueID", ""), "Linkedid": ev.get("LinkedID", ""),
+                                    "Channel": ev.get("Channel", ""), "Context": ev.get("Context", ""),
+                                    "CallerIDNum": ev.get("CallerIDnum", ""),
+                                    "CallerIDName": ev.get("CallerIDname", "")}, at)
+        if chan is None:
+            return set()
+        name = ev.get("EventName", "")
+        touched = {chan.linkedid}
+        if name == "ANSWER":
+            chan.up_at = _first(chan.up_at, at)
+        elif name == "HANGUP":
+            extra = _cel_extra(ev)
+            self._hangup(chan, at, _int(str(extra.get("hangupcause", ""))), "")
+            chan.dialstatus = chan.dialstatus or (str(extra.get("dialstatus") or "") or None)
+        elif name == "CHAN_END":
+            self._hangup(chan, at, None, "")
+        elif name in ("BRIDGE_ENTER", "BRIDGE_EXIT"):
+            bridge = str(_cel_extra(ev).get("bridge_id") or "")
+            if bridge:
+                self._bridge_fact(chan, bridge, name == "BRIDGE_ENTER", at)
+                touched |= self._bridge_groups(bridge)
+        elif name == "APP_START":
+            self._cel_app(chan, ev, at)
         return self._calls_for(touched)
+
+    def _cel_app(self, chan: Channel, ev: dict[str, str], at: float) -> None:
+        app = ev.get("Application", "")
+        if app == "Dial" and ev.get("AppData"):
+            chan.dial_strings.append(ev["AppData"].split(",")[0])
+        elif app == "Answer" and ev.get("Context") in self.outbound_contexts:
+            self.group_answer_apps[chan.linkedid] = _first(self.group_answer_apps.get(chan.linkedid), at)
+        elif app == "Set" and ev.get("AppData", "").startswith(("PATIENT_ID=", "CLINICALL_CALL_ID=")):
+            variable, _, value = ev["AppData"].partition("=")
+            self._variable(chan, variable, value)
 
     def _link_by_dial_string(self, chan: Channel) -> None:
         """Asterisk without ChannelId support: the only unlinked open call whose dial string made this channel."""
@@ -327,6 +475,9 @@ class CallTracker:
         out: set[int] = set()
         for linkedid in linkedids:
             call_id = self._call_of_group(linkedid)
+            if call_id is None:
+                call_id = next((c for other in self.joined.get(linkedid, ())
+                                if (c := self._call_of_group(other)) is not None), None)
             if call_id is not None:
                 out.add(call_id)
         return out
@@ -342,23 +493,59 @@ class CallTracker:
             return call_id
         return None
 
-    def new_inbound_groups(self) -> list[str]:
-        """Groups that look like an inbound call and are not yet a call."""
-        found = []
-        for linkedid, uids in self.groups.items():
-            if linkedid in self.by_linkedid or self._call_of_group(linkedid) is not None:
-                continue
-            if any(self.channels[u].contexts & self.inbound_contexts for u in uids if u in self.channels):
-                found.append(linkedid)
-        return found
+    # ---- new calls (not started by clinicall) ----------------------------------------------------
+    def agent_ext(self, name: str) -> str | None:
+        match = self.agent_pattern.match(name)
+        return match.group("ext") if match else None
 
-    def inbound_candidate(self, linkedid: str) -> bool:
-        if linkedid in self.by_linkedid or self._call_of_group(linkedid) is not None:
-            return False
-        return any(self.channels[u].contexts & self.inbound_contexts for u in self.groups.get(linkedid, ()))
+    def origin_channel(self, linkedid: str) -> Channel | None:
+        """Where the group started: the channel whose Uniqueid is the Linkedid, else the first seen."""
+        chans = [self.channels[u] for u in self.groups.get(linkedid, ()) if u in self.channels]
+        if not chans:
+            return None
+        return self.channels.get(linkedid) or min(chans, key=lambda c: (c.seen_at, c.uniqueid))
+
+    def origin_side(self, linkedid: str) -> list[Channel]:
+        """The origin channel and its Local twin (the other half of `Local/...;1` / `;2`)."""
+        origin = self.origin_channel(linkedid)
+        if origin is None:
+            return []
+        return [c for u in self.groups.get(linkedid, ()) if (c := self.channels.get(u)) is not None
+                and (c is origin or (origin.base != origin.name and c.base == origin.base))]
+
+    def classify(self, linkedid: str) -> str | None:
+        """inbound / desk_phone / internal for a group that is no call yet, None while it cannot tell
+        (or for internal calls when they are not logged)."""
+        side = self.origin_side(linkedid)
+        if not side:
+            return None
+        if any(self.agent_ext(c.name) for c in side):
+            return self._agent_started(linkedid, side)
+        if any(c.contexts & self.inbound_contexts for c in side):
+            return "trunk"
+        return None
+
+    def _agent_started(self, linkedid: str, side: list[Channel]) -> str | None:
+        mine = {c.uniqueid for c in side}
+        others = [c for u in self.groups.get(linkedid, ()) if (c := self.channels.get(u)) is not None
+                  and c.uniqueid not in mine and c.name]
+        dialled = [d for k in self.group_dials.get(linkedid, ()) if (d := self.dials.get(k)) and d.caller_uid in mine]
+        if any(not self.agent_ext(c.name) for c in others) or any(not self.agent_ext(d.dest_name) for d in dialled):
+            return "desk_phone"
+        if self.internal_calls and (others or dialled):
+            return "internal"
+        return None
+
+    def call_candidate(self, linkedid: str) -> str | None:
+        if linkedid in self.by_linkedid or self._call_of_group(linkedid) is not None or not self.groups.get(linkedid):
+            return None
+        if any(self._call_of_group(other) is not None for other in self.joined.get(linkedid, ())):
+            return None
+        return self.classify(linkedid)
 
     def group_first_seen(self, linkedid: str) -> float:
-        return min((self.channels[u].seen_at for u in self.groups.get(linkedid, ())), default=0.0)
+        return min((self.channels[u].seen_at for u in self.groups.get(linkedid, ()) if u in self.channels),
+                   default=0.0)
 
     # ---- projection -----------------------------------------------------------------------------
     def linkedids_of(self, call_id: int) -> list[str]:
@@ -367,175 +554,14 @@ class CallTracker:
         if spec.action_id and (orig := self.originates.get(spec.action_id)) and orig.uniqueid:
             chan = self.channels.get(orig.uniqueid)
             ids.add(chan.linkedid if chan else orig.uniqueid)
+        for linkedid in list(ids):
+            ids |= {j for j in self.joined.get(linkedid, ()) if self._call_of_group(j) in (None, call_id)}
         return sorted(ids)
 
     def project(self, call_id: int) -> Projection:
-        spec = self.calls[call_id]
-        linkedids = self.linkedids_of(call_id)
-        uids = sorted({u for lid in linkedids for u in self.groups.get(lid, ())})
-        chans = [self.channels[u] for u in uids if u in self.channels]
-        dials = [self.dials[k] for lid in linkedids for k in sorted(self.group_dials.get(lid, ()), key=str)
-                 if k in self.dials]
-        variables: dict[str, str] = {}
-        for lid in linkedids:
-            for key, value in self.group_vars.get(lid, {}).items():
-                variables.setdefault(key, value)
-        cdrs = [self.cdrs[u] for u in uids if u in self.cdrs]
-        cdr_times = [self.cdr_at[u] for u in uids if u in self.cdr_at]
-        if spec.direction == "inbound":
-            return self._project_inbound(spec, linkedids, chans, dials, variables, cdrs, cdr_times)
-        return self._project_outbound(spec, linkedids, chans, dials, variables, cdrs, cdr_times)
+        from telephony.projection import project
 
-    def _agent_ext(self, name: str) -> str | None:
-        match = self.agent_pattern.match(name)
-        return match.group("ext") if match else None
-
-    @staticmethod
-    def _cause(chans: list[Channel]) -> tuple[int | None, str | None]:
-        hung = [c for c in chans if c.hangup_at is not None and c.cause is not None]
-        specific = [c for c in hung if c.cause not in (0, 16)]
-        for group in (specific, [c for c in hung if c.cause == 16], hung):
-            if group:
-                chosen = sorted(group, key=lambda c: c.uniqueid)[0]
-                return chosen.cause, chosen.cause_txt or None
-        return None, None
-
-    @staticmethod
-    def _ended(spec: CallSpec, chans: list[Channel], extra_end: float | None) -> float | None:
-        times: list[float] = []
-        if chans and all(c.hangup_at is not None for c in chans):
-            times = [c.hangup_at for c in chans if c.hangup_at is not None]
-        if extra_end is not None:
-            times.append(extra_end)
-        if not times:
-            if spec.forced_end is not None:
-                return spec.forced_end[0]
-            return None
-        return max(times)
-
-    @staticmethod
-    def _billsec_from_cdrs(cdrs: list[dict[str, str]]) -> int | None:
-        values = [_int(c.get("BillableSeconds")) for c in cdrs if c.get("Disposition") == "ANSWERED"]
-        values = [v for v in values if v is not None]
-        return max(values) if values else None
-
-    def _project_outbound(self, spec: CallSpec, linkedids: list[str], chans: list[Channel], dials: list[Dial],
-                          variables: dict[str, str], cdrs: list[dict[str, str]], cdr_times: list[float]) -> Projection:
-        orig = self.originates.get(spec.action_id or "")
-        agent_uids = {u for u in (spec.channel_id, spec.other_channel_id, orig.uniqueid if orig else None) if u}
-        own = {c.uniqueid for c in chans}
-        patient_dials = [d for d in dials if d.caller_uid is not None and d.caller_uid in own
-                         and d.dest_uid not in agent_uids]
-        agent_dials = [d for d in dials if d.caller_uid is None or d.dest_uid in agent_uids]
-        failed = orig is not None and orig.response != "Success"
-        ringing = [c.ringing_at for c in chans if c.ringing_at is not None]
-        ringing += [d.ringing_at or d.begin_at for d in patient_dials if (d.ringing_at or d.begin_at) is not None]
-        ringing += [d.ringing_at for d in agent_dials if d.ringing_at is not None]
-        ringing_at = min(ringing) if ringing else None
-        answered_times = [d.end_at for d in patient_dials if d.status == "ANSWER" and d.end_at is not None]
-        answered_times += [self.group_answer_apps[lid] for lid in linkedids if lid in self.group_answer_apps]
-        answered_cdr = any(c.get("Disposition") == "ANSWERED" and c.get("DestinationContext") in self.outbound_contexts
-                           for c in cdrs)
-        ended_at = self._ended(spec, chans, orig.at if failed else None)
-        answered_at = min(answered_times) if answered_times else None
-        patient_cdrs = [c for c in cdrs if c.get("DestinationChannel") in {d.dest_name for d in patient_dials}]
-        billsec_cdr = self._billsec_from_cdrs(patient_cdrs) if patient_cdrs else self._billsec_from_cdrs(cdrs)
-        if answered_at is None and answered_cdr and ended_at is not None:
-            answered_at = ended_at - (billsec_cdr or 0)
-        answered = answered_at is not None and not failed
-        code, cause = self._cause(chans)
-        disposition: str | None = None
-        if ended_at is not None:
-            if answered:
-                disposition = "answered"
-            elif failed and orig is not None:
-                if orig.reason in ("0", "1", "") and spec.hangup_requested:
-                    disposition = "cancelled"
-                else:
-                    disposition = REASON_DISPOSITION.get(orig.reason, "failed")
-                if code is None or code == 0:
-                    code, cause = REASON_CAUSE.get(orig.reason, (0, "Originate failed"))
-            elif ended_dials := [d for d in patient_dials if d.status]:
-                disposition = DIAL_DISPOSITION.get(sorted(d.status or "" for d in ended_dials)[0], "failed")
-            elif spec.hangup_requested:
-                disposition = "cancelled"
-            elif code is not None and code in CAUSE_DISPOSITION:
-                disposition = CAUSE_DISPOSITION[code]
-            elif cdr_disp := sorted(CDR_DISPOSITION[c["Disposition"]] for c in cdrs
-                                    if c.get("Disposition") in CDR_DISPOSITION):
-                disposition = cdr_disp[0]
-            else:
-                disposition = "failed"
-            if cause is None and spec.forced_end is not None:
-                cause = spec.forced_end[1]
-        billsec: int | None = None
-        duration: int | None = None
-        if ended_at is not None:
-            duration = max(0, int(ended_at - spec.created_at))
-            if disposition == "answered":
-                billsec = billsec_cdr if billsec_cdr is not None else (
-                    max(0, int(ended_at - answered_at)) if answered_at is not None else 0)
-            else:
-                billsec = 0
-        state = "ended" if ended_at is not None else "answered" if answered else "ringing" if ringing_at else "dialing"
-        agent_channel = None
-        for c in chans:
-            if c.uniqueid in agent_uids and c.name and c.hangup_at is None:
-                agent_channel = c.name
-                break
-        if agent_channel is None and orig is not None and orig.response == "Success" and orig.channel:
-            agent_channel = orig.channel
-        return Projection(state=state, disposition=disposition, ringing_at=ringing_at,
-                          answered_at=answered_at if answered else None, ended_at=ended_at, duration=duration,
-                          billsec=billsec, hangup_code=code, hangup_cause=cause,
-                          originate_reason=orig.reason if orig else None,
-                          patient_id=_int(variables.get("PATIENT_ID")), agent_extension=None, number=None,
-                          caller_name=None, linkedid=linkedids[0] if linkedids else None, agent_channel=agent_channel)
-
-    def _project_inbound(self, spec: CallSpec, linkedids: list[str], chans: list[Channel], dials: list[Dial],
-                         variables: dict[str, str], cdrs: list[dict[str, str]], cdr_times: list[float]) -> Projection:
-        inbound = [c for c in chans if c.contexts & self.inbound_contexts]
-        number = next((c.caller_num for c in sorted(inbound, key=lambda c: (c.seen_at, c.uniqueid)) if c.caller_num),
-                      None)
-        agent_dials = [d for d in dials if d.caller_uid is not None and self._agent_ext(d.dest_name)]
-        answered_dials = sorted((d for d in agent_dials if d.status == "ANSWER" and d.end_at is not None),
-                                key=lambda d: (d.end_at or 0.0, d.dest_uid))
-        ringing_dials = sorted(agent_dials, key=lambda d: (d.begin_at or d.end_at or 0.0, d.dest_uid))
-        chosen = answered_dials[0] if answered_dials else (ringing_dials[0] if ringing_dials else None)
-        agent_ext = self._agent_ext(chosen.dest_name) if chosen else None
-        ended_at = self._ended(spec, chans, None)
-        answered_at = answered_dials[0].end_at if answered_dials else None
-        agent_cdrs = [c for c in cdrs if any(c.get("DestinationChannel") == d.dest_name for d in answered_dials)]
-        billsec_cdr = self._billsec_from_cdrs(agent_cdrs) if agent_cdrs else self._billsec_from_cdrs(cdrs)
-        patient = _int(variables.get("PATIENT_ID"))
-        if patient is None:
-            patient = next((_int(c.get("PatientID")) for c in cdrs if _int(c.get("PatientID")) is not None), None)
-        code, cause = self._cause(chans)
-        disposition: str | None = None
-        billsec: int | None = None
-        duration: int | None = None
-        if ended_at is not None:
-            if answered_at is not None:
-                disposition = "answered"
-            elif statuses := sorted(d.status for d in agent_dials if d.status):
-                disposition = DIAL_DISPOSITION.get(statuses[0], "no_answer")
-            else:
-                disposition = "no_answer"
-            duration = max(0, int(ended_at - spec.created_at))
-            if disposition == "answered":
-                billsec = billsec_cdr if billsec_cdr is not None else max(0, int(ended_at - (answered_at or ended_at)))
-            else:
-                billsec = 0
-            if cause is None and spec.forced_end is not None:
-                cause = spec.forced_end[1]
-        state = "ended" if ended_at is not None else "answered" if answered_at is not None else "ringing"
-        caller_name = next((c.caller_name for c in sorted(inbound, key=lambda c: c.uniqueid) if c.caller_name), None)
-        agent_channel = chosen.dest_name if chosen and answered_dials else None
-        return Projection(state=state, disposition=disposition, ringing_at=spec.created_at, answered_at=answered_at,
-                          ended_at=ended_at, duration=duration, billsec=billsec, hangup_code=code, hangup_cause=cause,
-                          originate_reason=None, patient_id=patient, agent_extension=agent_ext, number=number,
-                          caller_name=caller_name, linkedid=linkedids[0] if linkedids else None,
-                          agent_channel=agent_channel)
+        return project(self, self.calls[call_id])
 
     # ---- outages ------------------------------------------------------------------------------
     def open_calls(self) -> list[int]:
@@ -552,9 +578,10 @@ class CallTracker:
         return bool(ids & live_ids)
 
     def reset_channels(self, live_ids: set[str], before: float) -> None:
-        """After a reconnect: forget groups seen before `before` that belong to no open call and have no
-        live channel (Asterisk may have restarted; their events will never come)."""
-        keep = {lid for cid in self.open_calls() for lid in self.linkedids_of(cid)}
+        """After a reconnect: forget groups seen before `before` that belong to no known call and have no
+        live channel (Asterisk may have restarted; their events will never come). The facts of every
+        call still followed are kept, finished or not: a finished call is projected from all of them."""
+        keep = {lid for cid in self.calls for lid in self.linkedids_of(cid)}
         for linkedid, uids in list(self.groups.items()):
             if linkedid in keep or linkedid in live_ids or uids & live_ids:
                 continue

@@ -1,17 +1,25 @@
-"""telephony tables: one row per call (outbound click-to-call or inbound), fed by the call log."""
+"""telephony tables: the journal of call events received (append-only) and one row per call, a projection
+of the journal (see docs/telephony.md)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicall.db import Base, UTCDateTime, utcnow
 
-DIRECTIONS = ("outbound", "inbound")
+DIRECTIONS = ("outbound", "inbound", "internal")
+ORIGINS = ("click_to_call", "desk_phone", "trunk", "internal")
 STATES = ("dialing", "ringing", "answered", "ended")
-DISPOSITIONS = ("answered", "no_answer", "busy", "failed", "cancelled")
+DISPOSITIONS = ("answered", "no_answer", "busy", "failed", "cancelled", "interrupted")
+# Bounds of the text columns, applied before every write (PostgreSQL refuses longer values).
+NUMBER_LEN = 40
+NAME_LEN = 120
+CAUSE_LEN = 120
+LEGS_LEN = 8000
+PAYLOAD_LEN = 16000
 
 
 class Call(Base):
@@ -31,7 +39,13 @@ class Call(Base):
     phone_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     number: Mapped[str | None] = mapped_column(String(40), nullable=True)  # patient's E.164, or the raw caller id
     dialed: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the Exten sent to Asterisk
-    caller_name: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    caller_name: Mapped[str | None] = mapped_column(String(120), nullable=True)  # the identified patient's name
+    number_raw: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the caller id as the network sent it
+    network_name: Mapped[str | None] = mapped_column(String(80), nullable=True)  # untrusted, control characters removed
+    origin: Mapped[str | None] = mapped_column(String(16), nullable=True)  # click_to_call | desk_phone | trunk | internal
+    talk_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ring_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    legs: Mapped[str | None] = mapped_column(String(8000), nullable=True)  # JSON list, see docs/telephony.md
     action_id: Mapped[str | None] = mapped_column(String(80), nullable=True, unique=True)
     channel_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     dial_string: Mapped[str | None] = mapped_column(String(120), nullable=True)  # Originate Channel
@@ -49,3 +63,20 @@ class Call(Base):
     recording_path: Mapped[str | None] = mapped_column(String(300), nullable=True)
     hangup_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CallEvent(Base):
+    """The journal: every call event received (AMI, CEL, and clinicall's own decisions), stored once
+    under a stable key before anything is projected from it. Rows are never updated or deleted."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of what identifies the event
+    source: Mapped[str] = mapped_column(String(10))  # ami | cel | clinicall
+    kind: Mapped[str] = mapped_column(String(40))  # Event (CEL: its EventName)
+    linkedid: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)  # Asterisk's time of the event when it has one
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    payload: Mapped[str] = mapped_column(String(16000))  # JSON object of the headers (values bounded)
+    problem: Mapped[str | None] = mapped_column(String(200), nullable=True)  # truncated / set aside, and why

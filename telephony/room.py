@@ -40,12 +40,13 @@ def fastagi_address(app: web.Application) -> tuple[str, int] | None:
 
 async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     from telephony.ami import AmiLink
-    from telephony.calllog import CallLog
+    from telephony.calllog import CallLog, cel_source_for
     from telephony.demo_pbx import DemoPbx
     from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, TELEPHONY_METRICS_KEY
 
     settings = app[SETTINGS_KEY].telephony
-    calllog = CallLog(app[DB_KEY], app[BUS_KEY], settings)
+    calllog = CallLog(app[DB_KEY], app[BUS_KEY], settings, region=app[SETTINGS_KEY].clinic.phone_region,
+                      cel_source=cel_source_for(settings))
     app[CALL_LOG_KEY] = calllog
     unsubscribe = app[BUS_KEY].subscribe(PATIENT_MERGED, partial(_follow_merge, app))
     reopened = await calllog.load_open_calls()

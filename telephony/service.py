@@ -96,7 +96,7 @@ class Telephony:
                           f"Asterisk is not reachable ({state}); try again in a moment or call from your phone.")
         self.limiter.check(who.user_id or 0)
         async with self.db.transaction() as s:
-            call = Call(direction="outbound", state="dialing", agent_id=who.user_id, agent_extension=who.extension,
+            call = Call(direction="outbound", origin="click_to_call", state="dialing", agent_id=who.user_id, agent_extension=who.extension,
                         patient_id=patient_id, phone_id=phone_id, number=target.e164, dialed=target.exten,
                         dial_string=self.tel.agent_channel.replace("{ext}", who.extension), created_at=utcnow())
             s.add(call)

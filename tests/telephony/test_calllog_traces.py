@@ -133,12 +133,12 @@ async def feed_dial(h: LogHarness) -> list[int]:
     return ids
 
 
-INBOUND = {
-    "inbound_call": ("0912345678", 42),
-    "inbound_call_e164": ("+84912345678", 42),
-    "inbound_call_with_name": ("0987654321", 42),
-    "inbound_call_anonymous": (None, 42),
-    "inbound_call_agi_down": ("0912345678", None),
+INBOUND = {  # number stored E.164 (the raw form beside it), patient id
+    "inbound_call": (("+84912345678", "0912345678"), 42),
+    "inbound_call_e164": (("+84912345678", "+84912345678"), 42),
+    "inbound_call_with_name": (("+84987654321", "0987654321"), 42),
+    "inbound_call_anonymous": ((None, None), 42),
+    "inbound_call_agi_down": (("+84912345678", "0912345678"), None),
 }
 
 
@@ -150,7 +150,8 @@ async def test_inbound_trace_logs_one_inbound_call(harness: LogHarness, trace_na
     call = rows[0]
     number, patient = INBOUND[trace_name]
     assert (call.direction, call.state, call.disposition) == ("inbound", "ended", "answered")
-    assert (call.number, call.patient_id, call.agent_extension) == (number, patient, "1001")
+    assert ((call.number, call.number_raw), call.patient_id, call.agent_extension) == (number, patient, "1001")
+    assert (call.origin, call.talk_seconds) == ("trunk", call.billsec)
     assert call.billsec == 2 and call.hangup_code == 16
     assert call.answered_at is not None and call.ringing_at is not None
 

@@ -1,0 +1,212 @@
+"""The call journal: every call event clinicall receives (AMI events, CEL records read from Asterisk's
+database, and clinicall's own decisions) stored once, append-only, before anything is projected.
+
+Each event gets a stable key (sha256 of what identifies it), so the same event twice, an event
+replayed after a reconnect, and a CEL record read both over AMI and from Asterisk's database are
+stored once. A value longer than MAX_VALUE is stored truncated and the row says so; an event that
+cannot be an event (no Event header, too many headers) is stored as `set_aside` and never projected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from clinicall.db import Database
+from telephony.models import PAYLOAD_LEN, CallEvent
+
+log = logging.getLogger(__name__)
+MAX_VALUE = 512
+MAX_HEADERS = 80
+MAX_KIND = 40
+MAX_LINKEDID = 80
+SET_ASIDE = "set_aside"
+# Headers that differ between two sightings of one event: never part of its key.
+VOLATILE = {"Privilege", "Duration", "BridgedDuration", "SequenceNumber"}
+# What identifies a CEL record, the same over AMI (Event: CEL) and read back from Asterisk's database.
+CEL_KEY = ("EventName", "UniqueID", "LinkedID", "Application", "Peer")
+
+
+@dataclass
+class Entry:
+    key: str
+    source: str
+    kind: str
+    linkedid: str | None
+    at: float
+    received: float
+    event: dict[str, str]
+    problem: str | None = None
+
+    @property
+    def projectable(self) -> bool:
+        return self.problem is None or not self.problem.startswith(SET_ASIDE)
+
+
+def cel_time(value: str | None) -> float | None:
+    """CEL EventTimestamp / EventTime: `1700000000.123456` or `YYYY-MM-DD HH:MM:SS[.ffffff][+zz:zz]`
+    (no zone means UTC: run Asterisk in UTC or read EventTimestamp)."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def event_time(ev: dict[str, str], received: float) -> float:
+    """Asterisk's own time of the event (Timestamp with timestampevents=yes, CEL EventTime), else arrival."""
+    if ev.get("Event") == "CEL":
+        at = cel_time(ev.get("EventTimestamp")) or cel_time(ev.get("EventTime"))
+        if at is not None:
+            return at
+    stamp = ev.get("Timestamp")
+    if stamp and "Event" in ev:
+        try:
+            return float(stamp)
+        except ValueError:
+            pass
+    return received
+
+
+def cel_second(ev: dict[str, str], at: float) -> str:
+    """The CEL record's time to the second as Asterisk wrote it: the same over AMI (EventTime, in
+    Asterisk's zone) and from its database (telephony.cel_source gives the same EventTime)."""
+    text = (ev.get("EventTime") or "").strip()
+    return text[:19] if "-" in text else str(int(at))
+
+
+def _digest(parts: Iterable[tuple[str, str]]) -> str:
+    text = "\n".join(f"{k}\t{v}" for k, v in parts)
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+def event_key(ev: dict[str, str], at: float) -> str:
+    if ev.get("Event") == "CEL":
+        return _digest([("Event", "CEL"), ("at", cel_second(ev, at))] + [(k, ev.get(k, "")) for k in CEL_KEY])
+    skip = VOLATILE | ({"ActionID"} if ev.get("Event") == "CoreShowChannel" else set())
+    return _digest(sorted((k, v) for k, v in ev.items() if k not in skip))
+
+
+def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
+    if not isinstance(ev, dict):
+        return {}, f"{SET_ASIDE}: not a set of headers"
+    out: dict[str, str] = {}
+    cut: list[str] = []
+    for name, value in list(ev.items())[:MAX_HEADERS]:
+        text = value if isinstance(value, str) else str(value)
+        key = str(name)[:MAX_VALUE]
+        if len(text) > MAX_VALUE:
+            cut.append(key[:40])
+            text = text[:MAX_VALUE]
+        out[key] = text
+    if len(ev) > MAX_HEADERS:
+        return out, f"{SET_ASIDE}: {len(ev)} headers (at most {MAX_HEADERS})"
+    if not out.get("Event"):
+        return out, f"{SET_ASIDE}: no Event header"
+    if cut:
+        return out, ("truncated: " + ", ".join(cut))[:200]
+    return out, None
+
+
+def entry(ev: Any, received: float, source: str = "ami") -> Entry:
+    """One received event -> its journal entry (the key is computed on the event as received)."""
+    cleaned, problem = _clean(ev)
+    at = event_time(cleaned, received)
+    key = event_key(ev if problem is None or not problem.startswith(SET_ASIDE) else cleaned, at) \
+        if isinstance(ev, dict) and all(isinstance(v, str) for v in ev.values()) else event_key(cleaned, at)
+    if problem is not None and problem.startswith(SET_ASIDE):
+        key = _digest([("set_aside", key), ("received", repr(received))])
+    kind = cleaned.get("EventName") if cleaned.get("Event") == "CEL" else cleaned.get("Event", "")
+    linkedid = cleaned.get("Linkedid") or cleaned.get("LinkedID") or None
+    return Entry(key=key, source="cel" if cleaned.get("Event") == "CEL" else source, kind=(kind or "?")[:MAX_KIND],
+                 linkedid=linkedid[:MAX_LINKEDID] if linkedid else None, at=at, received=received, event=cleaned,
+                 problem=problem)
+
+
+def own_entry(kind: str, at: float, **fields: Any) -> Entry:
+    """clinicall's own decision about a call (interrupted, hangup asked, patient linked), journaled too."""
+    ev = {"Event": kind, **{k: str(v) for k, v in fields.items() if v is not None}}
+    return Entry(key=_digest(sorted(ev.items()) + [("at", repr(at))]), source="clinicall", kind=kind[:MAX_KIND],
+                 linkedid=None, at=at, received=at, event=ev)
+
+
+def _payload(event: dict[str, str]) -> str:
+    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    while len(text) > PAYLOAD_LEN and event:
+        longest = max(event, key=lambda k: len(event[k]))
+        event = {**event, longest: event[longest][: len(event[longest]) // 2]}
+        text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return text
+
+
+def _to_dt(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+async def append(db: Database, entries: Sequence[Entry]) -> list[Entry]:
+    """Store the entries not stored yet (one transaction); returns the new ones, in order."""
+    unique: dict[str, Entry] = {}
+    for item in entries:
+        unique.setdefault(item.key, item)
+    if not unique:
+        return []
+    rows = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": _to_dt(e.at),
+             "received_at": _to_dt(e.received), "payload": _payload(e.event), "problem": e.problem}
+            for e in unique.values()]
+    dialect = postgresql if db.is_postgres else sqlite
+    new_keys: set[str] = set()
+    async with db.transaction() as s:
+        for start in range(0, len(rows), 1000):
+            stmt = dialect.insert(CallEvent).values(rows[start:start + 1000]).on_conflict_do_nothing(
+                index_elements=["key"]).returning(CallEvent.key)
+            new_keys.update((await s.scalars(stmt)).all())
+    for item in unique.values():
+        if item.key in new_keys and item.problem:
+            log.warning("call event %s (%s): %s", item.kind, item.linkedid, item.problem)
+    return [e for e in unique.values() if e.key in new_keys]
+
+
+def _from_row(row: CallEvent) -> Entry:
+    return Entry(key=row.key, source=row.source, kind=row.kind, linkedid=row.linkedid, at=row.at.timestamp(),
+                 received=row.received_at.timestamp(), event=json.loads(row.payload), problem=row.problem)
+
+
+async def read(db: Database, *, since: float | None = None, linkedids: set[str] | None = None,
+               batch: int = 5000) -> list[Entry]:
+    """Journal entries in the order they were stored: all, those at or after `since`, and/or those of
+    some Linkedids."""
+    out: list[Entry] = []
+    last = 0
+    while True:
+        query = select(CallEvent).where(CallEvent.id > last).order_by(CallEvent.id).limit(batch)
+        if since is not None:
+            query = query.where(CallEvent.at >= _to_dt(since))
+        if linkedids is not None:
+            query = query.where(CallEvent.linkedid.in_(sorted(linkedids)))
+        async with db.session() as s:
+            rows = (await s.scalars(query)).all()
+        out.extend(_from_row(r) for r in rows)
+        if len(rows) < batch:
+            return out
+        last = rows[-1].id
+
+
+async def last_event_time(db: Database) -> float | None:
+    async with db.session() as s:
+        value = await s.scalar(select(CallEvent.at).where(CallEvent.source != "clinicall")
+                               .order_by(CallEvent.at.desc()).limit(1))
+    return value.timestamp() if value is not None else None

@@ -1,0 +1,216 @@
+"""A call's row computed from the facts the tracker holds (pure): who is the patient's side, when the
+patient was reached and by whom, how long they talked, how it ended, and the legs.
+
+- The patient's side: inbound, the channel the call started on (and its Local twin); click-to-call
+  and desk-phone calls, the channels the agent's side dialled that are not agents' phones.
+- `talk_seconds`: the time the patient's side spent in a bridge with someone else (a person: the
+  agent, a transfer target, a queue member). Without any bridge (the patient leg runs as dialplan
+  on the agent's channel) it is ended − answered.
+- `answered_at`: the first of: a Dial from the patient's side (inbound) or to the patient (outbound)
+  answered, the patient bridged with someone, an `Answer()` in the outbound context. Never the
+  agent's own phone answering.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from telephony.calltrack import (
+    CAUSE_DISPOSITION,
+    CDR_DISPOSITION,
+    DIAL_DISPOSITION,
+    REASON_CAUSE,
+    REASON_DISPOSITION,
+    CallSpec,
+    Channel,
+    Dial,
+    Originate,
+    Projection,
+    _int,
+)
+
+if TYPE_CHECKING:
+    from telephony.calltrack import CallTracker
+
+MAX_LEGS = 30
+
+
+@dataclass
+class View:
+    """Everything known about one call."""
+
+    tracker: CallTracker
+    spec: CallSpec
+    linkedids: list[str]
+    chans: dict[str, Channel]
+    dials: list[Dial]
+    variables: dict[str, str]
+    cdrs: list[dict[str, str]]
+    orig: Originate | None
+
+    def twins(self, uids: set[str]) -> set[str]:
+        bases = {self.chans[u].base for u in uids if u in self.chans and self.chans[u].name}
+        return set(uids) | {u for u, c in self.chans.items() if c.name and c.base in bases}
+
+    def ext(self, uid: str) -> str | None:
+        chan = self.chans.get(uid)
+        return self.tracker.agent_ext(chan.name) if chan else None
+
+
+def gather(tracker: CallTracker, spec: CallSpec) -> View:
+    linkedids = tracker.linkedids_of(spec.call_id)
+    uids = sorted({u for lid in linkedids for u in tracker.groups.get(lid, ())})
+    chans = {u: tracker.channels[u] for u in uids if u in tracker.channels}
+    keys = sorted({k for lid in linkedids for k in tracker.group_dials.get(lid, ())}, key=str)
+    variables: dict[str, str] = {}
+    for lid in linkedids:
+        for key, value in tracker.group_vars.get(lid, {}).items():
+            variables.setdefault(key, value)
+    return View(tracker, spec, linkedids, chans, [tracker.dials[k] for k in keys if k in tracker.dials], variables,
+                [tracker.cdrs[u] for u in uids if u in tracker.cdrs],
+                tracker.originates.get(spec.action_id or "") if spec.action_id else None)
+
+
+# ---- talk ---------------------------------------------------------------------------------------
+def talk_spans(view: View, patient: set[str], until: float | None) -> list[tuple[float, float, str]]:
+    """(start, end, partner uniqueid) for every time the patient's side shared a bridge with another party."""
+    tracker = view.tracker
+    bridges = sorted({b for lid in view.linkedids for b in tracker.group_bridges.get(lid, ())})
+    out: list[tuple[float, float, str]] = []
+    for bridge in bridges:
+        spans = tracker.bridges.get(bridge, [])
+        for mine in (s for s in spans if s.uniqueid in patient):
+            for other in (s for s in spans if s.uniqueid not in patient):
+                start = max(mine.enter, other.enter)
+                ends = [t for t in (mine.leave, other.leave, until) if t is not None]
+                if ends and min(ends) > start:
+                    out.append((start, min(ends), other.uniqueid))
+    return sorted(out)
+
+
+def union_seconds(spans: list[tuple[float, float, str]]) -> float:
+    total, reach = 0.0, float("-inf")
+    for start, end, _ in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def _seconds(value: float | None) -> int | None:
+    return None if value is None else max(0, int(value + 1e-6))  # whole seconds, truncated like Asterisk's billsec
+
+
+# ---- ends ---------------------------------------------------------------------------------------
+def real_end(view: View) -> float | None:
+    chans = list(view.chans.values())
+    times: list[float] = []
+    if chans and all(c.hangup_at is not None for c in chans):
+        times = [c.hangup_at for c in chans if c.hangup_at is not None]
+    if view.orig is not None and view.orig.response != "Success":
+        times.append(view.orig.at)
+    return max(times) if times else None
+
+
+def hangup_cause(view: View) -> tuple[int | None, str | None]:
+    hung = [c for c in view.chans.values() if c.hangup_at is not None and c.cause is not None]
+    specific = [c for c in hung if c.cause not in (0, 16)]
+    for group in (specific, [c for c in hung if c.cause == 16], hung):
+        if group:
+            chosen = sorted(group, key=lambda c: c.uniqueid)[0]
+            return chosen.cause, chosen.cause_txt or None
+    return None, None
+
+
+def _iso(epoch: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds") if epoch is not None else None
+
+
+def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str]]) -> str:
+    """Every party dialled or met in a bridge: who, answered when, talked how long with the patient."""
+    talk: dict[str, float] = {}
+    for start, end, uid in spans:
+        base = view.chans[uid].base if uid in view.chans else uid
+        talk[base] = talk.get(base, 0.0) + end - start
+    legs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for dial in sorted(view.dials, key=lambda d: (d.begin_at or d.end_at or 0.0, d.dest_uid)):
+        dest = view.chans.get(dial.dest_uid)
+        base = dest.base if dest else dial.dest_name
+        seen.add(base)
+        legs.append({"party": "patient" if dial.dest_uid in patient else "agent" if view.ext(dial.dest_uid) else "other",
+                     "channel": base[:80], "extension": view.ext(dial.dest_uid), "dialled_at": _iso(dial.begin_at),
+                     "answered_at": _iso(dial.end_at) if dial.status == "ANSWER" else None,
+                     "dial_status": dial.status, "talk_seconds": _seconds(talk.get(base))})
+    for start, _end, uid in spans:
+        chan = view.chans.get(uid)
+        base = chan.base if chan else uid
+        if base not in seen:
+            seen.add(base)
+            legs.append({"party": "agent" if view.ext(uid) else "other", "channel": base[:80],
+                         "extension": view.ext(uid), "dialled_at": None, "answered_at": _iso(start),
+                         "dial_status": None, "talk_seconds": _seconds(talk.get(base))})
+    return json.dumps(legs[:MAX_LEGS], separators=(",", ":"))
+
+
+# ---- the projection -----------------------------------------------------------------------------
+def project(tracker: CallTracker, spec: CallSpec) -> Projection:
+    view = gather(tracker, spec)
+    if spec.direction == "outbound" and (spec.action_id or spec.channel_id or spec.dial_string):
+        from telephony.project_out import project_click_to_call
+
+        return project_click_to_call(view)
+    from telephony.project_group import project_group
+
+    return project_group(view)
+
+
+def finish(view: View, *, answered_at: float | None, ended_at: float | None, disposition: str | None,
+           patient: set[str], cause: tuple[int | None, str | None]) -> dict[str, Any]:
+    """The fields every kind of call computes the same way once its disposition is known."""
+    spec = view.spec
+    forced = ended_at is None and spec.forced_end is not None
+    code, text = cause
+    if forced:
+        assert spec.forced_end is not None
+        ended_at, disposition, text = spec.forced_end[0], spec.forced_disposition, spec.forced_end[1]
+    spans = talk_spans(view, patient, ended_at)
+    talk: int | None = None
+    if ended_at is not None:
+        if spans:
+            talk = _seconds(union_seconds(spans))
+        elif disposition == "answered" and answered_at is not None:
+            talk = _seconds(ended_at - answered_at)
+        else:
+            talk = 0
+    return {"ended_at": ended_at, "disposition": disposition, "hangup_code": code, "hangup_cause": text,
+            "talk_seconds": talk, "billsec": talk, "spans": spans,
+            "duration": _seconds(ended_at - spec.created_at) if ended_at is not None else None,
+            "patient_id": spec.patient_id if spec.patient_id is not None else _int(view.variables.get("PATIENT_ID"))}
+
+
+def state_of(ended_at: float | None, answered_at: float | None, ringing_at: float | None) -> str:
+    return "ended" if ended_at is not None else "answered" if answered_at is not None else \
+        "ringing" if ringing_at is not None else "dialing"
+
+
+def ring_seconds(ringing_at: float | None, answered_at: float | None, ended_at: float | None) -> int | None:
+    if ringing_at is None:
+        return None
+    stop = answered_at if answered_at is not None else ended_at
+    return _seconds(stop - ringing_at) if stop is not None else None
+
+
+def cdr_disposition(cdrs: list[dict[str, str]]) -> str | None:
+    found = sorted(CDR_DISPOSITION[c["Disposition"]] for c in cdrs if c.get("Disposition") in CDR_DISPOSITION)
+    return found[0] if found else None
+
+
+def dial_disposition(statuses: list[str], default: str) -> str:
+    return DIAL_DISPOSITION.get(sorted(statuses)[0], default) if statuses else default
+
+
+__all__ = ["CAUSE_DISPOSITION", "REASON_CAUSE", "REASON_DISPOSITION", "View", "finish", "gather", "project"]
