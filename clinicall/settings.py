@@ -119,6 +119,9 @@ class TelephonySettings(BaseModel):
     reconnect_max_seconds: float = Field(30.0, ge=0.1, le=600, description="Longest wait between AMI reconnects")
     ended_calls_kept: int = Field(2000, ge=10, le=1_000_000, description="Ended calls kept in memory for late events")
     demo_time_scale: float = Field(1.0, gt=0, le=10, description="Demo PBX: multiplies its ring and talk times")
+    cel_database: str = Field("", max_length=2000,
+                              description="Asterisk's CEL database, read after every reconnect: a SQLite file "
+                                          "(cel_sqlite3_custom) or a postgresql:// URL (cel_pgsql); empty = off")
     log_internal_calls: bool = Field(False, description="Log agent-to-agent calls (direction internal)")
 
 

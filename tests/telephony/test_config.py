@@ -230,9 +230,86 @@ def test_extensions_conf_matches_the_settings_and_the_fastagi_server() -> None:
     assert {"CLINICALL_AGENT_EXT", "CLINICALL_AGENT_DIAL", "PATIENT_ID"} <= read_vars
 
 
-@pytest.mark.parametrize("name", ["manager.conf", "extensions.conf", "cdr_manager.conf"])
+@pytest.mark.parametrize("name", ["manager.conf", "extensions.conf", "cdr_manager.conf", "cel.conf",
+                                  "cel_sqlite3_custom.conf", "cel_pgsql.conf", "cdr_sqlite3_custom.conf",
+                                  "cdr_pgsql.conf"])
 def test_every_snippet_is_commented(name: str) -> None:
     lines = (CONFIG / name).read_text().splitlines()
     assert lines[0].startswith(";"), "each file starts by saying where it goes"
     comments = sum(1 for line in lines if line.strip().startswith(";") or " ; " in line)
     assert comments >= 5
+
+
+# ---- CEL / CDR into a database clinicall reads back (telephony/cel_source.py) -----------------------
+
+RIG_CONFIG = FIXTURES / "rig" / "config"
+# The columns cel_pgsql fills by name (cel_pgsql.c); any other column gets ''.
+CEL_PGSQL_COLUMNS = {"eventtime", "eventtype", "userdeftype", "cid_name", "cid_num", "cid_ani", "cid_rdnis",
+                     "cid_dnid", "exten", "context", "channame", "appname", "appdata", "accountcode",
+                     "peeraccount", "uniqueid", "linkedid", "amaflags", "userfield", "peer", "extra"}
+CEL_EVENTS_NEEDED = {"CHAN_START", "ANSWER", "BRIDGE_ENTER", "BRIDGE_EXIT", "HANGUP", "CHAN_END", "LINKEDID_END",
+                     "BLINDTRANSFER", "ATTENDEDTRANSFER"}
+
+
+def sql_columns(path: Path, table: str) -> list[str]:
+    body = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \((.*?)\n\);", path.read_text(), re.S)
+    assert body, f"{path.name} creates no table {table}"
+    return [line.split()[0].strip('"') for line in body.group(1).strip().splitlines() if line.strip()]
+
+
+def custom_mapping(path: Path) -> tuple[str, list[str], list[str]]:
+    master = section(parse_conf(path), "master")
+    columns = [c.strip() for c in master["columns"].split(",")]
+    values = re.findall(r"'([^']*)'", master["values"])
+    return master["table"], columns, values
+
+
+def test_cel_conf_logs_every_event_the_recovery_reads() -> None:
+    rows = parse_conf(CONFIG / "cel.conf")
+    general = section(rows, "general")
+    assert general["enable"] == "yes"
+    events = {e.strip() for e in general["events"].split(",")}
+    assert events == {"ALL"} or CEL_EVENTS_NEEDED <= events
+    assert "dateformat" not in general, "cel_sqlite3_custom must write eventtime as epoch.usec (cel_source reads it)"
+    assert section(rows, "manager")["enabled"] == "yes"
+    # CEL over AMI is class "call", which clinicall's user reads.
+    read = classes(section(parse_conf(CONFIG / "manager.conf"), TelephonySettings().ami_username)["read"])
+    assert b"Event: CEL\r\nPrivilege: call,all\r\n" in (FIXTURES / "rig" / "restart_then_stop.recv.raw").read_bytes()
+    assert "call" in read
+
+
+def test_cel_sqlite3_custom_writes_the_columns_cel_source_reads() -> None:
+    from telephony.cel_source import FIELDS
+
+    table, columns, values = custom_mapping(CONFIG / "cel_sqlite3_custom.conf")
+    assert table == "cel" and len(columns) == len(values) == len(set(columns))
+    assert {column for _, column in FIELDS} <= set(columns)
+    assert set(columns) <= CEL_PGSQL_COLUMNS, "the same names as cel_pgsql's, one reader for both"
+    assert dict(zip(columns, values, strict=True))["eventtime"] == "${eventtime}"
+    # exactly the mapping of the Asterisk that wrote the recorded rows
+    assert custom_mapping(RIG_CONFIG / "cel_sqlite3_custom.conf") == (table, columns, values)
+    recorded = (FIXTURES / "rig" / "restart_then_stop.cel.sqlite.sql").read_text()
+    assert f"CREATE TABLE cel (AcctId INTEGER PRIMARY KEY, {','.join(columns)})" in recorded
+
+
+def test_cel_pgsql_table_has_the_columns_cel_pgsql_fills_and_cel_source_reads() -> None:
+    from telephony.cel_source import FIELDS
+
+    conf = section(parse_conf(CONFIG / "cel_pgsql.conf"), "global")
+    assert conf["table"] == "cel" and conf["usegmtime"] == "yes", "cel_source reads eventtime as UTC"
+    assert "password" not in conf, "no default secret may ship"
+    columns = sql_columns(CONFIG / "cel_pgsql.sql", "cel")
+    assert set(columns) == CEL_PGSQL_COLUMNS | {"id"}
+    assert {column for _, column in FIELDS} <= set(columns)
+    rig = (RIG_CONFIG / "cel_pgsql.conf.in").read_text()
+    assert "table = cel" in rig and "usegmtime = yes" in rig
+
+
+def test_cdr_database_snippets_match_their_tables() -> None:
+    table, columns, values = custom_mapping(CONFIG / "cdr_sqlite3_custom.conf")
+    assert table == "cdr" and len(columns) == len(values)
+    assert custom_mapping(RIG_CONFIG / "cdr_sqlite3_custom.conf") == (table, columns, values)
+    assert set(columns) == set(sql_columns(CONFIG / "cdr_pgsql.sql", "cdr"))
+    assert "${CDR(PATIENT_ID)}" in values, "the patient id the dialplan sets"
+    conf = section(parse_conf(CONFIG / "cdr_pgsql.conf"), "global")
+    assert conf["table"] == "cdr" and conf["usegmtime"] == "yes" and "password" not in conf
