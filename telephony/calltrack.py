@@ -133,8 +133,8 @@ class Projection:
     agent_channel: str | None
     direction: str = "outbound"
     origin: str | None = None
-    talk_seconds: int | None = None
-    ring_seconds: int | None = None
+    talk_seconds: float | None = None
+    ring_seconds: float | None = None
     legs: str = "[]"  # JSON, see telephony.projection.legs_json
     network_name: str | None = None  # the caller name as the network sent it (untrusted)
 
@@ -375,12 +375,12 @@ class CallTracker:
         if enter:
             if not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
                 spans.append(Span(chan.uniqueid, at))
-        else:
+        else:  # the same exit seen twice (AMI BridgeLeave, CEL BRIDGE_EXIT) closes one stay once
             open_spans = [s for s in mine if s.leave is None and s.enter <= at]
             if open_spans:
                 open_spans[-1].leave = at
-            elif not any(s.leave is not None and abs(s.leave - at) < 0.001 for s in mine):
-                spans.append(Span(chan.uniqueid, min([s.enter for s in mine] + [chan.seen_at]), at))
+            elif not mine:  # the enter was missed: the stay began at the answer at the earliest
+                spans.append(Span(chan.uniqueid, chan.up_at if chan.up_at is not None else chan.seen_at, at))
         groups = self._bridge_groups(bridge)
         for linkedid in groups:
             self.joined.setdefault(linkedid, set()).update(groups - {linkedid})

@@ -73,10 +73,12 @@ def cel_time(value: str | None) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def event_time(ev: dict[str, str], received: float) -> float:
-    """Asterisk's own time of the event (Timestamp with timestampevents=yes, CEL EventTime), else arrival."""
+def event_time(ev: dict[str, str], received: float, live: bool = True) -> float:
+    """Asterisk's own time of the event (Timestamp with timestampevents=yes; CEL EventTimestamp), else the
+    arrival time. A CEL record received live over AMI has only whole seconds (EventTime): its arrival
+    time is closer; one read back from the database is placed at its EventTimestamp (or EventTime)."""
     if ev.get("Event") == "CEL":
-        at = cel_time(ev.get("EventTimestamp")) or cel_time(ev.get("EventTime"))
+        at = cel_time(ev.get("EventTimestamp")) or (None if live else cel_time(ev.get("EventTime")))
         if at is not None:
             return at
     stamp = ev.get("Timestamp")
@@ -134,7 +136,7 @@ def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
 def entry(ev: Any, received: float, source: str = "ami") -> Entry:
     """One received event -> its journal entry (the key is computed on the event as received)."""
     cleaned, problem = _clean(ev)
-    at = event_time(cleaned, received)
+    at = event_time(cleaned, received, live=source != "cel")
     if problem is not None and problem.startswith(SET_ASIDE):
         key = _digest([("set_aside", repr(sorted(cleaned.items()))), ("received", repr(received))])
     elif cleaned is ev:
