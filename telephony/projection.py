@@ -217,7 +217,7 @@ def finish(view: View, *, answered_at: float | None, ended_at: float | None, dis
         if disposition == "answered" and not spans:  # no bridge seen: Asterisk's own count, if any
             talk = max(talk, float(cdr_talk(view, patient) or 0))
     return {"ended_at": ended_at, "disposition": disposition, "hangup_code": code, "hangup_cause": text,
-            "talk_seconds": _tenths(talk), "billsec": _seconds(talk), "spans": spans,
+            "talk_seconds": _tenths(talk), "billsec": _seconds(_tenths(talk)), "spans": spans,
             "duration": _seconds(ended_at - spec.created_at) if ended_at is not None else None,
             "patient_id": spec.patient_id if spec.patient_id is not None else _int(view.variables.get("PATIENT_ID"))}
 
