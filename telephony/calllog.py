@@ -389,8 +389,10 @@ class CallLog:
             return
         open_ids = {lid for cid in self.tracker.open_calls() for lid in self.tracker.linkedids_of(cid)}
         since = to_dt(self.outage_since - 1.0) if self.outage_since is not None else None
-        try:
-            rows = await self.cel_source.read(since=since, linkedids=open_ids)
+        try:  # the open calls' whole records, and every call since the last event seen (new ones too)
+            rows = await self.cel_source.read(since=None, linkedids=open_ids) if open_ids else []
+            if since is not None:
+                rows += await self.cel_source.read(since=since, linkedids=None)
         except Exception:  # the calls stay open and are settled as interrupted, with the reason
             log.exception("reading Asterisk's CEL records failed")
             return

@@ -57,6 +57,7 @@ class Channel:
     cause_txt: str = ""
     dialstatus: str | None = None  # CEL HANGUP extra (the Dial() this channel ran)
     dial_strings: list[str] = field(default_factory=list)  # CEL APP_START Dial data
+    on_ami: bool = False  # seen in an AMI channel event (not only in CEL records)
 
     @property
     def base(self) -> str:
@@ -279,11 +280,12 @@ class CallTracker:
         if _withheld(ev, prefix):
             chan.withheld = True
 
-    def _channel_facts(self, ev: dict[str, str], at: float, prefix: str = "") -> Channel | None:
+    def _channel_facts(self, ev: dict[str, str], at: float, prefix: str = "", cel: bool = False) -> Channel | None:
         uid = ev.get(prefix + "Uniqueid") or ev.get(prefix + "UniqueID")
         if not uid or uid in UNKNOWN:
             return None
         chan = self._channel(uid, ev.get(prefix + "Linkedid") or ev.get(prefix + "LinkedID"), at)
+        chan.on_ami = chan.on_ami or not cel
         name = ev.get(prefix + "Channel")
         if name and not chan.name:
             chan.name = name
@@ -423,7 +425,7 @@ class CallTracker:
         chan = self._channel_facts({"Uniqueid": ev.get("UniqueID", ""), "Linkedid": ev.get("LinkedID", ""),
                                     "Channel": ev.get("Channel", ""), "Context": ev.get("Context", ""),
                                     "CallerIDNum": ev.get("CallerIDnum", ""),
-                                    "CallerIDName": ev.get("CallerIDname", "")}, at)
+                                    "CallerIDName": ev.get("CallerIDname", "")}, at, cel=True)
         if chan is None:
             return set()
         name = ev.get("EventName", "")

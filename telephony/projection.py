@@ -69,9 +69,36 @@ def gather(tracker: CallTracker, spec: CallSpec) -> View:
     for lid in linkedids:
         for key, value in tracker.group_vars.get(lid, {}).items():
             variables.setdefault(key, value)
-    return View(tracker, spec, linkedids, chans, [tracker.dials[k] for k in keys if k in tracker.dials], variables,
+    view = View(tracker, spec, linkedids, chans, [tracker.dials[k] for k in keys if k in tracker.dials], variables,
                 [tracker.cdrs[u] for u in uids if u in tracker.cdrs],
                 tracker.originates.get(spec.action_id or "") if spec.action_id else None)
+    view.dials += cel_dials(view)
+    return view
+
+
+def cel_dials(view: View) -> list[Dial]:
+    """Dials known only from CEL records (a call that happened while clinicall was not listening): CEL
+    has no DialBegin/DialEnd, so each channel started inside a call that no Dial reached was dialled by
+    the channel whose HANGUP carries a DIALSTATUS (else by the first channel)."""
+    reached = {d.dest_uid for d in view.dials}
+    own = {u for u in (view.spec.channel_id, view.spec.other_channel_id) if u}
+    dialled = [c for c in view.chans.values() if not c.on_ami and c.uniqueid not in reached and c.uniqueid != c.linkedid
+               and c.uniqueid not in own and not c.name.endswith(";2")]
+    if not dialled:
+        return []
+    dialler = next((c for c in sorted(view.chans.values(), key=lambda c: c.seen_at) if c.dialstatus), None)
+    if dialler is None:
+        dialler = view.chans.get(view.linkedids[0]) if view.linkedids else None
+    if dialler is None:
+        return []
+    out = []
+    for chan in sorted(dialled, key=lambda c: (c.seen_at, c.uniqueid)):
+        if chan.uniqueid == dialler.uniqueid or chan.base == dialler.base:
+            continue
+        status = "ANSWER" if chan.up_at is not None else (dialler.dialstatus if dialler.dialstatus != "ANSWER" else None)
+        out.append(Dial(dialler.uniqueid, chan.uniqueid, chan.name, begin_at=chan.seen_at, end_at=chan.up_at,
+                        status=status))
+    return out
 
 
 # ---- talk ---------------------------------------------------------------------------------------

@@ -128,3 +128,89 @@ async def test_internal_calls_are_logged_only_when_asked(sqlite_url: str, tmp_pa
         (call,) = await h.rows()
         assert (call.direction, call.origin, call.disposition, call.number) == ("internal", "internal", "answered", None)
         assert close(call.talk_seconds, 3.0) and call.agent_extension == "1001"
+
+
+def cel_database(run: str, path: Path) -> Path:
+    """The SQLite database cel_sqlite3_custom wrote during the run (tables cel and cdr)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.executescript((RIG / f"{run}.cel.sqlite.sql").read_text())
+    return path
+
+
+def aligned_base(name: str, database: Path) -> float:
+    """The session's clock against Asterisk's: the first Newchannel's time in the timeline and its CEL
+    CHAN_START (microseconds) in the database (the timeline's wallclock has whole seconds only)."""
+    import sqlite3
+
+    trace = rig_trace(name)
+    first = next((ev, at) for ev, at in trace.timed_messages(base=0.0) if ev.get("Event") == "Newchannel")
+    with sqlite3.connect(database) as conn:
+        row = conn.execute("SELECT eventtime FROM cel WHERE eventtype = 'CHAN_START' AND uniqueid = ?",
+                           (first[0]["Uniqueid"],)).fetchone()
+    return float(row[0]) - first[1] if row else wallclock(name)
+
+
+def summary(call: Any) -> dict[str, Any]:
+    return {k: getattr(call, k) for k in ("direction", "origin", "state", "disposition", "number", "patient_id",
+                                          "agent_extension", "answered_at", "ended_at", "talk_seconds", "ring_seconds",
+                                          "hangup_code", "hangup_cause", "legs")}
+
+
+async def test_restart_then_stop_leaves_every_call_as_it_ended(sqlite_url: str, tmp_path: Path) -> None:
+    database = cel_database("restart_then_stop", tmp_path / "master.db")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        from telephony.cel_source import CelSource
+
+        h.log.cel_source = CelSource(str(database))
+        first = await replay(h, "restart_then_stop", aligned_base("restart_then_stop", database))
+        h.log.link_lost()
+        await h.log.asterisk_shutdown()
+        before = {r.id: summary(r) for r in await h.rows()}
+        assert len(before) == 3 and all(r["state"] == "ended" for r in before.values())
+        base = aligned_base("restart_then_stop_after_restart", database)
+        assert await h.log.reconcile(set(), base, []) == []
+        third = await replay(h, "restart_then_stop_after_restart", base)
+        h.log.link_lost()
+        await h.log.asterisk_shutdown()
+        assert await h.log.reconcile(set(), wallclock("restart_then_stop_after_stop"), []) == []
+        await replay(h, "restart_then_stop_after_stop")
+        after = {r.id: summary(r) for r in await h.rows()}
+        assert {k: after[k] for k in before} == before, "a restart or a stop rewrote a finished call"
+        c101, c102 = after[first[0]], after[first[1]]
+        inbound = next(r for r in after.values() if r["direction"] == "inbound")
+        c103 = after[third[0]]
+        assert (c101["disposition"], c101["origin"]) == ("answered", "click_to_call")
+        assert close(c101["talk_seconds"], 4.5) and close(c101["ring_seconds"], 2.0) and c101["hangup_code"] == 16
+        for call, talk in ((c102, 3.0), (inbound, 5.0), (c103, 3.0)):
+            assert call["disposition"] == "answered" and close(call["talk_seconds"], talk), call
+        assert (inbound["number"], inbound["patient_id"], inbound["agent_extension"]) == ("+84912345678", 42, "1002")
+
+
+async def test_calls_ended_while_nobody_listened_get_their_true_end_from_cel(sqlite_url: str, tmp_path: Path) -> None:
+    from telephony.cel_source import CelSource
+
+    database = cel_database("ended_while_disconnected", tmp_path / "master.db")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        h.log.cel_source = CelSource(str(database))
+        (click,) = await replay(h, "ended_while_disconnected", aligned_base("ended_while_disconnected", database))
+        open_rows = [r for r in await h.rows() if r.state != "ended"]
+        assert len(open_rows) == 2 and all(r.state == "answered" for r in open_rows)
+        h.log.link_lost()  # clinicall killed: no Shutdown, no Hangup
+        base = wallclock("ended_while_disconnected_reconnect")
+        await replay(h, "ended_while_disconnected_reconnect", base)
+        assert await h.log.reconcile(set(), base, []) == []
+        rows = {r.id: r for r in await h.rows()}
+        assert len(rows) == 3 and all(r.state == "ended" for r in rows.values())
+        c201 = rows[click]
+        inbound = next(r for r in rows.values() if r.direction == "inbound")
+        desk = next(r for r in rows.values() if r.origin == "desk_phone")
+        assert (c201.disposition, c201.hangup_code) == ("answered", 16)
+        assert close(c201.talk_seconds, 4.5) and close(c201.ring_seconds, 2.0)
+        assert (inbound.disposition, inbound.number, inbound.patient_id, inbound.agent_extension) == (
+            "answered", "+84912345678", 42, "1002")
+        assert close(inbound.talk_seconds, 5.0)
+        assert (desk.direction, desk.disposition, desk.number, desk.agent_extension, desk.hangup_code) == (
+            "outbound", "answered", "+84901234568", "1001", 16)
+        assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
