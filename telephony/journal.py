@@ -34,11 +34,12 @@ VOLATILE = frozenset({"Privilege", "Duration", "BridgedDuration", "SequenceNumbe
 CORE_SHOW_VOLATILE = VOLATILE | {"ActionID"}
 # What identifies a CEL record, the same over AMI (Event: CEL) and read back from Asterisk's database.
 CEL_KEY = ("EventName", "UniqueID", "LinkedID", "Application", "Peer")
+# One statement and one JSON parameter for a whole batch (no per-value encoding in the driver).
 PG_APPEND = text(
     "INSERT INTO call_events (key, source, kind, linkedid, at, received_at, payload, problem) "
-    "SELECT * FROM unnest(CAST(:key AS varchar[]), CAST(:source AS varchar[]), CAST(:kind AS varchar[]), "
-    "CAST(:linkedid AS varchar[]), CAST(:at AS timestamptz[]), CAST(:received_at AS timestamptz[]), "
-    "CAST(:payload AS varchar[]), CAST(:problem AS varchar[])) "
+    "SELECT r.key, r.source, r.kind, r.linkedid, to_timestamp(r.at), to_timestamp(r.received_at), r.payload, "
+    "r.problem FROM json_to_recordset(CAST(:rows AS json)) AS r(key varchar, source varchar, kind varchar, "
+    "linkedid varchar, at double precision, received_at double precision, payload varchar, problem varchar) "
     "ON CONFLICT (key) DO NOTHING RETURNING key")
 
 
@@ -137,7 +138,8 @@ def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
 def entry(ev: Any, received: float, source: str = "ami") -> Entry:
     """One received event -> its journal entry (the key is computed on the event as received)."""
     cleaned, problem = _clean(ev)
-    at = event_time(cleaned, received, live=source != "cel")
+    at = round(event_time(cleaned, received, live=source != "cel"), 6)  # what the database keeps
+    received = round(received, 6)
     if problem is not None and problem.startswith(SET_ASIDE):
         key = _digest([("set_aside", repr(sorted(cleaned.items()))), ("received", repr(received))])
     elif cleaned is ev:
@@ -179,15 +181,18 @@ async def append(db: Database, entries: Sequence[Entry]) -> list[Entry]:
         unique.setdefault(item.key, item)
     if not unique:
         return []
-    rows = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": _to_dt(e.at),
-             "received_at": _to_dt(e.received), "payload": _payload(e.event), "problem": e.problem}
-            for e in unique.values()]
     new_keys: set[str] = set()
     async with db.transaction() as s:
         if db.is_postgres:  # one statement, one round trip for the whole batch
-            columns = {name: [r[name] for r in rows] for name in rows[0]}
-            new_keys.update((await s.scalars(PG_APPEND, columns)).all())
+            batch = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": e.at,
+                      "received_at": e.received, "payload": _payload(e.event), "problem": e.problem}
+                     for e in unique.values()]
+            text_rows = json.dumps(batch, ensure_ascii=False, separators=(",", ":"))
+            new_keys.update((await s.scalars(PG_APPEND, {"rows": text_rows})).all())
         else:
+            rows = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": _to_dt(e.at),
+                     "received_at": _to_dt(e.received), "payload": _payload(e.event), "problem": e.problem}
+                    for e in unique.values()]
             stmt = sqlite.insert(CallEvent).on_conflict_do_nothing(index_elements=["key"]).returning(CallEvent.key)
             new_keys.update((await s.scalars(stmt, rows)).all())
     for item in unique.values():
