@@ -123,6 +123,8 @@ class TelephonySettings(BaseModel):
                               description="Asterisk's CEL database, read after every reconnect: a SQLite file "
                                           "(cel_sqlite3_custom) or a postgresql:// URL (cel_pgsql); empty = off")
     log_internal_calls: bool = Field(False, description="Log agent-to-agent calls (direction internal)")
+    trunk_channels: list[str] = Field(default_factory=list, description="Channel name prefixes of the trunk "
+                                      "(e.g. PJSIP/trunk-): a call that starts on one is inbound")
 
 
 class QueueSettings(BaseModel):

@@ -239,7 +239,7 @@ class AmiLink:
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
                 "reconnects": self.reconnects, "pending_originates": sum(
                     1 for p in self.pending.values() if p.action == "Originate"),
-                "events": self.calllog.events_seen}
+                "events": self.calllog.events_seen, "events_set_aside_or_truncated": self.calllog.problems}
 
     # ---- callbacks from the manager --------------------------------------------------------------
     def connected(self) -> None:

@@ -72,7 +72,8 @@ def make_tracker(settings: TelephonySettings) -> CallTracker:
     return CallTracker(inbound_contexts=set(settings.inbound_contexts),
                        outbound_contexts={settings.outbound_context},
                        agent_pattern=agent_channel_pattern(settings.agent_channel),
-                       internal_calls=settings.log_internal_calls)
+                       internal_calls=settings.log_internal_calls,
+                       trunk_prefixes=tuple(p for p in settings.trunk_channels if p))
 
 
 def cel_source_for(settings: TelephonySettings) -> CelSource | None:

@@ -178,8 +178,9 @@ class CallTracker:
     """Facts from AMI and CEL events, grouped by Linkedid, projected into call rows (telephony.projection)."""
 
     def __init__(self, *, inbound_contexts: set[str], outbound_contexts: set[str], agent_pattern: re.Pattern[str],
-                 max_groups: int = 20000, internal_calls: bool = False) -> None:
+                 max_groups: int = 20000, internal_calls: bool = False, trunk_prefixes: tuple[str, ...] = ()) -> None:
         self.inbound_contexts = inbound_contexts
+        self.trunk_prefixes = trunk_prefixes
         self.outbound_contexts = outbound_contexts
         self.agent_pattern = agent_pattern
         self.internal_calls = internal_calls
@@ -500,6 +501,8 @@ class CallTracker:
 
     # ---- new calls (not started by clinicall) ----------------------------------------------------
     def agent_ext(self, name: str) -> str | None:
+        if self.trunk_prefixes and name.startswith(self.trunk_prefixes):
+            return None  # PJSIP/trunk-0000001 also fits PJSIP/{ext}
         match = self.agent_pattern.match(name)
         return match.group("ext") if match else None
 
@@ -527,6 +530,8 @@ class CallTracker:
         if any(self.agent_ext(c.name) for c in side):
             return self._agent_started(linkedid, side)
         if any(c.contexts & self.inbound_contexts for c in side):
+            return "trunk"
+        if self.trunk_prefixes and any(c.name.startswith(self.trunk_prefixes) for c in side):
             return "trunk"
         return None
 
