@@ -6,6 +6,7 @@ was. Skipped, with the reason, where no Asterisk is found (tests/telephony/aster
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +77,17 @@ async def ended(client: TestClient, staff: Staff, call_id: int, seconds: float =
     return dict(await until(done, seconds, f"call {call_id} ended"))
 
 
+async def settled(client: TestClient, staff: Staff, call_id: int) -> dict[str, Any]:
+    """The ended call once its late events (Cdr, CEL) are in: the row no longer changes for 1.5 s."""
+    row = await ended(client, staff, call_id)
+    while True:
+        await asyncio.sleep(1.5)
+        again = await call(client, call_id)
+        if again == row:
+            return row
+        row = again
+
+
 async def answered(client: TestClient, staff: Staff, call_id: int) -> dict[str, Any]:
     async def up() -> dict[str, Any] | None:
         row = await call(client, call_id)
@@ -131,7 +143,7 @@ async def receive_type(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[s
 async def test_restart_and_stop_mid_call_leave_finished_calls_exactly_as_they_were(
         client: TestClient, staff: Staff, asterisk: Asterisk) -> None:
     await link_ready(client)
-    first = await ended(client, staff, await dial(client, staff, "0901234567"))
+    first = await settled(client, staff, await dial(client, staff, "0901234567"))
     assert first["disposition"] == "answered"
 
     # two calls up, then `core restart now`
@@ -144,10 +156,10 @@ async def test_restart_and_stop_mid_call_leave_finished_calls_exactly_as_they_we
     asterisk.wait_booted()
     await link_ready(client, readies=2)
 
-    cut = await ended(client, staff, long_call)
+    cut = await settled(client, staff, long_call)
     assert cut["disposition"] == "answered" and cut["answered_at"] and cut["ended_at"]
     (inbound,) = await calls_of(client, patient_id)
-    inbound = await ended(client, staff, inbound["id"])
+    inbound = await settled(client, staff, inbound["id"])
     assert (inbound["direction"], inbound["disposition"], inbound["agent_extension"]) == ("inbound", "answered", "1002")
     finished = {row["id"]: row for row in (first, cut, inbound)}
     assert await call(client, first["id"]) == first
