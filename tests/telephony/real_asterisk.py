@@ -16,7 +16,7 @@ from telephony.keys import AMI_LINK_KEY
 from tests.telephony.asterisk_rig import CLINICALL_SECRET, Asterisk, find_prefix, runs_here
 
 # Short rings and talks keep the suite quick; the dialplan is otherwise the recorded rig's.
-FAST = {"AGENT_RING": "0.5", "PATIENT_RING": "1", "PATIENT_TALK": "2", "PATIENT_DIAL_TIMEOUT": "3"}
+FAST = {"AGENT_RING": "0.5", "PATIENT_RING": "2", "PATIENT_TALK": "2", "PATIENT_DIAL_TIMEOUT": "3"}
 
 
 @pytest.fixture(scope="session")
