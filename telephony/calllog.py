@@ -189,14 +189,22 @@ class CallLog:
     async def _store_and_project(self, entries: list[Entry]) -> None:
         new = await journal.append(self.db, entries)
         self.problems += sum(1 for e in new if e.problem)
+        touched = await self.project_entries(new)
+        if touched:
+            await self._refresh(touched)
+
+    async def project_entries(self, entries: Sequence[Entry]) -> set[int]:
+        """Apply entries in order; groups that became calls get their rows (one query, one insert)."""
         touched: set[int] = set()
-        for item in new:
+        pending: dict[str, str] = {}
+        for item in entries:
             if item.source != "clinicall":
                 self.last_event_at = max(self.last_event_at or item.at, item.at)
             touched |= self._apply(item)
-            touched |= await self._new_calls(item)
-        if touched:
-            await self._refresh(touched)
+            self._candidates(item, pending)
+        if pending:
+            touched |= await self._group_calls(pending)
+        return touched
 
     def _apply(self, item: Entry) -> set[int]:
         if not item.projectable:
@@ -219,35 +227,50 @@ class CallLog:
             spec.forced_disposition = "failed" if item.kind == REFUSED else "interrupted"
         return {call_id}
 
-    async def _new_calls(self, item: Entry) -> set[int]:
+    def _candidates(self, item: Entry, pending: dict[str, str]) -> None:
         """Groups of channels clinicall did not start that have become a call (inbound, desk phone, internal)."""
-        ids: set[int] = set()
+        if not item.projectable or item.source == "clinicall":
+            return
         for key in ("Linkedid", "LinkedID", "DestLinkedid"):
             linkedid = item.event.get(key)
-            if linkedid and (origin := self.tracker.call_candidate(linkedid)) is not None:
-                ids.add(await self._group_call(linkedid, origin))
-        return ids
+            if linkedid and linkedid not in pending and (origin := self.tracker.call_candidate(linkedid)):
+                pending[linkedid] = origin
 
-    async def _group_call(self, linkedid: str, origin: str) -> int:
+    async def _group_calls(self, pending: dict[str, str]) -> set[int]:
+        ids = sorted(pending)
+        known: dict[str, int] = {}
         async with self.db.session() as s:
-            known = await s.scalar(select(Call).where(or_(Call.linkedid == linkedid, Call.channel_id == linkedid))
-                                   .order_by(Call.id).limit(1))
-        if known is not None:  # a call retired from memory: its facts come back from the journal
-            await self._follow_again(known.id)
-            return known.id
-        created = self.tracker.group_first_seen(linkedid) or time.time()
-        direction = {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound")
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                rows = (await s.execute(select(Call.id, Call.linkedid, Call.channel_id).where(
+                    or_(Call.linkedid.in_(chunk), Call.channel_id.in_(chunk))).order_by(Call.id))).all()
+                for call_id, linkedid, channel_id in rows:
+                    for key in (linkedid, channel_id):
+                        if key in pending:
+                            known.setdefault(key, call_id)
+        for call_id in sorted(set(known.values())):  # calls retired from memory: facts back from the journal
+            if call_id not in self.tracker.calls:
+                await self._follow_again(call_id)
+        new = {lid: origin for lid, origin in pending.items() if lid not in known}
+        return set(known.values()) | (await self._create_group_calls(new) if new else set())
+
+    async def _create_group_calls(self, new: dict[str, str]) -> set[int]:
+        calls: list[tuple[str, str, float, Call]] = []
         async with self.db.transaction() as s:
-            call = Call(direction=direction, origin=origin, state="ringing", linkedid=linkedid[:80],
-                        created_at=to_dt(created), ringing_at=to_dt(created) if origin == "trunk" else None)
-            s.add(call)
+            for linkedid, origin in new.items():
+                created = self.tracker.group_first_seen(linkedid) or time.time()
+                direction = {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound")
+                call = Call(direction=direction, origin=origin, state="ringing", linkedid=linkedid[:80],
+                            created_at=to_dt(created), ringing_at=to_dt(created) if origin == "trunk" else None)
+                s.add(call)
+                calls.append((linkedid, origin, created, call))
             await s.flush()
-            call_id = call.id
-        self.tracker.register(CallSpec(call_id=call_id, direction=direction, created_at=created, linkedid=linkedid,
-                                       origin=origin))
-        self._written[call_id] = {}
-        log.info("%s call %s (Linkedid %s)", origin, call_id, linkedid)
-        return call_id
+        for linkedid, origin, created, call in calls:
+            self.tracker.register(CallSpec(call_id=call.id, direction=call.direction, created_at=created,
+                                           linkedid=linkedid, origin=origin))
+            self._written[call.id] = {}
+            log.info("%s call %s (Linkedid %s)", origin, call.id, linkedid)
+        return {c.id for *_, c in calls}
 
     # ---- rows ---------------------------------------------------------------------------------------
     async def _agent_id(self, extension: str | None) -> int | None:
@@ -297,13 +320,14 @@ class CallLog:
         for call_id in sorted(call_ids):
             if call_id in self.tracker.calls:
                 values = await self.values_of(call_id)
-                if self._written.get(call_id) != values:
+                written = self._written.get(call_id, {})
+                if any(name not in written or written[name] != value for name, value in values.items()):
                     changes[call_id] = values
         if not changes:
             return 0
         payloads = await self._write(changes)
         for call_id, values in changes.items():
-            self._written[call_id] = values
+            self._written[call_id] = {**self._written.get(call_id, {}), **values}
             if values["state"] == "ended" and self.keep_ended:
                 self._retire(call_id)
         if publish and self.bus is not None:
@@ -365,8 +389,10 @@ class CallLog:
             return
         open_ids = {lid for cid in self.tracker.open_calls() for lid in self.tracker.linkedids_of(cid)}
         since = to_dt(self.outage_since - 1.0) if self.outage_since is not None else None
-        try:
-            rows = await self.cel_source.read(since=since, linkedids=open_ids)
+        try:  # the open calls' whole records, and every call since the last event seen (new ones too)
+            rows = await self.cel_source.read(since=None, linkedids=open_ids) if open_ids else []
+            if since is not None:
+                rows += await self.cel_source.read(since=since, linkedids=None)
         except Exception:  # the calls stay open and are settled as interrupted, with the reason
             log.exception("reading Asterisk's CEL records failed")
             return

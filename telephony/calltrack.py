@@ -57,6 +57,7 @@ class Channel:
     cause_txt: str = ""
     dialstatus: str | None = None  # CEL HANGUP extra (the Dial() this channel ran)
     dial_strings: list[str] = field(default_factory=list)  # CEL APP_START Dial data
+    on_ami: bool = False  # seen in an AMI channel event (not only in CEL records)
 
     @property
     def base(self) -> str:
@@ -133,8 +134,8 @@ class Projection:
     agent_channel: str | None
     direction: str = "outbound"
     origin: str | None = None
-    talk_seconds: int | None = None
-    ring_seconds: int | None = None
+    talk_seconds: float | None = None
+    ring_seconds: float | None = None
     legs: str = "[]"  # JSON, see telephony.projection.legs_json
     network_name: str | None = None  # the caller name as the network sent it (untrusted)
 
@@ -279,11 +280,12 @@ class CallTracker:
         if _withheld(ev, prefix):
             chan.withheld = True
 
-    def _channel_facts(self, ev: dict[str, str], at: float, prefix: str = "") -> Channel | None:
+    def _channel_facts(self, ev: dict[str, str], at: float, prefix: str = "", cel: bool = False) -> Channel | None:
         uid = ev.get(prefix + "Uniqueid") or ev.get(prefix + "UniqueID")
         if not uid or uid in UNKNOWN:
             return None
         chan = self._channel(uid, ev.get(prefix + "Linkedid") or ev.get(prefix + "LinkedID"), at)
+        chan.on_ami = chan.on_ami or not cel
         name = ev.get(prefix + "Channel")
         if name and not chan.name:
             chan.name = name
@@ -375,12 +377,12 @@ class CallTracker:
         if enter:
             if not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
                 spans.append(Span(chan.uniqueid, at))
-        else:
+        else:  # the same exit seen twice (AMI BridgeLeave, CEL BRIDGE_EXIT) closes one stay once
             open_spans = [s for s in mine if s.leave is None and s.enter <= at]
             if open_spans:
                 open_spans[-1].leave = at
-            elif not any(s.leave is not None and abs(s.leave - at) < 0.001 for s in mine):
-                spans.append(Span(chan.uniqueid, min([s.enter for s in mine] + [chan.seen_at]), at))
+            elif not mine:  # the enter was missed: the stay began at the answer at the earliest
+                spans.append(Span(chan.uniqueid, chan.up_at if chan.up_at is not None else chan.seen_at, at))
         groups = self._bridge_groups(bridge)
         for linkedid in groups:
             self.joined.setdefault(linkedid, set()).update(groups - {linkedid})
@@ -423,7 +425,7 @@ class CallTracker:
         chan = self._channel_facts({"Uniqueid": ev.get("UniqueID", ""), "Linkedid": ev.get("LinkedID", ""),
                                     "Channel": ev.get("Channel", ""), "Context": ev.get("Context", ""),
                                     "CallerIDNum": ev.get("CallerIDnum", ""),
-                                    "CallerIDName": ev.get("CallerIDname", "")}, at)
+                                    "CallerIDName": ev.get("CallerIDname", "")}, at, cel=True)
         if chan is None:
             return set()
         name = ev.get("EventName", "")

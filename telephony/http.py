@@ -39,6 +39,11 @@ class OutcomeIn(BaseModel):
     reached: bool | None = None
 
 
+class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_id: int = Field(gt=0, lt=2**63)
+
+
 class DemoInboundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     number: str = Field(default="", max_length=20, pattern=r"^\+?[0-9]{0,19}$")
@@ -109,6 +114,15 @@ async def hangup(request: web.Request) -> web.Response:
     who = require(request, "agent", "supervisor")
     call = await telephony(request).hangup(who, int_param(request, "id"))
     return web.json_response({"call": call_json(call)}, status=202)
+
+
+@routes.post("/api/calls/{id}/patient")
+async def link_patient(request: web.Request) -> web.Response:
+    """The agent created or picked the caller's card (after a screen-pop of an unknown number)."""
+    who = require(request, "agent", "supervisor")
+    body = validate(LinkIn, await read_json(request))
+    call = await telephony(request).link_patient(who, int_param(request, "id"), body.patient_id)
+    return web.json_response({"call": call_json(call)})
 
 
 @routes.post("/api/calls/{id}/outcome")

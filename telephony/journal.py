@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite
 
 from clinicall.db import Database
 from telephony.models import PAYLOAD_LEN, CallEvent
@@ -33,6 +33,12 @@ SET_ASIDE = "set_aside"
 VOLATILE = {"Privilege", "Duration", "BridgedDuration", "SequenceNumber"}
 # What identifies a CEL record, the same over AMI (Event: CEL) and read back from Asterisk's database.
 CEL_KEY = ("EventName", "UniqueID", "LinkedID", "Application", "Peer")
+PG_APPEND = text(
+    "INSERT INTO call_events (key, source, kind, linkedid, at, received_at, payload, problem) "
+    "SELECT * FROM unnest(CAST(:key AS varchar[]), CAST(:source AS varchar[]), CAST(:kind AS varchar[]), "
+    "CAST(:linkedid AS varchar[]), CAST(:at AS timestamptz[]), CAST(:received_at AS timestamptz[]), "
+    "CAST(:payload AS varchar[]), CAST(:problem AS varchar[])) "
+    "ON CONFLICT (key) DO NOTHING RETURNING key")
 
 
 @dataclass
@@ -67,10 +73,12 @@ def cel_time(value: str | None) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def event_time(ev: dict[str, str], received: float) -> float:
-    """Asterisk's own time of the event (Timestamp with timestampevents=yes, CEL EventTime), else arrival."""
+def event_time(ev: dict[str, str], received: float, live: bool = True) -> float:
+    """Asterisk's own time of the event (Timestamp with timestampevents=yes; CEL EventTimestamp), else the
+    arrival time. A CEL record received live over AMI has only whole seconds (EventTime): its arrival
+    time is closer; one read back from the database is placed at its EventTimestamp (or EventTime)."""
     if ev.get("Event") == "CEL":
-        at = cel_time(ev.get("EventTimestamp")) or cel_time(ev.get("EventTime"))
+        at = cel_time(ev.get("EventTimestamp")) or (None if live else cel_time(ev.get("EventTime")))
         if at is not None:
             return at
     stamp = ev.get("Timestamp")
@@ -102,6 +110,9 @@ def event_key(ev: dict[str, str], at: float) -> str:
 
 
 def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
+    if isinstance(ev, dict) and ev.get("Event") and len(ev) <= MAX_HEADERS and all(
+            type(v) is str and len(v) <= MAX_VALUE for v in ev.values()):
+        return ev, None
     if not isinstance(ev, dict):
         return {}, f"{SET_ASIDE}: not a set of headers"
     out: dict[str, str] = {}
@@ -125,13 +136,16 @@ def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
 def entry(ev: Any, received: float, source: str = "ami") -> Entry:
     """One received event -> its journal entry (the key is computed on the event as received)."""
     cleaned, problem = _clean(ev)
-    at = event_time(cleaned, received)
-    key = event_key(ev if problem is None or not problem.startswith(SET_ASIDE) else cleaned, at) \
-        if isinstance(ev, dict) and all(isinstance(v, str) for v in ev.values()) else event_key(cleaned, at)
+    at = event_time(cleaned, received, live=source != "cel")
     if problem is not None and problem.startswith(SET_ASIDE):
-        key = _digest([("set_aside", key), ("received", repr(received))])
+        key = _digest([("set_aside", repr(sorted(cleaned.items()))), ("received", repr(received))])
+    elif cleaned is ev:
+        key = event_key(ev, at)
+    else:
+        key = event_key({str(k): v if isinstance(v, str) else str(v) for k, v in ev.items()}, at)
     kind = cleaned.get("EventName") if cleaned.get("Event") == "CEL" else cleaned.get("Event", "")
-    linkedid = cleaned.get("Linkedid") or cleaned.get("LinkedID") or None
+    linkedid = cleaned.get("Linkedid") or cleaned.get("LinkedID") or (
+        cleaned.get("ActionID") if cleaned.get("Event") == "OriginateResponse" else None)
     return Entry(key=key, source="cel" if cleaned.get("Event") == "CEL" else source, kind=(kind or "?")[:MAX_KIND],
                  linkedid=linkedid[:MAX_LINKEDID] if linkedid else None, at=at, received=received, event=cleaned,
                  problem=problem)
@@ -167,20 +181,25 @@ async def append(db: Database, entries: Sequence[Entry]) -> list[Entry]:
     rows = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": _to_dt(e.at),
              "received_at": _to_dt(e.received), "payload": _payload(e.event), "problem": e.problem}
             for e in unique.values()]
-    dialect = postgresql if db.is_postgres else sqlite
     new_keys: set[str] = set()
     async with db.transaction() as s:
-        for start in range(0, len(rows), 1000):
-            stmt = dialect.insert(CallEvent).values(rows[start:start + 1000]).on_conflict_do_nothing(
-                index_elements=["key"]).returning(CallEvent.key)
-            new_keys.update((await s.scalars(stmt)).all())
+        if db.is_postgres:  # one statement, one round trip for the whole batch
+            columns = {name: [r[name] for r in rows] for name in rows[0]}
+            new_keys.update((await s.scalars(PG_APPEND, columns)).all())
+        else:
+            stmt = sqlite.insert(CallEvent).on_conflict_do_nothing(index_elements=["key"]).returning(CallEvent.key)
+            new_keys.update((await s.scalars(stmt, rows)).all())
     for item in unique.values():
         if item.key in new_keys and item.problem:
             log.warning("call event %s (%s): %s", item.kind, item.linkedid, item.problem)
     return [e for e in unique.values() if e.key in new_keys]
 
 
-def _from_row(row: CallEvent) -> Entry:
+COLUMNS = (CallEvent.id, CallEvent.key, CallEvent.source, CallEvent.kind, CallEvent.linkedid, CallEvent.at,
+           CallEvent.received_at, CallEvent.payload, CallEvent.problem)
+
+
+def _from_row(row: Any) -> Entry:
     return Entry(key=row.key, source=row.source, kind=row.kind, linkedid=row.linkedid, at=row.at.timestamp(),
                  received=row.received_at.timestamp(), event=json.loads(row.payload), problem=row.problem)
 
@@ -192,13 +211,13 @@ async def read(db: Database, *, since: float | None = None, linkedids: set[str] 
     out: list[Entry] = []
     last = 0
     while True:
-        query = select(CallEvent).where(CallEvent.id > last).order_by(CallEvent.id).limit(batch)
+        query = select(*COLUMNS).where(CallEvent.id > last).order_by(CallEvent.id).limit(batch)
         if since is not None:
             query = query.where(CallEvent.at >= _to_dt(since))
         if linkedids is not None:
             query = query.where(CallEvent.linkedid.in_(sorted(linkedids)))
         async with db.session() as s:
-            rows = (await s.scalars(query)).all()
+            rows = (await s.execute(query)).all()
         out.extend(_from_row(r) for r in rows)
         if len(rows) < batch:
             return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicall.db import Base, UTCDateTime, utcnow
@@ -43,8 +43,8 @@ class Call(Base):
     number_raw: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the caller id as the network sent it
     network_name: Mapped[str | None] = mapped_column(String(80), nullable=True)  # untrusted, control characters removed
     origin: Mapped[str | None] = mapped_column(String(16), nullable=True)  # click_to_call | desk_phone | trunk | internal
-    talk_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    ring_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    talk_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # to 0.1 s
+    ring_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     legs: Mapped[str | None] = mapped_column(String(8000), nullable=True)  # JSON list, see docs/telephony.md
     action_id: Mapped[str | None] = mapped_column(String(80), nullable=True, unique=True)
     channel_id: Mapped[str | None] = mapped_column(String(80), nullable=True)

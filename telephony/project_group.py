@@ -9,6 +9,7 @@ from telephony.calltrack import CAUSE_DISPOSITION, Channel, Dial, Projection
 from telephony.projection import (
     View,
     dial_disposition,
+    final_party,
     finish,
     hangup_cause,
     legs_json,
@@ -76,7 +77,8 @@ def _agent(view: View, dials: list[Dial], spans: list[tuple[float, float, str]],
         first = sorted(side)[0] if side else None
         chan = next((view.chans[u] for u in sorted(side) if view.ext(u)), None)
         return (view.ext(chan.uniqueid), chan.name) if chan else (None, view.chans[first].name if first else None)
-    for _start, _end, uid in spans:
+    for _start, _end, partner in spans:
+        uid = final_party(view, partner)
         if view.ext(uid):
             return view.ext(uid), view.chans[uid].name
     answered = [d for d in dials if d.status == "ANSWER" and view.ext(d.dest_uid)]
@@ -100,7 +102,7 @@ def project_group(view: View) -> Projection:
     spans = talk_spans(view, patient, ended)
     answered_at = _answered([d for d in dials if d.dest_uid not in patient] if origin == "trunk" else
                             [d for d in dials if d.dest_uid in patient], spans)
-    code, cause = hangup_cause(view)
+    code, cause = hangup_cause(view, patient)
     disposition = None
     if ended is not None:
         disposition = "answered" if answered_at is not None else _disposition(view, dials, side, code)
@@ -122,7 +124,7 @@ def project_group(view: View) -> Projection:
         linkedid=view.linkedids[0] if view.linkedids else None, agent_channel=agent_channel,
         direction={"trunk": "inbound", "internal": "internal"}.get(origin, "outbound"), origin=origin,
         talk_seconds=done["talk_seconds"], ring_seconds=ring_seconds(ringing_at, answered_at, done["ended_at"]),
-        legs=legs_json(view, patient, done["spans"]), network_name=network_name)
+        legs=legs_json(view, patient, done["spans"], view.twins(side)), network_name=network_name)
 
 
 def _cdr_patient(view: View) -> int | None:

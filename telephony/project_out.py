@@ -82,7 +82,7 @@ def project_click_to_call(view: View) -> Projection:
     failed = view.orig is not None and view.orig.response != "Success"
     if failed:
         answered_at = None
-    code, cause = hangup_cause(view)
+    code, cause = hangup_cause(view, patient)
     disposition = None
     if ended is not None:
         disposition = "answered" if answered_at is not None else _disposition(view, dials, code)

@@ -69,9 +69,36 @@ def gather(tracker: CallTracker, spec: CallSpec) -> View:
     for lid in linkedids:
         for key, value in tracker.group_vars.get(lid, {}).items():
             variables.setdefault(key, value)
-    return View(tracker, spec, linkedids, chans, [tracker.dials[k] for k in keys if k in tracker.dials], variables,
+    view = View(tracker, spec, linkedids, chans, [tracker.dials[k] for k in keys if k in tracker.dials], variables,
                 [tracker.cdrs[u] for u in uids if u in tracker.cdrs],
                 tracker.originates.get(spec.action_id or "") if spec.action_id else None)
+    view.dials += cel_dials(view)
+    return view
+
+
+def cel_dials(view: View) -> list[Dial]:
+    """Dials known only from CEL records (a call that happened while clinicall was not listening): CEL
+    has no DialBegin/DialEnd, so each channel started inside a call that no Dial reached was dialled by
+    the channel whose HANGUP carries a DIALSTATUS (else by the first channel)."""
+    reached = {d.dest_uid for d in view.dials}
+    own = {u for u in (view.spec.channel_id, view.spec.other_channel_id) if u}
+    dialled = [c for c in view.chans.values() if not c.on_ami and c.uniqueid not in reached and c.uniqueid != c.linkedid
+               and c.uniqueid not in own and not c.name.endswith(";2")]
+    if not dialled:
+        return []
+    dialler = next((c for c in sorted(view.chans.values(), key=lambda c: c.seen_at) if c.dialstatus), None)
+    if dialler is None:
+        dialler = view.chans.get(view.linkedids[0]) if view.linkedids else None
+    if dialler is None:
+        return []
+    out = []
+    for chan in sorted(dialled, key=lambda c: (c.seen_at, c.uniqueid)):
+        if chan.uniqueid == dialler.uniqueid or chan.base == dialler.base:
+            continue
+        status = "ANSWER" if chan.up_at is not None else (dialler.dialstatus if dialler.dialstatus != "ANSWER" else None)
+        out.append(Dial(dialler.uniqueid, chan.uniqueid, chan.name, begin_at=chan.seen_at, end_at=chan.up_at,
+                        status=status))
+    return out
 
 
 # ---- talk ---------------------------------------------------------------------------------------
@@ -104,6 +131,10 @@ def _seconds(value: float | None) -> int | None:
     return None if value is None else max(0, int(value + 1e-6))  # whole seconds, truncated like Asterisk's billsec
 
 
+def _tenths(value: float | None) -> float | None:
+    return None if value is None else max(0.0, round(value + 1e-9, 1))
+
+
 # ---- ends ---------------------------------------------------------------------------------------
 def real_end(view: View) -> float | None:
     chans = list(view.chans.values())
@@ -115,44 +146,69 @@ def real_end(view: View) -> float | None:
     return max(times) if times else None
 
 
-def hangup_cause(view: View) -> tuple[int | None, str | None]:
-    hung = [c for c in view.chans.values() if c.hangup_at is not None and c.cause is not None]
-    specific = [c for c in hung if c.cause not in (0, 16)]
-    for group in (specific, [c for c in hung if c.cause == 16], hung):
-        if group:
-            chosen = sorted(group, key=lambda c: c.uniqueid)[0]
-            return chosen.cause, chosen.cause_txt or None
+def hangup_cause(view: View, prefer: set[str] | None = None) -> tuple[int | None, str | None]:
+    """The most specific Q.850 cause, from the patient's side first (a ring group's losers end with 26
+    "Answered elsewhere"; that is not how the call ended)."""
+    for chosen_set in (prefer or set(), set(view.chans)):
+        hung = [c for u, c in view.chans.items() if u in chosen_set and c.hangup_at is not None and c.cause is not None]
+        specific = [c for c in hung if c.cause not in (0, 16)]
+        for group in (specific, [c for c in hung if c.cause == 16], hung):
+            if group:
+                chosen = sorted(group, key=lambda c: c.uniqueid)[0]
+                return chosen.cause, chosen.cause_txt or None
     return None, None
+
+
+def final_party(view: View, uid: str) -> str:
+    """A Local channel passes the call on: the party behind it is the one its twin dialled and reached."""
+    for _ in range(5):
+        twins = view.twins({uid}) - {uid}
+        reached = next((d.dest_uid for d in view.dials if d.caller_uid in twins and d.status == "ANSWER"), None)
+        if reached is None or reached == uid:
+            return uid
+        uid = reached
+    return uid
 
 
 def _iso(epoch: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds") if epoch is not None else None
 
 
-def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str]]) -> str:
-    """Every party dialled or met in a bridge: who, answered when, talked how long with the patient."""
+def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str]],
+              caller: set[str] | None = None) -> str:
+    """Every party dialled or met in a bridge (not the caller's own channels): who, answered when, talked
+    how long with the patient."""
     talk: dict[str, float] = {}
-    for start, end, uid in spans:
+    for start, end, partner in spans:
+        uid = final_party(view, partner)
         base = view.chans[uid].base if uid in view.chans else uid
         talk[base] = talk.get(base, 0.0) + end - start
+    total = union_seconds(spans)
     legs: list[dict[str, Any]] = []
     seen: set[str] = set()
     for dial in sorted(view.dials, key=lambda d: (d.begin_at or d.end_at or 0.0, d.dest_uid)):
+        if caller and dial.dest_uid in caller:
+            continue
         dest = view.chans.get(dial.dest_uid)
         base = dest.base if dest else dial.dest_name
         seen.add(base)
-        legs.append({"party": "patient" if dial.dest_uid in patient else "agent" if view.ext(dial.dest_uid) else "other",
+        if dial.dest_uid in patient:
+            talk.setdefault(base, total)
+        elif not view.ext(dial.dest_uid) and final_party(view, dial.dest_uid) != dial.dest_uid:
+            continue  # a Local channel that only passed the call on (the party behind it has its own leg)
+        legs.append({"party": "agent" if view.ext(dial.dest_uid) else "patient" if dial.dest_uid in patient else "other",
                      "channel": base[:80], "extension": view.ext(dial.dest_uid), "dialled_at": _iso(dial.begin_at),
                      "answered_at": _iso(dial.end_at) if dial.status == "ANSWER" else None,
-                     "dial_status": dial.status, "talk_seconds": _seconds(talk.get(base))})
-    for start, _end, uid in spans:
+                     "dial_status": dial.status, "talk_seconds": _tenths(talk.get(base))})
+    for start, _end, partner in spans:
+        uid = final_party(view, partner)
         chan = view.chans.get(uid)
         base = chan.base if chan else uid
         if base not in seen:
             seen.add(base)
             legs.append({"party": "agent" if view.ext(uid) else "other", "channel": base[:80],
                          "extension": view.ext(uid), "dialled_at": None, "answered_at": _iso(start),
-                         "dial_status": None, "talk_seconds": _seconds(talk.get(base))})
+                         "dial_status": None, "talk_seconds": _tenths(talk.get(base))})
     return json.dumps(legs[:MAX_LEGS], separators=(",", ":"))
 
 
@@ -178,18 +234,32 @@ def finish(view: View, *, answered_at: float | None, ended_at: float | None, dis
         assert spec.forced_end is not None
         ended_at, disposition, text = spec.forced_end[0], spec.forced_disposition, spec.forced_end[1]
     spans = talk_spans(view, patient, ended_at)
-    talk: int | None = None
+    talk: float | None = None
     if ended_at is not None:
+        talk = 0.0
         if spans:
-            talk = _seconds(union_seconds(spans))
+            talk = union_seconds(spans)
         elif disposition == "answered" and answered_at is not None:
-            talk = _seconds(ended_at - answered_at)
-        else:
-            talk = 0
+            talk = ended_at - answered_at
+        if disposition == "answered" and not spans:  # no bridge seen: Asterisk's own count, if any
+            talk = max(talk, float(cdr_talk(view, patient) or 0))
     return {"ended_at": ended_at, "disposition": disposition, "hangup_code": code, "hangup_cause": text,
-            "talk_seconds": talk, "billsec": talk, "spans": spans,
+            "talk_seconds": _tenths(talk), "billsec": _seconds(_tenths(talk)), "spans": spans,
             "duration": _seconds(ended_at - spec.created_at) if ended_at is not None else None,
             "patient_id": spec.patient_id if spec.patient_id is not None else _int(view.variables.get("PATIENT_ID"))}
+
+
+def cdr_talk(view: View, patient: set[str]) -> int | None:
+    """BillableSeconds of the Cdr pairing the patient with whoever answered (Asterisk's own clock: right
+    even when events arrive without a Timestamp header, replayed at once)."""
+    names = {view.chans[u].name for u in patient if u in view.chans}
+    outbound = view.tracker.outbound_contexts
+    found = [_int(c.get("BillableSeconds")) for c in view.cdrs if c.get("Disposition") == "ANSWERED" and (
+        (c.get("DestinationChannel") in names)
+        or (c.get("Channel") in names and c.get("DestinationChannel") and c.get("DestinationChannel") not in names)
+        or (not names and c.get("DestinationContext") in outbound))]
+    values = [v for v in found if v is not None]
+    return max(values) if values else None
 
 
 def state_of(ended_at: float | None, answered_at: float | None, ringing_at: float | None) -> str:
@@ -197,11 +267,11 @@ def state_of(ended_at: float | None, answered_at: float | None, ringing_at: floa
         "ringing" if ringing_at is not None else "dialing"
 
 
-def ring_seconds(ringing_at: float | None, answered_at: float | None, ended_at: float | None) -> int | None:
+def ring_seconds(ringing_at: float | None, answered_at: float | None, ended_at: float | None) -> float | None:
     if ringing_at is None:
         return None
     stop = answered_at if answered_at is not None else ended_at
-    return _seconds(stop - ringing_at) if stop is not None else None
+    return _tenths(stop - ringing_at) if stop is not None else None
 
 
 def cdr_disposition(cdrs: list[dict[str, str]]) -> str | None:

@@ -49,9 +49,8 @@ async def rebuild(db: Database, settings: TelephonySettings, *, since: dt.dateti
     for call in rows:
         calllog.register(call)
     touched: set[int] = set()
-    for item in entries:
-        touched |= calllog._apply(item)
-        touched |= await calllog._new_calls(item)
+    for start in range(0, len(entries), 5000):
+        touched |= await calllog.project_entries(entries[start:start + 5000])
     in_range = {c.id for c in rows if since is None or c.created_at >= since} | (touched - {c.id for c in rows})
     ordered = sorted(in_range)
     changed = 0

@@ -172,6 +172,26 @@ class Telephony:
         await self.calllog.hangup_requested(call.id)
         return await self.get_call(who, call_id)
 
+    async def link_patient(self, who: Principal, call_id: int, patient_id: int) -> Call:
+        """The agent made or picked the card of the caller of a call with an unknown number: from now on
+        the call is that patient's (journaled, so a rebuild keeps it)."""
+        call = await self.get_call(who, call_id)
+        if call.origin == "click_to_call":
+            raise Problem(409, "Patient fixed", "A call made from a patient's card stays that patient's.",
+                          code="call_patient_fixed")
+        if call.patient_id not in (None, patient_id):
+            raise Problem(409, "Call already linked", "This call is already linked to another patient.",
+                          code="call_already_linked")
+        if call.agent_id not in (None, who.user_id) and not who.has_any("supervisor"):
+            raise Problem(403, "Not your call", "Only the agent on the call (or a supervisor) can link it.")
+        if not await crm.agent_may_access(self.db, who, patient_id):
+            raise Problem(403, "Not your patient", "You may only link calls to your own or unassigned patients.")
+        if await crm.patient_brief(self.db, patient_id) is None:
+            raise not_found("Patient")
+        await self.calllog.link_patient(call_id, patient_id)
+        await crm.record_access(self.db, who.user_id, patient_id, "call", f"call {call_id} linked to the patient")
+        return await self.get_call(who, call_id)
+
     async def list_calls(self, who: Principal, patient_id: int | None, agent_id: int | None,
                          limit: int = 100) -> list[dict[str, Any]]:
         if patient_id is None and agent_id is None:

@@ -270,3 +270,37 @@ async def test_recording_file_name_comes_from_the_call_id(client: TestClient, st
     monitors = [a for a in client.app[DEMO_PBX_KEY].received if first(a, "Action") == "MixMonitor"]  # type: ignore[union-attr]
     assert len(monitors) == 1 and first(monitors[0], "File") == expected
     assert (first(monitors[0], "Channel") or "").startswith("Local/1001@agents-")
+
+
+async def test_an_unknown_caller_is_linked_once_the_agent_makes_the_card(client: TestClient, staff: Staff) -> None:
+    from sqlalchemy import select
+
+    from telephony.models import Call
+
+    await ready(client)
+    started = await client.post("/api/demo/inbound", headers=staff.headers("agent"), json={"number": "0987000111"})
+    assert started.status == 202, await started.text()
+    deadline = time.monotonic() + 20
+    call = None
+    while time.monotonic() < deadline:
+        async with client.app[DB_KEY].session() as s:
+            call = await s.scalar(select(Call).where(Call.direction == "inbound"))
+        if call is not None and call.state == "ended":
+            break
+        await asyncio.sleep(0.1)
+    assert call is not None and call.state == "ended" and call.patient_id is None
+    assert call.number == "+84987000111"
+    patient_id, _ = await new_patient(client, staff, "0987000111")
+    other_agent = await client.post(f"/api/calls/{call.id}/patient", headers=staff.headers("agent2"),
+                                    json={"patient_id": patient_id})
+    assert other_agent.status == 403
+    linked = await client.post(f"/api/calls/{call.id}/patient", headers=staff.headers("agent"),
+                               json={"patient_id": patient_id})
+    assert linked.status == 200, await linked.text()
+    body = (await linked.json())["call"]
+    assert (body["patient_id"], body["caller_name"]) == (patient_id, "Nguyễn Văn An")
+    again = await client.post(f"/api/calls/{call.id}/patient", headers=staff.headers("agent"),
+                              json={"patient_id": patient_id + 1000})
+    assert again.status == 409 and (await again.json())["code"] == "call_already_linked"
+    listed = await (await client.get(f"/api/calls?patient_id={patient_id}", headers=staff.headers("agent"))).json()
+    assert [c["id"] for c in listed["calls"]] == [call.id]

@@ -39,8 +39,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('number_raw', sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column('network_name', sa.String(length=80), nullable=True))
         batch_op.add_column(sa.Column('origin', sa.String(length=16), nullable=True))
-        batch_op.add_column(sa.Column('talk_seconds', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('ring_seconds', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('talk_seconds', sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column('ring_seconds', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('legs', sa.String(length=8000), nullable=True))
 
 

@@ -1,0 +1,139 @@
+"""The call journal, measured on the real Asterisk 22 traces (each repetition renamed, so every replay is
+a new set of calls, not an idempotent repeat):
+
+  machine   the state machine alone (telephony.calltrack + projection), traces x --rounds, no I/O
+  journal   AMI events -> journal (call_events) -> call rows, on PostgreSQL, in batches of 500 like the
+            AMI link; sustained events/s, and a check that no event was lost (journal rows == events)
+  rebuild   `clinicall calls rebuild` of every call the journal run made (--rebuild-rounds more for a
+            larger log)
+
+    .venv/bin/python bench/telephony_journal.py --rounds 50 --journal-rounds 400 [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from clinicall.db import Database  # noqa: E402
+from clinicall.migrate import migrate  # noqa: E402
+from clinicall.settings import TelephonySettings  # noqa: E402
+from telephony.calllog import CallLog, make_tracker  # noqa: E402
+from telephony.calltrack import CallSpec  # noqa: E402
+from telephony.models import Call, CallEvent  # noqa: E402
+from telephony.rebuild import rebuild  # noqa: E402
+from telephony.wire import StreamParser  # noqa: E402
+
+FIXTURES = Path(os.environ.get("CLINICALL_ASTERISK_FIXTURES", ROOT / "tests" / "fixtures" / "asterisk"))
+TRACES = ["inbound_call", "inbound_call_e164", "inbound_call_with_name", "inbound_call_agi_down",
+          "inbound_call_anonymous"]
+IDS = ("Uniqueid", "Linkedid", "DestUniqueid", "DestLinkedid", "UniqueID", "LinkedID", "BridgeUniqueid")
+SETTINGS = TelephonySettings(agent_channel="Local/{ext}@agents")
+
+
+def events_of(name: str) -> list[dict[str, str]]:
+    raw = (FIXTURES / f"{name}.recv.raw").read_bytes()
+    _, _, body = raw.partition(b"\r\n")
+    return [m for m in StreamParser().feed(body) if "Event" in m and m["Event"] not in ("FullyBooted", "SuccessfulAuth")]
+
+
+def workload(rounds: int) -> list[dict[str, str]]:
+    base = [events_of(n) for n in TRACES]
+    out: list[dict[str, str]] = []
+    for r in range(rounds):
+        for trace in base:
+            out.extend({k: f"{v}-r{r}" if k in IDS and v and v != "<unknown>" else v for k, v in ev.items()}
+                       for ev in trace)
+    return out
+
+
+def machine(rounds: int) -> None:
+    events = workload(rounds)
+    tracker = make_tracker(SETTINGS)
+    started = time.perf_counter()
+    next_id = 1
+    for i, ev in enumerate(events):
+        touched = tracker.apply(ev, 1_800_000_000.0 + i * 0.001)
+        linkedid = ev.get("Linkedid")
+        if linkedid and (origin := tracker.call_candidate(linkedid)):
+            tracker.register(CallSpec(call_id=next_id, direction="inbound", created_at=1_800_000_000.0,
+                                      linkedid=linkedid, origin=origin))
+            touched.add(next_id)
+            next_id += 1
+        for call_id in touched:
+            tracker.project(call_id)
+    took = time.perf_counter() - started
+    print(f"machine: {len(events):,} events, {next_id - 1:,} calls, {took:.2f} s, {len(events) / took:,.0f} events/s")
+
+
+async def journal_run(url: str, rounds: int, rebuild_rounds: int) -> None:
+    db = Database(url)
+    await migrate(db)
+    log = CallLog(db, None, SETTINGS)
+    events = workload(rounds)
+    started = time.perf_counter()
+    now = time.time()
+    for start in range(0, len(events), 500):
+        await log.handle_batch([(ev, now) for ev in events[start:start + 500]])
+    took = time.perf_counter() - started
+    async with db.session() as s:
+        stored = await s.scalar(select(func.count()).select_from(CallEvent))
+        calls = await s.scalar(select(func.count()).select_from(Call))
+        ended = await s.scalar(select(func.count()).select_from(Call).where(Call.state == "ended"))
+    print(f"journal: {len(events):,} events -> {stored:,} journal rows, {calls:,} calls ({ended:,} ended) in "
+          f"{took:.2f} s: {len(events) / took:,.0f} events/s")
+    if rebuild_rounds:
+        more = workload(rebuild_rounds)
+        more = [{k: f"{v}-x" if k in IDS and v and v != "<unknown>" else v for k, v in ev.items()} for ev in more]
+        for start in range(0, len(more), 2000):
+            await log.handle_batch([(ev, now) for ev in more[start:start + 2000]])
+    async with db.session() as s:
+        calls = await s.scalar(select(func.count()).select_from(Call))
+    started = time.perf_counter()
+    report = await rebuild(db, SETTINGS)
+    took = time.perf_counter() - started
+    print(f"rebuild: {report.events:,} events, {report.calls:,} calls ({calls:,} rows), {report.changed} changed, "
+          f"{took:.2f} s: {report.calls / took:,.0f} calls/s")
+    await db.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=50, help="state machine: traces x rounds")
+    parser.add_argument("--journal-rounds", type=int, default=100, help="journal run: traces x rounds")
+    parser.add_argument("--rebuild-rounds", type=int, default=0, help="more calls (traces x rounds) before rebuild")
+    parser.add_argument("--database-url", help="postgresql+asyncpg:// URL (default: a pgserver of tests/servers.py)")
+    args = parser.parse_args()
+    machine(args.rounds)
+    server = None
+    base = args.database_url
+    if base is None:
+        from tests.servers import start_postgres
+
+        server = start_postgres()
+        base = server.url
+    import asyncpg
+
+    admin = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://", 1))
+    await admin.execute("DROP DATABASE IF EXISTS journal_bench")
+    await admin.execute("CREATE DATABASE journal_bench")
+    await admin.close()
+    try:
+        await journal_run(server.database_url("journal_bench") if server else base, args.journal_rounds,
+                          args.rebuild_rounds)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,216 @@
+"""The issue-17 traces of a real Asterisk 22 (tests/fixtures/asterisk/rig, MANIFEST.md), replayed into the
+call log with their recorded timing: direction, origin, number, patient, agent, disposition, talk and
+ring time, hangup cause and legs, as the manifest says each call must be logged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.telephony.conftest import LogHarness, make_harness
+from tests.telephony.traces import Step, Trace
+
+RIG = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk" / "rig"
+SETTINGS = {"inbound_contexts": ["inbound", "from-pstn"]}  # from-pstn: FreePBX's inbound context
+
+
+def rig_trace(name: str) -> Trace:
+    steps = []
+    for line in (RIG / f"{name}.timeline.jsonl").read_text().splitlines():
+        item = json.loads(line)
+        if item.get("dir") in ("recv", "send"):
+            steps.append(Step(item["t"], item["dir"], item["data"].encode("utf-8")))
+    return Trace(name, (RIG / f"{name}.recv.raw").read_bytes(), (RIG / f"{name}.sent.raw").read_bytes(), steps)
+
+
+def wallclock(name: str) -> float:
+    first = json.loads((RIG / f"{name}.timeline.jsonl").read_text().splitlines()[0])
+    return dt.datetime.strptime(first["wallclock"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+
+async def replay(h: LogHarness, name: str, base: float | None = None) -> list[int]:
+    """The clinicall session of a scenario: its click-to-call rows written first, then every message."""
+    trace = rig_trace(name)
+    base = wallclock(name) if base is None else base
+    ids = [await h.outbound_from_trace(trace, i, base=base) for i in range(len(trace.originates()))]
+    for ev, at in trace.timed_messages(base=base):
+        await h.log.handle(ev, at)
+    await h.bus.drain()
+    return ids
+
+
+def seconds_from(start: dt.datetime, value: dt.datetime | None) -> float | None:
+    return None if value is None else round((value - start).total_seconds(), 1)
+
+
+# scenario: direction, origin, disposition, number, patient, agent, talk, ring, cause, legs (extension, status, talk)
+EXPECTED: dict[str, dict[str, Any]] = {
+    "desk_phone_outbound": dict(direction="outbound", origin="desk_phone", disposition="answered",
+                                number="+84901234567", patient_id=None, agent_extension="1001", talk=4.5, ring=2.0,
+                                hangup_code=16, legs=[(None, "ANSWER", 4.5), ("1001", None, 4.5)]),
+    "desk_phone_outbound_busy": dict(direction="outbound", origin="desk_phone", disposition="busy",
+                                     number="+84901230002", patient_id=None, agent_extension="1002", talk=0.0,
+                                     ring=None, hangup_code=17, legs=[(None, "BUSY", 0.0)]),
+    "desk_phone_outbound_via_inbound_context": dict(direction="outbound", origin="desk_phone", disposition="answered",
+                                                    number="+84901234567", patient_id=None, agent_extension="1001",
+                                                    talk=4.5, ring=2.0, hangup_code=16,
+                                                    legs=[(None, "ANSWER", 4.5), ("1001", None, 4.5)]),
+    "inbound_forwarded_to_mobile": dict(direction="inbound", origin="trunk", disposition="answered",
+                                        number="+84912345678", patient_id=42, agent_extension=None, talk=4.5, ring=2.0,
+                                        hangup_code=16, legs=[(None, "ANSWER", 4.5)]),
+    "blind_transfer": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                           patient_id=42, agent_extension="1001", talk=11.0, ring=1.0, hangup_code=16,
+                           legs=[("1001", "ANSWER", 3.0), ("1002", "ANSWER", 8.0)]),
+    "attended_transfer": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                              patient_id=42, agent_extension="1001", talk=12.0, ring=1.0, hangup_code=16,
+                              legs=[("1001", "ANSWER", 3.5), ("1002", "ANSWER", 8.5)]),
+    "ring_group": dict(direction="inbound", origin="trunk", disposition="answered", number="+84933333333",
+                       patient_id=None, agent_extension="1002", talk=6.0, ring=1.0, hangup_code=16,
+                       legs=[("1001", "CANCEL", None), ("1002", "ANSWER", 6.0)]),
+    "hunt_noanswer_then_group": dict(direction="inbound", origin="trunk", disposition="answered",
+                                     number="+84912345678", patient_id=42, agent_extension="1001", talk=5.0, ring=5.0,
+                                     hangup_code=16, legs=[("1003", "NOANSWER", None), ("1001", "ANSWER", 5.0),
+                                                           ("1002", "CANCEL", None)]),
+    "inbound_withheld": dict(direction="inbound", origin="trunk", disposition="answered", number=None,
+                             patient_id=None, agent_extension="1001", talk=4.0, ring=1.0, hangup_code=16,
+                             legs=[("1001", "ANSWER", 4.0), ("1002", "CANCEL", None)]),
+    "inbound_withheld_midcall": dict(direction="inbound", origin="trunk", disposition="answered", number=None,
+                                     patient_id=42, agent_extension="1001", talk=6.0, ring=1.0, hangup_code=16,
+                                     legs=[("1001", "ANSWER", 6.0)]),
+}
+
+
+def close(a: float | None, b: float | None) -> bool:
+    return (a is None) == (b is None) and (a is None or abs(a - b) <= 0.2)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_each_call_is_logged_as_the_manifest_says(sqlite_url: str, name: str) -> None:
+    want = EXPECTED[name]
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        await replay(h, name)
+        rows = await h.rows()
+        assert len(rows) == 1, [(r.direction, r.origin, r.linkedid) for r in rows]
+        call = rows[0]
+        got = {k: getattr(call, k) for k in ("direction", "origin", "disposition", "number", "patient_id",
+                                              "agent_extension", "hangup_code")}
+        assert got == {k: want[k] for k in got}, name
+        assert call.state == "ended"
+        assert (call.number_raw is None) == (want["number"] is None), call.number_raw
+        assert close(call.talk_seconds, want["talk"]), (name, call.talk_seconds)
+        assert close(call.ring_seconds if want["ring"] is not None else None, want["ring"]), (name, call.ring_seconds)
+        assert call.billsec == int(want["talk"])
+        if want["disposition"] == "answered":
+            assert call.answered_at is not None and call.ringing_at is not None
+            assert close(seconds_from(call.ringing_at, call.answered_at), want["ring"])
+        else:
+            assert call.answered_at is None
+        legs = [(leg["extension"], leg["dial_status"], leg["talk_seconds"]) for leg in json.loads(call.legs or "[]")]
+        assert len(legs) == len(want["legs"]), legs
+        for (ext, status, talk), (w_ext, w_status, w_talk) in zip(legs, want["legs"], strict=True):
+            assert (ext, status) == (w_ext, w_status) and close(talk, w_talk), legs
+
+
+async def test_internal_calls_are_logged_only_when_asked(sqlite_url: str, tmp_path: Path) -> None:
+    import shutil
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/internal.db"
+    shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        await replay(h, "desk_phone_internal")
+        assert await h.rows() == []
+    async for h in make_harness(url, agent_channel="Local/{ext}@agents", log_internal_calls=True, **SETTINGS):
+        await replay(h, "desk_phone_internal")
+        (call,) = await h.rows()
+        assert (call.direction, call.origin, call.disposition, call.number) == ("internal", "internal", "answered", None)
+        assert close(call.talk_seconds, 3.0) and call.agent_extension == "1001"
+
+
+def cel_database(run: str, path: Path) -> Path:
+    """The SQLite database cel_sqlite3_custom wrote during the run (tables cel and cdr)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.executescript((RIG / f"{run}.cel.sqlite.sql").read_text())
+    return path
+
+
+def aligned_base(name: str, database: Path) -> float:
+    """The session's clock against Asterisk's: the first Newchannel's time in the timeline and its CEL
+    CHAN_START (microseconds) in the database (the timeline's wallclock has whole seconds only)."""
+    import sqlite3
+
+    trace = rig_trace(name)
+    first = next((ev, at) for ev, at in trace.timed_messages(base=0.0) if ev.get("Event") == "Newchannel")
+    with sqlite3.connect(database) as conn:
+        row = conn.execute("SELECT eventtime FROM cel WHERE eventtype = 'CHAN_START' AND uniqueid = ?",
+                           (first[0]["Uniqueid"],)).fetchone()
+    return float(row[0]) - first[1] if row else wallclock(name)
+
+
+def summary(call: Any) -> dict[str, Any]:
+    return {k: getattr(call, k) for k in ("direction", "origin", "state", "disposition", "number", "patient_id",
+                                          "agent_extension", "answered_at", "ended_at", "talk_seconds", "ring_seconds",
+                                          "hangup_code", "hangup_cause", "legs")}
+
+
+async def test_restart_then_stop_leaves_every_call_as_it_ended(sqlite_url: str, tmp_path: Path) -> None:
+    database = cel_database("restart_then_stop", tmp_path / "master.db")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        from telephony.cel_source import CelSource
+
+        h.log.cel_source = CelSource(str(database))
+        first = await replay(h, "restart_then_stop", aligned_base("restart_then_stop", database))
+        h.log.link_lost()
+        await h.log.asterisk_shutdown()
+        before = {r.id: summary(r) for r in await h.rows()}
+        assert len(before) == 3 and all(r["state"] == "ended" for r in before.values())
+        base = aligned_base("restart_then_stop_after_restart", database)
+        assert await h.log.reconcile(set(), base, []) == []
+        third = await replay(h, "restart_then_stop_after_restart", base)
+        h.log.link_lost()
+        await h.log.asterisk_shutdown()
+        assert await h.log.reconcile(set(), wallclock("restart_then_stop_after_stop"), []) == []
+        await replay(h, "restart_then_stop_after_stop")
+        after = {r.id: summary(r) for r in await h.rows()}
+        assert {k: after[k] for k in before} == before, "a restart or a stop rewrote a finished call"
+        c101, c102 = after[first[0]], after[first[1]]
+        inbound = next(r for r in after.values() if r["direction"] == "inbound")
+        c103 = after[third[0]]
+        assert (c101["disposition"], c101["origin"]) == ("answered", "click_to_call")
+        assert close(c101["talk_seconds"], 4.5) and close(c101["ring_seconds"], 2.0) and c101["hangup_code"] == 16
+        for call, talk in ((c102, 3.0), (inbound, 5.0), (c103, 3.0)):
+            assert call["disposition"] == "answered" and close(call["talk_seconds"], talk), call
+        assert (inbound["number"], inbound["patient_id"], inbound["agent_extension"]) == ("+84912345678", 42, "1002")
+
+
+async def test_calls_ended_while_nobody_listened_get_their_true_end_from_cel(sqlite_url: str, tmp_path: Path) -> None:
+    from telephony.cel_source import CelSource
+
+    database = cel_database("ended_while_disconnected", tmp_path / "master.db")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        h.log.cel_source = CelSource(str(database))
+        (click,) = await replay(h, "ended_while_disconnected", aligned_base("ended_while_disconnected", database))
+        open_rows = [r for r in await h.rows() if r.state != "ended"]
+        assert len(open_rows) == 2 and all(r.state == "answered" for r in open_rows)
+        h.log.link_lost()  # clinicall killed: no Shutdown, no Hangup
+        base = wallclock("ended_while_disconnected_reconnect")
+        await replay(h, "ended_while_disconnected_reconnect", base)
+        assert await h.log.reconcile(set(), base, []) == []
+        rows = {r.id: r for r in await h.rows()}
+        assert len(rows) == 3 and all(r.state == "ended" for r in rows.values())
+        c201 = rows[click]
+        inbound = next(r for r in rows.values() if r.direction == "inbound")
+        desk = next(r for r in rows.values() if r.origin == "desk_phone")
+        assert (c201.disposition, c201.hangup_code) == ("answered", 16)
+        assert close(c201.talk_seconds, 4.5) and close(c201.ring_seconds, 2.0)
+        assert (inbound.disposition, inbound.number, inbound.patient_id, inbound.agent_extension) == (
+            "answered", "+84912345678", 42, "1002")
+        assert close(inbound.talk_seconds, 5.0)
+        assert (desk.direction, desk.disposition, desk.number, desk.agent_extension, desk.hangup_code) == (
+            "outbound", "answered", "+84901234568", "1001", 16)
+        assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
