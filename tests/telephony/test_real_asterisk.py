@@ -2,7 +2,8 @@
 answered / busy / no answer, an inbound caller identified (screen-pop, the call row's patient),
 `core restart now` and `core stop now` in the middle of calls, and a call that ends while clinicall is
 stopped, whose true end comes from Asterisk's CEL database. Every finished call must stay exactly as it
-was. Skipped, with the reason, where no Asterisk is found (tests/telephony/asterisk_rig.py)."""
+was. Asterisk writes its CEL rows to SQLite and to the tests' PostgreSQL (cel_pgsql) at once; the calls
+are kept on SQLite, and on PostgreSQL in the restart test. Skipped, with the reason, where no Asterisk is found (tests/telephony/asterisk_rig.py)."""
 
 from __future__ import annotations
 
@@ -25,18 +26,29 @@ from tests.telephony.asterisk_rig import Asterisk
 from tests.telephony.real_asterisk import (
     asterisk,
     asterisk_idle,
+    cel_postgres,
     inbound_call,
     link_ready,
     rig_settings,
     until,
 )
 
-__all__ = ["asterisk", "rig_settings"]  # the fixtures this module uses
+__all__ = ["asterisk", "cel_postgres", "rig_settings"]  # the fixtures this module uses
+
+
+# test -> (clinicall's database, the CEL database it recovers from); SQLite for both otherwise
+DATABASES = {
+    "test_restart_and_stop_mid_call_leave_finished_calls_exactly_as_they_were": ("postgresql", "sqlite"),
+    "test_a_call_that_ends_while_clinicall_is_stopped_gets_its_true_end_from_cel": ("sqlite", "postgresql"),
+}
 
 
 @pytest.fixture
-def settings(rig_settings: Settings) -> Settings:
-    return rig_settings
+def settings(request: pytest.FixtureRequest, rig_settings: Callable[..., Settings], asterisk: Asterisk) -> Settings:
+    calls, cel = DATABASES.get(request.node.originalname, ("sqlite", "sqlite"))
+    database = request.getfixturevalue("pg_url" if calls == "postgresql" else "sqlite_url")
+    cel_database = request.getfixturevalue("cel_postgres") if cel == "postgresql" else str(asterisk.sqlite_path)
+    return rig_settings(database, cel_database)
 
 
 async def new_patient(client: TestClient, staff: Staff, number: str, agent: str = "agent") -> tuple[int, int]:
