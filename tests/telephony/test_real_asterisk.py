@@ -1,15 +1,19 @@
 """clinicall against the real Asterisk 22 (tests/fixtures/asterisk/rig/config), end to end: click-to-call
 answered / busy / no answer, an inbound caller identified (screen-pop, the call row's patient),
 `core restart now` and `core stop now` in the middle of calls, and a call that ends while clinicall is
-stopped, whose true end comes from Asterisk's CEL database. Every finished call must stay exactly as it
-was. Asterisk writes its CEL rows to SQLite and to the tests' PostgreSQL (cel_pgsql) at once; the calls
-are kept on SQLite, and on PostgreSQL in the restart test. Skipped, with the reason, where no Asterisk is found (tests/telephony/asterisk_rig.py)."""
+killed (`clinicall serve`, SIGKILL), whose true end comes from Asterisk's CEL database. Every finished
+call must stay exactly as it was. Asterisk writes its CEL rows to SQLite and to the tests' PostgreSQL
+(cel_pgsql) at once; the calls are kept on SQLite, and on PostgreSQL in the restart test. Skipped, with
+the reason, where no Asterisk is found (tests/telephony/asterisk_rig.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,10 +22,12 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from clinicall.app import create_app
+from clinicall.db import Database
 from clinicall.keys import DB_KEY
 from clinicall.settings import Settings
 from telephony.models import Call
 from tests.conftest import Staff
+from tests.servers import free_port
 from tests.telephony.asterisk_rig import Asterisk
 from tests.telephony.real_asterisk import (
     asterisk,
@@ -39,7 +45,7 @@ __all__ = ["asterisk", "cel_postgres", "rig_settings"]  # the fixtures this modu
 # test -> (clinicall's database, the CEL database it recovers from); SQLite for both otherwise
 DATABASES = {
     "test_restart_and_stop_mid_call_leave_finished_calls_exactly_as_they_were": ("postgresql", "sqlite"),
-    "test_a_call_that_ends_while_clinicall_is_stopped_gets_its_true_end_from_cel": ("sqlite", "postgresql"),
+    "test_a_call_that_ends_while_clinicall_is_killed_gets_its_true_end_from_cel": ("sqlite", "postgresql"),
 }
 
 
@@ -190,13 +196,49 @@ async def test_restart_and_stop_mid_call_leave_finished_calls_exactly_as_they_we
         assert await call(client, call_id) == before, f"call {call_id} was rewritten"
 
 
-async def test_a_call_that_ends_while_clinicall_is_stopped_gets_its_true_end_from_cel(
+def serve_env(settings: Settings, http_port: int) -> dict[str, str]:
+    """`clinicall serve` with exactly these settings (each section as JSON), on its own HTTP port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICALL_")}
+    for key, value in settings.model_dump(mode="json").items():
+        env[f"CLINICALL_{key.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    env["CLINICALL_HTTP"] = json.dumps({**settings.model_dump(mode="json")["http"], "port": http_port})
+    env["CLINICALL_LOG_LEVEL"] = "WARNING"
+    return env
+
+
+async def test_a_call_that_ends_while_clinicall_is_killed_gets_its_true_end_from_cel(
         client: TestClient, staff: Staff, asterisk: Asterisk, settings: Settings,
-        aiohttp_client: Callable[..., Any]) -> None:
-    await link_ready(client)
-    call_id = await dial(client, staff, "0901234567")
-    await answered(client, staff, call_id)
-    await client.close()  # clinicall stops; the patient is still talking
+        aiohttp_client: Callable[..., Any], tmp_path: Path) -> None:
+    patient_id, phone_id = await new_patient(client, staff, "0901234567")
+    await client.close()  # the in-process app only set up the users and the patient
+
+    port = free_port()
+    output = tmp_path / "serve.log"
+    with output.open("wb") as log:
+        server = await asyncio.create_subprocess_exec(sys.executable, "-m", "clinicall.cli", "serve",
+                                                      env=serve_env(settings, port), stdout=log, stderr=log)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            async def started() -> int | None:
+                if server.returncode is not None:
+                    raise AssertionError(f"clinicall serve exited:\n{output.read_text()}")
+                try:
+                    response = await http.post("/api/calls", headers=staff.headers("agent"),
+                                               json={"patient_id": patient_id, "phone_id": phone_id})
+                except aiohttp.ClientConnectionError:
+                    return None
+                if response.status == 503:  # AMI not ready yet
+                    return None
+                assert response.status == 202, await response.text()
+                return int((await response.json())["call"]["id"])
+            call_id = await until(started, 60, "clinicall serve took the call")
+            await until(lambda: answered_in(settings, call_id), 20, "the call answered")
+        server.kill()  # kill -9 while the patient talks
+        await server.wait()
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
     await asterisk_idle(asterisk)
 
     again: TestClient = await aiohttp_client(create_app(settings))
@@ -205,3 +247,13 @@ async def test_a_call_that_ends_while_clinicall_is_stopped_gets_its_true_end_fro
     assert (row["state"], row["disposition"], row["hangup_code"]) == ("ended", "answered", 16)
     assert 1 <= row["talk_seconds"] <= 3, row
     assert row["ended_at"] > row["answered_at"]
+
+
+async def answered_in(settings: Settings, call_id: int) -> bool:
+    db = Database(settings.database.url)
+    try:
+        async with db.session() as session:
+            row = await session.get(Call, call_id)
+            return row is not None and row.answered_at is not None
+    finally:
+        await db.dispose()
