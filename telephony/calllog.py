@@ -131,9 +131,10 @@ class CallLog:
             rows = (await s.scalars(select(Call).where(Call.state != "ended"))).all()
         for call in rows:
             self.register(call)
-        keys = {k for call in rows for k in (call.linkedid, call.channel_id, call.action_id) if k}
+        keys = {k for call in rows for k in (call.linkedid, call.channel_id, call.action_id, f"call-{call.id}") if k}
         if keys:
             await self._replay(await journal.read(self.db, linkedids=keys))
+            await self._refresh({call.id for call in rows})  # journaled but not yet projected at the stop
         self.outage_since = await journal.last_event_time(self.db)
         return len(rows)
 

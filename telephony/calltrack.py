@@ -377,10 +377,14 @@ class CallTracker:
         if enter:
             if not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
                 spans.append(Span(chan.uniqueid, at))
-        else:  # the same exit seen twice (AMI BridgeLeave, CEL BRIDGE_EXIT) closes one stay once
+        else:  # the same exit seen twice (AMI BridgeLeave, CEL BRIDGE_EXIT) closes one stay once, at the
+            # earlier time (an event read late under load arrives after Asterisk's own clock says)
             open_spans = [s for s in mine if s.leave is None and s.enter <= at]
+            inside = [s for s in mine if s.leave is not None and s.enter <= at < s.leave]
             if open_spans:
                 open_spans[-1].leave = at
+            elif inside:
+                inside[-1].leave = at
             elif not mine:  # the enter was missed: the stay began at the answer at the earliest
                 spans.append(Span(chan.uniqueid, chan.up_at if chan.up_at is not None else chan.seen_at, at))
         groups = self._bridge_groups(bridge)
@@ -406,8 +410,7 @@ class CallTracker:
 
     @staticmethod
     def _hangup(chan: Channel, at: float, cause: int | None, cause_txt: str) -> None:
-        if chan.hangup_at is None:
-            chan.hangup_at = at
+        chan.hangup_at = _first(chan.hangup_at, at)
         if chan.cause is None and cause is not None:
             chan.cause = cause
             chan.cause_txt = cause_txt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from telephony.models import Call
@@ -13,6 +14,14 @@ CALL_SCREENPOP = "call.screenpop"
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _legs(text: str | None) -> list[dict[str, Any]]:
+    try:
+        legs = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return legs if isinstance(legs, list) else []
 
 
 def call_json(call: Call) -> dict[str, Any]:
@@ -37,6 +46,12 @@ def call_json(call: Call) -> dict[str, Any]:
         "billsec": call.billsec,
         "hangup_cause": call.hangup_cause,
         "hangup_code": call.hangup_code,
+        "origin": call.origin,
+        "number_raw": call.number_raw,
+        "network_name": call.network_name,
+        "talk_seconds": call.talk_seconds,
+        "ring_seconds": call.ring_seconds,
+        "legs": _legs(call.legs),
         "recording_path": call.recording_path,
         "recording_url": f"/api/calls/{call.id}/recording" if call.recording_path and call.id else None,
     }

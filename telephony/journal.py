@@ -30,7 +30,8 @@ MAX_KIND = 40
 MAX_LINKEDID = 80
 SET_ASIDE = "set_aside"
 # Headers that differ between two sightings of one event: never part of its key.
-VOLATILE = {"Privilege", "Duration", "BridgedDuration", "SequenceNumber"}
+VOLATILE = frozenset({"Privilege", "Duration", "BridgedDuration", "SequenceNumber"})
+CORE_SHOW_VOLATILE = VOLATILE | {"ActionID"}
 # What identifies a CEL record, the same over AMI (Event: CEL) and read back from Asterisk's database.
 CEL_KEY = ("EventName", "UniqueID", "LinkedID", "Application", "Peer")
 PG_APPEND = text(
@@ -98,20 +99,20 @@ def cel_second(ev: dict[str, str], at: float) -> str:
 
 
 def _digest(parts: Iterable[tuple[str, str]]) -> str:
-    text = "\n".join(f"{k}\t{v}" for k, v in parts)
+    text = "\n".join(map("\t".join, parts))
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def event_key(ev: dict[str, str], at: float) -> str:
     if ev.get("Event") == "CEL":
         return _digest([("Event", "CEL"), ("at", cel_second(ev, at))] + [(k, ev.get(k, "")) for k in CEL_KEY])
-    skip = VOLATILE | ({"ActionID"} if ev.get("Event") == "CoreShowChannel" else set())
+    skip = CORE_SHOW_VOLATILE if ev.get("Event") == "CoreShowChannel" else VOLATILE
     return _digest(sorted((k, v) for k, v in ev.items() if k not in skip))
 
 
 def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
-    if isinstance(ev, dict) and ev.get("Event") and len(ev) <= MAX_HEADERS and all(
-            type(v) is str and len(v) <= MAX_VALUE for v in ev.values()):
+    if isinstance(ev, dict) and ev.get("Event") and len(ev) <= MAX_HEADERS and max(
+            map(len, ev.values()), default=0) <= MAX_VALUE and all(map(str.__instancecheck__, ev.values())):
         return ev, None
     if not isinstance(ev, dict):
         return {}, f"{SET_ASIDE}: not a set of headers"

@@ -279,7 +279,20 @@ function onCallUpdated(data) {
     } else return;
   }
   if (data.patient_id && (!state.call.patient_id || state.call.unlinked)) { state.call.patient_id = data.patient_id; state.call.unlinked = false; }
+  else if (state.call.unlinked && state.call.patient_id) linkCall(state.call.patient_id);
   showCall(data.state, data);
+}
+
+// An unknown caller's card made or picked during the call: the call log links the call to it.
+async function linkCall(patientId) {
+  const call = state.call;
+  if (!call || !call.unlinked || !call.id || call.linking) return;
+  call.linking = true;
+  try {
+    await api(`/api/calls/${call.id}/patient`, {method: "POST", body: {patient_id: patientId}});
+    call.patient_id = patientId; call.unlinked = false;
+  } catch { /* the call stays unlinked; the outcome is then noted on the card only */ }
+  call.linking = false;
 }
 
 async function pollCall() {
@@ -402,6 +415,7 @@ async function createPatient(form, errorBox, dialog) {
     if (dialog.id === "pop-dialog") {
       state.popPatientId = p.id;
       if (state.call && !state.call.patient_id) { state.call.patient_id = p.id; state.call.name = p.full_name; state.call.unlinked = true; }
+      await linkCall(p.id);
     }
     dialog.close();
     announce($("call-live"), t("created"));

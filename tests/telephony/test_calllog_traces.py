@@ -151,7 +151,7 @@ async def test_inbound_trace_logs_one_inbound_call(harness: LogHarness, trace_na
     number, patient = INBOUND[trace_name]
     assert (call.direction, call.state, call.disposition) == ("inbound", "ended", "answered")
     assert ((call.number, call.number_raw), call.patient_id, call.agent_extension) == (number, patient, "1001")
-    assert (call.origin, call.talk_seconds) == ("trunk", call.billsec)
+    assert call.origin == "trunk" and call.talk_seconds is not None and int(call.talk_seconds) == call.billsec
     assert call.billsec == 2 and call.hangup_code == 16
     assert call.answered_at is not None and call.ringing_at is not None
 

@@ -134,8 +134,8 @@ async def test_demo_inbound_runs_fastagi_and_logs_the_call(harness: LogHarness) 
         assert "agi_callerid: 0912345678" in ours and "agi_calleridname: unknown" in ours
         assert seen["replies"] == ["200 result=1 (0912345678)\n", "200 result=1\n", "200 result=1\n", "200 result=1\n"]
         call = (await harness.rows())[0]
-        assert (call.direction, call.number, call.patient_id, call.agent_extension, call.disposition) == (
-            "inbound", "0912345678", 42, "1001", "answered")
+        assert (call.direction, call.number, call.number_raw, call.patient_id, call.agent_extension,
+                call.disposition) == ("inbound", "+84912345678", "0912345678", 42, "1001", "answered")
         assert call.caller_name == "Nguyen Van A" or call.caller_name is None
     finally:
         await link.stop()
@@ -206,7 +206,8 @@ async def test_without_asterisk(aiohttp_client: Callable[..., object], sqlite_ur
 
 async def test_calls_open_at_start_up_are_reconciled(aiohttp_client: Callable[..., object], sqlite_url: str,
                                                      make_settings: Callable[..., Settings]) -> None:
-    """A call still 'dialing' from before a restart has no live channel on the PBX: it ends as failed."""
+    """A call still 'ringing' from before a restart has no live channel on the PBX and no recorded end: it
+    ends as interrupted, with the reason (never failed by guess)."""
     import datetime as dt
 
     from clinicall.db import Database
@@ -235,8 +236,8 @@ async def test_calls_open_at_start_up_are_reconciled(aiohttp_client: Callable[..
         if call.state == "ended" or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
-    assert (call.state, call.disposition) == ("ended", "failed")
-    assert "connection lost" in (call.hangup_cause or "")
+    assert (call.state, call.disposition) == ("ended", "interrupted")
+    assert "Interrupted" in (call.hangup_cause or "")
 
 
 async def test_agent_socket_with_a_session_cookie(aiohttp_client: Callable[..., object], sqlite_url: str,

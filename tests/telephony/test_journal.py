@@ -239,3 +239,20 @@ async def test_journal_entry_keys() -> None:
     from_db = dict(cel, EventTimestamp="1796119200.123456", AMAFlags="DOCUMENTATION")
     assert journal.entry(cel, 5.0).key == journal.entry(from_db, 9.0).key
     assert journal.entry(from_db, 9.0).at == 1796119200.123456
+
+
+async def test_a_restarted_clinicall_follows_open_calls_with_every_fact_received(harness: LogHarness) -> None:
+    seen, rest = cut_after_answer("inbound_call")
+    for ev, at in seen:
+        await harness.log.handle(ev, at)
+    answered = (await harness.rows())[0]
+    assert answered.state == "answered"
+    from telephony.calllog import CallLog
+
+    again = CallLog(harness.db, harness.bus, harness.log.settings)  # kill -9, start again
+    assert await again.load_open_calls() == 1
+    for ev, at in rest:
+        await again.handle(ev, at)
+    call = await harness.row(answered.id)
+    assert (call.state, call.disposition, call.answered_at) == ("ended", "answered", answered.answered_at)
+    assert call.talk_seconds is not None and call.talk_seconds >= 2 and call.agent_extension == "1001"
