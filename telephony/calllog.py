@@ -180,8 +180,7 @@ class CallLog:
 
     async def handle_batch(self, events: Sequence[tuple[dict[str, str], float]], source: str = "ami") -> None:
         """Store the events in the journal (one transaction), then project the ones not seen before."""
-        entries = [journal.entry(ev, received, source) for ev, received in events
-                   if not (isinstance(ev, dict) and "Event" not in ev and "Response" in ev)]  # action replies
+        entries = [journal.entry(ev, received, source) for ev, received in events if journal.is_call_event(ev)]
         self.events_seen += len(entries)
         await self._store_and_project(entries)
 

@@ -43,6 +43,33 @@ PG_APPEND = text(
     "ON CONFLICT (key) DO NOTHING RETURNING key")
 
 
+# Not call events: no channel, or dialplan bookkeeping. They are not journaled.
+NOT_CALL_EVENTS = frozenset({"DeviceStateChange", "PeerStatus", "ContactStatus", "Registry", "RTCPSent",
+                             "RTCPReceived", "SuccessfulAuth", "ChallengeSent", "InvalidPassword", "FullyBooted",
+                             "Shutdown", "CoreShowChannelsComplete", "NewConnectedLine", "LocalBridge",
+                             "AGIExecStart", "AGIExecEnd", "HangupRequest", "SoftHangupRequest"})
+KEPT_VARIABLES = frozenset({"PATIENT_ID", "CLINICALL_CALL_ID", "CLINICALL_AGENT_EXT", "CLINICALL_AGENT_DIAL",
+                            "DIALSTATUS", "AGISTATUS", "BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFERERNAME"})
+KEPT_APPS = frozenset({"Answer", "Dial", "Queue", "AGI", "Transfer", "BlindTransfer", "Hangup", "Busy",
+                       "Congestion", "Originate", "Stasis"})
+
+
+def is_call_event(ev: Any) -> bool:
+    """Whether a received message belongs in the journal (malformed ones do: they are set aside there)."""
+    if not isinstance(ev, dict):
+        return True
+    kind = ev.get("Event")
+    if kind is None:
+        return "Response" not in ev  # an action's reply is not an event
+    if kind in NOT_CALL_EVENTS:
+        return False
+    if kind == "VarSet":
+        return ev.get("Variable", "") in KEPT_VARIABLES
+    if kind == "Newexten":
+        return ev.get("Application", "") in KEPT_APPS
+    return True
+
+
 @dataclass
 class Entry:
     key: str
