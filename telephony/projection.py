@@ -209,7 +209,37 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
             legs.append({"party": "agent" if view.ext(uid) else "other", "channel": base[:80],
                          "extension": view.ext(uid), "dialled_at": None, "answered_at": _iso(start),
                          "dial_status": None, "talk_seconds": _tenths(talk.get(base))})
+    legs += consultations(view, patient)
     return json.dumps(legs[:MAX_LEGS], separators=(",", ":"))
+
+
+def _reached(view: View, uid: str) -> tuple[float, str, float, str | None]:
+    """(when it was dialled, uniqueid, when it answered, extension) of the party behind a channel."""
+    party = final_party(view, uid)
+    dialled = min((d.begin_at or d.end_at or 0.0 for d in view.dials if d.dest_uid == party), default=0.0)
+    chan = view.chans.get(party)
+    up = chan.up_at if chan is not None and chan.up_at is not None else 0.0
+    return dialled, party, up, view.ext(party)
+
+
+def consultations(view: View, patient: set[str]) -> list[dict[str, Any]]:
+    """Agents who talked with each other without the patient (an attended transfer's consultation)."""
+    talk: dict[tuple[str, str], list[float]] = {}
+    bridges = sorted({b for lid in view.linkedids for b in view.tracker.group_bridges.get(lid, ())})
+    for bridge in bridges:
+        stays = [s for s in view.tracker.bridges.get(bridge, []) if s.uniqueid in view.chans
+                 and s.uniqueid not in patient and s.leave is not None]
+        for i, one in enumerate(stays):
+            for two in stays[i + 1:]:
+                ends = sorted((_reached(view, one.uniqueid), _reached(view, two.uniqueid)))  # callee last
+                (_, _, up_a, caller), (_, _, up_b, callee) = ends
+                start = max(one.enter, two.enter, up_a, up_b)
+                end = min(one.leave, two.leave)  # type: ignore[type-var]
+                if caller and callee and caller != callee and end > start:
+                    talk.setdefault((caller, callee), [start, 0.0])[1] += end - start
+    return [{"party": "agent", "channel": None, "extension": callee, "with_extension": caller, "dialled_at": None,
+             "answered_at": _iso(start), "dial_status": None, "talk_seconds": _tenths(seconds),
+             "consultation": True} for (caller, callee), (start, seconds) in sorted(talk.items())]
 
 
 # ---- the projection -----------------------------------------------------------------------------

@@ -67,7 +67,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
                            legs=[("1001", "ANSWER", 3.0), ("1002", "ANSWER", 8.0)]),
     "attended_transfer": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
                               patient_id=42, agent_extension="1001", talk=12.0, ring=1.0, hangup_code=16,
-                              legs=[("1001", "ANSWER", 3.5), ("1002", "ANSWER", 8.5)]),
+                              legs=[("1001", "ANSWER", 3.5), ("1002", "ANSWER", 8.5),
+                                    ("1002", None, 2.0)]),  # the consultation: 1001 with 1002, 2 s
     "ring_group": dict(direction="inbound", origin="trunk", disposition="answered", number="+84933333333",
                        patient_id=None, agent_extension="1002", talk=6.0, ring=1.0, hangup_code=16,
                        legs=[("1001", "CANCEL", None), ("1002", "ANSWER", 6.0)]),
@@ -113,6 +114,9 @@ async def test_each_call_is_logged_as_the_manifest_says(sqlite_url: str, name: s
         assert len(legs) == len(want["legs"]), legs
         for (ext, status, talk), (w_ext, w_status, w_talk) in zip(legs, want["legs"], strict=True):
             assert (ext, status) == (w_ext, w_status) and close(talk, w_talk), legs
+        consulted = [leg for leg in json.loads(call.legs or "[]") if leg.get("consultation")]
+        assert [(leg["with_extension"], leg["extension"]) for leg in consulted] == (
+            [("1001", "1002")] if name == "attended_transfer" else [])
 
 
 async def test_internal_calls_are_logged_only_when_asked(sqlite_url: str, tmp_path: Path) -> None:
