@@ -415,7 +415,7 @@ async def hold(db: Database, settings: Settings, ticket_id: int, *, user_id: int
     now = now or utcnow()
     async with db.transaction() as s:
         ticket = await _lock_ticket(s, ticket_id)
-        _require_status(ticket, ("waiting", "called"), "held")
+        _require_status(ticket, ("waiting", "called", "in_service"), "held")
         was_waiting = ticket.status == "waiting"
         ticket.status = "held"
         ticket.held_at = now

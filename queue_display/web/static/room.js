@@ -99,7 +99,8 @@ async function act(kind, ticket = current()) {
     const changed = data.ticket;
     if (changed) {
       state.applyEvent(kind === "call-next" || kind === "call" ? "ticket.called" : `ticket.${changed.status}`, {ticket: changed});
-      const extra = kind === "transfer" ? ` → ${changed.number} ${changed.service_name || ""}. ${backText(changed)}` : "";
+      const extra = kind === "transfer" ? ` → ${changed.number} ${changed.service_name || ""}. ${backText(changed)}`
+        : kind === "recall" ? ` (${changed.recall_count})` : "";
       say(`${ticket && kind !== "call-next" ? ticket.number : changed.number}: ${t(ACTION_WORDS[kind])}${extra}`);
     } else {
       say(t("nobody"));
@@ -127,6 +128,7 @@ function actOnNumber(kind, fallback = []) {
   if (!ticket && !$("other-number").value.trim()) ticket = today.find((x) => fallback.includes(x.status)) || null;
   if (!ticket) { say(t("unknown_number"), "error"); $("other-number").focus(); return; }
   $("other-number").value = "";
+  $("other-number").blur();  // the shortcut keys work again at once
   act(kind, ticket);
 }
 
@@ -164,6 +166,7 @@ function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   if (["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) {
     if (event.key === "Escape") event.target.blur();
+    if (event.key === "Enter" && event.target.id === "transfer-service") { event.preventDefault(); event.target.blur(); act("transfer"); }
     return;
   }
   const key = event.key.toLowerCase();
