@@ -10,6 +10,7 @@ from typing import Any
 
 from clinicall.keys import SETTINGS_KEY
 from tests.browser import LiveServer
+from tests.consoles.a11y import audit
 
 NewPage = Callable[..., Awaitable[Any]]
 
@@ -43,6 +44,7 @@ async def test_every_operation_from_the_room_page_with_its_key(live_server: Live
         await press("r", f"A001: Gọi lại ({count})")
     await press("s", "A001: bỏ qua")
     await room.locator("#aside tr[data-number='A001']").filter(has_text="vắng mặt").wait_for()
+    await room.get_by_role("button", name="Khôi phục A001").wait_for()  # also a button on its row
 
     await press("n", "A002: đã gọi")
     await press("b", "A002: đang khám")  # start
@@ -67,6 +69,7 @@ async def test_every_operation_from_the_room_page_with_its_key(live_server: Live
     assert await room.locator("#transfer-service").input_value() == str(B)
     assert await room.locator("#transfer-return").is_checked()
     await room.locator("#transfer-note").filter(has_text="Sau khi xong, bệnh nhân quay lại Phòng khám số 1").wait_for()
+    assert await audit(room) == []
     await room.keyboard.press("t")
     await press("Enter", "→ B001")
     moved = await ticket(server, t4["id"])

@@ -39,8 +39,8 @@ function transferNote() {
   return $("transfer-return").checked ? t("will_return").replace("{room}", here) : t("will_not_return");
 }
 
-function actionButton(label, onclick, kind = "secondary") {
-  return el("button", {type: "button", class: `${kind} small`, onclick}, label);
+function actionButton(label, number, onclick) {
+  return el("button", {type: "button", class: "secondary small", "aria-label": `${label} ${number}`, onclick}, label);
 }
 
 function render() {
@@ -60,12 +60,14 @@ function render() {
     el("td", {}, el("strong", {}, w.number), w.returning ? el("span", {class: "tag"}, ` ${t("returning")}`) : null),
     el("td", {}, w.priority ? t(`prio_${w.priority}`) : ""),
     el("td", {}, waitText(w.estimated_wait_seconds, t)),
-    el("td", {}, actionButton(t("call_this"), () => act("call", w)), " ", actionButton(t("hold"), () => act("hold", w))))));
+    el("td", {}, actionButton(t("call_this"), w.number, () => act("call", w)), " ",
+      actionButton(t("hold"), w.number, () => act("hold", w))))));
   const aside = today.filter((x) => ASIDE.includes(x.status));
   $("aside").replaceChildren(...(aside.length ? aside.map((x) => el("tr", {"data-number": x.number},
     el("td", {}, el("strong", {}, x.number)), el("td", {}, t(`status_${x.status}`)),
-    el("td", {}, x.status === "held" ? actionButton(t("resume"), () => act("resume", x)) : actionButton(t("restore"), () => act("restore", x)),
-      x.status !== "noshow" ? [" ", actionButton(t("call_this"), () => act("call", x))] : null)))
+    el("td", {}, x.status === "held" ? actionButton(t("resume"), x.number, () => act("resume", x))
+      : actionButton(t("restore"), x.number, () => act("restore", x)),
+      x.status !== "noshow" ? [" ", actionButton(t("call_this"), x.number, () => act("call", x))] : null)))
     : [el("tr", {}, el("td", {colspan: "3", class: "muted"}, t("aside_empty")))]));
 }
 
