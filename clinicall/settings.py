@@ -128,7 +128,14 @@ class TelephonySettings(BaseModel):
 
 
 class QueueSettings(BaseModel):
-    anti_starvation_minutes: int = Field(30, ge=1, le=600)
+    anti_starvation_minutes: int = Field(
+        30, ge=1, le=600,
+        description="No ticket is called after a non-emergency ticket that entered the line more than this many "
+                    "minutes after it (every head start is capped at this)")
+    return_hold_minutes: int = Field(
+        60, ge=0, le=600,
+        description="A patient back from the lab waits this long for their own doctor's room (while it is open) "
+                    "before any room of the service may call them")
     no_show_after_recalls: int = Field(3, ge=0, le=20)
     priority_weights: dict[str, float] = Field(
         default_factory=lambda: {
@@ -138,7 +145,7 @@ class QueueSettings(BaseModel):
             "disabled": 20.0,
             "booked": 10.0,
             "normal": 0.0,
-            "returning": 50.0,
+            "returning": 30.0,
         },
         description="Head start in minutes per priority class; 'returning' is for patients back from the lab",
     )

@@ -8,6 +8,7 @@ ticket.issued carries "arrival" ({"service_id", "at", "priority", "returning"}).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from queue_display.models import QueueRoom, QueueService, Ticket
@@ -51,8 +52,33 @@ def room_json(room: QueueRoom, language: str) -> dict[str, Any]:
             "doctor_user_id": room.doctor_user_id, "open": room.open}
 
 
+def back_to(ticket: Ticket) -> tuple[int | None, int | None, bool] | None:
+    """Where a ticket on a round trip goes back to: (service id, room id, already on its way back).
+    None when it is not on one."""
+    if ticket.return_service_id is not None:
+        return ticket.return_service_id, ticket.return_room_id, False
+    if ticket.is_returning and ticket.status in ("waiting", "held", "skipped"):
+        return ticket.service_id, ticket.preferred_room_id, True
+    return None
+
+
+def back_to_json(ticket: Ticket, services: Mapping[int, QueueService], rooms: Mapping[int, QueueRoom],
+                 language: str) -> dict[str, Any] | None:
+    """{"room": room or null, "service_name", "now"}: "back to Phòng khám số 3 after the lab" (now false)
+    or "back to Phòng khám số 3 now" (now true)."""
+    target = back_to(ticket)
+    if target is None:
+        return None
+    service_id, room_id, now = target
+    service = services.get(service_id) if service_id is not None else None
+    room = rooms.get(room_id) if room_id is not None else None
+    return {"room": room_brief(room, language) if room else None, "service_id": service_id,
+            "service_name": local_name(service.names, language) if service else "",
+            "service_names": dict(service.names) if service else {}, "now": now}
+
+
 def ticket_json(ticket: Ticket, service: QueueService | None, room: QueueRoom | None, language: str,
-                masked_name: str | None = None) -> dict[str, Any]:
+                masked_name: str | None = None, back: dict[str, Any] | None = None) -> dict[str, Any]:
     waiting = ticket.status == "waiting"
     return {
         "id": ticket.id,
@@ -67,6 +93,7 @@ def ticket_json(ticket: Ticket, service: QueueService | None, room: QueueRoom | 
         "estimated_wait_seconds": ticket.estimated_wait_seconds if waiting else None,
         "position": ticket.position if waiting else None,
         "returning": ticket.is_returning,
+        "back_to": back,
         "recall_count": ticket.recall_count,
         "source": ticket.source,
         "issued_at": _iso(ticket.issued_at),

@@ -65,9 +65,9 @@ class Ticket(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("queue_services.id"))
-    issued_service_id: Mapped[int] = mapped_column(Integer)  # the number's service (letter) stays with the ticket
+    issued_service_id: Mapped[int] = mapped_column(Integer)  # where it was first issued
     local_day: Mapped[dt.date] = mapped_column(Date, index=True)
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)  # in service_id's numbering: a transfer takes a number there
     number: Mapped[str] = mapped_column(String(8))
     token: Mapped[str] = mapped_column(String(64), unique=True)
     patient_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
@@ -80,6 +80,7 @@ class Ticket(Base):
     preferred_room_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     return_service_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     return_room_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    return_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its number there, given back on return
     visit_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     issued_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     estimated_wait_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -54,14 +54,15 @@ async def patient_tickets(request: web.Request) -> web.Response:
 
 
 async def _tickets_json(db: Database, language: str, query: Any) -> list[dict[str, Any]]:
-    from queue_display.events import ticket_json
+    from queue_display.events import back_to_json, ticket_json
     from queue_display.models import QueueRoom, QueueService, Ticket
 
     async with db.session() as s:
         tickets = (await s.scalars(query.order_by(Ticket.issued_at.desc(), Ticket.id.desc()))).all()
         services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
         rooms = {x.id: x for x in (await s.scalars(select(QueueRoom))).all()}
-    return [{**ticket_json(t, services.get(t.service_id), rooms.get(t.room_id) if t.room_id else None, language),
+    return [{**ticket_json(t, services.get(t.service_id), rooms.get(t.room_id) if t.room_id else None, language,
+                           back=back_to_json(t, services, rooms, language)),
              "patient_id": t.patient_id, "local_day": t.local_day.isoformat()} for t in tickets]
 
 

@@ -18,7 +18,7 @@ from clinicall.db import Database, utcnow
 from clinicall.settings import Settings
 from queue_display.catalog import is_open_now
 from queue_display.estimates import RoomState
-from queue_display.events import local_name, room_json, service_json, ticket_json
+from queue_display.events import back_to_json, local_name, room_json, service_json, ticket_json
 from queue_display.models import QueueRoom, QueueService, Ticket, WaitEstimate
 from queue_display.ordering import QueueItem, may_serve, order_waiting
 from queue_display.tickets import queue_item
@@ -40,13 +40,18 @@ class QueueState:
     waiting: dict[int, list[Ticket]]  # service_id -> tickets in call order
     current: dict[int, Ticket]  # room_id -> the ticket called into / served in it (latest)
     recent: list[Ticket]  # latest calls, newest first
+    settings: Settings
     stored_waits: dict[int, dict[str, Any]] = field(default_factory=dict)  # as last written
 
     def waiting_ticket(self, ticket_id: int) -> Ticket | None:
         return next((t for line in self.waiting.values() for t in line if t.id == ticket_id), None)
 
+    def open_room_ids(self) -> set[int]:
+        return {room.id for room in self.rooms.values() if room.open}
+
     def items(self) -> list[QueueItem]:
-        return [queue_item(t) for line in self.waiting.values() for t in line]
+        open_rooms = self.open_room_ids()
+        return [queue_item(t, self.settings, open_rooms) for line in self.waiting.values() for t in line]
 
     def room_states(self) -> list[Any]:
         states = []
@@ -82,13 +87,15 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
             if ticket is not None:
                 ticket.estimated_wait_seconds = seconds
     waiting: dict[int, list[Ticket]] = {sid: [] for sid in services}
-    for item in order_waiting([queue_item(t) for t in waiting_rows], now, weights, starvation):
+    open_rooms = {room.id for room in rooms.values() if room.open}
+    items = [queue_item(t, settings, open_rooms) for t in waiting_rows]
+    for item in order_waiting(items, now, weights, starvation):
         waiting.setdefault(item.service_id, []).append(by_id[item.ticket_id])
     for line in waiting.values():
         for position, ticket in enumerate(line, start=1):
             ticket.position = position
     current = {t.room_id: t for t in busy if t.room_id is not None}
-    return QueueState(now, services, rooms, waiting, current, recent_rows, stored_waits)
+    return QueueState(now, services, rooms, waiting, current, recent_rows, settings, stored_waits)
 
 
 def positions(state: QueueState) -> dict[int, int]:
@@ -158,16 +165,17 @@ async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticke
 def tickets_json(state: QueueState, tickets: Iterable[Ticket], language: str,
                  names: dict[int, str]) -> list[dict[str, Any]]:
     return [ticket_json(t, state.services.get(t.service_id), state.rooms.get(t.room_id) if t.room_id else None,
-                        language, names.get(t.patient_id) if t.patient_id else None) for t in tickets]
+                        language, names.get(t.patient_id) if t.patient_id else None,
+                        back_to_json(t, state.services, state.rooms, language)) for t in tickets]
 
 
 def room_next(state: QueueState, room: QueueRoom, settings: Settings) -> list[Ticket]:
-    starvation = float(settings.queue.anti_starvation_minutes)
-    candidates = [t for sid in room.service_ids for t in state.waiting.get(sid, [])
-                  if may_serve(queue_item(t), room.id, room.service_ids, state.now, starvation)]
-    order = order_waiting([queue_item(t) for t in candidates], state.now, settings.queue.priority_weights,
-                          starvation)
-    by_id = {t.id: t for t in candidates}
+    open_rooms = state.open_room_ids()
+    items = [queue_item(t, settings, open_rooms) for sid in room.service_ids for t in state.waiting.get(sid, [])]
+    candidates = [item for item in items if may_serve(item, room.id, room.service_ids, state.now)]
+    order = order_waiting(candidates, state.now, settings.queue.priority_weights,
+                          float(settings.queue.anti_starvation_minutes))
+    by_id = {t.id: t for sid in room.service_ids for t in state.waiting.get(sid, [])}
     return [by_id[item.ticket_id] for item in order[:ROOM_NEXT]]
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from clinicall.auth.access import public
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from queue_display import state as qstate
-from queue_display.events import local_name, room_brief
+from queue_display.events import back_to_json, local_name, room_brief
 from queue_display.runtime import RUNTIME_KEY
 from queue_display.tokens import status_url, ticket_by_token
 
@@ -44,6 +44,7 @@ async def ticket_status(request: web.Request, token: str) -> dict[str, Any]:
         "people_ahead": (ticket.position - 1) if waiting and ticket.position else None,
         "estimated_wait_seconds": ticket.estimated_wait_seconds if waiting else None,
         "room": room_brief(room, language) if room else None,
+        "back_to": back_to_json(ticket, state.services, state.rooms, language),
         "issued_at": ticket.issued_at.isoformat(),
         "called_at": ticket.called_at.isoformat() if ticket.called_at else None,
         "refresh_seconds": 10,

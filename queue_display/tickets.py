@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,10 +76,23 @@ def format_number(prefix: str, seq: int) -> str:
     return f"{prefix}{seq:03d}"
 
 
-def queue_item(ticket: Ticket) -> QueueItem:
+def queue_item(ticket: Any, settings: Settings, open_room_ids: Collection[int]) -> QueueItem:
+    """The ordering's view of a waiting ticket (a Ticket or a row with its columns). A patient back
+    from the lab waits for their own doctor's room while it is open, for queue.return_hold_minutes at
+    most; then (or at once if that room is closed) any room of the service may call them."""
+    preferred, until = ticket.preferred_room_id, None
+    if preferred is not None:
+        if preferred in open_room_ids:
+            until = ticket.enqueued_at + dt.timedelta(minutes=settings.queue.return_hold_minutes)
+        else:
+            preferred = None
     return QueueItem(ticket_id=ticket.id, service_id=ticket.service_id, priority=ticket.priority,
-                     enqueued_at=ticket.enqueued_at, returning=ticket.is_returning,
-                     preferred_room_id=ticket.preferred_room_id)
+                     enqueued_at=ticket.enqueued_at, returning=ticket.is_returning, preferred_room_id=preferred,
+                     preferred_until=until)
+
+
+async def open_room_ids(s: AsyncSession) -> set[int]:
+    return set((await s.scalars(select(QueueRoom.id).where(QueueRoom.open))).all())
 
 
 async def _next_seq(s: AsyncSession, db: Database, service_id: int, day: dt.date) -> int:
@@ -91,6 +105,22 @@ async def _next_seq(s: AsyncSession, db: Database, service_id: int, day: dt.date
         .returning(QueueCounter.last_seq)
     )
     return int((await s.execute(statement)).scalar_one())
+
+
+async def _renumber(s: AsyncSession, db: Database, ticket: Ticket, service: QueueService,
+                    keep_seq: int | None = None) -> None:
+    """The ticket joins another service's line: it takes a number of that service (its own earlier
+    number there when it comes back, unless that was somehow given to another ticket)."""
+    seq = keep_seq
+    if seq is not None and await s.scalar(select(Ticket.id).where(
+            Ticket.service_id == service.id, Ticket.local_day == ticket.local_day, Ticket.seq == seq,
+            Ticket.id != ticket.id)) is not None:
+        seq = None
+    if seq is None:
+        seq = await _next_seq(s, db, service.id, ticket.local_day)
+    ticket.service_id = service.id
+    ticket.seq = seq
+    ticket.number = format_number(service.prefix, seq)
 
 
 def _log(s: AsyncSession, ticket: Ticket, kind: str, at: dt.datetime, user_id: int | None,
@@ -174,7 +204,35 @@ async def _open_room(s: AsyncSession, room_id: int) -> QueueRoom:
     return room
 
 
-async def _finish(s: AsyncSession, ticket: Ticket, now: dt.datetime, user_id: int | None,
+def _requeue(ticket: Ticket, now: dt.datetime) -> None:
+    """Into a new service's line as of now, out of any room."""
+    ticket.status = "waiting"
+    ticket.enqueued_at = now
+    ticket.room_id = None
+    ticket.called_at = ticket.started_at = None
+    ticket.recall_count = 0
+    ticket.transferred_at = now
+    ticket.updated_at = now
+
+
+async def _send_back(s: AsyncSession, db: Database, ticket: Ticket, back_to: QueueService, now: dt.datetime,
+                     user_id: int | None, settings: Settings, served: Served | None) -> Outcome:
+    """The ticket goes back to the service and the room that sent it, with its own number there."""
+    finished_service, finished_number = ticket.service_id, ticket.number
+    await _renumber(s, db, ticket, back_to, keep_seq=ticket.return_seq)
+    ticket.preferred_room_id = ticket.return_room_id
+    ticket.is_returning = True
+    ticket.return_service_id = ticket.return_room_id = ticket.return_seq = None
+    _requeue(ticket, now)
+    await _open_visit(s, ticket, local_day(now, settings), now)
+    detail = {"returning": True, "from_service_id": finished_service, "from_number": finished_number,
+              "to_room_id": ticket.preferred_room_id}
+    _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, **detail)
+    return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {ticket.service_id, finished_service}, served=served,
+                   arrival=(ticket.service_id, now, ticket.priority, True), detail=detail)
+
+
+async def _finish(s: AsyncSession, db: Database, ticket: Ticket, now: dt.datetime, user_id: int | None,
                   settings: Settings) -> Outcome:
     """Ends the ticket's current visit; sends a transferred ticket back to where it came from."""
     visit = await _visit(s, ticket)
@@ -189,38 +247,23 @@ async def _finish(s: AsyncSession, ticket: Ticket, now: dt.datetime, user_id: in
     ticket.started_at = started
     ticket.done_at = now
     ticket.updated_at = now
-    if ticket.return_service_id is not None:
-        finished_service = ticket.service_id
-        ticket.service_id = ticket.return_service_id
-        ticket.preferred_room_id = ticket.return_room_id
-        ticket.is_returning = True
-        ticket.return_service_id = None
-        ticket.return_room_id = None
-        ticket.status = "waiting"
-        ticket.enqueued_at = now
-        ticket.room_id = None
-        ticket.called_at = ticket.started_at = None
-        ticket.recall_count = 0
-        ticket.transferred_at = now
-        await _open_visit(s, ticket, local_day(now, settings), now)
-        _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, returning=True, from_service_id=finished_service)
-        return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {ticket.service_id, finished_service}, served=served,
-                       arrival=(ticket.service_id, now, ticket.priority, True),
-                       detail={"returning": True, "from_service_id": finished_service})
+    back_to = await s.get(QueueService, ticket.return_service_id) if ticket.return_service_id is not None else None
+    if back_to is not None:
+        return await _send_back(s, db, ticket, back_to, now, user_id, settings, served)
     ticket.status = "done"
     _log(s, ticket, ev.TICKET_DONE, now, user_id)
     return Outcome(ticket.id, ev.TICKET_DONE, set(), served=served)
 
 
-async def _finish_room_current(s: AsyncSession, room_id: int, now: dt.datetime, user_id: int | None,
-                               settings: Settings) -> list[Outcome]:
+async def _finish_room_current(s: AsyncSession, db: Database, room_id: int, now: dt.datetime,
+                               user_id: int | None, settings: Settings) -> list[Outcome]:
     current = (await s.scalars(select(Ticket).where(Ticket.room_id == room_id,
                                                     Ticket.status.in_(("called", "in_service")))
                                .with_for_update())).all()
     outcomes = []
     for ticket in current:
         if ticket.status in ("called", "in_service"):  # re-checked after the lock
-            outcomes.append(await _finish(s, ticket, now, user_id, settings))
+            outcomes.append(await _finish(s, db, ticket, now, user_id, settings))
     return outcomes
 
 
@@ -241,14 +284,15 @@ async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: 
     weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
     async with db.transaction() as s:
         room = await _open_room(s, room_id)
-        finished = await _finish_room_current(s, room.id, now, user_id, settings)
+        finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
+        open_rooms = await open_room_ids(s)
         tried: set[int] = set()
         for _attempt in range(CALL_ATTEMPTS):
             rows = await s.execute(
                 select(Ticket.id, Ticket.service_id, Ticket.priority, Ticket.enqueued_at, Ticket.is_returning,
                        Ticket.preferred_room_id)
                 .where(Ticket.status == "waiting", Ticket.service_id.in_(room.service_ids or [-1])))
-            items = [QueueItem(*row) for row in rows.all() if row[0] not in tried]
+            items = [queue_item(row, settings, open_rooms) for row in rows.all() if row.id not in tried]
             pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
             if pick is None:
                 break
@@ -287,7 +331,7 @@ async def call_ticket(db: Database, settings: Settings, ticket_id: int, room_id:
     async with db.transaction() as s:
         room = await _open_room(s, room_id)
         # the room's current ticket first, then the target: the same lock order as call-next
-        finished = await _finish_room_current(s, room.id, now, user_id, settings)
+        finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
         ticket = await _lock_ticket(s, ticket_id)
         _require_status(ticket, ("waiting", "held", "skipped"), "called")
         if ticket.service_id not in room.service_ids:
@@ -344,7 +388,8 @@ async def skip(db: Database, settings: Settings, ticket_id: int, *, user_id: int
 
 async def restore(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
                   now: dt.datetime | None = None) -> Outcome:
-    """A skipped or no-show patient is back: into the line again (as of now)."""
+    """A skipped or no-show patient is back: into the line where they stood (the line is ordered by
+    when they entered it, which restore keeps), not at its end."""
     now = now or utcnow()
     async with db.transaction() as s:
         ticket = await _lock_ticket(s, ticket_id)
@@ -357,7 +402,6 @@ async def restore(db: Database, settings: Settings, ticket_id: int, *, user_id: 
         ticket.status = "waiting"
         ticket.room_id = None
         ticket.recall_count = 0
-        ticket.enqueued_at = now
         ticket.restored_at = now
         ticket.updated_at = now
         await _open_visit(s, ticket, local_day(now, settings), now)
@@ -371,7 +415,7 @@ async def hold(db: Database, settings: Settings, ticket_id: int, *, user_id: int
     now = now or utcnow()
     async with db.transaction() as s:
         ticket = await _lock_ticket(s, ticket_id)
-        _require_status(ticket, ("waiting", "called"), "held")
+        _require_status(ticket, ("waiting", "called", "in_service"), "held")
         was_waiting = ticket.status == "waiting"
         ticket.status = "held"
         ticket.held_at = now
@@ -416,13 +460,15 @@ async def done(db: Database, settings: Settings, ticket_id: int, *, user_id: int
     async with db.transaction() as s:
         ticket = await _lock_ticket(s, ticket_id)
         _require_status(ticket, ("called", "in_service"), "finished")
-        return await _finish(s, ticket, now, user_id, settings)
+        return await _finish(s, db, ticket, now, user_id, settings)
 
 
 async def transfer(db: Database, settings: Settings, ticket_id: int, service_id: int, *, return_to_room: bool,
                    user_id: int | None = None, now: dt.datetime | None = None) -> Outcome:
     """Sends the patient to another service's line (e.g. exam -> lab). With return_to_room, when that
-    service is done the ticket comes back to the original service, to the same room, with priority."""
+    service is done the ticket comes back to the original service, to the same room, with priority.
+    A ticket already on its way back to a doctor keeps that return (the lab may send it on to imaging;
+    it still ends with its doctor); transferring it to that doctor's service is the return itself."""
     now = now or utcnow()
     async with db.transaction() as s:
         ticket = await _lock_ticket(s, ticket_id)
@@ -432,39 +478,38 @@ async def transfer(db: Database, settings: Settings, ticket_id: int, service_id:
             raise Problem(404, "Service not found", "No active service with that id; choose one from GET /api/services.")
         if target.id == ticket.service_id:
             raise conflict("The ticket is already in that service's line.")
-        source_service, source_room = ticket.service_id, ticket.room_id
-        visit = await _visit(s, ticket)
-        served = None
-        if ticket.status in ("called", "in_service") and source_room is not None:
-            started = ticket.started_at or ticket.called_at or now
-            served = Served(source_room, source_service, started, now, ticket.priority, ticket.is_returning)
-            if visit is not None:
-                visit.started_at = visit.started_at or started
-        if visit is not None:
-            visit.ended_at = now
-            visit.outcome = "transferred"
-        if return_to_room:
-            ticket.return_service_id = source_service
-            ticket.return_room_id = source_room
-        else:
-            ticket.return_service_id = ticket.return_room_id = None
-        ticket.service_id = target.id
-        ticket.status = "waiting"
-        ticket.room_id = None
+        source_service, source_room, source_number = ticket.service_id, ticket.room_id, ticket.number
+        served = await _end_leg(s, ticket, now)
+        if ticket.return_service_id == target.id:
+            return await _send_back(s, db, ticket, target, now, user_id, settings, served)
+        if ticket.return_service_id is None and return_to_room:
+            ticket.return_service_id, ticket.return_room_id, ticket.return_seq = source_service, source_room, ticket.seq
+        await _renumber(s, db, ticket, target)
         ticket.is_returning = False
         ticket.preferred_room_id = None
-        ticket.called_at = ticket.started_at = None
-        ticket.recall_count = 0
-        ticket.enqueued_at = now
-        ticket.transferred_at = now
-        ticket.updated_at = now
+        _requeue(ticket, now)
         await _open_visit(s, ticket, local_day(now, settings), now)
-        _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, from_service_id=source_service,
-             from_room_id=source_room, return_to_room=return_to_room)
+        detail = {"from_service_id": source_service, "from_room_id": source_room, "from_number": source_number,
+                  "return_to_room": ticket.return_service_id is not None, "return_room_id": ticket.return_room_id,
+                  "returning": False}
+        _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, **detail)
         return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {source_service, target.id}, served=served,
-                       arrival=(target.id, now, ticket.priority, False),
-                       detail={"from_service_id": source_service, "from_room_id": source_room,
-                               "return_to_room": return_to_room, "returning": False})
+                       arrival=(target.id, now, ticket.priority, False), detail=detail)
+
+
+async def _end_leg(s: AsyncSession, ticket: Ticket, now: dt.datetime) -> Served | None:
+    """Closes the ticket's current visit as transferred; what the room spent on it, if it was in one."""
+    visit = await _visit(s, ticket)
+    served = None
+    if ticket.status in ("called", "in_service") and ticket.room_id is not None:
+        started = ticket.started_at or ticket.called_at or now
+        served = Served(ticket.room_id, ticket.service_id, started, now, ticket.priority, ticket.is_returning)
+        if visit is not None:
+            visit.started_at = visit.started_at or started
+    if visit is not None:
+        visit.ended_at = now
+        visit.outcome = "transferred"
+    return served
 
 
 async def repoint_patient(db: Database, from_id: int, into_id: int) -> int:

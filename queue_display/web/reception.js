@@ -50,28 +50,32 @@ function showIssued(ticket) {
     ticket.status_url ? el("span", {}, " · ", el("a", {href: ticket.status_url, target: "_blank", rel: "noopener"}, t("statusUrl"))) : "");
 }
 
+let arrivalsRun = 0;  // a reload started later (another desk's check-in) wins over an earlier one still loading
+
 async function loadArrivals() {
   // With no date chosen yet, the server answers for the clinic's own today (its time zone, not the browser's).
+  const run = ++arrivalsRun;
   const day = $("a-date").value;
   const body = $("arrivals").tBodies[0];
-  body.replaceChildren();
-  state.checkedIn.clear();
+  const checkedIn = new Map();
   let list = [];
   try {
     const data = await api(day ? `/api/arrivals?date=${day}` : "/api/arrivals");
     if (!day && data.date) $("a-date").value = data.date;
     list = items(data, "arrivals", "patients");
-  } catch (err) { $("arrivals-status").textContent = showError(null, err); return; }
-  $("arrivals-status").textContent = list.length ? fill(t("arrivalsCount"), {n: list.length}) : t("noArrivals");
+  } catch (err) { if (run === arrivalsRun) $("arrivals-status").textContent = showError(null, err); return; }
   // Patients already checked in that day show their number, not a second check-in button.
   if (list.length) {
     const ids = list.map((raw) => (raw.patient || raw).id).slice(0, 500).join(",");
     try {
       const done = items(await api(`/api/tickets?patient_ids=${ids}&date=${$("a-date").value}`), "tickets");
-      for (const tk of [...done].reverse()) state.checkedIn.set(tk.patient_id, tk);  // the latest wins
+      for (const tk of [...done].reverse()) checkedIn.set(tk.patient_id, tk);  // the latest wins
     } catch { /* without it the rows keep their check-in buttons */ }
   }
-  for (const raw of list) {
+  if (run !== arrivalsRun) return;
+  state.checkedIn = checkedIn;
+  $("arrivals-status").textContent = list.length ? fill(t("arrivalsCount"), {n: list.length}) : t("noArrivals");
+  body.replaceChildren(...list.map((raw) => {
     const p = raw.patient || raw;
     const phones = items(p.phones).map((ph) => ph.raw || ph.e164).join(", ");
     const cell = el("td", {});
@@ -79,9 +83,9 @@ async function loadArrivals() {
     if (done) cell.append(el("strong", {class: "ticket-number", "data-ticket": done.number}, done.number));
     else cell.append(el("button", {type: "button", "data-checkin": p.id, "aria-label": fill(t("checkinFor"), {name: p.full_name}),
       onclick: (e) => checkIn(p, e.currentTarget)}, t("checkin")));
-    body.append(el("tr", {"data-patient": p.id}, el("td", {}, p.full_name), el("td", {}, phones),
-      el("td", {}, p.care_status ? t("care." + p.care_status) : ""), cell));
-  }
+    return el("tr", {"data-patient": p.id}, el("td", {}, p.full_name), el("td", {}, phones),
+      el("td", {}, p.care_status ? t("care." + p.care_status) : ""), cell);
+  }));
 }
 
 async function checkIn(patient, button) {
@@ -141,15 +145,20 @@ async function loadQueue() {
 }
 
 // Every queue change arrives on the display websocket (the user's session is enough); reload the
-// queue shortly after a burst of changes.
+// queue shortly after a burst of changes, and the arrivals when any desk checked a patient in.
 function liveQueue() {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/display`);
   let timer = null;
+  let arrivalsTimer = null;
   ws.onopen = () => { document.body.dataset.live = "1"; };
   ws.onmessage = (m) => {
     let msg; try { msg = JSON.parse(m.data); } catch { return; }
     if (msg.type === "queue.changed" || String(msg.type).startsWith("ticket.")) {
       clearTimeout(timer); timer = setTimeout(loadQueue, 150);
+    }
+    const ticket = msg.data && msg.data.ticket;
+    if (msg.type === "ticket.issued" && ticket && ticket.source !== "kiosk") {
+      clearTimeout(arrivalsTimer); arrivalsTimer = setTimeout(loadArrivals, 200);
     }
   };
   ws.onclose = () => { document.body.dataset.live = "0"; setTimeout(liveQueue, 3000); };

@@ -123,8 +123,10 @@ async def test_call_next_on_the_room_page_is_seen_on_the_tv_and_the_door(live_se
         else:
             await room.get_by_label("Chuyển sang dịch vụ").select_option(label="Khám nhi")
             await room.get_by_role("button", name="Chuyển", exact=True).click()
-            await tv.locator(f"[data-service='{live_server.services['C']}']").filter(
-                has_text=other["ticket"]["number"]).wait_for()
+            await room.locator("#message").filter(has_text="→ C").wait_for()
+            moved = (await live_server.api("GET", f"/api/tickets/{other['ticket']['id']}", who="doctor"))["ticket"]
+            assert moved["number"].startswith("C")  # a number of its new service
+            await tv.locator(f"[data-service='{live_server.services['C']}']").filter(has_text=moved["number"]).wait_for()
         await room.locator("#current-number").filter(has_text="Chưa gọi ai").wait_for()
         status = (await live_server.api("GET", f"/api/tickets/{other['ticket']['id']}", who="doctor"))["ticket"]
         assert status["status"] == ("skipped" if action == "skip" else "waiting")

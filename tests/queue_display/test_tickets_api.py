@@ -104,11 +104,12 @@ async def test_transfer_to_lab_and_back_to_the_same_doctor(clinic: Clinic) -> No
     data = await clinic.op(patient["id"], "transfer", {"service_id": clinic.services["B"], "return_to_room": True})
     moved = data["ticket"]
     assert moved["status"] == "waiting" and moved["service_id"] == clinic.services["B"]
-    assert moved["number"] == patient["number"] and moved["return_room_id"] == clinic.rooms["consult2"]
+    assert moved["number"] == "B001" and moved["return_room_id"] == clinic.rooms["consult2"]  # a lab number
     lab = await clinic.call_next("lab1")
     assert lab and lab["id"] == patient["id"]
     back = (await clinic.op(patient["id"], "done"))["ticket"]
     assert back["status"] == "waiting" and back["service_id"] == clinic.services["A"] and back["returning"]
+    assert back["number"] == patient["number"]  # its own number again
     # another room does not take the returning patient; its own doctor does, before earlier tickets
     assert (await clinic.call_next("consult1"))["id"] == others[0]["id"]  # type: ignore[index]
     assert (await clinic.call_next("consult2"))["id"] == patient["id"]  # type: ignore[index]

@@ -27,6 +27,12 @@ function renderNow(ticket, flash) {
   }
 }
 
+// "Sau đó quay lại Phòng khám số 3" under a lab ticket; "Quay lại Phòng khám số 3" once on the way back.
+function backText(back) {
+  const where = back.room ? roomLabel(back.room, lang, t) : serviceLabel({names: back.service_names, name: back.service_name}, lang);
+  return t(back.now ? "back_now" : "back_after").replace("{room}", where);
+}
+
 function renderCalls() {
   $("calls").replaceChildren(...state.recent.slice(1, 9).map((ticket) => el("li", {},
     el("span", {class: "num"}, ticket.number), el("span", {}, roomLabel(ticket.room, lang, t)))));
@@ -37,7 +43,8 @@ function renderServices() {
   for (const service of state.services.values()) {
     const items = service.waiting.slice(0, 6).map((ticket) => el("li", {},
       el("span", {}, el("span", {class: "num"}, ticket.number),
-        ticket.masked_name ? el("span", {class: "masked"}, ticket.masked_name) : null),
+        ticket.masked_name ? el("span", {class: "masked"}, ticket.masked_name) : null,
+        ticket.back_to ? el("span", {class: "back"}, backText(ticket.back_to)) : null),
       el("span", {class: "eta"}, waitText(ticket.estimated_wait_seconds, t))));
     boxes.push(el("div", {class: "service", "data-service": service.id},
       el("h3", {}, `${serviceLabel(service, lang)} (${service.waiting.length})`),
