@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from clinicall import admin_pages, health, pages
+from clinicall import admin_pages, health, openapi, pages
 from clinicall.auth import http as auth_http
 from clinicall.auth import service as auth_service
 from clinicall.auth.middleware import auth_middleware
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(pages.routes)
     app.router.add_static("/static/clinicall", STATIC_DIR, name="static-frame")
     admin_pages.setup_admin(app)
+    openapi.setup_openapi(app)
     for room in rooms():
         room.setup(app)
     return app

@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import require
@@ -583,7 +584,7 @@ async def import_patients(request: web.Request) -> web.Response:
                     data = await part.read(decode=False)  # type: ignore[union-attr]
                 elif part.name == "mapping":
                     mapping_text = (await part.text())[:10000]  # type: ignore[union-attr]
-        except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, AttributeError) as exc:
+        except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, AttributeError, HttpProcessingError) as exc:
             raise Problem(400, "Malformed form", f"The multipart body cannot be read ({exc}); "
                                                 "send the CSV as form field 'file'.") from None
         if data is None:

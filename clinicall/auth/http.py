@@ -8,6 +8,7 @@ from typing import Literal
 from urllib.parse import urlencode
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 from pydantic import BaseModel, Field
@@ -105,7 +106,8 @@ async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | FileFi
         return await request.post()
     except web.HTTPException:
         raise
-    except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, LookupError, TypeError) as exc:
+    except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, LookupError, TypeError,
+            HttpProcessingError) as exc:
         raise Problem(400, "Malformed form", f"The form body cannot be read ({type(exc).__name__}); "
                       "send it as application/x-www-form-urlencoded or multipart/form-data.",
                       code="malformed_form") from None
@@ -238,6 +240,8 @@ async def token_create(request: web.Request) -> web.Response:
     if user_id != who.user_id and "admin" not in who.roles:
         raise Problem(403, "Not allowed", "Only an admin can create tokens for another user.")
     body = await parse_body(request, NewToken)
+    if await service.get_user(request.app[DB_KEY], user_id) is None:
+        raise Problem(404, "User not found", "No user with that id exists.", code="user_not_found")
     token = await service.create_api_token(request.app[DB_KEY], user_id, body.name)
     return web.json_response({"token": token, "note": "Shown once; store it now."}, status=201)
 
