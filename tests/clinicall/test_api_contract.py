@@ -112,6 +112,7 @@ def live(sqlite_url: str, make_settings: Callable[..., Settings]) -> Iterator[tu
         server.stop()
 
 
+@pytest.mark.timeout(900 if EXAMPLES <= 5 else 7200)
 def test_schemathesis_every_operation_every_role(live: tuple[LiveApp, dict[str, dict[str, str]]]) -> None:
     server, who = live
     spec = server.run(_spec(server.app))
