@@ -273,3 +273,11 @@ async def test_metrics_by_scrape_token(client: TestClient, staff: Staff) -> None
     assert (await client.get("/metrics", headers=staff.headers("agent"))).status == 403
     assert (await client.get("/metrics", headers=staff.headers("admin"))).status == 200
     assert set(STAFF) >= {"admin", "agent"}
+
+
+async def test_responses_carry_security_headers(client: TestClient) -> None:
+    for path in ("/login", "/api/me", "/healthz"):
+        response = await client.get(path)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] in ("same-origin", "no-referrer")
