@@ -257,6 +257,7 @@ async def tickets_get(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS, "supervisor")
     ticket = await service.get_ticket(request.app[DB_KEY], int_param(request, "id"))
     check_front_desk_day(request, who, ticket.local_day)
+    audit_views(request, [ticket.patient_id] if ticket.patient_id is not None else [], "tickets")
     data = await _runtime(request).ticket_data(ticket.id)
     assert data is not None
     return _json({"ticket": staff_ticket(ticket, data, request)})
