@@ -1,7 +1,8 @@
 """The API contract: /api/openapi.json describes every route, and schemathesis drives every operation
 of the real app (over real TCP) with every role's credentials, a display token and no credentials:
 no 5xx, and every response conforms to the description (status, content type, body schema).
-Examples per operation: CLINICALL_FUZZ_EXAMPLES (2 in the suite; `make fuzz` runs many more)."""
+Valid and invalid examples (schemathesis' positive and negative modes) per operation:
+CLINICALL_FUZZ_EXAMPLES (2 in the suite; `make fuzz` runs many more)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -131,7 +134,7 @@ def exercise(operation: Any, url: str, who: dict[str, dict[str, str]], session: 
              failures: list[str]) -> Callable[[], None]:
     @hypothesis_settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy())
+    @given(case=st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)))
     def run(case: schemathesis.Case) -> None:
         for name, headers in who.items():
             session.cookies.clear()
