@@ -122,14 +122,12 @@ async def checked_login(request: web.Request, body: LoginBody) -> User | None:
     or the address has too many recent failures (even with the right password)."""
     throttle = request.app[LOGIN_THROTTLE_KEY]
     address = client_address(request)
-    wait = await throttle.retry_after(body.username, address)
+    wait = await throttle.attempt(body.username, address)
     if wait:
         raise Throttled(wait)
     user = await service.authenticate(request.app[DB_KEY], body.username, body.password)
-    if user is None:
-        await throttle.failed(body.username, address)
-    else:
-        await throttle.succeeded(body.username)
+    if user is not None:
+        await throttle.succeeded(body.username, address)
     return user
 
 

@@ -32,26 +32,22 @@ class LocalCounters:
     def __init__(self) -> None:
         self._counts: dict[str, tuple[int, float]] = {}
 
-    def _live(self, key: str, now: float) -> tuple[int, float] | None:
-        entry = self._counts.get(key)
-        if entry is not None and entry[1] <= now:
-            del self._counts[key]
-            return None
-        return entry
-
-    async def get(self, key: str) -> tuple[int, float]:
-        """(failures, seconds until the window ends)."""
-        now = time.monotonic()
-        entry = self._live(key, now)
-        return (0, 0.0) if entry is None else (entry[0], entry[1] - now)
-
-    async def incr(self, key: str, window: int) -> None:
+    async def incr(self, key: str, window: int) -> tuple[int, float]:
+        """Adds one; (the count, seconds until the window ends)."""
         now = time.monotonic()
         if len(self._counts) > 100_000:  # bounded memory under a spray of addresses
             for stale in [k for k, (_, end) in self._counts.items() if end <= now]:
                 del self._counts[stale]
-        count, end = self._live(key, now) or (0, now + window)
+        count, end = self._counts.get(key) or (0, now + window)
+        if end <= now:
+            count, end = 0, now + window
         self._counts[key] = (count + 1, end)
+        return count + 1, end - now
+
+    async def decr(self, key: str) -> None:
+        if key in self._counts:
+            count, end = self._counts[key]
+            self._counts[key] = (max(count - 1, 0), end)
 
     async def reset(self, key: str) -> None:
         self._counts.pop(key, None)
@@ -63,14 +59,14 @@ class RedisCounters:
 
         self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
-    async def get(self, key: str) -> tuple[int, float]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            count, ttl = await pipe.get(PREFIX + key).pttl(PREFIX + key).execute()
-        return (int(count or 0), max(int(ttl), 0) / 1000 if count else 0.0)
-
-    async def incr(self, key: str, window: int) -> None:
+    async def incr(self, key: str, window: int) -> tuple[int, float]:
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.set(PREFIX + key, 0, ex=window, nx=True).incr(PREFIX + key).execute()
+            _, count, ttl = await pipe.set(PREFIX + key, 0, ex=window, nx=True).incr(PREFIX + key) \
+                .pttl(PREFIX + key).execute()
+        return int(count), max(int(ttl), 0) / 1000
+
+    async def decr(self, key: str) -> None:
+        await self._redis.decr(PREFIX + key)
 
     async def reset(self, key: str) -> None:
         await self._redis.delete(PREFIX + key)
@@ -80,6 +76,9 @@ class RedisCounters:
 
 
 class LoginThrottle:
+    """Every login attempt is counted before the password is checked (so a burst of parallel guesses
+    cannot slip past the limit); a successful one is taken back (the account's count starts again)."""
+
     def __init__(self, limits: Limits, redis_url: str | None = None) -> None:
         self.limits = limits
         self.local = LocalCounters()
@@ -97,22 +96,20 @@ class LoginThrottle:
     def keys(username: str, address: str) -> tuple[str, str]:
         return f"user:{username.strip().lower()[:64]}", f"addr:{address[:64]}"
 
-    async def retry_after(self, username: str, address: str) -> int:
-        """Seconds to wait before this login may be tried; 0 when it may be tried now."""
+    async def attempt(self, username: str, address: str) -> int:
+        """Counts an attempt; the seconds to wait when it is over a limit, else 0 (go ahead)."""
         account, origin = self.keys(username, address)
         waits = []
         for key, limit in ((account, self.limits.per_account), (origin, self.limits.per_address)):
-            count, remaining = await self._call("get", key)  # type: ignore[misc]
-            if count >= limit:
+            count, remaining = await self._call("incr", key, self.limits.window_seconds)  # type: ignore[misc]
+            if count > limit:
                 waits.append(max(1, math.ceil(remaining)))
         return max(waits, default=0)
 
-    async def failed(self, username: str, address: str) -> None:
-        for key in self.keys(username, address):
-            await self._call("incr", key, self.limits.window_seconds)
-
-    async def succeeded(self, username: str) -> None:
-        await self._call("reset", self.keys(username, "")[0])
+    async def succeeded(self, username: str, address: str) -> None:
+        account, origin = self.keys(username, address)
+        await self._call("reset", account)
+        await self._call("decr", origin)
 
     async def close(self) -> None:
         if self.shared is not None:

@@ -281,3 +281,21 @@ async def test_responses_carry_security_headers(client: TestClient) -> None:
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Referrer-Policy"] in ("same-origin", "no-referrer")
+
+
+async def test_a_parallel_burst_of_guesses_stays_within_the_limit(client: TestClient, staff: Staff) -> None:
+    async def guess(i: int) -> int:
+        response = await client.post("/api/login", json={"username": "reception", "password": f"burst-{i}-abcdef"})
+        return response.status
+
+    statuses = await asyncio.gather(*(guess(i) for i in range(12)))
+    assert statuses.count(401) == 5 and statuses.count(429) == 7
+
+
+async def test_throttle_counts_in_process_when_redis_is_away() -> None:
+    from clinicall.auth.throttle import Limits, LoginThrottle
+
+    throttle = LoginThrottle(Limits(2, 100, 60), "redis://127.0.0.1:1/0")
+    assert [await throttle.attempt("x", "10.0.0.1") for _ in range(3)][:2] == [0, 0]
+    assert await throttle.attempt("x", "10.0.0.1") > 0
+    await throttle.close()
