@@ -20,6 +20,7 @@ from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY,
 from clinicall.metrics import METRICS_KEY, Metrics
 from clinicall.middleware import problem_middleware, request_log_middleware
 from clinicall.nav import NAV_KEY
+from clinicall.problem import Problem
 from clinicall.rooms import rooms
 from clinicall.settings import Settings
 from clinicall.tasks import BackgroundTasks
@@ -64,7 +65,10 @@ async def _bootstrap_admin(app: web.Application) -> None:
     if await auth_service.count_admins(db) == 0:
         if not auth.bootstrap_password:
             raise SystemExit("CLINICALL_AUTH__BOOTSTRAP_ADMIN is set but CLINICALL_AUTH__BOOTSTRAP_PASSWORD is not.")
-        await auth_service.create_user(db, auth.bootstrap_admin, auth.bootstrap_password, ["admin"])
+        try:
+            await auth_service.create_user(db, auth.bootstrap_admin, auth.bootstrap_password, ["admin"])
+        except Problem as problem:
+            raise SystemExit(f"CLINICALL_AUTH__BOOTSTRAP_ADMIN/PASSWORD: {problem.detail}") from None
         log.info("created the first admin %r from the environment", auth.bootstrap_admin)
 
 
