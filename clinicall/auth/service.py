@@ -256,7 +256,8 @@ async def set_password(db: Database, user_id: int, password: str) -> None:
     await update_user(db, user_id, password=password)
 
 
-async def end_all_sessions(db: Database, user_id: int) -> int:
+async def end_sessions(db: Database, user_id: int) -> int:
+    """Ends every login session of one user (a disabled user or a changed password); returns how many."""
     async with db.transaction() as s:
         result = await s.execute(delete(Session).where(Session.user_id == user_id))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
