@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from clinicall.auth.models import ROLES, ApiToken, DisplayToken, Session, User
 from clinicall.auth.passwords import check_password
@@ -248,11 +248,14 @@ async def update_user(db: Database, user_id: int, *, roles: list[str] | None = N
             user.password_hash = await hash_password(password)
         if password is not None or active is False:
             await s.execute(delete(Session).where(Session.user_id == user_id))
+        if password is not None:  # a token minted with a stolen session must not outlive the reset
+            await s.execute(update(ApiToken).where(ApiToken.user_id == user_id).values(revoked=True))
         return user
 
 
 async def set_password(db: Database, user_id: int, password: str) -> None:
-    """A new password (change or reset): checked against the policy; every session of the user ends."""
+    """A new password (change or reset): checked against the policy; every session of the user ends and
+    every API token of the user is revoked."""
     await update_user(db, user_id, password=password)
 
 

@@ -221,11 +221,16 @@ async def test_password_reset_ends_every_session(client: TestClient, staff: Staf
     other: TestClient = await aiohttp_client(client.server)  # type: ignore[operator]
     await login_cookie(other, "agent")
     assert (await client.get("/api/me")).status == 200
+    minted = await client.post(f"/api/users/{staff.ids['agent']}/tokens", json={"name": "mine"}, headers=own(client))
+    token = {"Authorization": f"Bearer {(await minted.json())['token']}"}
+    assert (await other.get("/api/me", headers=token)).status == 200
     reset = await client.patch(f"/api/users/{staff.ids['agent']}", json={"password": "a-new-long-secret-7"},
                                headers=staff.headers("admin"))
     assert reset.status == 200
     assert (await client.get("/api/me")).status == 401
     assert (await other.get("/api/me")).status == 401
+    assert (await other.get("/api/me", headers=token)).status == 401
+    assert (await client.get("/api/me", headers=staff.headers("agent"))).status == 401
     await auth_service.create_user(client.app[DB_KEY], "carer", PASSWORD, ["agent"])  # type: ignore[index]
     await login_cookie(client, "carer")
     user_id = (await (await client.get("/api/me")).json())["id"]
