@@ -304,3 +304,11 @@ async def test_throttle_counts_in_process_when_redis_is_away() -> None:
     assert [await throttle.attempt("x", "10.0.0.1") for _ in range(3)][:2] == [0, 0]
     assert await throttle.attempt("x", "10.0.0.1") > 0
     await throttle.close()
+
+
+async def test_deactivating_a_user_ends_their_sessions(client: TestClient, staff: Staff) -> None:
+    await login_cookie(client, "doctor")
+    assert (await client.get("/api/me")).status == 200
+    await auth_service.update_user(client.app[DB_KEY], staff.ids["doctor"], active=False)  # type: ignore[index]
+    await auth_service.update_user(client.app[DB_KEY], staff.ids["doctor"], active=True)  # type: ignore[index]
+    assert (await client.get("/api/me")).status == 401
