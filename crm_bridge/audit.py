@@ -67,6 +67,7 @@ class AuditBatch:
         self._rows: list[tuple[dt.datetime, int | None, int, str, str]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def add(self, user_id: int | None, patient_ids: Iterable[int], action: str, detail: str = "") -> None:
         for patient_id in dict.fromkeys(patient_ids):
@@ -78,7 +79,7 @@ class AuditBatch:
         self._task = asyncio.create_task(self._run(), name="audit-batch")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
@@ -92,17 +93,22 @@ class AuditBatch:
             async with self.db.transaction() as s:
                 s.add_all([PatientAudit(at=at, user_id=user_id, patient_id=patient_id, action=action, detail=detail)
                            for at, user_id, patient_id, action, detail in rows])
-        except Exception:
-            log.exception("could not write %d audit rows; keeping them for the next try", len(rows))
+        except BaseException as exc:  # cancelled or failed: the rows wait for the next flush
             self._rows[:0] = rows
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("could not write %d audit rows; keeping them for the next try", len(rows))
             return 0
         return len(rows)
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                log.warning("the audit writer did not stop in time; writing what is left once more")
         if await self.flush() == 0 and self._rows:
             for at, user_id, patient_id, action, detail in self._rows:
                 log.error("audit row not written: %s", json.dumps(
