@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The tests mostly wait on real servers and a browser: three workers fit two cores.
 TEST_WORKERS ?= 3
 
-.PHONY: run test lint system-deps clean bench
+.PHONY: run test lint system-deps clean bench fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
+
+# schemathesis over every operation and role, with many more examples than the suite's run
+FUZZ_EXAMPLES ?= 60
+fuzz: $(TEST_STAMP)
+	CLINICALL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:randomly --timeout=3600 \
+		tests/clinicall/test_api_contract.py -k schemathesis
 
 bench: $(TEST_STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

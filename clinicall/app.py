@@ -9,16 +9,18 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from clinicall import admin_pages, health, pages
+from clinicall import admin_pages, health, openapi, pages
 from clinicall.auth import http as auth_http
 from clinicall.auth import service as auth_service
 from clinicall.auth.middleware import auth_middleware
+from clinicall.auth.throttle import throttle_ctx
 from clinicall.bus import make_bus
 from clinicall.db import Database
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
 from clinicall.metrics import METRICS_KEY, Metrics
 from clinicall.middleware import problem_middleware, request_log_middleware
 from clinicall.nav import NAV_KEY
+from clinicall.problem import Problem
 from clinicall.rooms import rooms
 from clinicall.settings import Settings
 from clinicall.tasks import BackgroundTasks
@@ -63,7 +65,10 @@ async def _bootstrap_admin(app: web.Application) -> None:
     if await auth_service.count_admins(db) == 0:
         if not auth.bootstrap_password:
             raise SystemExit("CLINICALL_AUTH__BOOTSTRAP_ADMIN is set but CLINICALL_AUTH__BOOTSTRAP_PASSWORD is not.")
-        await auth_service.create_user(db, auth.bootstrap_admin, auth.bootstrap_password, ["admin"])
+        try:
+            await auth_service.create_user(db, auth.bootstrap_admin, auth.bootstrap_password, ["admin"])
+        except Problem as problem:
+            raise SystemExit(f"CLINICALL_AUTH__BOOTSTRAP_ADMIN/PASSWORD: {problem.detail}") from None
         log.info("created the first admin %r from the environment", auth.bootstrap_admin)
 
 
@@ -79,13 +84,14 @@ def create_app(settings: Settings) -> web.Application:
     app[WEBSOCKETS_KEY] = weakref.WeakSet()
     app[NAV_KEY] = []
     # Order matters: cleanup runs in reverse, so tasks stop before the bus and the database close.
-    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx])
+    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx, throttle_ctx])
     app.on_shutdown.append(close_websockets)
     app.router.add_routes(health.routes)
     app.router.add_routes(auth_http.routes)
     app.router.add_routes(pages.routes)
     app.router.add_static("/static/clinicall", STATIC_DIR, name="static-frame")
     admin_pages.setup_admin(app)
+    openapi.setup_openapi(app)
     for room in rooms():
         room.setup(app)
     return app

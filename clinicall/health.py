@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from clinicall.auth.access import public, require
+from clinicall.auth.access import principal, public, require, scrape
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY
 from clinicall.metrics import METRICS_KEY
 
@@ -38,6 +38,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@scrape
 async def metrics(request: web.Request) -> web.Response:
-    require(request, "admin")
+    """An admin, or Prometheus with `Authorization: Bearer <auth.metrics_token>`."""
+    who = principal(request)
+    if who is None or who.kind != "scrape":
+        require(request, "admin")
     return request.app[METRICS_KEY].render()

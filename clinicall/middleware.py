@@ -13,6 +13,8 @@ from clinicall.problem import Problem, problem_response
 
 log = logging.getLogger("clinicall.http")
 
+# Same-origin Referer is what cookie writes fall back on when a browser sends no Origin.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
 STATUS_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Body too large", 401: "Login required",
                  403: "Forbidden", 400: "Bad request"}
 
@@ -26,6 +28,9 @@ async def request_log_middleware(request: web.Request, handler: web.Handler) -> 
         response = await handler(request)
         status = response.status
         response.headers.setdefault("X-Request-Id", request_id)
+        if not response.prepared:
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
         return response
     except web.HTTPException as exc:
         status = exc.status

@@ -20,16 +20,20 @@ STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 40
 class Problem(Exception):
     """Raise from a handler or service: becomes a problem+json response."""
 
-    def __init__(self, status: int, title: str, detail: str, *, code: str | None = None, **extra: Any) -> None:
+    def __init__(self, status: int, title: str, detail: str, *, code: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
         self.code = code or STATUS_CODES.get(status, "error")
+        self.headers = headers or {}
         self.extra = extra
 
     def response(self, instance: str | None = None) -> web.Response:
-        return problem_response(self.status, self.title, self.detail, instance=instance, code=self.code, **self.extra)
+        response = problem_response(self.status, self.title, self.detail, instance=instance, code=self.code, **self.extra)
+        response.headers.update(self.headers)
+        return response
 
 
 def problem_response(status: int, title: str, detail: str, instance: str | None = None, *, code: str | None = None,

@@ -82,6 +82,19 @@ class ClinicSettings(BaseModel):
 class AuthSettings(BaseModel):
     bootstrap_admin: str | None = Field(None, description="Create this admin at start-up if no admin exists (needs bootstrap_password)")
     bootstrap_password: str | None = Field(None, description="Password for bootstrap_admin (at least 10 characters)")
+    login_failures_per_account: int = Field(10, ge=1, le=10_000, description="Failed logins per account in a window before it waits")
+    login_failures_per_address: int = Field(30, ge=1, le=100_000, description="Failed logins per client address in a window before it waits")
+    login_window_seconds: int = Field(900, ge=10, le=86_400, description="The failed-login window (and the longest wait)")
+    metrics_token: str | None = Field(None, description="Bearer token (16+ characters) a Prometheus scraper sends to read /metrics")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) < 16:
+            raise ValueError("use at least 16 random characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+        return value
 
 
 class CrmSettings(BaseModel):

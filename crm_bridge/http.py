@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import require
@@ -18,7 +19,14 @@ from crm_bridge import audit, care, duplicates, followups, statuses, templates, 
 from crm_bridge import patients as records
 from crm_bridge.events import PATIENT_MERGED
 from crm_bridge.importer import decode, import_csv, parse_mapping
-from crm_bridge.service import agent_may_access, expected_arrivals, patient_brief
+from crm_bridge.service import (
+    agent_may_access,
+    audit_views,
+    expected_arrivals,
+    front_desk_window,
+    may_see,
+    patient_brief,
+)
 from crm_bridge.text import has_control
 
 routes = web.RouteTableDef()
@@ -88,12 +96,14 @@ async def list_patients(request: web.Request) -> web.Response:
             raise Problem(422, "Invalid search", "The search text contains control characters; type it again.")
         items = await records.search_patients(db, query.q, agent_scope=agent_scope(who), limit=query.limit,
                                               region=region(request))
+        audit_views(request, [item["id"] for item in items], "search")
         return web.json_response({"count": len(items), "items": items})
     if query.care_status is not None and query.care_status not in records.CARE_STATUSES:
         raise Problem(422, "Unknown care status", f"care_status must be one of {', '.join(records.CARE_STATUSES)}.")
     total, items = await records.list_patients(
         db, agent_scope=agent_scope(who), care_status=query.care_status, assigned_agent_id=query.agent_id,
         unassigned=query.unassigned, limit=query.limit, offset=query.offset)
+    audit_views(request, [item["id"] for item in items], "list")
     return web.json_response({"count": total, "items": items})
 
 
@@ -204,6 +214,7 @@ async def list_notes(request: web.Request) -> web.Response:
     who = require(request, *STAFF)
     patient_id = int_param(request, "id")
     await checked_access(request, who, patient_id)
+    audit_views(request, [patient_id], "notes")
     return web.json_response({"items": await care.notes_for_patient(request.app[DB_KEY], patient_id)})
 
 
@@ -291,6 +302,7 @@ async def worklist(request: web.Request) -> web.Response:
     count, items = await worklists.worklist(
         request.app[DB_KEY], kind, today=day, zone=settings.clinic.zone(), overdue_days=settings.crm.overdue_days,
         agent_id=worklist_agent(who, query.agent_id), limit=query.limit, offset=query.offset)
+    audit_views(request, [item["id"] for item in items], "worklist")
     return web.json_response({"kind": kind, "date": day.isoformat(), "count": count, "items": items})
 
 
@@ -344,6 +356,7 @@ async def list_transfers(request: web.Request) -> web.Response:
         raise Problem(422, "Unknown status", f"status must be one of {', '.join(transfers.TRANSFER_STATUSES)}.")
     items = await transfers.list_transfers(request.app[DB_KEY], status=query.status,
                                            agent_id=None if manager(who) else who.user_id)
+    audit_views(request, [item["patient_id"] for item in items], "transfers")
     return web.json_response({"items": items})
 
 
@@ -425,6 +438,7 @@ async def list_followups(request: web.Request) -> web.Response:
     items = await followups.list_followups(request.app[DB_KEY], start=start, days=followups.VIEWS[query.view],
                                            agent_id=agent, include_done=not query.open_only)
     end = start + dt.timedelta(days=followups.VIEWS[query.view] - 1)
+    audit_views(request, [item["patient_id"] for item in items], "followups")
     return web.json_response({"view": query.view, "from": start.isoformat(), "to": end.isoformat(), "items": items})
 
 
@@ -434,13 +448,25 @@ class ArrivalsQuery(BaseModel):
     date: dt.date | None = None
 
 
+def arrivals_day(request: web.Request, who: Principal, asked: dt.date | None) -> dt.date:
+    """Reception and doctors (without an agent's or supervisor's role) see the days their cards allow."""
+    day = asked or today(request)
+    first, last = front_desk_window(today(request))
+    if not who.has_any(*STAFF) and not first <= day <= last:
+        raise Problem(403, "Outside your days", f"Reception and doctors see arrivals from {first.isoformat()} "
+                      f"to {last.isoformat()}; ask a supervisor for other days.", code="date_outside_window")
+    return day
+
+
 @routes.get("/api/arrivals")
 async def arrivals(request: web.Request) -> web.Response:
-    require(request, *ANY_STAFF)
-    day = parse_query(request, ArrivalsQuery).date or today(request)
+    who = require(request, *ANY_STAFF)
+    day = arrivals_day(request, who, parse_query(request, ArrivalsQuery).date)
     db = request.app[DB_KEY]
-    briefs = await expected_arrivals(db, day)
+    briefs = [b for b in await expected_arrivals(db, day)
+              if may_see(who, b.assigned_agent_id, (day,), today(request))]
     details = {p["id"]: p for p in (await records.patients_by_ids(db, [b.id for b in briefs]))}
+    audit_views(request, details, "arrivals")
     items = [{"id": b.id, "full_name": b.full_name, "care_status": b.care_status,
               "assigned_agent_id": b.assigned_agent_id, "booking_date": details[b.id]["booking_date"],
               "arrival_date": details[b.id]["arrival_date"], "date_of_birth": details[b.id]["date_of_birth"],
@@ -460,7 +486,9 @@ class MergeBody(BaseModel):
 @routes.get("/api/duplicates")
 async def list_duplicates(request: web.Request) -> web.Response:
     require(request, "supervisor")
-    return web.json_response({"groups": await duplicates.find_duplicates(request.app[DB_KEY])})
+    groups = await duplicates.find_duplicates(request.app[DB_KEY])
+    audit_views(request, [p["id"] for group in groups for p in group["patients"]], "duplicates")
+    return web.json_response({"groups": groups})
 
 
 @routes.post("/api/merges")
@@ -556,7 +584,7 @@ async def import_patients(request: web.Request) -> web.Response:
                     data = await part.read(decode=False)  # type: ignore[union-attr]
                 elif part.name == "mapping":
                     mapping_text = (await part.text())[:10000]  # type: ignore[union-attr]
-        except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, AttributeError) as exc:
+        except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, AttributeError, HttpProcessingError) as exc:
             raise Problem(400, "Malformed form", f"The multipart body cannot be read ({exc}); "
                                                 "send the CSV as form field 'file'.") from None
         if data is None:

@@ -11,15 +11,16 @@ from sqlalchemy import or_, select
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database
-from crm_bridge.audit import record_access
+from crm_bridge.audit import audit_views, record_access
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
 from crm_bridge.phones import normalise
 
 __all__ = [
-    "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "expected_arrivals",
-    "lookup_caller", "masked_name", "notes_for_calls", "patient_brief", "patient_phone", "record_access",
+    "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
+    "front_desk_window", "lookup_caller", "masked_name", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
+    "record_access",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
@@ -141,14 +142,27 @@ async def agent_may_access(db: Database, who: Principal, patient_id: int, *,
     patient = await _surviving(db, patient_id) if isinstance(patient_id, int) and 0 < patient_id < 2**63 else None
     if patient is None:
         return False
+    return may_see(who, patient.assigned_agent_id, (patient.booking_date, patient.arrival_date), local_today(zone))
+
+
+def front_desk_window(today: dt.date) -> tuple[dt.date, dt.date]:
+    """The local days reception and doctors may see: yesterday to tomorrow."""
+    return today - dt.timedelta(days=1), today + dt.timedelta(days=1)
+
+
+def may_see(who: Principal, assigned_agent_id: int | None, days: tuple[dt.date | None, ...], today: dt.date) -> bool:
+    """The one rule for the card and for every list: supervisors and admins see every patient; agents
+    their own and unassigned ones; reception and doctors those booked or expected (`days`) from
+    yesterday to tomorrow."""
+    if not who.is_user:
+        return False
     if who.has_any("supervisor"):
         return True
-    if "agent" in who.roles and patient.assigned_agent_id in (None, who.user_id):
+    if "agent" in who.roles and assigned_agent_id in (None, who.user_id):
         return True
     if who.roles & {"reception", "doctor"}:
-        today = local_today(zone)
-        window = {today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)}
-        return patient.booking_date in window or patient.arrival_date in window
+        first, last = front_desk_window(today)
+        return any(day is not None and first <= day <= last for day in days)
     return False
 
 

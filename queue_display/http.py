@@ -14,9 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from clinicall.auth.access import display_feed, principal, public, require
+from clinicall.auth.service import Principal
 from clinicall.db import utcnow
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body
+from crm_bridge.service import audit_views, front_desk_window
 from queue_display import service
 from queue_display.events import room_json, service_json
 from queue_display.models import STATUSES, Ticket
@@ -175,6 +177,14 @@ async def rooms_update(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------------------------------ tickets
 
+def check_front_desk_day(request: web.Request, who: Principal, day: dt.date) -> None:
+    """Reception and doctors see the days a patient's card allows them (yesterday to tomorrow)."""
+    first, last = front_desk_window(local_day(utcnow(), request.app[SETTINGS_KEY]))
+    if not who.has_any("supervisor") and not first <= day <= last:
+        raise Problem(403, "Outside your days", f"Reception and doctors see tickets from {first.isoformat()} "
+                      f"to {last.isoformat()}; ask a supervisor for other days.", code="date_outside_window")
+
+
 @routes.post("/api/tickets")
 async def tickets_issue(request: web.Request) -> web.Response:
     who = require(request, "reception")
@@ -209,13 +219,14 @@ async def checkins_create(request: web.Request) -> web.Response:
 @routes.get("/api/tickets")
 async def tickets_list(request: web.Request) -> web.Response:
     """Tickets of one local day (default today), newest first; filters: patient_ids=1,2 service_id= status=."""
-    require(request, *OPERATORS, "supervisor")
+    who = require(request, *OPERATORS, "supervisor")
     settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
     query = request.query
     try:
         day = dt.date.fromisoformat(query["date"]) if query.get("date") else local_day(utcnow(), settings)
     except ValueError:
         raise Problem(422, "Invalid date", "Give date as YYYY-MM-DD, e.g. date=2026-11-22.") from None
+    check_front_desk_day(request, who, day)
     patient_ids = _ids(query.get("patient_ids"), "patient_ids", limit=500)
     service_ids = _ids(query.get("service_id"), "service_id")
     status = query.get("status")
@@ -237,13 +248,16 @@ async def tickets_list(request: web.Request) -> web.Response:
         current = state.waiting_ticket(ticket.id) or ticket
         public_data = tickets_json(state, [current], settings.clinic.language, names)[0]
         tickets.append(staff_ticket(current, public_data, request))
+    audit_views(request, [t.patient_id for t in rows if t.patient_id is not None], "tickets")
     return _json({"date": day.isoformat(), "tickets": tickets})
 
 
 @routes.get("/api/tickets/{id}")
 async def tickets_get(request: web.Request) -> web.Response:
-    require(request, *OPERATORS, "supervisor")
+    who = require(request, *OPERATORS, "supervisor")
     ticket = await service.get_ticket(request.app[DB_KEY], int_param(request, "id"))
+    check_front_desk_day(request, who, ticket.local_day)
+    audit_views(request, [ticket.patient_id] if ticket.patient_id is not None else [], "tickets")
     data = await _runtime(request).ticket_data(ticket.id)
     assert data is not None
     return _json({"ticket": staff_ticket(ticket, data, request)})

@@ -10,7 +10,7 @@ exits 0, so the dialplan goes on.
 Configuration, environment first, then a TOML file (`CLINICALL_AGI_CONFIG`, default
 /etc/clinicall/agi.toml, keys url / token / timeout_seconds):
   CLINICALL_AGI_URL      the service's base URL (default http://127.0.0.1:8080)
-  CLINICALL_AGI_TOKEN    a bearer token of a user with the agent role
+  CLINICALL_AGI_TOKEN    a bearer token of a supervisor (an agent's token sees only its own patients)
   CLINICALL_AGI_TIMEOUT  seconds to wait for the service (default 2)
   CLINICALL_AGI_DEBUG    1: pyst2's protocol log on stderr (Asterisk's console)
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clinicall.auth.access import require
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, read_json, validate
+from crm_bridge.service import audit_views
 from telephony.events import call_json
 from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY, TELEPHONY_METRICS_KEY
 from telephony.service import Telephony
@@ -92,6 +93,7 @@ async def list_calls(request: web.Request) -> web.Response:
             raise Problem(400, "Invalid filter", f"{name} must be a numeric id.")
         ids[name] = int(raw)
     calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"])
+    audit_views(request, [c["patient_id"] for c in calls if c["patient_id"] is not None], "calls")
     return web.json_response({"calls": calls})
 
 
@@ -99,6 +101,7 @@ async def list_calls(request: web.Request) -> web.Response:
 async def get_call(request: web.Request) -> web.Response:
     who = require(request, "agent", "supervisor")
     call = await telephony(request).get_call(who, int_param(request, "id"))
+    audit_views(request, [call.patient_id] if call.patient_id is not None else [], "calls")
     return web.json_response({"call": call_json(call)})
 
 

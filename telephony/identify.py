@@ -278,8 +278,26 @@ async def identify_route(request: web.Request) -> web.Response:
     identity = await identify_caller(app[DB_KEY], app[SETTINGS_KEY], raw, app[AGENT_DIRECTORY_KEY])
     if uniqueid is not None:
         await publish_screenpop(app, identity, uniqueid)
+    if identity.patient is not None and not who.has_any("supervisor") \
+            and identity.patient["assigned_agent_id"] not in (None, who.user_id):
+        return web.json_response(others_patient(identity, app[SETTINGS_KEY]))
     await record_identification(app[DB_KEY], who.user_id, identity, uniqueid)
     return web.json_response(identity.to_json())
+
+
+def others_patient(identity: CallerIdentity, settings: Settings) -> dict[str, Any]:
+    """Another agent's patient, for an agent: what the card would show them (nothing but that the caller
+    is known, and whose phone rings). The caller ID name is the masked one."""
+    from crm_bridge.service import masked_name
+
+    assert identity.patient is not None
+    name = safe_callerid_name(masked_name(identity.patient["full_name"]), settings.telephony.callerid_ascii)
+    masked = CallerIdentity(number=identity.number, known=True, patient=None, callerid_name=name,
+                            agent_ids=identity.agent_ids, agent_extensions=identity.agent_extensions,
+                            assigned_extension=identity.assigned_extension, agent_dial=identity.agent_dial,
+                            lookup_failed=identity.lookup_failed)
+    return masked.to_json() | {"patient": {"assigned_agent_id": identity.patient["assigned_agent_id"]},
+                               "other_agents_patient": True}
 
 
 AGENT_DIRECTORY_KEY = web.AppKey("agent_directory", AgentDirectory)

@@ -27,6 +27,12 @@ def display_feed(handler: H) -> H:
     return handler
 
 
+def scrape(handler: H) -> H:
+    """The metrics scraper's bearer token (auth.metrics_token) or a logged-in user."""
+    setattr(handler, ACCESS_ATTR, "scrape")
+    return handler
+
+
 def access_of(handler: Any) -> str:
     return getattr(handler, ACCESS_ATTR, "user")
 

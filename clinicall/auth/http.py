@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlencode
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
 from pydantic import BaseModel, Field
+from yarl import URL
 
 from clinicall.auth import service
 from clinicall.auth.access import principal, public, require
 from clinicall.auth.middleware import SESSION_COOKIE
 from clinicall.auth.models import User
+from clinicall.auth.throttle import LOGIN_THROTTLE_KEY, wait_text
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.nav import NAV_KEY
-from clinicall.problem import Problem, int_param, parse_body
+from clinicall.problem import Problem, int_param, parse_body, validate
 
 routes = web.RouteTableDef()
 LOGIN_PAGE = Path(__file__).resolve().parent.parent / "web" / "login.html"
@@ -69,16 +76,91 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(LOGIN_PAGE, headers={"Cache-Control": "no-store"})
 
 
+THROTTLED_PAGE = """<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>Đăng nhập · clinicall</title>
+<link rel="stylesheet" href="/static/clinicall/base.css"></head><body><main style="max-width:26rem">
+<h1>Tạm khoá đăng nhập</h1><p class="error" role="alert">Đã nhập sai mật khẩu quá nhiều lần. Vui lòng thử lại sau {wait}.</p>
+<p lang="en">Too many wrong passwords. Try again in {seconds} seconds.</p><p><a href="{again}">Đăng nhập lại</a></p></main></body></html>"""
+
+
+def safe_next(raw: object) -> str:
+    """Where to go after logging in: a path on this site only ('/agent?x=1'), else '/'. Printable ASCII
+    only, because browsers drop tabs and line breaks ('/\\t/evil.example' would become '//evil.example')."""
+    if not isinstance(raw, str) or not 0 < len(raw) <= 2000:
+        return "/"
+    if any(not 0x21 <= ord(ch) <= 0x7E for ch in raw) or "\\" in raw:
+        return "/"
+    if not raw.startswith("/") or raw.startswith("//"):
+        return "/"
+    url = URL(raw)
+    if url.is_absolute() or url.scheme or url.host:
+        return "/"
+    return raw
+
+
+def login_url(**params: str) -> str:
+    return "/login?" + urlencode(params)
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | FileField]:
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise
+    except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, LookupError, TypeError,
+            HttpProcessingError) as exc:
+        raise Problem(400, "Malformed form", f"The form body cannot be read ({type(exc).__name__}); "
+                      "send it as application/x-www-form-urlencoded or multipart/form-data.",
+                      code="malformed_form") from None
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def checked_login(request: web.Request, body: LoginBody) -> User | None:
+    """The user when the password is right; None when wrong. Raises Throttled while either the account
+    or the address has too many recent failures (even with the right password)."""
+    throttle = request.app[LOGIN_THROTTLE_KEY]
+    address = client_address(request)
+    wait = await throttle.attempt(body.username, address)
+    if wait:
+        raise Throttled(wait)
+    user = await service.authenticate(request.app[DB_KEY], body.username, body.password)
+    if user is not None:
+        await throttle.succeeded(body.username, address)
+    return user
+
+
+class Throttled(Exception):
+    def __init__(self, seconds: int) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+    def problem(self) -> Problem:
+        return Problem(429, "Too many failed logins",
+                       f"Đã nhập sai mật khẩu quá nhiều lần. Vui lòng thử lại sau {wait_text(self.seconds)}. "
+                       f"(Too many wrong passwords; try again in {self.seconds} s.)",
+                       code="login_throttled", retry_after=self.seconds,
+                       headers={"Retry-After": str(self.seconds)})
+
+
 @routes.post("/login")
 @public
 async def login_form(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
-    user = await service.authenticate(request.app[DB_KEY], str(form.get("username", "")), str(form.get("password", "")))
-    target = str(form.get("next") or "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
+    form = await read_form(request)
+    target = safe_next(form.get("next") or "/")
+    fields = {name: form.get(name, "") for name in ("username", "password")}
+    if not all(isinstance(value, str) for value in fields.values()):
+        raise Problem(400, "Malformed form", "username and password must be text fields.", code="malformed_form")
+    body = validate(LoginBody, fields) if all(fields.values()) else None
+    try:
+        user = await checked_login(request, body) if body is not None else None
+    except Throttled as exc:
+        page = THROTTLED_PAGE.format(wait=wait_text(exc.seconds), seconds=exc.seconds,
+                                     again=html.escape(login_url(next=target)))
+        return web.Response(status=429, text=page, content_type="text/html", headers={"Retry-After": str(exc.seconds)})
     if user is None:
-        raise web.HTTPSeeOther(f"/login?error=1&next={target}")
+        raise web.HTTPSeeOther(login_url(error="1", next=target))
     token = await service.start_session(request.app[DB_KEY], user.id, request.app[SETTINGS_KEY].http.session_hours)
     response = web.HTTPSeeOther(target)
     _set_cookie(request, response, token)
@@ -89,9 +171,13 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 @public
 async def login_api(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
-    user = await service.authenticate(request.app[DB_KEY], body.username, body.password)
+    try:
+        user = await checked_login(request, body)
+    except Throttled as exc:
+        raise exc.problem() from None
     if user is None:
-        raise Problem(401, "Login failed", "The username or password is wrong; check them and try again.")
+        raise Problem(401, "Login failed", "The username or password is wrong; check them and try again.",
+                      code="login_failed")
     token = await service.start_session(request.app[DB_KEY], user.id, request.app[SETTINGS_KEY].http.session_hours)
     response = web.json_response({"user": user_json(user)})
     _set_cookie(request, response, token)
@@ -152,6 +238,8 @@ async def token_create(request: web.Request) -> web.Response:
     if user_id != who.user_id and "admin" not in who.roles:
         raise Problem(403, "Not allowed", "Only an admin can create tokens for another user.")
     body = await parse_body(request, NewToken)
+    if await service.get_user(request.app[DB_KEY], user_id) is None:
+        raise Problem(404, "User not found", "No user with that id exists.", code="user_not_found")
     token = await service.create_api_token(request.app[DB_KEY], user_id, body.name)
     return web.json_response({"token": token, "note": "Shown once; store it now."}, status=201)
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import quote
 
 from aiohttp import web
+from yarl import URL
 
 from clinicall.auth import service
 from clinicall.auth.access import PRINCIPAL_KEY, access_of
+from clinicall.auth.service import Principal
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem
 
 SESSION_COOKIE = "clinicall_session"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+DISPLAY_PATHS = ("/ws/display", "/api/display", "/display", "/tv", "/door", "/audio/")
 
 
 def wants_html(request: web.Request) -> bool:
@@ -38,25 +43,75 @@ def allowed_origin(request: web.Request, origin: str) -> bool:
     return origin in own or origin in settings.http.allowed_origins
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+def origin_of(referer: str) -> str:
+    """scheme://host[:port] of a Referer, or 'null' when it is not an absolute http(s) URL."""
+    try:
+        url = URL(referer)
+    except ValueError:
+        return "null"
+    if url.scheme not in ("http", "https") or not url.host:
+        return "null"
+    return str(url.origin())
+
+
+def check_same_origin(request: web.Request, *, required: bool) -> None:
+    """A cookie-authenticated write (or a login form) must come from our own pages: Origin decides, else
+    Referer. With neither, a browser's form post (the only cross-site write a browser makes without
+    asking first) is refused; other content types cannot be sent cross-site without CORS, which we never
+    grant. Bearer-token clients are not checked: a token is not sent by a browser on its own. The login
+    form (no session yet) is refused only when it names a foreign origin."""
+    origin = request.headers.get("Origin")
+    if origin is None and (referer := request.headers.get("Referer")):
+        origin = origin_of(referer)
+    if origin is None:
+        if required and request.content_type in FORM_TYPES:
+            raise Problem(403, "Cross-site request refused", "This form post names no origin; send it from "
+                          "clinicall's own pages.", code="origin_missing")
+        return
+    if not allowed_origin(request, origin):
+        raise Problem(403, "Cross-site request refused", "This request came from another site; use clinicall's own "
+                      "pages.", code="cross_site_request")
+
+
+def metrics_principal(request: web.Request, token: str) -> Principal | None:
+    expected = request.app[SETTINGS_KEY].auth.metrics_token
+    if expected and access_of(request.match_info.handler) == "scrape" \
+            and hmac.compare_digest(token.encode(), expected.encode()):
+        return Principal(kind="scrape", username="metrics-scraper", via="scrape")
+    return None
+
+
+async def authenticate(request: web.Request) -> Principal | None:
     db = request.app[DB_KEY]
-    who = None
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
-        who = await service.principal_from_bearer(db, header[7:].strip())
+        token = header[7:].strip()
+        who = metrics_principal(request, token) or await service.principal_from_bearer(db, token)
         if who is None:
-            raise Problem(401, "Invalid token", "The bearer token is unknown or revoked; ask an admin for a new one.")
-    elif (token := request.query.get("token")) and request.path.startswith(("/ws/display", "/api/display", "/display", "/tv", "/door", "/audio/")):
+            raise Problem(401, "Invalid token", "The bearer token is unknown or revoked; ask an admin for a new one.",
+                          code="invalid_token")
+        return who
+    if (token := request.query.get("token")) and request.path.startswith(DISPLAY_PATHS):
         who = await service.principal_from_bearer(db, token)
         if who is None:
-            return bad_display_token(request)
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        who = await service.principal_from_session(db, cookie)
-        if who is not None and request.method in UNSAFE:
-            origin = request.headers.get("Origin")
-            if origin and not allowed_origin(request, origin):
-                raise Problem(403, "Cross-site request refused", "This request came from another site; use clinicall's own pages.")
+            raise BadDisplayToken
+        return who
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if request.method in UNSAFE and (cookie or request.path == "/login"):
+        check_same_origin(request, required=bool(cookie))
+    return await service.principal_from_session(db, cookie) if cookie else None
+
+
+class BadDisplayToken(Exception):
+    pass
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        who = await authenticate(request)
+    except BadDisplayToken:
+        return bad_display_token(request)
     if who is not None:
         request[PRINCIPAL_KEY] = who
 
@@ -68,5 +123,6 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
             raise web.HTTPFound(f"/login?next={quote(request.path_qs)}")
         raise Problem(401, "Login required", "Log in (or send a bearer token) to use this API.")
     if who.kind == "display" and access != "display":
-        raise Problem(403, "Display token", "A display token only reads the display feed; log in as a user for this.")
+        raise Problem(403, "Display token", "A display token only reads the display feed; log in as a user for this.",
+                      code="display_token_not_allowed")
     return await handler(request)

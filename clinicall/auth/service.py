@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from clinicall.auth.models import ROLES, ApiToken, DisplayToken, Session, User
+from clinicall.auth.passwords import check_password
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
-MIN_PASSWORD = 10
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,8 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def check_password_policy(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise Problem(422, "Password too short", f"Choose a password of at least {MIN_PASSWORD} characters.")
+def check_password_policy(password: str, username: str = "", extension: str | None = None) -> None:
+    check_password(password, username, extension)
 
 
 def validate_roles(roles: list[str]) -> list[str]:
@@ -88,7 +87,7 @@ async def create_user(db: Database, username: str, password: str, roles: list[st
         raise Problem(422, "Invalid username", "Use 2-64 lowercase letters, digits, dot, dash or underscore for the username.")
     if extension is not None and not EXTENSION_RE.match(extension):
         raise Problem(422, "Invalid extension", "The phone extension must be 2 to 8 digits, e.g. 1001.")
-    check_password_policy(password)
+    check_password_policy(password, username, extension)
     roles = validate_roles(roles)
     password_hash = await hash_password(password)
     async with db.transaction() as s:
@@ -245,6 +244,23 @@ async def update_user(db: Database, user_id: int, *, roles: list[str] | None = N
                 raise Problem(409, "Extension taken", f"Extension {extension} already belongs to another user.")
             user.extension = extension or None
         if password is not None:
-            check_password_policy(password)
+            check_password_policy(password, user.username, user.extension)
             user.password_hash = await hash_password(password)
+        if password is not None or active is False:
+            await s.execute(delete(Session).where(Session.user_id == user_id))
+        if password is not None:  # a token minted with a stolen session must not outlive the reset
+            await s.execute(update(ApiToken).where(ApiToken.user_id == user_id).values(revoked=True))
         return user
+
+
+async def set_password(db: Database, user_id: int, password: str) -> None:
+    """A new password (change or reset): checked against the policy; every session of the user ends and
+    every API token of the user is revoked."""
+    await update_user(db, user_id, password=password)
+
+
+async def end_sessions(db: Database, user_id: int) -> int:
+    """Ends every login session of one user (a disabled user or a changed password); returns how many."""
+    async with db.transaction() as s:
+        result = await s.execute(delete(Session).where(Session.user_id == user_id))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -49,7 +49,8 @@ async def test_checkin_masks_names_on_screens(aiohttp_client: Any, sqlite_url: s
     assert listed["tickets"][0]["position"] == 1
     assert (await clinic.get("/api/tickets?patient_ids=1,x", status=422))["detail"]
     assert (await clinic.get("/api/tickets?date=tomorrow", status=422))["detail"]
-    assert (await clinic.get("/api/tickets?date=2020-01-01"))["tickets"] == []
+    assert (await clinic.get("/api/tickets?date=2020-01-01", who="admin"))["tickets"] == []
+    assert (await clinic.get("/api/tickets?date=2020-01-01", status=403))["code"] == "date_outside_window"
 
     snapshot = await clinic.get("/api/display/snapshot", who="doctor")
     text = str(snapshot)

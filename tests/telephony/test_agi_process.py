@@ -32,9 +32,10 @@ def settings(sqlite_url: str, make_settings: Callable[..., Settings]) -> Setting
 
 @pytest.fixture
 async def agi_token(client: TestClient, staff: Staff) -> str:
-    """A service account for Asterisk: role agent, no extension (so its phone never rings)."""
+    """A service account for Asterisk: role supervisor (it identifies every agent's callers), no extension
+    (so its phone never rings)."""
     db = client.app[DB_KEY]
-    user = await auth_service.create_user(db, "asterisk", PASSWORD, ["agent"], "Asterisk AGI")
+    user = await auth_service.create_user(db, "asterisk", PASSWORD, ["supervisor"], "Asterisk AGI")
     return await auth_service.create_api_token(db, user.id, "clinicall-agi")
 
 
