@@ -9,10 +9,13 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register this room's routes (the consoles build the pages on top of them)."""
+    from clinicall.exports import register_exports
+    from crm_bridge.exports import EXPORTS
     from crm_bridge.http import routes
     from crm_bridge.pages import setup_pages
 
     app.router.add_routes(routes)
+    register_exports(app, EXPORTS)
     setup_pages(app)  # consoles: the agent page (/agent)
 
 

@@ -2,62 +2,6 @@
 import {api, el, startPage, items, fmtDate, fmtDateTime, fmtDuration, openDialog, announce, showError,
         formObject, withoutNulls, slashToFocus} from "/static/admin/console.js";
 
-const DICT = {
-  vi: {
-    demoTitle: "Tổng đài thử (demo)", demoLabel: "Giả lập cuộc gọi đến từ số", demoButton: "Gọi đến",
-    demoSent: "Đã gửi cuộc gọi đến từ {number}.",
-    title: "Tổng đài viên", skip: "Đến hồ sơ bệnh nhân", logout: "Đăng xuất", call: "Cuộc gọi", hangup: "Gác máy",
-    search: "Tìm bệnh nhân", searchLabel: "Tên (không cần dấu) hoặc số điện thoại", searchHint: "Nhấn / để tìm nhanh, Esc để đóng hộp thoại.",
-    searchButton: "Tìm", newPatient: "Bệnh nhân mới", worklists: "Danh sách của tôi", noPatient: "Chưa chọn bệnh nhân",
-    noPatientHint: "Tìm một bệnh nhân hoặc chọn từ danh sách bên trái.", phones: "Số điện thoại", addNote: "Ghi kết quả liên hệ",
-    notes: "Lịch sử chăm sóc", calls: "Cuộc gọi", when: "Thời gian", direction: "Chiều", number: "Số", result: "Kết quả",
-    duration: "Thời lượng", outcome: "Nội dung", recording: "Ghi âm", tickets: "Số thứ tự", outcomeTitle: "Kết quả liên hệ",
-    careStatus: "Tình trạng điều trị", customerStatus: "Trạng thái khách hàng", detailStatus: "Chi tiết", note: "Ghi chú",
-    callbackDate: "Ngày gọi lại", bookingDate: "Ngày đặt lịch", arrivalDate: "Ngày dự kiến đến", save: "Lưu", cancel: "Để sau",
-    incoming: "Cuộc gọi đến", openCard: "Mở hồ sơ", close: "Đóng", unknownCaller: "Số chưa có trong hệ thống. Tạo bệnh nhân mới:",
-    fullName: "Họ và tên", phone: "Số điện thoại", create: "Tạo hồ sơ", dob: "Ngày sinh",
-    due_today: "Gọi lại hôm nay", overdue: "Quá hạn", not_reached: "Chưa liên lạc được", new: "Mới",
-    callPhone: "Gọi", callPhoneFull: "Gọi số {n}", searching: "Đang tìm…", found: "Tìm thấy {n} bệnh nhân.", noneFound: "Không tìm thấy bệnh nhân nào.",
-    emptyList: "Không có bệnh nhân nào.", noNotes: "Chưa có ghi chú.", noCalls: "Chưa có cuộc gọi.", noTickets: "Chưa có số thứ tự.",
-    gender: "Giới tính", address: "Địa chỉ", referrer: "Bác sĩ giới thiệu", service: "Dịch vụ quan tâm", freeNotes: "Ghi chú chung",
-    assigned: "Phụ trách", unassigned: "Chưa phân công", callFor: "Cuộc gọi #{id}", noCall: "Không gắn với cuộc gọi",
-    dialing: "Đang gọi máy bàn của bạn…", ringing: "Đang đổ chuông…", answered: "Đang nói chuyện", ended: "Đã kết thúc",
-    outbound: "Gọi đi", inbound: "Gọi đến", saved: "Đã lưu kết quả.", created: "Đã tạo hồ sơ.",
-    "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
-    "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc",
-    keepCare: "— giữ nguyên —", choose: "— chọn —", wsOk: "Trực tuyến", wsDown: "Mất kết nối, đang nối lại…",
-    callback: "Gọi lại", you: "bạn", booking: "Đặt lịch", arrival: "Dự kiến đến", by: "bởi", male: "Nam", female: "Nữ", other: "Khác",
-    minutes: "phút", "ts.waiting": "Đang chờ", "ts.called": "Đã gọi", "ts.in_service": "Đang khám", "ts.held": "Tạm giữ",
-    "ts.skipped": "Bỏ qua", "ts.noshow": "Vắng mặt", "ts.done": "Xong", "ts.transferred": "Chuyển dịch vụ",
-  },
-  en: {
-    title: "Agent console", skip: "Skip to patient card", logout: "Log out", call: "Call", hangup: "Hang up",
-    search: "Find a patient", searchLabel: "Name (accents optional) or phone number", searchHint: "Press / to search, Esc closes dialogs.",
-    searchButton: "Search", newPatient: "New patient", worklists: "My worklists", noPatient: "No patient selected",
-    noPatientHint: "Search for a patient or pick one from a worklist.", phones: "Phones", addNote: "Log a contact outcome",
-    demoTitle: "Demo PBX", demoLabel: "Simulate an inbound call from", demoButton: "Call in",
-    demoSent: "Inbound call from {number} sent.",
-    notes: "Care timeline", calls: "Calls", when: "When", direction: "Direction", number: "Number", result: "Result",
-    duration: "Duration", outcome: "Outcome", recording: "Recording", tickets: "Queue tickets", outcomeTitle: "Contact outcome",
-    careStatus: "Care status", customerStatus: "Customer status", detailStatus: "Detail", note: "Note",
-    callbackDate: "Call-back date", bookingDate: "Booking date", arrivalDate: "Expected arrival", save: "Save", cancel: "Later",
-    incoming: "Incoming call", openCard: "Open card", close: "Close", unknownCaller: "Unknown number. Create a new patient:",
-    fullName: "Full name", phone: "Phone", create: "Create", dob: "Date of birth",
-    due_today: "Due today", overdue: "Overdue", not_reached: "Not reached today", new: "New",
-    callPhone: "Call", callPhoneFull: "Call {n}", searching: "Searching…", found: "{n} patients found.", noneFound: "No patient found.",
-    emptyList: "No patients.", noNotes: "No notes yet.", noCalls: "No calls yet.", noTickets: "No tickets.",
-    gender: "Gender", address: "Address", referrer: "Referring doctor", service: "Service of interest", freeNotes: "Notes",
-    assigned: "Agent", unassigned: "Unassigned", callFor: "Call #{id}", noCall: "Not linked to a call",
-    dialing: "Calling your desk phone…", ringing: "Ringing…", answered: "In conversation", ended: "Ended",
-    outbound: "Outbound", inbound: "Inbound", saved: "Outcome saved.", created: "Patient created.",
-    "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
-    "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed",
-    keepCare: "— unchanged —", choose: "— choose —", wsOk: "Online", wsDown: "Connection lost, reconnecting…",
-    callback: "Call back", you: "you", booking: "Booking", arrival: "Arrival", by: "by", male: "Male", female: "Female", other: "Other",
-    minutes: "min", "ts.waiting": "Waiting", "ts.called": "Called", "ts.in_service": "In service", "ts.held": "On hold",
-    "ts.skipped": "Skipped", "ts.noshow": "No-show", "ts.done": "Done", "ts.transferred": "Transferred",
-  },
-};
 const CARE = ["new", "in_treatment", "treatment_finished", "care_closed"];
 const WORKLISTS = ["due_today", "overdue", "not_reached", "new"];
 
@@ -445,7 +389,7 @@ async function setupDemo() {
 }
 
 async function main() {
-  const page = await startPage(DICT);
+  const page = await startPage("/static/crm_bridge/i18n/agent.json");
   lang = page.lang; t = page.t; state.me = page.me;
   document.title = `${t("title")} · clinicall`;
   for (const d of document.querySelectorAll("dialog")) {

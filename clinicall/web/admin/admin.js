@@ -3,54 +3,6 @@
 import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError} from "/static/admin/console.js";
 import {barChart} from "/static/admin/charts.js";
 
-const DICT = {
-  vi: {
-    title: "Quản trị", logout: "Đăng xuất", save: "Lưu", cancel: "Huỷ", add: "Thêm", addUser: "Thêm người dùng", addService: "Thêm dịch vụ",
-    addRoom: "Thêm phòng", addTemplate: "Thêm mẫu tin nhắn", addStatus: "Thêm trạng thái", extensionHint: "2–8 chữ số, ví dụ 1001 (máy bàn của tổng đài viên).", edit: "Sửa", saved: "Đã lưu.",
-    users: "Người dùng và vai trò", services: "Dịch vụ", rooms: "Phòng", "display-tokens": "Mã màn hình", templates: "Mẫu tin nhắn",
-    statuses: "Danh mục trạng thái", audit: "Nhật ký truy cập", stats: "Thống kê",
-    username: "Tên đăng nhập", display_name: "Tên hiển thị", password: "Mật khẩu (ít nhất 10 ký tự)", roles: "Vai trò", extension: "Số máy lẻ",
-    active: "Đang hoạt động", language: "Ngôn ngữ", yes: "Có", no: "Không", activate: "Kích hoạt", deactivate: "Khoá",
-    "role.admin": "Quản trị", "role.supervisor": "Giám sát", "role.agent": "Tổng đài viên", "role.reception": "Lễ tân", "role.doctor": "Bác sĩ",
-    name: "Tên", name_vi: "Tên (tiếng Việt)", name_en: "Tên (tiếng Anh)", name_zh: "Tên (tiếng Trung)", prefix: "Ký hiệu số",
-    kind: "Loại phòng", number: "Số phòng", doctor_name: "Bác sĩ trực", open: "Đang mở", service_ids: "Dịch vụ phục vụ",
-    "kind.consult": "Phòng khám", "kind.counter": "Quầy", "kind.lab": "Xét nghiệm", "kind.imaging": "Chẩn đoán hình ảnh",
-    room_ids: "Phòng hiển thị", newToken: "Tạo mã màn hình", tokenOnce: "Mã chỉ hiện một lần. Mở địa chỉ này trên TV:",
-    revoke: "Thu hồi", revoked: "Đã thu hồi", created_at: "Tạo lúc", all: "Tất cả",
-    body: "Nội dung", placeholders: "Biến có thể dùng: {fullName}, {phone} …", code: "Mã", label_vi: "Nhãn (tiếng Việt)", label_en: "Nhãn (tiếng Anh)",
-    details: "Chi tiết", parent: "Thuộc trạng thái", addDetail: "Thêm chi tiết", label: "Nhãn", detailStatus: "Trạng thái chi tiết", not_reached: "Tính là không liên lạc được", inactive: "ngừng dùng", topLevel: "— cấp trên cùng —", placeholdersAre: "Biến có thể dùng:",
-    user: "Người dùng", patient_id: "Mã bệnh nhân", action: "Hành động", from: "Từ ngày", to: "Đến ngày", filter: "Lọc", when: "Thời gian",
-    detail: "Chi tiết", noRows: "Không có dữ liệu.",
-    callsPerAgentDay: "Cuộc gọi theo tổng đài viên và ngày", outcomes: "Kết quả cuộc gọi", answerRate: "Tỉ lệ nghe máy theo tổng đài viên",
-    waits: "Thời gian chờ trung bình theo dịch vụ (phút)", noShows: "Tỉ lệ không đến theo dịch vụ", conversion: "Đặt lịch → đến khám",
-    calls: "Cuộc gọi", answered: "Nghe máy", booked: "Đặt lịch", arrived: "Đã đến", rate: "Tỉ lệ", show: "Xem", statsUnavailable: "Chưa có số liệu: {detail}",
-    "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
-    avgWait: "Chờ trung bình", arrivedLate: "Đến muộn (≤ 7 ngày)", pending: "Chưa đến ngày hẹn", noShowRate: "Tỉ lệ vắng", tickets: "Số phiếu", minutes: "phút",
-  },
-  en: {
-    title: "Administration", logout: "Log out", save: "Save", cancel: "Cancel", add: "Add", addUser: "Add a user", addService: "Add a service",
-    addRoom: "Add a room", addTemplate: "Add a template", addStatus: "Add a status", extensionHint: "2–8 digits, e.g. 1001 (the agent's desk phone).", edit: "Edit", saved: "Saved.",
-    users: "Users and roles", services: "Services", rooms: "Rooms", "display-tokens": "Display tokens", templates: "Message templates",
-    statuses: "Status lists", audit: "Audit trail", stats: "Statistics",
-    username: "Username", display_name: "Display name", password: "Password (10 characters or more)", roles: "Roles", extension: "Extension",
-    active: "Active", language: "Language", yes: "Yes", no: "No", activate: "Activate", deactivate: "Deactivate",
-    "role.admin": "Admin", "role.supervisor": "Supervisor", "role.agent": "Agent", "role.reception": "Reception", "role.doctor": "Doctor",
-    name: "Name", name_vi: "Name (Vietnamese)", name_en: "Name (English)", name_zh: "Name (Chinese)", prefix: "Ticket prefix",
-    kind: "Kind", number: "Room number", doctor_name: "Doctor on duty", open: "Open", service_ids: "Services served",
-    "kind.consult": "Consult room", "kind.counter": "Counter", "kind.lab": "Laboratory", "kind.imaging": "Imaging",
-    room_ids: "Rooms shown", newToken: "Create display token", tokenOnce: "Shown once only. Open this address on the TV:",
-    revoke: "Revoke", revoked: "Revoked", created_at: "Created", all: "All",
-    body: "Text", placeholders: "Placeholders: {fullName}, {phone} …", code: "Code", label_vi: "Label (Vietnamese)", label_en: "Label (English)",
-    details: "Details", parent: "Under status", addDetail: "Add detail", label: "Label", detailStatus: "Detail status", not_reached: "Counts as not reached", inactive: "inactive", topLevel: "— top level —", placeholdersAre: "Placeholders:",
-    user: "User", patient_id: "Patient id", action: "Action", from: "From", to: "To", filter: "Filter", when: "When",
-    detail: "Detail", noRows: "No data.",
-    callsPerAgentDay: "Calls per agent and day", outcomes: "Call outcomes", answerRate: "Answer rate per agent",
-    waits: "Average wait per service (minutes)", noShows: "No-show rate per service", conversion: "Booking → arrival",
-    calls: "Calls", answered: "Answered", booked: "Booked", arrived: "Arrived", rate: "Rate", show: "Show", statsUnavailable: "No figures yet: {detail}",
-    "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
-    avgWait: "Average wait", arrivedLate: "Arrived late (≤ 7 days)", pending: "Not yet due", noShowRate: "No-show rate", tickets: "Tickets", minutes: "min",
-  },
-};
 const SECTIONS = ["users", "services", "rooms", "display-tokens", "templates", "statuses", "audit", "stats"];
 const ROLES = ["admin", "supervisor", "agent", "reception", "doctor"];
 const ROOM_KINDS = ["consult", "counter", "lab", "imaging"];
@@ -357,7 +309,7 @@ async function render() {
 }
 
 async function main() {
-  const page = await startPage(DICT);
+  const page = await startPage("/static/admin/i18n/admin.json");
   lang = page.lang; t = page.t;
   const current = section();
   document.title = `${t(current)} · ${t("title")} · clinicall`;

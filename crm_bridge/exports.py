@@ -1,0 +1,27 @@
+"""Which crm_bridge lists export to Excel/CSV, and their columns (clinicall/exports.py does the rest)."""
+
+from __future__ import annotations
+
+from clinicall.exports import Column, ExportSpec, Sheet
+
+PATIENT_COLUMNS = (
+    Column("id", "number", "patient_id"), Column("full_name"), Column("phones", "phones"),
+    Column("date_of_birth", "date"), Column("care_status", "care."), Column("assigned_agent_id", "number", "agent_id"),
+    Column("callback_date", "date"), Column("booking_date", "date"), Column("arrival_date", "date"),
+    Column("last_contact_at", "datetime"),
+)
+
+EXPORTS = {
+    "/api/worklists/{kind}": ExportSpec("worklist", (Sheet("worklist", "items", PATIENT_COLUMNS),)),
+    "/api/patients": ExportSpec("patients", (Sheet("patients", "items", PATIENT_COLUMNS),)),
+    "/api/follow-ups": ExportSpec("follow-ups", (Sheet("followups", "items", (
+        Column("due_date", "date"), Column("patient_id", "number"), Column("patient_name", label="full_name"),
+        Column("method", "method."), Column("theme"), Column("status", "fstatus."), Column("agent_id", "number"))),)),
+    "/api/transfers": ExportSpec("transfers", (Sheet("transfers", "items", (
+        Column("created_at", "datetime"), Column("patient_id", "number"), Column("from_agent_id", "number"),
+        Column("to_agent_id", "number"), Column("reason"), Column("status", "tstatus."),
+        Column("decided_at", "datetime"))),)),
+    "/api/audit": ExportSpec("audit", (Sheet("audit", "items", (
+        Column("at", "datetime", "when"), Column("user_id", "number"), Column("patient_id", "number"),
+        Column("action"), Column("detail"))),)),
+}
