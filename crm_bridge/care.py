@@ -56,7 +56,8 @@ def change_care_status(s: AsyncSession, patient: Patient, target: str, user_id: 
 
 def check_date(value: dt.date | None, field: str) -> None:
     if value is not None and not EARLIEST <= value < LATEST:
-        raise Problem(422, "Invalid date", f"{field} {value.isoformat()} is out of range; use a real date.")
+        raise Problem(422, "Invalid date", f"{field} {value.isoformat()} is out of range; use a real date.",
+                      code="invalid_date", errors=[{"field": field, "code": "invalid_date", "message": "out of range"}])
 
 
 async def resolve_customer_status(s: AsyncSession, customer_status: str | None,

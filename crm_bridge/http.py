@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import require
-from clinicall.auth.service import Principal
+from clinicall.auth.service import Principal, list_users
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import audit, care, duplicates, followups, statuses, templates, transfers, worklists
@@ -316,6 +316,15 @@ async def assign(request: web.Request) -> web.Response:
                                               "ask a supervisor, or request a transfer.")
     await records.set_assignment(db, patient_id, body.agent_id, who.user_id)
     return web.json_response({"patient": await records.get_patient(db, patient_id)})
+
+
+@routes.get("/api/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    """Active agents by name: whom a patient can be handed or assigned to (no other account details)."""
+    require(request, *STAFF)
+    users = await list_users(request.app[DB_KEY])
+    return web.json_response({"items": [{"id": u.id, "name": u.display_name or u.username}
+                                        for u in users if u.active and "agent" in (u.roles or [])]})
 
 
 class TransferBody(BaseModel):

@@ -1,6 +1,7 @@
 // Agent console: worklists, search, patient card, click-to-call with live state, outcome form, screen-pop.
 import {api, el, startPage, items, fmtDate, fmtDateTime, fmtDuration, openDialog, announce, showError,
-        formObject, withoutNulls, slashToFocus} from "/static/admin/console.js";
+        formObject, withoutNulls, slashToFocus, phoneSpan, fmtPhone, exportLinks, clearFieldErrors} from "/static/admin/console.js";
+import {setupCardTools, renderFollowups} from "/static/crm_bridge/card_tools.js";
 
 const CARE = ["new", "in_treatment", "treatment_finished", "care_closed"];
 const WORKLISTS = ["due_today", "overdue", "not_reached", "new"];
@@ -13,9 +14,9 @@ let t = (k) => k;
 
 function fill(template, vars) { return template.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? ""); }
 function careLabel(code) { return code ? t("care." + code) : ""; }
-function label(entry) { return (lang === "en" ? entry.label_en : entry.label_vi) || entry.label || entry.name || entry.code; }
+function label(entry) { return entry[`label_${lang}`] || entry.label || entry.name || entry.code; }
 function patientOf(data) { return (data && data.patient) || data; }
-function phoneText(ph) { return ph.raw || ph.e164 || ph.number || ""; }
+function phoneText(ph) { return fmtPhone(ph.e164 || ph.number || ph.raw || ""); }
 
 // ---------- worklists ----------
 async function loadWorklists() {
@@ -50,6 +51,7 @@ function renderWorklist(results) {
   $("worklist-panel").setAttribute("aria-labelledby", `tab-${state.worklist}`);
   const entry = results.find((r) => r.kind === state.worklist);
   renderPatientList($("worklist"), entry ? entry.list : []);
+  $("worklist-export").replaceChildren(exportLinks(`/api/worklists/${state.worklist}`));
 }
 
 function renderPatientList(target, list) {
@@ -104,11 +106,12 @@ async function openPatient(id, {focus = true} = {}) {
   phones.replaceChildren();
   for (const ph of items(p.phones)) {
     const text = phoneText(ph);
-    phones.append(el("li", {}, el("span", {class: "number"}, text), ph.label ? el("span", {class: "muted"}, ph.label) : null,
+    phones.append(el("li", {}, el("span", {class: "number"}, phoneSpan(ph)), ph.label ? el("span", {class: "muted"}, ph.label) : null,
       el("button", {type: "button", class: "call-button", "data-phone": ph.id, "aria-label": fill(t("callPhoneFull"), {n: text}),
         onclick: () => startCall(p, ph)}, t("callPhone"))));
   }
   renderNotes(Array.isArray(data.notes) ? data.notes : items(data.care_notes ?? p.care_notes ?? data.timeline));
+  renderFollowups(t, items(data.follow_ups));
   await Promise.all([loadCalls(p.id), loadTickets(p.id, data)]);
   if (focus) $("card").focus();
 }
@@ -151,7 +154,7 @@ async function loadCalls(patientId) {
     body.append(el("tr", {"data-call": c.id},
       el("td", {}, fmtDateTime(c.started_at || c.created_at, lang)),
       el("td", {}, t(c.direction || "outbound")),
-      el("td", {}, c.number || c.to_number || c.from_number || ""),
+      el("td", {class: "nowrap"}, phoneSpan(c.number || c.to_number || c.from_number || "")),
       el("td", {}, c.disposition ? t("disp." + c.disposition) : t(c.state || "")),
       el("td", {}, fmtDuration(c.billsec ?? c.duration)),
       el("td", {}, outcome ? [statusLabel(outcome.customer_status, outcome.detail_status), outcome.note].filter(Boolean).join(" — ") : ""),
@@ -207,7 +210,8 @@ function showCall(callState, data = {}) {
     if (state.patient && state.patient.id === call.patient_id) loadCalls(call.patient_id);
     // A call the service could not link to a patient (an unknown caller whose card was created during
     // the call) gets its outcome as a plain care note on the new card.
-    if (call.patient_id) openOutcome({callId: call.unlinked ? null : call.id, patientId: call.patient_id, name: call.name});
+    if (call.patient_id) openOutcome({callId: call.unlinked ? null : call.id, patientId: call.patient_id, name: call.name,
+                                      disposition: data.disposition});
   }
 }
 
@@ -273,17 +277,41 @@ function fillOutcomeSelects(patientId) {
   fillDetails();
 }
 
+// What the call's result implies: busy, no answer or unreachable -> the "not reached" status, with the
+// detail named like the result when the clinic's list has one.
+function preselect(disposition) {
+  if (!disposition || disposition === "answered") return;
+  const top = state.statuses.find((s) => s.not_reached);
+  if (!top) return;
+  $("o-customer").value = top.code;
+  fillDetails();
+  const word = t("disp." + disposition).toLowerCase();
+  const detail = items(top.details).find((d) => label(d).toLowerCase().includes(word) || word.includes(label(d).toLowerCase()));
+  if (detail) $("o-detail").value = detail.code;
+}
+
+function callbackRequired() {
+  const top = state.statuses.find((s) => s.code === $("o-customer").value);
+  return !!(top && top.callback_required);
+}
+
 function fillDetails() {
+  const needed = callbackRequired();
+  const callback = $("o-callback");
+  callback.required = needed;
+  callback.setAttribute("aria-required", String(needed));
   const top = state.statuses.find((s) => s.code === $("o-customer").value);
   const details = top ? items(top.details) : [];
   $("o-detail").replaceChildren(el("option", {value: ""}, t("choose")), ...details.map((d) => el("option", {value: d.code}, label(d))));
   $("o-detail").disabled = !details.length;
 }
 
-function openOutcome({callId = null, patientId, name}) {
+function openOutcome({callId = null, patientId, name, disposition = null}) {
   const form = $("outcome-form");
   form.reset();
+  clearFieldErrors(form);
   fillOutcomeSelects(patientId);
+  preselect(disposition);
   form.dataset.callId = callId ?? "";
   form.dataset.patientId = patientId ?? "";
   $("outcome-error").hidden = true;
@@ -296,6 +324,13 @@ async function saveOutcome(e) {
   const form = $("outcome-form");
   const body = withoutNulls(formObject(form));
   const {callId, patientId} = form.dataset;
+  clearFieldErrors(form);
+  $("outcome-error").hidden = true;
+  if (callbackRequired() && !body.callback_date) {
+    showError($("outcome-error"), {problem: {code: "callback_date_required", errors: [{field: "callback_date", code: "callback_date_required"}]}}, form);
+    $("o-callback").focus();
+    return;
+  }
   try {
     if (callId) await api(`/api/calls/${callId}/outcome`, {method: "POST", body});
     else await api(`/api/patients/${patientId}/notes`, {method: "POST", body});
@@ -304,7 +339,7 @@ async function saveOutcome(e) {
     if (state.call && String(state.call.id) === callId) $("callbar").hidden = true;
     if (patientId) await openPatient(Number(patientId), {focus: false});
     loadWorklists();
-  } catch (err) { showError($("outcome-error"), err); }
+  } catch (err) { showError($("outcome-error"), err, form); }
 }
 
 // ---------- inbound screen-pop and new patients ----------
@@ -350,7 +385,7 @@ async function createPatient(form, errorBox, dialog) {
     dialog.close();
     announce($("call-live"), t("created"));
     await openPatient(p.id);
-  } catch (err) { showError(errorBox, err); }
+  } catch (err) { showError(errorBox, err, form); }
 }
 
 // ---------- websocket ----------
@@ -381,10 +416,13 @@ async function setupDemo() {
   $("demo-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const number = $("demo-number").value.trim();
+    $("demo-error").hidden = true;
+    $("demo-status").textContent = "";
+    clearFieldErrors($("demo-form"));
     try {
       await api("/api/demo/inbound", {method: "POST", body: {number}});
       $("demo-status").textContent = fill(t("demoSent"), {number});
-    } catch (err) { showError($("page-error"), err); }
+    } catch (err) { showError($("demo-error"), err, $("demo-form")); }
   });
 }
 
@@ -401,6 +439,7 @@ async function main() {
   $("hangup").addEventListener("click", hangup);
   $("add-note").addEventListener("click", () => state.patient && openOutcome({patientId: state.patient.id, name: state.patient.full_name}));
   $("outcome-form").addEventListener("submit", saveOutcome);
+  setupCardTools({t, patient: () => state.patient, reload: () => openPatient(state.patient.id, {focus: false})});
   $("pop-open").addEventListener("click", () => { $("pop-dialog").close(); if (state.pop && state.pop.patient) openPatient(state.pop.patient.id); });
   $("pop-new").addEventListener("submit", (e) => { e.preventDefault(); createPatient($("pop-new"), $("pop-error"), $("pop-dialog")); });
   $("new-patient").addEventListener("click", () => { $("new-form").reset(); $("new-error").hidden = true; openDialog($("new-dialog"), $("nf-name")); });

@@ -91,8 +91,8 @@ function editDialog(title, specs, submit) {
 
 function table(headers, rows) {
   if (!rows.length) return el("p", {class: "muted"}, t("noRows"));
-  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {scope: "col"}, t(h))))),
-    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c ?? ""))))));
+  return el("div", {class: "table-wrap"}, el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {scope: "col"}, t(h))))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c ?? "")))))));
 }
 
 // ---------- sections ----------

@@ -139,7 +139,7 @@ function upgradeDate(input) {
     placeholder: ctx.t("datePlaceholder"), class: "date-text", required: input.required,
     pattern: DATE_ORDER[ctx.lang] === "ymd" ? "\\d{4}-\\d{1,2}-\\d{1,2}" : "\\d{1,2}/\\d{1,2}/\\d{4}",
     "aria-describedby": input.getAttribute("aria-describedby")});
-  const picker = el("input", {type: "date", tabindex: "-1", "aria-hidden": "true", class: "date-native", "data-picker": "1"});
+  const picker = el("input", {type: "date", tabindex: "-1", "aria-hidden": "true", "aria-label": ctx.t("pickDate"), class: "date-native", "data-picker": "1"});
   const button = el("button", {type: "button", class: "secondary small date-button", "aria-label": ctx.t("pickDate"), title: ctx.t("pickDate"),
     onclick: () => { NATIVE_VALUE.set.call(picker, hidden.value || ""); try { picker.showPicker(); } catch { picker.focus(); } }}, "📅");
   const hidden = el("input", {type: "hidden", name: input.name, "data-date": "1"});
