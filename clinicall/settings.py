@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -149,7 +149,7 @@ class DisplaySettings(BaseModel):
 class AudioSettings(BaseModel):
     engines: list[Literal["recorded", "gtts", "espeak"]] = Field(default_factory=lambda: ["recorded", "espeak", "gtts"])
     languages: list[Literal["vi", "en", "zh"]] = Field(default_factory=lambda: ["vi", "en", "zh"])
-    cache_dir: str = "./var/audio"
+    cache_dir: str = Field("", description="Speech cache and announcement clips; empty: DATA_DIR/audio")
     gtts_timeout_seconds: float = Field(4.0, gt=0, le=60)
     repeat: int = Field(1, ge=1, le=5)
     gap_seconds: float = Field(0.8, ge=0, le=10)
@@ -235,6 +235,12 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _speech_cache_under_data_dir(self) -> Settings:
+        if not self.audio.cache_dir:
+            self.audio.cache_dir = str(Path(self.data_dir) / "audio")
+        return self
 
 
 class SettingsError(Exception):

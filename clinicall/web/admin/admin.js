@@ -1,6 +1,6 @@
 // Admin console: users and roles, services and rooms, display tokens, message templates, status lists,
 // the audit trail and statistics with charts. One page; the section comes from the URL (/admin/<section>).
-import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError} from "/static/admin/console.js";
+import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError, clearFieldErrors, exportLinks} from "/static/admin/console.js";
 import {barChart} from "/static/admin/charts.js";
 
 const SECTIONS = ["users", "services", "rooms", "display-tokens", "templates", "statuses", "audit", "stats"];
@@ -71,7 +71,8 @@ function createForm(titleKey, specs, submit) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     error.hidden = true;
-    try { await submit(readFields(form, specs), form); form.reset(); saved(); } catch (err) { showError(error, err); }
+    clearFieldErrors(form);
+    try { await submit(readFields(form, specs), form); form.reset(); saved(); } catch (err) { showError(error, err, form); }
   });
   return form;
 }
@@ -84,7 +85,8 @@ function editDialog(title, specs, submit) {
   $("edit-fields").replaceChildren(...specs.map(field));
   form.onsubmit = async (e) => {
     e.preventDefault();
-    try { await submit(readFields(form, specs)); dialog.close(); saved(); } catch (err) { showError($("edit-error"), err); }
+    clearFieldErrors(form);
+    try { await submit(readFields(form, specs)); dialog.close(); saved(); } catch (err) { showError($("edit-error"), err, form); }
   };
   openDialog(dialog);
 }
@@ -194,19 +196,20 @@ async function statusesSection(box) {
     onclick: async () => { try { await api(`${STATUSES_PATH}/${s.id}`, {method: "PATCH", body: {active: !s.active}}); saved(); render(); } catch (err) { showError($("page-error"), err); } }},
   s.active ? t("deactivate") : t("activate"));
   const rename = (s) => el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${s.label}`,
-    onclick: () => editDialog(`${t("edit")} ${s.label}`, [{name: "label", value: s.label, required: true}, {name: "not_reached", type: "checkbox", value: s.not_reached}],
+    onclick: () => editDialog(`${t("edit")} ${s.label}`, [{name: "label", value: s.label, required: true}, {name: "not_reached", type: "checkbox", value: s.not_reached},
+      ...(s.parent_id ? [] : [{name: "callback_required", type: "checkbox", value: s.callback_required}])],
       async (v) => { await api(`${STATUSES_PATH}/${s.id}`, {method: "PATCH", body: v}); render(); })}, t("edit"));
   for (const s of list) {
     const details = items(s.details);
     box.append(el("section", {class: "panel", "data-status": s.label},
-      el("h2", {}, s.label, s.active ? "" : ` (${t("inactive")})`), el("p", {}, rename(s), " ", toggle(s)),
+      el("h2", {}, s.label, s.active ? "" : ` (${t("inactive")})`, s.callback_required ? ` · ${t("callback_required")}` : ""), el("p", {}, rename(s), " ", toggle(s)),
       table(["detailStatus", "not_reached", "active", ""], details.map((d) => [d.label, d.not_reached ? t("yes") : t("no"),
         d.active ? t("yes") : t("no"), el("span", {}, rename(d), " ", toggle(d))]))));
   }
   const parents = list.map((s) => ({value: s.id, label: s.label}));
   box.append(createForm("addStatus", [{name: "parent_id", label: "parent", type: "select", options: [{value: "", label: t("topLevel")}, ...parents], optional: true},
-    {name: "label", required: true}, {name: "not_reached", type: "checkbox", value: false}],
-  async (v) => { if (v.parent_id) v.parent_id = Number(v.parent_id); await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
+    {name: "label", required: true}, {name: "not_reached", type: "checkbox", value: false}, {name: "callback_required", type: "checkbox", value: false}],
+  async (v) => { if (v.parent_id) { v.parent_id = Number(v.parent_id); delete v.callback_required; } await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
 }
 
 async function auditSection(box) {
@@ -221,7 +224,7 @@ async function auditSection(box) {
     const q = new URLSearchParams(Object.entries(readFields(form, specs)).filter(([, v]) => v !== "" && !Number.isNaN(v)));
     try {
       const rows = items(await api(`/api/audit?${q}`), "audit", "entries", "events");
-      results.replaceChildren(table(["when", "user", "patient_id", "action", "detail"], rows.map((r) => [fmtDateTime(r.at || r.created_at, lang),
+      results.replaceChildren(el("p", {}, exportLinks(`/api/audit?${q}`)), table(["when", "user", "patient_id", "action", "detail"], rows.map((r) => [fmtDateTime(r.at || r.created_at, lang),
         r.user_name || r.username || userName(r.user_id), String(r.patient_id ?? ""), r.action, r.detail || ""])));
     } catch (err) { results.replaceChildren(el("p", {class: "error"}, showError(null, err))); }
   };
@@ -248,7 +251,9 @@ async function statsSection(box) {
     if (q) { form.querySelector("[name=from]").value = from; form.querySelector("[name=to]").value = to; }
     const [callData, queue, bookings] = await Promise.all([calls ? calls : get("/api/stats/calls", q),
       get("/api/stats/queue", q), get("/api/stats/bookings", q)]);
-    out.replaceChildren(...callCharts(callData), ...queueCharts(queue), ...bookingCharts(bookings));
+    out.replaceChildren(...callCharts(callData), ...queueCharts(queue), ...roomTable(queue), ...bookingCharts(bookings),
+      el("section", {class: "panel", id: "stats-exports"}, el("h2", {}, t("exports")),
+        el("p", {}, t("calls"), " ", exportLinks(`/api/stats/calls?${q}`)), el("p", {}, t("queueStats"), " ", exportLinks(`/api/stats/queue?${q}`))));
   };
   form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
   await run();
@@ -287,6 +292,16 @@ function queueCharts(data) {
   ];
 }
 
+// Per room: visits, waits and service times (start to done), the same figures as the export's "by room" sheet.
+function roomTable(data) {
+  if (data.error) return [];
+  const min = (s) => (s === null || s === undefined ? "—" : fmtDuration(s));
+  return [el("section", {class: "panel", id: "room-stats"}, el("h2", {}, t("roomStats")),
+    table(["room", "visits", "served", "noShowRate", "avgWait", "medianWait", "avgService", "medianService"], items(data, "by_room").map((r) => [
+      r.room_name || `#${r.room_id}`, String(r.visits), String(r.served), r.noshow_rate === null ? "—" : `${Math.round(r.noshow_rate * 1000) / 10}%`,
+      min(r.mean_wait_seconds), min(r.median_wait_seconds), min(r.mean_service_seconds), min(r.median_service_seconds)])))];
+}
+
 function bookingCharts(data) {
   if (data.error) return unavailable(t("conversion"), data);
   const days = data.days || [];
@@ -311,10 +326,12 @@ async function render() {
 async function main() {
   const page = await startPage("/static/admin/i18n/admin.json");
   lang = page.lang; t = page.t;
-  const current = section();
+  const adminUser = page.me.roles.includes("admin");
+  const visible = SECTIONS.filter((s) => adminUser || s === "stats");
+  const current = adminUser ? section() : "stats";
   document.title = `${t(current)} · ${t("title")} · clinicall`;
   $("section-title").textContent = t(current);
-  $("admin-nav").replaceChildren(...SECTIONS.map((s) => el("li", {}, el("a", {href: `/admin/${s}`, "aria-current": s === current ? "page" : false}, t(s)))));
+  $("admin-nav").replaceChildren(...visible.map((s) => el("li", {}, el("a", {href: `/admin/${s}`, "aria-current": s === current ? "page" : false}, t(s)))));
   for (const b of document.querySelectorAll("dialog [data-close]")) b.addEventListener("click", () => b.closest("dialog").close());
   await render();
   document.body.dataset.ready = "1";

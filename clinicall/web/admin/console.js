@@ -18,12 +18,14 @@ async function loadDict(url) {
 }
 
 // Picks the language, loads the dictionaries, translates [data-i18n] nodes, draws the language switch into
-// #lang-switch, fills the header (clinic, user) from /api/me and returns {lang, t, me}.
-export async function startPage(dictUrl, {needMe = true} = {}) {
+// #lang-switch, fills the header (clinic, user) from /api/me and returns {lang, t, me}. `dict` is the page's
+// dictionary: the URL of its JSON file, or the dictionary itself.
+export async function startPage(dict, {needMe = true} = {}) {
   const lang = pickLanguage(LANGUAGES, "vi");
-  const [common, own] = await Promise.all([loadDict("/static/admin/i18n/common.json"), dictUrl ? loadDict(dictUrl) : {}]);
-  const dict = Object.fromEntries(LANGUAGES.map((l) => [l, {...common[l], ...(own[l] || {})}]));
-  const t = translate(dict, lang);
+  const [common, own] = await Promise.all([loadDict("/static/admin/i18n/common.json"),
+    typeof dict === "string" ? loadDict(dict) : (dict || {})]);
+  const merged = Object.fromEntries(LANGUAGES.map((l) => [l, {...common[l], ...(own[l] || {})}]));
+  const t = translate(merged, lang);
   Object.assign(ctx, {lang, t});
   const box = document.getElementById("lang-switch");
   if (box) {
@@ -31,7 +33,7 @@ export async function startPage(dictUrl, {needMe = true} = {}) {
     box.setAttribute("aria-label", t("langGroup"));
     for (const code of LANGUAGES) {
       box.append(el("button", {type: "button", class: "secondary small", lang: code, "aria-pressed": String(code === lang),
-        onclick: () => switchLanguage(code)}, dict[code]["lang." + code]));
+        onclick: () => switchLanguage(code)}, merged[code]["lang." + code]));
     }
   }
   let me = null;
@@ -207,7 +209,8 @@ export function errorText(err) {
   const problem = err && err.problem && typeof err.problem === "object" ? err.problem : null;
   const code = problem ? problem.code : (err && err.code) || (err && err.status ? "error" : "network");
   const text = t("err." + code);
-  if (text !== "err." + code) return text;
+  // Sentences may name the problem's own fields: {unknown}, {min} ...
+  if (text !== "err." + code) return text.replace(/\{(\w+)\}/g, (_, k) => [].concat(problem && problem[k] !== undefined ? problem[k] : "").join(", "));
   return t(problem && problem.status >= 500 ? "err.internal_error" : "err.error");
 }
 
