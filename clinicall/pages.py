@@ -36,6 +36,6 @@ def forbidden_page(request: web.Request, roles: list[str]) -> web.Response:
     why = (f"Trang này dành cho: {', '.join(ROLE_NAMES_VI[r] for r in dict.fromkeys(shown))}. "
            f"Tài khoản của bạn có vai trò: {', '.join(ROLE_NAMES_VI.get(r, r) for r in mine) or '—'}.")
     text = (WEB_DIR / "forbidden.html").read_text(encoding="utf-8")
-    text = (text.replace("{roles}", html.escape(",".join(dict.fromkeys(shown)))).replace("{mine}", html.escape(",".join(mine)))
-            .replace("{why}", html.escape(why)))
+    text = (text.replace("%ROLES%", html.escape(",".join(dict.fromkeys(shown)))).replace("%MINE%", html.escape(",".join(mine)))
+            .replace("%WHY%", html.escape(why)))
     return web.Response(status=403, text=text, content_type="text/html", headers={"Cache-Control": "no-store"})

@@ -89,7 +89,7 @@ def checked_phone(raw: str, region: str) -> str:
     if e164 is None:
         raise Problem(422, "Invalid phone number",
                       f"{raw[:40]!r} is not a phone number we can dial; write it like 0912345678 or +84912345678.",
-                      code="invalid_phone")
+                      code="invalid_phone", errors=[{"field": "number", "code": "invalid_phone", "message": "not a phone number"}])
     return e164
 
 

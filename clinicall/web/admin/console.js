@@ -136,6 +136,19 @@ export function upgradeDates(root) {
   for (const input of root.querySelectorAll("input[type=date]:not([data-picker])")) upgradeDate(input);
 }
 
+// A calendar drawn in SVG (an emoji would need a colour-emoji font the clinic's PCs may lack).
+function calendarIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  for (const [k, v] of Object.entries({viewBox: "0 0 16 16", width: "16", height: "16", "aria-hidden": "true", focusable: "false"})) svg.setAttribute(k, v);
+  for (const d of ["M2 3.5h12v10.5H2z", "M2 6.5h12", "M5 1.5v3M11 1.5v3"]) {
+    const path = document.createElementNS(ns, "path");
+    for (const [k, v] of Object.entries({d, fill: "none", stroke: "currentColor", "stroke-width": "1.5"})) path.setAttribute(k, v);
+    svg.append(path);
+  }
+  return svg;
+}
+
 function upgradeDate(input) {
   const text = el("input", {type: "text", inputmode: "numeric", autocomplete: "off", id: input.id || undefined,
     placeholder: ctx.t("datePlaceholder"), class: "date-text", required: input.required,
@@ -143,7 +156,7 @@ function upgradeDate(input) {
     "aria-describedby": input.getAttribute("aria-describedby")});
   const picker = el("input", {type: "date", tabindex: "-1", "aria-hidden": "true", "aria-label": ctx.t("pickDate"), class: "date-native", "data-picker": "1"});
   const button = el("button", {type: "button", class: "secondary small date-button", "aria-label": ctx.t("pickDate"), title: ctx.t("pickDate"),
-    onclick: () => { NATIVE_VALUE.set.call(picker, hidden.value || ""); try { picker.showPicker(); } catch { picker.focus(); } }}, "📅");
+    onclick: () => { NATIVE_VALUE.set.call(picker, hidden.value || ""); try { picker.showPicker(); } catch { picker.focus(); } }}, calendarIcon());
   const hidden = el("input", {type: "hidden", name: input.name, "data-date": "1"});
   const initial = input.value || input.getAttribute("value") || "";
   const show = (iso) => { NATIVE_VALUE.set.call(text, iso ? fmtDate(iso) : ""); };
