@@ -30,5 +30,6 @@ def test_printed_urls_follow_the_settings(tmp_path: Path) -> None:
 
 
 def test_speech_cache_lives_under_the_data_dir(tmp_path: Path) -> None:
-    assert Path(Settings(data_dir=str(tmp_path)).audio.cache_dir) == tmp_path / "audio"
+    audio = Settings(data_dir=str(tmp_path)).audio
+    assert (Path(audio.cache_dir), Path(audio.recorded_dir)) == (tmp_path / "audio", tmp_path / "audio-recorded")
     assert Settings(data_dir=str(tmp_path), audio={"cache_dir": "/srv/speech"}).audio.cache_dir == "/srv/speech"  # type: ignore[arg-type]

@@ -213,6 +213,15 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
         await server.api("POST", "/api/calls", who="agent" if pid == an else "agent2",
                          json={"patient_id": pid, "phone_id": phone}, expect=202)
 
+    # One visit served in consult room 1 (issued, called, started, done) for the per-room statistics.
+    ticket = await server.api("POST", "/api/tickets", who="reception", json={"service_id": server.services["A"]})
+    room = server.rooms["consult:1"]
+    called = await server.api("POST", f"/api/rooms/{room}/call-next", who="doctor")
+    ticket_id = called["ticket"]["id"]
+    assert ticket_id == ticket["ticket"]["id"]
+    for step in ("start", "done"):
+        await server.api("POST", f"/api/tickets/{ticket_id}/{step}", who="doctor")
+
     page = await new_page("supervisor")
     await page.get_by_role("link", name="Điều phối chăm sóc").click()
     await page.wait_for_selector("body[data-ready='1']")
@@ -270,6 +279,8 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
     # The supervisor's statistics (/admin/stats, only that section), with service times per room.
     await goto(page, f"{server.base_url}/admin/stats")
     await page.locator("#room-stats").wait_for()
+    cells = await page.locator("#room-stats tbody tr").all_inner_texts()
+    assert len(cells) == 1 and "\t1\t1\t" in cells[0]  # one visit, one served
     assert await page.locator("#admin-nav a").all_inner_texts() == ["Thống kê"]
     rows = await download_rows(page, page.locator("#stats-exports a[data-export=xlsx]").first)
     assert rows[0][0] == "Tổng đài viên"

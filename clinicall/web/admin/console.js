@@ -164,6 +164,8 @@ function upgradeDate(input) {
     get: () => NATIVE_VALUE.get.call(hidden),
     set: (v) => { NATIVE_VALUE.set.call(hidden, v || ""); show(parseDay(v) || ""); },
   });
+  // Scripts that find the field by its id read and write ISO dates, as with a native date input.
+  Object.defineProperty(text, "value", {get: () => hidden.value, set: (v) => { hidden.value = v; }});
   text.addEventListener("input", () => {
     const raw = NATIVE_VALUE.get.call(text).trim();
     const iso = parseDay(raw);
@@ -176,8 +178,7 @@ function upgradeDate(input) {
   input.replaceWith(wrap);
   hidden.defaultValue = initial;
   hidden.value = initial;
-  NATIVE_VALUE.set.call(text, initial ? fmtDate(initial) : "");
-  text.defaultValue = text.value;
+  text.defaultValue = initial ? fmtDate(initial) : "";
 }
 
 // ---------- phones: the clinic's national form, E.164 in the title ----------
