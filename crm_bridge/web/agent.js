@@ -146,7 +146,7 @@ async function loadCalls(patientId) {
   body.replaceChildren();
   let calls = [];
   try { calls = items(await api(`/api/calls?patient_id=${patientId}`), "calls"); } catch { calls = []; }
-  if (!calls.length) { body.append(el("tr", {}, el("td", {colspan: "7", class: "muted"}, t("noCalls")))); return; }
+  if (!calls.length) { body.append(el("tr", {}, el("td", {colspan: "6", class: "muted"}, t("noCalls")))); return; }
   for (const c of calls) {
     const outcome = c.outcome || c.note;
     const rec = c.recording_url ? el("audio", {controls: true, preload: "none", src: c.recording_url, "aria-label": t("recording")})
@@ -157,8 +157,9 @@ async function loadCalls(patientId) {
       el("td", {class: "nowrap"}, phoneSpan(c.number || c.to_number || c.from_number || "")),
       el("td", {}, c.disposition ? t("disp." + c.disposition) : t(c.state || "")),
       el("td", {}, fmtDuration(c.billsec ?? c.duration)),
-      el("td", {}, outcome ? [statusLabel(outcome.customer_status, outcome.detail_status), outcome.note].filter(Boolean).join(" — ") : ""),
-      el("td", {}, rec)));
+      // The recording sits under the outcome: a player in its own column squeezed the notes.
+      el("td", {class: "outcome"}, outcome ? el("div", {}, [statusLabel(outcome.customer_status, outcome.detail_status), outcome.note].filter(Boolean).join(" — ")) : "",
+        rec ? el("div", {class: "recording"}, rec) : "")));
   }
 }
 

@@ -171,8 +171,13 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     await goto(page, f"{server.base_url}/agent#patient={ha}")
     await page.locator("#card-calls audio").first.wait_for()
     await shots(page, "agent-card", ((1920, 1080), *SIZES))
-    outcome_cell = page.locator("#card-calls tbody tr").first.locator("td").nth(5)
-    assert (await outcome_cell.bounding_box())["width"] >= 150
+    for width, height in ((1366, 768), (1920, 1080)):
+        await page.set_viewport_size({"width": width, "height": height})
+        outcome_cell = page.locator("#card-calls tbody tr").first.locator("td.outcome")
+        box, player = await outcome_cell.bounding_box(), await outcome_cell.locator("audio").bounding_box()
+        wrap = await page.locator("#card-calls").evaluate("t => [t.parentElement.scrollWidth, t.parentElement.clientWidth]")
+        assert box["width"] >= 200 and player["width"] >= 150 and wrap[0] <= wrap[1], (width, box, player, wrap)
+    await page.set_viewport_size({"width": 1366, "height": 768})
 
     # The due-today worklist exports what it lists.
     await page.get_by_role("tab", name="Gọi lại hôm nay").click()
@@ -198,6 +203,14 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     rows = await download_rows(page, page.locator("a[data-export=xlsx]"))
     assert len(rows) - 1 == await page.locator("tr[data-followup]").count() == 2
     assert await audit(page) == []
+
+    # In Chinese: the same page, its dates as yyyy-mm-dd whatever the browser's locale (vi-VN here).
+    await page.get_by_role("button", name="中文").click()
+    await page.wait_for_selector("body[data-ready='1']")
+    await page.get_by_role("heading", name="随访计划").wait_for()
+    assert (today + dt.timedelta(days=3)).isoformat() in await page.locator("#section").inner_text()
+    assert await page.locator("#fu-from").get_attribute("placeholder") == "yyyy-mm-dd"
+    await shots(page, "care-follow-ups-zh", SIZES[:1])
 
 
 async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) -> None:
