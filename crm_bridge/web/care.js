@@ -188,7 +188,8 @@ function upload(file, progress, result) {
     if (xhr.status >= 400 || !data) { result.replaceChildren(); showError($("page-error"), {problem: data || {}, status: xhr.status}); return; }
     result.replaceChildren(el("p", {class: "ok", "data-summary": "1"}, fill(t("importDone"), data)),
       data.errors.length ? el("h2", {}, t("rowErrors")) : null,
-      table(["line", "problem"], data.errors.map((r) => ({attrs: {"data-line": r.line}, cells: [String(r.line), r.reason]}))));
+      table(["line", "column", "problem"], data.errors.map((r) => ({attrs: {"data-line": r.line, title: r.reason},
+        cells: [String(r.line), r.field || "", t("row." + (r.code || "row_invalid"))]}))));
   };
   xhr.onerror = () => { result.replaceChildren(); showError($("page-error"), new Error("network")); };
   xhr.open("POST", "/api/imports/patients");

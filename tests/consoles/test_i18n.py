@@ -78,6 +78,14 @@ def test_every_problem_code_has_a_sentence() -> None:
         assert sorted(c for c in codes if f"err.{c}" not in common[lang]) == [], lang
 
 
+def test_every_import_row_code_has_a_sentence() -> None:
+    care = load(ROOT / "crm_bridge/web/i18n/care.json")
+    codes = set(re.findall(r'"(row_[a-z_]+)"', (ROOT / "crm_bridge/importer.py").read_text(encoding="utf-8")))
+    assert len(codes) >= 9
+    for lang in LANGUAGES:
+        assert sorted(c for c in codes if f"row.{c}" not in care[lang]) == [], lang
+
+
 def test_every_code_a_page_translates_has_a_label() -> None:
     common = load(COMMON)
     wanted = ([f"care.{c}" for c in CARE_STATUSES] + [f"method.{m}" for m in METHODS]

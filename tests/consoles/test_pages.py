@@ -274,7 +274,7 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
     await summary.wait_for()
     assert await summary.inner_text() == "Đã đọc 3 dòng: 2 hồ sơ mới, 0 cập nhật, 0 không đổi, 1 dòng lỗi."
     assert await page.locator("#import-progress").get_attribute("value") == "100"
-    assert await page.locator("tr[data-line='3']").count() == 1
+    assert await page.locator("tr[data-line='3']").inner_text() == "3\tfull_name\tThiếu họ tên."
     await shots(page, "care-import")
 
     # Every agent's calls, then one agent's; the export has the rows the page shows.
