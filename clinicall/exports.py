@@ -11,14 +11,15 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from clinicall.auth.access import principal
 from clinicall.keys import SETTINGS_KEY
 from clinicall.problem import Problem
 
@@ -47,10 +48,13 @@ class Sheet:
 class ExportSpec:
     filename: str
     sheets: tuple[Sheet, ...]
-    rows_of: Callable[[Any, Sheet], list[dict[str, Any]]] | None = field(default=None)
+    patient_key: str = ""  # the rows' patient id field: each exported patient is audited
 
 
+# Records that these patients' data left in an export (crm_bridge sets it: it keeps the audit trail).
+ExportAudit = Callable[[web.Application, int | None, list[int], str], Awaitable[None]]
 EXPORTS_KEY = web.AppKey("exports", dict[str, ExportSpec])
+EXPORT_AUDIT_KEY = web.AppKey("export_audit", ExportAudit)
 
 
 def register_exports(app: web.Application, specs: dict[str, ExportSpec]) -> None:
@@ -109,12 +113,13 @@ def cell(value: Any, kind: str, lang: str, zone: ZoneInfo, words: dict[str, str]
     return value
 
 
-def table(spec: ExportSpec, sheet: Sheet, body: Any, lang: str, zone: ZoneInfo,
+def rows_of(sheet: Sheet, body: Any) -> list[dict[str, Any]]:
+    rows = body if not sheet.rows else (body.get(sheet.rows) if isinstance(body, dict) else None)
+    return [row for row in rows or [] if isinstance(row, dict)]
+
+
+def table(sheet: Sheet, rows: list[dict[str, Any]], lang: str, zone: ZoneInfo,
           words: dict[str, str]) -> tuple[list[str], list[list[Any]]]:
-    if spec.rows_of is not None:
-        rows = spec.rows_of(body, sheet)
-    else:
-        rows = body if not sheet.rows else (body.get(sheet.rows) or [] if isinstance(body, dict) else [])
     headers = [words.get(f"col.{c.label or c.key}", c.label or c.key) for c in sheet.columns]
     lines = [[neutralise(cell(_get(row, c.key), c.kind, lang, zone, words)) for c in sheet.columns] for row in rows]
     return headers, lines
@@ -166,6 +171,16 @@ def dictionary(lang: str) -> dict[str, str]:
     return words
 
 
+async def audit_export(request: web.Request, spec: ExportSpec, rows: list[dict[str, Any]], fmt: str) -> None:
+    hook = request.app.get(EXPORT_AUDIT_KEY)
+    if not spec.patient_key or hook is None:
+        return
+    ids = sorted({row[spec.patient_key] for row in rows if isinstance(row.get(spec.patient_key), int)})
+    who = principal(request)
+    if ids:
+        await hook(request.app, who.user_id if who else None, ids, f"export {fmt}: {request.path}"[:200])
+
+
 @web.middleware
 async def export_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     fmt = request.query.get("export")
@@ -184,7 +199,9 @@ async def export_middleware(request: web.Request, handler: web.Handler) -> web.S
     words = dictionary(lang)
     zone = settings.clinic.zone()
     body = json.loads(response.text)
-    tables = [(words.get(f"sheet.{s.name}", s.name), *table(spec, s, body, lang, zone, words)) for s in spec.sheets]
+    rows = {s.name: rows_of(s, body) for s in spec.sheets}
+    tables = [(words.get(f"sheet.{s.name}", s.name), *table(s, rows[s.name], lang, zone, words)) for s in spec.sheets]
+    await audit_export(request, spec, [row for sheet_rows in rows.values() for row in sheet_rows], fmt)
     if fmt == "xlsx":
         payload = to_xlsx(tables)
     else:

@@ -9,7 +9,7 @@ EXPORTS = {
         Column("started_at", "datetime", "when"), Column("agent_id", "number"), Column("direction", "dir."),
         Column("number", "phones"), Column("patient_id", "number"), Column("disposition", "disp."),
         Column("billsec", "duration", "duration"), Column("outcome.customer_status", label="customer_status"),
-        Column("outcome.detail_status", label="detail_status"), Column("outcome.note", label="note"))),)),
+        Column("outcome.detail_status", label="detail_status"), Column("outcome.note", label="note"))),), "patient_id"),
     "/api/stats/calls": ExportSpec("call-stats", (
         Sheet("agents", "agents", (Column("agent_name", label="agent"), Column("calls", "number"),
                                    Column("answered", "number"), Column("answer_rate", "number"),

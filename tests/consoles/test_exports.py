@@ -1,6 +1,7 @@
 """Excel and CSV exports through the running service: the rows are the list's rows with the exporter's
 rights (an agent exports only their own worklist; the audit trail only for admins), dates and phones as the
-pages show them, and text a spreadsheet would run as a formula is neutralised."""
+pages show them, text a spreadsheet would run as a formula is neutralised, and each exported patient is
+audited."""
 
 from __future__ import annotations
 
@@ -57,6 +58,12 @@ async def test_worklist_export_is_the_list_with_its_rights(live_server: Any) -> 
     assert status == 200 and kind.startswith("text/csv")
     table = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert table[0][:2] == ["Patient id", "Full name"] and len(table) == 1 + len(mine)
+
+    # Each exported patient is in the audit trail, for the exporting user.
+    exported = await live_server.api("GET", f"/api/audit?action=export&user_id={live_server.ids['agent']}", who="admin")
+    assert sorted({e["patient_id"] for e in exported["items"]}) == sorted(mine)
+    assert {e["detail"] for e in exported["items"]} == {"export xlsx: /api/worklists/due_today",
+                                                       "export csv: /api/worklists/due_today"}
 
     # A supervisor's export of the same list holds every agent's patients, as the list does.
     everyone = await live_server.api("GET", "/api/worklists/due_today", who="supervisor")
