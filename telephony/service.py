@@ -182,7 +182,8 @@ class Telephony:
         if patient_id is None and agent_id is None and not everyone:
             agent_id = who.user_id
         if patient_id is not None and not await crm.agent_may_access(self.db, who, patient_id):
-            raise Problem(403, "Not your patient", "You may only see calls of your own or unassigned patients.")
+            raise Problem(403, "Not your patient", "You may only see calls of your own or unassigned patients.",
+                          code="not_your_patient")
         if agent_id is not None and agent_id != who.user_id and not who.has_any("supervisor") and patient_id is None:
             raise Problem(403, "Not allowed", "Only supervisors see other agents' calls.")
         query = select(Call).order_by(Call.created_at.desc(), Call.id.desc()).limit(limit)

@@ -72,8 +72,7 @@ def _verify(password_hash: str, password: str) -> bool:
 def check_password_policy(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise Problem(422, "Password too short", f"Choose a password of at least {MIN_PASSWORD} characters.",
-                      code="password_too_short", min=MIN_PASSWORD,
-                      errors=[{"field": "password", "code": "password_too_short", "message": "too short"}])
+                      code="password_too_short", errors=[{"field": "password", "code": "password_too_short", "message": "too short"}])
 
 
 def validate_roles(roles: list[str]) -> list[str]:
