@@ -156,8 +156,13 @@ async function duplicatesSection(box) {
 
 // ---------- HIS import ----------
 function importSection(box) {
+  // The browser's own file button speaks the browser's language: a translated button opens the same chooser.
+  const chosen = el("span", {id: "import-chosen", class: "muted"}, t("noFile"));
+  const input = el("input", {id: "import-file", name: "file", type: "file", accept: ".csv,text/csv", class: "file-input",
+    "aria-describedby": "import-chosen", onchange: () => { chosen.textContent = input.files.length ? input.files[0].name : t("noFile"); }});
   const form = el("form", {class: "panel", id: "import-form"},
-    el("label", {for: "import-file"}, t("csvFile")), el("input", {id: "import-file", name: "file", type: "file", accept: ".csv,text/csv", required: true}),
+    el("p", {}, el("strong", {}, t("csvFile"))),
+    el("p", {class: "toolbar"}, input, el("label", {for: "import-file", class: "button secondary"}, t("chooseFile")), chosen),
     el("p", {class: "hint"}, t("importHint")),
     el("div", {class: "actions"}, el("button", {type: "submit"}, t("import"))));
   const progress = el("progress", {id: "import-progress", max: "100", value: "0", hidden: true, "aria-label": t("progress")});

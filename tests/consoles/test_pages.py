@@ -244,6 +244,9 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
     await page.wait_for_selector("body[data-ready='1']")
     await page.locator("tr[data-transfer]").get_by_role("button", name="Duyệt").click()
     await page.get_by_text("Đã duyệt chuyển bệnh nhân.").wait_for()
+    await page.get_by_role("link", name="Đã duyệt").click()
+    await page.locator("tr[data-transfer]").wait_for()
+    await shots(page, "care-transfers")
     assert (await server.api("GET", f"/api/patients/{an}"))["patient"]["assigned_agent_id"] == server.ids["agent2"]
 
     # Unassigned: assign the twin to agent.
@@ -269,7 +272,8 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
     csv_text = "Mã BN,Họ tên,Điện thoại,Ngày sinh\nHIS1,Phan Văn Tài,0938111222,01/02/1970\nHIS2,,0938111333,\nHIS3,Vũ Thị Lan,,\n"
     await page.set_input_files("#import-file", files=[{"name": "his.csv", "mimeType": "text/csv",
                                                        "buffer": csv_text.encode("utf-8")}])
-    await page.get_by_role("button", name="Nhập").click()
+    await page.get_by_text("his.csv", exact=True).wait_for()
+    await page.get_by_role("button", name="Nhập", exact=True).click()
     summary = page.locator("[data-summary]")
     await summary.wait_for()
     assert await summary.inner_text() == "Đã đọc 3 dòng: 2 hồ sơ mới, 0 cập nhật, 0 không đổi, 1 dòng lỗi."
