@@ -1,5 +1,5 @@
 # clinicall: two commands on a fresh machine.
-#   make run   install, migrate, load the demo clinic once, serve on http://127.0.0.1:8080
+#   make run   install, migrate, load the demo clinic once, serve (prints the URLs it serves)
 #   make test  install with the test extras, ruff, pytest (real PostgreSQL, Redis, Chromium)
 PYTHON ?= python3
 VENV := .venv
@@ -32,8 +32,7 @@ run: $(STAMP)
 	$(BIN)/clinicall migrate
 	$(BIN)/clinicall demo --if-empty
 	@echo ""
-	@echo "  clinicall: http://127.0.0.1:8080/   health: http://127.0.0.1:8080/healthz"
-	@cat var/demo-login.txt 2>/dev/null | sed 's/^/  /' || true
+	@$(BIN)/python scripts/print_urls.py
 	@echo "  Create your own admin:  $(BIN)/clinicall user add NAME --role admin"
 	@echo ""
 	CLINICALL_TELEPHONY__DEMO_PBX=$${CLINICALL_TELEPHONY__DEMO_PBX:-true} \

@@ -16,6 +16,7 @@ from clinicall.auth.middleware import auth_middleware
 from clinicall.auth.throttle import throttle_ctx
 from clinicall.bus import make_bus
 from clinicall.db import Database
+from clinicall.exports import export_middleware
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
 from clinicall.metrics import METRICS_KEY, Metrics
 from clinicall.middleware import problem_middleware, request_log_middleware
@@ -74,7 +75,7 @@ async def _bootstrap_admin(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[request_log_middleware, problem_middleware, auth_middleware],
+        middlewares=[request_log_middleware, problem_middleware, auth_middleware, export_middleware],
         client_max_size=32 * 1024 * 1024,
     )
     app[SETTINGS_KEY] = settings

@@ -9,6 +9,7 @@ import uuid
 from aiohttp import web
 
 from clinicall.metrics import METRICS_KEY
+from clinicall.pages import forbidden_page, wants_page
 from clinicall.problem import Problem, problem_response
 
 log = logging.getLogger("clinicall.http")
@@ -49,6 +50,8 @@ async def problem_middleware(request: web.Request, handler: web.Handler) -> web.
     try:
         return await handler(request)
     except Problem as problem:
+        if problem.status == 403 and wants_page(request):
+            return forbidden_page(request, list(problem.extra.get("roles", [])))
         return problem.response(instance=request.path)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/problem+json":

@@ -13,9 +13,11 @@ class NavLink:
     label_vi: str
     label_en: str
     roles: tuple[str, ...]
+    label_zh: str = ""
 
     def as_json(self) -> dict[str, str]:
-        return {"path": self.path, "label_vi": self.label_vi, "label_en": self.label_en}
+        return {"path": self.path, "label_vi": self.label_vi, "label_en": self.label_en,
+                "label_zh": self.label_zh or self.label_en}
 
 
 NAV_KEY = web.AppKey("nav", list[NavLink])

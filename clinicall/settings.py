@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -175,7 +175,7 @@ class DisplaySettings(BaseModel):
 class AudioSettings(BaseModel):
     engines: list[Literal["recorded", "gtts", "espeak"]] = Field(default_factory=lambda: ["recorded", "espeak", "gtts"])
     languages: list[Literal["vi", "en", "zh"]] = Field(default_factory=lambda: ["vi", "en", "zh"])
-    cache_dir: str = "./var/audio"
+    cache_dir: str = Field("", description="Speech cache and announcement clips; empty: DATA_DIR/audio")
     gtts_timeout_seconds: float = Field(4.0, gt=0, le=60)
     repeat: int = Field(1, ge=1, le=5)
     gap_seconds: float = Field(0.8, ge=0, le=10)
@@ -186,7 +186,7 @@ class AudioSettings(BaseModel):
     gtts_retry_after_seconds: float = Field(300.0, ge=1, le=86400, description="After a gTTS failure, skip gTTS this long")
     espeak_voices: dict[str, str] = Field(default_factory=lambda: {"vi": "vi", "en": "en-us", "zh": "cmn-latn-pinyin"})
     espeak_speed: int = Field(150, ge=80, le=400, description="espeak-ng words per minute")
-    recorded_dir: str = Field("./var/audio-recorded", description="Recorded clip sets, one folder per language")
+    recorded_dir: str = Field("", description="Recorded clip sets, one folder per language; empty: DATA_DIR/audio-recorded")
     templates: dict[str, str] = Field(default_factory=dict, description="Announcement templates per language, e.g. vi: 'Mời số {number} vào {room}'")
     room_templates: dict[str, dict[str, str]] = Field(default_factory=dict, description="Room phrases per language and room kind, e.g. vi.consult: 'phòng khám số {number}'")
     vi_zero_tens: Literal["linh", "lẻ"] = Field("linh", description="105 is 'một trăm linh năm' or 'một trăm lẻ năm'")
@@ -261,6 +261,14 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _audio_files_under_data_dir(self) -> Settings:
+        if not self.audio.cache_dir:
+            self.audio.cache_dir = str(Path(self.data_dir) / "audio")
+        if not self.audio.recorded_dir:
+            self.audio.recorded_dir = str(Path(self.data_dir) / "audio-recorded")
+        return self
 
 
 class SettingsError(Exception):

@@ -35,6 +35,13 @@ async def record_access(db: Database, user_id: int | None, patient_id: int, acti
         add_audit(s, user_id, patient_id, action, detail)
 
 
+async def record_export(db: Database, user_id: int | None, patient_ids: list[int], detail: str) -> None:
+    """One "export" entry per patient whose data left in an export file."""
+    async with db.transaction() as s:
+        for patient_id in patient_ids:
+            add_audit(s, user_id, patient_id, "export", detail)
+
+
 async def list_audit(db: Database, *, patient_id: int | None = None, user_id: int | None = None,
                      since: dt.datetime | None = None, until: dt.datetime | None = None,
                      action: str | None = None, limit: int = 200, offset: int = 0) -> list[dict[str, object]]:

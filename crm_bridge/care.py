@@ -34,7 +34,7 @@ def check_transition(current: str, target: str) -> None:
                       f"Care status must be one of {', '.join(CARE_STATUSES)}; got {target!r}.")
     if target != current and target not in TRANSITIONS[current]:
         allowed = ", ".join(TRANSITIONS[current]) or "none (care is closed)"
-        raise Problem(409, "Care status change refused",
+        raise Problem(409, "Care status change refused", code="care_transition_refused", detail=
                       f"A patient in care status {current} cannot move to {target}; allowed next: {allowed}.")
 
 
@@ -56,7 +56,8 @@ def change_care_status(s: AsyncSession, patient: Patient, target: str, user_id: 
 
 def check_date(value: dt.date | None, field: str) -> None:
     if value is not None and not EARLIEST <= value < LATEST:
-        raise Problem(422, "Invalid date", f"{field} {value.isoformat()} is out of range; use a real date.")
+        raise Problem(422, "Invalid date", f"{field} {value.isoformat()} is out of range; use a real date.",
+                      code="invalid_date", errors=[{"field": field, "code": "invalid_date", "message": "out of range"}])
 
 
 async def resolve_customer_status(s: AsyncSession, customer_status: str | None,
@@ -79,6 +80,15 @@ async def resolve_customer_status(s: AsyncSession, customer_status: str | None,
             raise Problem(422, "Unknown detail status",
                           f"{detail_status!r} is not a detail status of {customer_status!r}; pick one listed under it.")
     return parent
+
+
+def require_callback_date(status: CustomerStatus | None, callback_date: dt.date | None) -> None:
+    """A "call back" outcome without a date would drop the patient out of every worklist."""
+    if status is not None and status.callback_required and callback_date is None:
+        raise Problem(422, "Call-back date needed", f"{status.label!r} means calling back; give callback_date.",
+                      code="callback_date_required",
+                      errors=[{"field": "callback_date", "code": "callback_date_required",
+                               "message": "A call-back outcome needs a call-back date."}])
 
 
 async def live_patient(s: AsyncSession, patient_id: int, *, lock: bool = False) -> Patient:
@@ -117,6 +127,7 @@ async def add_care_note(db: Database, *, patient_id: int, author_id: int, call_i
             raise Problem(422, "Unknown author", "The note's author is not a user; log in again.")
         patient = await live_patient(s, patient_id, lock=True)
         status = await resolve_customer_status(s, customer_status, detail_status)
+        require_callback_date(status, callback_date)
         if reached is None and status is not None:
             reached = not status.not_reached
         if care_status is not None:

@@ -12,7 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import require
-from clinicall.auth.service import Principal
+from clinicall.auth.service import Principal, list_users
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import audit, care, duplicates, followups, statuses, templates, transfers, worklists
@@ -66,7 +66,8 @@ async def checked_access(request: web.Request, who: Principal, patient_id: int, 
     if await records_exists(request, patient_id) and not await agent_may_access(db, who, patient_id, zone=zone):
         await audit.record_access(db, who.user_id, patient_id, "denied", f"{request.method} {request.path}"[:200])
         raise Problem(403, "Not your patient",
-                      "This patient is assigned to another agent; ask a supervisor to transfer them to you.")
+                      "This patient is assigned to another agent; ask a supervisor to transfer them to you.",
+                      code="not_your_patient")
 
 
 async def records_exists(request: web.Request, patient_id: int) -> bool:
@@ -226,6 +227,7 @@ class StatusBody(BaseModel):
     parent_id: int | None = Field(None, gt=0, lt=2**63)
     not_reached: bool | None = None
     position: int | None = Field(None, ge=0, le=10000)
+    callback_required: bool = False
 
 
 class StatusPatch(BaseModel):
@@ -233,6 +235,7 @@ class StatusPatch(BaseModel):
     label: str | None = Field(None, min_length=1, max_length=120)
     active: bool | None = None
     not_reached: bool | None = None
+    callback_required: bool | None = None
     position: int | None = Field(None, ge=0, le=10000)
 
 
@@ -247,7 +250,8 @@ async def list_statuses(request: web.Request) -> web.Response:
 async def create_status(request: web.Request) -> web.Response:
     require(request, "admin")
     body = await parse_body(request, StatusBody)
-    row = await statuses.create_status(request.app[DB_KEY], body.label, body.parent_id, body.not_reached, body.position)
+    row = await statuses.create_status(request.app[DB_KEY], body.label, body.parent_id, body.not_reached, body.position,
+                                       callback_required=body.callback_required)
     return web.json_response(row, status=201)
 
 
@@ -256,7 +260,7 @@ async def patch_status(request: web.Request) -> web.Response:
     require(request, "admin")
     status_id = int_param(request, "id")
     body = await parse_body(request, StatusPatch)
-    no_nulls(body, "label", "active", "not_reached", "position")
+    no_nulls(body, "label", "active", "not_reached", "position", "callback_required")
     row = await statuses.update_status(request.app[DB_KEY], status_id, body.model_dump(exclude_unset=True))
     return web.json_response(row)
 
@@ -324,6 +328,15 @@ async def assign(request: web.Request) -> web.Response:
                                               "ask a supervisor, or request a transfer.")
     await records.set_assignment(db, patient_id, body.agent_id, who.user_id)
     return web.json_response({"patient": await records.get_patient(db, patient_id)})
+
+
+@routes.get("/api/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    """Active agents by name: whom a patient can be handed or assigned to (no other account details)."""
+    require(request, *STAFF)
+    users = await list_users(request.app[DB_KEY])
+    return web.json_response({"items": [{"id": u.id, "name": u.display_name or u.username}
+                                        for u in users if u.active and "agent" in (u.roles or [])]})
 
 
 class TransferBody(BaseModel):

@@ -158,24 +158,37 @@ def read_records(text: str, mapping: dict[str, str] | None
     return columns, len(header), records()
 
 
+class RowError(str):
+    """Why a row is bad: the English reason (the CLI prints it), with a stable code and the field for pages."""
+
+    code: str
+    field: str
+
+    def __new__(cls, reason: str, code: str, field: str = "") -> RowError:
+        made = super().__new__(cls, reason)
+        made.code, made.field = code, field
+        return made
+
+
 def parse_row(line: int, record: list[str], columns: dict[int, str], width: int, region: str) -> PatientRow | str:
     """The row's values, or why it is bad."""
     if record and record[0].startswith("\x00"):
-        return (f"the row has {record[0][1:].split()[0]} fields but the header has {width}"
-                if "columns" in record[0] else record[0][1:])
+        if "columns" in record[0]:
+            return RowError(f"the row has {record[0][1:].split()[0]} fields but the header has {width}", "row_width")
+        return RowError(record[0][1:], "row_unreadable")
     raw = {target: record[i].replace("\r\n", "\n").strip() for i, target in columns.items()}
     for name, value in raw.items():
         if any(ord(ch) < 32 and ch not in "\t\n" for ch in value):
-            return f"{name} contains control characters"
+            return RowError(f"{name} contains control characters", "row_control_characters", name)
         if name in LIMITS and len(value) > LIMITS[name]:
-            return f"{name} is longer than {LIMITS[name]} characters"
+            return RowError(f"{name} is longer than {LIMITS[name]} characters", "row_too_long", name)
     his_id = raw.get("his_id", "")
     if not his_id:
-        return "his_id is empty (every row needs the HIS id)"
+        return RowError("his_id is empty (every row needs the HIS id)", "row_his_id_empty", "his_id")
     name = clean_name(raw.get("full_name", ""))
     folded = fold(name)[:200]
     if not folded:
-        return "full_name is empty"
+        return RowError("full_name is empty", "row_full_name_empty", "full_name")
     values: dict[str, Any] = {"full_name": name}
     if raw.get("date_of_birth"):
         value = raw["date_of_birth"]
@@ -186,13 +199,16 @@ def parse_row(line: int, record: list[str], columns: dict[int, str], width: int,
             except ValueError:
                 continue
         else:
-            return f"date_of_birth {value[:30]!r} is not a date (use YYYY-MM-DD or DD/MM/YYYY)"
+            return RowError(f"date_of_birth {value[:30]!r} is not a date (use YYYY-MM-DD or DD/MM/YYYY)",
+                            "row_bad_date", "date_of_birth")
         if not dt.date(1900, 1, 1) <= values["date_of_birth"] <= dt.date.today():
-            return f"date_of_birth {value[:30]!r} is not a plausible birth date"
+            return RowError(f"date_of_birth {value[:30]!r} is not a plausible birth date", "row_implausible_date",
+                            "date_of_birth")
     if raw.get("gender"):
         gender = GENDERS.get(fold(raw["gender"]))
         if gender is None:
-            return f"gender {raw['gender'][:20]!r} is not one of male/female/other (Nam/Nữ/Khác)"
+            return RowError(f"gender {raw['gender'][:20]!r} is not one of male/female/other (Nam/Nữ/Khác)",
+                            "row_bad_gender", "gender")
         values["gender"] = gender
     for name_ in ("address", "referring_doctor", "service_of_interest", "notes"):
         if raw.get(name_):
@@ -203,7 +219,7 @@ def parse_row(line: int, record: list[str], columns: dict[int, str], width: int,
                                   .replace(",", ";").split(";"))):
             e164 = normalise(part, region)
             if e164 is None:
-                return f"{column} {part[:30]!r} is not a valid phone number"
+                return RowError(f"{column} {part[:30]!r} is not a valid phone number", "row_bad_phone", column)
             if e164 not in {p for p, _ in phones}:
                 phones.append((e164, part))
     return PatientRow(line=line, his_id=his_id, values=values, phones=phones, folded=folded)
@@ -223,7 +239,8 @@ async def import_csv(db: Database, data: bytes, *, mapping: dict[str, str] | Non
         summary.rows += 1
         row = parse_row(line, record, columns, width, region)
         if isinstance(row, str):
-            summary.errors.append({"line": line, "reason": row})
+            summary.errors.append({"line": line, "reason": str(row), "code": getattr(row, "code", "row_invalid"),
+                                   "field": getattr(row, "field", "")})
         else:
             if row.his_id in batch or len(batch) >= BATCH:
                 await write_batch(db, list(batch.values()), user_id, summary)

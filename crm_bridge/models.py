@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sql_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicall.db import Base, UTCDateTime, utcnow
@@ -80,6 +81,8 @@ class CustomerStatus(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     not_reached: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The outcome means "call back": a care note with it needs a call-back date.
+    callback_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_false())
 
 
 class CareNote(Base):

@@ -88,7 +88,8 @@ def checked_phone(raw: str, region: str) -> str:
     e164 = normalise(raw, region)
     if e164 is None:
         raise Problem(422, "Invalid phone number",
-                      f"{raw[:40]!r} is not a phone number we can dial; write it like 0912345678 or +84912345678.")
+                      f"{raw[:40]!r} is not a phone number we can dial; write it like 0912345678 or +84912345678.",
+                      code="invalid_phone", errors=[{"field": "number", "code": "invalid_phone", "message": "not a phone number"}])
     return e164
 
 
@@ -198,7 +199,8 @@ async def add_phone(db: Database, patient_id: int, number: str, label: str, user
         patient = await live_patient(s, patient_id, lock=True)
         existing = (await s.scalars(select(PatientPhone).where(PatientPhone.patient_id == patient.id))).all()
         if any(p.e164 == e164 for p in existing):
-            raise Problem(409, "Phone already recorded", f"{e164} is already one of this patient's phones.")
+            raise Problem(409, "Phone already recorded", f"{e164} is already one of this patient's phones.",
+                          code="phone_exists")
         if len(existing) >= MAX_PHONES:
             raise Problem(422, "Too many phones", f"A patient can have at most {MAX_PHONES} phones; remove one first.")
         phone = PatientPhone(patient_id=patient.id, e164=e164, raw=raw, label=label)

@@ -25,11 +25,11 @@ async def status_tree(db: Database, include_inactive: bool = False) -> list[dict
 
 def status_json(r: CustomerStatus) -> dict[str, Any]:
     return {"id": r.id, "parent_id": r.parent_id, "label": r.label, "position": r.position, "active": r.active,
-            "not_reached": r.not_reached}
+            "not_reached": r.not_reached, "callback_required": r.callback_required}
 
 
 async def create_status(db: Database, label: str, parent_id: int | None, not_reached: bool | None,
-                        position: int | None) -> dict[str, Any]:
+                        position: int | None, *, callback_required: bool = False) -> dict[str, Any]:
     label = clean_text(label, "label", 120)
     if not label:
         raise Problem(422, "Label needed", "Give the status a label.")
@@ -50,6 +50,7 @@ async def create_status(db: Database, label: str, parent_id: int | None, not_rea
                 CustomerStatus.parent_id == parent_id if parent_id is not None
                 else CustomerStatus.parent_id.is_(None))) or 0) + 1
         row = CustomerStatus(label=label, parent_id=parent_id, position=position, active=True,
+                             callback_required=callback_required,
                              not_reached=bool(not_reached if not_reached is not None else
                                               (parent.not_reached if parent else False)))
         s.add(row)
@@ -73,7 +74,7 @@ async def update_status(db: Database, status_id: int, changes: dict[str, Any]) -
             if clash is not None:
                 raise Problem(409, "Status exists", f"{label!r} is already in this level of the list.")
             row.label = label
-        for field in ("active", "not_reached", "position"):
+        for field in ("active", "not_reached", "position", "callback_required"):
             if field in changes:
                 if changes[field] is None:
                     raise Problem(422, "Invalid input", f"{field} cannot be empty.")

@@ -30,7 +30,9 @@ def check_body(body: str) -> str:
     if unknown:
         raise Problem(422, "Unknown placeholder",
                       f"The template uses {', '.join('{' + u + '}' for u in unknown)}, which we cannot fill; "
-                      f"use only {', '.join('{' + p + '}' for p in PLACEHOLDERS)}.", unknown=unknown)
+                      f"use only {', '.join('{' + p + '}' for p in PLACEHOLDERS)}.", unknown=unknown,
+                      code="unknown_placeholder", errors=[{"field": "body", "code": "unknown_placeholder",
+                                                           "message": "unknown placeholder"}])
     stray = _PLACEHOLDER.sub("", body)
     if "{" in stray or "}" in stray:
         raise Problem(422, "Unbalanced brace", "A { or } in the template has no partner; write placeholders as {fullName}.")

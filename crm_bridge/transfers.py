@@ -35,7 +35,7 @@ async def request_transfer(db: Database, patient_id: int, to_agent_id: int, requ
         pending = await s.scalar(select(TransferRequest.id).where(TransferRequest.patient_id == patient.id,
                                                                   TransferRequest.status == "pending"))
         if pending is not None:
-            raise Problem(409, "Transfer already pending",
+            raise Problem(409, "Transfer already pending", code="transfer_pending", detail=
                           f"Transfer request {pending} for this patient awaits a supervisor; wait for it or ask them.")
         row = TransferRequest(patient_id=patient.id, from_agent_id=patient.assigned_agent_id, to_agent_id=to_agent_id,
                               requested_by=requested_by, reason=reason, status="pending", created_at=utcnow())

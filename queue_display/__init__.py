@@ -9,10 +9,13 @@ from queue_display.reception import setup_reception
 
 def setup(app: web.Application) -> None:
     """Register this room's routes, resources and subscriptions."""
+    from clinicall.exports import register_exports
     from queue_display import http, status_page
+    from queue_display.exports import EXPORTS
     from queue_display.runtime import runtime_ctx
 
     app.router.add_routes(http.routes)
+    register_exports(app, EXPORTS)  # consoles: Excel/CSV of the queue statistics
     app.router.add_routes(status_page.routes)
     app.cleanup_ctx.append(runtime_ctx)  # the wait estimator, warmed before the first request
     setup_reception(app)  # consoles: the reception page

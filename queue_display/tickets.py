@@ -191,7 +191,8 @@ async def _lock_ticket(s: AsyncSession, ticket_id: int) -> Ticket:
 
 def _require_status(ticket: Ticket, allowed: tuple[str, ...], action: str) -> None:
     if ticket.status not in allowed:
-        raise conflict(f"Ticket {ticket.number} is {ticket.status}; it can be {action} only when "
+        code = "ticket_already_called" if ticket.status == "called" else "ticket_wrong_state"
+        raise conflict(code=code, detail=f"Ticket {ticket.number} is {ticket.status}; it can be {action} only when "
                        f"{' or '.join(allowed)}.", ticket_status=ticket.status)
 
 

@@ -20,6 +20,7 @@ from telephony.wire import UnsafeField
 
 routes = web.RouteTableDef()
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+SEPARATORS = re.compile(r"[ .\-()/]")
 
 
 class CallIn(BaseModel):
@@ -92,7 +93,8 @@ async def list_calls(request: web.Request) -> web.Response:
         if not raw.isdigit() or not 0 < int(raw) < 2**63:
             raise Problem(400, "Invalid filter", f"{name} must be a numeric id.")
         ids[name] = int(raw)
-    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"])
+    everyone = request.query.get("all") in ("1", "true")
+    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"], everyone=everyone)
     audit_views(request, [c["patient_id"] for c in calls if c["patient_id"] is not None], "calls")
     return web.json_response({"calls": calls})
 
@@ -146,6 +148,8 @@ async def demo_inbound(request: web.Request) -> web.Response:
                       "is off); call the clinic's number instead.")
     data = await read_json(request)
     refuse_control_characters(data)
+    if isinstance(data, dict) and isinstance(data.get("number"), str):
+        data["number"] = SEPARATORS.sub("", data["number"])
     body = validate(DemoInboundIn, data)
     started = await pbx.inbound(body.number)
     return web.json_response(started, status=202)

@@ -31,7 +31,7 @@ class DialTarget:
 
 
 def refused(detail: str) -> Problem:
-    return Problem(400, "Number not allowed", detail)
+    return Problem(400, "Number not allowed", detail, code="number_not_allowed")
 
 
 def dial_target(number: str, settings: TelephonySettings, region: str) -> DialTarget:

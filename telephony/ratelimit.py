@@ -22,6 +22,6 @@ class RateLimiter:
             recent.popleft()
         if len(recent) >= self.per_minute:
             wait = int(recent[0] + self.window - now) + 1
-            raise Problem(429, "Too many calls", f"You started {self.per_minute} calls in the last minute; "
+            raise Problem(429, "Too many calls", code="rate_limited", detail=f"You started {self.per_minute} calls in the last minute; "
                           f"wait {wait} s before the next one.", retry_after=wait)
         recent.append(now)

@@ -73,13 +73,15 @@ class Telephony:
 
     async def start_call(self, who: Principal, patient_id: int, phone_id: int) -> Call:
         if not who.extension:
-            raise Problem(409, "No phone extension", "Your account has no phone extension; ask an admin to set it.")
+            raise Problem(409, "No phone extension", "Your account has no phone extension; ask an admin to set it.",
+                          code="no_extension")
         if not SAFE_EXTENSION.match(who.extension):
             raise UnsafeField("extension", "has characters a phone extension cannot have")
         allowed, phone = await asyncio.gather(crm.agent_may_access(self.db, who, patient_id),
                                               crm.patient_phone(self.db, patient_id, phone_id))
         if not allowed:
-            raise Problem(403, "Not your patient", "You may only call your own or unassigned patients.")
+            raise Problem(403, "Not your patient", "You may only call your own or unassigned patients.",
+                          code="not_your_patient")
         if phone is None:
             raise not_found("Phone", "This patient has no phone with that id; reload the patient's card.")
         target = dial_target(phone.e164 or phone.raw, self.tel, self.settings.clinic.phone_region)
@@ -158,7 +160,7 @@ class Telephony:
         if call.agent_id != who.user_id and not who.has_any("supervisor"):
             raise Problem(403, "Not your call", "Only the agent on the call (or a supervisor) can hang it up.")
         if call.state == "ended":
-            raise Problem(409, "Call already ended", "This call has already ended.")
+            raise Problem(409, "Call already ended", "This call has already ended.", code="call_ended")
         link = self.link
         if link is None or not link.ready:
             raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.")
@@ -193,11 +195,15 @@ class Telephony:
         return await self.get_call(who, call_id)
 
     async def list_calls(self, who: Principal, patient_id: int | None, agent_id: int | None,
-                         limit: int = 100) -> list[dict[str, Any]]:
-        if patient_id is None and agent_id is None:
+                         limit: int = 100, *, everyone: bool = False) -> list[dict[str, Any]]:
+        """Calls of a patient, of an agent, or (supervisors, `everyone`) of all agents; by default one's own."""
+        if everyone and not who.has_any("supervisor"):
+            raise Problem(403, "Not allowed", "Only supervisors see every agent's calls.", roles=["supervisor"])
+        if patient_id is None and agent_id is None and not everyone:
             agent_id = who.user_id
         if patient_id is not None and not await crm.agent_may_access(self.db, who, patient_id):
-            raise Problem(403, "Not your patient", "You may only see calls of your own or unassigned patients.")
+            raise Problem(403, "Not your patient", "You may only see calls of your own or unassigned patients.",
+                          code="not_your_patient")
         if agent_id is not None and agent_id != who.user_id and not who.has_any("supervisor") and patient_id is None:
             raise Problem(403, "Not allowed", "Only supervisors see other agents' calls.")
         query = select(Call).order_by(Call.created_at.desc(), Call.id.desc()).limit(limit)

@@ -117,4 +117,8 @@ async def stats_calls(request: web.Request) -> web.Response:
 
 
 def setup_stats(app: web.Application) -> None:
+    from clinicall.exports import register_exports
+    from telephony.exports import EXPORTS
+
     app.router.add_routes(routes)
+    register_exports(app, EXPORTS)

@@ -47,5 +47,6 @@ def require(request: web.Request, *roles: str) -> Principal:
     if who is None or not who.is_user:
         raise Problem(401, "Login required", "Log in to use this page or API.")
     if roles and not who.has_any(*roles):
-        raise Problem(403, "Not allowed", f"This needs the role {' or '.join(roles)}; ask an admin if you need it.")
+        raise Problem(403, "Not allowed", f"This needs the role {' or '.join(roles)}; ask an admin if you need it.",
+                      code="role_required", roles=list(roles))
     return who

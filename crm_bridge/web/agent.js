@@ -1,63 +1,8 @@
 // Agent console: worklists, search, patient card, click-to-call with live state, outcome form, screen-pop.
 import {api, el, startPage, items, fmtDate, fmtDateTime, fmtDuration, openDialog, announce, showError,
-        formObject, withoutNulls, slashToFocus} from "/static/admin/console.js";
+        formObject, withoutNulls, slashToFocus, phoneSpan, fmtPhone, exportLinks, clearFieldErrors} from "/static/admin/console.js";
+import {setupCardTools, renderFollowups} from "/static/crm_bridge/card_tools.js";
 
-const DICT = {
-  vi: {
-    demoTitle: "Tổng đài thử (demo)", demoLabel: "Giả lập cuộc gọi đến từ số", demoButton: "Gọi đến",
-    demoSent: "Đã gửi cuộc gọi đến từ {number}.",
-    title: "Tổng đài viên", skip: "Đến hồ sơ bệnh nhân", logout: "Đăng xuất", call: "Cuộc gọi", hangup: "Gác máy",
-    search: "Tìm bệnh nhân", searchLabel: "Tên (không cần dấu) hoặc số điện thoại", searchHint: "Nhấn / để tìm nhanh, Esc để đóng hộp thoại.",
-    searchButton: "Tìm", newPatient: "Bệnh nhân mới", worklists: "Danh sách của tôi", noPatient: "Chưa chọn bệnh nhân",
-    noPatientHint: "Tìm một bệnh nhân hoặc chọn từ danh sách bên trái.", phones: "Số điện thoại", addNote: "Ghi kết quả liên hệ",
-    notes: "Lịch sử chăm sóc", calls: "Cuộc gọi", when: "Thời gian", direction: "Chiều", number: "Số", result: "Kết quả",
-    duration: "Thời lượng", outcome: "Nội dung", recording: "Ghi âm", tickets: "Số thứ tự", outcomeTitle: "Kết quả liên hệ",
-    careStatus: "Tình trạng điều trị", customerStatus: "Trạng thái khách hàng", detailStatus: "Chi tiết", note: "Ghi chú",
-    callbackDate: "Ngày gọi lại", bookingDate: "Ngày đặt lịch", arrivalDate: "Ngày dự kiến đến", save: "Lưu", cancel: "Để sau",
-    incoming: "Cuộc gọi đến", openCard: "Mở hồ sơ", close: "Đóng", unknownCaller: "Số chưa có trong hệ thống. Tạo bệnh nhân mới:",
-    fullName: "Họ và tên", phone: "Số điện thoại", create: "Tạo hồ sơ", dob: "Ngày sinh",
-    due_today: "Gọi lại hôm nay", overdue: "Quá hạn", not_reached: "Chưa liên lạc được", new: "Mới",
-    callPhone: "Gọi", callPhoneFull: "Gọi số {n}", searching: "Đang tìm…", found: "Tìm thấy {n} bệnh nhân.", noneFound: "Không tìm thấy bệnh nhân nào.",
-    emptyList: "Không có bệnh nhân nào.", noNotes: "Chưa có ghi chú.", noCalls: "Chưa có cuộc gọi.", noTickets: "Chưa có số thứ tự.",
-    gender: "Giới tính", address: "Địa chỉ", referrer: "Bác sĩ giới thiệu", service: "Dịch vụ quan tâm", freeNotes: "Ghi chú chung",
-    assigned: "Phụ trách", unassigned: "Chưa phân công", callFor: "Cuộc gọi #{id}", noCall: "Không gắn với cuộc gọi",
-    dialing: "Đang gọi máy bàn của bạn…", ringing: "Đang đổ chuông…", answered: "Đang nói chuyện", ended: "Đã kết thúc",
-    outbound: "Gọi đi", inbound: "Gọi đến", saved: "Đã lưu kết quả.", created: "Đã tạo hồ sơ.",
-    "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
-    "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc",
-    keepCare: "— giữ nguyên —", choose: "— chọn —", wsOk: "Trực tuyến", wsDown: "Mất kết nối, đang nối lại…",
-    callback: "Gọi lại", you: "bạn", booking: "Đặt lịch", arrival: "Dự kiến đến", by: "bởi", male: "Nam", female: "Nữ", other: "Khác",
-    minutes: "phút", "ts.waiting": "Đang chờ", "ts.called": "Đã gọi", "ts.in_service": "Đang khám", "ts.held": "Tạm giữ",
-    "ts.skipped": "Bỏ qua", "ts.noshow": "Vắng mặt", "ts.done": "Xong", "ts.transferred": "Chuyển dịch vụ",
-  },
-  en: {
-    title: "Agent console", skip: "Skip to patient card", logout: "Log out", call: "Call", hangup: "Hang up",
-    search: "Find a patient", searchLabel: "Name (accents optional) or phone number", searchHint: "Press / to search, Esc closes dialogs.",
-    searchButton: "Search", newPatient: "New patient", worklists: "My worklists", noPatient: "No patient selected",
-    noPatientHint: "Search for a patient or pick one from a worklist.", phones: "Phones", addNote: "Log a contact outcome",
-    demoTitle: "Demo PBX", demoLabel: "Simulate an inbound call from", demoButton: "Call in",
-    demoSent: "Inbound call from {number} sent.",
-    notes: "Care timeline", calls: "Calls", when: "When", direction: "Direction", number: "Number", result: "Result",
-    duration: "Duration", outcome: "Outcome", recording: "Recording", tickets: "Queue tickets", outcomeTitle: "Contact outcome",
-    careStatus: "Care status", customerStatus: "Customer status", detailStatus: "Detail", note: "Note",
-    callbackDate: "Call-back date", bookingDate: "Booking date", arrivalDate: "Expected arrival", save: "Save", cancel: "Later",
-    incoming: "Incoming call", openCard: "Open card", close: "Close", unknownCaller: "Unknown number. Create a new patient:",
-    fullName: "Full name", phone: "Phone", create: "Create", dob: "Date of birth",
-    due_today: "Due today", overdue: "Overdue", not_reached: "Not reached today", new: "New",
-    callPhone: "Call", callPhoneFull: "Call {n}", searching: "Searching…", found: "{n} patients found.", noneFound: "No patient found.",
-    emptyList: "No patients.", noNotes: "No notes yet.", noCalls: "No calls yet.", noTickets: "No tickets.",
-    gender: "Gender", address: "Address", referrer: "Referring doctor", service: "Service of interest", freeNotes: "Notes",
-    assigned: "Agent", unassigned: "Unassigned", callFor: "Call #{id}", noCall: "Not linked to a call",
-    dialing: "Calling your desk phone…", ringing: "Ringing…", answered: "In conversation", ended: "Ended",
-    outbound: "Outbound", inbound: "Inbound", saved: "Outcome saved.", created: "Patient created.",
-    "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
-    "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed",
-    keepCare: "— unchanged —", choose: "— choose —", wsOk: "Online", wsDown: "Connection lost, reconnecting…",
-    callback: "Call back", you: "you", booking: "Booking", arrival: "Arrival", by: "by", male: "Male", female: "Female", other: "Other",
-    minutes: "min", "ts.waiting": "Waiting", "ts.called": "Called", "ts.in_service": "In service", "ts.held": "On hold",
-    "ts.skipped": "Skipped", "ts.noshow": "No-show", "ts.done": "Done", "ts.transferred": "Transferred",
-  },
-};
 const CARE = ["new", "in_treatment", "treatment_finished", "care_closed"];
 const WORKLISTS = ["due_today", "overdue", "not_reached", "new"];
 
@@ -69,9 +14,9 @@ let t = (k) => k;
 
 function fill(template, vars) { return template.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? ""); }
 function careLabel(code) { return code ? t("care." + code) : ""; }
-function label(entry) { return (lang === "en" ? entry.label_en : entry.label_vi) || entry.label || entry.name || entry.code; }
+function label(entry) { return entry[`label_${lang}`] || entry.label || entry.name || entry.code; }
 function patientOf(data) { return (data && data.patient) || data; }
-function phoneText(ph) { return ph.raw || ph.e164 || ph.number || ""; }
+function phoneText(ph) { return fmtPhone(ph.e164 || ph.number || ph.raw || ""); }
 
 // ---------- worklists ----------
 async function loadWorklists() {
@@ -106,6 +51,7 @@ function renderWorklist(results) {
   $("worklist-panel").setAttribute("aria-labelledby", `tab-${state.worklist}`);
   const entry = results.find((r) => r.kind === state.worklist);
   renderPatientList($("worklist"), entry ? entry.list : []);
+  $("worklist-export").replaceChildren(exportLinks(`/api/worklists/${state.worklist}`));
 }
 
 function renderPatientList(target, list) {
@@ -160,11 +106,12 @@ async function openPatient(id, {focus = true} = {}) {
   phones.replaceChildren();
   for (const ph of items(p.phones)) {
     const text = phoneText(ph);
-    phones.append(el("li", {}, el("span", {class: "number"}, text), ph.label ? el("span", {class: "muted"}, ph.label) : null,
+    phones.append(el("li", {}, el("span", {class: "number"}, phoneSpan(ph)), ph.label ? el("span", {class: "muted"}, ph.label) : null,
       el("button", {type: "button", class: "call-button", "data-phone": ph.id, "aria-label": fill(t("callPhoneFull"), {n: text}),
         onclick: () => startCall(p, ph)}, t("callPhone"))));
   }
   renderNotes(Array.isArray(data.notes) ? data.notes : items(data.care_notes ?? p.care_notes ?? data.timeline));
+  renderFollowups(t, items(data.follow_ups));
   await Promise.all([loadCalls(p.id), loadTickets(p.id, data)]);
   if (focus) $("card").focus();
 }
@@ -199,7 +146,7 @@ async function loadCalls(patientId) {
   body.replaceChildren();
   let calls = [];
   try { calls = items(await api(`/api/calls?patient_id=${patientId}`), "calls"); } catch { calls = []; }
-  if (!calls.length) { body.append(el("tr", {}, el("td", {colspan: "7", class: "muted"}, t("noCalls")))); return; }
+  if (!calls.length) { body.append(el("tr", {}, el("td", {colspan: "6", class: "muted"}, t("noCalls")))); return; }
   for (const c of calls) {
     const outcome = c.outcome || c.note;
     const rec = c.recording_url ? el("audio", {controls: true, preload: "none", src: c.recording_url, "aria-label": t("recording")})
@@ -207,11 +154,12 @@ async function loadCalls(patientId) {
     body.append(el("tr", {"data-call": c.id},
       el("td", {}, fmtDateTime(c.started_at || c.created_at, lang)),
       el("td", {}, t(c.direction || "outbound")),
-      el("td", {}, c.number || c.to_number || c.from_number || ""),
+      el("td", {class: "nowrap"}, phoneSpan(c.number || c.to_number || c.from_number || "")),
       el("td", {}, c.disposition ? t("disp." + c.disposition) : t(c.state || "")),
       el("td", {}, fmtDuration(c.billsec ?? c.duration)),
-      el("td", {}, outcome ? [statusLabel(outcome.customer_status, outcome.detail_status), outcome.note].filter(Boolean).join(" — ") : ""),
-      el("td", {}, rec)));
+      // The recording sits under the outcome: a player in its own column squeezed the notes.
+      el("td", {class: "outcome"}, outcome ? el("div", {}, [statusLabel(outcome.customer_status, outcome.detail_status), outcome.note].filter(Boolean).join(" — ")) : "",
+        rec ? el("div", {class: "recording"}, rec) : "")));
   }
 }
 
@@ -263,7 +211,8 @@ function showCall(callState, data = {}) {
     if (state.patient && state.patient.id === call.patient_id) loadCalls(call.patient_id);
     // A call the service could not link to a patient (an unknown caller whose card was created during
     // the call) gets its outcome as a plain care note on the new card.
-    if (call.patient_id) openOutcome({callId: call.unlinked ? null : call.id, patientId: call.patient_id, name: call.name});
+    if (call.patient_id) openOutcome({callId: call.unlinked ? null : call.id, patientId: call.patient_id, name: call.name,
+                                      disposition: data.disposition});
   }
 }
 
@@ -342,17 +291,41 @@ function fillOutcomeSelects(patientId) {
   fillDetails();
 }
 
+// What the call's result implies: busy, no answer or unreachable -> the "not reached" status, with the
+// detail named like the result when the clinic's list has one.
+function preselect(disposition) {
+  if (!disposition || disposition === "answered") return;
+  const top = state.statuses.find((s) => s.not_reached);
+  if (!top) return;
+  $("o-customer").value = top.code;
+  fillDetails();
+  const word = t("disp." + disposition).toLowerCase();
+  const detail = items(top.details).find((d) => label(d).toLowerCase().includes(word) || word.includes(label(d).toLowerCase()));
+  if (detail) $("o-detail").value = detail.code;
+}
+
+function callbackRequired() {
+  const top = state.statuses.find((s) => s.code === $("o-customer").value);
+  return !!(top && top.callback_required);
+}
+
 function fillDetails() {
+  const needed = callbackRequired();
+  const callback = $("o-callback");
+  callback.required = needed;
+  callback.setAttribute("aria-required", String(needed));
   const top = state.statuses.find((s) => s.code === $("o-customer").value);
   const details = top ? items(top.details) : [];
   $("o-detail").replaceChildren(el("option", {value: ""}, t("choose")), ...details.map((d) => el("option", {value: d.code}, label(d))));
   $("o-detail").disabled = !details.length;
 }
 
-function openOutcome({callId = null, patientId, name}) {
+function openOutcome({callId = null, patientId, name, disposition = null}) {
   const form = $("outcome-form");
   form.reset();
+  clearFieldErrors(form);
   fillOutcomeSelects(patientId);
+  preselect(disposition);
   form.dataset.callId = callId ?? "";
   form.dataset.patientId = patientId ?? "";
   $("outcome-error").hidden = true;
@@ -365,6 +338,13 @@ async function saveOutcome(e) {
   const form = $("outcome-form");
   const body = withoutNulls(formObject(form));
   const {callId, patientId} = form.dataset;
+  clearFieldErrors(form);
+  $("outcome-error").hidden = true;
+  if (callbackRequired() && !body.callback_date) {
+    showError($("outcome-error"), {problem: {code: "callback_date_required", errors: [{field: "callback_date", code: "callback_date_required"}]}}, form);
+    $("o-callback").focus();
+    return;
+  }
   try {
     if (callId) await api(`/api/calls/${callId}/outcome`, {method: "POST", body});
     else await api(`/api/patients/${patientId}/notes`, {method: "POST", body});
@@ -373,7 +353,7 @@ async function saveOutcome(e) {
     if (state.call && String(state.call.id) === callId) $("callbar").hidden = true;
     if (patientId) await openPatient(Number(patientId), {focus: false});
     loadWorklists();
-  } catch (err) { showError($("outcome-error"), err); }
+  } catch (err) { showError($("outcome-error"), err, form); }
 }
 
 // ---------- inbound screen-pop and new patients ----------
@@ -420,7 +400,7 @@ async function createPatient(form, errorBox, dialog) {
     dialog.close();
     announce($("call-live"), t("created"));
     await openPatient(p.id);
-  } catch (err) { showError(errorBox, err); }
+  } catch (err) { showError(errorBox, err, form); }
 }
 
 // ---------- websocket ----------
@@ -451,15 +431,18 @@ async function setupDemo() {
   $("demo-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const number = $("demo-number").value.trim();
+    $("demo-error").hidden = true;
+    $("demo-status").textContent = "";
+    clearFieldErrors($("demo-form"));
     try {
       await api("/api/demo/inbound", {method: "POST", body: {number}});
       $("demo-status").textContent = fill(t("demoSent"), {number});
-    } catch (err) { showError($("page-error"), err); }
+    } catch (err) { showError($("demo-error"), err, $("demo-form")); }
   });
 }
 
 async function main() {
-  const page = await startPage(DICT);
+  const page = await startPage("/static/crm_bridge/i18n/agent.json");
   lang = page.lang; t = page.t; state.me = page.me;
   document.title = `${t("title")} · clinicall`;
   for (const d of document.querySelectorAll("dialog")) {
@@ -471,6 +454,7 @@ async function main() {
   $("hangup").addEventListener("click", hangup);
   $("add-note").addEventListener("click", () => state.patient && openOutcome({patientId: state.patient.id, name: state.patient.full_name}));
   $("outcome-form").addEventListener("submit", saveOutcome);
+  setupCardTools({t, patient: () => state.patient, reload: () => openPatient(state.patient.id, {focus: false})});
   $("pop-open").addEventListener("click", () => { $("pop-dialog").close(); if (state.pop && state.pop.patient) openPatient(state.pop.patient.id); });
   $("pop-new").addEventListener("submit", (e) => { e.preventDefault(); createPatient($("pop-new"), $("pop-error"), $("pop-dialog")); });
   $("new-patient").addEventListener("click", () => { $("new-form").reset(); $("new-error").hidden = true; openDialog($("new-dialog"), $("nf-name")); });

@@ -42,7 +42,7 @@ async def test_worklists_search_card_note_and_keyboard(live_server: Any, new_pag
     # Worklists with counts: Bình is due today; An is new; Anh belongs to another agent.
     assert await page.locator("[data-count=due_today]").inner_text() == "1"
     assert await page.locator("[data-count=new]").inner_text() == "1"
-    assert await page.locator("#worklist").inner_text() == "Trần Thị Bình\n0987654321 — Mới · Gọi lại: " + \
+    assert await page.locator("#worklist").inner_text() == "Trần Thị Bình\n0987 654 321 — Mới · Gọi lại: " + \
         dt.datetime.now(live_server.app[SETTINGS_KEY].clinic.zone()).date().strftime("%d/%m/%Y")
     await page.get_by_role("tab", name="Mới").click()
     assert "Nguyễn Văn An" in await page.locator("#worklist").inner_text()
@@ -66,8 +66,8 @@ async def test_worklists_search_card_note_and_keyboard(live_server: Any, new_pag
     await page.get_by_role("heading", name="Nguyễn Văn An").wait_for()
     await page.wait_for_function("document.activeElement && document.activeElement.id === 'card'")
     card = await page.locator("#card").inner_text()
-    assert "05/04/1980" in card and "0912345678" in card and "di động" in card and "Chưa có ghi chú." in card
-    assert await page.get_by_role("button", name="Gọi số 0912345678").is_visible()
+    assert "05/04/1980" in card and "0912 345 678" in card and "di động" in card and "Chưa có ghi chú." in card
+    assert await page.get_by_role("button", name="Gọi số 0912 345 678").is_visible()
 
     # Tab alone reaches everything in order, with a visible focus ring, and never gets stuck.
     await page.get_by_label("Tên (không cần dấu) hoặc số điện thoại").focus()
@@ -101,7 +101,7 @@ async def test_worklists_search_card_note_and_keyboard(live_server: Any, new_pag
     await dialog.get_by_label("Chi tiết").select_option("Đặt lịch khám")
     await dialog.get_by_label("Tình trạng điều trị").select_option("in_treatment")
     await dialog.get_by_label("Ghi chú").fill("Hẹn khám thứ hai")
-    await dialog.get_by_label("Ngày đặt lịch").fill("2026-12-01")
+    await dialog.get_by_label("Ngày đặt lịch").fill("01/12/2026")
     await dialog.get_by_role("button", name="Lưu").click()
     await dialog.wait_for(state="hidden")
     await page.locator("#card-notes").get_by_text("Hẹn khám thứ hai").wait_for()
@@ -112,12 +112,15 @@ async def test_worklists_search_card_note_and_keyboard(live_server: Any, new_pag
     assert (note["customer_status"], note["detail_status"], note["call_id"]) == ("Đã đặt lịch", "Đặt lịch khám", None)
     assert await audit(page) == []
 
-    # A bad input comes back as the API's sentence inside the dialog, and nothing is written.
+    # A bad input comes back as a Vietnamese sentence inside the dialog and next to the field; nothing is written.
     await add.click()
-    await dialog.get_by_label("Ngày gọi lại").fill("1200-01-01")
+    await dialog.get_by_label("Ngày gọi lại").fill("01/01/1200")
     await dialog.get_by_role("button", name="Lưu").click()
     await dialog.get_by_role("alert").wait_for()
-    assert "callback_date" in await dialog.get_by_role("alert").inner_text()
+    assert await dialog.get_by_role("alert").inner_text() == "Ngày không hợp lệ; hãy viết theo dạng dd/mm/yyyy."
+    assert await dialog.locator("[data-field-error=callback_date]").inner_text() == \
+        "Ngày không hợp lệ; hãy viết theo dạng dd/mm/yyyy."
+    assert await dialog.get_by_label("Ngày gọi lại").get_attribute("aria-invalid") == "true"
     await page.keyboard.press("Escape")
     assert len((await live_server.api("GET", f"/api/patients/{ids['an']}"))["notes"]) == 1
 

@@ -33,7 +33,7 @@ async def test_click_to_call_live_state_and_outcome(live_server: Any, new_page: 
     await page.get_by_role("heading", name="Nguyễn Văn An").wait_for()
     await page.evaluate(WATCH_STATES)
 
-    await page.get_by_role("button", name="Gọi số 0912345678").click()
+    await page.get_by_role("button", name="Gọi số 0912 345 678").click()
     callbar = page.locator("#callbar")
     await callbar.wait_for()
     await page.locator("#call-state[data-state='answered']").wait_for(timeout=15000)
@@ -135,7 +135,7 @@ async def test_hang_up_unanswered_call_then_not_reached_worklist(live_server: An
     patient_id = made["patient"]["id"]
     page = await agent_console(new_page, live_server, f"#patient={patient_id}")
     assert await page.locator("[data-count=not_reached]").inner_text() == "0"
-    await page.get_by_role("button", name="Gọi số 0903000003").click()
+    await page.get_by_role("button", name="Gọi số 0903 000 003").click()
     await page.locator("#call-state[data-state='ringing']").wait_for(timeout=15000)
     await page.get_by_role("button", name="Gác máy").click()
     dialog = page.get_by_role("dialog", name="Kết quả liên hệ")

@@ -74,7 +74,8 @@ async def test_import_api_bom_bad_rows_idempotent(client: TestClient, staff: Sta
     form.add_field("mapping", '{"Code": "his_id", "Name": "full_name", "Tel": "phone"}')
     mapped = await client.post("/api/imports/patients", data=form, headers=staff.headers("supervisor"))
     body = await mapped.json()
-    assert (body["created"], body["errors"]) == (1, [{"line": 3, "reason": "full_name is empty"}])
+    assert (body["created"], body["errors"]) == (1, [{"line": 3, "reason": "full_name is empty",
+                                                      "code": "row_full_name_empty", "field": "full_name"}])
     unmapped = await client.post("/api/imports/patients", data=b"Code,Name\nX1,A\n", headers=headers)
     assert unmapped.status == 422 and "his_id" in (await unmapped.json())["detail"]
     denied = await client.post("/api/imports/patients", data=HIS_EXPORT, headers={

@@ -1,56 +1,8 @@
 // Admin console: users and roles, services and rooms, display tokens, message templates, status lists,
 // the audit trail and statistics with charts. One page; the section comes from the URL (/admin/<section>).
-import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError} from "/static/admin/console.js";
+import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError, clearFieldErrors, exportLinks} from "/static/admin/console.js";
 import {barChart} from "/static/admin/charts.js";
 
-const DICT = {
-  vi: {
-    title: "Quản trị", logout: "Đăng xuất", save: "Lưu", cancel: "Huỷ", add: "Thêm", addUser: "Thêm người dùng", addService: "Thêm dịch vụ",
-    addRoom: "Thêm phòng", addTemplate: "Thêm mẫu tin nhắn", addStatus: "Thêm trạng thái", extensionHint: "2–8 chữ số, ví dụ 1001 (máy bàn của tổng đài viên).", edit: "Sửa", saved: "Đã lưu.",
-    users: "Người dùng và vai trò", services: "Dịch vụ", rooms: "Phòng", "display-tokens": "Mã màn hình", templates: "Mẫu tin nhắn",
-    statuses: "Danh mục trạng thái", audit: "Nhật ký truy cập", stats: "Thống kê",
-    username: "Tên đăng nhập", display_name: "Tên hiển thị", password: "Mật khẩu (ít nhất 10 ký tự)", roles: "Vai trò", extension: "Số máy lẻ",
-    active: "Đang hoạt động", language: "Ngôn ngữ", yes: "Có", no: "Không", activate: "Kích hoạt", deactivate: "Khoá",
-    "role.admin": "Quản trị", "role.supervisor": "Giám sát", "role.agent": "Tổng đài viên", "role.reception": "Lễ tân", "role.doctor": "Bác sĩ",
-    name: "Tên", name_vi: "Tên (tiếng Việt)", name_en: "Tên (tiếng Anh)", name_zh: "Tên (tiếng Trung)", prefix: "Ký hiệu số",
-    kind: "Loại phòng", number: "Số phòng", doctor_name: "Bác sĩ trực", open: "Đang mở", service_ids: "Dịch vụ phục vụ",
-    "kind.consult": "Phòng khám", "kind.counter": "Quầy", "kind.lab": "Xét nghiệm", "kind.imaging": "Chẩn đoán hình ảnh",
-    room_ids: "Phòng hiển thị", newToken: "Tạo mã màn hình", tokenOnce: "Mã chỉ hiện một lần. Mở địa chỉ này trên TV:",
-    revoke: "Thu hồi", revoked: "Đã thu hồi", created_at: "Tạo lúc", all: "Tất cả",
-    body: "Nội dung", placeholders: "Biến có thể dùng: {fullName}, {phone} …", code: "Mã", label_vi: "Nhãn (tiếng Việt)", label_en: "Nhãn (tiếng Anh)",
-    details: "Chi tiết", parent: "Thuộc trạng thái", addDetail: "Thêm chi tiết", label: "Nhãn", detailStatus: "Trạng thái chi tiết", not_reached: "Tính là không liên lạc được", inactive: "ngừng dùng", topLevel: "— cấp trên cùng —", placeholdersAre: "Biến có thể dùng:",
-    user: "Người dùng", patient_id: "Mã bệnh nhân", action: "Hành động", from: "Từ ngày", to: "Đến ngày", filter: "Lọc", when: "Thời gian",
-    detail: "Chi tiết", noRows: "Không có dữ liệu.",
-    callsPerAgentDay: "Cuộc gọi theo tổng đài viên và ngày", outcomes: "Kết quả cuộc gọi", answerRate: "Tỉ lệ nghe máy theo tổng đài viên",
-    waits: "Thời gian chờ trung bình theo dịch vụ (phút)", noShows: "Tỉ lệ không đến theo dịch vụ", conversion: "Đặt lịch → đến khám",
-    calls: "Cuộc gọi", answered: "Nghe máy", booked: "Đặt lịch", arrived: "Đã đến", rate: "Tỉ lệ", show: "Xem", statsUnavailable: "Chưa có số liệu: {detail}",
-    "disp.answered": "Nghe máy", "disp.no_answer": "Không nghe máy", "disp.busy": "Máy bận", "disp.failed": "Lỗi", "disp.cancelled": "Đã huỷ",
-    avgWait: "Chờ trung bình", arrivedLate: "Đến muộn (≤ 7 ngày)", pending: "Chưa đến ngày hẹn", noShowRate: "Tỉ lệ vắng", tickets: "Số phiếu", minutes: "phút",
-  },
-  en: {
-    title: "Administration", logout: "Log out", save: "Save", cancel: "Cancel", add: "Add", addUser: "Add a user", addService: "Add a service",
-    addRoom: "Add a room", addTemplate: "Add a template", addStatus: "Add a status", extensionHint: "2–8 digits, e.g. 1001 (the agent's desk phone).", edit: "Edit", saved: "Saved.",
-    users: "Users and roles", services: "Services", rooms: "Rooms", "display-tokens": "Display tokens", templates: "Message templates",
-    statuses: "Status lists", audit: "Audit trail", stats: "Statistics",
-    username: "Username", display_name: "Display name", password: "Password (10 characters or more)", roles: "Roles", extension: "Extension",
-    active: "Active", language: "Language", yes: "Yes", no: "No", activate: "Activate", deactivate: "Deactivate",
-    "role.admin": "Admin", "role.supervisor": "Supervisor", "role.agent": "Agent", "role.reception": "Reception", "role.doctor": "Doctor",
-    name: "Name", name_vi: "Name (Vietnamese)", name_en: "Name (English)", name_zh: "Name (Chinese)", prefix: "Ticket prefix",
-    kind: "Kind", number: "Room number", doctor_name: "Doctor on duty", open: "Open", service_ids: "Services served",
-    "kind.consult": "Consult room", "kind.counter": "Counter", "kind.lab": "Laboratory", "kind.imaging": "Imaging",
-    room_ids: "Rooms shown", newToken: "Create display token", tokenOnce: "Shown once only. Open this address on the TV:",
-    revoke: "Revoke", revoked: "Revoked", created_at: "Created", all: "All",
-    body: "Text", placeholders: "Placeholders: {fullName}, {phone} …", code: "Code", label_vi: "Label (Vietnamese)", label_en: "Label (English)",
-    details: "Details", parent: "Under status", addDetail: "Add detail", label: "Label", detailStatus: "Detail status", not_reached: "Counts as not reached", inactive: "inactive", topLevel: "— top level —", placeholdersAre: "Placeholders:",
-    user: "User", patient_id: "Patient id", action: "Action", from: "From", to: "To", filter: "Filter", when: "When",
-    detail: "Detail", noRows: "No data.",
-    callsPerAgentDay: "Calls per agent and day", outcomes: "Call outcomes", answerRate: "Answer rate per agent",
-    waits: "Average wait per service (minutes)", noShows: "No-show rate per service", conversion: "Booking → arrival",
-    calls: "Calls", answered: "Answered", booked: "Booked", arrived: "Arrived", rate: "Rate", show: "Show", statsUnavailable: "No figures yet: {detail}",
-    "disp.answered": "Answered", "disp.no_answer": "No answer", "disp.busy": "Busy", "disp.failed": "Failed", "disp.cancelled": "Cancelled",
-    avgWait: "Average wait", arrivedLate: "Arrived late (≤ 7 days)", pending: "Not yet due", noShowRate: "No-show rate", tickets: "Tickets", minutes: "min",
-  },
-};
 const SECTIONS = ["users", "services", "rooms", "display-tokens", "templates", "statuses", "audit", "stats"];
 const ROLES = ["admin", "supervisor", "agent", "reception", "doctor"];
 const ROOM_KINDS = ["consult", "counter", "lab", "imaging"];
@@ -119,7 +71,8 @@ function createForm(titleKey, specs, submit) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     error.hidden = true;
-    try { await submit(readFields(form, specs), form); form.reset(); saved(); } catch (err) { showError(error, err); }
+    clearFieldErrors(form);
+    try { await submit(readFields(form, specs), form); form.reset(); saved(); } catch (err) { showError(error, err, form); }
   });
   return form;
 }
@@ -132,15 +85,16 @@ function editDialog(title, specs, submit) {
   $("edit-fields").replaceChildren(...specs.map(field));
   form.onsubmit = async (e) => {
     e.preventDefault();
-    try { await submit(readFields(form, specs)); dialog.close(); saved(); } catch (err) { showError($("edit-error"), err); }
+    clearFieldErrors(form);
+    try { await submit(readFields(form, specs)); dialog.close(); saved(); } catch (err) { showError($("edit-error"), err, form); }
   };
   openDialog(dialog);
 }
 
 function table(headers, rows) {
   if (!rows.length) return el("p", {class: "muted"}, t("noRows"));
-  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {scope: "col"}, t(h))))),
-    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c ?? ""))))));
+  return el("div", {class: "table-wrap"}, el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {scope: "col"}, t(h))))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c ?? "")))))));
 }
 
 // ---------- sections ----------
@@ -242,19 +196,20 @@ async function statusesSection(box) {
     onclick: async () => { try { await api(`${STATUSES_PATH}/${s.id}`, {method: "PATCH", body: {active: !s.active}}); saved(); render(); } catch (err) { showError($("page-error"), err); } }},
   s.active ? t("deactivate") : t("activate"));
   const rename = (s) => el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${s.label}`,
-    onclick: () => editDialog(`${t("edit")} ${s.label}`, [{name: "label", value: s.label, required: true}, {name: "not_reached", type: "checkbox", value: s.not_reached}],
+    onclick: () => editDialog(`${t("edit")} ${s.label}`, [{name: "label", value: s.label, required: true}, {name: "not_reached", type: "checkbox", value: s.not_reached},
+      ...(s.parent_id ? [] : [{name: "callback_required", type: "checkbox", value: s.callback_required}])],
       async (v) => { await api(`${STATUSES_PATH}/${s.id}`, {method: "PATCH", body: v}); render(); })}, t("edit"));
   for (const s of list) {
     const details = items(s.details);
     box.append(el("section", {class: "panel", "data-status": s.label},
-      el("h2", {}, s.label, s.active ? "" : ` (${t("inactive")})`), el("p", {}, rename(s), " ", toggle(s)),
+      el("h2", {}, s.label, s.active ? "" : ` (${t("inactive")})`, s.callback_required ? ` · ${t("callback_required")}` : ""), el("p", {}, rename(s), " ", toggle(s)),
       table(["detailStatus", "not_reached", "active", ""], details.map((d) => [d.label, d.not_reached ? t("yes") : t("no"),
         d.active ? t("yes") : t("no"), el("span", {}, rename(d), " ", toggle(d))]))));
   }
   const parents = list.map((s) => ({value: s.id, label: s.label}));
   box.append(createForm("addStatus", [{name: "parent_id", label: "parent", type: "select", options: [{value: "", label: t("topLevel")}, ...parents], optional: true},
-    {name: "label", required: true}, {name: "not_reached", type: "checkbox", value: false}],
-  async (v) => { if (v.parent_id) v.parent_id = Number(v.parent_id); await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
+    {name: "label", required: true}, {name: "not_reached", type: "checkbox", value: false}, {name: "callback_required", type: "checkbox", value: false}],
+  async (v) => { if (v.parent_id) { v.parent_id = Number(v.parent_id); delete v.callback_required; } await api(STATUSES_PATH, {method: "POST", body: v}); render(); }));
 }
 
 async function auditSection(box) {
@@ -269,7 +224,7 @@ async function auditSection(box) {
     const q = new URLSearchParams(Object.entries(readFields(form, specs)).filter(([, v]) => v !== "" && !Number.isNaN(v)));
     try {
       const rows = items(await api(`/api/audit?${q}`), "audit", "entries", "events");
-      results.replaceChildren(table(["when", "user", "patient_id", "action", "detail"], rows.map((r) => [fmtDateTime(r.at || r.created_at, lang),
+      results.replaceChildren(el("p", {}, exportLinks(`/api/audit?${q}`)), table(["when", "user", "patient_id", "action", "detail"], rows.map((r) => [fmtDateTime(r.at || r.created_at, lang),
         r.user_name || r.username || userName(r.user_id), String(r.patient_id ?? ""), r.action, r.detail || ""])));
     } catch (err) { results.replaceChildren(el("p", {class: "error"}, showError(null, err))); }
   };
@@ -296,7 +251,9 @@ async function statsSection(box) {
     if (q) { form.querySelector("[name=from]").value = from; form.querySelector("[name=to]").value = to; }
     const [callData, queue, bookings] = await Promise.all([calls ? calls : get("/api/stats/calls", q),
       get("/api/stats/queue", q), get("/api/stats/bookings", q)]);
-    out.replaceChildren(...callCharts(callData), ...queueCharts(queue), ...bookingCharts(bookings));
+    out.replaceChildren(...callCharts(callData), ...queueCharts(queue), ...roomTable(queue), ...bookingCharts(bookings),
+      el("section", {class: "panel", id: "stats-exports"}, el("h2", {}, t("exports")),
+        el("p", {}, t("calls"), " ", exportLinks(`/api/stats/calls?${q}`)), el("p", {}, t("queueStats"), " ", exportLinks(`/api/stats/queue?${q}`))));
   };
   form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
   await run();
@@ -335,6 +292,16 @@ function queueCharts(data) {
   ];
 }
 
+// Per room: visits, waits and service times (start to done), the same figures as the export's "by room" sheet.
+function roomTable(data) {
+  if (data.error) return [];
+  const min = (s) => (s === null || s === undefined ? "—" : fmtDuration(s));
+  return [el("section", {class: "panel", id: "room-stats"}, el("h2", {}, t("roomStats")),
+    table(["room", "visits", "served", "noShowRate", "avgWait", "medianWait", "avgService", "medianService"], items(data, "by_room").map((r) => [
+      r.room_name || `#${r.room_id}`, String(r.visits), String(r.served), r.noshow_rate === null ? "—" : `${Math.round(r.noshow_rate * 1000) / 10}%`,
+      min(r.mean_wait_seconds), min(r.median_wait_seconds), min(r.mean_service_seconds), min(r.median_service_seconds)])))];
+}
+
 function bookingCharts(data) {
   if (data.error) return unavailable(t("conversion"), data);
   const days = data.days || [];
@@ -357,12 +324,14 @@ async function render() {
 }
 
 async function main() {
-  const page = await startPage(DICT);
+  const page = await startPage("/static/admin/i18n/admin.json");
   lang = page.lang; t = page.t;
-  const current = section();
+  const adminUser = page.me.roles.includes("admin");
+  const visible = SECTIONS.filter((s) => adminUser || s === "stats");
+  const current = adminUser ? section() : "stats";
   document.title = `${t(current)} · ${t("title")} · clinicall`;
   $("section-title").textContent = t(current);
-  $("admin-nav").replaceChildren(...SECTIONS.map((s) => el("li", {}, el("a", {href: `/admin/${s}`, "aria-current": s === current ? "page" : false}, t(s)))));
+  $("admin-nav").replaceChildren(...visible.map((s) => el("li", {}, el("a", {href: `/admin/${s}`, "aria-current": s === current ? "page" : false}, t(s)))));
   for (const b of document.querySelectorAll("dialog [data-close]")) b.addEventListener("click", () => b.closest("dialog").close());
   await render();
   document.body.dataset.ready = "1";
