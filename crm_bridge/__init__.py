@@ -9,8 +9,8 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register this room's routes (the consoles build the pages on top of them)."""
-    from crm_bridge.audit import audit_batch_ctx
     from clinicall.exports import EXPORT_AUDIT_KEY, register_exports
+    from crm_bridge.audit import audit_batch_ctx
     from crm_bridge.exports import EXPORTS, audit_export
     from crm_bridge.http import routes
     from crm_bridge.pages import setup_pages
