@@ -53,10 +53,12 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/merges"): "AS", ("GET", "/api/templates"): "ASG", ("POST", "/api/templates"): "AS",
     ("PATCH", "/api/templates/{id}"): "AS", ("DELETE", "/api/templates/{id}"): "AS",
     ("GET", "/api/templates/{id}/render"): "ASG", ("POST", "/api/imports/patients"): "AS", ("GET", "/api/audit"): "A",
+    ("GET", "/api/agents"): "ASG", ("GET", "/care"): STAFF,
+    ("GET", "/care/{section}"): STAFF,  # a section name that is no care list: 404 for every logged-in user
     # telephony
     ("POST", "/api/calls"): "AG", ("GET", "/api/calls"): "ASG", ("GET", "/api/calls/{id}"): "ASG",
     ("GET", "/api/calls/{id}/recording"): "ASG", ("POST", "/api/calls/{id}/hangup"): "ASG",
-    ("POST", "/api/calls/{id}/outcome"): "ASG", ("POST", "/api/demo/inbound"): "AG",
+    ("POST", "/api/calls/{id}/outcome"): "ASG", ("POST", "/api/calls/{id}/patient"): "ASG", ("POST", "/api/demo/inbound"): "AG",
     ("GET", "/api/callers/identify"): "ASG", ("GET", "/api/stats/calls"): "AS",
     # queue_display
     ("GET", "/api/services"): STAFF, ("POST", "/api/services"): "A", ("PATCH", "/api/services/{id}"): "A",
