@@ -45,6 +45,8 @@ CALL_ATTEMPTS = 50
 
 @dataclass
 class Served:
+    """A room's occupation by one ticket, from the call (the walk in counts) to done: the estimator learns it."""
+
     room_id: int
     service_id: int
     started_at: dt.datetime
@@ -181,7 +183,8 @@ async def _finish(s: AsyncSession, ticket: Ticket, now: dt.datetime, user_id: in
     started = ticket.started_at or ticket.called_at or now
     served = None
     if ticket.room_id is not None:
-        served = Served(ticket.room_id, ticket.service_id, started, now, ticket.priority, ticket.is_returning)
+        served = Served(ticket.room_id, ticket.service_id, ticket.called_at or started, now, ticket.priority,
+                        ticket.is_returning)
     if visit is not None:
         visit.started_at = visit.started_at or started
         visit.ended_at = now
@@ -437,7 +440,8 @@ async def transfer(db: Database, settings: Settings, ticket_id: int, service_id:
         served = None
         if ticket.status in ("called", "in_service") and source_room is not None:
             started = ticket.started_at or ticket.called_at or now
-            served = Served(source_room, source_service, started, now, ticket.priority, ticket.is_returning)
+            served = Served(source_room, source_service, ticket.called_at or started, now, ticket.priority,
+                            ticket.is_returning)
             if visit is not None:
                 visit.started_at = visit.started_at or started
         if visit is not None:
