@@ -78,7 +78,7 @@ async def warm(estimator: WaitEstimator, db: Database, now: dt.datetime, weeks: 
         total = int(await s.scalar(select(func.count()).select_from(Visit).where(Visit.enqueued_at >= since)) or 0)
         log.info("queue: warming the wait estimator from %d visits since %s", total, since.date())
         records: list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]] = []
-        seen: set[tuple[int, int]] = set()  # (ticket, service) lines a ticket has been in: back again = returning
+        last_outcome: dict[int, str | None] = {}  # ticket -> how its latest leg ended
         learned, last_id, next_report = 0, 0, 0.1
         while True:
             rows = (await s.execute(
@@ -88,7 +88,7 @@ async def warm(estimator: WaitEstimator, db: Database, now: dt.datetime, weeks: 
             if not rows:
                 break
             for row in rows:
-                records.extend(_visit_records(row, seen))
+                records.extend(_visit_records(row, last_outcome))
                 learned += 1
                 last_id = row.id
             if total and learned / total >= next_report:
@@ -105,11 +105,12 @@ async def warm(estimator: WaitEstimator, db: Database, now: dt.datetime, weeks: 
     return learned
 
 
-def _visit_records(row: Any, seen: set[tuple[int, int]]) -> list[tuple[dt.datetime, int, Callable[..., None],
-                                                                       tuple[Any, ...]]]:
-    line = (row.ticket_id, row.service_id)
-    returning = line in seen
-    seen.add(line)
+def _visit_records(row: Any, last_outcome: dict[int, str | None]) -> list[
+        tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]]:
+    """As the live service taught it: a leg that follows a finished one (not a transfer) is the way back
+    to the doctor, a returning patient's (its arrival and its visit)."""
+    returning = last_outcome.get(row.ticket_id) == "done"
+    last_outcome[row.ticket_id] = row.outcome
     records: list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]] = [
         (row.enqueued_at, 1, learn_arrival, (row.service_id, row.enqueued_at, row.priority, returning))]
     if row.room_id is None or row.ended_at is None:

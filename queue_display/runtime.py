@@ -65,6 +65,7 @@ class QueueRuntime:
         self._requested = 0
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
+        self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
         self.warmed = False
 
     def kiosk_allowed(self, client: str, now: float) -> bool:
@@ -165,6 +166,7 @@ class QueueRuntime:
             if self._completed >= mine and self._last_state is not None:
                 return self._last_state
             covers = self._requested
+            self.refreshes += 1
             state = await qstate.refresh(self.db, self.settings, self.estimate, write_guard=self.serialised())
             self._completed, self._last_state = covers, state
             return state
