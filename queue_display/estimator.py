@@ -131,13 +131,17 @@ def _shrink(stats: _Moments | None, scale: float, prior_mu: float, prior_var: fl
 
 
 class _ExpectedArrivals:
-    """Deterministic stand-ins for future arrivals, generated an hour at a time as the simulation needs
-    them: one ticket of a class wherever its cumulative expected count crosses k + 1/2."""
+    """Stand-ins for future arrivals, generated an hour at a time as the simulation needs them: one ticket
+    of a class wherever its cumulative expected count crosses k + 1/2 or, with `rng` (one sampled
+    future), a Poisson process: thresholds a sum of unit exponentials."""
 
     def __init__(self, classes: list[tuple[int, str, bool, dict[int, float]]], now: dt.datetime,
-                 tz: ZoneInfo, horizon_seconds: float, first_threshold: float = 0.5) -> None:
+                 tz: ZoneInfo, horizon_seconds: float, first_threshold: float = 0.5,
+                 rng: random.Random | None = None) -> None:
         self.classes = classes
-        self.progress = [[0.0, first_threshold] for _ in classes]  # expected so far, next threshold
+        self.rng = rng
+        self.progress = [[0.0, first_threshold if rng is None else rng.expovariate(1.0)]
+                         for _ in classes]  # expected so far, next threshold
         self.start = now.timestamp()
         local = now.astimezone(tz)
         self.hour_start = self.start - (local.minute * 60 + local.second + local.microsecond / 1e6)
@@ -164,7 +168,7 @@ class _ExpectedArrivals:
             gained = rate * (end - start)
             while expected + gained >= threshold:
                 block.append((start + (threshold - expected) / rate, service_id, priority, returning))
-                threshold += 1.0
+                threshold += 1.0 if self.rng is None else self.rng.expovariate(1.0)
             progress[0], progress[1] = expected + gained, threshold
         block.sort()
         for at, service_id, priority, returning in block:
@@ -654,7 +658,7 @@ class WaitEstimator:
         later = (now + dt.timedelta(hours=12)).astimezone(self.tz).utcoffset()
         today = now.astimezone(self.tz).date()
         plan = _Plan(
-            now_epoch=now_epoch, waiting=waiting, rooms=rooms,
+            now=now, now_epoch=now_epoch, waiting=waiting, rooms=rooms,
             # local seconds of the day by arithmetic, unless the clocks change within the next 12 hours
             fixed=offset.total_seconds() if offset is not None and offset == later else None,
             open_services={service for room in rooms if room.open for service in room.service_ids},
@@ -720,7 +724,8 @@ class WaitEstimator:
         heapq.heapify(free_at)
         lines = {key: list(line) for key, line in plan.lines.items()}
         heads = dict.fromkeys(lines, 0)
-        stream = plan.stream
+        stream = plan.stream if draw is None else _ExpectedArrivals(
+            plan.stream.classes, plan.now, self.tz, self.arrival_horizon_seconds, rng=draw.rng)
         future, future_epochs = stream.items, stream.epochs
         next_future = 0
         real_left = plan.real_count
@@ -854,6 +859,7 @@ class _Start:
 class _Plan:
     """What every simulated future of one estimate() shares."""
 
+    now: dt.datetime
     now_epoch: float
     waiting: Sequence[QueueItem]
     rooms: Sequence[RoomState]
