@@ -1,6 +1,6 @@
 // Room control for doctors and reception: call next, recall, start, done, skip, transfer, with shortcuts.
 import {api, el, translate} from "/static/clinicall/api.js";
-import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitText} from "/static/queue_display/feed.js";
+import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitRangeText} from "/static/queue_display/feed.js";
 import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
 import {ScreenState} from "/static/queue_display/state.js";
 
@@ -29,7 +29,7 @@ function render() {
   const serviceIds = room && room.service_ids ? room.service_ids : [...state.services.keys()];
   $("waiting").replaceChildren(...state.waitingFor(serviceIds).map((w) => el("tr", {},
     el("td", {}, w.number), el("td", {}, w.priority ? t(`prio_${w.priority}`) : ""),
-    el("td", {}, waitText(w.estimated_wait_seconds, t)))));
+    el("td", {}, waitRangeText(w, t)))));
 }
 
 const ACTION_WORDS = {"call-next": "called", recall: "recall", start: "in_service", done: "done", skip: "skipped", transfer: "transfer"};
