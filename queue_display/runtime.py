@@ -59,6 +59,7 @@ class QueueRuntime:
         self.estimator = make_estimator(settings.clinic.zone(), queue.priority_weights,
                                         float(queue.anti_starvation_minutes))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-estimator")
+        self._closed = False
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
         self._write_lock = asyncio.Lock()
         self._kiosk: dict[str, collections.deque[float]] = {}
@@ -92,7 +93,8 @@ class QueueRuntime:
         return await asyncio.get_running_loop().run_in_executor(self._worker, partial(function, *args))
 
     def _teach(self, function: Callable[..., None], *args: Any) -> None:
-        self._worker.submit(_logged, partial(function, self.estimator, *args))
+        if not self._closed:  # after shutdown there is nothing left to estimate for
+            self._worker.submit(_logged, partial(function, self.estimator, *args))
 
     async def estimate(self, now: dt.datetime, waiting: list[QueueItem],
                        rooms: list[Any]) -> dict[int, tuple[float, float, float]]:
@@ -103,6 +105,7 @@ class QueueRuntime:
         self.warmed = True
 
     def close(self) -> None:
+        self._closed = True
         self._worker.shutdown(wait=True, cancel_futures=True)
 
     def learn(self, outcome: Outcome) -> None:
