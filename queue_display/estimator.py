@@ -801,7 +801,7 @@ class WaitEstimator:
               lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int], at: float,
               starvation_seconds: float) -> float | None:
         """Nothing this room may take yet: when to look again (the next expected arrival it could take,
-        or a preferred ticket starving, after which any room may take it)."""
+        or a preferred ticket starving or reaching its `preferred_until`, after which any room may take it)."""
         future, future_epochs = stream.items, stream.epochs
         services = set(room.service_ids)
         upcoming = next_future
@@ -814,7 +814,11 @@ class WaitEstimator:
         wake = [future_epochs[upcoming]] if upcoming < len(future) else []
         for key in keys:
             if key[2] is not None and heads[key] < len(lines[key]):
-                wake.append(lines[key][heads[key]][0] + starvation_seconds + 1.0)
+                head = lines[key][heads[key]]
+                wake.append(head[0] + starvation_seconds + 1.0)
+                until = getattr(head[2], "preferred_until", None)  # a policy that frees it at a set time
+                if until is not None:
+                    wake.append(until.timestamp() + 1.0)
         later = [w for w in wake if w > at]
         return min(later) if later else None
 
@@ -825,8 +829,10 @@ CLINIC_RANGE_SCALE = 1.0  # calibrated on the tuned simulated scenarios (docs/es
 
 def clinic_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float,
                      **options: Any) -> WaitEstimator:
-    """The estimator as the clinic runs it: sampled futures with a calibrated 80% range."""
-    settings: dict[str, Any] = {"samples": CLINIC_SAMPLES, "coverage": 0.8, "range_scale": CLINIC_RANGE_SCALE}
+    """The estimator as the clinic runs it: sampled futures with a calibrated 80% range, each room's choice
+    made by ordering.next_for_room itself (whatever the policy says; as fast as the mirrored rule)."""
+    settings: dict[str, Any] = {"samples": CLINIC_SAMPLES, "coverage": 0.8, "range_scale": CLINIC_RANGE_SCALE,
+                                "exact_policy": True}
     settings.update(options)
     return WaitEstimator(tz, weights, starvation_minutes, **settings)
 
