@@ -287,14 +287,11 @@ class DisplayHub:
 
     async def _load_snapshot(self, screen_filter: ScreenFilter) -> dict[str, Any]:
         from queue_display import service
-        from queue_display.runtime import RUNTIME_KEY
 
         settings = self.app[SETTINGS_KEY]
         rooms = sorted(screen_filter.room_ids) if screen_filter.room_ids is not None else None
         services = sorted(screen_filter.service_ids) if screen_filter.service_ids is not None else None
-        runtime = self.app.get(RUNTIME_KEY)
-        estimator = runtime.estimator if runtime is not None else None
-        data = await service.display_snapshot(self.app[DB_KEY], settings, rooms, services, estimator=estimator)
+        data = await service.display_snapshot(self.app[DB_KEY], settings, rooms, services)
         self.room_services.update(room_services_of(data))
         return dict(data)
 

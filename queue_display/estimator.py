@@ -19,17 +19,30 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import math
+import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from queue_display.ordering import URGENT, QueueItem, head_start_minutes, next_for_room
+from queue_display.pace import DayPace, Pace
 
 SQRT2 = math.sqrt(2.0)
 LN2 = math.log(2.0)
 SLOT_SECONDS = 300  # room timetables are learned in 5-minute slots of the local day
 SLOTS_PER_DAY = 86400 // SLOT_SECONDS
 FUTURE_TICKET_IDS = -(10**12)  # ids of the expected future arrivals in the simulation (never real)
+MIN_SAMPLES = 12  # simulated futures per estimate, at least ...
+SAMPLE_BUDGET = 6000  # ... and at most this many divided by the waiting tickets
+BREAK_EARLY_SECONDS = 1800.0  # a room closing up to this long before its usual break time is on it
+BREAK_DUE_SPREAD = 0.7  # a simulated break is planned at one of the earliest 70% of its past closings
+LATE_START_SECONDS = 3600.0  # a room later than every past first opening by less than this ...
+KEEP_OPENINGS = 60  # the last days' first openings of each room
+PACE_MIN_HISTORY = 30.0  # today's pace is learned once the service has this many (recent) visits
+LATE_START_WAIT = 600.0  # ... is expected this much later; later than that, it is not coming today
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,8 @@ class _Break:
     due: float  # local seconds of the day from which the room closes once free
     closes: float  # its usual closing time
     seconds: float  # its usual length
+    closings: tuple[float, ...] = ()  # every past closing of this break (sorted)
+    lengths: tuple[float, ...] = ()  # every past length
 
     def window_end(self) -> float:
         return self.closes + self.seconds + 3600.0
@@ -116,13 +131,17 @@ def _shrink(stats: _Moments | None, scale: float, prior_mu: float, prior_var: fl
 
 
 class _ExpectedArrivals:
-    """Deterministic stand-ins for future arrivals, generated an hour at a time as the simulation needs
-    them: one ticket of a class wherever its cumulative expected count crosses k + 1/2."""
+    """Stand-ins for future arrivals, generated an hour at a time as the simulation needs them: one ticket
+    of a class wherever its cumulative expected count crosses k + 1/2 or, with `rng` (one sampled
+    future), a Poisson process: thresholds a sum of unit exponentials."""
 
     def __init__(self, classes: list[tuple[int, str, bool, dict[int, float]]], now: dt.datetime,
-                 tz: ZoneInfo, horizon_seconds: float, first_threshold: float = 0.5) -> None:
+                 tz: ZoneInfo, horizon_seconds: float, first_threshold: float = 0.5,
+                 rng: random.Random | None = None) -> None:
         self.classes = classes
-        self.progress = [[0.0, first_threshold] for _ in classes]  # expected so far, next threshold
+        self.rng = rng
+        self.progress = [[0.0, first_threshold if rng is None else rng.expovariate(1.0)]
+                         for _ in classes]  # expected so far, next threshold
         self.start = now.timestamp()
         local = now.astimezone(tz)
         self.hour_start = self.start - (local.minute * 60 + local.second + local.microsecond / 1e6)
@@ -149,7 +168,7 @@ class _ExpectedArrivals:
             gained = rate * (end - start)
             while expected + gained >= threshold:
                 block.append((start + (threshold - expected) / rate, service_id, priority, returning))
-                threshold += 1.0
+                threshold += 1.0 if self.rng is None else self.rng.expovariate(1.0)
             progress[0], progress[1] = expected + gained, threshold
         block.sort()
         for at, service_id, priority, returning in block:
@@ -215,7 +234,8 @@ class WaitEstimator:
                  half_life_days: float = 28.0, kappa: float = 5.0, nu: float = 10.0,
                  no_show_seconds: float = 150.0, closed_room_seconds: float = 1200.0,
                  arrival_horizon_seconds: float = 4 * 3600.0, exact_policy: bool = False,
-                 arrival_threshold: float = 0.5) -> None:
+                 arrival_threshold: float = 0.5, samples: int = 0, coverage: float = 0.8,
+                 range_scale: float = 1.0) -> None:
         self.tz = tz
         self.weights = dict(weights)
         self.starvation_minutes = float(starvation_minutes)
@@ -228,6 +248,12 @@ class WaitEstimator:
         self.arrival_horizon_seconds = arrival_horizon_seconds
         self.arrival_threshold = arrival_threshold  # a stand-in where the expected count crosses k + this
         self.exact_policy = exact_policy  # choose through ordering.next_for_room itself (slower, same result)
+        self.samples = samples  # simulated futures per estimate (0: one path of expected values)
+        self.coverage = coverage  # the share of real waits the range should hold
+        self.range_scale = range_scale  # widens the simulated spread (calibrated on simulated days)
+        self._pace = DayPace()
+        self._first_openings: dict[int, list[float]] = {}  # room -> local seconds of its first opening, by day
+        self._opened_on: dict[int, dt.date] = {}  # room -> the last day it opened
         self._origin: float | None = None  # epoch seconds of the first observation (weight 1)
         self._newest_weight = 1.0
         self._global = _Moments()
@@ -282,6 +308,11 @@ class WaitEstimator:
                 stats = table[key] = _Moments()  # type: ignore[index]
             stats.add(x, weight)
         kind = _patient_class(priority, returning)
+        if self._by_service.get(service_id) is not None and \
+                self._by_service[service_id].w / self._newest_weight >= PACE_MIN_HISTORY:
+            shift, _ = self.class_shift(service_id, kind)
+            expected = self.service_time(room_id, service_id, hour).mu + shift
+            self._pace.add(started_at.astimezone(self.tz).date(), room_id, x - expected)
         if kind is not None:
             for table, key in ((self._by_class, kind), (self._by_service_class, (service_id, kind))):
                 stats = table.get(key)  # type: ignore[attr-defined]
@@ -313,7 +344,13 @@ class WaitEstimator:
         timetable from these and expects breaks and reopenings in its forward simulation."""
         last = self._room_last.get(room_id)
         self._room_last[room_id] = (open, at)
-        self._room_days.setdefault(room_id, set()).add(at.astimezone(self.tz).date())
+        today = at.astimezone(self.tz).date()
+        self._room_days.setdefault(room_id, set()).add(today)
+        if open and self._opened_on.get(room_id) != today and (last is None or last[1] < at):
+            self._opened_on[room_id] = today
+            firsts = self._first_openings.setdefault(room_id, [])
+            firsts.append(self._day_seconds(at.timestamp()))
+            del firsts[:-KEEP_OPENINGS]
         if last is None or last[1] >= at:
             return
         was_open, since = last
@@ -360,8 +397,10 @@ class WaitEstimator:
                 continue
             closings = [closed for closed, _, _ in group]
             lengths = sorted(length for _, length, _ in group)
+            closings.sort()
             typical.append(_Break(due=closings[int(0.15 * (len(closings) - 1))],
-                                  closes=closings[len(closings) // 2], seconds=lengths[len(lengths) // 2]))
+                                  closes=closings[len(closings) // 2], seconds=lengths[len(lengths) // 2],
+                                  closings=tuple(closings), lengths=tuple(lengths)))
         self._typical_breaks[room_id] = typical
         return typical
 
@@ -477,7 +516,8 @@ class WaitEstimator:
             probability = 0.0  # a patient back from the lab is there
         base = self.service_time(room_id, service_id, hour)
         shift, ratio = self.class_shift(service_id, kind)
-        mean = math.exp(base.mu + shift + 0.5 * base.sigma * base.sigma * ratio)
+        pace = self._pace.today(dt.datetime.fromtimestamp(at_epoch, self.tz).date(), room_id)
+        mean = math.exp(base.mu + shift + pace.mu + 0.5 * base.sigma * base.sigma * ratio)
         return (1.0 - probability) * mean + probability * lost
 
     def arrival_rates(self, service_id: int) -> dict[tuple[str, bool], dict[int, float]]:
@@ -530,84 +570,169 @@ class WaitEstimator:
     def estimate(self, now: dt.datetime, waiting: Sequence[QueueItem],
                  rooms: Sequence[RoomState]) -> dict[int, float]:
         """ticket_id -> estimated seconds until the ticket is called."""
+        return {ticket_id: span.seconds for ticket_id, span in self.estimate_ranges(now, waiting, rooms).items()}
+
+    def estimate_ranges(self, now: dt.datetime, waiting: Sequence[QueueItem],
+                        rooms: Sequence[RoomState]) -> dict[int, WaitRange]:
+        """ticket_id -> (estimate, low, high): with `samples` > 0 the estimate is the mean over that many
+        simulated futures and [low, high] their calibrated `coverage` range; with 0 samples one path of
+        expected values, and the range is that path's estimate."""
         if not waiting:
             return {}
+        plan = self._plan(now, waiting, rooms)
+        if self.samples <= 0:
+            path = self._run(plan, None)
+            return {ticket_id: WaitRange(seconds, seconds, seconds) for ticket_id, seconds in path.items()}
+        rng = random.Random(int(plan.now_epoch) * 7919 + len(waiting))
+        count = max(MIN_SAMPLES, min(self.samples, SAMPLE_BUDGET // max(len(waiting), 1)))
+        paths = [self._run(plan, rng) for _ in range(count)]
+        return _ranges(paths, self.coverage, self.range_scale)
+
+    def _room_start(self, plan: _Plan, room: RoomState, now_day: float) -> _Start | None:
+        """When a room starts taking tickets in the simulation (None: it does not), and its breaks to come."""
+        now_epoch = plan.now_epoch
+        reopening: float | None = None
+        choices: tuple[float, ...] = ()
+        pending: list[_Break] = []
+        closed_at = self._closed_today(room.room_id, now_epoch) if not room.open else None
+        for usual in self.typical_breaks(room.room_id):
+            if now_day >= usual.window_end():
+                continue  # long over
+            on_it = closed_at is not None and usual.closes - BREAK_EARLY_SECONDS <= closed_at <= usual.window_end()
+            if now_day < usual.due and not on_it:
+                pending.append(usual)
+            elif not room.open and (on_it or now_day >= usual.due):  # on this break now
+                began = now_epoch - now_day + (closed_at if on_it and closed_at is not None else usual.closes)
+                reopening = max(began + usual.seconds, now_epoch + 60.0)
+                choices = tuple(max(began + length, now_epoch + 60.0) for length in usual.lengths)
+            elif room.serving_since is not None and \
+                    self._day_seconds(room.serving_since.timestamp()) < usual.due:
+                pending.append(usual)  # the doctor goes once this patient is done
+        if reopening is None and not room.open:
+            reopening, choices = self._expected_opening(room.room_id, now_epoch, now_day)
+        if room.open:
+            start = now_epoch
+        elif reopening is not None:  # a usual break, or before its (late) start: back at the usual time
+            start = reopening
+        elif any(service not in plan.open_services for service in room.service_ids):
+            start = now_epoch + self.closed_room_seconds
+        else:
+            return None
+        serving = None
+        if room.serving_since is not None and room.serving_service_id is not None:
+            elapsed = max(now_epoch - room.serving_since.timestamp(), 0.0)
+            base = self.service_time(room.room_id, room.serving_service_id, self._hour(room.serving_since))
+            pace = plan.pace[room.room_id]
+            serving = (Lognormal(base.mu + pace.mu, base.sigma), elapsed)
+        return _Start(start, choices, serving, tuple(pending))
+
+    def _closed_today(self, room_id: int, now_epoch: float) -> float | None:
+        """Local seconds of the day at which the room closed today (None: not known)."""
+        last = self._room_last.get(room_id)
+        if last is None or last[0]:
+            return None
+        closed = last[1].timestamp()
+        if closed > now_epoch or now_epoch - closed > 86400.0 or \
+                last[1].astimezone(self.tz).date() != dt.datetime.fromtimestamp(now_epoch, self.tz).date():
+            return None
+        return self._day_seconds(closed)
+
+    def _expected_opening(self, room_id: int, now_epoch: float,
+                          now_day: float) -> tuple[float | None, tuple[float, ...]]:
+        """A closed room that has not opened today opens at one of its past first openings still to come
+        (a doctor who starts late is expected, not written off); otherwise the timetable's usual reopening."""
+        today = dt.datetime.fromtimestamp(now_epoch, self.tz).date()
+        firsts = self._first_openings.get(room_id, [])
+        if self._opened_on.get(room_id) != today and len(firsts) >= 3:
+            later = tuple(now_epoch + first - now_day for first in firsts if first > now_day)
+            if later:
+                return sum(later) / len(later), later
+            if now_day - max(firsts) < LATE_START_SECONDS:
+                return now_epoch + LATE_START_WAIT, ()
+            return None, ()
+        return self._expected_break(room_id, now_epoch, now_day), ()
+
+    def _plan(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState]) -> _Plan:
         now_epoch = now.timestamp()
         offset = now.astimezone(self.tz).utcoffset()
         later = (now + dt.timedelta(hours=12)).astimezone(self.tz).utcoffset()
-        # local seconds of the day by arithmetic, unless the clocks change within the next 12 hours
-        fixed = offset.total_seconds() if offset is not None and offset == later else None
-        served = {service for room in rooms for service in room.service_ids}
-        open_services = {service for room in rooms if room.open for service in room.service_ids}
-        # Rooms that will take tickets: the open ones (some will take their usual break when next free),
-        # closed ones on a usual break or before their usual opening (back at the usual time), and other
-        # closed ones only for services no open room serves (assumed back after `closed_room_seconds`).
-        free_at: list[tuple[float, int]] = []
+        today = now.astimezone(self.tz).date()
+        plan = _Plan(
+            now=now, now_epoch=now_epoch, waiting=waiting, rooms=rooms,
+            # local seconds of the day by arithmetic, unless the clocks change within the next 12 hours
+            fixed=offset.total_seconds() if offset is not None and offset == later else None,
+            open_services={service for room in rooms if room.open for service in room.service_ids},
+            pace={room.room_id: self._pace.today(today, room.room_id) for room in rooms})
         now_day = self._day_seconds(now_epoch)
-        pending_breaks: list[list[_Break]] = []  # per room: its usual breaks still to come in the simulation
-        for index, room in enumerate(rooms):
-            reopening = None
-            pending = []
-            for usual in self.typical_breaks(room.room_id):
-                if now_day >= usual.window_end():
-                    continue  # long over
-                if now_day < usual.due:
-                    pending.append(usual)
-                elif not room.open:  # on this break now
-                    reopening = now_epoch + max(usual.closes + usual.seconds - now_day, 60.0)
-                elif room.serving_since is not None and \
-                        self._day_seconds(room.serving_since.timestamp()) < usual.due:
-                    pending.append(usual)  # the doctor goes once this patient is done
-            pending_breaks.append(pending)
-            if reopening is None and not room.open:
-                reopening = self._expected_break(room.room_id, now_epoch)
-            if room.open:
-                start = now_epoch
-            elif reopening is not None:  # a usual break: back at its usual time
-                start = reopening
-            elif any(service not in open_services for service in room.service_ids):
-                start = now_epoch + self.closed_room_seconds
-            else:
-                continue
-            if room.serving_since is not None and room.serving_service_id is not None:
-                elapsed = max((now - room.serving_since).total_seconds(), 0.0)
-                hour = self._hour(room.serving_since)
-                start += self.service_time(room.room_id, room.serving_service_id, hour).residual(elapsed)
-            free_at.append((start, index))
-        heapq.heapify(free_at)
-        timetables = [(self._room_seen[room.room_id], self._room_open[room.room_id])
-                      if room.room_id in self._room_seen else None for room in rooms]
-
-        # Tickets in classes that are FIFO under the ordering policy: same service, priority, returning
-        # flag and preferred room. A room's choice is always the head of one of its eligible classes, so
-        # next_for_room only ever sees a handful of candidates (exactly the same choice, much faster).
+        plan.starts = [self._room_start(plan, room, now_day) for room in rooms]
+        plan.timetables = [(self._room_seen[room.room_id], self._room_open[room.room_id])
+                           if room.room_id in self._room_seen else None for room in rooms]
         weights = self.weights
-        head_starts: dict[tuple[str, bool], float] = {}
-
-        def head_start(item: QueueItem) -> float:
-            minutes = head_starts.get((item.priority, item.returning))
-            if minutes is None:
-                minutes = URGENT_LINE if item.priority == URGENT else head_start_minutes(item, weights)
-                head_starts[(item.priority, item.returning)] = minutes
-            return minutes
-
-        lines: dict[_LineKey, list[_Head]] = {}
         for item in waiting:
-            key = (item.service_id, head_start(item), item.preferred_room_id)
-            lines.setdefault(key, []).append((item.enqueued_at.timestamp(), item.ticket_id, item))
-        for line in lines.values():
+            key = (item.service_id, plan.head_start(item, weights), item.preferred_room_id)
+            plan.lines.setdefault(key, []).append((item.enqueued_at.timestamp(), item.ticket_id, item))
+        for line in plan.lines.values():
             line.sort(key=lambda entry: entry[:2])
-        heads = {key: 0 for key in lines}
-        min_head_start = min(min(key[1] for key in lines), head_start_minutes(
+        min_head_start = min(min(key[1] for key in plan.lines), head_start_minutes(
             QueueItem(0, 0, URGENT, now), weights))
-        stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
+        served = {service for room in rooms for service in room.service_ids}
+        plan.stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
+        plan.real_count = sum(1 for item in waiting if item.service_id in served)
+        return plan
+
+    def _occupation(self, plan: _Plan, room: RoomState, item: QueueItem, at: float) -> _Occupation:
+        if plan.fixed is not None:
+            hour = int(((at + plan.fixed) % 86400.0) // 3600)
+        else:
+            hour = dt.datetime.fromtimestamp(at, self.tz).hour
+        kind = _patient_class(item.priority, item.returning)
+        slot = (room.room_id, item.service_id, hour, kind)
+        found = plan.occupations.get(slot)
+        if found is None:
+            probability, lost = self.no_show(item.service_id)
+            if kind == "returning":
+                probability = 0.0
+            base = self.service_time(room.room_id, item.service_id, hour)
+            shift, ratio = self.class_shift(item.service_id, kind)
+            pace = plan.pace[room.room_id]
+            sigma = base.sigma * math.sqrt(ratio)
+            mu = base.mu + shift + pace.mu
+            mean = math.exp(mu + 0.5 * sigma * sigma)
+            found = plan.occupations[slot] = _Occupation((1.0 - probability) * mean + probability * lost,
+                                                         mu, sigma, probability, lost)
+        return found
+
+    def _run(self, plan: _Plan, rng: random.Random | None) -> dict[int, float]:
+        """One future of the queue: expected values (rng None) or one random draw of service times,
+        no-shows, breaks, late starts and today's pace."""
+        now_epoch = plan.now_epoch
+        rooms = plan.rooms
+        draw = _Draw(rng, plan) if rng is not None else None
+        free_at: list[tuple[float, int]] = []
+        pending_breaks: list[list[tuple[float, float, _Break]]] = []
+        for index, start in enumerate(plan.starts):
+            if start is None:
+                pending_breaks.append([])
+                continue
+            at = start.at if draw is None or not start.choices else draw.rng.choice(start.choices)
+            if start.serving is not None:
+                dist, elapsed = start.serving
+                at += dist.residual(elapsed) if draw is None else draw.residual(dist, elapsed, index)
+            free_at.append((at, index))
+            pending_breaks.append([(usual.due, usual.seconds, usual) if draw is None else draw.break_(usual)
+                                   for usual in start.breaks])
+        heapq.heapify(free_at)
+        lines = {key: list(line) for key, line in plan.lines.items()}
+        heads = dict.fromkeys(lines, 0)
+        stream = plan.stream if draw is None else _ExpectedArrivals(
+            plan.stream.classes, plan.now, self.tz, self.arrival_horizon_seconds, rng=draw.rng)
         future, future_epochs = stream.items, stream.epochs
         next_future = 0
-        real_left = sum(1 for item in waiting if item.service_id in served)
+        real_left = plan.real_count
         result: dict[int, float] = {}
         room_lines: dict[int, list[_LineKey]] = {}
-        occupation: dict[tuple[int, int, int, str | None], float] = {}
         starvation_seconds = self.starvation_minutes * 60.0
+        fixed = plan.fixed
 
         while free_at and real_left > 0:
             at, index = heapq.heappop(free_at)
@@ -615,7 +740,7 @@ class WaitEstimator:
                 pass
             while next_future < len(future) and future_epochs[next_future] <= at:
                 item = future[next_future]
-                key = (item.service_id, head_start(item), None)
+                key = (item.service_id, plan.head_start(item, self.weights), None)
                 if key not in lines:
                     lines[key] = []
                     heads[key] = 0
@@ -623,14 +748,14 @@ class WaitEstimator:
                 lines[key].append((future_epochs[next_future], item.ticket_id, item))
                 next_future += 1
             room = rooms[index]
-            timetable = timetables[index]
+            timetable = plan.timetables[index]
             if timetable is not None and at > now_epoch:
                 day_seconds = (at + fixed) % 86400.0 if fixed is not None else self._day_seconds(at)
                 pending = pending_breaks[index]
-                if pending and day_seconds >= pending[0].due:  # free after its usual break time: it goes
-                    usual = pending.pop(0)
+                if pending and day_seconds >= pending[0][0]:  # free after its usual break time: it goes
+                    _, seconds, usual = pending.pop(0)
                     if day_seconds < usual.window_end():
-                        heapq.heappush(free_at, (at + usual.seconds, index))
+                        heapq.heappush(free_at, (at + seconds, index))
                         continue
                 slot = int(day_seconds // SLOT_SECONDS)
                 seen, opened = timetable
@@ -647,47 +772,174 @@ class WaitEstimator:
                 keys = room_lines[index] = [key for key in lines if key[0] in services]
             if self.exact_policy:
                 picked = self._choose_exact(keys, lines, heads, room, at)
-                line_key = None if picked is None else (picked.service_id, head_start(picked),
+                line_key = None if picked is None else (picked.service_id, plan.head_start(picked, self.weights),
                                                         picked.preferred_room_id)
             else:
                 line_key = _choose(keys, lines, heads, room.room_id, at, starvation_seconds)
             if line_key is None:
-                # Nothing this room may take yet: wait for the next expected arrival or for a preferred
-                # ticket to starve (then any room may take it).
-                services = set(room.service_ids)
-                upcoming = next_future
-                while True:  # the next expected arrival this room could take
-                    while upcoming >= len(future) and stream.extend():
-                        pass
-                    if upcoming >= len(future) or future[upcoming].service_id in services:
-                        break
-                    upcoming += 1
-                wake = [future_epochs[upcoming]] if upcoming < len(future) else []
-                for key in keys:
-                    if key[2] is not None and heads[key] < len(lines[key]):
-                        wake.append(lines[key][heads[key]][0] + starvation_seconds + 1.0)
-                later = [w for w in wake if w > at]
-                if later:
-                    heapq.heappush(free_at, (min(later), index))
+                wake = self._wake(stream, next_future, room, keys, lines, heads, at, starvation_seconds)
+                if wake is not None:
+                    heapq.heappush(free_at, (wake, index))
                 continue
             chosen = lines[line_key][heads[line_key]][2]
             heads[line_key] += 1
             if chosen.ticket_id > FUTURE_TICKET_IDS:
                 result[chosen.ticket_id] = max(at - now_epoch, 0.0)
                 real_left -= 1
-            if fixed is not None:
-                hour = int(((at + fixed) % 86400.0) // 3600)
-            else:
-                hour = dt.datetime.fromtimestamp(at, self.tz).hour
-            kind = _patient_class(chosen.priority, chosen.returning)
-            slot = (room.room_id, chosen.service_id, hour, kind)
-            busy = occupation.get(slot)
-            if busy is None:
-                busy = occupation[slot] = self.expected_occupation(room.room_id, chosen.service_id, at, kind, hour)
+            occupation = self._occupation(plan, room, chosen, at)
+            busy = occupation.mean if draw is None else draw.occupation(occupation, index)
             heapq.heappush(free_at, (at + busy, index))
 
         fallback = self.closed_room_seconds + sum(result.values()) / max(len(result), 1)
-        for item in waiting:  # no room can serve it: a long, honest guess rather than none
+        for item in plan.waiting:  # no room can serve it: a long, honest guess rather than none
             if item.ticket_id not in result:
                 result[item.ticket_id] = fallback
         return result
+
+    @staticmethod
+    def _wake(stream: _ExpectedArrivals, next_future: int, room: RoomState, keys: list[_LineKey],
+              lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int], at: float,
+              starvation_seconds: float) -> float | None:
+        """Nothing this room may take yet: when to look again (the next expected arrival it could take,
+        or a preferred ticket starving or reaching its `preferred_until`, after which any room may take it)."""
+        future, future_epochs = stream.items, stream.epochs
+        services = set(room.service_ids)
+        upcoming = next_future
+        while True:
+            while upcoming >= len(future) and stream.extend():
+                pass
+            if upcoming >= len(future) or future[upcoming].service_id in services:
+                break
+            upcoming += 1
+        wake = [future_epochs[upcoming]] if upcoming < len(future) else []
+        for key in keys:
+            if key[2] is not None and heads[key] < len(lines[key]):
+                head = lines[key][heads[key]]
+                wake.append(head[0] + starvation_seconds + 1.0)
+                until = getattr(head[2], "preferred_until", None)  # a policy that frees it at a set time
+                if until is not None:
+                    wake.append(until.timestamp() + 1.0)
+        later = [w for w in wake if w > at]
+        return min(later) if later else None
+
+
+CLINIC_SAMPLES = 40  # simulated futures per estimate in the clinic (and in `clinicall sim`)
+CLINIC_RANGE_SCALE = 1.0  # calibrated on the tuned simulated scenarios (docs/estimator.md)
+
+
+def clinic_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float,
+                     **options: Any) -> WaitEstimator:
+    """The estimator as the clinic runs it: sampled futures with a calibrated 80% range, each room's choice
+    made by ordering.next_for_room itself (whatever the policy says; as fast as the mirrored rule)."""
+    settings: dict[str, Any] = {"samples": CLINIC_SAMPLES, "coverage": 0.8, "range_scale": CLINIC_RANGE_SCALE,
+                                "exact_policy": True}
+    settings.update(options)
+    return WaitEstimator(tz, weights, starvation_minutes, **settings)
+
+
+@dataclass(frozen=True)
+class WaitRange:
+    seconds: float  # the estimate: the mean over simulated futures
+    low: float  # the calibrated range (see WaitEstimator.coverage)
+    high: float
+
+
+@dataclass(frozen=True)
+class _Occupation:
+    mean: float  # expected seconds the room is busy (counting a no-show's lost time)
+    mu: float  # lognormal of an attended visit, with today's pace
+    sigma: float
+    no_show: float  # probability the called patient does not come
+    lost: float  # seconds a no-show costs
+
+
+@dataclass(frozen=True)
+class _Start:
+    at: float  # when the room starts taking tickets (expected)
+    choices: tuple[float, ...]  # equally likely start times, when uncertain (a break's end, a late start)
+    serving: tuple[Lognormal, float] | None  # the visit in progress: its distribution and elapsed seconds
+    breaks: tuple[_Break, ...]  # usual breaks still to come
+
+
+@dataclass
+class _Plan:
+    """What every simulated future of one estimate() shares."""
+
+    now: dt.datetime
+    now_epoch: float
+    waiting: Sequence[QueueItem]
+    rooms: Sequence[RoomState]
+    fixed: float | None
+    open_services: set[int]
+    pace: dict[int, Pace]
+    starts: list[_Start | None] = field(default_factory=list)
+    timetables: list[tuple[list[float], list[float]] | None] = field(default_factory=list)
+    lines: dict[_LineKey, list[_Head]] = field(default_factory=dict)
+    stream: _ExpectedArrivals | None = None  # type: ignore[assignment]
+    real_count: int = 0
+    occupations: dict[tuple[int, int, int, str | None], _Occupation] = field(default_factory=dict)
+    head_starts: dict[tuple[str, bool], float] = field(default_factory=dict)
+
+    def head_start(self, item: QueueItem, weights: Mapping[str, float]) -> float:
+        minutes = self.head_starts.get((item.priority, item.returning))
+        if minutes is None:
+            minutes = URGENT_LINE if item.priority == URGENT else head_start_minutes(item, weights)
+            self.head_starts[(item.priority, item.returning)] = minutes
+        return minutes
+
+
+class _Draw:
+    """The random parts of one simulated future: today's pace (shared by the clinic, and per room),
+    each visit's length and no-show, the rest of the visits in progress, breaks."""
+
+    def __init__(self, rng: random.Random, plan: _Plan) -> None:
+        self.rng = rng
+        shared = rng.gauss(0.0, 1.0)
+        self.log_pace = [math.sqrt(plan.pace[room.room_id].clinic_var) * shared
+                         + math.sqrt(plan.pace[room.room_id].room_var) * rng.gauss(0.0, 1.0)
+                         for room in plan.rooms]
+
+    def occupation(self, occupation: _Occupation, index: int) -> float:
+        if occupation.no_show > 0.0 and self.rng.random() < occupation.no_show:
+            return occupation.lost
+        return math.exp(occupation.mu + self.log_pace[index] + occupation.sigma * self.rng.gauss(0.0, 1.0))
+
+    def residual(self, dist: Lognormal, elapsed: float, index: int) -> float:
+        """The rest of a visit that has lasted `elapsed`: a draw of S - t given S > t."""
+        mu = dist.mu + self.log_pace[index]
+        sigma = max(dist.sigma, 1e-3)
+        if elapsed <= 0.0:
+            return math.exp(mu + sigma * self.rng.gauss(0.0, 1.0))
+        below = _NORMAL.cdf((math.log(elapsed) - mu) / sigma)
+        if below > 1.0 - 1e-9:
+            return Lognormal(mu, sigma).residual(elapsed)
+        u = min(below + (1.0 - below) * self.rng.random(), 1.0 - 1e-12)
+        return max(math.exp(mu + sigma * _NORMAL.inv_cdf(u)) - elapsed, 15.0)
+
+    def break_(self, usual: _Break) -> tuple[float, float, _Break]:
+        """(due, seconds, break): when it is planned today and how long it lasts."""
+        closings = usual.closings
+        due = closings[int(self.rng.random() * BREAK_DUE_SPREAD * len(closings))] if closings else usual.due
+        return due, self.rng.choice(usual.lengths) if usual.lengths else usual.seconds, usual
+
+
+def _quantile(values: list[float], q: float) -> float:
+    position = q * (len(values) - 1)
+    below = int(position)
+    above = min(below + 1, len(values) - 1)
+    return values[below] + (values[above] - values[below]) * (position - below)
+
+
+def _ranges(paths: list[dict[int, float]], coverage: float, scale: float) -> dict[int, WaitRange]:
+    """The mean of the simulated waits, and the central `coverage` range of their spread widened by
+    `scale` around the median (the simulation knows its model's noise, not the model's own error)."""
+    tail = (1.0 - coverage) / 2.0
+    result: dict[int, WaitRange] = {}
+    for ticket_id in paths[0]:
+        values = sorted(path[ticket_id] for path in paths)
+        mean = sum(values) / len(values)
+        median = _quantile(values, 0.5)
+        low = max(median - scale * (median - _quantile(values, tail)), 0.0)
+        high = median + scale * (_quantile(values, 1.0 - tail) - median)
+        result[ticket_id] = WaitRange(mean, min(low, mean), max(high, mean))
+    return result

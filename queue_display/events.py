@@ -91,6 +91,8 @@ def ticket_json(ticket: Ticket, service: QueueService | None, room: QueueRoom | 
         "room": room_brief(room, language) if room else None,
         "masked_name": masked_name,
         "estimated_wait_seconds": ticket.estimated_wait_seconds if waiting else None,
+        # the range the real wait falls in 4 times out of 5: [low, high] seconds
+        "estimated_wait_range": list(ticket.wait_range) if waiting and ticket.wait_range else None,
         "position": ticket.position if waiting else None,
         "returning": ticket.is_returning,
         "back_to": back,

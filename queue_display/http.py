@@ -266,8 +266,7 @@ async def tickets_get(request: web.Request) -> web.Response:
 @routes.get("/api/queue")
 async def queue_view(request: web.Request) -> web.Response:
     require(request, *OPERATORS, "supervisor")
-    snapshot = await service.display_snapshot(request.app[DB_KEY], request.app[SETTINGS_KEY], None, None,
-                                              estimator=_runtime(request).estimator)
+    snapshot = await service.display_snapshot(request.app[DB_KEY], request.app[SETTINGS_KEY], None, None)
     return _json({"at": snapshot["at"], "services": snapshot["services"], "rooms": snapshot["rooms"]})
 
 
@@ -349,8 +348,7 @@ async def display_snapshot(request: web.Request) -> web.Response:
             services = [x for x in (services or who.service_ids) if x in who.service_ids]
             if not services:
                 raise Problem(403, "Not this screen's services", "This display token may only show its own services.")
-    data = await service.display_snapshot(request.app[DB_KEY], request.app[SETTINGS_KEY], rooms, services,
-                                          estimator=_runtime(request).estimator)
+    data = await service.display_snapshot(request.app[DB_KEY], request.app[SETTINGS_KEY], rooms, services)
     return _json(data)
 
 

@@ -98,6 +98,7 @@ class Ticket(Base):
     restored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     transferred_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    wait_range = None  # not stored here: (low, high) seconds, read from queue_wait_estimates with the estimate
 
 
 class Visit(Base):
@@ -143,7 +144,7 @@ class WaitEstimate(Base):
 
     service_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    waits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # "ticket id" -> [position, seconds or null]
+    waits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # "ticket id" -> [position, seconds, low, high] (null when unknown)
 
 
 class RoomStateChange(Base):

@@ -1,5 +1,8 @@
 """One per app: the wait estimator, and what happens after every queue operation (learn, re-estimate,
-store the estimates, publish ticket.* and queue.changed)."""
+store the estimates, publish ticket.* and queue.changed).
+
+The estimator lives on one worker thread: every record and every estimate is handed to it in order, so
+the event loop never runs the forward simulation, and a burst of operations shares one refresh."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,12 +25,29 @@ from clinicall.settings import Settings
 from crm_bridge.events import PATIENT_MERGED
 from queue_display import events as ev
 from queue_display import state as qstate
-from queue_display.estimates import learn_arrival, learn_room_state, learn_service, make_estimator, warm
+from queue_display.estimates import (
+    estimate_ranges,
+    learn_arrival,
+    learn_no_show,
+    learn_room_state,
+    learn_service,
+    make_estimator,
+    warm,
+)
 from queue_display.models import Ticket
+from queue_display.ordering import QueueItem
 from queue_display.tickets import Outcome, repoint_patient
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
+T = TypeVar("T")
+
+
+def _logged(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except Exception:
+        log.exception("queue: the wait estimator could not learn a record")
 
 
 class QueueRuntime:
@@ -37,12 +58,15 @@ class QueueRuntime:
         queue = settings.queue
         self.estimator = make_estimator(settings.clinic.zone(), queue.priority_weights,
                                         float(queue.anti_starvation_minutes))
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-estimator")
+        self._closed = False
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
         self._write_lock = asyncio.Lock()
         self._kiosk: dict[str, collections.deque[float]] = {}
         self._requested = 0
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
+        self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
         self.warmed = False
 
     def kiosk_allowed(self, client: str, now: float) -> bool:
@@ -64,22 +88,37 @@ class QueueRuntime:
         PostgreSQL runs them concurrently (its row locks and conditional updates keep them safe)."""
         return self._write_lock if self.db.is_sqlite else contextlib.nullcontext()
 
+    async def on_worker(self, function: Callable[..., T], *args: Any) -> T:
+        """Runs `function(*args)` on the estimator's thread, after everything handed to it before."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, partial(function, *args))
+
+    def _teach(self, function: Callable[..., None], *args: Any) -> None:
+        if not self._closed:  # after shutdown there is nothing left to estimate for
+            self._worker.submit(_logged, partial(function, self.estimator, *args))
+
+    async def estimate(self, now: dt.datetime, waiting: list[QueueItem],
+                       rooms: list[Any]) -> dict[int, tuple[float, float, float]]:
+        return await self.on_worker(estimate_ranges, self.estimator, now, waiting, rooms)
+
     async def warm_up(self) -> None:
-        await warm(self.estimator, self.db, utcnow())
+        await warm(self.estimator, self.db, utcnow(), run=self.on_worker)
         self.warmed = True
+
+    def close(self) -> None:
+        self._closed = True
+        self._worker.shutdown(wait=True, cancel_futures=True)
 
     def learn(self, outcome: Outcome) -> None:
         for step in (*outcome.before, outcome):
             if step.served is not None:
                 served = step.served
-                learn_service(self.estimator, served.room_id, served.service_id, served.started_at, served.ended_at,
-                              served.priority, served.returning)
-            if step.no_show is not None and hasattr(self.estimator, "record_no_show"):
+                self._teach(learn_service, served.room_id, served.service_id, served.started_at, served.ended_at,
+                            served.priority, served.returning)
+            if step.no_show is not None:
                 lost = step.no_show
-                self.estimator.record_no_show(lost.room_id, lost.service_id, lost.started_at, lost.ended_at)
+                self._teach(learn_no_show, lost.room_id, lost.service_id, lost.started_at, lost.ended_at)
             if step.arrival is not None:
-                service_id, at, priority, returning = step.arrival
-                learn_arrival(self.estimator, service_id, at, priority, returning)
+                self._teach(learn_arrival, *step.arrival)
 
     async def apply(self, outcome: Outcome | None) -> dict[str, Any] | None:
         """After an operation: learn, refresh estimates, publish. Returns the ticket's JSON."""
@@ -130,7 +169,8 @@ class QueueRuntime:
             if self._completed >= mine and self._last_state is not None:
                 return self._last_state
             covers = self._requested
-            state = await qstate.refresh(self.db, self.settings, self.estimator, write_guard=self.serialised())
+            self.refreshes += 1
+            state = await qstate.refresh(self.db, self.settings, self.estimate, write_guard=self.serialised())
             self._completed, self._last_state = covers, state
             return state
 
@@ -159,7 +199,7 @@ class QueueRuntime:
 
     async def room_state_changed(self, room_id: int, open: bool, at: dt.datetime) -> None:
         """A room opened or closed: the estimator learns the room's timetable; other instances too."""
-        learn_room_state(self.estimator, room_id, open, at)
+        self._teach(learn_room_state, room_id, open, at)
         await self.bus.publish(ev.ROOM_STATE, {"room_id": room_id, "open": open, "at": at.isoformat()})
 
     async def on_remote_event(self, event: Event) -> None:
@@ -169,17 +209,17 @@ class QueueRuntime:
         served, arrival = event.data.get("served"), event.data.get("arrival")
         try:
             if event.type == ev.ROOM_STATE:
-                learn_room_state(self.estimator, int(event.data["room_id"]), bool(event.data["open"]),
-                                 dt.datetime.fromisoformat(event.data["at"]))
+                self._teach(learn_room_state, int(event.data["room_id"]), bool(event.data["open"]),
+                            dt.datetime.fromisoformat(event.data["at"]))
                 return
             if isinstance(served, dict):
-                learn_service(self.estimator, int(served["room_id"]), int(served["service_id"]),
-                              dt.datetime.fromisoformat(served["started_at"]),
-                              dt.datetime.fromisoformat(served["ended_at"]),
-                              str(served.get("priority", "normal")), bool(served.get("returning")))
+                self._teach(learn_service, int(served["room_id"]), int(served["service_id"]),
+                            dt.datetime.fromisoformat(served["started_at"]),
+                            dt.datetime.fromisoformat(served["ended_at"]),
+                            str(served.get("priority", "normal")), bool(served.get("returning")))
             if isinstance(arrival, dict):
-                learn_arrival(self.estimator, int(arrival["service_id"]), dt.datetime.fromisoformat(arrival["at"]),
-                              str(arrival.get("priority", "normal")), bool(arrival.get("returning")))
+                self._teach(learn_arrival, int(arrival["service_id"]), dt.datetime.fromisoformat(arrival["at"]),
+                            str(arrival.get("priority", "normal")), bool(arrival.get("returning")))
         except (KeyError, TypeError, ValueError):
             log.warning("ignored a malformed %s event from another instance", event.type)
 
@@ -206,3 +246,4 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     for undo in unsubscribe:
         undo()
+    runtime.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,8 +28,13 @@ RECENT_CALLS = 10
 ROOM_NEXT = 3
 
 
-class Estimator(Protocol):
-    def estimate(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any]) -> dict[int, float]: ...
+Estimates = dict[int, tuple[float, float, float]]  # ticket id -> (seconds, low, high)
+
+
+class Estimate(Protocol):
+    """Runs the estimator on a snapshot of the queue (in the queue runtime: on its worker thread)."""
+
+    def __call__(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any]) -> Awaitable[Estimates]: ...
 
 
 @dataclass
@@ -57,7 +62,8 @@ class QueueState:
         states = []
         for room in self.rooms.values():
             ticket = self.current.get(room.id)
-            since = (ticket.started_at or ticket.called_at) if ticket is not None else None
+            # the room is taken from the call (the patient walks over), not only from "start"
+            since = (ticket.called_at or ticket.started_at) if ticket is not None else None
             states.append(RoomState(room_id=room.id, service_ids=tuple(room.service_ids), open=room.open,
                                     serving_since=since,
                                     serving_service_id=ticket.service_id if ticket is not None else None))
@@ -82,10 +88,11 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
     weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
     by_id = {t.id: t for t in waiting_rows}
     for line in stored_waits.values():
-        for key, (_position, seconds) in line.items():
+        for key, stored in line.items():
             ticket = by_id.get(int(key))
             if ticket is not None:
-                ticket.estimated_wait_seconds = seconds
+                ticket.estimated_wait_seconds = stored[1]
+                ticket.wait_range = (stored[2], stored[3]) if len(stored) >= 4 and stored[2] is not None else None
     waiting: dict[int, list[Ticket]] = {sid: [] for sid in services}
     open_rooms = {room.id for room in rooms.values() if room.open}
     items = [queue_item(t, settings, open_rooms) for t in waiting_rows]
@@ -102,34 +109,40 @@ def positions(state: QueueState) -> dict[int, int]:
     return {t.id: index for line in state.waiting.values() for index, t in enumerate(line, start=1)}
 
 
-def apply_estimates(state: QueueState, estimator: Estimator | None) -> dict[int, float | None]:
-    """Sets position (and, with an estimator, estimated_wait_seconds) on the waiting tickets in memory."""
-    estimates: dict[int, float | None] = {}
-    if estimator is not None:
-        try:
-            estimates = dict(estimator.estimate(state.now, state.items(), state.room_states()))
-        except Exception:
-            log.exception("the wait estimator failed; waits are left as they were")
+def apply_estimates(state: QueueState, estimates: Estimates) -> None:
+    """Sets position, estimated_wait_seconds and wait_range on the waiting tickets in memory. Down each
+    service's line, in call order, neither the wait nor its range ever decreases: a ticket shown below
+    another is not promised an earlier call (the displayed figure is the running maximum)."""
     for line in state.waiting.values():
+        floor = (0.0, 0.0, 0.0)
         for position, ticket in enumerate(line, start=1):
             ticket.position = position
             estimate = estimates.get(ticket.id)
-            if estimate is not None:
-                ticket.estimated_wait_seconds = round(float(estimate), 1)
-    return estimates
+            if estimate is None:
+                continue
+            floor = (max(floor[0], estimate[0]), max(floor[1], estimate[1]), max(floor[2], estimate[2]))
+            ticket.estimated_wait_seconds = round(floor[0], 1)
+            ticket.wait_range = (round(min(floor[1], floor[0]), 1), round(max(floor[2], floor[0]), 1))
 
 
-async def refresh(db: Database, settings: Settings, estimator: Estimator | None,
+async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
                   now: dt.datetime | None = None,
                   write_guard: contextlib.AbstractAsyncContextManager[Any] | None = None) -> QueueState:
     """Recomputes positions and estimates of every waiting ticket and stores them, one row per
     service, so any instance (and the display hub, which has no estimator) reads the latest.
     Operations never touch that table, so this write never waits for (or deadlocks with) them."""
     state = await load_state(db, settings, now)
-    apply_estimates(state, estimator)
+    estimates: Estimates = {}
+    if estimate is not None:
+        try:
+            estimates = await estimate(state.now, state.items(), state.room_states())
+        except Exception:
+            log.exception("the wait estimator failed; waits are left as they were")
+    apply_estimates(state, estimates)
     rows = []
     for service_id in sorted(state.services):
-        waits = {str(t.id): [t.position, t.estimated_wait_seconds] for t in state.waiting.get(service_id, [])}
+        waits = {str(t.id): [t.position, t.estimated_wait_seconds, *(t.wait_range or (None, None))]
+                 for t in state.waiting.get(service_id, [])}
         if waits != state.stored_waits.get(service_id, {}):
             rows.append({"service_id": service_id, "computed_at": state.now, "waits": waits})
     if rows:
@@ -180,14 +193,12 @@ def room_next(state: QueueState, room: QueueRoom, settings: Settings) -> list[Ti
 
 
 async def display_snapshot(db: Database, settings: Settings, room_ids: Collection[int] | None,
-                           service_ids: Collection[int] | None, *, estimator: Estimator | None = None,
-                           now: dt.datetime | None = None) -> dict[str, Any]:
+                           service_ids: Collection[int] | None, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """What a screen shows: services with their waiting lines, rooms with current and next tickets,
     the latest calls. Empty or None filters mean everything; with rooms only, the services those rooms
-    serve. Patients appear only as masked names (or not at all with name_mask "none")."""
+    serve. Patients appear only as masked names (or not at all with name_mask "none"). Waits are the
+    stored estimates (the estimator never runs for a screen)."""
     state = await load_state(db, settings, now, recent=True)
-    if estimator is not None:
-        apply_estimates(state, estimator)
     language = settings.clinic.language
     rooms = [r for r in state.rooms.values() if not room_ids or r.id in room_ids]
     wanted_services = set(service_ids or ())

@@ -13,7 +13,6 @@ from clinicall.auth.access import public
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from queue_display import state as qstate
 from queue_display.events import back_to_json, local_name, room_brief
-from queue_display.runtime import RUNTIME_KEY
 from queue_display.tokens import status_url, ticket_by_token
 
 routes = web.RouteTableDef()
@@ -24,9 +23,8 @@ NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Ro
 async def ticket_status(request: web.Request, token: str) -> dict[str, Any]:
     db, settings = request.app[DB_KEY], request.app[SETTINGS_KEY]
     ticket = await ticket_by_token(db, token)
-    state = await qstate.load_state(db, settings)
+    state = await qstate.load_state(db, settings)  # with the stored estimates: the estimator never runs here
     if ticket.status == "waiting":
-        qstate.apply_estimates(state, request.app[RUNTIME_KEY].estimator)
         live = state.waiting_ticket(ticket.id)
         if live is not None:
             ticket = live
@@ -43,6 +41,7 @@ async def ticket_status(request: web.Request, token: str) -> dict[str, Any]:
         "position": ticket.position if waiting else None,
         "people_ahead": (ticket.position - 1) if waiting and ticket.position else None,
         "estimated_wait_seconds": ticket.estimated_wait_seconds if waiting else None,
+        "estimated_wait_range": list(ticket.wait_range) if waiting and ticket.wait_range else None,
         "room": room_brief(room, language) if room else None,
         "back_to": back_to_json(ticket, state.services, state.rooms, language),
         "issued_at": ticket.issued_at.isoformat(),

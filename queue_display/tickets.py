@@ -46,6 +46,8 @@ CALL_ATTEMPTS = 50
 
 @dataclass
 class Served:
+    """A room's occupation by one ticket, from the call (the walk in counts) to done: the estimator learns it."""
+
     room_id: int
     service_id: int
     started_at: dt.datetime
@@ -240,7 +242,8 @@ async def _finish(s: AsyncSession, db: Database, ticket: Ticket, now: dt.datetim
     started = ticket.started_at or ticket.called_at or now
     served = None
     if ticket.room_id is not None:
-        served = Served(ticket.room_id, ticket.service_id, started, now, ticket.priority, ticket.is_returning)
+        served = Served(ticket.room_id, ticket.service_id, ticket.called_at or started, now, ticket.priority,
+                        ticket.is_returning)
     if visit is not None:
         visit.started_at = visit.started_at or started
         visit.ended_at = now
@@ -504,7 +507,8 @@ async def _end_leg(s: AsyncSession, ticket: Ticket, now: dt.datetime) -> Served 
     served = None
     if ticket.status in ("called", "in_service") and ticket.room_id is not None:
         started = ticket.started_at or ticket.called_at or now
-        served = Served(ticket.room_id, ticket.service_id, started, now, ticket.priority, ticket.is_returning)
+        served = Served(ticket.room_id, ticket.service_id, ticket.called_at or started, now, ticket.priority,
+                        ticket.is_returning)
         if visit is not None:
             visit.started_at = visit.started_at or started
     if visit is not None:

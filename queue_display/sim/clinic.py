@@ -20,6 +20,7 @@ from queue_display.ordering import QueueItem, next_for_room
 from queue_display.sim.scenarios import LAB, ULTRASOUND, RoomSpec, Scenario, ServiceSpec
 
 PRIORITY_SLOWER = {"emergency": 1.3, "elderly": 1.15, "disabled": 1.1}  # patients who need longer
+SLOW_WALKERS = {"elderly": 1.6, "disabled": 1.8, "pregnant": 1.2}
 
 
 @dataclass
@@ -60,6 +61,7 @@ class _Room:
     busy_with: Entry | None = None
     busy_since: float | None = None
     break_pending: float = 0.0  # minutes of break to take once the current patient is done
+    pace: float = 1.0  # today's doctor: multiplies service times
 
 
 class ClinicDay:
@@ -82,6 +84,10 @@ class ClinicDay:
         self._events: list[tuple[float, int, str, object]] = []
         self._seq = 0
         self._next_ticket = 1
+        self.pace = self.rng.lognormvariate(0.0, scenario.pace_sd) if scenario.pace_sd > 0 else 1.0
+        for room in self.rooms.values():
+            room.pace = self.pace * (self.rng.lognormvariate(0.0, scenario.room_pace_sd)
+                                     if scenario.room_pace_sd > 0 else 1.0)
 
     # ---- helpers --------------------------------------------------------------------------------
 
@@ -153,15 +159,20 @@ class ClinicDay:
         return 1.0
 
     def _service_seconds(self, room: RoomSpec, service: ServiceSpec, entry: Entry) -> float:
+        """The room's occupation from the call: the walk to the room, then the visit itself."""
         mean = service.mean_minutes * 60.0 * room.speed * self._hour_factor(self.hour_of(self.now))
-        mean *= PRIORITY_SLOWER.get(entry.priority, 1.0)
+        mean *= PRIORITY_SLOWER.get(entry.priority, 1.0) * self.rooms[room.room_id].pace
         if entry.returning:
             mean *= service.return_mean_minutes
+        walk = 0.0
+        if self.scenario.walk_minutes > 0:
+            walk = self.rng.gammavariate(3.0, self.scenario.walk_minutes * 60.0 / 3.0) * SLOW_WALKERS.get(
+                entry.priority, 1.0)
         if service.distribution == "gamma":
             shape = 1.0 / (service.cv * service.cv)
-            return max(30.0, self.rng.gammavariate(shape, mean / shape))
+            return walk + max(30.0, self.rng.gammavariate(shape, mean / shape))
         sigma2 = math.log(1.0 + service.cv * service.cv)
-        return max(30.0, self.rng.lognormvariate(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)))
+        return walk + max(30.0, self.rng.lognormvariate(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)))
 
     # ---- the day --------------------------------------------------------------------------------
 
@@ -253,8 +264,13 @@ class ClinicDay:
             for at in self._arrival_times(service.daily_walk_ins):
                 self._push(at, "arrival", service.service_id)
         for room in self.rooms.values():
-            self._push(self.at_hour(room.spec.opens_hour), "open", room)
+            opens = room.spec.opens_hour
+            if self.rng.random() < scenario.late_start_probability:
+                opens += self.rng.uniform(*scenario.late_start_minutes) / 60.0
+            self._push(self.at_hour(opens), "open", room)
             for start, minutes in room.spec.breaks:
+                start += self.rng.gauss(0.0, scenario.break_jitter_minutes) / 60.0
+                minutes *= self.rng.uniform(1.0 - scenario.break_length_spread, 1.0 + scenario.break_length_spread)
                 self._push(self.at_hour(start), "break", (room, minutes))
         end = self.at_hour(scenario.closes_hour)
         while self._events:

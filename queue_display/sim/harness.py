@@ -1,9 +1,10 @@
 """Evaluation harness: train on simulated days, then score every prediction on days never trained on.
 
 At the moment each ticket enters a waiting line (issued, transferred to the lab, or back from it), every
-predictor estimates its wait; the truth is the time until the ticket is called. clinicall's WaitEstimator
-learns only from earlier days (each evaluated day is fed to it after the day is over); the baselines are
-online by definition and use the same day's history up to that moment.
+predictor estimates its wait; the truth is the time until the ticket is called. Every predictor learns
+online, as the live service does: clinicall's WaitEstimator is told each arrival, finished visit, no-show
+and room opening or closing when it happens, so it never sees anything after the moment it predicts for.
+clinicall's range (e.g. 80%) is scored by how often it holds the real wait.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from clinicall.settings import QueueSettings
-from queue_display.estimator import WaitEstimator
+from queue_display.estimator import WaitEstimator, clinic_estimator
 from queue_display.ordering import order_waiting
 from queue_display.sim.baselines import LastEnteredService, QueueLength, RollingAverage, tickets_ahead
 from queue_display.sim.clinic import ClinicDay, Entry
@@ -33,24 +35,15 @@ def _utc(epoch: float) -> dt.datetime:
 
 
 class EstimatorFeed:
-    """Feeds a WaitEstimator what the queue room would: arrivals, finished services, no-shows.
-    With `hold=True` records are kept back and replayed by `flush()` once the day is over."""
+    """Feeds a WaitEstimator what the queue room would, as it happens: arrivals, finished visits (from
+    the call: the walk to the room is the room's time too), no-shows, rooms opening and closing."""
 
     def __init__(self, estimator: WaitEstimator) -> None:
         self.estimator = estimator
-        self.hold = False
-        self._held: list[Callable[[], None]] = []
 
-    def _do(self, action: Callable[[], None]) -> None:
-        if self.hold:
-            self._held.append(action)
-        else:
-            action()
-
-    def flush(self) -> None:
-        for action in self._held:
-            action()
-        self._held.clear()
+    @staticmethod
+    def _do(action: Callable[[], None]) -> None:
+        action()
 
     def entered(self, day: ClinicDay, entry: Entry) -> None:
         self._do(lambda: self.estimator.record_arrival(entry.service_id, _utc(entry.enqueued), entry.priority,
@@ -88,6 +81,8 @@ class Scorer:
     every_change: bool = False  # also predict every waiting ticket's remaining wait at every queue change
     snapshots: dict[int, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)
     change_errors: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PREDICTORS})
+    covered: list[bool] = field(default_factory=list)  # clinicall's range held the real wait
+    change_covered: list[bool] = field(default_factory=list)
 
     def _snapshot(self, day: ClinicDay) -> None:
         """Remaining-wait predictions for every waiting ticket now (rolling and LES: their wait minus the
@@ -97,14 +92,15 @@ class Scorer:
         now = day.now_datetime()
         items = day.waiting_items()
         rooms = day.room_states()
-        estimates = self.estimator.estimate(now, items, rooms)
+        estimates = self.estimator.estimate_ranges(now, items, rooms)
         ahead_by_service: dict[int, int] = {}
         for item in order_waiting(items, now, self.weights, self.starvation_minutes):
             ahead = ahead_by_service.get(item.service_id, 0)
             ahead_by_service[item.service_id] = ahead + 1
             waited = day.now - day.waiting[item.ticket_id].enqueued
+            span = estimates[item.ticket_id]
             self.snapshots.setdefault(item.ticket_id, []).append((day.now, {
-                "clinicall": estimates.get(item.ticket_id, 0.0),
+                "clinicall": span.seconds, "low": span.low, "high": span.high,
                 "rolling": max(self.rolling.predict(item.service_id) - waited, 0.0),
                 "QL": self.ql.predict(item.service_id, ahead, rooms),
                 "LES": max(self.les.predict(item.service_id) - waited, 0.0),
@@ -119,13 +115,13 @@ class Scorer:
         items = day.waiting_items()
         rooms = day.room_states()
         started = time.thread_time()
-        clinicall = self.estimator.estimate(now, items, rooms).get(entry.entry_id, 0.0)
+        span = self.estimator.estimate_ranges(now, items, rooms)[entry.entry_id]
         self.estimate_cpu_ms.append((time.thread_time() - started) * 1000.0)
         self.largest_queue = max(self.largest_queue, len(items))
         ordered = order_waiting(items, now, self.weights, self.starvation_minutes)
         ahead = tickets_ahead(ordered, entry.entry_id)
         self.predictions[entry.entry_id] = {
-            "clinicall": clinicall,
+            "clinicall": span.seconds, "low": span.low, "high": span.high,
             "rolling": self.rolling.predict(entry.service_id),
             "QL": self.ql.predict(entry.service_id, ahead, rooms),
             "LES": self.les.predict(entry.service_id),
@@ -138,11 +134,9 @@ class Scorer:
         self.les.record_wait(entry.service_id, wait)
         predicted = self.predictions.pop(entry.entry_id, None)
         if predicted is not None:
-            for name, value in predicted.items():
-                self.errors[name].append((value - wait) / 60.0)
+            _score(predicted, wait, self.errors, self.covered)
         for at, values in self.snapshots.pop(entry.entry_id, ()):
-            for name, value in values.items():
-                self.change_errors[name].append((value - (entry.called - at)) / 60.0)
+            _score(values, entry.called - at, self.change_errors, self.change_covered)
         if self.scoring and self.every_change:
             self._snapshot(day)
 
@@ -161,6 +155,12 @@ class Scorer:
         self.ql.new_day()
 
 
+def _score(predicted: dict[str, float], truth: float, errors: dict[str, list[float]], covered: list[bool]) -> None:
+    for name in PREDICTORS:
+        errors[name].append((predicted[name] - truth) / 60.0)
+    covered.append(predicted["low"] <= truth <= predicted["high"])
+
+
 @dataclass(frozen=True)
 class ScenarioResult:
     scenario: str
@@ -174,22 +174,22 @@ class ScenarioResult:
     estimate_cpu_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # median, 95th percentile, max
     largest_queue: int = 0
     changes: ScenarioResult | None = None  # the same, predicting at every queue change
+    coverage: float = float("nan")  # the share of real waits inside clinicall's range
 
 
 def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
              weights: Mapping[str, float] = DEFAULT_WEIGHTS,
              starvation_minutes: float = DEFAULT_STARVATION_MINUTES,
-             on_day: Callable[[], None] | None = None, every_change: bool = False) -> ScenarioResult:
+             on_day: Callable[[], None] | None = None, every_change: bool = False,
+             estimator_options: Mapping[str, Any] | None = None) -> ScenarioResult:
     """Warm the estimator on `train_days` days, then score `days` further days of `scenario`."""
-    estimator = WaitEstimator(ZONE, weights, starvation_minutes)
+    estimator = clinic_estimator(ZONE, weights, starvation_minutes, **(estimator_options or {}))
     feed = EstimatorFeed(estimator)
     scorer = Scorer(estimator, weights, starvation_minutes, every_change=every_change)
     for day_index in range(train_days + days):
         scorer.scoring = day_index >= train_days
-        feed.hold = scorer.scoring
         ClinicDay(scenario, seed, day_index, ZONE, weights, starvation_minutes).run([scorer, feed])
         scorer.end_of_day()
-        feed.flush()
         if on_day is not None:
             on_day()
     cpu = sorted(scorer.estimate_cpu_ms) or [0.0]
@@ -197,9 +197,14 @@ def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
     changes = None
     if every_change:
         changes = ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days,
-                                 len(scorer.change_errors["clinicall"]), *_scores(scorer.change_errors))
+                                 len(scorer.change_errors["clinicall"]), *_scores(scorer.change_errors),
+                                 coverage=_share(scorer.change_covered))
     return ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days, len(scorer.errors["clinicall"]),
-                          *_scores(scorer.errors), timing, scorer.largest_queue, changes)
+                          *_scores(scorer.errors), timing, scorer.largest_queue, changes, _share(scorer.covered))
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else float("nan")
 
 
 def _scores(errors: Mapping[str, list[float]]) -> tuple[dict[str, float], dict[str, float]]:
@@ -219,16 +224,19 @@ def _mean(values: Iterable[float]) -> float:
 def format_table(results: list[ScenarioResult]) -> str:
     """MAE (minutes) and MSE (minutes squared) per scenario and overall (pooled over all predictions)."""
     header = f"{'scenario':<16} {'set':<9} {'n':>6}  " + "  ".join(
-        f"{name + ' MAE':>13} {name + ' MSE':>13}" for name in PREDICTORS)
+        f"{name + ' MAE':>13} {name + ' MSE':>13}" for name in PREDICTORS) + f"  {'MSE/best':>8} {'range':>6}"
     lines = [header, "-" * len(header)]
 
-    def row(label: str, kind: str, n: int, mae: Mapping[str, float], mse: Mapping[str, float]) -> str:
+    def row(label: str, kind: str, n: int, mae: Mapping[str, float], mse: Mapping[str, float],
+            coverage: float) -> str:
+        best = min(mse[name] for name in PREDICTORS if name != "clinicall")
         return f"{label:<16} {kind:<9} {n:>6}  " + "  ".join(
-            f"{mae[name]:>13.2f} {mse[name]:>13.1f}" for name in PREDICTORS)
+            f"{mae[name]:>13.2f} {mse[name]:>13.1f}" for name in PREDICTORS) + \
+            f"  {100 * mse['clinicall'] / best:>7.1f}% {100 * coverage:>5.1f}%"
 
     for result in results:
         lines.append(row(result.scenario, "tuned" if result.tuned else "held-out", result.predictions,
-                         result.mae, result.mse))
+                         result.mae, result.mse, result.coverage))
     for label, chosen in (("ALL held-out", [r for r in results if not r.tuned]),
                           ("ALL tuned", [r for r in results if r.tuned]), ("ALL", results)):
         n = sum(r.predictions for r in chosen)
@@ -236,5 +244,6 @@ def format_table(results: list[ScenarioResult]) -> str:
             continue
         mae = {p: sum(r.mae[p] * r.predictions for r in chosen) / n for p in PREDICTORS}
         mse = {p: sum(r.mse[p] * r.predictions for r in chosen) / n for p in PREDICTORS}
-        lines.append(row(label, "", n, mae, mse))
+        coverage = sum(r.coverage * r.predictions for r in chosen) / n
+        lines.append(row(label, "", n, mae, mse, coverage))
     return "\n".join(lines)

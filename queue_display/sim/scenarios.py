@@ -56,6 +56,15 @@ class Scenario:
     # Service-time multiplier by local hour: slow first patients, brisk before lunch, tired afternoon.
     hour_factor: tuple[tuple[float, float, float], ...] = (
         (0.0, 8.0, 1.15), (8.0, 11.0, 1.0), (11.0, 13.0, 0.85), (13.0, 15.0, 1.05), (15.0, 24.0, 0.9))
+    # What real clinic days add: today's pace against other days (the whole clinic, and each doctor),
+    # a doctor who starts late, the walk from the call to the room, breaks that start early or late.
+    pace_sd: float = 0.12  # sd of log(today's pace) for the whole clinic
+    room_pace_sd: float = 0.08  # and on top of it for each room's doctor
+    late_start_probability: float = 0.15  # a room opens late ...
+    late_start_minutes: tuple[float, float] = (5.0, 40.0)  # ... by this many minutes (uniform)
+    walk_minutes: float = 0.8  # mean walk from the call to the room (gamma, shape 3); elderly x1.6
+    break_jitter_minutes: float = 8.0  # sd of a break's start around its usual time (early or late)
+    break_length_spread: float = 0.2  # a break lasts its usual length x U(1 - this, 1 + this)
 
 
 def _standard() -> Scenario:

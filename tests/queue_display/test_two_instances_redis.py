@@ -53,7 +53,8 @@ async def test_other_instance_learns_service_times(pg_url: str, redis_url: str, 
     deadline = asyncio.get_running_loop().time() + 10
     while True:
         state = await qstate.load_state(second.app[DB_KEY], settings)  # type: ignore[index]
-        learned = runtime_b.estimator.estimate(state.now, state.items(), state.room_states())
+        learned = await runtime_b.on_worker(runtime_b.estimator.estimate, state.now, state.items(),
+                                            state.room_states())
         prior = untaught.estimate(state.now, state.items(), state.room_states())
         last = state.waiting[clinic.services["B"]][-1].id
         if learned[last] < prior[last] * 0.8 or asyncio.get_running_loop().time() > deadline:

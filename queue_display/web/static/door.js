@@ -1,6 +1,6 @@
 // The room door: the number now called to (or served in) this room, and the next ones in its line.
 import {el, translate} from "/static/clinicall/api.js";
-import {DisplayFeed, queryParam, roomLabel} from "/static/queue_display/feed.js";
+import {DisplayFeed, queryParam, roomLabel, waitRangeText} from "/static/queue_display/feed.js";
 import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
 import {ScreenState} from "/static/queue_display/state.js";
 
@@ -28,7 +28,8 @@ function render() {
   const serviceIds = room && room.service_ids ? room.service_ids : [...state.services.keys()];
   const upcoming = state.waitingFor(serviceIds)
     .filter((ticket) => !ticket.preferred_room_id || ticket.preferred_room_id === roomId).slice(0, 3);
-  $("next").replaceChildren(...(upcoming.length ? upcoming.map((ticket) => el("span", {class: "num"}, ticket.number)) : [t("none")]));
+  $("next").replaceChildren(...(upcoming.length ? upcoming.map((ticket) => el("span", {class: "next-ticket"},
+    el("span", {class: "num"}, ticket.number), el("span", {class: "eta"}, waitRangeText(ticket, t)))) : [t("none")]));
 }
 
 function tick() {

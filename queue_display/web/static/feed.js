@@ -80,6 +80,18 @@ export function waitText(seconds, t) {
   return minutes < 1 ? t("soon") : `~${minutes} ${t("minutes")}`;
 }
 
+// A waiting ticket's range, "15–25 phút" (the real wait falls in it 4 times out of 5); "sắp tới" when
+// even its upper end is under a minute; the single estimate when no range is stored.
+export function waitRangeText(ticket, t) {
+  const range = ticket && ticket.estimated_wait_range;
+  if (!Array.isArray(range) || range.length !== 2) return waitText(ticket ? ticket.estimated_wait_seconds : null, t);
+  const low = waitMinutes(range[0]);
+  const high = waitMinutes(range[1]);
+  if (low === null || high === null) return waitText(ticket.estimated_wait_seconds, t);
+  if (high < 1) return t("soon");
+  return low === high ? `~${high} ${t("minutes")}` : `${low}–${high} ${t("minutes")}`;
+}
+
 export function waitMinutes(seconds) {
   if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return null;
   return Math.max(0, Math.round(Number(seconds) / 60));

@@ -1,7 +1,7 @@
 // Room control for doctors and reception: every operation on the current ticket and on any other number
 // (call next, call a given number, recall, start, done, hold, skip, resume, restore, transfer), each with a key.
 import {api, el, translate} from "/static/clinicall/api.js";
-import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitText} from "/static/queue_display/feed.js";
+import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitRangeText} from "/static/queue_display/feed.js";
 import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
 import {ScreenState} from "/static/queue_display/state.js";
 
@@ -59,7 +59,7 @@ function render() {
   $("waiting").replaceChildren(...state.waitingFor(roomServiceIds()).map((w) => el("tr", {"data-number": w.number},
     el("td", {}, el("strong", {}, w.number), w.returning ? el("span", {class: "tag"}, ` ${t("returning")}`) : null),
     el("td", {}, w.priority ? t(`prio_${w.priority}`) : ""),
-    el("td", {}, waitText(w.estimated_wait_seconds, t)),
+    el("td", {}, waitRangeText(w, t)),
     el("td", {}, actionButton(t("call_this"), w.number, () => act("call", w)), " ",
       actionButton(t("hold"), w.number, () => act("hold", w))))));
   const aside = today.filter((x) => ASIDE.includes(x.status));

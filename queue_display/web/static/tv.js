@@ -1,6 +1,6 @@
 // The waiting-room TV: now calling (flashing), last calls, waiting lines with estimated waits, clock, sound.
 import {el, translate} from "/static/clinicall/api.js";
-import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitText} from "/static/queue_display/feed.js";
+import {DisplayFeed, queryParam, roomLabel, serviceLabel, waitRangeText} from "/static/queue_display/feed.js";
 import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
 import {ScreenState} from "/static/queue_display/state.js";
 
@@ -45,7 +45,7 @@ function renderServices() {
       el("span", {}, el("span", {class: "num"}, ticket.number),
         ticket.masked_name ? el("span", {class: "masked"}, ticket.masked_name) : null,
         ticket.back_to ? el("span", {class: "back"}, backText(ticket.back_to)) : null),
-      el("span", {class: "eta"}, waitText(ticket.estimated_wait_seconds, t))));
+      el("span", {class: "eta"}, waitRangeText(ticket, t))));
     boxes.push(el("div", {class: "service", "data-service": service.id},
       el("h3", {}, `${serviceLabel(service, lang)} (${service.waiting.length})`),
       items.length ? el("ul", {class: "waiting"}, items) : el("p", {class: "eta"}, t("nobody"))));
