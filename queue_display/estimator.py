@@ -190,19 +190,23 @@ def _patient_class(priority: str | None, returning: bool) -> str | None:
 URGENT_LINE = math.inf  # the head start that marks a line of emergencies (always served first)
 
 
+def _eligible(key: _LineKey, head: _Head, room_id: int, at: float) -> bool:
+    """ordering.may_serve on a line head: a preferred-room ticket waits for its room until preferred_until."""
+    if key[2] is None or key[2] == room_id:
+        return True
+    until = getattr(head[2], "preferred_until", None)
+    return until is not None and at >= until.timestamp()
+
+
 def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
-            room_id: int, at: float, starvation_seconds: float) -> _LineKey | None:
+            room_id: int, at: float) -> _LineKey | None:
     """ordering.next_for_room's rule on epoch floats (tests check the two always agree): emergencies
-    first, oldest first; then starved tickets, oldest first; otherwise the earliest enqueued_at minus
-    head start; then enqueued_at, id. A ticket preferring another room is eligible only once starved.
-    Each line is FIFO under this rule, so only line heads are compared. Returns the line whose head
-    the room takes."""
-    starved_before = at - starvation_seconds
+    first, oldest first; otherwise the earliest enqueued_at minus (capped) head start; then
+    enqueued_at, id. Each line is FIFO under this rule, so only line heads are compared. Returns the
+    line whose head the room takes."""
     urgent: _Head | None = None  # the best emergency head
     urgent_key: _LineKey | None = None
-    oldest: _Head | None = None  # the best starved head
-    oldest_key: _LineKey | None = None
-    best_key: _LineKey | None = None  # the line of the best head that is not starved
+    best_key: _LineKey | None = None
     best_rank = (0.0, 0.0, 0)
     for key in keys:
         line = lines[key]
@@ -210,20 +214,16 @@ def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dic
         if position >= len(line):
             continue
         head = line[position]
-        eligible_here = key[2] is None or key[2] == room_id
+        if not _eligible(key, head, room_id, at):
+            continue
         if key[1] == URGENT_LINE:
-            if (eligible_here or head[0] < starved_before) and (urgent is None or head[:2] < urgent[:2]):
+            if urgent is None or head[:2] < urgent[:2]:
                 urgent, urgent_key = head, key
-        elif head[0] < starved_before:
-            if oldest is None or head[:2] < oldest[:2]:
-                oldest, oldest_key = head, key
-        elif oldest is None and eligible_here:
+        elif urgent is None:
             rank = (head[0] - key[1] * 60.0, head[0], head[1])
             if best_key is None or rank < best_rank:
                 best_key, best_rank = key, rank
-    if urgent is not None:
-        return urgent_key
-    return oldest_key if oldest is not None else best_key
+    return urgent_key if urgent is not None else best_key
 
 
 class WaitEstimator:
@@ -542,7 +542,7 @@ class WaitEstimator:
         for service_id in sorted(service_ids):
             for (priority, returning), by_hour in self.arrival_rates(service_id).items():
                 probe = QueueItem(0, service_id, priority, now, returning)
-                if head_start_minutes(probe, self.weights) > min_head_start:
+                if head_start_minutes(probe, self.weights, self.starvation_minutes) > min_head_start:
                     classes.append((service_id, priority, returning, by_hour))
         return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds, self.arrival_threshold)
 
@@ -669,12 +669,12 @@ class WaitEstimator:
                            if room.room_id in self._room_seen else None for room in rooms]
         weights = self.weights
         for item in waiting:
-            key = (item.service_id, plan.head_start(item, weights), item.preferred_room_id)
+            key = (item.service_id, plan.head_start(item, weights, self.starvation_minutes), item.preferred_room_id)
             plan.lines.setdefault(key, []).append((item.enqueued_at.timestamp(), item.ticket_id, item))
         for line in plan.lines.values():
             line.sort(key=lambda entry: entry[:2])
         min_head_start = min(min(key[1] for key in plan.lines), head_start_minutes(
-            QueueItem(0, 0, URGENT, now), weights))
+            QueueItem(0, 0, URGENT, now), weights, self.starvation_minutes))
         served = {service for room in rooms for service in room.service_ids}
         plan.stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
         plan.real_count = sum(1 for item in waiting if item.service_id in served)
@@ -731,7 +731,6 @@ class WaitEstimator:
         real_left = plan.real_count
         result: dict[int, float] = {}
         room_lines: dict[int, list[_LineKey]] = {}
-        starvation_seconds = self.starvation_minutes * 60.0
         fixed = plan.fixed
 
         while free_at and real_left > 0:
@@ -740,7 +739,7 @@ class WaitEstimator:
                 pass
             while next_future < len(future) and future_epochs[next_future] <= at:
                 item = future[next_future]
-                key = (item.service_id, plan.head_start(item, self.weights), None)
+                key = (item.service_id, plan.head_start(item, self.weights, self.starvation_minutes), None)
                 if key not in lines:
                     lines[key] = []
                     heads[key] = 0
@@ -772,12 +771,12 @@ class WaitEstimator:
                 keys = room_lines[index] = [key for key in lines if key[0] in services]
             if self.exact_policy:
                 picked = self._choose_exact(keys, lines, heads, room, at)
-                line_key = None if picked is None else (picked.service_id, plan.head_start(picked, self.weights),
+                line_key = None if picked is None else (picked.service_id, plan.head_start(picked, self.weights, self.starvation_minutes),
                                                         picked.preferred_room_id)
             else:
-                line_key = _choose(keys, lines, heads, room.room_id, at, starvation_seconds)
+                line_key = _choose(keys, lines, heads, room.room_id, at)
             if line_key is None:
-                wake = self._wake(stream, next_future, room, keys, lines, heads, at, starvation_seconds)
+                wake = self._wake(stream, next_future, room, keys, lines, heads, at)
                 if wake is not None:
                     heapq.heappush(free_at, (wake, index))
                 continue
@@ -798,10 +797,9 @@ class WaitEstimator:
 
     @staticmethod
     def _wake(stream: _ExpectedArrivals, next_future: int, room: RoomState, keys: list[_LineKey],
-              lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int], at: float,
-              starvation_seconds: float) -> float | None:
+              lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int], at: float) -> float | None:
         """Nothing this room may take yet: when to look again (the next expected arrival it could take,
-        or a preferred ticket starving or reaching its `preferred_until`, after which any room may take it)."""
+        or a preferred ticket reaching its `preferred_until`, after which any room may take it)."""
         future, future_epochs = stream.items, stream.epochs
         services = set(room.service_ids)
         upcoming = next_future
@@ -814,11 +812,9 @@ class WaitEstimator:
         wake = [future_epochs[upcoming]] if upcoming < len(future) else []
         for key in keys:
             if key[2] is not None and heads[key] < len(lines[key]):
-                head = lines[key][heads[key]]
-                wake.append(head[0] + starvation_seconds + 1.0)
-                until = getattr(head[2], "preferred_until", None)  # a policy that frees it at a set time
+                until = getattr(lines[key][heads[key]][2], "preferred_until", None)
                 if until is not None:
-                    wake.append(until.timestamp() + 1.0)
+                    wake.append(until.timestamp())
         later = [w for w in wake if w > at]
         return min(later) if later else None
 
@@ -880,10 +876,10 @@ class _Plan:
     occupations: dict[tuple[int, int, int, str | None], _Occupation] = field(default_factory=dict)
     head_starts: dict[tuple[str, bool], float] = field(default_factory=dict)
 
-    def head_start(self, item: QueueItem, weights: Mapping[str, float]) -> float:
+    def head_start(self, item: QueueItem, weights: Mapping[str, float], cap_minutes: float) -> float:
         minutes = self.head_starts.get((item.priority, item.returning))
         if minutes is None:
-            minutes = URGENT_LINE if item.priority == URGENT else head_start_minutes(item, weights)
+            minutes = URGENT_LINE if item.priority == URGENT else head_start_minutes(item, weights, cap_minutes)
             self.head_starts[(item.priority, item.returning)] = minutes
         return minutes
 

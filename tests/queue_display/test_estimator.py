@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import random
@@ -321,3 +322,25 @@ def test_learns_that_returning_patients_are_quicker() -> None:
     first = estimator.expected_occupation(1, GENERAL, at, "normal")
     assert back == pytest.approx(240.0, rel=0.15)
     assert first == pytest.approx(0.95 * 720.0, rel=0.15)  # includes the chance of a no-show
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_simulation_releases_returning_patients_as_next_for_room_does(seed: int) -> None:
+    """A returning patient waits for its own room until preferred_until, then any room may take it."""
+    rng = random.Random(500 + seed)
+    estimator, exact = make(), WaitEstimator(TZ, WEIGHTS, 30, exact_policy=True)
+    for learner in (estimator, exact):
+        train_service(learner, 1, GENERAL, 8.0, 50)
+        train_service(learner, 2, GENERAL, 12.0, 50, seed=2)
+    now = local(30, 10)
+    waiting = []
+    for n in range(rng.randint(5, 60)):
+        enqueued = now - dt.timedelta(seconds=rng.randint(0, 3000))
+        preferred = rng.choice((1, 2)) if rng.random() < 0.3 else None
+        entry = item(n + 1, enqueued, rng.choice(PRIORITIES), GENERAL, preferred is not None, preferred)
+        if preferred is not None and rng.random() < 0.7:
+            entry = dataclasses.replace(entry, preferred_until=enqueued + dt.timedelta(minutes=rng.choice((20, 45))))
+        waiting.append(entry)
+    rooms = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=rng.uniform(0, 9)), GENERAL),
+             RoomState(2, (GENERAL,), True, None, None)]
+    assert estimator.estimate(now, waiting, rooms) == pytest.approx(exact.estimate(now, waiting, rooms), abs=1e-6)
