@@ -23,6 +23,8 @@ PRIORITY_SLOWER = {"emergency": 1.3, "elderly": 1.15, "disabled": 1.1}  # patien
 SLOW_WALKERS = {"elderly": 1.6, "disabled": 1.8, "pregnant": 1.2}
 
 
+RETURN_HOLD = dt.timedelta(minutes=60)  # queue.return_hold_minutes' default
+
 @dataclass
 class Entry:
     """One stay in a waiting line: a ticket issued, transferred to the lab, or back from it."""
@@ -42,8 +44,10 @@ class Entry:
     room_id: int | None = None
 
     def item(self) -> QueueItem:
-        return QueueItem(self.entry_id, self.service_id, self.priority,
-                         dt.datetime.fromtimestamp(self.enqueued, dt.UTC), self.returning, self.preferred_room_id)
+        enqueued = dt.datetime.fromtimestamp(self.enqueued, dt.UTC)
+        until = None if self.preferred_room_id is None else enqueued + RETURN_HOLD  # as the live service does
+        return QueueItem(self.entry_id, self.service_id, self.priority, enqueued, self.returning,
+                         self.preferred_room_id, until)
 
 
 class Observer(Protocol):
