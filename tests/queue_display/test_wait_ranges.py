@@ -13,6 +13,7 @@ import pytest
 
 from clinicall.db import utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.settings import Settings
 from queue_display import state as qstate
 from queue_display import tickets
 from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticket
@@ -30,7 +31,7 @@ def test_displayed_waits_and_ranges_never_decrease_down_a_line() -> None:
     now = dt.datetime(2026, 3, 2, 3, 0, tzinfo=dt.UTC)
     line_a = [waiting_ticket(n, 1) for n in (1, 2, 3, 4)]
     line_b = [waiting_ticket(n, 2) for n in (5, 6)]
-    state = qstate.QueueState(now, {}, {}, {1: line_a, 2: line_b}, {}, [])
+    state = qstate.QueueState(now, {}, {}, {1: line_a, 2: line_b}, {}, [], Settings())
     # what a simulation can give: a ticket lower in line called earlier than the one above it
     qstate.apply_estimates(state, {1: (300.0, 120.0, 600.0), 2: (240.0, 60.0, 700.0), 3: (900.0, 500.0, 650.0),
                                    4: (800.0, 700.0, 1200.0), 5: (100.0, 50.0, 200.0), 6: (50.0, 0.0, 100.0)})
