@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from clinicall.auth.access import display_feed, principal, public, require
+from clinicall.client_address import client_address
 from clinicall.db import utcnow
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body
@@ -189,7 +190,7 @@ async def tickets_issue(request: web.Request) -> web.Response:
 @public
 async def kiosk_issue(request: web.Request) -> web.Response:
     body = await parse_body(request, KioskTicketIn)
-    if not _runtime(request).kiosk_allowed(request.remote or "?", asyncio.get_running_loop().time()):
+    if not _runtime(request).kiosk_allowed(client_address(request), asyncio.get_running_loop().time()):
         raise Problem(429, "Too many tickets", "Too many tickets from this kiosk in the last minute; "
                       "please wait a moment or ask at reception.")
     outcome = await _run(request, service.issue, service_id=body.service_id,

@@ -248,3 +248,17 @@ async def update_user(db: Database, user_id: int, *, roles: list[str] | None = N
             check_password_policy(password)
             user.password_hash = await hash_password(password)
         return user
+
+
+async def user_by_name(db: Database, username: str) -> User | None:
+    async with db.session() as s:
+        return await s.scalar(select(User).where(User.username == username))
+
+
+async def end_sessions(db: Database, user_id: int) -> int:
+    """Ends every login session of one user (a disabled user or a changed password); returns how many."""
+    async with db.transaction() as s:
+        rows = (await s.scalars(select(Session).where(Session.user_id == user_id))).all()
+        for row in rows:
+            await s.delete(row)
+        return len(rows)
