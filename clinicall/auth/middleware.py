@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -12,6 +12,8 @@ from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem
 
 SESSION_COOKIE = "clinicall_session"
+DISPLAY_COOKIE = "clinicall_display"
+DISPLAY_PATHS = ("/ws/display", "/api/display", "/display", "/tv", "/door", "/audio/")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -32,6 +34,17 @@ def bad_display_token(request: web.Request) -> web.Response:
     raise Problem(401, "Invalid display token", "This display token is unknown or revoked; ask an admin for a new screen link.")
 
 
+def keep_display_token(request: web.Request, token: str) -> web.HTTPSeeOther:
+    """A screen's first visit (?token=...): the token moves into an HttpOnly cookie and the page reloads
+    without it, so it stays out of the address bar, history and proxy logs from then on."""
+    query = urlencode([(k, v) for k, v in request.query.items() if k != "token"])
+    response = web.HTTPSeeOther(request.path + (f"?{query}" if query else ""))
+    response.set_cookie(DISPLAY_COOKIE, token, max_age=400 * 24 * 3600, path="/", httponly=True, samesite="Strict",
+                        secure=request.app[SETTINGS_KEY].http.cookie_secure)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 def allowed_origin(request: web.Request, origin: str) -> bool:
     settings = request.app[SETTINGS_KEY]
     own = {f"{request.scheme}://{request.host}", settings.http.base_url()}
@@ -47,16 +60,22 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
         who = await service.principal_from_bearer(db, header[7:].strip())
         if who is None:
             raise Problem(401, "Invalid token", "The bearer token is unknown or revoked; ask an admin for a new one.")
-    elif (token := request.query.get("token")) and request.path.startswith(("/ws/display", "/api/display", "/display", "/tv", "/door", "/audio/")):
+    elif (token := request.query.get("token")) and request.path.startswith(DISPLAY_PATHS):
         who = await service.principal_from_bearer(db, token)
         if who is None:
             return bad_display_token(request)
+        if who.kind == "display" and wants_html(request):
+            raise keep_display_token(request, token)
     elif cookie := request.cookies.get(SESSION_COOKIE):
         who = await service.principal_from_session(db, cookie)
         if who is not None and request.method in UNSAFE:
             origin = request.headers.get("Origin")
             if origin and not allowed_origin(request, origin):
                 raise Problem(403, "Cross-site request refused", "This request came from another site; use clinicall's own pages.")
+    if who is None and (token := request.cookies.get(DISPLAY_COOKIE)) and request.path.startswith(DISPLAY_PATHS):
+        who = await service.principal_from_bearer(db, token)
+        if who is None or who.kind != "display":
+            return bad_display_token(request)
     if who is not None:
         request[PRINCIPAL_KEY] = who
 
