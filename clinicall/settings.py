@@ -314,7 +314,7 @@ def unknown_environment() -> list[str]:
     for name in os.environ:
         if not name.startswith("CLINICALL_") or name == CONFIG_FILE_ENV or name.startswith("CLINICALL_TEST_"):
             continue
-        if name == "CLINICALL_DEMO_PASSWORD" or name.startswith("CLINICALL_AGI_"):  # clinicall-agi's own
+        if name == "CLINICALL_DEMO_PASSWORD" or name.startswith(("CLINICALL_AGI_", "CLINICALL_SPEAKER_")):  # clinicall-agi's, clinicall-speaker's
             continue
         section, _, field = name[len("CLINICALL_"):].lower().partition("__")
         model = Settings.model_fields.get(section)

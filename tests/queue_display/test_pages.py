@@ -153,8 +153,8 @@ async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_s
                                                                           new_page: NewPage, tmp_path: Path) -> None:
     """The issue's 'done when': a call-next made through the room page is seen on the TV page, and its
     announcement (rendered offline: gTTS is unreachable) is fetched and played by the TV and by a
-    speaker client (audio.speaker, the `websockets` library) listening on the same hub."""
-    from audio.speaker import Speaker
+    speaker client (clinicall_speaker, aiohttp) listening on the same hub."""
+    from clinicall_speaker import Speaker
 
     issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["A"]})
     number = issued["ticket"]["number"]
