@@ -10,6 +10,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -164,6 +165,20 @@ class QueueSettings(Section):
     kiosk_tickets_per_minute: int = Field(
         120, ge=1, le=10000, description="Public kiosk: at most this many tickets per minute from one client address"
     )
+    kiosk_printers: dict[str, str] = Field(
+        default_factory=dict, description="ESC/POS ticket printer per kiosk (the kiosk page's ?kiosk=NAME): "
+        "tcp://HOST:9100 or /dev/usb/lp0; a kiosk without one prints through the browser")
+    printer_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Longest wait for a ticket printer")
+
+    @field_validator("kiosk_printers")
+    @classmethod
+    def _printer_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for kiosk, target in value.items():
+            network = target.startswith("tcp://") and urlsplit(target).hostname and urlsplit(target).path in ("", "/")
+            device = target.startswith("/") and not any(ord(c) < 32 for c in target)
+            if not (network or device):
+                raise ValueError(f"kiosk {kiosk!r}: {target!r} is neither tcp://HOST:9100 nor a device such as /dev/usb/lp0")
+        return value
 
 
 class DisplaySettings(Section):

@@ -63,6 +63,8 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path) -> N
     ("CLINICALL_CLINIC__TIMEZONE", "Mars/Olympus", "IANA time zone"),
     ("CLINICALL_DATABASE__URL", "mysql://x", "sqlite+aiosqlite"),
     ("CLINICALL_NO_SUCH", "1", "CLINICALL_NO_SUCH"),
+    ("CLINICALL_QUEUE__KIOSK_PRINTERS", '{"hall": "lpt1"}', "kiosk 'hall'"),
+    ("CLINICALL_LOG_FORMAT", "xml", "CLINICALL_LOG_FORMAT"),
 ])
 def test_bad_setting_names_it(monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str) -> None:
     monkeypatch.setenv(env, value)
