@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The tests mostly wait on real servers and a browser: three workers fit two cores.
 TEST_WORKERS ?= 3
 
-.PHONY: run test lint system-deps clean bench
+.PHONY: run test test-deploy lint system-deps clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
+
+# The deployment recipe (deploy/): nginx + TLS in front of two instances on PostgreSQL and Redis.
+test-deploy: $(TEST_STAMP)
+	@bash scripts/system-deps.sh deploy
+	$(BIN)/python -m pytest -q -p no:randomly -p no:cacheprovider deploy/test_deploy.py
 
 bench: $(TEST_STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
