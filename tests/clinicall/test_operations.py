@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -166,3 +167,22 @@ def test_not_a_backup_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not a clinicall backup" in result.stderr
 
 
+
+
+async def test_serve_purges_by_retention_in_the_background(aiohttp_client: Any, make_settings: Any,
+                                                           sqlite_url: str) -> None:
+    from clinicall.app import create_app
+
+    now = dt.datetime.now(dt.UTC)
+    db = Database(sqlite_url)
+    async with db.transaction() as s:
+        s.add(PatientAudit(at=now - dt.timedelta(days=40), patient_id=1, action="view"))
+        s.add(PatientAudit(at=now - dt.timedelta(days=2), patient_id=1, action="view"))
+    await db.dispose()
+    await aiohttp_client(create_app(make_settings(sqlite_url, retention={"audit_days": 30})))
+    for _ in range(100):
+        counts = await _counts(sqlite_url)
+        if counts[1] == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert (await _counts(sqlite_url))[1] == 1  # the 40-day-old row went, the recent one stayed
