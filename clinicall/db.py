@@ -129,14 +129,18 @@ class Database:
             await self.read_engine.dispose()
 
 
+UNAVAILABLE_PHRASES = ("unable to open database", "database is locked", "disk i/o error", "connection",
+                       "server closed", "terminating")
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True when `error` means the database cannot be reached (as opposed to a bad query)."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, exc.TimeoutError | exc.InterfaceError | ConnectionError | TimeoutError):
         return True
-    if isinstance(error, exc.OperationalError):
-        return True
+    if isinstance(error, exc.OperationalError):  # SQLite's are mostly mistakes in a query; these are not
+        return any(phrase in str(error).lower() for phrase in UNAVAILABLE_PHRASES)
     if isinstance(error, OSError) and error.errno is not None:
         return True
     cause = error.__cause__ or error.__context__

@@ -109,3 +109,14 @@ async def test_a_lost_database_is_503_with_retry_after(own_postgres: Postgres, a
         await asyncio.sleep(0.2)
     assert (await client.get("/api/me", headers=headers)).status == 200
     assert (await client.get("/readyz")).status == 200
+
+
+def test_what_counts_as_an_unavailable_database() -> None:
+    from sqlalchemy import exc
+
+    from clinicall.db import is_unavailable
+
+    assert is_unavailable(ConnectionRefusedError(111, "Connection refused"))
+    assert is_unavailable(exc.OperationalError("SELECT 1", {}, Exception("unable to open database file")))
+    assert not is_unavailable(exc.OperationalError("SELECT x", {}, Exception("no such column: x")))
+    assert not is_unavailable(ValueError("a bug"))
