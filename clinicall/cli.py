@@ -46,6 +46,8 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        if is_unavailable(exc):
+            raise
         print(f"clinicall could not start: {exc}.\nAnother program (perhaps another clinicall) uses that address: "
               "stop it, or choose other ports with CLINICALL_HTTP__PORT / CLINICALL_TELEPHONY__AGI_PORT.",
               file=sys.stderr)

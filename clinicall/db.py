@@ -129,29 +129,32 @@ class Database:
             await self.read_engine.dispose()
 
 
+DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy")
 UNAVAILABLE_PHRASES = ("unable to open database", "database is locked", "disk i/o error", "connection",
                        "server closed", "terminating")
 
 
 def is_unavailable(error: BaseException) -> bool:
-    """True when `error` means the database cannot be reached (as opposed to a bad query)."""
+    """True when `error` means the database cannot be reached (as opposed to a bad query, or an OSError
+    of something else: only errors raised inside the database drivers count)."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
-    if isinstance(error, exc.TimeoutError | exc.InterfaceError | ConnectionError | TimeoutError):
+    if isinstance(error, exc.TimeoutError | exc.InterfaceError):  # the pool's wait; a closed connection
         return True
     if isinstance(error, exc.OperationalError):  # SQLite's are mostly mistakes in a query; these are not
         return any(phrase in str(error).lower() for phrase in UNAVAILABLE_PHRASES)
-    if isinstance(error, OSError) and error.errno is not None:
-        return True
-    cause = error.__cause__ or error.__context__
-    return cause is not None and cause is not error and _connection_cause(cause)
+    if isinstance(error, OSError | TimeoutError):  # refused, reset, no route, a missing socket file
+        return _raised_by_driver(error)
+    return False
 
 
-def _connection_cause(cause: BaseException) -> bool:
-    name = type(cause).__name__
-    return isinstance(cause, OSError | ConnectionError) or name in {
-        "CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError", "ConnectionFailureError",
-        "InterfaceError", "TooManyConnectionsError"}
+def _raised_by_driver(error: BaseException) -> bool:
+    trace = error.__traceback__
+    while trace is not None:
+        if str(trace.tb_frame.f_globals.get("__name__", "")).startswith(DRIVER_MODULES):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def _ensure_sqlite_dir(url: str) -> None:

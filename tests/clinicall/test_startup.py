@@ -15,7 +15,7 @@ from clinicall.auth import service as auth_service
 from clinicall.db import Database
 from clinicall.settings import Settings
 from tests.conftest import _admin_execute
-from tests.servers import Postgres, start_postgres
+from tests.servers import Postgres, free_port, start_postgres
 
 CLI = [sys.executable, "-m", "clinicall.cli"]
 INSTANCES = 6
@@ -116,7 +116,17 @@ def test_what_counts_as_an_unavailable_database() -> None:
 
     from clinicall.db import is_unavailable
 
-    assert is_unavailable(ConnectionRefusedError(111, "Connection refused"))
+    async def refused() -> None:
+        db = Database(f"postgresql+asyncpg://x:y@127.0.0.1:{free_port()}/z")
+        try:
+            await db.ping()
+        finally:
+            await db.dispose()
+
+    with pytest.raises(OSError) as refusal:
+        asyncio.run(refused())
+    assert is_unavailable(refusal.value)
+    assert not is_unavailable(PermissionError(13, "Permission denied"))  # a file, not the database
     assert is_unavailable(exc.OperationalError("SELECT 1", {}, Exception("unable to open database file")))
     assert not is_unavailable(exc.OperationalError("SELECT x", {}, Exception("no such column: x")))
     assert not is_unavailable(ValueError("a bug"))
