@@ -147,6 +147,9 @@ class InProcessBus(_LocalSubscribers):
         await self._local.close()
 
 
+CLOSE_SECONDS = 5.0
+
+
 class Backoff:
     """Exponential back-off between reconnect attempts: first, first*2, ... up to most."""
 
@@ -232,7 +235,8 @@ class RedisBus(_LocalSubscribers):
                     self._set("writer", False, exc)
                     self._reconnected.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._reconnected.wait(), backoff.next())
+                        async with asyncio.timeout(backoff.next()):  # (3.11's wait_for may swallow a cancel)
+                            await self._reconnected.wait()
                     continue
                 self._retrying = False
                 self._set("writer", True)
@@ -292,12 +296,14 @@ class RedisBus(_LocalSubscribers):
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _done, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_SECONDS) if self._tasks else (set(), set())
+        if stuck:  # a Redis call that ignored its cancellation: do not hang the shutdown on it
+            log.warning("redis bus: %d task(s) did not stop within %s s", len(stuck), CLOSE_SECONDS)
         self._tasks.clear()
         await self._local.close()
-        await self._redis.aclose()
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self._redis.aclose()
 
 
 def make_bus(redis_url: str | None, channel: str) -> InProcessBus | RedisBus:
