@@ -8,7 +8,6 @@ import uuid
 
 from aiohttp import web
 
-from clinicall.auth.access import PRINCIPAL_KEY
 from clinicall.client_address import client_address
 from clinicall.db import is_unavailable
 from clinicall.logs import REQUEST_CONTEXT
@@ -42,8 +41,6 @@ async def request_log_middleware(request: web.Request, handler: web.Handler) -> 
         metrics = request.app[METRICS_KEY]
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(route).observe(elapsed)
-        if (who := request.get(PRINCIPAL_KEY)) is not None:
-            context["user"] = who.username
         log.info("%s %s %s %.1fms", request.method, request.path, status, elapsed * 1000)
 
 

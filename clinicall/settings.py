@@ -315,12 +315,13 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    lines = ["Invalid settings:"]
+    """One line (a service manager's status shows it whole): every wrong setting, its variable, the rule."""
+    parts = []
     for error in exc.errors():
         path = [str(part) for part in error["loc"]]
         env_name = "CLINICALL_" + "__".join(part.upper() for part in path)
-        lines.append(f"  {'.'.join(path)} (env {env_name}): {error['msg']}; got {error.get('input')!r}")
-    return "\n".join(lines)
+        parts.append(f"{'.'.join(path)} (env {env_name}): {error['msg']}; got {error.get('input')!r}")
+    return "Invalid settings: " + " | ".join(parts)
 
 
 def unknown_environment() -> list[str]:

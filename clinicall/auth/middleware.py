@@ -9,6 +9,7 @@ from aiohttp import web
 from clinicall.auth import service
 from clinicall.auth.access import PRINCIPAL_KEY, access_of
 from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.logs import REQUEST_CONTEXT
 from clinicall.problem import Problem
 
 SESSION_COOKIE = "clinicall_session"
@@ -78,6 +79,8 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
             return bad_display_token(request)
     if who is not None:
         request[PRINCIPAL_KEY] = who
+        if (log_context := REQUEST_CONTEXT.get()) is not None:
+            log_context["user"] = who.username  # on every log line written while serving this request
 
     access = access_of(request.match_info.handler)
     if request.match_info.http_exception is not None or access == "public" or request.path.startswith("/static/"):

@@ -62,3 +62,19 @@ async def test_the_kiosk_limit_counts_per_client_behind_the_proxy(
     assert await take("203.0.113.7") != 429
     assert await take("203.0.113.7") == 429
     assert await take("203.0.113.8") != 429  # another patient at another kiosk is not held back
+
+
+async def test_log_lines_name_the_user(aiohttp_client: Callable[..., object], make_settings: Callable[..., Settings],
+                                       sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    from clinicall.auth import service as auth_service
+    from clinicall.keys import DB_KEY
+
+    client = await aiohttp_client(create_app(make_settings(sqlite_url)))  # type: ignore[operator]
+    db = client.app[DB_KEY]
+    user = await auth_service.create_user(db, "nurse", "a-long-password", ["reception"])
+    token = await auth_service.create_api_token(db, user.id, "t")
+    caplog.set_level(logging.INFO, logger="clinicall.http")
+    caplog.handler.addFilter(RequestContext())
+    assert (await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status == 200
+    record = next(r for r in caplog.records if r.name == "clinicall.http" and "/api/me" in r.getMessage())
+    assert json.loads(JsonFormatter().format(record))["user"] == "nurse"

@@ -130,3 +130,14 @@ def test_what_counts_as_an_unavailable_database() -> None:
     assert is_unavailable(exc.OperationalError("SELECT 1", {}, Exception("unable to open database file")))
     assert not is_unavailable(exc.OperationalError("SELECT x", {}, Exception("no such column: x")))
     assert not is_unavailable(ValueError("a bug"))
+
+
+async def test_asterisk_down_is_not_unready(aiohttp_client: Callable[..., object], sqlite_url: str,
+                                            make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(sqlite_url, telephony={"ami_host": "127.0.0.1", "ami_port": free_port(),
+                                                    "ami_secret": "x", "reconnect_max_seconds": 1})
+    client: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[operator]
+    assert (await client.get("/livez")).status == 200
+    assert (await client.get("/readyz")).status == 200  # it can serve: the queue, the screens, the consoles
+    health = await client.get("/healthz")
+    assert health.status == 503 and not (await health.json())["checks"]["asterisk"]["ok"]
