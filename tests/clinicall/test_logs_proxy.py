@@ -39,8 +39,6 @@ async def test_kiosk_limit_and_logs_see_the_client_behind_the_proxy(
     settings = make_settings(sqlite_url, http={"trusted_proxies": ["127.0.0.1"]}, queue={"kiosk_tickets_per_minute": 1})
     client = await aiohttp_client(create_app(settings))  # type: ignore[operator]
     caplog.set_level(logging.INFO, logger="clinicall.http")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestContext())
     caplog.handler.addFilter(RequestContext())
     await client.get("/livez", headers={"X-Forwarded-For": "203.0.113.7", "X-Request-Id": "abc123"})
     record = next(r for r in caplog.records if r.name == "clinicall.http" and "/livez" in r.getMessage())
