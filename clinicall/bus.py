@@ -184,8 +184,9 @@ class RedisBus(_LocalSubscribers):
         self.channel = channel
         self.stream_length = stream_length
         self.backoff_max = backoff_max
-        # socket_timeout above XREAD's 5 s block: a silent network cut is noticed, not waited on forever.
-        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+        # No socket_timeout: under Python 3.11 redis-py's read timeout can swallow a cancellation (the reader
+        # then outlives close()). TCP keepalive notices a silent network cut instead.
+        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=None, socket_keepalive=True)
         self._local = LocalDispatcher()
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_limit)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -140,7 +140,9 @@ async def test_health_follows_the_events_through_an_outage(caplog: pytest.LogCap
     finally:
         server.cleanup()
     lines = [r for r in caplog.records if r.name == "clinicall.bus"]
-    assert 2 <= len(lines) <= 4, [r.getMessage() for r in lines]  # per instance: lost once, back once
+    # per instance: lost once, back once (a reconnect that fails at once may add a pair); never one per retry
+    assert 2 <= len(lines) <= 8, [r.getMessage() for r in lines]
+    assert not any("did not stop" in r.getMessage() for r in lines)
 
 
 async def test_health_recovers_with_nothing_to_send() -> None:
