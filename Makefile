@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The tests mostly wait on real servers and a browser: three workers fit two cores.
 TEST_WORKERS ?= 3
 
-.PHONY: run test lint system-deps clean bench fuzz
+.PHONY: run test test-deploy lint system-deps clean bench fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ FUZZ_EXAMPLES ?= 60
 fuzz: $(TEST_STAMP)
 	CLINICALL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:randomly --timeout=3600 \
 		tests/clinicall/test_api_contract.py -k schemathesis
+
+# The deployment recipe (deploy/): nginx + TLS in front of two instances on PostgreSQL and Redis.
+test-deploy: $(TEST_STAMP)
+	@bash scripts/system-deps.sh deploy
+	$(BIN)/python -m pytest -q -p no:randomly -p no:cacheprovider deploy/test_deploy.py
 
 bench: $(TEST_STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -50,14 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     say.add_argument("--out", required=True, help="WAV file to write")
     say.set_defaults(func=cmd_say)
 
+    from clinicall_speaker import add_arguments
+
     speaker = subparsers.add_parser("speaker", help="play a room's announcements (or write them to a folder)")
-    speaker.add_argument("--room", type=int, action="append", required=True, help="room id (repeatable)")
-    speaker.add_argument("--server", required=True, help="clinicall's URL, e.g. http://127.0.0.1:8080")
-    token = speaker.add_mutually_exclusive_group(required=True)
-    token.add_argument("--token", help="a display token")
-    token.add_argument("--token-file", help="a file holding the display token (keeps it out of `ps`)")
-    speaker.add_argument("--out-dir", help="write each announcement as a WAV file here instead of playing it")
-    speaker.add_argument("--player", choices=["aplay", "paplay", "ffplay"], help="default: the first one installed")
+    add_arguments(speaker)
     speaker.set_defaults(func=cmd_speaker)
 
 
@@ -242,15 +238,6 @@ async def cmd_say(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_speaker(args: argparse.Namespace, settings: Settings) -> int:
-    from audio.speaker import Speaker, find_player
+    from clinicall_speaker import run_from_arguments
 
-    token = args.token or (await asyncio.to_thread(Path(args.token_file).read_text)).strip()
-    out_dir = Path(args.out_dir) if args.out_dir else None
-    player = None if out_dir else find_player(args.player)
-    if out_dir is None and player is None:
-        print("No audio player found (aplay, paplay or ffplay); install one or use --out-dir.", file=sys.stderr)
-        return 2
-    speaker = Speaker(server=args.server, token=token, room_ids=tuple(args.room), out_dir=out_dir, player=player)
-    print(f"speaker for room(s) {', '.join(map(str, args.room))} -> {out_dir or player[0]}", flush=True)  # type: ignore[index]
-    await speaker.run()
-    return 0
+    return await run_from_arguments(args)

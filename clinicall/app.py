@@ -22,6 +22,7 @@ from clinicall.metrics import METRICS_KEY, Metrics
 from clinicall.middleware import problem_middleware, request_log_middleware
 from clinicall.nav import NAV_KEY
 from clinicall.problem import Problem
+from clinicall.retention import retention_ctx
 from clinicall.rooms import rooms
 from clinicall.settings import Settings
 from clinicall.tasks import BackgroundTasks
@@ -59,13 +60,23 @@ async def close_websockets(app: web.Application) -> None:
 
 
 async def _bootstrap_admin(app: web.Application) -> None:
-    auth = app[SETTINGS_KEY].auth
+    await bootstrap_admin(app[DB_KEY], app[SETTINGS_KEY])
+
+
+async def bootstrap_admin(db: Database, settings: Settings) -> None:
+    """Creates auth.bootstrap_admin when no admin exists; under the start-up lock, so instances
+    starting together create it once."""
+    auth = settings.auth
     if not auth.bootstrap_admin:
         return
-    db = app[DB_KEY]
-    if await auth_service.count_admins(db) == 0:
-        if not auth.bootstrap_password:
-            raise SystemExit("CLINICALL_AUTH__BOOTSTRAP_ADMIN is set but CLINICALL_AUTH__BOOTSTRAP_PASSWORD is not.")
+    if not auth.bootstrap_password:
+        raise SystemExit("CLINICALL_AUTH__BOOTSTRAP_ADMIN is set but CLINICALL_AUTH__BOOTSTRAP_PASSWORD is not.")
+    async with db.startup_lock():
+        if await auth_service.count_admins(db) > 0:
+            return
+        if await auth_service.user_by_name(db, auth.bootstrap_admin) is not None:
+            log.warning("bootstrap admin %r exists without the admin role; not changed", auth.bootstrap_admin)
+            return
         try:
             await auth_service.create_user(db, auth.bootstrap_admin, auth.bootstrap_password, ["admin"])
         except Problem as problem:
@@ -85,7 +96,7 @@ def create_app(settings: Settings) -> web.Application:
     app[WEBSOCKETS_KEY] = weakref.WeakSet()
     app[NAV_KEY] = []
     # Order matters: cleanup runs in reverse, so tasks stop before the bus and the database close.
-    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx, throttle_ctx])
+    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx, throttle_ctx, retention_ctx])
     app.on_shutdown.append(close_websockets)
     app.router.add_routes(health.routes)
     app.router.add_routes(auth_http.routes)

@@ -147,30 +147,61 @@ class InProcessBus(_LocalSubscribers):
         await self._local.close()
 
 
+CLOSE_SECONDS = 5.0
+
+
+class Backoff:
+    """Exponential back-off between reconnect attempts: first, first*2, ... up to most."""
+
+    def __init__(self, first: float = 0.2, most: float = 10.0) -> None:
+        self.first = first
+        self.most = most
+        self.delay = first
+
+    def next(self) -> float:
+        delay = self.delay
+        self.delay = min(self.delay * 2, self.most)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
 class RedisBus(_LocalSubscribers):
     """Events travel through one capped Redis Stream, read by every instance (publish/subscribe with
     catch-up). Local subscribers get local events at once; other instances' events arrive through
-    Redis. While Redis is unreachable, outgoing events wait in a bounded outbox and the reader
-    reconnects with back-off, then resumes from the last event it saw, so a short outage loses
-    nothing in either direction. /healthz reports the state."""
+    Redis. While Redis is unreachable, outgoing events wait in a bounded outbox; the reader and the
+    writer retry with exponential back-off (one log line when Redis goes away, one when it is back),
+    then the reader resumes from the last event it saw, so a short outage loses nothing in either
+    direction. health() is ok exactly when both the reader and the writer last succeeded."""
 
     def __init__(self, url: str, channel: str = "clinicall:events", outbox_limit: int = 10_000,
-                 stream_length: int = 10_000) -> None:
+                 stream_length: int = 10_000, backoff_max: float = 10.0) -> None:
         import redis.asyncio as redis
 
         self.instance_id = uuid.uuid4().hex[:12]
         self.url = url
         self.channel = channel
         self.stream_length = stream_length
-        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
+        self.backoff_max = backoff_max
+        # No socket_timeout: under Python 3.11 redis-py's read timeout can swallow a cancellation (the reader
+        # then outlives close()). TCP keepalive notices a silent network cut instead.
+        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=None, socket_keepalive=True)
         self._local = LocalDispatcher()
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_limit)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.connected = False
+        self._up = {"reader": False, "writer": True}
+        self._retrying = False  # the writer holds an event it could not send yet
+        self._reconnected = asyncio.Event()  # set by the reader: the writer retries at once
         self.subscribed = asyncio.Event()
         self.last_error: str | None = None
         self.dropped = 0
+        self.outages = 0
         self._last_id: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return all(self._up.values())
 
     async def start(self) -> None:
         self._local.start()
@@ -185,7 +216,8 @@ class RedisBus(_LocalSubscribers):
             self._outbox.put_nowait(event.to_json())
         except asyncio.QueueFull:
             self.dropped += 1
-            log.warning("redis bus outbox full; event %s not sent to other instances", event_type)
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("redis bus outbox full; %d events not sent to other instances", self.dropped)
         return event
 
     def health(self) -> dict[str, Any]:
@@ -193,30 +225,40 @@ class RedisBus(_LocalSubscribers):
                 "error": None if self.connected else self.last_error}
 
     async def _write_loop(self) -> None:
-        delay = 0.2
+        backoff = Backoff(most=self.backoff_max)
         while True:
             message = await self._outbox.get()
             while True:
                 try:
                     await self._redis.xadd(self.channel, {"e": message}, maxlen=self.stream_length, approximate=True)
-                    delay = 0.2
-                    break
                 except Exception as exc:  # redis.ConnectionError, TimeoutError, OSError
-                    self._mark_down(exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    self._retrying = True
+                    self._set("writer", False, exc)
+                    self._reconnected.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(backoff.next()):  # (3.11's wait_for may swallow a cancel)
+                            await self._reconnected.wait()
+                    continue
+                self._retrying = False
+                self._set("writer", True)
+                backoff.reset()
+                break
 
     async def _read_loop(self) -> None:
-        delay = 0.2
+        backoff = Backoff(most=self.backoff_max)
         while True:
             try:
                 if self._last_id is None:
                     info = await self._redis.xinfo_stream(self.channel) if await self._redis.exists(self.channel) else None
                     self._last_id = info["last-generated-id"].decode() if info else "0-0"
-                self.connected = True
-                self.last_error = None
+                else:
+                    await self._redis.ping()
+                if not self._retrying:
+                    self._up["writer"] = True  # a failed write with nothing left to resend needs no retry
+                self._set("reader", True)
+                self._reconnected.set()
                 self.subscribed.set()
-                delay = 0.2
+                backoff.reset()
                 while True:
                     batches = await self._redis.xread({self.channel: self._last_id}, block=5000, count=500)
                     for _stream, entries in batches:
@@ -226,9 +268,9 @@ class RedisBus(_LocalSubscribers):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._mark_down(exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+                self._set("reader", False, exc)
+                self.subscribed.clear()
+            await asyncio.sleep(backoff.next())
 
     def _deliver(self, raw: bytes) -> None:
         try:
@@ -239,22 +281,30 @@ class RedisBus(_LocalSubscribers):
         if event.origin != self.instance_id:
             self._local.put(event)
 
-    def _mark_down(self, exc: BaseException) -> None:
-        if self.connected or self.last_error is None:
-            log.warning("redis bus connection lost: %s; retrying", exc)
-        self.connected = False
-        self.subscribed.clear()
-        self.last_error = f"{type(exc).__name__}: {exc}"
+    def _set(self, side: str, up: bool, exc: BaseException | None = None) -> None:
+        was = self.connected
+        self._up[side] = up
+        if exc is not None:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        if was and not self.connected:
+            self.outages += 1
+            log.warning("redis bus: lost Redis (%s); events wait in the outbox, retrying with back-off", self.last_error)
+        elif not was and self.connected:
+            self.last_error = None
+            if self.outages:
+                log.warning("redis bus: Redis is back; %d events pending", self._outbox.qsize())
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _done, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_SECONDS) if self._tasks else (set(), set())
+        if stuck:  # a Redis call that ignored its cancellation: do not hang the shutdown on it
+            log.warning("redis bus: %d task(s) did not stop within %s s", len(stuck), CLOSE_SECONDS)
         self._tasks.clear()
         await self._local.close()
-        await self._redis.aclose()
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self._redis.aclose()
 
 
 def make_bus(redis_url: str | None, channel: str) -> InProcessBus | RedisBus:

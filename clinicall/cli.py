@@ -1,40 +1,43 @@
-"""The `clinicall` command: serve, migrate, user add, demo, and the rooms' own commands."""
+"""The `clinicall` command: serve, migrate, user, backup, restore, purge, demo, and the rooms' own commands."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import logging
-import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 
+from clinicall import operations, usercli
+from clinicall.db import is_unavailable
+from clinicall.errors import CommandError
+from clinicall.logs import configure_logging
 from clinicall.rooms import rooms
 from clinicall.settings import Settings, SettingsError, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int | None]]
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiohttp.access", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from clinicall.app import create_app
+async def prepare_database(settings: Settings) -> None:
+    """Migrations, then the bootstrap admin: both under the start-up lock (instances may start together)."""
+    from clinicall.app import bootstrap_admin
     from clinicall.db import Database
     from clinicall.migrate import migrate
 
     db = Database(settings.database.url)
     try:
         await migrate(db)
+        await bootstrap_admin(db, settings)
     finally:
         await db.dispose()
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from clinicall.app import create_app
+
+    await prepare_database(settings)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     try:
@@ -43,6 +46,8 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        if is_unavailable(exc):
+            raise
         print(f"clinicall could not start: {exc}.\nAnother program (perhaps another clinicall) uses that address: "
               "stop it, or choose other ports with CLINICALL_HTTP__PORT / CLINICALL_TELEPHONY__AGI_PORT.",
               file=sys.stderr)
@@ -62,14 +67,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from clinicall.db import Database
-    from clinicall.migrate import migrate
-
-    db = Database(settings.database.url)
-    try:
-        await migrate(db)
-    finally:
-        await db.dispose()
+    await prepare_database(settings)
     print(f"migrated {settings.database.url.split('@')[-1]}")
     return 0
 
@@ -89,39 +87,6 @@ async def cmd_makemigration(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
-def read_password(args: argparse.Namespace) -> str:
-    if args.password_env:
-        value = os.environ.get(args.password_env)
-        if not value:
-            raise SystemExit(f"{args.password_env} is empty or not set")
-        return value
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password (10+ characters): ")
-    if first != getpass.getpass("Repeat password: "):
-        raise SystemExit("The passwords differ; nothing was created.")
-    return first
-
-
-async def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from clinicall.auth.service import create_user
-    from clinicall.db import Database
-    from clinicall.migrate import migrate
-    from clinicall.problem import Problem
-
-    db = Database(settings.database.url)
-    try:
-        await migrate(db)
-        user = await create_user(db, args.name, read_password(args), args.role, args.display_name or "", args.extension)
-    except Problem as problem:
-        print(f"error: {problem.detail}", file=sys.stderr)
-        return 2
-    finally:
-        await db.dispose()
-    print(f"created user {user.username} with roles {', '.join(user.roles)}")
-    return 0
-
-
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from clinicall.demo import load_demo
 
@@ -131,6 +96,7 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinicall", description="A clinic's call centre and waiting room.")
+    parser.add_argument("--version", action="version", version=f"clinicall {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="migrate the database and serve HTTP (and the rooms' listeners)")
@@ -142,15 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("-m", "--message", required=True)
     mk.set_defaults(func=cmd_makemigration)
 
-    user = sub.add_parser("user", help="manage users")
-    user_sub = user.add_subparsers(dest="user_command", required=True)
-    add = user_sub.add_parser("add", help="create a user (asks for the password)")
-    add.add_argument("name")
-    add.add_argument("--role", action="append", required=True, help="admin, supervisor, agent, reception or doctor (repeatable)")
-    add.add_argument("--display-name")
-    add.add_argument("--extension", help="the agent's desk phone extension, e.g. 1001")
-    add.add_argument("--password-env", help="read the password from this environment variable instead of asking")
-    add.set_defaults(func=cmd_user_add)
+    usercli.register(sub)
+    operations.register(sub)
 
     demo = sub.add_parser("demo", help="load a demo clinic: services, rooms, 200 patients, 2 agents")
     demo.add_argument("--if-empty", action="store_true", help="only when the database has no patients yet")
@@ -163,17 +122,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("clinicall")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(exc, file=sys.stderr)
+        print(f"clinicall: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
-    result = asyncio.run(args.func(args, settings))
+    configure_logging(settings)
+    try:
+        result = asyncio.run(args.func(args, settings))
+    except CommandError as exc:
+        print(f"clinicall: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        print(f"clinicall: cannot reach the database {database_label(settings)} ({describe(exc)}); "
+              "check CLINICALL_DATABASE__URL and that the server is running.", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def database_label(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database.url).render_as_string(hide_password=True)
+
+
+def describe(exc: BaseException) -> str:
+    root: BaseException = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = str(root).splitlines()[0] if str(root) else type(root).__name__
+    return text[:200]
 
 
 if __name__ == "__main__":

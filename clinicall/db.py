@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import fcntl
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -20,6 +23,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+STARTUP_LOCK_KEY = 0x636C696E  # "clin": the PostgreSQL advisory lock taken by start-up
 
 
 class Base(DeclarativeBase):
@@ -70,7 +76,9 @@ class Database:
             event.listen(self.read_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.read_engine.sync_engine, "begin", _sqlite_begin_deferred)
         else:
-            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # A lost server must fail a request in seconds (then 503), not after asyncpg's 60 s default.
+            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                                              pool_timeout=10, connect_args={"timeout": 5})
             self.read_engine = self.engine
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
@@ -86,9 +94,32 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
-    async def ping(self) -> None:
-        from sqlalchemy import text
+    @asynccontextmanager
+    async def startup_lock(self) -> AsyncIterator[None]:
+        """Held while migrating and creating the bootstrap admin, so that any number of instances
+        starting at once take turns: a PostgreSQL advisory lock, or a lock file beside the SQLite file."""
+        if self.is_postgres:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": STARTUP_LOCK_KEY})
+                await conn.commit()
+                try:
+                    yield
+                finally:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": STARTUP_LOCK_KEY})
+                    await conn.commit()
+            return
+        database = make_url(self.url).database
+        if not database or database == ":memory:":
+            yield
+            return
+        fd = os.open(f"{database}.startup-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
+    async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
@@ -96,6 +127,34 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy")
+UNAVAILABLE_PHRASES = ("unable to open database", "database is locked", "disk i/o error", "connection",
+                       "server closed", "terminating")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when `error` means the database cannot be reached (as opposed to a bad query, or an OSError
+    of something else: only errors raised inside the database drivers count)."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, exc.TimeoutError | exc.InterfaceError):  # the pool's wait; a closed connection
+        return True
+    if isinstance(error, exc.OperationalError):  # SQLite's are mostly mistakes in a query; these are not
+        return any(phrase in str(error).lower() for phrase in UNAVAILABLE_PHRASES)
+    if isinstance(error, OSError | TimeoutError):  # refused, reset, no route, a missing socket file
+        return _raised_by_driver(error)
+    return False
+
+
+def _raised_by_driver(error: BaseException) -> bool:
+    trace = error.__traceback__
+    while trace is not None:
+        if str(trace.tb_frame.f_globals.get("__name__", "")).startswith(DRIVER_MODULES):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -1,4 +1,5 @@
-"""/healthz (database, bus, and each room's checks) and /metrics."""
+"""Probes and /metrics: /livez (the process answers), /readyz (it can serve: the database answers;
+a missing Asterisk or Redis does not make it unready), /healthz (every check, for people)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,24 @@ async def healthz(request: web.Request) -> web.Response:
     required_ok = all(c.get("ok") or c.get("optional") for c in checks.values())
     return web.json_response({"status": "ok" if required_ok else "degraded", "checks": checks},
                              status=200 if required_ok else 503)
+
+
+@routes.get("/livez")
+@public
+async def livez(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+@routes.get("/readyz")
+@public
+async def readyz(request: web.Request) -> web.Response:
+    database = await _database(request.app)
+    ready = bool(database["ok"])
+    response = web.json_response({"status": "ready" if ready else "unready", "checks": {"database": database}},
+                                 status=200 if ready else 503)
+    if not ready:
+        response.headers["Retry-After"] = "5"
+    return response
 
 
 @routes.get("/metrics")

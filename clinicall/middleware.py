@@ -8,6 +8,9 @@ import uuid
 
 from aiohttp import web
 
+from clinicall.client_address import client_address
+from clinicall.db import is_unavailable
+from clinicall.logs import REQUEST_CONTEXT
 from clinicall.metrics import METRICS_KEY
 from clinicall.pages import forbidden_page, wants_page
 from clinicall.problem import Problem, problem_response
@@ -23,6 +26,8 @@ STATUS_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Body too lar
 @web.middleware
 async def request_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    context = {"request_id": request_id, "client": client_address(request)}
+    REQUEST_CONTEXT.set(context)
     started = time.perf_counter()
     status = 500
     try:
@@ -42,7 +47,7 @@ async def request_log_middleware(request: web.Request, handler: web.Handler) -> 
         metrics = request.app[METRICS_KEY]
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(route).observe(elapsed)
-        log.info("%s %s %s %.1fms id=%s", request.method, request.path, status, elapsed * 1000, request_id)
+        log.info("%s %s %s %.1fms", request.method, request.path, status, elapsed * 1000)
 
 
 @web.middleware
@@ -58,10 +63,23 @@ async def problem_middleware(request: web.Request, handler: web.Handler) -> web.
             raise
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else _default_detail(exc.status, request)
         return problem_response(exc.status, STATUS_TITLES.get(exc.status, exc.reason), detail, instance=request.path)
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):
+            return database_unavailable(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(500, "Internal error", "Something went wrong on our side; nothing was half-saved. "
                                 "Try again, and tell the administrator if it keeps happening.", instance=request.path)
+
+
+DATABASE_RETRY_SECONDS = 5
+
+
+def database_unavailable(request: web.Request, exc: BaseException) -> web.Response:
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+    response = problem_response(503, "Database unavailable", "The database cannot be reached just now; nothing was "
+                                "saved. Try again in a few seconds.", instance=request.path, code="database_unavailable")
+    response.headers["Retry-After"] = str(DATABASE_RETRY_SECONDS)
+    return response
 
 
 def _default_detail(status: int, request: web.Request) -> str:

@@ -43,8 +43,9 @@ def _upgrade(connection: Connection, cfg: Config) -> None:
 
 
 async def migrate(db: Database) -> None:
+    """Brings the schema to the latest revision; instances starting together take turns (startup_lock)."""
     cfg = alembic_config(db.url)
-    async with db.engine.begin() as conn:
+    async with db.startup_lock(), db.engine.begin() as conn:
         await conn.run_sync(_upgrade, cfg)
     log.info("database migrated to the latest schema")
 

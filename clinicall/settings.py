@@ -6,12 +6,14 @@ defaults). Each room owns one section; add a room's fields to its own section on
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,7 +29,13 @@ ANNOUNCEMENT_FIELDS = frozenset({"number", "room"})
 ROOM_PHRASE_FIELDS = frozenset({"number", "name"})
 
 
-class HttpSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section: an unknown key (a typo in the TOML file) is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     public_url: str | None = Field(
@@ -38,29 +46,47 @@ class HttpSettings(BaseModel):
     allowed_origins: list[str] = Field(
         default_factory=list, description="Extra origins allowed for websockets and cookie-authenticated writes"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Reverse proxies (addresses or networks, e.g. 127.0.0.1) whose X-Forwarded-For "
+        "names the client; empty: the peer address is the client")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network such as 10.0.0.0/8") from None
+        return value
+
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies]
 
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
-class DatabaseSettings(BaseModel):
-    url: str = Field("sqlite+aiosqlite:///./var/clinicall.db", description="SQLAlchemy async URL (sqlite+aiosqlite or postgresql+asyncpg)")
+class DatabaseSettings(Section):
+    url: str = Field("", description="SQLAlchemy async URL (sqlite+aiosqlite or postgresql+asyncpg); "
+                     "empty: SQLite at DATA_DIR/clinicall.db")
     echo: bool = False
+    pg_bin_dir: str | None = Field(None, description="Where pg_dump and pg_restore are (backup, restore); empty: PATH")
 
     @field_validator("url")
     @classmethod
     def _supported_driver(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use a sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db URL")
         return value
 
 
-class BusSettings(BaseModel):
+class BusSettings(Section):
     redis_url: str | None = Field(None, description="redis:// or unix:// URL; empty means the in-process bus")
     channel: str = "clinicall:events"
 
 
-class ClinicSettings(BaseModel):
+class ClinicSettings(Section):
     name: str = "Phòng khám clinicall"
     timezone: str = "Asia/Ho_Chi_Minh"
     language: Literal["vi", "en", "zh"] = "vi"
@@ -79,7 +105,7 @@ class ClinicSettings(BaseModel):
         return ZoneInfo(self.timezone)
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(Section):
     bootstrap_admin: str | None = Field(None, description="Create this admin at start-up if no admin exists (needs bootstrap_password)")
     bootstrap_password: str | None = Field(None, description="Password for bootstrap_admin (at least 10 characters)")
     login_failures_per_account: int = Field(10, ge=1, le=10_000, description="Failed logins per account in a window before it waits")
@@ -97,11 +123,11 @@ class AuthSettings(BaseModel):
         return value
 
 
-class CrmSettings(BaseModel):
+class CrmSettings(Section):
     overdue_days: int = Field(3, ge=1, le=365)
 
 
-class TelephonySettings(BaseModel):
+class TelephonySettings(Section):
     ami_host: str | None = Field(None, description="Asterisk AMI host; empty means no Asterisk (make run starts the demo PBX)")
     ami_port: int = Field(5038, ge=1, le=65535)
     ami_username: str = "clinicall"
@@ -140,7 +166,7 @@ class TelephonySettings(BaseModel):
                                       "(e.g. PJSIP/trunk-): a call that starts on one is inbound")
 
 
-class QueueSettings(BaseModel):
+class QueueSettings(Section):
     anti_starvation_minutes: int = Field(
         30, ge=1, le=600,
         description="No ticket is called after a non-emergency ticket that entered the line more than this many "
@@ -165,14 +191,28 @@ class QueueSettings(BaseModel):
     kiosk_tickets_per_minute: int = Field(
         120, ge=1, le=10000, description="Public kiosk: at most this many tickets per minute from one client address"
     )
+    kiosk_printers: dict[str, str] = Field(
+        default_factory=dict, description="ESC/POS ticket printer per kiosk (the kiosk page's ?kiosk=NAME): "
+        "tcp://HOST:9100 or /dev/usb/lp0; a kiosk without one prints through the browser")
+    printer_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Longest wait for a ticket printer")
+
+    @field_validator("kiosk_printers")
+    @classmethod
+    def _printer_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for kiosk, target in value.items():
+            network = target.startswith("tcp://") and urlsplit(target).hostname and urlsplit(target).path in ("", "/")
+            device = target.startswith("/") and not any(ord(c) < 32 for c in target)
+            if not (network or device):
+                raise ValueError(f"kiosk {kiosk!r}: {target!r} is neither tcp://HOST:9100 nor a device such as /dev/usb/lp0")
+        return value
 
 
-class DisplaySettings(BaseModel):
+class DisplaySettings(Section):
     name_mask: Literal["none", "initials"] = Field("none", description="none: ticket number only; initials: 'Nguyễn V. A.'")
     heartbeat_seconds: float = Field(15.0, ge=1.0, le=300.0)
 
 
-class AudioSettings(BaseModel):
+class AudioSettings(Section):
     engines: list[Literal["recorded", "gtts", "espeak"]] = Field(default_factory=lambda: ["recorded", "espeak", "gtts"])
     languages: list[Literal["vi", "en", "zh"]] = Field(default_factory=lambda: ["vi", "en", "zh"])
     cache_dir: str = Field("", description="Speech cache and announcement clips; empty: DATA_DIR/audio")
@@ -226,6 +266,13 @@ class AudioSettings(BaseModel):
         return value
 
 
+class RetentionSettings(Section):
+    call_log_days: int = Field(0, ge=0, le=36500, description="Delete call-log rows older than this; 0 keeps them")
+    recording_days: int = Field(0, ge=0, le=36500, description="Delete call recordings older than this; 0 keeps them")
+    audit_days: int = Field(0, ge=0, le=36500, description="Delete audit rows older than this; 0 keeps them")
+    interval_hours: float = Field(24.0, ge=0.01, le=24 * 30, description="How often serve purges in the background")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CLINICALL_",
@@ -235,7 +282,8 @@ class Settings(BaseSettings):
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    data_dir: str = "./var"
+    log_format: Literal["text", "json"] = Field("text", description="json: one object per line (UTC time, request id, user, client)")
+    data_dir: str = Field("./var", description="Where local files live; made absolute at start-up")
     http: HttpSettings = Field(default_factory=HttpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
@@ -246,6 +294,17 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     display: DisplaySettings = Field(default_factory=DisplaySettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        self.data_dir = str(Path(self.data_dir).expanduser().resolve())
+        if not self.database.url:
+            self.database.url = f"sqlite+aiosqlite:///{Path(self.data_dir) / 'clinicall.db'}"
+        return self
+
+    def data_path(self, *parts: str) -> Path:
+        return Path(self.data_dir, *parts)
 
     @classmethod
     def settings_customise_sources(
@@ -290,12 +349,13 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    lines = ["Invalid settings:"]
+    """One line (a service manager's status shows it whole): every wrong setting, its variable, the rule."""
+    parts = []
     for error in exc.errors():
         path = [str(part) for part in error["loc"]]
         env_name = "CLINICALL_" + "__".join(part.upper() for part in path)
-        lines.append(f"  {'.'.join(path)} (env {env_name}): {error['msg']}; got {error.get('input')!r}")
-    return "\n".join(lines)
+        parts.append(f"{'.'.join(path)} (env {env_name}): {error['msg']}; got {error.get('input')!r}")
+    return "Invalid settings: " + " | ".join(parts)
 
 
 def unknown_environment() -> list[str]:
@@ -304,7 +364,7 @@ def unknown_environment() -> list[str]:
     for name in os.environ:
         if not name.startswith("CLINICALL_") or name == CONFIG_FILE_ENV or name.startswith("CLINICALL_TEST_"):
             continue
-        if name == "CLINICALL_DEMO_PASSWORD" or name.startswith("CLINICALL_AGI_"):  # clinicall-agi's own
+        if name == "CLINICALL_DEMO_PASSWORD" or name.startswith(("CLINICALL_AGI_", "CLINICALL_SPEAKER_")):  # clinicall-agi's, clinicall-speaker's
             continue
         section, _, field = name[len("CLINICALL_"):].lower().partition("__")
         model = Settings.model_fields.get(section)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from clinicall.auth.access import display_feed, principal, public, require
 from clinicall.auth.service import Principal
+from clinicall.client_address import client_address
 from clinicall.db import utcnow
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body
@@ -25,6 +26,7 @@ from queue_display.models import STATUSES, Ticket
 from queue_display.runtime import RUNTIME_KEY, QueueRuntime
 from queue_display.state import load_state, masked_names, tickets_json
 from queue_display.stats import parse_range
+from queue_display.ticket_printer import print_ticket
 from queue_display.tickets import local_day
 
 routes = web.RouteTableDef()
@@ -44,6 +46,7 @@ class TicketIn(BaseModel):
 class KioskTicketIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     service_id: int = Field(ge=1, lt=2**31)
+    kiosk: str | None = Field(None, max_length=64, description="the kiosk's name (queue.kiosk_printers)")
 
 
 class CheckinIn(BaseModel):
@@ -101,15 +104,18 @@ def staff_ticket(ticket: Ticket, public_data: dict[str, Any], request: web.Reque
 
 
 async def _respond(request: web.Request, outcome: service.Outcome | None, status: int = 200) -> web.Response:
+    return _json(await _body(request, outcome), status)
+
+
+async def _body(request: web.Request, outcome: service.Outcome | None) -> dict[str, Any]:
     runtime = _runtime(request)
     data = await runtime.apply(outcome)
     if outcome is None or data is None:
-        return _json({"ticket": None, "finished": []}, status)
+        return {"ticket": None, "finished": []}
     ticket = await service.get_ticket(request.app[DB_KEY], outcome.ticket_id)
     finished = [await runtime.ticket_data(step.ticket_id) for step in outcome.before]
-    body = {"ticket": staff_ticket(ticket, data, request), "finished": [f for f in finished if f is not None],
+    return {"ticket": staff_ticket(ticket, data, request), "finished": [f for f in finished if f is not None],
             **{k: v for k, v in outcome.detail.items() if k not in ("ticket", "finished")}}
-    return _json(body, status)
 
 
 # ------------------------------------------------------------------------------ services and rooms
@@ -199,12 +205,16 @@ async def tickets_issue(request: web.Request) -> web.Response:
 @public
 async def kiosk_issue(request: web.Request) -> web.Response:
     body = await parse_body(request, KioskTicketIn)
-    if not _runtime(request).kiosk_allowed(request.remote or "?", asyncio.get_running_loop().time()):
+    if not _runtime(request).kiosk_allowed(client_address(request), asyncio.get_running_loop().time()):
         raise Problem(429, "Too many tickets", "Too many tickets from this kiosk in the last minute; "
                       "please wait a moment or ask at reception.")
     outcome = await _run(request, service.issue, service_id=body.service_id,
                                   source="kiosk")
-    return await _respond(request, outcome, 201)
+    issued = await _body(request, outcome)
+    printer = request.app[SETTINGS_KEY].queue.kiosk_printers.get(body.kiosk or "")
+    if printer and issued["ticket"]:
+        issued["printed"] = await print_ticket(request.app[SETTINGS_KEY], printer, issued["ticket"])
+    return _json(issued, 201)
 
 
 @routes.post("/api/checkins")

@@ -4,11 +4,13 @@
 # and for the tests Chromium (pages, driven by Playwright).
 #   scripts/system-deps.sh run    what `make run` needs (missing ones only warn: announcements stay silent)
 #   scripts/system-deps.sh test   what `make test` needs (missing ones fail)
+#   scripts/system-deps.sh deploy what `make test-deploy` needs: nginx and openssl (missing ones fail)
 # Installs what is missing when we are root on Debian; otherwise says what to install.
 set -euo pipefail
 purpose=${1:-test}
 packages=(espeak-ng sox libsox-fmt-mp3 fonts-wqy-microhei)
 [ "$purpose" = test ] && packages+=(chromium)
+[ "$purpose" = deploy ] && packages=(nginx openssl)
 need=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")

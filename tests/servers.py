@@ -31,19 +31,37 @@ class Postgres:
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
+    def pause(self) -> None:
+        """Stops the server, keeping its data (a database outage); resume() starts it again."""
+        assert self._server is not None, "only a private server (start_postgres(own=True)) can be paused"
+        self._server.cleanup()  # type: ignore[attr-defined]
 
-def start_postgres() -> Postgres:
-    if url := os.environ.get("CLINICALL_TEST_DATABASE_URL"):
+    def resume(self) -> None:
+        import pgserver
+
+        assert self._dir is not None
+        self._server = pgserver.get_server(self._dir, cleanup_mode="stop")
+        assert _asyncpg_url(self._server.get_uri()) == self.url, "the restarted server moved"  # type: ignore[attr-defined]
+
+
+def _asyncpg_url(uri: str) -> str:
+    return uri.replace("postgresql://", "postgresql+asyncpg://", 1)  # postgresql://postgres:@/postgres?host=/tmp/...
+
+
+def start_postgres(own: bool = False) -> Postgres:
+    """A PostgreSQL to test against: CLINICALL_TEST_DATABASE_URL, else a pgserver one.
+    own=True always starts a private one (for tests that stop and restart it)."""
+    if not own and (url := os.environ.get("CLINICALL_TEST_DATABASE_URL")):
         return Postgres(url=url)
     import pgserver
 
     directory = tempfile.mkdtemp(prefix="clinicall-pg-")
     server = pgserver.get_server(directory, cleanup_mode="stop")
-    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
-    return Postgres(url=uri.replace("postgresql://", "postgresql+asyncpg://", 1), _server=server, _dir=directory)
+    return Postgres(url=_asyncpg_url(server.get_uri()), _server=server, _dir=directory)
 
 
 @dataclass

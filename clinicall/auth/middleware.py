@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from yarl import URL
@@ -12,9 +12,11 @@ from clinicall.auth import service
 from clinicall.auth.access import PRINCIPAL_KEY, access_of
 from clinicall.auth.service import Principal
 from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.logs import REQUEST_CONTEXT
 from clinicall.problem import Problem
 
 SESSION_COOKIE = "clinicall_session"
+DISPLAY_COOKIE = "clinicall_display"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
 DISPLAY_PATHS = ("/ws/display", "/api/display", "/display", "/tv", "/door", "/audio/")
@@ -35,6 +37,17 @@ def bad_display_token(request: web.Request) -> web.Response:
     if wants_html(request):
         return web.Response(status=401, text=BAD_TOKEN_PAGE, content_type="text/html")
     raise Problem(401, "Invalid display token", "This display token is unknown or revoked; ask an admin for a new screen link.")
+
+
+def keep_display_token(request: web.Request, token: str) -> web.HTTPSeeOther:
+    """A screen's first visit (?token=...): the token moves into an HttpOnly cookie and the page reloads
+    without it, so it stays out of the address bar, history and proxy logs from then on."""
+    query = urlencode([(k, v) for k, v in request.query.items() if k != "token"])
+    response = web.HTTPSeeOther(request.path + (f"?{query}" if query else ""))
+    response.set_cookie(DISPLAY_COOKIE, token, max_age=400 * 24 * 3600, path="/", httponly=True, samesite="Strict",
+                        secure=request.app[SETTINGS_KEY].http.cookie_secure)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def allowed_origin(request: web.Request, origin: str) -> bool:
@@ -95,11 +108,18 @@ async def authenticate(request: web.Request) -> Principal | None:
         who = await service.principal_from_bearer(db, token)
         if who is None:
             raise BadDisplayToken
+        if who.kind == "display" and wants_html(request):
+            raise keep_display_token(request, token)
         return who
     cookie = request.cookies.get(SESSION_COOKIE)
     if request.method in UNSAFE and (cookie or request.path == "/login"):
         check_same_origin(request, required=bool(cookie))
-    return await service.principal_from_session(db, cookie) if cookie else None
+    who = await service.principal_from_session(db, cookie) if cookie else None
+    if who is None and (token := request.cookies.get(DISPLAY_COOKIE)) and request.path.startswith(DISPLAY_PATHS):
+        who = await service.principal_from_bearer(db, token)
+        if who is None or who.kind != "display":
+            raise BadDisplayToken
+    return who
 
 
 class BadDisplayToken(Exception):
@@ -114,6 +134,8 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
         return bad_display_token(request)
     if who is not None:
         request[PRINCIPAL_KEY] = who
+        if (log_context := REQUEST_CONTEXT.get()) is not None:
+            log_context["user"] = who.username  # on every log line written while serving this request
 
     access = access_of(request.match_info.handler)
     if request.match_info.http_exception is not None or access == "public" or request.path.startswith("/static/"):

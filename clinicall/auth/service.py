@@ -259,6 +259,11 @@ async def set_password(db: Database, user_id: int, password: str) -> None:
     await update_user(db, user_id, password=password)
 
 
+async def user_by_name(db: Database, username: str) -> User | None:
+    async with db.session() as s:
+        return await s.scalar(select(User).where(User.username == username))
+
+
 async def end_sessions(db: Database, user_id: int) -> int:
     """Ends every login session of one user (a disabled user or a changed password); returns how many."""
     async with db.transaction() as s:

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
+from clinicall_speaker import Speaker, display_socket_url
 
-from audio.speaker import Speaker, display_socket_url
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
 from clinicall.keys import BUS_KEY, DB_KEY, WEBSOCKETS_KEY
@@ -67,9 +68,10 @@ async def test_speaker_process_plays_call_next_from_the_queue_api(
         out = tmp_path / "speaker-out"
         log = (tmp_path / "speaker.log").open("wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICALL_")}
+        env["CLINICALL_SPEAKER_TOKEN"] = token  # from the environment: never on the command line (ps) or in a URL
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "clinicall.cli", "speaker", "--room", str(room["id"]),
-            "--server", str(server.make_url("/")), "--token", token, "--out-dir", str(out),
+            sys.executable, "-m", "clinicall_speaker", "--room", str(room["id"]),
+            "--server", str(server.make_url("/")), "--out-dir", str(out),
             cwd=REPO, env=env, stdout=log, stderr=log)
         try:
             await wait_for(lambda: len(app[WEBSOCKETS_KEY]) >= 1, 30, "the speaker to connect")
@@ -138,5 +140,34 @@ async def test_speaker_reconnects_by_itself(sqlite_url: str, make_settings: Call
 
 
 def test_socket_url_from_server_url() -> None:
-    assert display_socket_url("https://clinic.example/base/", "t k", [3, 4]) == \
-        "wss://clinic.example/base/ws/display?token=t+k&rooms=3%2C4"
+    assert display_socket_url("https://clinic.example/base/", [3, 4]) == "wss://clinic.example/base/ws/display?rooms=3%2C4"
+
+
+def test_the_speaker_imports_nothing_of_the_server() -> None:
+    """clinicall-speaker installs alone (speaker/pyproject.toml: only aiohttp) and never imports the server."""
+    import subprocess
+    import tomllib
+
+    probe = ("import sys, clinicall_speaker; "
+             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                timeout=60).stdout.split())
+    server_side = {"clinicall", "audio", "queue_display", "telephony", "crm_bridge", "sqlalchemy", "pydantic",
+                   "redis", "websockets", "gtts", "alembic", "asyncpg", "panoramisk"}
+    assert not loaded & server_side and "aiohttp" in loaded
+    with open(Path(REPO) / "speaker" / "pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    assert [d.split(">")[0] for d in project["dependencies"]] == ["aiohttp"]
+    assert project["scripts"]["clinicall-speaker"] == "clinicall_speaker:main"
+
+
+def test_the_token_comes_from_a_file_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinicall_speaker import read_token
+
+    (tmp_path / "token").write_text("file-token\n", encoding="utf-8")
+    monkeypatch.setenv("CLINICALL_SPEAKER_TOKEN", "env-token")
+    assert read_token(str(tmp_path / "token")) == "file-token"
+    assert read_token(None) == "env-token"
+    monkeypatch.delenv("CLINICALL_SPEAKER_TOKEN")
+    with pytest.raises(SystemExit, match="CLINICALL_SPEAKER_TOKEN"):
+        read_token(None)

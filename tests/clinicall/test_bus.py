@@ -1,10 +1,12 @@
 import asyncio
+import logging
 from collections.abc import Callable
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from clinicall.app import create_app
-from clinicall.bus import Event, InProcessBus, RedisBus, matches
+from clinicall.bus import Backoff, Event, InProcessBus, RedisBus, matches
 from clinicall.keys import BUS_KEY
 from clinicall.settings import Settings
 from tests.servers import start_redis
@@ -100,5 +102,60 @@ async def test_lost_redis_is_retried_and_reported() -> None:
         assert a.health()["ok"] is True
         await a.close()
         await b.close()
+    finally:
+        server.cleanup()
+
+
+def test_backoff_doubles_up_to_its_ceiling() -> None:
+    backoff = Backoff(first=0.2, most=1.0)
+    assert [backoff.next() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    backoff.reset()
+    assert backoff.next() == 0.2
+
+
+async def test_health_follows_the_events_through_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """The issue's case: a write fails while Redis is away; once Redis is back and events flow in
+    both directions, health is ok again on both instances, and the outage logged a bounded number of lines."""
+    caplog.set_level(logging.WARNING, logger="clinicall.bus")
+    server = start_redis(own=True)
+    try:
+        a, b = RedisBus(server.url, "test:outage", backoff_max=1.0), RedisBus(server.url, "test:outage", backoff_max=1.0)
+        await a.start()
+        await b.start()
+        await asyncio.wait_for(asyncio.gather(a.subscribed.wait(), b.subscribed.wait()), 5)
+        seen_by_b = await collect(b, "*")
+        seen_by_a = await collect(a, "*")
+        server.stop()
+        await wait_for(lambda: not a.health()["ok"] and not b.health()["ok"], 15)
+        await b.publish("ticket.called", {"n": "during"})  # a failed write
+        await asyncio.sleep(3)  # several retries while Redis is away
+        server.restart()
+        await wait_for(lambda: any(e.data.get("n") == "during" for e in seen_by_a), 20)
+        await wait_for(lambda: a.health()["ok"] and b.health()["ok"], 10)
+        await a.publish("ticket.called", {"n": "after"})
+        await wait_for(lambda: any(e.data.get("n") == "after" for e in seen_by_b), 10)
+        assert b.health() == {"ok": True, "kind": "redis", "pending": 0, "dropped": 0, "error": None}
+        await a.close()
+        await b.close()
+    finally:
+        server.cleanup()
+    lines = [r for r in caplog.records if r.name == "clinicall.bus"]
+    # per instance: lost once, back once (a reconnect that fails at once may add a pair); never one per retry
+    assert 2 <= len(lines) <= 8, [r.getMessage() for r in lines]
+    assert not any("did not stop" in r.getMessage() for r in lines)
+
+
+async def test_health_recovers_with_nothing_to_send() -> None:
+    server = start_redis(own=True)
+    try:
+        bus = RedisBus(server.url, "test:idle", backoff_max=1.0)
+        await bus.start()
+        await asyncio.wait_for(bus.subscribed.wait(), 5)
+        server.stop()
+        await bus.publish("x.y", {})
+        await wait_for(lambda: not bus.health()["ok"], 15)
+        server.restart()
+        await wait_for(lambda: bus.health()["ok"], 15)
+        await bus.close()
     finally:
         server.cleanup()

@@ -155,8 +155,8 @@ async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_s
                                                                           new_page: NewPage, tmp_path: Path) -> None:
     """The issue's 'done when': a call-next made through the room page is seen on the TV page, and its
     announcement (rendered offline: gTTS is unreachable) is fetched and played by the TV and by a
-    speaker client (audio.speaker, the `websockets` library) listening on the same hub."""
-    from audio.speaker import Speaker
+    speaker client (clinicall_speaker, aiohttp) listening on the same hub."""
+    from clinicall_speaker import Speaker
 
     issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["A"]})
     number = issued["ticket"]["number"]
@@ -182,7 +182,9 @@ async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_s
         await asyncio.sleep(0.1)
     clip = clips[0]
     assert clip.status == 200 and clip.headers["content-type"].startswith("audio/"), clip
-    assert (await clip.request.all_headers())["authorization"] == f"Bearer {live_server.display_token}"
+    # the display token travels in the screen's HttpOnly cookie, never in the page's or the clip's URL
+    assert f"clinicall_display={live_server.display_token}" in (await clip.request.all_headers())["cookie"]
+    assert live_server.display_token not in clip.url and live_server.display_token not in tv.url
     headers = {"Authorization": f"Bearer {live_server.display_token}"}
     async with aiohttp.ClientSession() as http, http.get(clip.url, headers=headers) as response:
         clip_bytes = await response.read()

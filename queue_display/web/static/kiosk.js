@@ -40,8 +40,10 @@ async function take(service) {
   for (const b of document.querySelectorAll("#services button")) b.disabled = true;
   try {
     const data = await fetchJson("/api/kiosk/tickets", {method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({service_id: service.id})});
+      body: JSON.stringify({service_id: service.id, kiosk: queryParam("kiosk")})});
     show(data.ticket, data.ticket.status_url, service);
+    // printed on the kiosk's thermal printer: no browser print; not printed (or no printer): the browser's
+    $("print").hidden = data.printed === true;
   } catch (err) {
     $("error").textContent = `${t("error")}: ${err.message}`;
   } finally {
@@ -59,7 +61,7 @@ function show(ticket, url, service) {
   $("ticket-time").textContent = new Date().toLocaleString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN");
   $("choose").hidden = true;
   $("ticket").hidden = false;
-  $("print").focus();
+  if (!$("print").hidden) $("print").focus();
   clearTimeout(resetTimer);
   resetTimer = setTimeout(reset, 60000);
 }

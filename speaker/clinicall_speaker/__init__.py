@@ -1,12 +1,16 @@
-"""Speaker client: listens to the display websocket for its rooms' announcement.ready events, fetches
+"""A room's speaker: listens to the display websocket for its rooms' announcement.ready events, fetches
 each clip and plays it (aplay, paplay or ffplay) or writes it to a folder, strictly one after another.
-Reconnects by itself with back-off.
+Reconnects by itself with back-off. Installable alone (only aiohttp): `pip install ./speaker`.
 
-    clinicall speaker --room 3 --server http://clinic:8080 --token DISPLAY_TOKEN [--out-dir DIR]
+    clinicall-speaker --room 3 --server https://clinic.example [--token-file FILE] [--out-dir DIR]
+
+The display token comes from --token-file, else CLINICALL_SPEAKER_TOKEN; it is sent as a bearer
+header, never in a URL.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -15,6 +19,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections import deque
@@ -25,7 +30,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
-import websockets
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +48,15 @@ def find_player(preferred: str | None = None) -> list[str] | None:
     return None
 
 
-def display_socket_url(server: str, token: str, room_ids: Sequence[int]) -> str:
+TOKEN_ENV = "CLINICALL_SPEAKER_TOKEN"
+
+
+def display_socket_url(server: str, room_ids: Sequence[int]) -> str:
     parts = urlsplit(server.rstrip("/"))
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None or not parts.netloc:
         raise ValueError(f"--server must be an http(s) URL such as http://127.0.0.1:8080; got {server!r}")
-    query = urlencode({"token": token, "rooms": ",".join(str(r) for r in room_ids)})
+    query = urlencode({"rooms": ",".join(str(r) for r in room_ids)})
     return urlunsplit((scheme, parts.netloc, parts.path + "/ws/display", query, ""))
 
 
@@ -73,27 +80,31 @@ class Speaker:
         """Until cancelled: keep the websocket open and play what arrives."""
         if self.out_dir is None and self.player is None:
             raise RuntimeError("no audio player found (aplay, paplay or ffplay); pass --player or --out-dir")
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=headers) as http:
             playing = asyncio.create_task(self._play_loop(http), name="speaker-play")
             try:
-                await self._listen_forever()
+                await self._listen_forever(http)
             finally:
                 playing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await playing
 
-    async def _listen_forever(self) -> None:
-        url = display_socket_url(self.server, self.token, self.room_ids)
+    async def _listen_forever(self, http: aiohttp.ClientSession) -> None:
+        url = display_socket_url(self.server, self.room_ids)
         delay = 0.5
         while True:
             try:
-                async with websockets.connect(url, open_timeout=10, ping_interval=20, ping_timeout=20,
-                                              max_size=8 * 1024 * 1024) as ws:
+                async with http.ws_connect(url, heartbeat=20, max_msg_size=8 * 1024 * 1024,
+                                           timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10)) as ws:
                     log.info("speaker connected to %s for room(s) %s", self.server, self.room_ids)
                     self.connected.set()
                     delay = 0.5
                     async for message in ws:
-                        self.handle(message)
+                        if message.type == aiohttp.WSMsgType.TEXT:
+                            self.handle(message.data)
+                        elif message.type == aiohttp.WSMsgType.ERROR:
+                            break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # refused, reset, handshake rejected, server restart ...
@@ -141,7 +152,7 @@ class Speaker:
         url = self.server.rstrip("/") + path
         for attempt in range(3):
             try:
-                async with http.get(url, params={"token": self.token}) as response:
+                async with http.get(url) as response:
                     if response.status == 200:
                         return await response.read()
                     log.warning("fetching %s gave HTTP %s", path, response.status)
@@ -184,3 +195,56 @@ def _write_atomically(target: Path, data: bytes) -> None:
     tmp = target.with_name(f".{target.name}.part")
     tmp.write_bytes(data)
     os.replace(tmp, target)
+
+
+def read_token(token_file: str | None) -> str:
+    if token_file:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise SystemExit(f"{token_file} is empty; put the room's display token in it")
+        return token
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise SystemExit(f"no display token: pass --token-file FILE or set {TOKEN_ENV}")
+    return token
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--room", type=int, action="append", required=True, help="room id (repeatable)")
+    parser.add_argument("--server", required=True, help="clinicall's URL, e.g. https://clinic.example")
+    parser.add_argument("--token-file", help=f"a file holding the display token (default: ${TOKEN_ENV})")
+    parser.add_argument("--out-dir", help="write each announcement as a WAV file here instead of playing it")
+    parser.add_argument("--player", choices=sorted(PLAYERS), help="default: the first one installed")
+
+
+async def run_from_arguments(args: argparse.Namespace) -> int:
+    token = read_token(args.token_file)
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    player = None if out_dir else find_player(args.player)
+    if out_dir is None and player is None:
+        print("No audio player found (aplay, paplay or ffplay); install one or use --out-dir.", file=sys.stderr)
+        return 2
+    try:
+        display_socket_url(args.server, args.room)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    speaker = Speaker(server=args.server, token=token, room_ids=tuple(args.room), out_dir=out_dir, player=player)
+    print(f"speaker for room(s) {', '.join(map(str, args.room))} -> {out_dir or player[0]}", flush=True)  # type: ignore[index]
+    await speaker.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clinicall-speaker", description="Play a room's announcements.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(run_from_arguments(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

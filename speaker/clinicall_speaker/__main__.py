@@ -1,0 +1,5 @@
+import sys
+
+from clinicall_speaker import main
+
+sys.exit(main())
