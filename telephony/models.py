@@ -67,7 +67,8 @@ class Call(Base):
 
 class CallEvent(Base):
     """The journal: every call event received (AMI, CEL, and clinicall's own decisions), stored once
-    under a stable key before anything is projected from it. Rows are never updated or deleted."""
+    under a stable key before anything is projected from it. Rows are never updated; retention deletes
+    those older than retention.call_log_days with the calls projected from them."""
 
     __tablename__ = "call_events"
 

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from clinicall.db import Database
 from clinicall.retention import cutoff
 from clinicall.settings import Settings
-from telephony.models import Call
+from telephony.models import Call, CallEvent
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,10 @@ async def purge(db: Database, settings: Settings, now: dt.datetime) -> dict[str,
         async with db.transaction() as s:
             # Only calls that ended: a call still in progress keeps its row whatever its age.
             result = await s.execute(delete(Call).where(Call.created_at < oldest, Call.ended_at.is_not(None)))
+            # The journal the purged rows were projected from goes with them (a rebuild covers the rest).
+            events = await s.execute(delete(CallEvent).where(CallEvent.at < oldest, CallEvent.received_at < oldest))
         removed["calls"] = result.rowcount or 0
+        removed["call events"] = events.rowcount or 0
     return removed
 
 

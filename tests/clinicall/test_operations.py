@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from clinicall.auth import service as auth_service
 from clinicall.db import Database
 from crm_bridge.models import PatientAudit
-from telephony.models import Call
+from telephony.models import Call, CallEvent
 from tests.servers import free_port
 
 CLI = [sys.executable, "-m", "clinicall.cli"]
@@ -110,6 +110,9 @@ async def _add_records(url: str, now: dt.datetime, recording: Path) -> None:
             s.add(Call(direction="outbound", state="ended", created_at=now - dt.timedelta(days=1), ended_at=now))
             s.add(PatientAudit(at=now - dt.timedelta(days=400), patient_id=1, action="view"))
             s.add(PatientAudit(at=now, patient_id=1, action="view"))
+            for age, key in ((40, "old"), (1, "new")):
+                at = now - dt.timedelta(days=age)
+                s.add(CallEvent(key=key, source="ami", kind="Hangup", linkedid="x", at=at, received_at=at, payload="{}"))
     finally:
         await db.dispose()
 
@@ -145,6 +148,7 @@ def _backup_restore_round_trip(tmp_path: Path, url: str) -> None:
     assert purged.returncode == 0, purged.stderr
     assert "1 calls" in purged.stdout and "1 recordings" in purged.stdout and "1 audit" in purged.stdout
     assert asyncio.run(_counts(url))[:2] == (1, 1) and not recording.exists()
+    assert "1 call events" in purged.stdout
 
     restored = run(env, "restore", str(archive))
     assert restored.returncode == 0, restored.stderr
