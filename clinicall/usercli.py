@@ -75,27 +75,27 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
-    from clinicall.auth.service import end_sessions, update_user
+    from clinicall.auth.service import count_sessions, update_user
     from clinicall.problem import Problem
 
     async with _database(settings) as db:
         user_id = await _user_id(db, args.name)
+        ended = await count_sessions(db, user_id)
         try:
-            await update_user(db, user_id, password=read_password(args))
+            await update_user(db, user_id, password=read_password(args))  # ends the sessions too
         except Problem as problem:
             raise CommandError(problem.detail) from None
-        ended = await end_sessions(db, user_id)
     print(f"changed the password of {args.name}; ended {ended} login session(s)")
     return 0
 
 
 async def cmd_disable(args: argparse.Namespace, settings: Settings) -> int:
-    from clinicall.auth.service import end_sessions, update_user
+    from clinicall.auth.service import count_sessions, update_user
 
     async with _database(settings) as db:
         user_id = await _user_id(db, args.name)
-        await update_user(db, user_id, active=False)
-        ended = await end_sessions(db, user_id)
+        ended = await count_sessions(db, user_id)
+        await update_user(db, user_id, active=False)  # ends the sessions too
     print(f"disabled {args.name}; ended {ended} login session(s)")
     return 0
 

@@ -26,7 +26,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/"): STAFF, ("GET", "/admin"): STAFF, ("GET", "/admin/{section}"): "A", ("GET", "/agent"): "ASG",
     ("GET", "/reception"): "AR", ("GET", "/room"): "ARD", ("GET", "/tv"): SCREENS, ("GET", "/door"): SCREENS,
     ("GET", "/kiosk"): "*", ("GET", "/kiosk/services"): "*", ("GET", "/login"): "*", ("POST", "/login"): "*",
-    ("POST", "/logout"): "*", ("GET", "/healthz"): "*", ("GET", "/metrics"): "A",
+    ("POST", "/logout"): "*", ("GET", "/healthz"): "*", ("GET", "/livez"): "*", ("GET", "/readyz"): "*", ("GET", "/metrics"): "A",
     ("GET", "/t/{token}"): "*", ("GET", "/t/{token}/qr.svg"): "*", ("GET", "/api/t/{token}"): "*",
     ("GET", "/api/openapi.json"): "*", ("GET", "/api/docs"): "*",
     ("GET", "/static/admin/{filename}"): "*", ("GET", "/static/clinicall/{filename}"): "*",
