@@ -165,13 +165,13 @@ class Telephony:
         if link is None or not link.ready:
             raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.")
         channel = call.agent_channel or call.channel_id or call_tag(call.id)
+        # journaled before the action leaves, so every event the hangup causes is read with it
+        await self.calllog.hangup_requested(call.id)
         try:
             link.send_own([("Action", "Hangup"), ("Channel", channel), ("Cause", "16"),
                            ("ActionID", f"{call_tag(call.id)}-hangup")], call_id=call.id)
         except ConnectionError:
             raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.") from None
-        # marked before this task yields, so no event of the hangup can be handled without it
-        await self.calllog.hangup_requested(call.id)
         return await self.get_call(who, call_id)
 
     async def link_patient(self, who: Principal, call_id: int, patient_id: int) -> Call:
