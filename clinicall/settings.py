@@ -156,6 +156,9 @@ class TelephonySettings(Section):
                                         description="Dialplan contexts where inbound calls start (logged as inbound)")
     international_prefix: str = Field("00", description="Dialled before the country code for international numbers")
     reconnect_max_seconds: float = Field(30.0, ge=0.1, le=600, description="Longest wait between AMI reconnects")
+    link_check_seconds: float = Field(
+        2.0, ge=0.1, le=60, description="Instances sharing a database take turns holding the AMI link: how often the "
+        "holder checks its lock and a standby tries to take over")
     ended_calls_kept: int = Field(2000, ge=10, le=1_000_000, description="Ended calls kept in memory for late events")
     demo_time_scale: float = Field(1.0, gt=0, le=10, description="Demo PBX: multiplies its ring and talk times")
     cel_database: str = Field("", max_length=2000,

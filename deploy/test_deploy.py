@@ -42,7 +42,7 @@ def nginx_site(ports: dict[str, int], work: Path) -> str:
     """deploy/nginx/clinicall.conf with this test's ports and paths, nothing else changed."""
     site = (DEPLOY / "nginx" / "clinicall.conf").read_text()
     site = replace_once(site, "server 127.0.0.1:8081", f"server 127.0.0.1:{ports['one']}", 2)
-    site = replace_once(site, "server 127.0.0.1:8082", f"server 127.0.0.1:{ports['two']}")
+    site = replace_once(site, "server 127.0.0.1:8082", f"server 127.0.0.1:{ports['two']}", 2)
     site = replace_once(site, "listen 443 ssl http2;", f"listen 127.0.0.1:{ports['https']} ssl http2;")
     site = replace_once(site, "listen 80;", f"listen 127.0.0.1:{ports['http']};")
     site = "\n".join(line for line in site.splitlines() if "listen [::]" not in line)

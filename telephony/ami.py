@@ -234,7 +234,8 @@ class AmiLink:
             self.became_ready.clear()
 
     def health(self) -> dict[str, Any]:
-        return {"ok": self.ready, "configured": True, "demo": self.demo, "state": self.state,
+        # a standby instance is healthy: another instance on the same database holds the link
+        return {"ok": self.ready or self.state == "standby", "configured": True, "demo": self.demo, "state": self.state,
                 "detail": self.detail, "host": self.host, "port": self.port,
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
                 "reconnects": self.reconnects, "pending_originates": sum(

@@ -139,6 +139,13 @@ class CallLog:
         self.outage_since = await journal.last_event_time(self.db)
         return len(rows)
 
+    async def take_over(self) -> int:
+        """This instance now holds the Asterisk link: follow the open calls afresh from the journal
+        (the previous holder followed them; what it missed is read back from CEL after FullyBooted)."""
+        self.tracker = make_tracker(self.settings)
+        self._written.clear()
+        return await self.load_open_calls()
+
     async def _replay(self, entries: list[Entry]) -> None:
         for item in entries:
             self._apply(item)

@@ -3,18 +3,25 @@ the demo PBX, and (telephony.agi) FastAGI caller identification."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from clinicall.bus import Event
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.metrics import METRICS_KEY
+from clinicall.sole import SoleRole
 from crm_bridge.events import PATIENT_MERGED
+
+if TYPE_CHECKING:
+    from telephony.ami import AmiLink
+    from telephony.calllog import CallLog
 
 log = logging.getLogger(__name__)
 DEMO_AGENT_CHANNEL = "Local/{ext}@agents"
@@ -63,20 +70,46 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
         log.info("demo PBX (AMI) listening on 127.0.0.1:%d", port)
     app[DEMO_PBX_KEY] = pbx
     link: AmiLink | None = None
+    holder: asyncio.Task[None] | None = None
+    role = SoleRole(app[DB_KEY], "asterisk-link")
     if host:
         link = AmiLink(host=host, port=port, username=settings.ami_username, secret=secret, calllog=calllog,
                        max_delay=settings.reconnect_max_seconds, demo=pbx is not None,
                        metrics=app[TELEPHONY_METRICS_KEY])
-        await link.start()
+        if pbx is not None:
+            await link.start()
+        else:
+            holder = asyncio.create_task(hold_link(link, role, calllog, settings.link_check_seconds),
+                                         name="ami-link-holder")
     app[AMI_LINK_KEY] = link
     try:
         yield
     finally:
         unsubscribe()
+        if holder is not None:
+            holder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await holder
         if link is not None:
             await link.stop()
+        await role.release()
         if pbx is not None:
             await pbx.close()
+
+
+async def hold_link(link: AmiLink, role: SoleRole, calllog: CallLog, every: float) -> None:
+    """Only one instance on a database talks to Asterisk (two links would each project half the events):
+    the others stand by and take over when the holder stops or dies."""
+    while True:
+        if not await role.try_take():
+            link.set_state("standby", "another clinicall instance holds the Asterisk link")
+            await asyncio.sleep(every)
+            continue
+        await calllog.take_over()
+        await link.start()
+        await role.watch(every)
+        log.warning("lost the Asterisk-link lock (database connection gone); standing by")
+        await link.stop()
 
 
 async def _follow_merge(app: web.Application, event: Event) -> None:
