@@ -647,6 +647,9 @@ async def list_audit(request: web.Request) -> web.Response:
     query = parse_query(request, AuditQuery)
     if query.action is not None and has_control(query.action):
         raise Problem(422, "Invalid action", "action contains control characters.")
+    batch = request.app.get(audit.AUDIT_BATCH_KEY)
+    if batch is not None:
+        await batch.flush()  # the views this instance has not written yet are part of the trail
     items = await audit.list_audit(request.app[DB_KEY], patient_id=query.patient_id, user_id=query.user_id,
                                    since=as_utc(query.start, request, False, "from"),
                                    until=as_utc(query.end, request, True, "to"),

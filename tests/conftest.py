@@ -22,6 +22,36 @@ from clinicall.settings import Settings
 from tests.servers import Postgres, RedisServer, start_postgres, start_redis
 
 pytest_plugins = ["tests.browser"]  # live_server, browser, page, new_page (see tests/browser.py)
+
+# The longest tests (node id prefixes) start first, so that on few workers no long test is left to run
+# alone at the end. Order only: what they assert is untouched.
+LONGEST_FIRST = (
+    "tests/clinicall/test_api_contract.py::test_schemathesis",
+    "tests/queue_display/test_concurrency.py",
+    "tests/queue_display/test_demo_stats.py",
+    "tests/queue_display/test_restart.py",
+    "tests/crm_bridge/test_fuzz.py",
+    "tests/queue_display/test_wait_ranges.py",
+    "tests/queue_display/test_morning.py",
+    "tests/clinicall/test_operations.py",
+    "tests/queue_display/test_sim.py",
+    "tests/telephony/test_real_asterisk.py",
+    "tests/consoles/test_reception.py",
+    "tests/queue_display/test_room_page.py",
+    "tests/consoles/test_pages.py",
+    "tests/clinicall/test_startup.py::test_instances_starting_together",
+    "tests/crm_bridge/test_import.py",
+    "tests/queue_display/test_fuzz.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)),
+                    len(LONGEST_FIRST))
+
+    items.sort(key=rank)
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count()
 
