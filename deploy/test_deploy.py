@@ -23,12 +23,14 @@ import pytest
 
 from clinicall.auth import service as auth_service
 from clinicall.db import Database
+from telephony.demo_pbx import DemoPbx
 from tests.servers import Postgres, RedisServer, free_port, start_postgres, start_redis
 
 DEPLOY = Path(__file__).resolve().parent
 REPO = DEPLOY.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PASSWORD = "deploy-test-password"
+AMI_SECRET = "deploy-test-ami"
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (scripts/system-deps.sh deploy)")
 
@@ -98,7 +100,7 @@ def work() -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def instance_env(url: str, redis: str, port: int, https: int, work: Path) -> dict[str, str]:
+def instance_env(url: str, redis: str, port: int, https: int, work: Path, ami_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICALL_")}
     env.update({
         "CLINICALL_DATABASE__URL": url, "CLINICALL_BUS__REDIS_URL": redis, "CLINICALL_HTTP__PORT": str(port),
@@ -107,6 +109,9 @@ def instance_env(url: str, redis: str, port: int, https: int, work: Path) -> dic
         "CLINICALL_AUDIO__ENGINES": '["espeak"]', "CLINICALL_TELEPHONY__AGI_ENABLED": "false",
         "CLINICALL_LOG_FORMAT": "json", "CLINICALL_AUTH__BOOTSTRAP_ADMIN": "admin",
         "CLINICALL_AUTH__BOOTSTRAP_PASSWORD": PASSWORD,
+        # both instances name the same Asterisk (the env files of deploy/); one at a time holds the link
+        "CLINICALL_TELEPHONY__AMI_HOST": "127.0.0.1", "CLINICALL_TELEPHONY__AMI_PORT": str(ami_port),
+        "CLINICALL_TELEPHONY__AMI_SECRET": AMI_SECRET, "CLINICALL_TELEPHONY__LINK_CHECK_SECONDS": "0.5",
     })
     return env
 
@@ -171,7 +176,7 @@ def launch(postgres: Postgres, redis: RedisServer, ports: dict[str, int], work: 
     processes = {"nginx": subprocess.Popen([NGINX, "-p", str(work), "-c", str(conf)], stdout=logs["nginx"],
                                            stderr=subprocess.STDOUT)}
     for name in ("one", "two"):  # started together: the start-up lock takes them in turn
-        env = instance_env(postgres.url, redis.url, ports[name], ports["https"], work)
+        env = instance_env(postgres.url, redis.url, ports[name], ports["https"], work, ports["ami"])
         processes[name] = subprocess.Popen([sys.executable, "-m", "clinicall.cli", "serve"], env=env, cwd=work,
                                            stdout=logs[name], stderr=subprocess.STDOUT)
     return processes
@@ -180,7 +185,8 @@ def launch(postgres: Postgres, redis: RedisServer, ports: dict[str, int], work: 
 @pytest.fixture
 async def deployment(servers: tuple[Postgres, RedisServer], work: Path) -> AsyncIterator[dict[str, Any]]:
     postgres, redis = servers
-    ports = {"one": free_port(), "two": free_port(), "https": free_port(), "http": free_port()}
+    pbx = DemoPbx(username="clinicall", secret=AMI_SECRET)  # an Asterisk both instances are told about
+    ports = {"one": free_port(), "two": free_port(), "https": free_port(), "http": free_port(), "ami": await pbx.start()}
     logs = {name: (work / f"{name}.log").open("wb") for name in ("nginx", "one", "two")}
     processes = launch(postgres, redis, ports, work, logs)
     tls = ssl.create_default_context(cafile=str(work / "fullchain.pem"))
@@ -190,8 +196,9 @@ async def deployment(servers: tuple[Postgres, RedisServer], work: Path) -> Async
             for name in ("one", "two"):
                 await wait_ready(http, f"http://127.0.0.1:{ports[name]}/readyz", processes[name])
             yield {"http": http, "base": f"https://127.0.0.1:{ports['https']}", "ports": ports,
-                   "processes": processes, "url": postgres.url, "work": work}
+                   "processes": processes, "url": postgres.url, "work": work, "pbx": pbx}
     finally:
+        await pbx.close()
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
@@ -253,16 +260,52 @@ async def test_two_instances_behind_nginx_survive_a_kill(deployment: dict[str, A
     screen = Screen(http, base.replace("https://", "wss://") + "/ws/display", base)
     await screen.connect()
 
+    holder, standby = await asterisk_holder(http, deployment)
     for round_ in range(2):
         ticket = (await post("/api/tickets", {"service_id": service["id"]}))["ticket"]
         called = (await post(f"/api/rooms/{room['id']}/call-next", {}))["ticket"]
         assert called["number"] == ticket["number"]
         await screen.called(ticket["number"])
-        if round_ == 0:  # now one instance dies without a goodbye
-            deployment["processes"]["one"].send_signal(signal.SIGKILL)
-            deployment["processes"]["one"].wait(timeout=10)
+        if round_ == 0:  # now the instance holding the Asterisk link dies without a goodbye
+            deployment["processes"][holder].send_signal(signal.SIGKILL)
+            deployment["processes"][holder].wait(timeout=10)
             await screen.settle()
+    assert await asterisk_holder(http, deployment, alive=(standby,)) == (standby, holder)  # the standby took over
     assert screen.connections in (1, 2)
     print(f"the screen {'reconnected through nginx' if screen.connections == 2 else 'stayed on the live instance'}")
     log = (deployment["work"] / "access.log").read_text()
     assert "/tv " in log and token not in log  # the first visit's token never reaches the access log
+
+
+async def asterisk_holder(http: aiohttp.ClientSession, deployment: dict[str, Any], alive: tuple[str, ...] = ("one", "two"),
+                          limit: float = 60) -> tuple[str, str]:
+    """(the instance holding the Asterisk link, the other) once exactly one AMI session is logged in."""
+    pbx: DemoPbx = deployment["pbx"]
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        states = {}
+        for name in alive:
+            async with http.get(f"http://127.0.0.1:{deployment['ports'][name]}/healthz") as health:
+                states[name] = (await health.json())["checks"]["asterisk"]["state"]
+        holders = [name for name, state in states.items() if state == "ready"]
+        logged_in = sum(1 for session in pbx.sessions if session.authenticated)
+        if len(holders) == 1 and logged_in == 1 and all(s in ("ready", "standby") for s in states.values()):
+            return holders[0], "two" if holders[0] == "one" else "one"
+        assert asyncio.get_running_loop().time() < deadline, f"no single holder of the Asterisk link: {states}"
+        await asyncio.sleep(0.2)
+
+
+def test_systemd_units_verify() -> None:
+    """The shipped units parse: no unknown directive or section (only the absent /opt binaries are reported)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    with tempfile.TemporaryDirectory() as scratch:
+        units = Path(scratch)
+        for unit in (DEPLOY / "systemd").iterdir():
+            shutil.copy(unit, units / unit.name.replace("@.service", "@8081.service"))
+        checked = subprocess.run([analyze, "verify", "--man=no", *sorted(str(u) for u in units.iterdir())],
+                                 capture_output=True, text=True, timeout=60, cwd=units)
+    problems = [line for line in (checked.stdout + checked.stderr).splitlines()
+                if line.strip() and "is not executable: No such file or directory" not in line]
+    assert problems == []
