@@ -79,7 +79,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 THROTTLED_PAGE = """<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>Đăng nhập · clinicall</title>
 <link rel="stylesheet" href="/static/clinicall/base.css"></head><body><main style="max-width:26rem">
 <h1>Tạm khoá đăng nhập</h1><p class="error" role="alert">Đã nhập sai mật khẩu quá nhiều lần. Vui lòng thử lại sau {wait}.</p>
-<p lang="en">Too many wrong passwords. Try again in {seconds} seconds.</p><p><a href="{again}">Đăng nhập lại</a></p></main></body></html>"""
+<p lang="en">Too many wrong passwords. Try again in {seconds} seconds.</p>
+<p lang="zh">密码错误次数过多，请在 {seconds} 秒后重试。</p><p><a href="{again}">Đăng nhập lại</a></p></main></body></html>"""
 
 
 def safe_next(raw: object) -> str:
