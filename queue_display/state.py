@@ -157,7 +157,8 @@ async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
 
 
 async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticket]) -> dict[int, str]:
-    """patient_id -> masked name ("Nguyễn V. A."), only when settings.display.name_mask allows names."""
+    """patient_id -> masked name ("Nguyễn V. A."), only when settings.display.name_mask allows names; one
+    query for all of them."""
     if settings.display.name_mask == "none":
         return {}
     wanted = {t.patient_id for t in tickets if t.patient_id is not None}
@@ -167,15 +168,17 @@ async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticke
         from crm_bridge import service as crm
     except ImportError:
         return {}
-    names: dict[int, str] = {}
-    for patient_id in wanted:
-        brief = await crm.patient_brief(db, patient_id)
-        if brief is not None:
-            names[patient_id] = crm.masked_name(brief.full_name)
-    return names
+    return await crm.masked_names(db, wanted)
 
 
-def tickets_json(state: QueueState, tickets: Iterable[Ticket], language: str,
+class Catalog(Protocol):
+    """The services and rooms a ticket's JSON names (a QueueState, or an operation's QueueView)."""
+
+    services: dict[int, QueueService]
+    rooms: dict[int, QueueRoom]
+
+
+def tickets_json(state: Catalog, tickets: Iterable[Ticket], language: str,
                  names: dict[int, str]) -> list[dict[str, Any]]:
     return [ticket_json(t, state.services.get(t.service_id), state.rooms.get(t.room_id) if t.room_id else None,
                         language, names.get(t.patient_id) if t.patient_id else None,
