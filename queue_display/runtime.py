@@ -43,6 +43,7 @@ from queue_display.tickets import Outcome, repoint_patient
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
 REFRESH_DELAY_SECONDS = 0.1  # after call-next: its events reach the screens before the estimator runs
+REFRESH_TASK = "queue-refresh"
 CALLS = (ev.TICKET_CALLED, ev.TICKET_RECALLED)
 T = TypeVar("T")
 
@@ -72,6 +73,7 @@ class QueueRuntime:
         self._last_state: qstate.QueueState | None = None
         self._wanted: set[int] = set()  # services whose estimates a coming refresh publishes
         self._refresher: asyncio.Task[None] | None = None
+        self.refresh_delay = REFRESH_DELAY_SECONDS
         self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
         self.warmed = False
 
@@ -211,10 +213,10 @@ class QueueRuntime:
         requests of a burst share one refresh."""
         self._wanted |= changed
         if self._refresher is None or self._refresher.done():
-            self._refresher = asyncio.create_task(self._refresh_soon(), name="queue-refresh")
+            self._refresher = asyncio.create_task(self._refresh_soon(), name=REFRESH_TASK)
 
     async def _refresh_soon(self) -> None:
-        await asyncio.sleep(REFRESH_DELAY_SECONDS)
+        await asyncio.sleep(self.refresh_delay)
         while self._wanted:
             changed, self._wanted = self._wanted, set()
             try:

@@ -76,9 +76,10 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
     async with db.session() as s:
         services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
         rooms = {x.id: x for x in (await s.scalars(select(QueueRoom).order_by(QueueRoom.kind, QueueRoom.number))).all()}
-        waiting_rows = (await s.scalars(select(Ticket).where(Ticket.status == "waiting"))).all()
-        busy = (await s.scalars(select(Ticket).where(Ticket.status.in_(("called", "in_service")))
-                                .order_by(Ticket.called_at))).all()
+        active = (await s.scalars(select(Ticket).where(Ticket.status.in_(("waiting", "called", "in_service")))
+                                  .order_by(Ticket.called_at, Ticket.id))).all()
+        waiting_rows = [t for t in active if t.status == "waiting"]
+        busy = [t for t in active if t.status != "waiting"]
         stored_waits = {row.service_id: dict(row.waits or {}) for row in (await s.scalars(select(WaitEstimate))).all()}
         recent_rows: list[Ticket] = []
         if recent:
