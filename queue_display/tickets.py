@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, insert, literal, select, update
+from sqlalchemy import and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -293,9 +293,9 @@ class QueueView:
 
 async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: int | None = None,
                     now: dt.datetime | None = None) -> Outcome | None:
-    """Finishes the room's current ticket and calls the next one across the room's services, in one
-    transaction that reads the rooms, the services and the active tickets once. Returns None (after
-    finishing the current one) when nobody waits."""
+    """Finishes the room's current ticket and calls the next one across the room's services, in one short
+    transaction: the rooms, the services and the room's candidates read once, the finished and the called
+    rows taken from their UPDATEs. Returns None (after finishing the current one) when nobody waits."""
     now = now or utcnow()
     async with db.transaction() as s:
         rooms = {r.id: r for r in (await s.scalars(select(QueueRoom))).all()}
@@ -303,35 +303,33 @@ async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: 
         _check_open(room)
         assert room is not None
         services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
-        active = {t.id: t for t in (await s.scalars(select(Ticket).where(Ticket.status.in_(IN_LINE_OR_ROOM)))).all()}
-        current = [t for t in active.values() if t.room_id == room.id and t.status in ("called", "in_service")]
-        if any(t.return_service_id is not None for t in current):  # a round trip goes back: the full path
+        rows = (await s.execute(
+            select(Ticket.id, Ticket.service_id, Ticket.priority, Ticket.enqueued_at, Ticket.is_returning,
+                   Ticket.preferred_room_id, Ticket.status, Ticket.return_service_id)
+            .where(or_(and_(Ticket.status == "waiting", Ticket.service_id.in_(room.service_ids or [-1])),
+                       and_(Ticket.room_id == room.id, Ticket.status.in_(("called", "in_service"))))))).all()
+        current = [row for row in rows if row.status != "waiting"]
+        view: QueueView | None = QueueView(services, rooms, {})
+        if any(row.return_service_id is not None for row in current):  # a round trip goes back: the full path
             finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
             view = None
         else:
-            finished = await _finish_in_place(s, room.id, current, now)
-            view = QueueView(services, rooms, dict(active))
+            finished = await _finish_in_place(s, room.id, [row.id for row in current], now, view)
         open_rooms = {r.id for r in rooms.values() if r.open}
-        claim = await _claim_next(s, settings, room, open_rooms, active, now)
-        called, called_visit = claim if claim is not None else (None, None)
-        done_here = [active[o.ticket_id] for o in finished] if view is not None else []
-        await _visits_after_call(s, [t.visit_id for t in done_here if t.visit_id is not None], called_visit,
-                                 room.id, now)
+        called = await _claim_next(s, settings, room, open_rooms, [row for row in rows if row.status == "waiting"], now)
+        done_here = [view.tickets[o.ticket_id] for o in finished] if view is not None else []
+        await _visits_after_call(s, [t.visit_id for t in done_here if t.visit_id is not None],
+                                 called.visit_id if called is not None else None, room.id, now)
         log_rows = [_event_row(t, ev.TICKET_DONE, now, user_id, room.id) for t in done_here]
         if called is not None:
             log_rows.append(_event_row(called, ev.TICKET_CALLED, now, user_id, room.id, how="next"))
         if log_rows:
             await s.execute(insert(TicketEvent).values(log_rows))
-    if called is not None:
-        called.visit_id = called_visit
-    if view is not None:
-        _as_committed(view, finished, called, room.id, now)
+    if called is not None and view is not None:
+        view.tickets[called.id] = called
     if called is None:
         return _only_finished(finished, view) if finished else None
     return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished, view=view)
-
-
-IN_LINE_OR_ROOM = ("waiting", "called", "in_service")
 
 
 def _check_open(room: QueueRoom | None) -> None:
@@ -341,42 +339,41 @@ def _check_open(room: QueueRoom | None) -> None:
         raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.")
 
 
-async def _finish_in_place(s: AsyncSession, room_id: int, current: list[Ticket], now: dt.datetime) -> list[Outcome]:
-    """The room's current ticket(s) done, in one conditional UPDATE (a ticket another operation moved
-    meanwhile is left alone)."""
+async def _finish_in_place(s: AsyncSession, room_id: int, current: list[int], now: dt.datetime,
+                           view: QueueView) -> list[Outcome]:
+    """The room's current ticket(s) done, in one conditional UPDATE that returns the rows as they are now
+    (a ticket another operation moved meanwhile is left alone)."""
     if not current:
         return []
-    done_ids = set((await s.execute(
-        update(Ticket).where(Ticket.id.in_([t.id for t in current]), Ticket.room_id == room_id,
+    done = (await s.scalars(
+        update(Ticket).where(Ticket.id.in_(current), Ticket.room_id == room_id,
                              Ticket.status.in_(("called", "in_service")), Ticket.return_service_id.is_(None))
         .values(status="done", done_at=now, updated_at=now,
                 started_at=func.coalesce(Ticket.started_at, Ticket.called_at, literal(now, UTCDateTime())))
-        .returning(Ticket.id).execution_options(synchronize_session=False))).scalars().all())
+        .returning(Ticket), execution_options={"synchronize_session": False})).all()
+    view.tickets.update({t.id: t for t in done})
     return [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room_id, t.service_id, t.called_at or t.started_at or now,
                                                                  now, t.priority, t.is_returning))
-            for t in current if t.id in done_ids]
+            for t in done]
 
 
 async def _claim_next(s: AsyncSession, settings: Settings, room: QueueRoom, open_rooms: set[int],
-                      active: dict[int, Ticket], now: dt.datetime) -> tuple[Ticket, int | None] | None:
-    """Claims the room's next ticket with a conditional UPDATE; when another caller won it, the next one.
-    Returns the ticket (as it was read) and its visit id."""
+                      waiting: list[Any], now: dt.datetime) -> Ticket | None:
+    """Claims the room's next ticket with a conditional UPDATE that returns its row as it is now; when
+    another caller won it, the next one."""
     weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
-    serves = set(room.service_ids)
-    items = [queue_item(t, settings, open_rooms) for t in active.values()
-             if t.status == "waiting" and t.service_id in serves]
+    items = [queue_item(row, settings, open_rooms) for row in waiting]
     for _attempt in range(CALL_ATTEMPTS):
         pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
         if pick is None:
             return None
-        claimed = (await s.execute(
+        claimed = (await s.scalars(
             update(Ticket).where(Ticket.id == pick.ticket_id, Ticket.status == "waiting",
                                  Ticket.service_id.in_(room.service_ids or [-1]))
             .values(status="called", room_id=room.id, called_at=now, started_at=None, recall_count=0, updated_at=now)
-            .returning(Ticket.visit_id)
-            .execution_options(synchronize_session=False))).first()
+            .returning(Ticket), execution_options={"synchronize_session": False, "populate_existing": True})).first()
         if claimed is not None:
-            return active[pick.ticket_id], claimed[0]
+            return claimed
         items = [item for item in items if item.ticket_id != pick.ticket_id]  # another caller took it first
     return None
 
@@ -402,17 +399,6 @@ def _event_row(ticket: Ticket, kind: str, at: dt.datetime, user_id: int | None, 
                **detail: Any) -> dict[str, Any]:
     return {"ticket_id": ticket.id, "type": kind, "at": at, "service_id": ticket.service_id, "room_id": room_id,
             "user_id": user_id, "detail": detail}
-
-
-def _as_committed(view: QueueView, finished: list[Outcome], called: Ticket | None, room_id: int,
-                  now: dt.datetime) -> None:
-    """The view's rows as the transaction left them (after it: these objects belong to no session)."""
-    for outcome in finished:
-        ticket = view.tickets[outcome.ticket_id]
-        ticket.started_at = ticket.started_at or ticket.called_at or now
-        ticket.status, ticket.done_at, ticket.updated_at = "done", now, now
-    if called is not None:
-        _mark_called(called, view.rooms[room_id], now)
 
 
 def _only_finished(finished: list[Outcome], view: QueueView | None) -> Outcome:

@@ -52,7 +52,8 @@ async def test_an_agent_behind_gets_a_resync_and_the_others_every_event(
     assert (await slow.receive_json(timeout=10))["type"] == "hello"
     assert (await fast.receive_json(timeout=10))["type"] == "hello"
     hub, feed = app[HUB_KEY], app[AGENT_FEED_KEY]
-    behind = next(c for c in feed.clients() if c.key[0] != (await fast_id(app)))
+    fast_user = await fast_id(app)
+    behind = next(c for c in feed.clients() if c.key[0] != fast_user)
     hub.queue_limit, behind.transport = 3, None  # this one cannot be written to directly: every frame queues
 
     bus = app[BUS_KEY]
