@@ -149,11 +149,10 @@ async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
     if rows:
         insert = pg_insert if db.is_postgres else sqlite_insert
         async with write_guard or contextlib.nullcontext(), db.transaction() as s:
-            for row in rows:
-                statement = insert(WaitEstimate).values(**row)
-                await s.execute(statement.on_conflict_do_update(
-                    index_elements=["service_id"],
-                    set_={"computed_at": statement.excluded.computed_at, "waits": statement.excluded.waits}))
+            statement = insert(WaitEstimate).values(rows)  # every changed line in one statement
+            await s.execute(statement.on_conflict_do_update(
+                index_elements=["service_id"],
+                set_={"computed_at": statement.excluded.computed_at, "waits": statement.excluded.waits}))
     return state
 
 
