@@ -1,8 +1,10 @@
 """One per app: the wait estimator, and what happens after every queue operation (learn, re-estimate,
 store the estimates, publish ticket.* and queue.changed).
 
-The estimator lives on one worker thread: every record and every estimate is handed to it in order, so
-the event loop never runs the forward simulation, and a burst of operations shares one refresh."""
+call-next publishes from the view its transaction kept (the call first, back to back, so the screens get
+one frame) and its estimates follow in a refresh shared by a burst; other operations read the queue once,
+refreshed, and publish from it. The estimator lives on one worker thread: every record and every
+estimate is handed to it in order, so the event loop never runs the forward simulation."""
 
 from __future__ import annotations
 
