@@ -17,7 +17,8 @@ from clinicall.auth.throttle import throttle_ctx
 from clinicall.bus import make_bus
 from clinicall.db import Database
 from clinicall.exports import export_middleware
-from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
+from clinicall.hub import Hub
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, HUB_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
 from clinicall.metrics import METRICS_KEY, Metrics
 from clinicall.middleware import problem_middleware, request_log_middleware
 from clinicall.nav import NAV_KEY
@@ -52,6 +53,14 @@ async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
 async def tasks_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[TASKS_KEY].close()
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = Hub()
+    app[HUB_KEY] = hub
+    app[TASKS_KEY].spawn(hub.ping_loop(app[SETTINGS_KEY].display.heartbeat_seconds), name="hub-ping")
+    yield
+    await hub.close()
 
 
 async def close_websockets(app: web.Application) -> None:
@@ -96,7 +105,7 @@ def create_app(settings: Settings) -> web.Application:
     app[WEBSOCKETS_KEY] = weakref.WeakSet()
     app[NAV_KEY] = []
     # Order matters: cleanup runs in reverse, so tasks stop before the bus and the database close.
-    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx, throttle_ctx, retention_ctx])
+    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx, hub_ctx, throttle_ctx, retention_ctx])
     app.on_shutdown.append(close_websockets)
     app.router.add_routes(health.routes)
     app.router.add_routes(auth_http.routes)

@@ -56,6 +56,8 @@ class Bus(Protocol):
 
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]: ...
 
+    def after_batch(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+
     def health(self) -> dict[str, Any]: ...
 
     async def start(self) -> None: ...
@@ -68,6 +70,7 @@ class LocalDispatcher:
 
     def __init__(self) -> None:
         self._subscriptions: list[tuple[str, Handler]] = []
+        self._after_batch: list[Callable[[], None]] = []
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -81,6 +84,17 @@ class LocalDispatcher:
                 self._subscriptions.remove(entry)
 
         return unsubscribe
+
+    def after_batch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """`callback()` each time the subscribers have had every event queued so far: events published
+        together (one operation's) are handed over before it runs, so it can act on them as one."""
+        self._after_batch.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._after_batch.remove(callback)
+
+        return remove
 
     def put(self, event: Event) -> None:
         self._queue.put_nowait(event)
@@ -110,8 +124,17 @@ class LocalDispatcher:
                         except Exception:
                             log.exception("bus handler %r failed on %s", handler, event.type)
                 self.delivered += 1
+                if self._queue.empty():
+                    self._batch_done()
             finally:
                 self._queue.task_done()
+
+    def _batch_done(self) -> None:
+        for callback in list(self._after_batch):
+            try:
+                callback()
+            except Exception:
+                log.exception("bus after-batch callback %r failed", callback)
 
 
 class _LocalSubscribers:
@@ -121,6 +144,9 @@ class _LocalSubscribers:
 
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
         return self._local.subscribe(pattern, handler)
+
+    def after_batch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return self._local.after_batch(callback)
 
     async def drain(self) -> None:
         """Wait until every event published so far has been handed to this process's subscribers."""

@@ -4,6 +4,7 @@ cross-room contract). No HTTP here."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,7 @@ from crm_bridge.phones import normalise
 
 __all__ = [
     "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
-    "front_desk_window", "lookup_caller", "masked_name", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
+    "front_desk_window", "lookup_caller", "masked_name", "masked_names", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
     "record_access",
 ]
 
@@ -114,6 +115,27 @@ async def patient_brief(db: Database, patient_id: int) -> PatientBrief | None:
     if patient is None:
         return None
     return (await briefs(db, [patient]))[0]
+
+
+async def masked_names(db: Database, patient_ids: Iterable[int]) -> dict[int, str]:
+    """patient id -> masked name ("Nguyễn V. A."), following merges, in one query (more only for merged ids)."""
+    wanted = {i for i in patient_ids if isinstance(i, int) and 0 < i < 2**63}
+    names: dict[int, str] = {}
+    asked = {i: [i] for i in wanted}  # the id looked up now -> the ids it answers for
+    async with db.session() as s:
+        for _ in range(MAX_MERGE_HOPS):
+            if not asked:
+                break
+            rows = (await s.execute(select(Patient.id, Patient.full_name, Patient.merged_into_id)
+                                    .where(Patient.id.in_(list(asked))))).all()
+            following: dict[int, list[int]] = {}
+            for row in rows:
+                if row.merged_into_id is None:
+                    names.update(dict.fromkeys(asked[row.id], masked_name(row.full_name)))
+                else:
+                    following.setdefault(row.merged_into_id, []).extend(asked[row.id])
+            asked = following
+    return names
 
 
 async def patient_phone(db: Database, patient_id: int, phone_id: int) -> PhoneBrief | None:

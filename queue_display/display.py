@@ -3,6 +3,7 @@
 Hub protocol (server -> screen, JSON text frames; see docs/display.md):
   {"type": "snapshot", "data": {...display_snapshot..., "filter": {...}, "name_mask": ..., "heartbeat_seconds": ...}}
   {"type": "ticket.called" | ... | "queue.changed" | "announcement.ready", "id", "at", "data": {...}}
+  {"type": "batch", "events": [event, ...]}  (the events the bus handed over together, e.g. one call-next's)
   {"type": "ping", "at": ...}
 Screen -> server: {"type": "resync"} asks for a fresh snapshot; anything else is ignored.
 
@@ -13,8 +14,6 @@ Every payload is scrubbed before it leaves: keys that could carry a patient's id
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -28,7 +27,8 @@ from clinicall.auth.access import display_feed, principal, public, require
 from clinicall.auth.middleware import allowed_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
-from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
+from clinicall.hub import Client, Frame, Hub, encode
+from clinicall.keys import BUS_KEY, DB_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.nav import NAV_KEY, NavLink
 from clinicall.problem import Problem
 
@@ -37,10 +37,8 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "announcement.ready")
-QUEUE_LIMIT = 256          # messages waiting for one screen before it is dropped and resynchronised
-SEND_TIMEOUT_SECONDS = 10.0  # a screen that cannot take one frame in this long is disconnected
 SNAPSHOT_CACHE_SECONDS = 2.0
-RESYNC = "\x00resync"      # sentinel in a screen's queue: send a fresh snapshot
+QUEUE_CHANGED = "queue.changed"
 
 # Keys that may carry who the patient is; they never reach a screen, wherever they appear.
 IDENTIFYING_KEYS = frozenset({
@@ -185,50 +183,26 @@ def room_services_of(snapshot: Mapping[str, Any]) -> dict[int, frozenset[int]]:
 
 # ---------------------------------------------------------------------------------------------- the hub
 
-class Screen:
-    """One connected screen: its filter and a bounded queue of frames its own sender drains."""
-
-    __slots__ = ("dropped", "filter", "queue", "resync_pending", "sender", "sending_since", "ws")
-
-    def __init__(self, ws: web.WebSocketResponse, screen_filter: ScreenFilter, limit: int) -> None:
-        self.ws = ws
-        self.filter = screen_filter
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=limit)
-        self.sender: asyncio.Task[None] | None = None
-        self.resync_pending = False
-        self.sending_since: float | None = None  # set while a frame is being written
-        self.dropped = 0
-
-    def offer(self, frame: str) -> None:
-        """Never blocks: a screen that fell behind loses its backlog and gets a fresh snapshot instead."""
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.resync_pending = False
-            self.resync()
-
-    def resync(self) -> None:
-        """Queue one fresh snapshot (asking again before it is sent changes nothing)."""
-        if not self.resync_pending:
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(RESYNC)
-                self.resync_pending = True
+def batch_body(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One event as its own frame; several (one operation's, or a burst) as one "batch" frame, in order."""
+    return events[0] if len(events) == 1 else {"type": "batch", "events": events}
 
 
 class DisplayHub:
-    def __init__(self, app: web.Application, queue_limit: int = QUEUE_LIMIT) -> None:
+    """The screens' feed on the app's websocket hub (clinicall/hub.py): every batch of bus events becomes at
+    most one frame per screen, scrubbed once and encoded once per distinct filter."""
+
+    def __init__(self, app: web.Application, hub: Hub) -> None:
         self.app = app
-        self.queue_limit = queue_limit
-        self.screens: set[Screen] = set()
-        self.version = 0  # bumped by every forwarded event; cached snapshots of an older version are stale
+        self.hub = hub
+        self.feed = hub.feed("display", self._resync)
+        self.version = 0  # bumped by every batch; cached snapshots of an older version are stale
         self.room_services: dict[int, frozenset[int]] = {}
         self._snapshots: dict[Any, tuple[int, float, asyncio.Task[dict[str, Any]]]] = {}
-        self._frames: dict[Any, tuple[int, float, str]] = {}  # serialised snapshot frames, shared by screens
-        self._closing: set[asyncio.Task[None]] = set()
+        self._frames: dict[Any, tuple[int, float, Frame]] = {}  # encoded snapshots, shared by screens
+        self._pending: list[Event] = []
         self.forwarded = 0
+        self.frames = 0  # frames encoded for batches
 
     @property
     def keep_masked(self) -> bool:
@@ -236,39 +210,34 @@ class DisplayHub:
 
     # events ------------------------------------------------------------------------------------------
     async def on_event(self, event: Event) -> None:
+        self._pending.append(event)
+
+    def flush(self) -> None:
+        """After the bus handed over a batch: one frame per screen with the events its filter takes, in the
+        order they were published (an operation publishes its call first); a service's waiting line only
+        in its latest version."""
+        events, self._pending = self._pending, []
+        if not events:
+            return
         self.version += 1
-        room_id, service_id = event_scope(event)
-        frame = json.dumps({"type": event.type, "id": event.id, "at": event.at,
-                            "data": scrub(event.data, self.keep_masked)}, ensure_ascii=False, default=str)
-        for screen in list(self.screens):
-            if screen.filter.matches(room_id, service_id, self.room_services):
-                screen.offer(frame)
-        self.forwarded += 1
-
-    async def ping_loop(self, every: float) -> None:
-        """App-level pings (a screen knows its link is alive) and the watchdog for screens that stopped reading."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(every)
-            frame = json.dumps({"type": "ping", "at": dt.datetime.now(dt.UTC).isoformat()})
-            now = loop.time()
-            for screen in list(self.screens):
-                if screen.sending_since is not None and now - screen.sending_since > SEND_TIMEOUT_SECONDS:
-                    self._drop(screen)
-                elif screen.queue.empty():
-                    screen.offer(frame)
-
-    def _drop(self, screen: Screen) -> None:
-        log.info("closing a display screen that stopped reading")
-        self.screens.discard(screen)
-        task = asyncio.create_task(self._close_screen(screen), name="display-drop-screen")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def _close_screen(self, screen: Screen) -> None:
-        await self.remove(screen)
-        with contextlib.suppress(Exception):
-            await screen.ws.close(code=1008, message=b"too slow")
+        self.forwarded += len(events)
+        latest_line = {event.data.get("service_id"): event for event in events if event.type == QUEUE_CHANGED}
+        kept = [e for e in events if e.type != QUEUE_CHANGED or latest_line.get(e.data.get("service_id")) is e]
+        keep_masked = self.keep_masked
+        bodies = [{"type": e.type, "id": e.id, "at": e.at, "data": scrub(e.data, keep_masked)} for e in kept]
+        scopes = [event_scope(e) for e in kept]
+        encoded: dict[tuple[int, ...], Frame] = {}
+        for key in self.feed.keys():
+            assert isinstance(key, ScreenFilter)
+            chosen = tuple(i for i, (room_id, service_id) in enumerate(scopes)
+                           if key.matches(room_id, service_id, self.room_services))
+            if not chosen:
+                continue
+            frame = encoded.get(chosen)
+            if frame is None:
+                frame = encoded[chosen] = encode(batch_body([bodies[i] for i in chosen]))
+                self.frames += 1
+            self.hub.publish(self.feed, key, frame)
 
     # snapshots ---------------------------------------------------------------------------------------
     async def snapshot(self, screen_filter: ScreenFilter) -> dict[str, Any]:
@@ -295,68 +264,36 @@ class DisplayHub:
         self.room_services.update(room_services_of(data))
         return dict(data)
 
-    async def snapshot_frame(self, screen_filter: ScreenFilter) -> str:
-        """The scrubbed, serialised snapshot; screens with the same filter share it until the next event."""
+    async def snapshot_frame(self, screen_filter: ScreenFilter) -> Frame:
+        """The scrubbed, encoded snapshot; screens with the same filter share it until the next event."""
         loop = asyncio.get_running_loop()
         version = self.version
         cached = self._frames.get(screen_filter.key)
         if cached and cached[0] == version and loop.time() - cached[1] < SNAPSHOT_CACHE_SECONDS:
             return cached[2]
         data = scrub(await self.snapshot(screen_filter), self.keep_masked)
-        display = self.app[SETTINGS_KEY].display
-        data.update({"filter": screen_filter.as_json(), "name_mask": display.name_mask,
-                     "heartbeat_seconds": display.heartbeat_seconds,
-                     "timezone": self.app[SETTINGS_KEY].clinic.timezone})
-        frame = json.dumps({"type": "snapshot", "data": data}, ensure_ascii=False, default=str)
+        settings = self.app[SETTINGS_KEY]
+        data.update({"filter": screen_filter.as_json(), "name_mask": settings.display.name_mask,
+                     "heartbeat_seconds": settings.display.heartbeat_seconds,
+                     "timezone": settings.clinic.timezone})
+        frame = encode({"type": "snapshot", "data": data})
         if version == self.version:
             self._frames[screen_filter.key] = (version, loop.time(), frame)
         return frame
 
-    # screens -----------------------------------------------------------------------------------------
-    def add(self, ws: web.WebSocketResponse, screen_filter: ScreenFilter) -> Screen:
-        screen = Screen(ws, screen_filter, self.queue_limit)
-        screen.resync()  # the first thing a screen gets is its snapshot
-        self.screens.add(screen)
-        screen.sender = asyncio.create_task(self._send_loop(screen), name="display-screen-sender")
-        return screen
+    async def _resync(self, client: Client) -> Frame:
+        assert isinstance(client.key, ScreenFilter)
+        return await self.snapshot_frame(client.key)
 
-    async def remove(self, screen: Screen) -> None:
-        self.screens.discard(screen)
-        if screen.sender is not None:
-            screen.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await screen.sender
+    @property
+    def screens(self) -> list[Client]:
+        return list(self.feed.clients())
 
-    async def _send_loop(self, screen: Screen) -> None:
-        ws = screen.ws
-        loop = asyncio.get_running_loop()
-        try:
-            while not ws.closed:
-                frame = await screen.queue.get()
-                if frame == RESYNC:
-                    screen.resync_pending = False
-                    try:
-                        frame = await self.snapshot_frame(screen.filter)
-                    except Exception:
-                        log.exception("display snapshot failed; closing the screen so it reconnects")
-                        await ws.close(code=1011, message=b"snapshot failed")
-                        return
-                screen.sending_since = loop.time()  # the ping loop's watchdog drops a screen stuck here
-                await ws.send_str(frame)
-                screen.sending_since = None
-        except (ConnectionError, RuntimeError):
-            with contextlib.suppress(Exception):
-                await ws.close()
-
-    async def close(self) -> None:
-        for screen in list(self.screens):
-            await self.remove(screen)
+    def close(self) -> None:
         for _version, _at, task in self._snapshots.values():
             task.cancel()
         self._snapshots.clear()
         self._frames.clear()
-        for closing in list(self._closing):
-            closing.cancel()
 
 
 DISPLAY_HUB_KEY = web.AppKey("display_hub", DisplayHub)
@@ -392,12 +329,12 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
         raise Problem(400, "Websocket expected", "Connect to /ws/display with a websocket client.")
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
-    hub = request.app[DISPLAY_HUB_KEY]
-    screen = hub.add(ws, chosen)
+    hub = request.app[HUB_KEY]
+    screen = hub.add(ws, request, request.app[DISPLAY_HUB_KEY].feed, chosen, resync_first=True)
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT and _asks_resync(message.data):
-                screen.resync()
+                hub.resync(screen)
     finally:
         await hub.remove(screen)
     return ws
@@ -467,15 +404,15 @@ async def kiosk_services(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------------------------- setup
 
 async def display_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = DisplayHub(app)
-    app[DISPLAY_HUB_KEY] = hub
+    display = DisplayHub(app, app[HUB_KEY])
+    app[DISPLAY_HUB_KEY] = display
     bus = app[BUS_KEY]
-    unsubscribe = [bus.subscribe(pattern, hub.on_event) for pattern in FORWARDED_PATTERNS]
-    app[TASKS_KEY].spawn(hub.ping_loop(app[SETTINGS_KEY].display.heartbeat_seconds), name="display-ping")
+    unsubscribe = [bus.subscribe(pattern, display.on_event) for pattern in FORWARDED_PATTERNS]
+    unsubscribe.append(bus.after_batch(display.flush))
     yield
     for undo in unsubscribe:
         undo()
-    await hub.close()
+    display.close()
 
 
 def setup(app: web.Application) -> None:

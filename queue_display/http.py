@@ -108,13 +108,10 @@ async def _respond(request: web.Request, outcome: service.Outcome | None, status
 
 
 async def _body(request: web.Request, outcome: service.Outcome | None) -> dict[str, Any]:
-    runtime = _runtime(request)
-    data = await runtime.apply(outcome)
-    if outcome is None or data is None:
+    applied = await _runtime(request).applied(outcome)
+    if outcome is None or applied.ticket is None or applied.row is None:
         return {"ticket": None, "finished": []}
-    ticket = await service.get_ticket(request.app[DB_KEY], outcome.ticket_id)
-    finished = [await runtime.ticket_data(step.ticket_id) for step in outcome.before]
-    return {"ticket": staff_ticket(ticket, data, request), "finished": [f for f in finished if f is not None],
+    return {"ticket": staff_ticket(applied.row, applied.ticket, request), "finished": applied.finished,
             **{k: v for k, v in outcome.detail.items() if k not in ("ticket", "finished")}}
 
 
@@ -286,11 +283,9 @@ async def room_call_next(request: web.Request) -> web.Response:
     outcome = await _run(request, service.call_next, int_param(request, "id"),
                                       user_id=who.user_id)
     if outcome is not None and outcome.detail.get("nobody_waiting"):
-        runtime = _runtime(request)
-        await runtime.apply(outcome)
-        finished = [await runtime.ticket_data(step.ticket_id) for step in (*outcome.before, outcome)]
-        return _json({"ticket": None, "finished": [f for f in finished if f is not None],
-                      "detail": "Nobody is waiting for this room's services."})
+        applied = await _runtime(request).applied(outcome)
+        finished = [*applied.finished, *([applied.ticket] if applied.ticket is not None else [])]
+        return _json({"ticket": None, "finished": finished, "detail": "Nobody is waiting for this room's services."})
     return await _respond(request, outcome)
 
 

@@ -1,8 +1,10 @@
 """One per app: the wait estimator, and what happens after every queue operation (learn, re-estimate,
 store the estimates, publish ticket.* and queue.changed).
 
-The estimator lives on one worker thread: every record and every estimate is handed to it in order, so
-the event loop never runs the forward simulation, and a burst of operations shares one refresh."""
+call-next publishes from the view its transaction kept (the call first, back to back, so the screens get
+one frame) and its estimates follow in a refresh shared by a burst; other operations read the queue once,
+refreshed, and publish from it. The estimator lives on one worker thread: every record and every
+estimate is handed to it in order, so the event loop never runs the forward simulation."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 from aiohttp import web
+from sqlalchemy import select
 
 from clinicall.bus import Event
 from clinicall.db import Database, utcnow
@@ -40,6 +44,9 @@ from queue_display.tickets import Outcome, repoint_patient
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
+REFRESH_DELAY_SECONDS = 0.1  # after call-next: its events reach the screens before the estimator runs
+REFRESH_TASK = "queue-refresh"
+CALLS = (ev.TICKET_CALLED, ev.TICKET_RECALLED)
 T = TypeVar("T")
 
 
@@ -66,6 +73,9 @@ class QueueRuntime:
         self._requested = 0
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
+        self._wanted: set[int] = set()  # services whose estimates a coming refresh publishes
+        self._refresher: asyncio.Task[None] | None = None
+        self.refresh_delay = REFRESH_DELAY_SECONDS
         self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
         self.warmed = False
 
@@ -106,7 +116,16 @@ class QueueRuntime:
 
     def close(self) -> None:
         self._closed = True
+        if self._refresher is not None:
+            self._refresher.cancel()
         self._worker.shutdown(wait=True, cancel_futures=True)
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        self.close()
 
     def learn(self, outcome: Outcome) -> None:
         for step in (*outcome.before, outcome):
@@ -122,43 +141,95 @@ class QueueRuntime:
 
     async def apply(self, outcome: Outcome | None) -> dict[str, Any] | None:
         """After an operation: learn, refresh estimates, publish. Returns the ticket's JSON."""
+        return (await self.applied(outcome)).ticket
+
+    async def applied(self, outcome: Outcome | None) -> Applied:
+        """After an operation: the estimator learns, the events go out, the estimates are refreshed. An
+        operation that kept its view (call-next) publishes from it at once and its estimates follow, shared by
+        a burst; any other reads the queue once, refreshed, and publishes from that."""
         if outcome is None:
             await self.refresh_and_publish(set())
-            return None
+            return Applied(None, [], None)
         self.learn(outcome)
         steps = [*outcome.before, outcome]
         changed = set().union(*(step.service_ids for step in steps))
-        state = await self.refresh_and_publish(changed)
-        result = None
-        for step in steps:
-            ticket_data = await self.ticket_data(step.ticket_id, state)
-            if ticket_data is None:
-                continue
-            data: dict[str, Any] = {"ticket": ticket_data, "at": utcnow().isoformat(), **step.detail}
-            if step.served is not None:
-                data["served"] = {"room_id": step.served.room_id, "service_id": step.served.service_id,
-                                  "started_at": step.served.started_at.isoformat(),
-                                  "ended_at": step.served.ended_at.isoformat(),
-                                  "priority": step.served.priority, "returning": step.served.returning}
-            if step.arrival is not None:
-                service_id, at, priority, returning = step.arrival
-                data["arrival"] = {"service_id": service_id, "at": at.isoformat(), "priority": priority,
-                                   "returning": returning}
+        catalog: qstate.Catalog
+        if outcome.view is not None:
+            catalog, rows = outcome.view, {step.ticket_id: outcome.view.tickets[step.ticket_id] for step in steps}
+            self.request_refresh(changed)
+        else:
+            state = await self.refresh_and_publish(changed)
+            catalog, rows = state, await self._rows(state, [step.ticket_id for step in steps])
+        names = await qstate.masked_names(self.db, self.settings, rows.values())
+        language = self.settings.clinic.language
+        published = [(step, self._event_data(step, qstate.tickets_json(catalog, [rows[step.ticket_id]], language,
+                                                                        names)[0]))
+                     for step in steps if step.ticket_id in rows]
+        if outcome.event in CALLS and published and published[-1][0] is outcome:
+            published.insert(0, published.pop())  # the call first: screens show it before the rest
+        for step, data in published:  # back to back: the bus hands them to the screens as one batch
             await self.bus.publish(step.event, data)
-            result = ticket_data
-        return result
+        tickets = {step.ticket_id: data["ticket"] for step, data in published}
+        return Applied(tickets.get(outcome.ticket_id),
+                       [tickets[step.ticket_id] for step in outcome.before if step.ticket_id in tickets],
+                       rows.get(outcome.ticket_id))
 
-    async def ticket_data(self, ticket_id: int, state: qstate.QueueState | None = None,
-                          names: dict[int, str] | None = None) -> dict[str, Any] | None:
-        async with self.db.session() as s:
-            ticket = await s.get(Ticket, ticket_id)
+    @staticmethod
+    def _event_data(step: Outcome, ticket: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = {"ticket": ticket, "at": utcnow().isoformat(), **step.detail}
+        if step.served is not None:
+            data["served"] = {"room_id": step.served.room_id, "service_id": step.served.service_id,
+                              "started_at": step.served.started_at.isoformat(),
+                              "ended_at": step.served.ended_at.isoformat(),
+                              "priority": step.served.priority, "returning": step.served.returning}
+        if step.arrival is not None:
+            service_id, at, priority, returning = step.arrival
+            data["arrival"] = {"service_id": service_id, "at": at.isoformat(), "priority": priority,
+                               "returning": returning}
+        return data
+
+    async def _rows(self, state: qstate.QueueState, ticket_ids: list[int]) -> dict[int, Ticket]:
+        """The tickets as the state has them (waiting ones with position and estimate), the rest in one query."""
+        rows: dict[int, Ticket] = {}
+        for ticket_id in ticket_ids:
+            found = state.waiting_ticket(ticket_id) or next(
+                (t for t in state.current.values() if t.id == ticket_id), None)
+            if found is not None:
+                rows[ticket_id] = found
+        missing = [i for i in ticket_ids if i not in rows]
+        if missing:
+            async with self.db.session() as s:
+                rows.update({t.id: t for t in (await s.scalars(select(Ticket).where(Ticket.id.in_(missing)))).all()})
+        return rows
+
+    async def ticket_data(self, ticket_id: int, state: qstate.QueueState | None = None) -> dict[str, Any] | None:
+        state = state or await qstate.load_state(self.db, self.settings)
+        ticket = (await self._rows(state, [ticket_id])).get(ticket_id)
         if ticket is None:
             return None
-        state = state or await qstate.load_state(self.db, self.settings)
-        ticket = state.waiting_ticket(ticket.id) or ticket  # with its position and estimate
-        if names is None or (ticket.patient_id is not None and ticket.patient_id not in names):
-            names = await qstate.masked_names(self.db, self.settings, [ticket])
+        names = await qstate.masked_names(self.db, self.settings, [ticket])
         return qstate.tickets_json(state, [ticket], self.settings.clinic.language, names)[0]
+
+    def request_refresh(self, changed: set[int]) -> None:
+        """Estimates and queue.changed for `changed` soon, after the change's own events went out; the
+        requests of a burst share one refresh."""
+        self._wanted |= changed
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_soon(), name=REFRESH_TASK)
+
+    async def _refresh_soon(self) -> None:
+        await asyncio.sleep(self.refresh_delay)
+        while self._wanted:
+            changed, self._wanted = self._wanted, set()
+            try:
+                await self.refresh_and_publish(changed)
+            except Exception:
+                log.exception("queue: estimate refresh failed; the next change or the periodic one retries")
+
+    async def settled(self) -> None:
+        """Until the refreshes asked for so far are done (tests and benches wait for them)."""
+        while self._refresher is not None and not self._refresher.done():
+            await asyncio.shield(self._refresher)
 
     async def refreshed_state(self) -> qstate.QueueState:
         """Fresh estimates that include every change committed before this call. Concurrent callers
@@ -224,6 +295,16 @@ class QueueRuntime:
             log.warning("ignored a malformed %s event from another instance", event.type)
 
 
+@dataclass
+class Applied:
+    """An operation as published: its ticket as the screens see it, the tickets it finished first, and its
+    row as it stands after the operation (the staff's reply adds its timestamps)."""
+
+    ticket: dict[str, Any] | None
+    finished: list[dict[str, Any]]
+    row: Ticket | None
+
+
 RUNTIME_KEY = web.AppKey("queue_runtime", QueueRuntime)
 
 
@@ -246,4 +327,4 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     for undo in unsubscribe:
         undo()
-    runtime.close()
+    await runtime.stop()

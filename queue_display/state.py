@@ -76,9 +76,10 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
     async with db.session() as s:
         services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
         rooms = {x.id: x for x in (await s.scalars(select(QueueRoom).order_by(QueueRoom.kind, QueueRoom.number))).all()}
-        waiting_rows = (await s.scalars(select(Ticket).where(Ticket.status == "waiting"))).all()
-        busy = (await s.scalars(select(Ticket).where(Ticket.status.in_(("called", "in_service")))
-                                .order_by(Ticket.called_at))).all()
+        active = (await s.scalars(select(Ticket).where(Ticket.status.in_(("waiting", "called", "in_service")))
+                                  .order_by(Ticket.called_at, Ticket.id))).all()
+        waiting_rows = [t for t in active if t.status == "waiting"]
+        busy = [t for t in active if t.status != "waiting"]
         stored_waits = {row.service_id: dict(row.waits or {}) for row in (await s.scalars(select(WaitEstimate))).all()}
         recent_rows: list[Ticket] = []
         if recent:
@@ -148,16 +149,16 @@ async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
     if rows:
         insert = pg_insert if db.is_postgres else sqlite_insert
         async with write_guard or contextlib.nullcontext(), db.transaction() as s:
-            for row in rows:
-                statement = insert(WaitEstimate).values(**row)
-                await s.execute(statement.on_conflict_do_update(
-                    index_elements=["service_id"],
-                    set_={"computed_at": statement.excluded.computed_at, "waits": statement.excluded.waits}))
+            statement = insert(WaitEstimate).values(rows)  # every changed line in one statement
+            await s.execute(statement.on_conflict_do_update(
+                index_elements=["service_id"],
+                set_={"computed_at": statement.excluded.computed_at, "waits": statement.excluded.waits}))
     return state
 
 
 async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticket]) -> dict[int, str]:
-    """patient_id -> masked name ("Nguyễn V. A."), only when settings.display.name_mask allows names."""
+    """patient_id -> masked name ("Nguyễn V. A."), only when settings.display.name_mask allows names; one
+    query for all of them."""
     if settings.display.name_mask == "none":
         return {}
     wanted = {t.patient_id for t in tickets if t.patient_id is not None}
@@ -167,15 +168,17 @@ async def masked_names(db: Database, settings: Settings, tickets: Iterable[Ticke
         from crm_bridge import service as crm
     except ImportError:
         return {}
-    names: dict[int, str] = {}
-    for patient_id in wanted:
-        brief = await crm.patient_brief(db, patient_id)
-        if brief is not None:
-            names[patient_id] = crm.masked_name(brief.full_name)
-    return names
+    return await crm.masked_names(db, wanted)
 
 
-def tickets_json(state: QueueState, tickets: Iterable[Ticket], language: str,
+class Catalog(Protocol):
+    """The services and rooms a ticket's JSON names (a QueueState, or an operation's QueueView)."""
+
+    services: dict[int, QueueService]
+    rooms: dict[int, QueueRoom]
+
+
+def tickets_json(state: Catalog, tickets: Iterable[Ticket], language: str,
                  names: dict[int, str]) -> list[dict[str, Any]]:
     return [ticket_json(t, state.services.get(t.service_id), state.rooms.get(t.room_id) if t.room_id else None,
                         language, names.get(t.patient_id) if t.patient_id else None,

@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -68,6 +68,7 @@ class Outcome:
     arrival: tuple[int, dt.datetime, str, bool] | None = None  # service, at, priority, returning
     detail: dict[str, Any] = field(default_factory=dict)
     before: list[Outcome] = field(default_factory=list)  # e.g. the room's previous ticket, finished by call-next
+    view: QueueView | None = None  # what the operation read and wrote, when it kept it (call-next)
 
 
 def local_day(now: dt.datetime, settings: Settings) -> dt.date:
@@ -280,51 +281,132 @@ def _mark_called(ticket: Ticket, room: QueueRoom, now: dt.datetime) -> None:
     ticket.updated_at = now
 
 
+@dataclass
+class QueueView:
+    """What an operation read and wrote, as it stands after it: the catalog and the tickets it touched.
+    The runtime builds the events and the HTTP reply from it instead of reading them again."""
+
+    services: dict[int, QueueService]
+    rooms: dict[int, QueueRoom]
+    tickets: dict[int, Ticket]
+
+
 async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: int | None = None,
                     now: dt.datetime | None = None) -> Outcome | None:
-    """Finishes the room's current ticket and calls the next one across the room's services.
-    Returns None (after finishing the current one) when nobody waits."""
+    """Finishes the room's current ticket and calls the next one across the room's services, in one short
+    transaction: the rooms, the services and the room's candidates read once, the finished and the called
+    rows taken from their UPDATEs. Returns None (after finishing the current one) when nobody waits."""
     now = now or utcnow()
-    weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
     async with db.transaction() as s:
-        room = await _open_room(s, room_id)
-        finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
-        open_rooms = await open_room_ids(s)
-        tried: set[int] = set()
-        for _attempt in range(CALL_ATTEMPTS):
-            rows = await s.execute(
-                select(Ticket.id, Ticket.service_id, Ticket.priority, Ticket.enqueued_at, Ticket.is_returning,
-                       Ticket.preferred_room_id)
-                .where(Ticket.status == "waiting", Ticket.service_id.in_(room.service_ids or [-1])))
-            items = [queue_item(row, settings, open_rooms) for row in rows.all() if row.id not in tried]
-            pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
-            if pick is None:
-                break
-            claimed = (await s.execute(
-                update(Ticket).where(Ticket.id == pick.ticket_id, Ticket.status == "waiting")
-                .values(status="called", room_id=room.id, called_at=now, started_at=None, recall_count=0,
-                        updated_at=now)
-                .returning(Ticket.service_id, Ticket.visit_id)
-                .execution_options(synchronize_session=False))).first()
-            if claimed is None:
-                tried.add(pick.ticket_id)  # another caller took it first
-                continue
-            service_id, visit_id = claimed
-            if visit_id is not None:
-                await s.execute(update(Visit).where(Visit.id == visit_id).values(
-                    room_id=room.id,
-                    called_at=case((Visit.called_at.is_(None), literal(now, UTCDateTime())), else_=Visit.called_at)))
-            s.add(TicketEvent(ticket_id=pick.ticket_id, type=ev.TICKET_CALLED, at=now, service_id=service_id,
-                              room_id=room.id, user_id=user_id, detail={"how": "next"}))
-            return Outcome(pick.ticket_id, ev.TICKET_CALLED, {service_id}, before=finished)
-    return _only_finished(finished) if finished else None
+        rooms = {r.id: r for r in (await s.scalars(select(QueueRoom))).all()}
+        room = rooms.get(room_id)
+        _check_open(room)
+        assert room is not None
+        services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
+        rows = (await s.execute(
+            select(Ticket.id, Ticket.service_id, Ticket.priority, Ticket.enqueued_at, Ticket.is_returning,
+                   Ticket.preferred_room_id, Ticket.status, Ticket.return_service_id)
+            .where(or_(and_(Ticket.status == "waiting", Ticket.service_id.in_(room.service_ids or [-1])),
+                       and_(Ticket.room_id == room.id, Ticket.status.in_(("called", "in_service"))))))).all()
+        current = [row for row in rows if row.status != "waiting"]
+        view: QueueView | None = QueueView(services, rooms, {})
+        if any(row.return_service_id is not None for row in current):  # a round trip goes back: the full path
+            finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
+            view = None
+        else:
+            finished = await _finish_in_place(s, room.id, [row.id for row in current], now, view)
+        open_rooms = {r.id for r in rooms.values() if r.open}
+        called = await _claim_next(s, settings, room, open_rooms, [row for row in rows if row.status == "waiting"], now)
+        done_here = [view.tickets[o.ticket_id] for o in finished] if view is not None else []
+        await _visits_after_call(s, [t.visit_id for t in done_here if t.visit_id is not None],
+                                 called.visit_id if called is not None else None, room.id, now)
+        log_rows = [_event_row(t, ev.TICKET_DONE, now, user_id, room.id) for t in done_here]
+        if called is not None:
+            log_rows.append(_event_row(called, ev.TICKET_CALLED, now, user_id, room.id, how="next"))
+        if log_rows:
+            await s.execute(insert(TicketEvent).values(log_rows))
+    if called is not None and view is not None:
+        view.tickets[called.id] = called
+    if called is None:
+        return _only_finished(finished, view) if finished else None
+    return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished, view=view)
 
 
-def _only_finished(finished: list[Outcome]) -> Outcome:
+def _check_open(room: QueueRoom | None) -> None:
+    if room is None:
+        raise not_found("Room")
+    if not room.open:
+        raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.")
+
+
+async def _finish_in_place(s: AsyncSession, room_id: int, current: list[int], now: dt.datetime,
+                           view: QueueView) -> list[Outcome]:
+    """The room's current ticket(s) done, in one conditional UPDATE that returns the rows as they are now
+    (a ticket another operation moved meanwhile is left alone)."""
+    if not current:
+        return []
+    done = (await s.scalars(
+        update(Ticket).where(Ticket.id.in_(current), Ticket.room_id == room_id,
+                             Ticket.status.in_(("called", "in_service")), Ticket.return_service_id.is_(None))
+        .values(status="done", done_at=now, updated_at=now,
+                started_at=func.coalesce(Ticket.started_at, Ticket.called_at, literal(now, UTCDateTime())))
+        .returning(Ticket), execution_options={"synchronize_session": False})).all()
+    view.tickets.update({t.id: t for t in done})
+    return [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room_id, t.service_id, t.called_at or t.started_at or now,
+                                                                 now, t.priority, t.is_returning))
+            for t in done]
+
+
+async def _claim_next(s: AsyncSession, settings: Settings, room: QueueRoom, open_rooms: set[int],
+                      waiting: list[Any], now: dt.datetime) -> Ticket | None:
+    """Claims the room's next ticket with a conditional UPDATE that returns its row as it is now; when
+    another caller won it, the next one."""
+    weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
+    items = [queue_item(row, settings, open_rooms) for row in waiting]
+    for _attempt in range(CALL_ATTEMPTS):
+        pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
+        if pick is None:
+            return None
+        claimed = (await s.scalars(
+            update(Ticket).where(Ticket.id == pick.ticket_id, Ticket.status == "waiting",
+                                 Ticket.service_id.in_(room.service_ids or [-1]))
+            .values(status="called", room_id=room.id, called_at=now, started_at=None, recall_count=0, updated_at=now)
+            .returning(Ticket), execution_options={"synchronize_session": False, "populate_existing": True})).first()
+        if claimed is not None:
+            return claimed
+        items = [item for item in items if item.ticket_id != pick.ticket_id]  # another caller took it first
+    return None
+
+
+async def _visits_after_call(s: AsyncSession, finished: list[int], called: int | None, room_id: int,
+                             now: dt.datetime) -> None:
+    """The finished visits end (done) and the called one gets its room and call time, in one UPDATE."""
+    ids = [*finished, *([called] if called is not None else [])]
+    if not ids:
+        return
+    at = literal(now, UTCDateTime())
+    is_call = Visit.id == (called if called is not None else -1)
+    await s.execute(update(Visit).where(Visit.id.in_(ids)).values(
+        room_id=case((is_call, room_id), else_=Visit.room_id),
+        called_at=case((is_call, func.coalesce(Visit.called_at, at)), else_=Visit.called_at),
+        started_at=case((is_call, Visit.started_at), else_=func.coalesce(Visit.started_at, Visit.called_at, at)),
+        ended_at=case((is_call, Visit.ended_at), else_=at),
+        outcome=case((is_call, Visit.outcome), else_=literal("done")),
+    ).execution_options(synchronize_session=False))
+
+
+def _event_row(ticket: Ticket, kind: str, at: dt.datetime, user_id: int | None, room_id: int,
+               **detail: Any) -> dict[str, Any]:
+    return {"ticket_id": ticket.id, "type": kind, "at": at, "service_id": ticket.service_id, "room_id": room_id,
+            "user_id": user_id, "detail": detail}
+
+
+def _only_finished(finished: list[Outcome], view: QueueView | None) -> Outcome:
     """call-next found nobody: report the finished ticket(s); `detail.nobody_waiting` tells the caller."""
     last = finished[-1]
     last.before = finished[:-1]
     last.detail = {**last.detail, "nobody_waiting": True}
+    last.view = view
     return last
 
 

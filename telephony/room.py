@@ -134,7 +134,7 @@ def setup(app: web.Application) -> None:
     app[TELEPHONY_METRICS_KEY] = TelephonyMetrics(app[METRICS_KEY].registry)
     agi.setup(app)  # caller identification: FastAGI server and GET /api/callers/identify
     app.router.add_routes(telephony_http.routes)
-    app.router.add_routes(ws.routes)
+    ws.setup(app)  # /ws/agent on the app's websocket hub
     stats.setup_stats(app)  # consoles: GET /api/stats/calls
     app.cleanup_ctx.append(telephony_ctx)
 

@@ -1,37 +1,41 @@
-"""`/ws/agent`: live progress of the agent's own calls and the screen pops addressed to them."""
+"""`/ws/agent`: live progress of the agent's own calls and the screen pops addressed to them.
+
+The agents' feed on the app's websocket hub (clinicall/hub.py): one group per (user, extension), each
+event encoded once for everyone it is addressed to. An agent whose socket falls behind loses nothing
+silently: its backlog is replaced by `{"type": "resync"}`, on which the console reloads the call state.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
-from typing import Any
+from collections.abc import AsyncIterator, Hashable
 
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import require
 from clinicall.auth.middleware import allowed_origin
-from clinicall.auth.service import Principal
 from clinicall.bus import Event
-from clinicall.keys import BUS_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
+from clinicall.hub import Feed, encode
+from clinicall.keys import BUS_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.problem import Problem
 from telephony.events import CALL_SCREENPOP, CALL_UPDATED
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-QUEUE_LIMIT = 500
+AGENT_FEED_KEY = web.AppKey("agent_feed", Feed)
 
 
-def addressed_to(who: Principal, event: Event) -> bool:
+def addressed_to(user_id: int | None, extension: str | None, event: Event) -> bool:
     data = event.data
     if event.type == CALL_UPDATED:
-        return data.get("agent_id") == who.user_id or (
-            data.get("agent_id") is None and bool(who.extension) and data.get("agent_extension") == who.extension)
+        return data.get("agent_id") == user_id or (
+            data.get("agent_id") is None and bool(extension) and data.get("agent_extension") == extension)
     if event.type == CALL_SCREENPOP:
-        return who.user_id in (data.get("agent_ids") or []) or (
-            bool(who.extension) and who.extension in (data.get("agent_extensions") or []))
+        return user_id in (data.get("agent_ids") or []) or (
+            bool(extension) and extension in (data.get("agent_extensions") or []))
     return False
+
+
+def agent_key(user_id: int | None, extension: str | None) -> Hashable:
+    return (user_id, extension or None)
 
 
 @routes.get("/ws/agent")
@@ -41,37 +45,43 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     if origin and not allowed_origin(request, origin):
         raise Problem(403, "Cross-site websocket refused", "Open the agent page from clinicall itself.")
     settings = request.app[SETTINGS_KEY]
-    ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds)
+    ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds, compress=False)
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_LIMIT)
-
-    async def on_event(event: Event) -> None:
-        if addressed_to(who, event):
-            with contextlib.suppress(asyncio.QueueFull):
-                outbox.put_nowait({"type": event.type, "data": event.data, "id": event.id, "at": event.at})
-
-    bus = request.app[BUS_KEY]
-    unsubscribe = [bus.subscribe(CALL_UPDATED, on_event), bus.subscribe(CALL_SCREENPOP, on_event)]
-
-    async def pump() -> None:
-        while True:
-            message = await outbox.get()
-            await ws.send_str(json.dumps(message, ensure_ascii=False, default=str))
-
-    sender = asyncio.create_task(pump(), name=f"ws-agent-{who.user_id}")
+    hub = request.app[HUB_KEY]
+    client = hub.add(ws, request, request.app[AGENT_FEED_KEY], agent_key(who.user_id, who.extension))
     try:
-        await ws.send_str(json.dumps({"type": "hello", "data": {"user_id": who.user_id,
-                                                                "extension": who.extension}}))
+        hub.send(client, encode({"type": "hello", "data": {"user_id": who.user_id, "extension": who.extension}}))
         async for msg in ws:
             if msg.type == WSMsgType.TEXT and msg.data == "ping":
-                await ws.send_str(json.dumps({"type": "pong", "data": {}}))
+                hub.send(client, encode({"type": "pong", "data": {}}))
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
-        for stop in unsubscribe:
-            stop()
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        await hub.remove(client)
     return ws
+
+
+async def agent_feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB_KEY]
+    feed = hub.feed("agent")
+    app[AGENT_FEED_KEY] = feed
+
+    async def on_event(event: Event) -> None:
+        frame = None
+        for key in feed.keys():
+            user_id, extension = key  # type: ignore[misc]
+            if addressed_to(user_id, extension, event):
+                frame = frame or encode({"type": event.type, "data": event.data, "id": event.id, "at": event.at})
+                hub.publish(feed, key, frame)
+
+    bus = app[BUS_KEY]
+    unsubscribe = [bus.subscribe(CALL_UPDATED, on_event), bus.subscribe(CALL_SCREENPOP, on_event)]
+    yield
+    for stop in unsubscribe:
+        stop()
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
+    app.cleanup_ctx.append(agent_feed_ctx)

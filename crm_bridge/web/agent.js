@@ -256,6 +256,17 @@ async function pollCall() {
   }
 }
 
+// The server dropped events this socket could not take in time ({"type": "resync"}): read the call again.
+async function resyncCall() {
+  const call = state.call;
+  if (!call || call.state === "ended") return;
+  try {
+    const data = await api(`/api/calls/${call.id}`);
+    const c = data.call || data;
+    if (call === state.call && c.state && c.state !== call.state) showCall(c.state, c);
+  } catch { /* the next event or the poll after a reconnect brings it */ }
+}
+
 async function hangup() {
   if (!state.call) return;
   try { await api(`/api/calls/${state.call.id}/hangup`, {method: "POST", body: {}}); } catch (err) { showError($("page-error"), err); }
@@ -412,6 +423,7 @@ function connect() {
     let msg; try { msg = JSON.parse(m.data); } catch { return; }
     if (msg.type === "call.updated") onCallUpdated(msg.data || {});
     else if (msg.type === "call.screenpop") onScreenpop(msg.data || {});
+    else if (msg.type === "resync") resyncCall();
   };
   ws.onclose = () => {
     document.body.dataset.ws = "closed";

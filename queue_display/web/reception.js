@@ -152,13 +152,15 @@ function liveQueue() {
   let arrivalsTimer = null;
   ws.onopen = () => { document.body.dataset.live = "1"; };
   ws.onmessage = (m) => {
-    let msg; try { msg = JSON.parse(m.data); } catch { return; }
-    if (msg.type === "queue.changed" || String(msg.type).startsWith("ticket.")) {
-      clearTimeout(timer); timer = setTimeout(loadQueue, 150);
-    }
-    const ticket = msg.data && msg.data.ticket;
-    if (msg.type === "ticket.issued" && ticket && ticket.source !== "kiosk") {
-      clearTimeout(arrivalsTimer); arrivalsTimer = setTimeout(loadArrivals, 200);
+    let frame; try { frame = JSON.parse(m.data); } catch { return; }
+    for (const msg of frame.type === "batch" ? frame.events || [] : [frame]) {
+      if (msg.type === "queue.changed" || String(msg.type).startsWith("ticket.")) {
+        clearTimeout(timer); timer = setTimeout(loadQueue, 150);
+      }
+      const ticket = msg.data && msg.data.ticket;
+      if (msg.type === "ticket.issued" && ticket && ticket.source !== "kiosk") {
+        clearTimeout(arrivalsTimer); arrivalsTimer = setTimeout(loadArrivals, 200);
+      }
     }
   };
   ws.onclose = () => { document.body.dataset.live = "0"; setTimeout(liveQueue, 3000); };

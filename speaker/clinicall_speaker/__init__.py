@@ -118,6 +118,13 @@ class Speaker:
             frame = json.loads(message)
         except ValueError:
             return
+        if isinstance(frame, dict) and frame.get("type") == "batch" and isinstance(frame.get("events"), list):
+            for event in frame["events"]:  # events the server sent together, in order
+                self._handle_frame(event)
+        else:
+            self._handle_frame(frame)
+
+    def _handle_frame(self, frame: Any) -> None:
         if not isinstance(frame, dict) or frame.get("type") != "announcement.ready":
             return
         data = frame.get("data")

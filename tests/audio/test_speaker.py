@@ -4,6 +4,7 @@ and a WAV file written by `clinicall speaker` (a separate process), with Google 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -171,3 +172,14 @@ def test_the_token_comes_from_a_file_or_the_environment(tmp_path: Path, monkeypa
     monkeypatch.delenv("CLINICALL_SPEAKER_TOKEN")
     with pytest.raises(SystemExit, match="CLINICALL_SPEAKER_TOKEN"):
         read_token(None)
+
+
+def test_the_speaker_takes_announcements_out_of_a_batch_frame() -> None:
+    speaker = Speaker(server="http://127.0.0.1:9", token="t", room_ids=(3,), out_dir=Path("unused"))
+    ready = {"type": "announcement.ready", "id": "e1",
+             "data": {"room_id": 3, "audio_url": "/audio/clips/a.wav", "number": "A001"}}
+    other_room = {**ready, "id": "e2", "data": {**ready["data"], "room_id": 4}}
+    called = {"type": "ticket.called", "id": "e0", "data": {"ticket": {"number": "A001"}}}
+    speaker.handle(json.dumps({"type": "batch", "events": [called, ready, other_room]}))
+    speaker.handle(json.dumps(ready))  # the same event again is played once
+    assert speaker._queue.qsize() == 1 and speaker._queue.get_nowait()[1]["number"] == "A001"

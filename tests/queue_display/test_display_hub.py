@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
-from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.hub import encode
+from clinicall.keys import BUS_KEY, DB_KEY, HUB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
 from queue_display.display import DISPLAY_HUB_KEY, ScreenFilter, mask_initials, scrub
 from tests.conftest import PASSWORD
@@ -145,7 +146,9 @@ class Recorder:
         async for message in self.ws:
             if message.type == aiohttp.WSMsgType.TEXT:
                 self.raw.append(message.data)
-                self.frames.put_nowait(json.loads(message.data))
+                frame = json.loads(message.data)
+                for event in frame["events"] if frame["type"] == "batch" else [frame]:
+                    self.frames.put_nowait(event)
         self.frames.put_nowait({"type": "closed", "data": {}})
 
     async def next(self, wanted: str, within: float = 5.0, **match: Any) -> dict[str, Any]:
@@ -208,6 +211,8 @@ async def test_snapshot_then_changes_filtered_and_never_full_names(masked_client
     assert shown["room"]["number"] == 1 and called["id"] == first["id"]
     assert shown["masked_name"] == ("Nguyễn V. A." if initials else None)
     assert not [f for f in await kids_screen.quiet() if f["type"].startswith("ticket.")]  # not its service
+    await runtime_of(app).settled()  # the waiting line's estimates follow the call
+    assert (await room_screen.next("queue.changed"))["data"]["waiting"] == []
 
     child = await issue(app, clinic["C"])
     frames = {f["type"]: f["data"] for f in await kids_screen.quiet(1.0)}
@@ -254,26 +259,49 @@ async def test_call_on_one_instance_reaches_a_screen_on_another(aiohttp_client: 
 
 async def test_a_screen_that_falls_behind_is_resynchronised_and_others_get_everything(hub_client: TestClient) -> None:
     app = hub_client.app
-    clinic = await make_clinic(app)
+    await make_clinic(app)
     _, token = await display_token(hub_client)
-    hub = app[DISPLAY_HUB_KEY]
-    hub.queue_limit = 4
-    behind = Recorder(await hub_client.ws_connect(f"/ws/display?token={token}"))
+    hub, display = app[HUB_KEY], app[DISPLAY_HUB_KEY]
+    behind = Recorder(await hub_client.ws_connect(f"/ws/display?token={token}&rooms=1"))
     await behind.next("snapshot")
-    hub.queue_limit = 1000
     keeping_up = Recorder(await hub_client.ws_connect(f"/ws/display?token={token}"))
     await keeping_up.next("snapshot")
-    bus = app[BUS_KEY]
-    for n in range(30):  # one burst: the dispatcher hands them over before any screen's sender runs
-        await bus.publish("ticket.started", {"ticket": {"id": 1000 + n, "number": f"A{n:03d}", "service_id": clinic["A"],
-                                                       "room": {"id": clinic["room1"]}, "status": "in_service"}})
-    await bus.drain()
+    slow = next(c for c in display.screens if c.key == ScreenFilter(room_ids=frozenset({1})))
+    hub.queue_limit, slow.transport = 4, None  # this one cannot be written to directly: every frame queues
+    for n in range(30):  # one burst: the frames are handed over before any sender runs
+        for screen in display.screens:
+            hub.send(screen, encode({"type": "ticket.started", "data": {"ticket": {"id": 1000 + n}}}))
     got = [f["data"]["ticket"]["id"] for f in await keeping_up.quiet(1.0) if f["type"] == "ticket.started"]
     assert got == [1000 + n for n in range(30)]
     frames = await behind.quiet(1.0)
     assert [f["type"] for f in frames if f["type"] != "ticket.started"] == ["snapshot"]
     assert len([f for f in frames if f["type"] == "ticket.started"]) <= 4
-    assert [s.dropped > 0 for s in hub.screens if s.queue.maxsize == 4] == [True]
+    assert slow.dropped > 0
+
+
+async def test_one_frame_per_call_next_with_the_call_first(hub_client: TestClient) -> None:
+    app = hub_client.app
+    clinic = await make_clinic(app)
+    first, second = await issue(app, clinic["A"]), await issue(app, clinic["A"])
+    await call_next(app, clinic["room1"])
+    await runtime_of(app).settled()
+    _, token = await display_token(hub_client)
+    screen = Recorder(await hub_client.ws_connect(f"/ws/display?token={token}&rooms={clinic['room1']}"))
+    await screen.next("snapshot")
+    before = len(screen.raw)
+    await call_next(app, clinic["room1"])
+    frame = json.loads((await screen_frames(screen, before + 1))[before])
+    assert frame["type"] == "batch"
+    assert [(e["type"], e["data"]["ticket"]["id"]) for e in frame["events"]] == [
+        ("ticket.called", second["id"]), ("ticket.done", first["id"])]
+    await screen.close()
+
+
+async def screen_frames(screen: Recorder, count: int) -> list[str]:
+    async with asyncio.timeout(5):
+        while len(screen.raw) < count:
+            await screen.frames.get()
+    return screen.raw
 
 
 async def test_handshakes_accepted_from_own_and_allowed_origins(aiohttp_client: Callable[..., Any], sqlite_url: str,

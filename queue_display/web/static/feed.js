@@ -37,6 +37,8 @@ export class DisplayFeed {
         this.heartbeat = frame.data.heartbeat_seconds || this.heartbeat;
         this.onStatus("live");
         this.onSnapshot(frame.data);
+      } else if (frame.type === "batch") {
+        for (const event of frame.events || []) this.onEvent(event);  // one operation's events, in order
       } else {
         this.onEvent(frame);
       }

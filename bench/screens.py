@@ -1,0 +1,290 @@
+"""Call-next to the LAST screen, clinicall against the floor of this stack, in the same run.
+
+    .venv/bin/python bench/screens.py --screens 200 --calls 100
+    .venv/bin/python bench/screens.py --screens 1000 --calls 100
+
+Two servers run in child processes: clinicall (create_app on a fresh SQLite file, in-process bus, the
+audio room rendering announcements with espeak as in production) and the floor, a bare aiohttp app that
+broadcasts one pre-encoded frame (no database) to its websockets with `await ws.send_str(frame)` each.
+This process opens the same number of screens on both (aiohttp websocket clients spread over a few
+sessions; the same reader code for both) and then alternates: one call-next on clinicall
+(POST /api/rooms/{id}/call-next), one call on the floor (POST /call), each timed from just before the
+request until the last screen has the frame with the called number. Printed: p50/p95/p99 of that time for
+both and clinicall's ratio to the floor, the goal (p95 <= 1.1x at 200 screens, p99 <= 1.2x at 1,000),
+and clinicall's frames and bytes per screen per call-next by type (everything a screen receives until
+the next call, pings excluded: the call itself, the waiting lines' estimates that follow, the announcement).
+Caches: the first --warmup calls are not counted; the announcement clips of the numbers are rendered
+as they are called (espeak, the piece cache warms within the first calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def raise_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def serve_clinicall(directory: str, port: int) -> None:
+    """Child: migrate, an admin with an API token, a display token; serve until killed."""
+    import logging
+
+    from aiohttp import web
+
+    from clinicall.app import create_app
+    from clinicall.auth import service as auth_service
+    from clinicall.db import Database
+    from clinicall.migrate import migrate
+    from clinicall.settings import Settings
+
+    raise_file_limit()
+    url = f"sqlite+aiosqlite:///{directory}/bench.db"
+    settings = Settings(database={"url": url}, data_dir=directory, log_level="WARNING",  # type: ignore[arg-type]
+                        http={"host": "127.0.0.1", "port": port, "cookie_secure": False},
+                        telephony={"agi_enabled": False},
+                        audio={"cache_dir": f"{directory}/audio", "engines": ["espeak"]})
+    db = Database(url)
+    await migrate(db)
+    admin = await auth_service.create_user(db, "admin", "bench-password-1", ["admin"])
+    token = await auth_service.create_api_token(db, admin.id, "bench")
+    _, display = await auth_service.create_display_token(db, "bench screens")
+    await db.dispose()
+    logging.basicConfig(level=logging.WARNING)
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    print(json.dumps({"token": token, "display": display}), flush=True)
+    await asyncio.Event().wait()
+
+
+async def serve_floor(port: int) -> None:
+    """Child: the floor. Websockets at /ws; POST /call?number=N encodes one frame and sends it to every one."""
+    from aiohttp import web
+
+    raise_file_limit()
+    sockets: set[web.WebSocketResponse] = set()
+
+    async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        sockets.add(ws)
+        try:
+            async for _message in ws:
+                pass
+        finally:
+            sockets.discard(ws)
+        return ws
+
+    async def call(request: web.Request) -> web.Response:
+        number = request.query["number"]
+        frame = json.dumps({"type": "ticket.called", "data": {"ticket": {"number": number, "room": {"number": 1}}}})
+        for ws in list(sockets):
+            await ws.send_str(frame)
+        return web.json_response({"ticket": {"number": number}})
+
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_post("/call", call)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    print(json.dumps({"ready": True}), flush=True)
+    await asyncio.Event().wait()
+
+
+class Screens:
+    """N websocket screens on one server: when each saw a called number, and what else they received."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen: dict[str, list[float]] = {}  # called number -> arrival times (perf_counter)
+        self.counting = False
+        self.frames: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
+        self.progress = asyncio.Event()
+        self.ready = 0
+        self.sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self.readers: list[asyncio.Task[None]] = []
+
+    async def open(self, sessions: list[aiohttp.ClientSession], url: str, count: int, wait_first: bool) -> None:
+        for start in range(0, count, 100):
+            opened = await asyncio.gather(*(sessions[i % len(sessions)].ws_connect(url, heartbeat=None)
+                                            for i in range(start, min(start + 100, count))))
+            self.sockets.extend(opened)
+            self.readers.extend(asyncio.create_task(self.read(ws)) for ws in opened)
+        if wait_first:
+            await self.until(lambda: self.ready >= count, 300)
+        else:
+            self.ready = count
+
+    async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            now = time.perf_counter()
+            raw = message.data
+            if '"ticket.called"' in raw:
+                frame = json.loads(raw)
+                for event in frame["events"] if frame["type"] == "batch" else [frame]:
+                    if event["type"] == "ticket.called":
+                        self.seen.setdefault(event["data"]["ticket"]["number"], []).append(now)
+                        self.progress.set()
+            elif raw.startswith('{"type": "snapshot"'):
+                self.ready += 1
+                self.progress.set()
+            if self.counting and not raw.startswith('{"type": "ping"'):
+                kind = raw[10:raw.index('"', 10)] if raw.startswith('{"type": "') else "?"
+                self.frames[kind] += 1
+                self.bytes[kind] += len(raw.encode())
+
+    async def until(self, done: Any, seconds: float) -> None:
+        async with asyncio.timeout(seconds):
+            while not done():
+                await self.progress.wait()
+                self.progress.clear()
+
+    async def last_arrival(self, number: str, count: int, sent: float) -> float:
+        await self.until(lambda: len(self.seen.get(number, ())) >= count, 60)
+        return max(self.seen[number]) - sent
+
+    async def close(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
+        for reader in self.readers:
+            reader.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+async def start_child(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    child = await asyncio.create_subprocess_exec(sys.executable, __file__, *args, stdout=asyncio.subprocess.PIPE,
+                                                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert child.stdout is not None
+    return child, json.loads(await child.stdout.readline())
+
+
+async def run(args: argparse.Namespace) -> None:
+    from tests.servers import free_port
+
+    raise_file_limit()
+    directory = tempfile.mkdtemp(prefix="clinicall-bench-")
+    clinicall_port, floor_port = free_port(), free_port()
+    clinicall, secrets = await start_child("--serve-clinicall", directory, "--port", str(clinicall_port))
+    floor, _ = await start_child("--serve-floor", "--port", str(floor_port))
+    base = f"http://127.0.0.1:{clinicall_port}"
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) for _ in range(args.sessions)]
+    try:
+        async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {secrets['token']}"}) as api, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{floor_port}") as floor_api:
+            async def post(path: str, body: dict[str, Any]) -> Any:
+                async with api.post(path, json=body) as resp:
+                    data = await resp.json(content_type=None)
+                    assert resp.status < 300, (path, resp.status, data)
+                    return data
+
+            service = (await post("/api/services", {"prefix": "A", "names": {"vi": "Khám", "en": "General"}}))["service"]
+            room = (await post("/api/rooms", {"kind": "consult", "number": 1, "service_ids": [service["id"]]}))["room"]
+            total = args.calls + args.warmup
+            for _ in range(total + args.waiting):
+                await post("/api/tickets", {"service_id": service["id"]})
+
+            ours, bare = Screens("clinicall"), Screens("floor")
+            await ours.open(sessions, f"{base.replace('http', 'ws')}/ws/display?token={secrets['display']}",
+                            args.screens, wait_first=True)
+            await bare.open(sessions, f"ws://127.0.0.1:{floor_port}/ws", args.screens, wait_first=False)
+            await asyncio.sleep(1.0)
+
+            times: dict[str, list[float]] = {"clinicall": [], "floor": []}
+            for call in range(total):
+                counted = call >= args.warmup
+                ours.counting = counted
+                sent = time.perf_counter()
+                called = await post(f"/api/rooms/{room['id']}/call-next", {})
+                number = called["ticket"]["number"]
+                last = await ours.last_arrival(number, args.screens, sent)
+                await asyncio.sleep(args.pause)  # what follows the call (estimates, announcement) lands here
+                ours.counting = False
+                sent = time.perf_counter()
+                async with floor_api.post("/call", params={"number": f"F{call:04d}"}) as resp:
+                    assert resp.status == 200
+                floor_last = await bare.last_arrival(f"F{call:04d}", args.screens, sent)
+                if counted:
+                    times["clinicall"].append(last)
+                    times["floor"].append(floor_last)
+                await asyncio.sleep(args.pause / 2)
+            await ours.close()
+            await bare.close()
+    finally:
+        for session in sessions:
+            await session.close()
+        for child in (clinicall, floor):
+            child.terminate()
+            await child.wait()
+    report(args, times, ours)
+
+
+def report(args: argparse.Namespace, times: dict[str, list[float]], ours: Screens) -> None:
+    print(f"load average before/after: {args.load_before} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{args.screens} screens, {args.calls} call-nexts counted ({args.warmup} warm-up), alternating with the floor")
+    print(f"{'request -> last screen':28s} {'p50':>9s} {'p95':>9s} {'p99':>9s}")
+    marks = {}
+    for name in ("clinicall", "floor"):
+        ms = [x * 1000 for x in times[name]]
+        marks[name] = [percentile(ms, f) for f in (0.50, 0.95, 0.99)]
+        print(f"{name:28s} " + " ".join(f"{m:7.1f}ms" for m in marks[name]))
+    ratios = [c / f if f else float("inf") for c, f in zip(marks["clinicall"], marks["floor"], strict=True)]
+    print(f"{'clinicall / floor':28s} " + " ".join(f"{r:8.2f}x" for r in ratios))
+    goal = (1, 1.1, "p95") if args.screens <= 200 else (2, 1.2, "p99")
+    verdict = "met" if ratios[goal[0]] <= goal[1] else "NOT met"
+    print(f"goal: {goal[2]} <= {goal[1]}x the floor: {verdict} (a loaded machine says little: re-measure quietly)")
+    per = args.calls * args.screens
+    frames = sum(ours.frames.values())
+    print(f"per screen per call-next: {frames / per:.2f} frames, {sum(ours.bytes.values()) / per:.0f} bytes: " +
+          ", ".join(f"{kind} {ours.frames[kind] / per:.2f} ({ours.bytes[kind] / per:.0f} B)"
+                    for kind in sorted(ours.frames)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--screens", type=int, default=50)
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3, help="call-nexts made first and not counted")
+    parser.add_argument("--waiting", type=int, default=20, help="tickets left waiting after the last call")
+    parser.add_argument("--sessions", type=int, default=10, help="client sessions the screens are spread over")
+    parser.add_argument("--pause", type=float, default=0.4, help="seconds after each call before the next")
+    parser.add_argument("--serve-clinicall", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_clinicall:
+        asyncio.run(serve_clinicall(args.serve_clinicall, args.port))
+    elif args.serve_floor:
+        asyncio.run(serve_floor(args.port))
+    else:
+        args.load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
