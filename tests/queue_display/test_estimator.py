@@ -186,7 +186,9 @@ def _reference(estimator: WaitEstimator, now: dt.datetime, waiting: list[QueueIt
             elapsed = (now - room.serving_since).total_seconds()
             start += estimator.service_time(room.room_id, room.serving_service_id, hour).residual(elapsed)
         free.append((start, index))
-    remaining = list(waiting)
+    closed = {room.room_id for room in rooms if not room.open}  # as tickets.queue_item: anyone's
+    remaining = [dataclasses.replace(i, preferred_room_id=None) if i.preferred_room_id in closed else i
+                 for i in waiting]
     result: dict[int, float] = {}
     while free and remaining:
         free.sort()
