@@ -64,7 +64,7 @@ class Away:
     (returning, that room preferred): `ticket_id` waits in the lab's line or is in a lab room
     (`RoomState.serving_ticket_id`); or, with `done_at`, the lab has seen them and their results are due."""
 
-    back_room_id: int
+    back_room_id: int | None  # None: any room of the service
     back_service_id: int
     priority: str = "normal"
     ticket_id: int | None = None
@@ -272,7 +272,7 @@ class WaitEstimator:
         self.samples = samples  # simulated futures per estimate (0: one path of expected values)
         self.coverage = coverage  # the share of real waits the range should hold
         self.range_scale = range_scale  # widens the simulated spread (calibrated on simulated days)
-        self.return_hold_seconds = return_hold_minutes * 60.0  # queue.return_hold_minutes
+        self.return_hold = dt.timedelta(minutes=return_hold_minutes)  # queue.return_hold_minutes
         self._trips: list[float] = []  # seconds from a transfer to the lab until back in the doctor's line
         self._result_delays: list[float] = []  # seconds from the lab's done until back in the doctor's line
         self._pace = DayPace()
@@ -290,8 +290,10 @@ class WaitEstimator:
         self._shifts: dict[tuple[int, str], tuple[float, float]] = {}
         self._params: dict[tuple[int, int, int], Lognormal] = {}
         self._no_shows: dict[int, list[float]] = {}  # service -> [no-shows, attended, seconds lost]
-        self._arrivals: dict[tuple[int, str, bool, int], float] = {}
-        self._arrival_days: set[dt.date] = set()
+        self._arrivals: dict[tuple[int, str, bool, int], float] = {}  # counts on complete days
+        self._arrival_days: set[dt.date] = set()  # the complete days counted
+        self._arrival_today: dt.date | None = None  # the day under way: its counts wait until it is over
+        self._today_arrivals: dict[tuple[int, str, bool, int], float] = {}
         self._arrival_plan: dict[int, dict[tuple[str, bool], dict[int, float]]] = {}
         self._room_open: dict[int, list[float]] = {}  # room -> weighted seconds open per local slot
         self._room_seen: dict[int, list[float]] = {}  # room -> weighted seconds observed per local slot
@@ -376,9 +378,16 @@ class WaitEstimator:
     def record_arrival(self, service_id: int, at: dt.datetime, priority: str = "normal",
                        returning: bool = False) -> None:
         local = at.astimezone(self.tz)
-        self._arrival_days.add(local.date())
+        day = local.date()
+        if self._arrival_today is None or day > self._arrival_today:
+            if self._arrival_today is not None:  # yesterday is complete: its counts join the rates
+                self._arrival_days.add(self._arrival_today)
+                for key, count in self._today_arrivals.items():
+                    self._arrivals[key] = self._arrivals.get(key, 0.0) + count
+            self._arrival_today, self._today_arrivals = day, {}
+        counts = self._today_arrivals if day == self._arrival_today else self._arrivals
         key = (service_id, priority, returning, local.hour)
-        self._arrivals[key] = self._arrivals.get(key, 0.0) + 1.0
+        counts[key] = counts.get(key, 0.0) + 1.0
         self._arrival_plan.clear()
 
     def record_room_state(self, room_id: int, open: bool, at: dt.datetime) -> None:
@@ -563,12 +572,16 @@ class WaitEstimator:
         return (1.0 - probability) * mean + probability * lost
 
     def arrival_rates(self, service_id: int) -> dict[tuple[str, bool], dict[int, float]]:
-        """{(priority, returning): {local hour: tickets per second}} learned for this service."""
+        """{(priority, returning): {local hour: tickets per second}} learned for this service, from the
+        complete days seen (a day under way would count its hours still to come as empty); from today's
+        arrivals while there is no complete day yet."""
         plan = self._arrival_plan.get(service_id)
         if plan is None:
-            days = max(len(self._arrival_days), 1)
+            days = len(self._arrival_days)
+            counts = self._arrivals if days else self._today_arrivals
+            days = max(days, 1)
             plan = {}
-            for (service, priority, returning, hour), count in self._arrivals.items():
+            for (service, priority, returning, hour), count in counts.items():
                 if service == service_id:
                     plan.setdefault((priority, returning), {})[hour] = count / (days * 3600.0)
             self._arrival_plan[service_id] = plan
@@ -868,7 +881,7 @@ class _Future:
         self.sent_back += 1
         item = QueueItem(RETURN_TICKET_IDS - self.sent_back, trip.back_service_id,
                          trip.priority, enqueued, True, trip.back_room_id,
-                         enqueued + dt.timedelta(seconds=self.est.return_hold_seconds))
+                         None if trip.back_room_id is None else enqueued + self.est.return_hold)
         heapq.heappush(self.returns, (at, item.ticket_id, item))
 
     def _join(self, item: QueueItem, epoch: float) -> None:
