@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from clinicall.db import Database
-from queue_display.estimator import RoomState, WaitEstimator, clinic_estimator
+from queue_display.estimator import Away, RoomState, WaitEstimator, clinic_estimator
 from queue_display.models import RoomStateChange, Visit
 from queue_display.ordering import QueueItem
 
@@ -24,19 +24,21 @@ WARM_WEEKS = 8
 WARM_BATCH = 5000
 Run = Callable[..., Awaitable[Any]]  # runs a function where the estimator lives (its worker thread)
 
-__all__ = ["RoomState", "estimate_ranges", "learn_arrival", "learn_no_show", "learn_room_state", "learn_service",
+__all__ = ["Away", "RoomState", "estimate_ranges", "learn_arrival", "learn_no_show", "learn_room_state", "learn_service",
            "make_estimator", "warm"]
 
 
-def make_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float) -> WaitEstimator:
-    return clinic_estimator(tz, weights, starvation_minutes)
+def make_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float,
+                   return_hold_minutes: float = 60.0) -> WaitEstimator:
+    return clinic_estimator(tz, weights, starvation_minutes, return_hold_minutes=return_hold_minutes)
 
 
 def estimate_ranges(estimator: WaitEstimator, now: dt.datetime, waiting: Sequence[QueueItem],
-                    rooms: Sequence[RoomState]) -> dict[int, tuple[float, float, float]]:
+                    rooms: Sequence[RoomState], away: Sequence[Away] | None = None,
+                    ) -> dict[int, tuple[float, float, float]]:
     """ticket id -> (estimated seconds, low, high)."""
     return {ticket_id: (span.seconds, span.low, span.high)
-            for ticket_id, span in estimator.estimate_ranges(now, waiting, rooms).items()}
+            for ticket_id, span in estimator.estimate_ranges(now, waiting, rooms, away).items()}
 
 
 def learn_service(estimator: WaitEstimator, room_id: int, service_id: int, started_at: dt.datetime,
@@ -55,6 +57,11 @@ def learn_room_state(estimator: WaitEstimator, room_id: int, open: bool, at: dt.
 
 def learn_arrival(estimator: WaitEstimator, service_id: int, at: dt.datetime, priority: str, returning: bool) -> None:
     estimator.record_arrival(service_id, at, priority, returning)
+
+
+def learn_round_trip(estimator: WaitEstimator, sent_at: dt.datetime, lab_done_at: dt.datetime,
+                     back_at: dt.datetime) -> None:
+    estimator.record_round_trip(sent_at, lab_done_at, back_at)
 
 
 def _teach(estimator: WaitEstimator, records: list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]]) -> None:
@@ -78,7 +85,7 @@ async def warm(estimator: WaitEstimator, db: Database, now: dt.datetime, weeks: 
         total = int(await s.scalar(select(func.count()).select_from(Visit).where(Visit.enqueued_at >= since)) or 0)
         log.info("queue: warming the wait estimator from %d visits since %s", total, since.date())
         records: list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]] = []
-        last_outcome: dict[int, str | None] = {}  # ticket -> how its latest leg ended
+        last_outcome: dict[int, tuple[str | None, Any, Any]] = {}  # ticket -> its latest leg's end, sent at
         learned, last_id, next_report = 0, 0, 0.1
         while True:
             rows = (await s.execute(
@@ -105,14 +112,18 @@ async def warm(estimator: WaitEstimator, db: Database, now: dt.datetime, weeks: 
     return learned
 
 
-def _visit_records(row: Any, last_outcome: dict[int, str | None]) -> list[
+def _visit_records(row: Any, last_outcome: dict[int, tuple[str | None, Any, Any]]) -> list[
         tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]]:
     """As the live service taught it: a leg that follows a finished one (not a transfer) is the way back
-    to the doctor, a returning patient's (its arrival and its visit)."""
-    returning = last_outcome.get(row.ticket_id) == "done"
-    last_outcome[row.ticket_id] = row.outcome
+    to the doctor, a returning patient's (its arrival and its visit); the round trip is learned too
+    (from the doctor's transfer to the lab, and the lab's done, to back in the doctor's line)."""
+    outcome, ended, sent = last_outcome.get(row.ticket_id, (None, None, None))
+    returning = outcome == "done"
+    last_outcome[row.ticket_id] = (row.outcome, row.ended_at, row.ended_at if row.outcome == "transferred" else sent)
     records: list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]] = [
         (row.enqueued_at, 1, learn_arrival, (row.service_id, row.enqueued_at, row.priority, returning))]
+    if returning and sent is not None and ended is not None:
+        records.append((row.enqueued_at, 1, learn_round_trip, (sent, ended, row.enqueued_at)))
     if row.room_id is None or row.ended_at is None:
         return records
     if row.outcome in ("done", "transferred") and (row.called_at or row.started_at) is not None:

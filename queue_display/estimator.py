@@ -20,8 +20,8 @@ import datetime as dt
 import heapq
 import math
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +34,9 @@ LN2 = math.log(2.0)
 SLOT_SECONDS = 300  # room timetables are learned in 5-minute slots of the local day
 SLOTS_PER_DAY = 86400 // SLOT_SECONDS
 FUTURE_TICKET_IDS = -(10**12)  # ids of the expected future arrivals in the simulation (never real)
+RETURN_TICKET_IDS = -(10**15)  # ids of the simulated returns from the lab (never real)
+KEEP_TRIPS = 200  # the last round trips' lengths and result delays
+DEFAULT_TRIP_SECONDS = 1800.0  # from a transfer to the lab until the patient is back, before any is seen
 MIN_SAMPLES = 12  # simulated futures per estimate, at least ...
 SAMPLE_BUDGET = 6000  # ... and at most this many divided by the waiting tickets
 BREAK_EARLY_SECONDS = 1800.0  # a room closing up to this long before its usual break time is on it
@@ -52,6 +55,20 @@ class RoomState:
     open: bool
     serving_since: dt.datetime | None  # start of the ticket now in service, None if idle
     serving_service_id: int | None
+    serving_ticket_id: int | None = None  # the ticket in the room (to match an `Away`)
+
+
+@dataclass(frozen=True)
+class Away:
+    """A patient sent from a doctor's room to the lab or imaging who will come back to that doctor's line
+    (returning, that room preferred): `ticket_id` waits in the lab's line or is in a lab room
+    (`RoomState.serving_ticket_id`); or, with `done_at`, the lab has seen them and their results are due."""
+
+    back_room_id: int | None  # None: any room of the service
+    back_service_id: int
+    priority: str = "normal"
+    ticket_id: int | None = None
+    done_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -133,13 +150,15 @@ def _shrink(stats: _Moments | None, scale: float, prior_mu: float, prior_var: fl
 class _ExpectedArrivals:
     """Stand-ins for future arrivals, generated an hour at a time as the simulation needs them: one ticket
     of a class wherever its cumulative expected count crosses k + 1/2 or, with `rng` (one sampled
-    future), a Poisson process: thresholds a sum of unit exponentials."""
+    future), a Poisson process: thresholds a sum of unit exponentials. Returning patients start only
+    `returning_after` seconds on when the ones already away are simulated one by one."""
 
     def __init__(self, classes: list[tuple[int, str, bool, dict[int, float]]], now: dt.datetime,
                  tz: ZoneInfo, horizon_seconds: float, first_threshold: float = 0.5,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, returning_after: float = 0.0) -> None:
         self.classes = classes
         self.rng = rng
+        self.returning_from = now.timestamp() + returning_after
         self.progress = [[0.0, first_threshold if rng is None else rng.expovariate(1.0)]
                          for _ in classes]  # expected so far, next threshold
         self.start = now.timestamp()
@@ -162,12 +181,13 @@ class _ExpectedArrivals:
         block: list[tuple[float, int, str, bool]] = []
         for (service_id, priority, returning, by_hour), progress in zip(self.classes, self.progress, strict=True):
             rate = by_hour.get(hour, 0.0)
-            if rate <= 0.0:
+            begin = max(start, self.returning_from) if returning else start
+            if rate <= 0.0 or begin >= end:
                 continue
             expected, threshold = progress
-            gained = rate * (end - start)
+            gained = rate * (end - begin)
             while expected + gained >= threshold:
-                block.append((start + (threshold - expected) / rate, service_id, priority, returning))
+                block.append((begin + (threshold - expected) / rate, service_id, priority, returning))
                 threshold += 1.0 if self.rng is None else self.rng.expovariate(1.0)
             progress[0], progress[1] = expected + gained, threshold
         block.sort()
@@ -190,16 +210,17 @@ def _patient_class(priority: str | None, returning: bool) -> str | None:
 URGENT_LINE = math.inf  # the head start that marks a line of emergencies (always served first)
 
 
-def _eligible(key: _LineKey, head: _Head, room_id: int, at: float) -> bool:
-    """ordering.may_serve on a line head: a preferred-room ticket waits for its room until preferred_until."""
-    if key[2] is None or key[2] == room_id:
+def _eligible(key: _LineKey, head: _Head, room_id: int, at: float, closed: Collection[int] = ()) -> bool:
+    """ordering.may_serve on a line head: a preferred-room ticket waits for its room until preferred_until,
+    or until that room closes (tickets.queue_item drops the preferred room of a closed room)."""
+    if key[2] is None or key[2] == room_id or key[2] in closed:
         return True
     until = getattr(head[2], "preferred_until", None)
     return until is not None and at >= until.timestamp()
 
 
 def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
-            room_id: int, at: float) -> _LineKey | None:
+            room_id: int, at: float, closed: Collection[int] = ()) -> _LineKey | None:
     """ordering.next_for_room's rule on epoch floats (tests check the two always agree): emergencies
     first, oldest first; otherwise the earliest enqueued_at minus (capped) head start; then
     enqueued_at, id. Each line is FIFO under this rule, so only line heads are compared. Returns the
@@ -214,7 +235,7 @@ def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dic
         if position >= len(line):
             continue
         head = line[position]
-        if not _eligible(key, head, room_id, at):
+        if not _eligible(key, head, room_id, at, closed):
             continue
         if key[1] == URGENT_LINE:
             if urgent is None or head[:2] < urgent[:2]:
@@ -235,7 +256,7 @@ class WaitEstimator:
                  no_show_seconds: float = 150.0, closed_room_seconds: float = 1200.0,
                  arrival_horizon_seconds: float = 4 * 3600.0, exact_policy: bool = False,
                  arrival_threshold: float = 0.5, samples: int = 0, coverage: float = 0.8,
-                 range_scale: float = 1.0) -> None:
+                 range_scale: float = 1.0, return_hold_minutes: float = 60.0) -> None:
         self.tz = tz
         self.weights = dict(weights)
         self.starvation_minutes = float(starvation_minutes)
@@ -251,6 +272,9 @@ class WaitEstimator:
         self.samples = samples  # simulated futures per estimate (0: one path of expected values)
         self.coverage = coverage  # the share of real waits the range should hold
         self.range_scale = range_scale  # widens the simulated spread (calibrated on simulated days)
+        self.return_hold = dt.timedelta(minutes=return_hold_minutes)  # queue.return_hold_minutes
+        self._trips: list[float] = []  # seconds from a transfer to the lab until back in the doctor's line
+        self._result_delays: list[float] = []  # seconds from the lab's done until back in the doctor's line
         self._pace = DayPace()
         self._first_openings: dict[int, list[float]] = {}  # room -> local seconds of its first opening, by day
         self._opened_on: dict[int, dt.date] = {}  # room -> the last day it opened
@@ -266,8 +290,10 @@ class WaitEstimator:
         self._shifts: dict[tuple[int, str], tuple[float, float]] = {}
         self._params: dict[tuple[int, int, int], Lognormal] = {}
         self._no_shows: dict[int, list[float]] = {}  # service -> [no-shows, attended, seconds lost]
-        self._arrivals: dict[tuple[int, str, bool, int], float] = {}
-        self._arrival_days: set[dt.date] = set()
+        self._arrivals: dict[tuple[int, str, bool, int], float] = {}  # counts on complete days
+        self._arrival_days: set[dt.date] = set()  # the complete days counted
+        self._arrival_today: dt.date | None = None  # the day under way: its counts wait until it is over
+        self._today_arrivals: dict[tuple[int, str, bool, int], float] = {}
         self._arrival_plan: dict[int, dict[tuple[str, bool], dict[int, float]]] = {}
         self._room_open: dict[int, list[float]] = {}  # room -> weighted seconds open per local slot
         self._room_seen: dict[int, list[float]] = {}  # room -> weighted seconds observed per local slot
@@ -331,12 +357,37 @@ class WaitEstimator:
         counts[0] += 1.0
         counts[2] += max((ended_at - called_at).total_seconds(), 0.0)
 
+    def record_round_trip(self, sent_at: dt.datetime, lab_done_at: dt.datetime, back_at: dt.datetime) -> None:
+        """Optional: a patient sent to the lab at `sent_at`, seen there until `lab_done_at`, back in the
+        doctor's line at `back_at` (the queue puts them back at the lab's done: no delay)."""
+        for values, seconds in ((self._trips, (back_at - sent_at).total_seconds()),
+                                (self._result_delays, (back_at - lab_done_at).total_seconds())):
+            if 0.0 <= seconds <= 6 * 3600.0:
+                values.append(seconds)
+                del values[:-KEEP_TRIPS]
+
+    def trip_seconds(self) -> float:
+        """The mean time from a transfer to the lab until the patient is back in the doctor's line."""
+        return sum(self._trips) / len(self._trips) if self._trips else DEFAULT_TRIP_SECONDS
+
+    def result_delay(self, waited: float = 0.0) -> float:
+        """Expected seconds until a patient the lab is done with is back, `waited` seconds after the done."""
+        later = [delay - waited for delay in self._result_delays if delay > waited]
+        return sum(later) / len(later) if later else 0.0
+
     def record_arrival(self, service_id: int, at: dt.datetime, priority: str = "normal",
                        returning: bool = False) -> None:
         local = at.astimezone(self.tz)
-        self._arrival_days.add(local.date())
+        day = local.date()
+        if self._arrival_today is None or day > self._arrival_today:
+            if self._arrival_today is not None:  # yesterday is complete: its counts join the rates
+                self._arrival_days.add(self._arrival_today)
+                for key, count in self._today_arrivals.items():
+                    self._arrivals[key] = self._arrivals.get(key, 0.0) + count
+            self._arrival_today, self._today_arrivals = day, {}
+        counts = self._today_arrivals if day == self._arrival_today else self._arrivals
         key = (service_id, priority, returning, local.hour)
-        self._arrivals[key] = self._arrivals.get(key, 0.0) + 1.0
+        counts[key] = counts.get(key, 0.0) + 1.0
         self._arrival_plan.clear()
 
     def record_room_state(self, room_id: int, open: bool, at: dt.datetime) -> None:
@@ -521,12 +572,16 @@ class WaitEstimator:
         return (1.0 - probability) * mean + probability * lost
 
     def arrival_rates(self, service_id: int) -> dict[tuple[str, bool], dict[int, float]]:
-        """{(priority, returning): {local hour: tickets per second}} learned for this service."""
+        """{(priority, returning): {local hour: tickets per second}} learned for this service, from the
+        complete days seen (a day under way would count its hours still to come as empty); from today's
+        arrivals while there is no complete day yet."""
         plan = self._arrival_plan.get(service_id)
         if plan is None:
-            days = max(len(self._arrival_days), 1)
+            days = len(self._arrival_days)
+            counts = self._arrivals if days else self._today_arrivals
+            days = max(days, 1)
             plan = {}
-            for (service, priority, returning, hour), count in self._arrivals.items():
+            for (service, priority, returning, hour), count in counts.items():
                 if service == service_id:
                     plan.setdefault((priority, returning), {})[hour] = count / (days * 3600.0)
             self._arrival_plan[service_id] = plan
@@ -534,8 +589,8 @@ class WaitEstimator:
 
     # ---- estimating -----------------------------------------------------------------------------
 
-    def _expected_arrivals(self, now: dt.datetime, service_ids: set[int],
-                           min_head_start: float) -> _ExpectedArrivals:
+    def _expected_arrivals(self, now: dt.datetime, service_ids: set[int], min_head_start: float,
+                           returning_after: float) -> _ExpectedArrivals:
         """Expected future tickets that could be called before some waiting ticket: every learned class
         with a larger head start than the least favoured waiting ticket."""
         classes: list[tuple[int, str, bool, dict[int, float]]] = []
@@ -544,14 +599,16 @@ class WaitEstimator:
                 probe = QueueItem(0, service_id, priority, now, returning)
                 if head_start_minutes(probe, self.weights, self.starvation_minutes) > min_head_start:
                     classes.append((service_id, priority, returning, by_hour))
-        return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds, self.arrival_threshold)
+        return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds, self.arrival_threshold,
+                                 returning_after=returning_after)
 
     def _choose_exact(self, keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
-                      room: RoomState, at: float) -> QueueItem | None:
+                      room: RoomState, at: float, closed: Collection[int]) -> _LineKey | None:
         """The room's choice by ordering.next_for_room itself. Within one (head start, preferred room)
         group the ordering key is monotone in (enqueued_at, ticket_id), across services too, so only
-        each group's earliest head can win and next_for_room sees a handful of candidates."""
-        best: dict[tuple[float, int | None], _Head] = {}
+        each group's earliest head can win and next_for_room sees a handful of candidates. A ticket whose
+        preferred room is `closed` is anyone's, as tickets.queue_item makes it. Returns the line taken from."""
+        best: dict[tuple[float, int | None], tuple[_Head, _LineKey]] = {}
         for key in keys:
             position = heads[key]
             line = lines[key]
@@ -559,27 +616,38 @@ class WaitEstimator:
                 head = line[position]
                 group = (key[1], key[2])
                 current = best.get(group)
-                if current is None or head[:2] < current[:2]:
-                    best[group] = head
-        candidates = [head[2] for head in best.values()]
-        if not candidates:
+                if current is None or head[:2] < current[0][:2]:
+                    best[group] = (head, key)
+        if not best:
             return None
-        return next_for_room(candidates, room.room_id, room.service_ids, dt.datetime.fromtimestamp(at, dt.UTC),
-                             self.weights, self.starvation_minutes)
+        candidates = []
+        line_of: dict[int, _LineKey] = {}
+        for head, key in best.values():
+            item = head[2]
+            if key[2] is not None and key[2] in closed:
+                item = replace(item, preferred_room_id=None, preferred_until=None)
+            candidates.append(item)
+            line_of[item.ticket_id] = key
+        picked = next_for_room(candidates, room.room_id, room.service_ids, dt.datetime.fromtimestamp(at, dt.UTC),
+                               self.weights, self.starvation_minutes)
+        return None if picked is None else line_of[picked.ticket_id]
 
-    def estimate(self, now: dt.datetime, waiting: Sequence[QueueItem],
-                 rooms: Sequence[RoomState]) -> dict[int, float]:
+    def estimate(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
+                 away: Sequence[Away] | None = None) -> dict[int, float]:
         """ticket_id -> estimated seconds until the ticket is called."""
-        return {ticket_id: span.seconds for ticket_id, span in self.estimate_ranges(now, waiting, rooms).items()}
+        return {ticket_id: span.seconds
+                for ticket_id, span in self.estimate_ranges(now, waiting, rooms, away).items()}
 
-    def estimate_ranges(self, now: dt.datetime, waiting: Sequence[QueueItem],
-                        rooms: Sequence[RoomState]) -> dict[int, WaitRange]:
+    def estimate_ranges(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
+                        away: Sequence[Away] | None = None) -> dict[int, WaitRange]:
         """ticket_id -> (estimate, low, high): with `samples` > 0 the estimate is the mean over that many
         simulated futures and [low, high] their calibrated `coverage` range; with 0 samples one path of
-        expected values, and the range is that path's estimate."""
+        expected values, and the range is that path's estimate. `away` (optional): the patients at the lab
+        or imaging who come back to their doctor; each comes back in the simulation once the lab is done
+        with them, and returning patients are no longer expected at random until that many could be."""
         if not waiting:
             return {}
-        plan = self._plan(now, waiting, rooms)
+        plan = self._plan(now, waiting, rooms, away)
         if self.samples <= 0:
             path = self._run(plan, None)
             return {ticket_id: WaitRange(seconds, seconds, seconds) for ticket_id, seconds in path.items()}
@@ -652,7 +720,8 @@ class WaitEstimator:
             return None, ()
         return self._expected_break(room_id, now_epoch, now_day), ()
 
-    def _plan(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState]) -> _Plan:
+    def _plan(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
+              away: Sequence[Away] | None) -> _Plan:
         now_epoch = now.timestamp()
         offset = now.astimezone(self.tz).utcoffset()
         later = (now + dt.timedelta(hours=12)).astimezone(self.tz).utcoffset()
@@ -676,21 +745,32 @@ class WaitEstimator:
         min_head_start = min(min(key[1] for key in plan.lines), head_start_minutes(
             QueueItem(0, 0, URGENT, now), weights, self.starvation_minutes))
         served = {service for room in rooms for service in room.service_ids}
-        plan.stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start)
+        if away is not None:
+            plan.returning_after = self.trip_seconds()
+            for trip in away:
+                if trip.ticket_id is not None:
+                    plan.trips[trip.ticket_id] = trip
+                elif trip.done_at is not None:
+                    plan.results.append(trip)
+        plan.stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start,
+                                              plan.returning_after)
         plan.real_count = sum(1 for item in waiting if item.service_id in served)
         return plan
 
-    def _occupation(self, plan: _Plan, room: RoomState, item: QueueItem, at: float) -> _Occupation:
+    def _occupation(self, plan: _Plan, room: RoomState, item: QueueItem, at: float,
+                    present: bool = False) -> _Occupation:
+        """The room's occupation by `item` called at `at` (`present`: a patient in the middle of a round
+        trip, who does not miss the call, like a returning one)."""
         if plan.fixed is not None:
             hour = int(((at + plan.fixed) % 86400.0) // 3600)
         else:
             hour = dt.datetime.fromtimestamp(at, self.tz).hour
         kind = _patient_class(item.priority, item.returning)
-        slot = (room.room_id, item.service_id, hour, kind)
+        slot = (room.room_id, item.service_id, hour, kind, present)
         found = plan.occupations.get(slot)
         if found is None:
             probability, lost = self.no_show(item.service_id)
-            if kind == "returning":
+            if kind == "returning" or present:
                 probability = 0.0
             base = self.service_time(room.room_id, item.service_id, hour)
             shift, ratio = self.class_shift(item.service_id, kind)
@@ -703,120 +783,8 @@ class WaitEstimator:
         return found
 
     def _run(self, plan: _Plan, rng: random.Random | None) -> dict[int, float]:
-        """One future of the queue: expected values (rng None) or one random draw of service times,
-        no-shows, breaks, late starts and today's pace."""
-        now_epoch = plan.now_epoch
-        rooms = plan.rooms
-        draw = _Draw(rng, plan) if rng is not None else None
-        free_at: list[tuple[float, int]] = []
-        pending_breaks: list[list[tuple[float, float, _Break]]] = []
-        for index, start in enumerate(plan.starts):
-            if start is None:
-                pending_breaks.append([])
-                continue
-            at = start.at if draw is None or not start.choices else draw.rng.choice(start.choices)
-            if start.serving is not None:
-                dist, elapsed = start.serving
-                at += dist.residual(elapsed) if draw is None else draw.residual(dist, elapsed, index)
-            free_at.append((at, index))
-            pending_breaks.append([(usual.due, usual.seconds, usual) if draw is None else draw.break_(usual)
-                                   for usual in start.breaks])
-        heapq.heapify(free_at)
-        lines = {key: list(line) for key, line in plan.lines.items()}
-        heads = dict.fromkeys(lines, 0)
-        stream = plan.stream if draw is None else _ExpectedArrivals(
-            plan.stream.classes, plan.now, self.tz, self.arrival_horizon_seconds, rng=draw.rng)
-        future, future_epochs = stream.items, stream.epochs
-        next_future = 0
-        real_left = plan.real_count
-        result: dict[int, float] = {}
-        room_lines: dict[int, list[_LineKey]] = {}
-        fixed = plan.fixed
-
-        while free_at and real_left > 0:
-            at, index = heapq.heappop(free_at)
-            while stream.generated_until < at and stream.extend():
-                pass
-            while next_future < len(future) and future_epochs[next_future] <= at:
-                item = future[next_future]
-                key = (item.service_id, plan.head_start(item, self.weights, self.starvation_minutes), None)
-                if key not in lines:
-                    lines[key] = []
-                    heads[key] = 0
-                    room_lines.clear()
-                lines[key].append((future_epochs[next_future], item.ticket_id, item))
-                next_future += 1
-            room = rooms[index]
-            timetable = plan.timetables[index]
-            if timetable is not None and at > now_epoch:
-                day_seconds = (at + fixed) % 86400.0 if fixed is not None else self._day_seconds(at)
-                pending = pending_breaks[index]
-                if pending and day_seconds >= pending[0][0]:  # free after its usual break time: it goes
-                    _, seconds, usual = pending.pop(0)
-                    if day_seconds < usual.window_end():
-                        heapq.heappush(free_at, (at + seconds, index))
-                        continue
-                slot = int(day_seconds // SLOT_SECONDS)
-                seen, opened = timetable
-                if seen[slot] > 0.0 and opened[slot] < 0.5 * seen[slot] and not any(
-                        usual.due <= day_seconds < usual.window_end()
-                        for usual in self.typical_breaks(room.room_id)):
-                    reopening = self.next_opening(room.room_id, at, day_seconds=day_seconds)
-                    if reopening is not None:  # usually closed now (not a break it takes when free)
-                        heapq.heappush(free_at, (reopening, index))
-                        continue
-            keys = room_lines.get(index)
-            if keys is None:
-                services = set(room.service_ids)
-                keys = room_lines[index] = [key for key in lines if key[0] in services]
-            if self.exact_policy:
-                picked = self._choose_exact(keys, lines, heads, room, at)
-                line_key = None if picked is None else (picked.service_id, plan.head_start(picked, self.weights, self.starvation_minutes),
-                                                        picked.preferred_room_id)
-            else:
-                line_key = _choose(keys, lines, heads, room.room_id, at)
-            if line_key is None:
-                wake = self._wake(stream, next_future, room, keys, lines, heads, at)
-                if wake is not None:
-                    heapq.heappush(free_at, (wake, index))
-                continue
-            chosen = lines[line_key][heads[line_key]][2]
-            heads[line_key] += 1
-            if chosen.ticket_id > FUTURE_TICKET_IDS:
-                result[chosen.ticket_id] = max(at - now_epoch, 0.0)
-                real_left -= 1
-            occupation = self._occupation(plan, room, chosen, at)
-            busy = occupation.mean if draw is None else draw.occupation(occupation, index)
-            heapq.heappush(free_at, (at + busy, index))
-
-        fallback = self.closed_room_seconds + sum(result.values()) / max(len(result), 1)
-        for item in plan.waiting:  # no room can serve it: a long, honest guess rather than none
-            if item.ticket_id not in result:
-                result[item.ticket_id] = fallback
-        return result
-
-    @staticmethod
-    def _wake(stream: _ExpectedArrivals, next_future: int, room: RoomState, keys: list[_LineKey],
-              lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int], at: float) -> float | None:
-        """Nothing this room may take yet: when to look again (the next expected arrival it could take,
-        or a preferred ticket reaching its `preferred_until`, after which any room may take it)."""
-        future, future_epochs = stream.items, stream.epochs
-        services = set(room.service_ids)
-        upcoming = next_future
-        while True:
-            while upcoming >= len(future) and stream.extend():
-                pass
-            if upcoming >= len(future) or future[upcoming].service_id in services:
-                break
-            upcoming += 1
-        wake = [future_epochs[upcoming]] if upcoming < len(future) else []
-        for key in keys:
-            if key[2] is not None and heads[key] < len(lines[key]):
-                until = getattr(lines[key][heads[key]][2], "preferred_until", None)
-                if until is not None:
-                    wake.append(until.timestamp())
-        later = [w for w in wake if w > at]
-        return min(later) if later else None
+        """One future of the queue: expected values (rng None) or one random draw."""
+        return _Future(self, plan, rng).run()
 
 
 CLINIC_SAMPLES = 40  # simulated futures per estimate in the clinic (and in `clinicall sim`)
@@ -831,6 +799,196 @@ def clinic_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minu
                                 "exact_policy": True}
     settings.update(options)
     return WaitEstimator(tz, weights, starvation_minutes, **settings)
+
+
+class _Future:
+    """One simulated future of the queue (docs/estimator.md, section 5): expected values (`rng` None) or
+    one random draw of service times, no-shows, breaks, late starts, today's pace, arrivals, and the
+    patients now at the lab coming back to their doctor's line."""
+
+    def __init__(self, estimator: WaitEstimator, plan: _Plan, rng: random.Random | None) -> None:
+        self.est = estimator
+        self.plan = plan
+        self.draw = _Draw(rng, plan) if rng is not None else None
+        self.free_at: list[tuple[float, int]] = []
+        self.pending_breaks: list[list[tuple[float, float, _Break]]] = []
+        self.closed_until = [math.inf] * len(plan.rooms)  # a closed room's preferred tickets are anyone's
+        self.lines = {key: list(line) for key, line in plan.lines.items()}
+        self.heads = dict.fromkeys(self.lines, 0)
+        self.room_lines: dict[int, list[_LineKey]] = {}
+        self.returns: list[tuple[float, int, QueueItem]] = []  # patients back from the lab, by time
+        self.sent_back = 0
+        self.stream = plan.stream
+        if rng is not None:
+            after = plan.returning_after
+            if after > 0.0 and estimator._trips:
+                after = rng.choice(estimator._trips)
+            self.stream = _ExpectedArrivals(plan.stream.classes, plan.now, estimator.tz,
+                                            estimator.arrival_horizon_seconds, rng=rng, returning_after=after)
+        self.next_future = 0
+        self.result: dict[int, float] = {}
+
+    def run(self) -> dict[int, float]:
+        self._start_rooms()
+        real_left = self.plan.real_count
+        while self.free_at and real_left > 0:
+            at, index = heapq.heappop(self.free_at)
+            self._admit(at)
+            if self._off_duty(index, at):
+                continue
+            real_left -= self._take(index, at)
+        result = self.result
+        fallback = self.est.closed_room_seconds + sum(result.values()) / max(len(result), 1)
+        for item in self.plan.waiting:  # no room can serve it: a long, honest guess rather than none
+            if item.ticket_id not in result:
+                result[item.ticket_id] = fallback
+        return result
+
+    def _start_rooms(self) -> None:
+        plan, draw = self.plan, self.draw
+        for index, start in enumerate(plan.starts):
+            if start is None:
+                self.pending_breaks.append([])
+                continue
+            room = plan.rooms[index]
+            at = start.at if draw is None or not start.choices else draw.rng.choice(start.choices)
+            self.closed_until[index] = -math.inf if room.open else at
+            if start.serving is not None:
+                dist, elapsed = start.serving
+                at += dist.residual(elapsed) if draw is None else draw.residual(dist, elapsed, index)
+                trip = plan.trips.get(room.serving_ticket_id) if room.serving_ticket_id is not None else None
+                if trip is not None:
+                    self._back_at(trip, at + self._delay(0.0))
+            self.free_at.append((at, index))
+            self.pending_breaks.append([(usual.due, usual.seconds, usual) if draw is None else draw.break_(usual)
+                                        for usual in start.breaks])
+        heapq.heapify(self.free_at)
+        for trip in plan.results:
+            assert trip.done_at is not None
+            waited = max(plan.now_epoch - trip.done_at.timestamp(), 0.0)
+            self._back_at(trip, plan.now_epoch + self._delay(waited))
+
+    def _delay(self, waited: float) -> float:
+        """Seconds from now until a patient the lab was done with `waited` seconds ago is back in line."""
+        if self.draw is None:
+            return self.est.result_delay(waited)
+        later = [delay for delay in self.est._result_delays if delay > waited]
+        return self.draw.rng.choice(later) - waited if later else 0.0
+
+    def _back_at(self, trip: Away, at: float) -> None:
+        """The patient joins their doctor's line at `at`: returning, that room preferred (as the queue does)."""
+        enqueued = dt.datetime.fromtimestamp(at, dt.UTC)
+        self.sent_back += 1
+        item = QueueItem(RETURN_TICKET_IDS - self.sent_back, trip.back_service_id,
+                         trip.priority, enqueued, True, trip.back_room_id,
+                         None if trip.back_room_id is None else enqueued + self.est.return_hold)
+        heapq.heappush(self.returns, (at, item.ticket_id, item))
+
+    def _join(self, item: QueueItem, epoch: float) -> None:
+        plan, est = self.plan, self.est
+        key = (item.service_id, plan.head_start(item, est.weights, est.starvation_minutes), item.preferred_room_id)
+        if key not in self.lines:
+            self.lines[key] = []
+            self.heads[key] = 0
+            self.room_lines.clear()
+        self.lines[key].append((epoch, item.ticket_id, item))
+
+    def _admit(self, at: float) -> None:
+        """Everyone who joins a line by `at`: expected arrivals and patients back from the lab."""
+        stream = self.stream
+        while stream.generated_until < at and stream.extend():
+            pass
+        future, epochs = stream.items, stream.epochs
+        while self.next_future < len(future) and epochs[self.next_future] <= at:
+            self._join(future[self.next_future], epochs[self.next_future])
+            self.next_future += 1
+        while self.returns and self.returns[0][0] <= at:
+            epoch, _, item = heapq.heappop(self.returns)
+            self._join(item, epoch)
+
+    def _close(self, index: int, until: float) -> None:
+        self.closed_until[index] = until
+        heapq.heappush(self.free_at, (until, index))
+
+    def _off_duty(self, index: int, at: float) -> bool:
+        """A room free at `at` that goes on its usual break, or is usually closed then: it is back later."""
+        plan, est = self.plan, self.est
+        timetable = plan.timetables[index]
+        if timetable is None or at <= plan.now_epoch:
+            return False
+        fixed = plan.fixed
+        day_seconds = (at + fixed) % 86400.0 if fixed is not None else est._day_seconds(at)
+        pending = self.pending_breaks[index]
+        if pending and day_seconds >= pending[0][0]:  # free after its usual break time: it goes
+            _, seconds, usual = pending.pop(0)
+            if day_seconds < usual.window_end():
+                self._close(index, at + seconds)
+                return True
+        slot = int(day_seconds // SLOT_SECONDS)
+        seen, opened = timetable
+        room_id = plan.rooms[index].room_id
+        if seen[slot] > 0.0 and opened[slot] < 0.5 * seen[slot] and not any(
+                usual.due <= day_seconds < usual.window_end() for usual in est.typical_breaks(room_id)):
+            reopening = est.next_opening(room_id, at, day_seconds=day_seconds)
+            if reopening is not None:  # usually closed now (not a break it takes when free)
+                self._close(index, reopening)
+                return True
+        return False
+
+    def _take(self, index: int, at: float) -> int:
+        """The room free at `at` calls its next ticket (1 if a real waiting one), or waits for one."""
+        plan, est, lines, heads = self.plan, self.est, self.lines, self.heads
+        room = plan.rooms[index]
+        keys = self.room_lines.get(index)
+        if keys is None:
+            services = set(room.service_ids)
+            keys = self.room_lines[index] = [key for key in lines if key[0] in services]
+        closed = [plan.rooms[i].room_id for i, until in enumerate(self.closed_until) if at < until]
+        if est.exact_policy:
+            line_key = est._choose_exact(keys, lines, heads, room, at, closed)
+        else:
+            line_key = _choose(keys, lines, heads, room.room_id, at, closed)
+        if line_key is None:
+            wake = self._wake(room, keys, at)
+            if wake is not None:
+                heapq.heappush(self.free_at, (wake, index))
+            return 0
+        chosen = lines[line_key][heads[line_key]][2]
+        heads[line_key] += 1
+        trip = plan.trips.get(chosen.ticket_id)
+        occupation = est._occupation(plan, room, chosen, at, trip is not None)
+        busy = occupation.mean if self.draw is None else self.draw.occupation(occupation, index)
+        heapq.heappush(self.free_at, (at + busy, index))
+        if trip is not None:
+            self._back_at(trip, at + busy + self._delay(0.0))
+        if chosen.ticket_id > FUTURE_TICKET_IDS:
+            self.result[chosen.ticket_id] = max(at - plan.now_epoch, 0.0)
+            return 1
+        return 0
+
+    def _wake(self, room: RoomState, keys: list[_LineKey], at: float) -> float | None:
+        """Nothing this room may take yet: when to look again (the next expected arrival or patient back
+        from the lab it could take, or a preferred ticket reaching its `preferred_until`)."""
+        stream = self.stream
+        future, future_epochs = stream.items, stream.epochs
+        services = set(room.service_ids)
+        upcoming = self.next_future
+        while True:
+            while upcoming >= len(future) and stream.extend():
+                pass
+            if upcoming >= len(future) or future[upcoming].service_id in services:
+                break
+            upcoming += 1
+        wake = [future_epochs[upcoming]] if upcoming < len(future) else []
+        wake.extend(epoch for epoch, _, item in self.returns if item.service_id in services)
+        lines, heads = self.lines, self.heads
+        for key in keys:
+            if key[2] is not None and heads[key] < len(lines[key]):
+                until = getattr(lines[key][heads[key]][2], "preferred_until", None)
+                if until is not None:
+                    wake.append(until.timestamp())
+        later = [w for w in wake if w > at]
+        return min(later) if later else None
 
 
 @dataclass(frozen=True)
@@ -873,7 +1031,10 @@ class _Plan:
     lines: dict[_LineKey, list[_Head]] = field(default_factory=dict)
     stream: _ExpectedArrivals | None = None  # type: ignore[assignment]
     real_count: int = 0
-    occupations: dict[tuple[int, int, int, str | None], _Occupation] = field(default_factory=dict)
+    occupations: dict[tuple[int, int, int, str | None, bool], _Occupation] = field(default_factory=dict)
+    trips: dict[int, Away] = field(default_factory=dict)  # ticket at or waiting for the lab -> its way back
+    results: list[Away] = field(default_factory=list)  # done at the lab, results due
+    returning_after: float = 0.0  # returning patients are expected at random from now + this
     head_starts: dict[tuple[str, bool], float] = field(default_factory=dict)
 
     def head_start(self, item: QueueItem, weights: Mapping[str, float], cap_minutes: float) -> float:

@@ -64,7 +64,7 @@ class QueueRuntime:
         self.bus = bus
         queue = settings.queue
         self.estimator = make_estimator(settings.clinic.zone(), queue.priority_weights,
-                                        float(queue.anti_starvation_minutes))
+                                        float(queue.anti_starvation_minutes), float(queue.return_hold_minutes))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-estimator")
         self._closed = False
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
@@ -106,9 +106,9 @@ class QueueRuntime:
         if not self._closed:  # after shutdown there is nothing left to estimate for
             self._worker.submit(_logged, partial(function, self.estimator, *args))
 
-    async def estimate(self, now: dt.datetime, waiting: list[QueueItem],
-                       rooms: list[Any]) -> dict[int, tuple[float, float, float]]:
-        return await self.on_worker(estimate_ranges, self.estimator, now, waiting, rooms)
+    async def estimate(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
+                       away: list[Any] | None = None) -> dict[int, tuple[float, float, float]]:
+        return await self.on_worker(estimate_ranges, self.estimator, now, waiting, rooms, away)
 
     async def warm_up(self) -> None:
         await warm(self.estimator, self.db, utcnow(), run=self.on_worker)

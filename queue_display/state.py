@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from clinicall.db import Database, utcnow
 from clinicall.settings import Settings
 from queue_display.catalog import is_open_now
-from queue_display.estimates import RoomState
+from queue_display.estimates import Away, RoomState
 from queue_display.events import back_to_json, local_name, room_json, service_json, ticket_json
 from queue_display.models import QueueRoom, QueueService, Ticket, WaitEstimate
 from queue_display.ordering import QueueItem, may_serve, order_waiting
@@ -34,7 +34,8 @@ Estimates = dict[int, tuple[float, float, float]]  # ticket id -> (seconds, low,
 class Estimate(Protocol):
     """Runs the estimator on a snapshot of the queue (in the queue runtime: on its worker thread)."""
 
-    def __call__(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any]) -> Awaitable[Estimates]: ...
+    def __call__(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
+                 away: list[Any] | None = None) -> Awaitable[Estimates]: ...
 
 
 @dataclass
@@ -66,8 +67,15 @@ class QueueState:
             since = (ticket.called_at or ticket.started_at) if ticket is not None else None
             states.append(RoomState(room_id=room.id, service_ids=tuple(room.service_ids), open=room.open,
                                     serving_since=since,
-                                    serving_service_id=ticket.service_id if ticket is not None else None))
+                                    serving_service_id=ticket.service_id if ticket is not None else None,
+                                    serving_ticket_id=ticket.id if ticket is not None else None))
         return states
+
+    def away(self) -> list[Any]:
+        """Patients on a round trip (waiting for the lab or in a lab room) who come back to their doctor."""
+        tickets = [*(t for line in self.waiting.values() for t in line), *self.current.values()]
+        return [Away(t.return_room_id, t.return_service_id, t.priority, t.id)
+                for t in tickets if t.return_service_id is not None]
 
 
 async def load_state(db: Database, settings: Settings, now: dt.datetime | None = None,
@@ -136,7 +144,7 @@ async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
     estimates: Estimates = {}
     if estimate is not None:
         try:
-            estimates = await estimate(state.now, state.items(), state.room_states())
+            estimates = await estimate(state.now, state.items(), state.room_states(), state.away())
         except Exception:
             log.exception("the wait estimator failed; waits are left as they were")
     apply_estimates(state, estimates)

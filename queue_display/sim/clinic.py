@@ -10,12 +10,12 @@ import datetime as dt
 import heapq
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from queue_display.estimator import RoomState
+from queue_display.estimator import Away, RoomState
 from queue_display.ordering import QueueItem, next_for_room
 from queue_display.sim.scenarios import LAB, ULTRASOUND, RoomSpec, Scenario, ServiceSpec
 
@@ -42,12 +42,20 @@ class Entry:
     back_to_service: int | None = None
     called: float | None = None
     room_id: int | None = None
+    sent_at: float | None = None  # a return: when the doctor sent the patient to the lab ...
+    lab_done_at: float | None = None  # ... and when the lab was done with them
 
-    def item(self) -> QueueItem:
+    def item(self, open_room_ids: Collection[int]) -> QueueItem:
+        """As tickets.queue_item: the doctor's room keeps a returning patient while it is open, for
+        RETURN_HOLD at most; a closed room's patients are anyone's."""
         enqueued = dt.datetime.fromtimestamp(self.enqueued, dt.UTC)
-        until = None if self.preferred_room_id is None else enqueued + RETURN_HOLD  # as the live service does
-        return QueueItem(self.entry_id, self.service_id, self.priority, enqueued, self.returning,
-                         self.preferred_room_id, until)
+        preferred, until = self.preferred_room_id, None
+        if preferred is not None:
+            if preferred in open_room_ids:
+                until = enqueued + RETURN_HOLD
+            else:
+                preferred = None
+        return QueueItem(self.entry_id, self.service_id, self.priority, enqueued, self.returning, preferred, until)
 
 
 class Observer(Protocol):
@@ -83,6 +91,7 @@ class ClinicDay:
         self.services = {spec.service_id: spec for spec in scenario.services}
         self.rooms = {spec.room_id: _Room(spec) for spec in scenario.rooms}
         self.waiting: dict[int, Entry] = {}
+        self.results_due: dict[int, tuple[Entry, float]] = {}  # lab entry -> (it, when the lab was done)
         self.entries: list[Entry] = []
         self.now = 0.0
         self._events: list[tuple[float, int, str, object]] = []
@@ -106,7 +115,22 @@ class ClinicDay:
         heapq.heappush(self._events, (at, self._seq, kind, payload))
 
     def waiting_items(self) -> list[QueueItem]:
-        return [entry.item() for entry in self.waiting.values()]
+        open_rooms = {room_id for room_id, room in self.rooms.items() if room.open}
+        return [entry.item(open_rooms) for entry in self.waiting.values()]
+
+    def away(self) -> list[Away]:
+        """The patients sent to the lab who will come back to their doctor: waiting for the lab, in a lab
+        room, or seen there with their results due."""
+        trips = []
+        busy = [room.busy_with for room in self.rooms.values() if room.busy_with is not None]
+        for entry in [*self.waiting.values(), *busy]:
+            if entry.back_to_room is not None and entry.back_to_service is not None:
+                trips.append(Away(entry.back_to_room, entry.back_to_service, entry.priority, entry.entry_id))
+        for entry, done in self.results_due.values():
+            assert entry.back_to_room is not None and entry.back_to_service is not None
+            trips.append(Away(entry.back_to_room, entry.back_to_service, entry.priority,
+                              done_at=dt.datetime.fromtimestamp(done, dt.UTC)))
+        return trips
 
     def room_states(self) -> list[RoomState]:
         states = []
@@ -115,7 +139,7 @@ class ClinicDay:
             states.append(RoomState(
                 room.spec.room_id, room.spec.service_ids, room.open,
                 dt.datetime.fromtimestamp(room.busy_since, dt.UTC) if busy and room.busy_since else None,
-                busy.service_id if busy else None))
+                busy.service_id if busy else None, busy.entry_id if busy else None))
         return states
 
     def now_datetime(self) -> dt.datetime:
@@ -259,6 +283,7 @@ class ClinicDay:
                 return
         if entry.back_to_room is not None and entry.back_to_service is not None:
             delay = self.rng.gammavariate(4.0, self.scenario.result_delay_minutes * 60.0 / 4.0)
+            self.results_due[entry.entry_id] = (entry, self.now)
             self._push(self.now + delay, "return", entry)
         self._free(room, observers)
 
@@ -288,8 +313,10 @@ class ClinicDay:
                 self._enqueue(entry, observers)
             elif kind == "return":
                 lab: Entry = payload  # type: ignore[assignment]
+                _, done = self.results_due.pop(lab.entry_id)
                 back = self._new_entry(lab.back_to_service, lab.priority, "return", lab.ticket_id,  # type: ignore[arg-type]
-                                       returning=True, preferred_room_id=lab.back_to_room)
+                                       returning=True, preferred_room_id=lab.back_to_room,
+                                       sent_at=lab.enqueued, lab_done_at=done)
                 self._enqueue(back, observers)
             elif kind == "done":
                 self._finish(payload, observers)  # type: ignore[arg-type]

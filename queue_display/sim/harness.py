@@ -48,6 +48,9 @@ class EstimatorFeed:
     def entered(self, day: ClinicDay, entry: Entry) -> None:
         self._do(lambda: self.estimator.record_arrival(entry.service_id, _utc(entry.enqueued), entry.priority,
                                                        entry.returning))
+        if entry.sent_at is not None and entry.lab_done_at is not None:
+            sent, done = _utc(entry.sent_at), _utc(entry.lab_done_at)
+            self._do(lambda: self.estimator.record_round_trip(sent, done, _utc(entry.enqueued)))
 
     def called(self, day: ClinicDay, entry: Entry) -> None:
         pass
@@ -92,7 +95,7 @@ class Scorer:
         now = day.now_datetime()
         items = day.waiting_items()
         rooms = day.room_states()
-        estimates = self.estimator.estimate_ranges(now, items, rooms)
+        estimates = self.estimator.estimate_ranges(now, items, rooms, day.away())
         ahead_by_service: dict[int, int] = {}
         for item in order_waiting(items, now, self.weights, self.starvation_minutes):
             ahead = ahead_by_service.get(item.service_id, 0)
@@ -115,7 +118,7 @@ class Scorer:
         items = day.waiting_items()
         rooms = day.room_states()
         started = time.thread_time()
-        span = self.estimator.estimate_ranges(now, items, rooms)[entry.entry_id]
+        span = self.estimator.estimate_ranges(now, items, rooms, day.away())[entry.entry_id]
         self.estimate_cpu_ms.append((time.thread_time() - started) * 1000.0)
         self.largest_queue = max(self.largest_queue, len(items))
         ordered = order_waiting(items, now, self.weights, self.starvation_minutes)

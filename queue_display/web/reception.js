@@ -1,5 +1,5 @@
 // Reception console: expected arrivals with check-in, walk-in tickets, the live queue per service.
-import {api, el, startPage, items, fmtMinutes, showError} from "/static/admin/console.js";
+import {api, el, startPage, items, showError} from "/static/admin/console.js";
 
 const DICT = {
   vi: {title: "Lễ tân", logout: "Đăng xuất", issuedTicket: "Số thứ tự vừa cấp", walkin: "Cấp số cho khách vãng lai", service: "Dịch vụ",
@@ -8,7 +8,7 @@ const DICT = {
        checkin: "Tiếp nhận", checkinFor: "Tiếp nhận {name}", noArrivals: "Không có bệnh nhân hẹn đến ngày này.", arrivalsCount: "{n} bệnh nhân hẹn đến.",
        waiting: "đang chờ", empty: "Không có ai đang chờ.", wait: "Chờ khoảng", position: "Thứ tự", number: "Số", updated: "Cập nhật lúc {time}",
        minutes: "phút", "p.normal": "Thường", "p.emergency": "Cấp cứu", "p.elderly": "Người cao tuổi", "p.pregnant": "Phụ nữ mang thai",
-       "p.disabled": "Người khuyết tật", "p.booked": "Có hẹn", issuedFor: "{number} — {service}", statusUrl: "Trang theo dõi",
+       "p.disabled": "Người khuyết tật", "p.booked": "Có hẹn", issuedFor: "{number} — {service}", statusUrl: "Trang theo dõi", soon: "sắp tới",
        "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc"},
   en: {title: "Reception", logout: "Log out", issuedTicket: "Ticket just issued", walkin: "Walk-in ticket", service: "Service",
        priority: "Priority", issue: "Issue ticket", queue: "Queue", arrivals: "Expected arrivals", date: "Date",
@@ -16,14 +16,35 @@ const DICT = {
        checkin: "Check in", checkinFor: "Check in {name}", noArrivals: "No patients expected on this day.", arrivalsCount: "{n} patients expected.",
        waiting: "waiting", empty: "Nobody is waiting.", wait: "Est. wait", position: "Position", number: "Number", updated: "Updated at {time}",
        minutes: "min", "p.normal": "Normal", "p.emergency": "Emergency", "p.elderly": "Elderly", "p.pregnant": "Pregnant",
-       "p.disabled": "Disabled", "p.booked": "Booked", issuedFor: "{number} — {service}", statusUrl: "Status page",
+       "p.disabled": "Disabled", "p.booked": "Booked", issuedFor: "{number} — {service}", statusUrl: "Status page", soon: "next",
        "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed"},
+  zh: {title: "前台", logout: "退出登录", issuedTicket: "刚发的号码", walkin: "为未预约患者取号", service: "服务",
+       priority: "优先", issue: "取号", queue: "排队", arrivals: "预约到诊患者", date: "日期",
+       checkinService: "登记时的服务", checkinPriority: "登记时的优先", auto: "自动（预约）", show: "查看", name: "姓名", phone: "电话", status: "状态", ticket: "号码",
+       checkin: "登记", checkinFor: "为{name}登记", noArrivals: "这一天没有预约到诊的患者。", arrivalsCount: "预约到诊 {n} 人。",
+       waiting: "人候诊", empty: "无人候诊。", wait: "预计等候", position: "顺序", number: "号码", updated: "更新于 {time}",
+       minutes: "分钟", "p.normal": "普通", "p.emergency": "急诊", "p.elderly": "老人", "p.pregnant": "孕妇",
+       "p.disabled": "残障", "p.booked": "预约", issuedFor: "{number} — {service}", statusUrl: "排队进度页", soon: "即将"},
 };
+const LOCALES = {vi: "vi-VN", en: "en-GB", zh: "zh-CN"};
 const PRIORITIES = ["normal", "elderly", "pregnant", "disabled", "emergency"];
 const $ = (id) => document.getElementById(id);
 let lang = "vi";
 let t = (k) => k;
 const state = {services: [], checkedIn: new Map()};
+
+// "15–25 phút": the range the real wait falls in 4 times out of 5 (the estimate alone when no range is stored).
+function waitRange(ticket) {
+  const minutes = (seconds) => Math.max(0, Math.round(Number(seconds) / 60));
+  const range = ticket.estimated_wait_range;
+  if (Array.isArray(range) && range.length === 2 && range[0] !== null && range[1] !== null) {
+    const low = minutes(range[0]), high = minutes(range[1]);
+    if (high < 1) return t("soon");
+    return low === high ? `~${high} ${t("minutes")}` : `${low}–${high} ${t("minutes")}`;
+  }
+  if (ticket.estimated_wait_seconds === null || ticket.estimated_wait_seconds === undefined) return "—";
+  return `~${minutes(ticket.estimated_wait_seconds)} ${t("minutes")}`;
+}
 
 function fill(s, vars) { return s.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? ""); }
 function serviceName(s) {
@@ -137,11 +158,11 @@ async function loadQueue() {
       el("thead", {}, el("tr", {}, el("th", {}, t("position")), el("th", {}, t("number")), el("th", {}, t("priority")), el("th", {}, t("wait")))),
       el("tbody", {}, g.waiting.length ? g.waiting.map((tk, i) => el("tr", {"data-ticket": tk.number},
         el("td", {}, String(tk.position ?? i + 1)), el("td", {}, el("strong", {}, tk.number)),
-        el("td", {}, t("p." + (tk.priority || "normal"))), el("td", {}, fmtMinutes(tk.estimated_wait_seconds, t))))
+        el("td", {}, t("p." + (tk.priority || "normal"))), el("td", {}, waitRange(tk))))
         : el("tr", {}, el("td", {colspan: "4", class: "muted"}, t("empty")))));
     box.append(el("section", {"data-service": g.id}, el("h3", {id: titleId}, `${g.name} — ${g.waiting.length} ${t("waiting")}`), table));
   }
-  $("queue-updated").textContent = fill(t("updated"), {time: new Date().toLocaleTimeString(lang === "en" ? "en-GB" : "vi-VN")});
+  $("queue-updated").textContent = fill(t("updated"), {time: new Date().toLocaleTimeString(LOCALES[lang] || "vi-VN")});
 }
 
 // Every queue change arrives on the display websocket (the user's session is enough); reload the

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from queue_display.estimator import Lognormal, RoomState, WaitEstimator
+from queue_display.estimator import Away, Lognormal, RoomState, WaitEstimator
 from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -186,7 +186,9 @@ def _reference(estimator: WaitEstimator, now: dt.datetime, waiting: list[QueueIt
             elapsed = (now - room.serving_since).total_seconds()
             start += estimator.service_time(room.room_id, room.serving_service_id, hour).residual(elapsed)
         free.append((start, index))
-    remaining = list(waiting)
+    closed = {room.room_id for room in rooms if not room.open}  # as tickets.queue_item: anyone's
+    remaining = [dataclasses.replace(i, preferred_room_id=None) if i.preferred_room_id in closed else i
+                 for i in waiting]
     result: dict[int, float] = {}
     while free and remaining:
         free.sort()
@@ -344,3 +346,30 @@ def test_fast_simulation_releases_returning_patients_as_next_for_room_does(seed:
     rooms = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=rng.uniform(0, 9)), GENERAL),
              RoomState(2, (GENERAL,), True, None, None)]
     assert estimator.estimate(now, waiting, rooms) == pytest.approx(exact.estimate(now, waiting, rooms), abs=1e-6)
+
+
+def test_patients_at_the_lab_come_back_ahead_of_the_walk_ins_of_their_doctor() -> None:
+    """A patient waiting for the lab, and one in the lab room now, come back to doctor 1's line with the
+    returning head start when the lab is done with them: doctor 1's walk-ins wait for both visits."""
+    estimator = make()
+    train_service(estimator, 1, GENERAL, 10.0, 60)
+    train_service(estimator, 3, LAB, 4.0, 60, seed=3)
+    now = local(30, 10)
+    waiting = [item(1, now - dt.timedelta(minutes=10)), item(2, now - dt.timedelta(minutes=5)),
+               item(10, now - dt.timedelta(minutes=1), service_id=LAB)]
+    rooms = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=2), GENERAL),
+             RoomState(3, (LAB,), True, now - dt.timedelta(minutes=1), LAB, serving_ticket_id=11)]
+    away = [Away(1, GENERAL, "normal", ticket_id=10), Away(1, GENERAL, "elderly", ticket_id=11)]
+    unaware = estimator.estimate(now, waiting, rooms)
+    aware = estimator.estimate(now, waiting, rooms, away)
+    visit = estimator.service_time(1, GENERAL, 10).mean
+    assert aware[10] == pytest.approx(unaware[10])  # the lab's own line is as before
+    assert aware[1] > unaware[1] + 0.9 * visit  # the one back first goes before ticket 1 ...
+    assert aware[2] > unaware[2] + 1.8 * visit  # ... and both before ticket 2
+    # patients going back to doctor 2 are doctor 2's to call: ticket 1 goes to whichever room frees first
+    rooms2 = [*rooms, RoomState(2, (GENERAL,), True, now - dt.timedelta(minutes=2), GENERAL)]
+    elsewhere = [Away(2, GENERAL, "normal", ticket_id=10), Away(2, GENERAL, "elderly", ticket_id=11)]
+    assert estimator.estimate(now, waiting, rooms2, elsewhere)[1] < estimator.estimate(now, waiting, rooms2)[1] + 0.5 * visit
+    # doctor 1 closed: the patients coming back to that room are anyone's, as tickets.queue_item makes them
+    closed = [RoomState(1, (GENERAL,), False, None, None), *rooms2[1:]]
+    assert estimator.estimate(now, waiting, closed, away)[2] > estimator.estimate(now, waiting, closed)[2] + 0.9 * visit
