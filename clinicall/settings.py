@@ -290,7 +290,7 @@ class MessagingSettings(Section):
     smpp_password: str = Field("", max_length=8)
     smpp_system_type: str = Field("", max_length=12)
     smpp_source_addr: str = Field("", max_length=20, description="Sender: a number or an alphanumeric brandname")
-    smpp_enquire_link_seconds: float = Field(30.0, ge=1, le=3600)
+    smpp_enquire_link_seconds: float = Field(30.0, ge=0.1, le=3600, description="Idle time before an enquire_link keeps the link")
     http_url: str = Field("", description="HTTP gateway URL (adapter http): http:// or https://")
     http_method: Literal["POST", "PUT"] = "POST"
     http_content_type: str = "application/json"
