@@ -66,10 +66,11 @@ class HttpGatewaySender:
         self.last_ok = False
 
     async def start(self, on_receipt: Callable[[Receipt], None], on_ready: Callable[[], None]) -> None:
-        auth = (aiohttp.BasicAuth(self.settings.http_basic_user, self.settings.http_basic_password)
-                if self.settings.http_basic_user else None)
         headers = {"Content-Type": self.settings.http_content_type, **self.settings.http_headers}
-        self._session = aiohttp.ClientSession(auth=auth, headers=headers,
+        if self.settings.http_basic_user:
+            pair = f"{self.settings.http_basic_user}:{self.settings.http_basic_password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        self._session = aiohttp.ClientSession(headers=headers,
                                               timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds))
 
     async def send(self, message: Outgoing) -> Accepted:
