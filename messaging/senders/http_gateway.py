@@ -3,6 +3,7 @@ whose placeholders are filled JSON-escaped, and a success rule on the status and
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
