@@ -26,6 +26,7 @@ class Submitted:
     esm_class: int
     registered_delivery: int
     message_id: str
+    udh: bytes = b""
 
 
 def cstring(body: bytes, at: int) -> tuple[str, int]:
@@ -50,10 +51,11 @@ def parse_submit(body: bytes, message_id: str) -> Submitted:
     registered_delivery, data_coding = body[at], body[at + 2]
     length = body[at + 4]
     short = body[at + 5:at + 5 + length]
+    udh = b""
     if esm_class & 0x40:  # a user data header (concatenation) comes first
-        short = short[1 + short[0]:]
+        udh, short = short[:1 + short[0]], short[1 + short[0]:]
     text = short.decode("utf-16-be") if data_coding == 8 else short.decode("latin-1")
-    return Submitted(source, destination, text, data_coding, esm_class, registered_delivery, message_id)
+    return Submitted(source, destination, text, data_coding, esm_class, registered_delivery, message_id, udh)
 
 
 def receipt_body(sub: Submitted, state: str) -> bytes:
@@ -164,4 +166,16 @@ class Smsc:
             writer.write(pdu(DELIVER_SM, ESME_ROK, 0x7000_0000 + next(sequence), receipt_body(sub, self.receipt_state)))
 
     def texts_to(self, destination: str) -> list[str]:
-        return [s.text for s in self.submitted if s.destination == destination]
+        """Whole texts as the handset shows them: concatenated parts (UDH IEI 0: ref, total, seq) joined."""
+        texts: list[str] = []
+        pending: dict[int, dict[int, str]] = {}
+        for sub in (s for s in self.submitted if s.destination == destination):
+            if len(sub.udh) >= 6 and sub.udh[1] == 0:
+                ref, total, seq = sub.udh[3], sub.udh[4], sub.udh[5]
+                pending.setdefault(ref, {})[seq] = sub.text
+                if len(pending[ref]) == total:
+                    parts = pending.pop(ref)
+                    texts.append("".join(parts[i] for i in range(1, total + 1)))
+            else:
+                texts.append(sub.text)
+        return texts
