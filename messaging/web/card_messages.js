@@ -49,7 +49,8 @@ export async function showCardMessages(patientId) {
   state.messages = new Map();
   listen(patientId);
   try {
-    for (const m of items(await api(`/api/patients/${patientId}/messages`))) state.messages.set(m.id, m);
+    // a live update that arrived while the list loaded is newer: keep it
+    for (const m of items(await api(`/api/patients/${patientId}/messages`))) if (!state.messages.has(m.id)) state.messages.set(m.id, m);
   } catch (err) { showError($("template-error"), err); }
   render();
 }
@@ -65,7 +66,7 @@ export async function setupCardMessages(lang) {
     if (!templateId || !state.patientId) return;
     try {
       const {message} = await api(`/api/patients/${state.patientId}/messages`, {method: "POST", body: {template_id: templateId}});
-      state.messages.set(message.id, message);
+      if (!state.messages.has(message.id)) state.messages.set(message.id, message);  // live updates may be ahead
       render();
       $("tpl-status").textContent = t("smsQueued");
     } catch (err) { showError($("template-error"), err); }
