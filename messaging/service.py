@@ -178,12 +178,16 @@ class MessagingService:
             return [StoredMessage.of(r) for r in rows]
 
     async def next_due_in(self) -> float | None:
-        """Seconds until the next queued message may be tried (None: none waits)."""
+        """Seconds until the next queued message may be tried: a free one at its time, a leased one when its
+        lease runs out (None: none waits)."""
+        now = utcnow()
+        queued = Message.status == "queued"
         async with self.db.session() as s:
-            first = await s.scalar(select(func.min(Message.next_attempt_at)).where(Message.status == "queued"))
-        if first is None:
-            return None
-        return max(0.0, (first - utcnow()).total_seconds())
+            free = await s.scalar(select(func.min(Message.next_attempt_at)).where(
+                queued, or_(Message.lease_until.is_(None), Message.lease_until < now)))
+            leased = await s.scalar(select(func.min(Message.lease_until)).where(queued, Message.lease_until >= now))
+        times = [t for t in (free, leased) if t is not None]
+        return max(0.0, (min(times) - now).total_seconds()) if times else None
 
     async def record_accepted(self, message_id: int, adapter: str, accepted: Accepted) -> None:
         async with self._receipts_lock:

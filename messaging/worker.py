@@ -42,7 +42,8 @@ class Dispatcher:
         while True:
             try:
                 await self._fill()
-                delay = await self.service.next_due_in() if len(self._inflight) < self.settings.concurrency else None
+                # while sends are in flight their ends wake the loop; otherwise sleep until the next is due
+                delay = None if self._inflight else await self.service.next_due_in()
             except Exception:
                 log.exception("messaging: dispatch failed; trying again")
                 delay = self.settings.retry_base_seconds
@@ -54,8 +55,8 @@ class Dispatcher:
 
     async def _fill(self) -> None:
         free = self.settings.concurrency - len(self._inflight)
-        if free <= 0:
-            return
+        if free <= 0 or (self._inflight and free < self.settings.concurrency // 2):
+            return  # refill in batches: one lease query for several messages
         for message in await self.service.claim_due(free, self.lease_seconds):
             task = asyncio.create_task(self._send(message), name=f"messaging-send-{message.id}")
             self._inflight[task] = message.id
