@@ -46,7 +46,13 @@ async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
             log.exception("messaging: turn-near check failed")
 
     async def on_merge(event: Event) -> None:
-        await service.repoint_patient(int(event.data["from_id"]), int(event.data["into_id"]))
+        try:
+            moved = await service.repoint_patient(int(event.data["from_id"]), int(event.data["into_id"]))
+        except Exception:
+            log.exception("messaging: patient merge not followed")
+        else:
+            log.info("patient %s merged into %s: %d message(s) re-pointed", event.data["from_id"],
+                     event.data["into_id"], moved)
 
     unsubscribe = [bus.subscribe(QUEUE_CHANGED, on_queue), bus.subscribe(PATIENT_MERGED, on_merge)]
     sender = make_sender(app[SETTINGS_KEY].messaging)

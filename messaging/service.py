@@ -314,8 +314,12 @@ class MessagingService:
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 continue
             text = render(near[optin.ticket_id], self.settings.messaging, self.settings.clinic.name)
-            message_id = await (channel or SmsChannel(self)).notify(
-                to_e164=optin.to_e164, text=text, patient_id=optin.patient_id, ticket_id=optin.ticket_id)
+            try:
+                message_id = await (channel or SmsChannel(self)).notify(
+                    to_e164=optin.to_e164, text=text, patient_id=optin.patient_id, ticket_id=optin.ticket_id)
+            except Problem as exc:  # e.g. the number policy changed since the opt-in: told once, in the log
+                log.warning("turn-near for ticket %d not sent: %s", optin.ticket_id, exc.detail)
+                continue
             async with self.db.transaction() as s:
                 await s.execute(update(TurnNearOptIn).where(TurnNearOptIn.id == optin.id).values(message_id=message_id))
             sent += 1

@@ -139,9 +139,11 @@ class SmppSender:
                 self._connect(client)
                 delay = 0.2
                 self._serve(client)
-            except (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
-                log.warning("SMPP link to %s:%s: %s", self.settings.smpp_host, self.settings.smpp_port, self.last_error)
+            except Exception as exc:  # the thread outlives any fault: the link is rebuilt
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("SMPP link to %s:%s: %s", self.settings.smpp_host, self.settings.smpp_port, self.last_error,
+                            exc_info=not isinstance(exc, smpplib.exceptions.ConnectionError | smpplib.exceptions.PDUError
+                                                    | OSError))
             finally:
                 self.bound = False
                 self._fail_pending("SMSC link lost")
@@ -192,7 +194,11 @@ class SmppSender:
                 return
             if request.future.done():  # timed out before it left
                 continue
-            parts, coding, esm_class = smpplib.gsm.make_parts(request.message.text)
+            try:
+                parts, coding, esm_class = smpplib.gsm.make_parts(request.message.text)
+            except Exception as exc:  # a text smpplib cannot encode: refused, the link stays up
+                self._resolve(request, SendError(f"cannot encode the text: {exc!r}"[:300], retry=False))
+                continue
             request.parts_left = len(parts)
             for part in parts:
                 pdu = client.send_message(

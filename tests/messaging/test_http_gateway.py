@@ -9,12 +9,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pydantic import ValidationError
 
 from clinicall.app import create_app
-from clinicall.settings import Settings
-from tests.conftest import STAFF, Staff
+from clinicall.auth import service as auth_service
+from clinicall.keys import DB_KEY
+from clinicall.settings import MessagingSettings, Settings
+from messaging.senders.base import Outgoing
+from messaging.senders.http_gateway import render_body
+from tests.conftest import PASSWORD, STAFF, Staff
 from tests.messaging.helpers import make_patient, messages_of, until
 from tests.servers import free_port
 
@@ -108,10 +114,6 @@ async def test_gateway_down_restart_then_up(aiohttp_client: Callable[..., Any], 
 
 
 async def make_staff(client: TestClient) -> Staff:
-    from clinicall.auth import service as auth_service
-    from clinicall.keys import DB_KEY
-    from tests.conftest import PASSWORD
-
     db = client.app[DB_KEY]
     tokens, ids = {}, {}
     for name in ("supervisor", "agent"):
@@ -120,3 +122,13 @@ async def make_staff(client: TestClient) -> Staff:
         ids[name] = user.id
         tokens[name] = await auth_service.create_api_token(db, user.id, "tests")
     return Staff(tokens=tokens, ids=ids)
+
+
+def test_settings_refuse_unknown_keys_and_unsafe_values() -> None:
+    for bad in ({"adaptor": "smpp"}, {"adapter": "smpp"}, {"adapter": "http", "http_url": "ftp://x"},
+                {"http_headers": {"X-A": "b\r\nX-Injected: 1"}}, {"smpp_source_addr": "CLINIC\n"},
+                {"turn_near_text": "no number here"}):
+        with pytest.raises(ValidationError):
+            MessagingSettings(**bad)
+    body = render_body('{"text": "{text}", "to": "{to}"}', Outgoing(1, "+84912000111", 'a"b\\c\u2028\x01'))
+    assert json.loads(body) == {"text": 'a"b\\c\u2028\x01', "to": "84912000111"}
