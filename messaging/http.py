@@ -213,6 +213,7 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
     if origin and not allowed_origin(request, origin):
         raise Problem(403, "Cross-site websocket refused", "Open the agent page from clinicall itself.")
     await checked_patient(request, who, query.patient_id)
+    crm.audit_views(request, [query.patient_id], "messages")
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS_KEY].display.heartbeat_seconds)
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)

@@ -241,11 +241,20 @@ class MessagingService:
         self.wakeup.set()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def apply_receipt(self, receipt: Receipt) -> None:
+    async def apply_receipt(self, receipt: Receipt) -> bool:
+        """False: no part with that gateway id is recorded yet (the receipt overtook its submit's record, here
+        or on another instance); it is kept, and applied when the record lands or by `retry_receipt`."""
         async with self._receipts_lock:
-            await self._apply_receipt(receipt)
+            return await self._apply_receipt(receipt)
 
-    async def _apply_receipt(self, receipt: Receipt) -> None:
+    async def retry_receipt(self, gateway_id: str) -> bool:
+        """A kept receipt tried again (its part may have been recorded by another instance); True when it no
+        longer waits."""
+        async with self._receipts_lock:
+            receipt = self._early.get(gateway_id)
+            return receipt is None or await self._apply_receipt(receipt)
+
+    async def _apply_receipt(self, receipt: Receipt) -> bool:
         async with self.db.transaction() as s:
             part = await s.scalar(select(MessagePart).where(MessagePart.gateway_id == receipt.gateway_id[:100])
                                   .order_by(MessagePart.id.desc()).limit(1))
@@ -253,21 +262,23 @@ class MessagingService:
                 self._early[receipt.gateway_id] = receipt
                 while len(self._early) > EARLY_RECEIPTS:
                     self._early.popitem(last=False)
-                return
+                return False
+            self._early.pop(receipt.gateway_id, None)
             part.status, part.receipt = ("delivered" if receipt.delivered else "failed"), receipt.detail[:200]
             await s.flush()
             row = await s.get(Message, part.message_id)
             statuses = set(await s.scalars(select(MessagePart.status).where(MessagePart.message_id == part.message_id)))
             if row is None or row.status not in ("sent", "delivered"):
-                return
+                return True
             if "failed" in statuses:
                 row.status, row.done_at, row.gateway_reply = "failed", utcnow(), f"receipt: {receipt.detail}"[:2000]
             elif statuses == {"delivered"}:
                 row.status, row.done_at = "delivered", utcnow()
             else:
-                return
+                return True
             stored = StoredMessage.of(row)
         await self._publish(stored)
+        return True
 
     async def repoint_patient(self, from_id: int, into_id: int) -> int:
         async with self.db.transaction() as s:

@@ -14,6 +14,7 @@ from messaging.service import MessagingService, StoredMessage
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 30.0  # another instance may have queued messages: look now and then
+RECEIPT_RETRIES = (1.0, 5.0, 30.0)  # a receipt that overtook its submit's record (maybe on another instance)
 
 
 class Dispatcher:
@@ -34,9 +35,10 @@ class Dispatcher:
                        asyncio.create_task(self._apply_receipts(), name="messaging-receipts")]
 
     def _gateway_ready(self) -> None:
-        task = asyncio.create_task(self.service.resume_waiting(), name="messaging-resume")
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        self._keep(asyncio.create_task(self._resume(), name="messaging-resume"))
+
+    async def _resume(self) -> None:
+        await self.service.resume_waiting()
 
     async def _run(self) -> None:
         while True:
@@ -86,9 +88,21 @@ class Dispatcher:
         while True:
             receipt = await self.receipts.get()
             try:
-                await self.service.apply_receipt(receipt)
+                if not await self.service.apply_receipt(receipt):
+                    self._keep(asyncio.create_task(self._retry_receipt(receipt.gateway_id), name="messaging-receipt"))
             except Exception:
                 log.exception("messaging: receipt for %s not applied", receipt.gateway_id)
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+
+    async def _retry_receipt(self, gateway_id: str) -> None:
+        for delay in RECEIPT_RETRIES:
+            await asyncio.sleep(delay)
+            if await self.service.retry_receipt(gateway_id):
+                return
+        log.warning("messaging: receipt for %s matches no message we sent; ignored", gateway_id)
 
     async def stop(self) -> None:
         interrupted = list(self._inflight.values())
