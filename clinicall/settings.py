@@ -357,6 +357,7 @@ class RetentionSettings(Section):
     call_log_days: int = Field(0, ge=0, le=36500, description="Delete call-log rows older than this; 0 keeps them")
     recording_days: int = Field(0, ge=0, le=36500, description="Delete call recordings older than this; 0 keeps them")
     audit_days: int = Field(0, ge=0, le=36500, description="Delete audit rows older than this; 0 keeps them")
+    message_days: int = Field(0, ge=0, le=36500, description="Delete text messages (not queued) older than this; 0 keeps them")
     interval_hours: float = Field(24.0, ge=0.01, le=24 * 30, description="How often serve purges in the background")
 
 

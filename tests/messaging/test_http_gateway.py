@@ -5,6 +5,7 @@ a refusal fails the message with the gateway's reply."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +17,14 @@ from pydantic import ValidationError
 
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
+from clinicall.db import utcnow
 from clinicall.keys import DB_KEY
 from clinicall.settings import MessagingSettings, Settings
+from messaging.keys import MESSAGING_KEY
+from messaging.retention import purge
 from messaging.senders.base import Outgoing
 from messaging.senders.http_gateway import render_body
+from messaging.service import LogFilter
 from tests.conftest import PASSWORD, STAFF, Staff
 from tests.messaging.helpers import make_patient, messages_of, until
 from tests.servers import free_port
@@ -108,6 +113,11 @@ async def test_gateway_down_restart_then_up(aiohttp_client: Callable[..., Any], 
         assert [m["id"] for m in (await log.json())["items"]] == [refused["id"]]
         export = await second.get("/api/messages?export=xlsx", headers=staff.headers("supervisor"))
         assert export.status == 200 and export.content_type.startswith("application/vnd.openxmlformats")
+        waiting = await second.app[MESSAGING_KEY].send(text="chờ", to="0912000111", origin="test")
+        later = settings.model_copy(update={"retention": settings.retention.model_copy(update={"message_days": 1})})
+        removed = await purge(second.app[DB_KEY], later, utcnow() + dt.timedelta(days=2))
+        assert removed == {"messages": 3, "turn-near opt-ins": 0}  # the queued one stays
+        assert [m.id for m in await second.app[MESSAGING_KEY].log(LogFilter())] == [waiting.id]
     finally:
         await second.close()
         await gateway.stop()
