@@ -14,7 +14,7 @@ from clinicall.exports import register_exports
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.settings import MessagingSettings
 from messaging.events import PATIENT_MERGED, QUEUE_CHANGED
-from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY
+from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY, TURN_NEAR_CHANNEL_KEY
 from messaging.senders.base import Sender
 from messaging.service import NO_GATEWAY, MessagingService
 from messaging.worker import Dispatcher
@@ -37,7 +37,9 @@ def make_sender(settings: MessagingSettings) -> Sender | None:
 
 async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
     bus = app[BUS_KEY]
-    service = app[MESSAGING_KEY] = MessagingService(app[DB_KEY], bus, app[SETTINGS_KEY])
+    sender = make_sender(app[SETTINGS_KEY].messaging)
+    fallback = app.get(TURN_NEAR_CHANNEL_KEY) if sender is None else None
+    service = app[MESSAGING_KEY] = MessagingService(app[DB_KEY], bus, app[SETTINGS_KEY], turn_near_channel=fallback)
 
     async def on_queue(event: Event) -> None:
         try:
@@ -55,7 +57,6 @@ async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
                      event.data["into_id"], moved)
 
     unsubscribe = [bus.subscribe(QUEUE_CHANGED, on_queue), bus.subscribe(PATIENT_MERGED, on_merge)]
-    sender = make_sender(app[SETTINGS_KEY].messaging)
     dispatcher = Dispatcher(service, sender, app[SETTINGS_KEY].messaging) if sender else None
     app[DISPATCHER_KEY] = dispatcher
     if dispatcher is not None:

@@ -72,8 +72,10 @@ class LogFilter:
 class MessagingService:
     """One per app (MESSAGING_KEY). `send` is the API other rooms use."""
 
-    def __init__(self, db: Database, bus: Bus, settings: Settings) -> None:
+    def __init__(self, db: Database, bus: Bus, settings: Settings,
+                 turn_near_channel: TurnNearChannel | None = None) -> None:
         self.db, self.bus, self.settings = db, bus, settings
+        self.turn_near_channel = turn_near_channel  # None: the turn-near text goes as an SMS
         self.wakeup = asyncio.Event()  # the dispatcher sleeps on it
         self._receipts_lock = asyncio.Lock()
         self._early: OrderedDict[str, Receipt] = OrderedDict()
@@ -326,7 +328,7 @@ class MessagingService:
                 continue
             text = render(near[optin.ticket_id], self.settings.messaging, self.settings.clinic.name)
             try:
-                message_id = await (channel or SmsChannel(self)).notify(
+                message_id = await (channel or self.turn_near_channel or SmsChannel(self)).notify(
                     to_e164=optin.to_e164, text=text, patient_id=optin.patient_id, ticket_id=optin.ticket_id)
             except Problem as exc:  # e.g. the number policy changed since the opt-in: told once, in the log
                 log.warning("turn-near for ticket %d not sent: %s", optin.ticket_id, exc.detail)
