@@ -202,12 +202,10 @@ class MessagingService:
                 row.gateway_reply, row.sent_at = accepted.reply[:2000], utcnow()
                 for gateway_id in accepted.gateway_ids:
                     s.add(MessagePart(message_id=row.id, gateway_id=gateway_id[:100], status="sent", receipt=""))
-            early = [self._early.pop(g) for g in accepted.gateway_ids if g in self._early]
-            for receipt in early:
-                await self._apply_receipt(receipt)
-        stored = await self.get(message_id)
-        if stored is not None and not early:
+                stored = StoredMessage.of(row)
             await self._publish(stored)
+            for receipt in [self._early.pop(g) for g in accepted.gateway_ids if g in self._early]:
+                await self._apply_receipt(receipt)
 
     async def record_failure(self, message_id: int, adapter: str, error: SendError) -> None:
         """A retryable fault: tried again later (back-off doubling up to retry_max_seconds); an unreachable
