@@ -109,9 +109,7 @@ class MessagingService:
     async def send_template(self, *, template_id: int, patient_id: int, sent_by: int | None,
                             origin: str = "agent") -> StoredMessage:
         """Renders the template for the patient ({fullName}, {phone}, ...) and sends it as one line."""
-        from crm_bridge.templates import render_template
-
-        rendered = await render_template(self.db, template_id, patient_id, self.settings.clinic.name)
+        rendered = await crm.render_template(self.db, template_id, patient_id, self.settings.clinic.name)
         return await self.send(text=one_line(rendered["text"]), patient_id=rendered["patient_id"],
                                template_id=template_id, origin=origin, sent_by=sent_by)
 
