@@ -157,6 +157,8 @@ async def gateway_view(request: web.Request) -> web.Response:
     for name in SECRET_FIELDS:
         shown[name] = "••••" if shown[name] else ""
     shown["http_headers"] = {name: "••••" for name in settings.http_headers}
+    if "?" in settings.http_url:  # some gateways take their key in the query string
+        shown["http_url"] = settings.http_url.split("?", 1)[0] + "?••••"
     dispatcher = request.app.get(DISPATCHER_KEY)
     health = dispatcher.sender.health() if dispatcher else {"ok": False, "adapter": "none", "detail": NO_GATEWAY}
     return web.json_response({"adapter": settings.adapter, "configured": dispatcher is not None, "health": health,
