@@ -42,7 +42,7 @@ async def purge(db: Database, settings: Settings, now: dt.datetime | None = None
 
 def enabled(settings: Settings) -> bool:
     r = settings.retention
-    return any(days > 0 for days in (r.call_log_days, r.recording_days, r.audit_days))
+    return any(days > 0 for days in (r.call_log_days, r.recording_days, r.audit_days, r.message_days))
 
 
 async def _daily(app: web.Application) -> None:

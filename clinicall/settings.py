@@ -269,10 +269,98 @@ class AudioSettings(Section):
         return value
 
 
+def _no_controls(value: str, what: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{what} must not contain line breaks or other control characters")
+    return value
+
+
+class MessagingSettings(Section):
+    """Text messages (SMS, Zalo ZNS): which gateway sends them (docs/messaging.md)."""
+
+    adapter: Literal["none", "smpp", "http"] = Field(
+        "none", description="none: messages are stored and wait (no gateway configured); smpp: an SMSC; "
+                            "http: an HTTP gateway (brandname SMS, Zalo ZNS)")
+    max_length: int = Field(480, ge=1, le=1600, description="Longest text in characters (a long SMS is sent in parts)")
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="Longest wait for the gateway's answer to one message")
+    max_attempts: int = Field(6, ge=1, le=50, description="Tries before a message is marked failed")
+    retry_base_seconds: float = Field(5.0, gt=0, le=3600, description="First retry after this; doubled each try")
+    retry_max_seconds: float = Field(600.0, gt=0, le=86400, description="Longest wait between two tries")
+    concurrency: int = Field(4, ge=1, le=64, description="Messages in flight at once")
+    smpp_host: str = Field("", description="SMSC host (adapter smpp)")
+    smpp_port: int = Field(2775, ge=1, le=65535)
+    smpp_system_id: str = Field("", max_length=15)
+    smpp_password: str = Field("", max_length=8)
+    smpp_system_type: str = Field("", max_length=12)
+    smpp_source_addr: str = Field("", max_length=20, description="Sender: a number or an alphanumeric brandname")
+    smpp_enquire_link_seconds: float = Field(30.0, ge=0.1, le=3600, description="Idle time before an enquire_link keeps the link")
+    http_url: str = Field("", description="HTTP gateway URL (adapter http): http:// or https://")
+    http_method: Literal["POST", "PUT"] = "POST"
+    http_content_type: str = "application/json"
+    http_headers: dict[str, str] = Field(default_factory=dict, description="Extra headers, e.g. access_token: ...")
+    http_basic_user: str = Field("", description="HTTP basic authentication (with http_basic_password)")
+    http_basic_password: str = ""
+    http_body_template: str = Field(
+        '{"to": "{to}", "text": "{text}", "ref": "{ref}"}',
+        description="Request body; {to} (84912345678), {to_e164} (+84912345678), {text} and {ref} (our message "
+                    "id) are filled in JSON-escaped")
+    http_success_statuses: list[int] = Field(default_factory=lambda: [200, 201, 202])
+    http_success_field: str = Field("", description="Dotted JSON field of the reply that must equal "
+                                                    "http_success_value (e.g. error = 0); empty: status only")
+    http_success_value: str = ""
+    http_message_id_field: str = Field("", description="Dotted JSON field of the reply holding the gateway's "
+                                                       "message id (e.g. data.msg_id)")
+    turn_near_positions: int = Field(3, ge=0, le=100, description="Text a waiting patient who opted in when "
+                                     "this many or fewer are ahead of them (0: off)")
+    turn_near_minutes: float = Field(10.0, ge=0, le=600, description="... or when the estimated wait falls to "
+                                     "this many minutes (0: off)")
+    turn_near_text: str = Field("{clinic}: sắp đến lượt số {number} ({service}), còn khoảng {minutes} phút. "
+                                "Vui lòng có mặt tại khu chờ.", max_length=480,
+                                description="The turn-near text: {clinic} {number} {service} {ahead} {minutes}")
+
+    @field_validator("smpp_host", "smpp_system_id", "smpp_password", "smpp_system_type", "smpp_source_addr",
+                     "http_url", "http_content_type", "http_basic_user", "http_basic_password", "http_success_field",
+                     "http_success_value", "http_message_id_field", "turn_near_text")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        return _no_controls(value, "this setting")
+
+    @field_validator("http_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not (urlsplit(value).scheme in ("http", "https") and urlsplit(value).hostname):
+            raise ValueError("use an http:// or https:// URL")
+        return value
+
+    @field_validator("http_headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"{name!r} is not a header name")
+            _no_controls(item, f"header {name}")
+        return value
+
+    @field_validator("turn_near_text")
+    @classmethod
+    def _turn_near_text(cls, value: str) -> str:
+        check_template(value, {"clinic", "number", "service", "ahead", "minutes"}, {"number"})
+        return value
+
+    @model_validator(mode="after")
+    def _adapter_needs(self) -> MessagingSettings:
+        if self.adapter == "smpp" and not self.smpp_host:
+            raise ValueError("adapter smpp needs smpp_host")
+        if self.adapter == "http" and not self.http_url:
+            raise ValueError("adapter http needs http_url")
+        return self
+
+
 class RetentionSettings(Section):
     call_log_days: int = Field(0, ge=0, le=36500, description="Delete call-log rows older than this; 0 keeps them")
     recording_days: int = Field(0, ge=0, le=36500, description="Delete call recordings older than this; 0 keeps them")
     audit_days: int = Field(0, ge=0, le=36500, description="Delete audit rows older than this; 0 keeps them")
+    message_days: int = Field(0, ge=0, le=36500, description="Delete text messages (not queued) older than this; 0 keeps them")
     interval_hours: float = Field(24.0, ge=0.01, le=24 * 30, description="How often serve purges in the background")
 
 
@@ -297,6 +385,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     display: DisplaySettings = Field(default_factory=DisplaySettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)
+    messaging: MessagingSettings = Field(default_factory=MessagingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")

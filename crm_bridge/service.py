@@ -17,11 +17,12 @@ from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
 from crm_bridge.phones import normalise
+from crm_bridge.templates import render_template
 
 __all__ = [
     "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
-    "front_desk_window", "lookup_caller", "masked_name", "masked_names", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
-    "record_access",
+    "front_desk_window", "lookup_caller", "masked_name", "masked_names", "may_see", "notes_for_calls", "patient_brief",
+    "patient_phone", "record_access", "render_template",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"

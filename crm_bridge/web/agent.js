@@ -2,6 +2,7 @@
 import {api, el, startPage, items, fmtDate, fmtDateTime, fmtDuration, openDialog, announce, showError,
         formObject, withoutNulls, slashToFocus, phoneSpan, fmtPhone, exportLinks, clearFieldErrors} from "/static/admin/console.js";
 import {setupCardTools, renderFollowups} from "/static/crm_bridge/card_tools.js";
+import {setupCardMessages, showCardMessages} from "/static/messaging/card_messages.js";
 
 const CARE = ["new", "in_treatment", "treatment_finished", "care_closed"];
 const WORKLISTS = ["due_today", "overdue", "not_reached", "new"];
@@ -112,7 +113,7 @@ async function openPatient(id, {focus = true} = {}) {
   }
   renderNotes(Array.isArray(data.notes) ? data.notes : items(data.care_notes ?? p.care_notes ?? data.timeline));
   renderFollowups(t, items(data.follow_ups));
-  await Promise.all([loadCalls(p.id), loadTickets(p.id, data)]);
+  await Promise.all([loadCalls(p.id), loadTickets(p.id, data), showCardMessages(p.id)]);
   if (focus) $("card").focus();
 }
 
@@ -467,6 +468,7 @@ async function main() {
   $("add-note").addEventListener("click", () => state.patient && openOutcome({patientId: state.patient.id, name: state.patient.full_name}));
   $("outcome-form").addEventListener("submit", saveOutcome);
   setupCardTools({t, patient: () => state.patient, reload: () => openPatient(state.patient.id, {focus: false})});
+  await setupCardMessages(lang);
   $("pop-open").addEventListener("click", () => { $("pop-dialog").close(); if (state.pop && state.pop.patient) openPatient(state.pop.patient.id); });
   $("pop-new").addEventListener("submit", (e) => { e.preventDefault(); createPatient($("pop-new"), $("pop-error"), $("pop-dialog")); });
   $("new-patient").addEventListener("click", () => { $("new-form").reset(); $("new-error").hidden = true; openDialog($("new-dialog"), $("nf-name")); });

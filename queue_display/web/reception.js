@@ -67,6 +67,7 @@ function showIssued(ticket) {
   const box = $("issued");
   box.hidden = false;
   $("issued-number").textContent = ticket.number;
+  box.dataset.ticketId = ticket.id;  // messaging's turn-near opt-in follows it
   $("issued-detail").replaceChildren(ticket.service_name || serviceName(state.services.find((s) => s.id === ticket.service_id)),
     ticket.status_url ? el("span", {}, " · ", el("a", {href: ticket.status_url, target: "_blank", rel: "noopener"}, t("statusUrl"))) : "");
 }

@@ -68,6 +68,11 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/rooms/{id}/call-next"): "ARD", ("POST", "/api/tickets/{id}/call"): "ARD",
     ("POST", "/api/tickets/{id}/{operation}"): "ARD", ("POST", "/api/tickets/{id}/transfer"): "ARD",
     ("GET", "/api/stats/queue"): "AS", ("GET", "/api/stats/bookings"): "AS", ("GET", "/api/patient-tickets"): STAFF,
+    # messaging
+    ("POST", "/api/patients/{id}/messages"): "ASG", ("GET", "/api/patients/{id}/messages"): "ASG",
+    ("GET", "/api/messages"): "AS", ("GET", "/api/messaging/gateway"): "AS", ("POST", "/api/turn-near"): "AR",
+    ("POST", "/api/t/{token}/turn-near"): "*", ("GET", "/ws/messages"): "ASG", ("GET", "/messages"): "AS",
+    ("GET", "/static/messaging/{filename}"): "*",
 }
 PATH_VALUES = {"id": "999999", "user_id": "999999", "token_id": "999999", "phone_id": "999999", "section": "users",
                "kind": "new", "decision": "approve", "operation": "recall", "token": "x" * 22, "name": "0" * 64,

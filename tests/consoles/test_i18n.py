@@ -25,9 +25,11 @@ PAGES = {
     "crm_bridge/web/care.js": "crm_bridge/web/i18n/care.json",
     "clinicall/web/admin/admin.js": "clinicall/web/admin/i18n/admin.json",
     "clinicall/web/admin/console.js": None,
+    "messaging/web/messages.js": "messaging/web/i18n/messaging.json",
+    "messaging/web/card_messages.js": "messaging/web/i18n/messaging.json",
 }
 DICTIONARIES = sorted({COMMON, *(ROOT / p for p in PAGES.values() if p)})
-ROOMS = ("clinicall", "crm_bridge", "telephony", "queue_display", "audio")
+ROOMS = ("clinicall", "crm_bridge", "telephony", "queue_display", "audio", "messaging")
 
 
 def load(path: Path) -> dict[str, dict[str, str]]:

@@ -1,0 +1,1 @@
+"""Gateways behind one interface (`Sender`): SMPP (smpplib) and a configurable HTTP gateway."""
