@@ -113,7 +113,8 @@ async def change_password(db: Database, user_id: int, current: str, new: str) ->
     account = await patient_of_user(db, user_id)
     user = await auth.get_user(db, user_id)
     if account is None or user is None:
-        raise Problem(403, "Not a patient account", "Only a patient's own account changes its password here.")
+        raise Problem(404, "Not a patient account", "Only a patient's own account changes its password here.",
+                      code="patient_account_missing")
     if await auth.authenticate(db, user.username, current) is None:
         raise Problem(422, "Current password wrong", "The current (one-time) password is not right.",
                       code="current_password_wrong",

@@ -351,7 +351,7 @@ async def patient_me(request: web.Request) -> web.Response:
     db = request.app[DB_KEY]
     account = await accounts.patient_of_user(db, who.user_id or 0)
     if account is None:
-        raise Problem(403, "Not a patient account", "This login belongs to no patient record.",
+        raise Problem(404, "Not a patient account", "This login belongs to no patient record.",
                       code="patient_account_missing")
     if account.must_change_password:
         raise Problem(403, "Change your password", "Choose your own password first.", code="password_change_required")

@@ -255,7 +255,7 @@ class StatusPatch(BaseModel):
 
 @routes.get("/api/customer-statuses")
 async def list_statuses(request: web.Request) -> web.Response:
-    require(request)
+    require(request, *ANY_STAFF)
     include = request.query.get("all") in ("1", "true")
     return web.json_response({"items": await statuses.status_tree(request.app[DB_KEY], include_inactive=include)})
 
