@@ -24,6 +24,9 @@ PAGES = {
     "crm_bridge/web/card_tools.js": "crm_bridge/web/i18n/agent.json",
     "crm_bridge/web/care.js": "crm_bridge/web/i18n/care.json",
     "clinicall/web/admin/admin.js": "clinicall/web/admin/i18n/admin.json",
+    "crm_bridge/web/care_admin.js": "clinicall/web/admin/i18n/admin.json",
+    "crm_bridge/web/treatment.js": "crm_bridge/web/i18n/treatment.json",
+    "crm_bridge/web/referrer.js": "crm_bridge/web/i18n/referrer.json",
     "clinicall/web/admin/console.js": None,
 }
 DICTIONARIES = sorted({COMMON, *(ROOT / p for p in PAGES.values() if p)})
