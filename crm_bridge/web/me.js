@@ -31,6 +31,7 @@ function show(id) { for (const part of ["login", "change", "records"]) $(part).h
 
 function fail(data) {
   $("error").textContent = ERRORS[data.code] || "Không thực hiện được; vui lòng thử lại.";
+  $("error").dataset.code = data.code || "";
   $("error").hidden = false;
 }
 
