@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 
 from clinicall.auth import service as auth_service
 from clinicall.keys import DB_KEY
+from clinicall.problem import Problem
 from clinicall.settings import Settings
 from crm_bridge.models import PatientAudit, PatientFile, StoredBlob
+from crm_bridge.sniff import checked_file
 from tests.conftest import Staff
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -161,3 +163,26 @@ async def test_the_care_loop(client: TestClient, staff: Staff) -> None:
     async with client.app[DB_KEY].session() as s:
         views = (await s.scalars(select(PatientAudit.detail).where(PatientAudit.action == "file_view"))).all()
     assert any(f"file {lab_id}" in v for v in views) and any(f"file {imaging_id}" in v for v in views)
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), [
+    ("Kết quả.PDF", PDF, ("Kết quả.PDF", "application/pdf")),
+    ("anh", b"\xff\xd8\xff\xe0" + b"\x00" * 16, ("anh.jpg", "image/jpeg")),
+    ("ct.dcm", b"\x00" * 128 + b"DICM" + b"\x00" * 8, ("ct.dcm", "application/dicom")),
+    ("phim chup\u202e.png", PNG, ("phim chup.png", "image/png")),
+    ("report.txt", PDF, ("report.txt.pdf", "application/pdf")),
+])
+def test_accepted_files_are_named_by_their_content(name: str, data: bytes, expected: tuple[str, str]) -> None:
+    assert checked_file(name, data, 1024) == expected
+
+
+@pytest.mark.parametrize(("name", "data", "code"), [
+    ("x.pdf", b"%PD", "file_type_not_allowed"), ("x.pdf", b"GIF89a", "file_type_not_allowed"),
+    ("x.svg", b"<svg onload=alert(1)>", "file_type_not_allowed"), ("x.jpg", PNG, "file_type_mismatch"),
+    ("C:\\tmp\\x.pdf", PDF, "file_name_has_path"), ("..", PDF, "file_name_has_path"), (".htaccess", PDF, "file_name_has_path"),
+    ("x.pdf", b"", "file_empty"), ("x.pdf", PDF * 100, "file_too_large"),
+])
+def test_refused_files(name: str, data: bytes, code: str) -> None:
+    with pytest.raises(Problem) as refused:
+        checked_file(name, data, 1024)
+    assert refused.value.code == code
