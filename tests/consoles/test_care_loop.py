@@ -167,3 +167,18 @@ async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser
     assert (await them.request.get(f"{base}/api/files/{by_name['xet-nghiem.pdf']}")).status == 404
     for page in (me, them):
         await page.context.close()
+
+    # The admin: referrers, patient accounts (a reset shows a new one-time password once), referral statistics.
+    admin = await new_page("admin")
+    await admin.goto(f"{base}/admin/referrers")
+    await admin.wait_for_selector("body[data-ready='1']")
+    assert "BS. A" in await admin.locator("#section").inner_text()
+    await admin.goto(f"{base}/admin/patient-accounts")
+    await admin.wait_for_selector("body[data-ready='1']")
+    await admin.locator(f"[data-reset='{pid}']").click()
+    otp_again = await admin.locator("#account-otp").inner_text()
+    assert otp_again.startswith(f"{PHONE}: ") and otp not in otp_again
+    await admin.goto(f"{base}/admin/stats")
+    await admin.locator("#referral-stats td").first.wait_for()
+    assert (await admin.locator("#referral-stats tbody tr").first.all_inner_texts())[0].split("\t") == [
+        "BS. A", "1", "1", "1", "1", "100%"]
