@@ -20,7 +20,7 @@ from clinicall.auth.throttle import LOGIN_THROTTLE_KEY
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query, validate
 from crm_bridge import accounts, referrals, results, treatment
-from crm_bridge.audit import record_access
+from crm_bridge.audit import audit_views, record_access
 from crm_bridge.filestore import FILE_STORE_KEY
 from crm_bridge.http import ANY_STAFF, checked_access, today
 from crm_bridge.patients import get_patient
@@ -269,8 +269,6 @@ async def list_referrals(request: web.Request) -> web.Response:
     query = parse_query(request, ReferralQuery)
     counts, items = await referrals.referral_lists(request.app[DB_KEY], referrer_scope(who), query.kind,
                                                    query.limit, query.offset)
-    from crm_bridge.audit import audit_views
-
     audit_views(request, [i["id"] for i in items], "referrals")
     return web.json_response({"list": query.kind, "counts": counts, "items": items})
 
@@ -376,8 +374,6 @@ class AccountPatch(BaseModel):
 async def list_accounts(request: web.Request) -> web.Response:
     require(request, "admin")
     items = await accounts.list_accounts(request.app[DB_KEY])
-    from crm_bridge.audit import audit_views
-
     audit_views(request, [i["patient_id"] for i in items], "accounts")
     return web.json_response({"items": items})
 

@@ -3,7 +3,6 @@ listed per audience. Who may open a file is `may_open`; the HTTP layer serves it
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +14,6 @@ from clinicall.problem import Problem
 from crm_bridge.audit import add_audit
 from crm_bridge.filestore import FileStore
 from crm_bridge.models import FILE_GROUPS, PatientFile
-
-AUDIENCES = ("staff", "patient", "referrer")
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,3 @@ async def set_visibility(db: Database, file_id: int, changes: dict[str, bool], u
                 setattr(row, field, bool(changes[field]))
         add_audit(s, user_id, row.patient_id, "file_visibility", f"file {row.id} {changes}")
         return file_json(row)
-
-
-def as_day(value: dt.datetime) -> str:
-    return value.date().isoformat()
