@@ -419,3 +419,40 @@ async def stats_referrals(request: web.Request) -> web.Response:
     zone = request.app[SETTINGS_KEY].clinic.zone()
     return web.json_response(await referrals.referral_stats(request.app[DB_KEY], start, end, zone,
                                                             request.app.get(ARRIVAL_DAYS_KEY)))
+
+
+# ---- referring doctors invited by link ------------------------------------------------------------------
+
+class InviteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    display_name: str = Field(min_length=1, max_length=200)
+    days: int = Field(14, ge=1, le=60)
+
+
+class InviteAccept(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=20, max_length=100)
+    username: str = Field(min_length=2, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+@routes.post("/api/referrer-invites")
+async def invite_referrer(request: web.Request) -> web.Response:
+    """A one-use link (shown once) with which a referring doctor makes his own account."""
+    who = require(request, "admin")
+    body = await parse_body(request, InviteIn)
+    token, expires = await referrals.create_invite(request.app[DB_KEY], body.display_name, body.days, who.user_id)
+    url = f"{request.app[SETTINGS_KEY].http.base_url()}/referrer/join?token={token}"
+    return web.json_response({"url": url, "expires_at": expires.isoformat()}, status=201)
+
+
+@routes.post("/api/referrer-invites/accept")
+@public
+async def accept_invite(request: web.Request) -> web.Response:
+    """The invited doctor chooses a user name and password; he is logged in as a referrer."""
+    body = await parse_body(request, InviteAccept)
+    db = request.app[DB_KEY]
+    user = await referrals.accept_invite(db, body.token, body.username, body.password)
+    response = web.json_response({"username": user.username}, status=201)
+    _set_cookie(request, response, await start_session(db, user.id, request.app[SETTINGS_KEY].http.session_hours))
+    return response

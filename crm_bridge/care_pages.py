@@ -22,6 +22,13 @@ async def referrer_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(WEB_DIR / "referrer.html", headers=NO_STORE)
 
 
+@routes.get("/referrer/join")
+@public
+async def referrer_join_page(request: web.Request) -> web.StreamResponse:
+    """The invited referring doctor makes his account (the token in the link is checked when he sends the form)."""
+    return web.FileResponse(WEB_DIR / "join.html", headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
+
+
 @routes.get("/treatment")
 async def treatment_page(request: web.Request) -> web.StreamResponse:
     require(request, "agent", "supervisor", "doctor")

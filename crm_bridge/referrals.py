@@ -7,14 +7,22 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 
 from clinicall.auth.models import User
+from clinicall.auth.service import create_user, hash_token, new_token
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem
 from crm_bridge.audit import add_audit
 from crm_bridge.filestore import FileStore
-from crm_bridge.models import CareNote, CareStatusChange, Patient, PatientNameKey, PatientPhone
+from crm_bridge.models import (
+    CareNote,
+    CareStatusChange,
+    Patient,
+    PatientNameKey,
+    PatientPhone,
+    ReferrerInvite,
+)
 from crm_bridge.names import search_keys
 from crm_bridge.patients import checked_name, checked_phone, patient_json
 from crm_bridge.results import Upload, store_files
@@ -119,3 +127,40 @@ async def referral_stats(db: Database, day_from: dt.date, day_to: dt.date, zone:
         row["conversion"] = round(row["in_treatment"] / row["referred"], 4) if row["referred"] else 0.0
     totals = {k: sum(r[k] for r in out) for k in ("referred", "booked", "arrived", "in_treatment")}
     return {"from": day_from.isoformat(), "to": day_to.isoformat(), "referrers": out, "totals": totals}
+
+
+async def create_invite(db: Database, display_name: str, days: int, by: int | None) -> tuple[str, dt.datetime]:
+    """A one-use invitation (its token is shown once; only its hash is kept)."""
+    name = clean_text(display_name, "display_name", 200)
+    if not name:
+        raise Problem(422, "Name needed", "Write the doctor's name.", code="invalid_input",
+                      errors=[{"field": "display_name", "code": "missing", "message": "empty"}])
+    token = new_token()
+    expires = utcnow() + dt.timedelta(days=days)
+    async with db.transaction() as s:
+        s.add(ReferrerInvite(token_hash=hash_token(token), display_name=name, created_by=by, created_at=utcnow(),
+                             expires_at=expires))
+    return token, expires
+
+
+async def open_invite(db: Database, token: str) -> ReferrerInvite:
+    async with db.session() as s:
+        invite = await s.scalar(select(ReferrerInvite).where(ReferrerInvite.token_hash == hash_token(token)))
+    if invite is None or invite.used_by is not None or invite.expires_at <= utcnow():
+        raise Problem(404, "Invitation not valid", "This invitation link is unknown, used or expired; ask the clinic "
+                      "for a new one.", code="invite_invalid")
+    return invite
+
+
+async def accept_invite(db: Database, token: str, username: str, password: str) -> User:
+    """The referrer's own account from the invitation; the link works once."""
+    invite = await open_invite(db, token)
+    user = await create_user(db, username, password, ["referrer"], display_name=invite.display_name)
+    async with db.transaction() as s:
+        used = await s.execute(update(ReferrerInvite).where(ReferrerInvite.id == invite.id,
+                                                            ReferrerInvite.used_by.is_(None)).values(used_by=user.id))
+        if not used.rowcount:  # type: ignore[attr-defined]
+            await s.execute(update(User).where(User.id == user.id).values(active=False))
+    if not used.rowcount:  # type: ignore[attr-defined]
+        raise Problem(404, "Invitation not valid", "This invitation link was used meanwhile.", code="invite_invalid")
+    return user

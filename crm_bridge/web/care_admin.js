@@ -14,6 +14,12 @@ export async function referrersSection(box, ui) {
   box.append(createForm("addReferrer", [{name: "username", required: true}, {name: "display_name", required: true},
     {name: "password", type: "password", required: true}],
   async (v) => { await api("/api/users", {method: "POST", body: {...v, roles: ["referrer"]}}); render(); }));
+  const once = el("div", {id: "invite-once", role: "status"});
+  box.append(createForm("inviteReferrer", [{name: "display_name", required: true}, {name: "days", type: "number", value: 14, min: 1, max: 60}],
+    async (v) => {
+      const made = await api("/api/referrer-invites", {method: "POST", body: v});
+      once.replaceChildren(el("div", {class: "panel"}, el("p", {}, t("inviteOnce")), el("p", {class: "secret", id: "invite-url"}, made.url)));
+    }), once);
 }
 
 export async function accountsSection(box, ui) {

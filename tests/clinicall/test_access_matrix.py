@@ -66,6 +66,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/patient/password"): "AP", ("GET", "/api/patient/me"): "AP", ("GET", "/api/patient-accounts"): "A",
     ("POST", "/api/patient-accounts/{id}/reset"): "A", ("PATCH", "/api/patient-accounts/{id}"): "A",
     ("GET", "/api/stats/referrals"): "AS",
+    ("POST", "/api/referrer-invites"): "A", ("POST", "/api/referrer-invites/accept"): "*", ("GET", "/referrer/join"): "*",
     # telephony
     ("POST", "/api/calls"): "AG", ("GET", "/api/calls"): "ASG", ("GET", "/api/calls/{id}"): "ASG",
     ("GET", "/api/calls/{id}/recording"): "ASG", ("POST", "/api/calls/{id}/hangup"): "ASG",

@@ -186,3 +186,20 @@ def test_refused_files(name: str, data: bytes, code: str) -> None:
     with pytest.raises(Problem) as refused:
         checked_file(name, data, 1024)
     assert refused.value.code == code
+
+
+async def test_referrer_invited_by_link(client: TestClient, staff: Staff) -> None:
+    made = await call(client, "POST", "/api/referrer-invites", staff.headers("admin"), 201,
+                      json={"display_name": "BS. Mời", "days": 3})
+    token = made["url"].split("token=")[1]
+    assert made["url"].startswith("http") and "/referrer/join?token=" in made["url"]
+    assert (await call(client, "POST", "/api/referrer-invites/accept", {}, 404, json={
+        "token": "x" * 43, "username": "bsmoi", "password": "mây-trắng-bay-xa"}))["code"] == "invite_invalid"
+    await call(client, "POST", "/api/referrer-invites/accept", {}, 201,
+               json={"token": token, "username": "bsmoi", "password": "mây-trắng-bay-xa"})
+    assert (await call(client, "GET", "/api/referrals?list=new", {}))["counts"]["new"] == 0  # logged in as the referrer
+    me = await call(client, "GET", "/api/me", {})
+    assert me["roles"] == ["referrer"] and me["display_name"] == "BS. Mời"
+    client.session.cookie_jar.clear()
+    assert (await call(client, "POST", "/api/referrer-invites/accept", {}, 404, json={
+        "token": token, "username": "bsmoi2", "password": "mây-trắng-bay-xa"}))["code"] == "invite_invalid"
