@@ -21,6 +21,7 @@ DEMO_STAFF = (
     ("agent2", "Phạm Văn Nam", ["agent"], "1002"),
     ("reception", "Quầy lễ tân", ["reception"], None),
     ("doctor", "BS. Trần Minh", ["doctor"], None),
+    ("referrer", "BS. Lê Giới Thiệu", ["referrer"], None),
     ("supervisor", "Giám sát Ngô Lan", ["supervisor", "agent"], "1009"),
 )
 

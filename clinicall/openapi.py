@@ -43,6 +43,17 @@ OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "file": {"type": "string", "contentMediaType": "application/octet-stream"},
             "mapping": {"type": "string"}}}}}}},
+    ("POST", "/api/referrals"): {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["full_name", "phone"], "properties": {
+            "full_name": {"type": "string"}, "phone": {"type": "string"}, "service_of_interest": {"type": "string"},
+            "note": {"type": "string"}, "files": {"type": "array", "items": {
+                "type": "string", "contentMediaType": "application/octet-stream"}}}}}}}},
+    ("POST", "/api/patients/{id}/files"): {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["group", "files"], "properties": {
+            "group": {"type": "string", "enum": ["imaging", "lab"]}, "visible_to_patient": {"type": "boolean"},
+            "visible_to_referrer": {"type": "boolean"}, "files": {"type": "array", "items": {
+                "type": "string", "contentMediaType": "application/octet-stream"}}}}}}}},
+    ("GET", "/api/files/{id}"): {"x-media": ["application/pdf", "image/jpeg", "image/png", "application/dicom"]},
     ("GET", "/metrics"): {"x-media": ["text/plain"]},
     ("GET", "/api/docs"): {"x-media": ["text/html"]},
 }

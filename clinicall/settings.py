@@ -125,6 +125,20 @@ class AuthSettings(Section):
 
 class CrmSettings(Section):
     overdue_days: int = Field(3, ge=1, le=365)
+    max_file_mb: int = Field(20, ge=1, le=500, description="Largest result or referral file accepted, in MB")
+    account_message: str = Field(
+        "Chào {fullName}, phòng khám đã tạo tài khoản để anh/chị xem kết quả và lịch tái khám: {link} "
+        "Đăng nhập bằng số điện thoại, mật khẩu tạm: {password} (đổi ngay lần đầu).",
+        max_length=1000, description="SMS text prepared when a patient's account is made: {fullName} {link} {password}")
+    revisit_message: str = Field(
+        "Chào {fullName}, phòng khám nhắc lịch tái khám lần {visit} vào ngày {revisitDate}. Xem chi tiết: {link}",
+        max_length=1000, description="SMS text prepared the day before a re-visit: {fullName} {visit} {revisitDate} {link}")
+
+    @field_validator("account_message", "revisit_message")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        check_template(value, {"fullName", "link", "password", "visit", "revisitDate"}, set())
+        return value
 
 
 class TelephonySettings(Section):

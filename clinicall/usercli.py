@@ -114,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser("add", help="create a user (asks for the password)")
     add.add_argument("name")
-    add.add_argument("--role", action="append", required=True, help="admin, supervisor, agent, reception or doctor (repeatable)")
+    add.add_argument("--role", action="append", required=True, help="admin, supervisor, agent, reception, doctor or referrer (repeatable)")
     add.add_argument("--display-name")
     add.add_argument("--extension", help="the agent's desk phone extension, e.g. 1001")
     add.add_argument("--password-env", help="read the password from this environment variable instead of asking")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem
@@ -17,14 +18,17 @@ from crm_bridge.models import (
     CareStatusChange,
     FollowUp,
     Patient,
+    PatientAccount,
+    PatientFile,
     PatientNameKey,
     PatientPhone,
     TransferRequest,
+    TreatmentEntry,
 )
 from crm_bridge.patients import patients_json
 
 FILLABLE = ("date_of_birth", "gender", "address", "referring_doctor", "service_of_interest", "assigned_agent_id",
-            "callback_date", "booking_date", "arrival_date")
+            "callback_date", "booking_date", "arrival_date", "referrer_id", "referral_note")
 
 
 async def find_duplicates(db: Database, limit: int = 100) -> list[dict[str, Any]]:
@@ -62,6 +66,13 @@ async def same_phone_patients(db: Database, patient_id: int) -> list[int]:
     return sorted(ids)
 
 
+async def move_account(s: AsyncSession, from_id: int, into_id: int) -> None:
+    """The patient's login follows the merge when the survivor has none (else the merged one stays, unused:
+    its record now leads to the survivor, whose account is the one that logs in)."""
+    if await s.scalar(select(PatientAccount.id).where(PatientAccount.patient_id == into_id)) is None:
+        await s.execute(update(PatientAccount).where(PatientAccount.patient_id == from_id).values(patient_id=into_id))
+
+
 async def merge_patients(db: Database, from_id: int, into_id: int, user_id: int | None) -> dict[str, Any]:
     if from_id == into_id:
         raise Problem(422, "Same patient", "Choose two different patient records to merge.")
@@ -74,7 +85,7 @@ async def merge_patients(db: Database, from_id: int, into_id: int, user_id: int 
         if source.merged_into_id is not None or target.merged_into_id is not None:
             raise Problem(409, "Already merged", "One of these records was already merged; reload the duplicates list.")
         moved: dict[str, int] = {}
-        for model in (CareNote, FollowUp, CareStatusChange, TransferRequest):
+        for model in (CareNote, FollowUp, CareStatusChange, TransferRequest, TreatmentEntry, PatientFile):
             result = await s.execute(update(model).where(model.patient_id == source.id).values(patient_id=target.id))
             moved[model.__tablename__] = result.rowcount or 0  # type: ignore[attr-defined]
         target_numbers = set((await s.scalars(select(PatientPhone.e164).where(PatientPhone.patient_id == target.id))).all())
@@ -87,6 +98,7 @@ async def merge_patients(db: Database, from_id: int, into_id: int, user_id: int 
                 target_numbers.add(phone.e164)
                 phones_moved += 1
         moved["patient_phones"] = phones_moved
+        await move_account(s, source.id, target.id)
         for field in FILLABLE:
             if getattr(target, field) in (None, "") and getattr(source, field) not in (None, ""):
                 setattr(target, field, getattr(source, field))

@@ -27,6 +27,12 @@ EXPORTS = {
         Column("created_at", "datetime"), Column("patient_id", "number"), Column("from_agent_id", "number"),
         Column("to_agent_id", "number"), Column("reason"), Column("status", "tstatus."),
         Column("decided_at", "datetime"))),), "patient_id"),
+    "/api/stats/referrals": ExportSpec("referral-stats", (Sheet("referrals", "referrers", (
+        Column("referrer_name"), Column("referred", "number"), Column("booked", "number"), Column("arrived", "number"),
+        Column("in_treatment", "number", "treated"), Column("conversion", "number"))),)),
+    "/api/referrals": ExportSpec("referrals", (Sheet("referrals", "items", (
+        Column("id", "number", "patient_id"), Column("full_name"), Column("service_of_interest"),
+        Column("care_status", "care."), Column("booking_date", "date"), Column("created_at", "datetime"))),), "id"),
     "/api/audit": ExportSpec("audit", (Sheet("audit", "items", (
         Column("at", "datetime", "when"), Column("user_id", "number"), Column("patient_id", "number"),
         Column("action"), Column("detail"))),)),

@@ -15,7 +15,7 @@ from clinicall.auth.access import require
 from clinicall.auth.service import Principal, list_users
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
-from crm_bridge import audit, care, duplicates, followups, statuses, templates, transfers, worklists
+from crm_bridge import accounts, audit, care, duplicates, followups, statuses, templates, transfers, worklists
 from crm_bridge import patients as records
 from crm_bridge.events import PATIENT_MERGED
 from crm_bridge.importer import decode, import_csv, parse_mapping
@@ -68,6 +68,16 @@ async def checked_access(request: web.Request, who: Principal, patient_id: int, 
         raise Problem(403, "Not your patient",
                       "This patient is assigned to another agent; ask a supervisor to transfer them to you.",
                       code="not_your_patient")
+
+
+async def treated_account(request: web.Request, patient: dict[str, Any], who: Principal,
+                          status_sent: bool) -> dict[str, Any] | None:
+    """The patient's account, made when care moved to in_treatment (its one-time password shows once)."""
+    if not status_sent or patient["care_status"] != "in_treatment":
+        return None
+    settings = request.app[SETTINGS_KEY]
+    return await accounts.account_if_treated(request.app[DB_KEY], patient["id"], template=settings.crm.account_message,
+                                             link=settings.http.base_url() + "/me", by=who.user_id)
 
 
 async def records_exists(request: web.Request, patient_id: int) -> bool:
@@ -152,7 +162,9 @@ async def patch_patient(request: web.Request) -> web.Response:
     await checked_access(request, who, patient_id, write=True)
     db = request.app[DB_KEY]
     changed = await records.update_patient(db, patient_id, patch, who.user_id)
-    return web.json_response({"patient": await records.get_patient(db, patient_id), "changed": changed})
+    patient = await records.get_patient(db, patient_id)
+    return web.json_response({"patient": patient, "changed": changed,
+                              "account": await treated_account(request, patient, who, "care_status" in changed)})
 
 
 class PhoneBody(BaseModel):
@@ -207,7 +219,9 @@ async def add_note(request: web.Request) -> web.Response:
     note_id = await care.add_care_note(db, patient_id=patient_id, author_id=who.user_id, **body.model_dump())
     notes = await care.notes_for_patient(db, patient_id, limit=50)
     note = next((n for n in notes if n["id"] == note_id), {"id": note_id})
-    return web.json_response({"note": note, "patient": await records.get_patient(db, patient_id)}, status=201)
+    patient = await records.get_patient(db, patient_id)
+    account = await treated_account(request, patient, who, body.care_status is not None)
+    return web.json_response({"note": note, "patient": patient, "account": account}, status=201)
 
 
 @routes.get("/api/patients/{id}/notes")
@@ -241,7 +255,7 @@ class StatusPatch(BaseModel):
 
 @routes.get("/api/customer-statuses")
 async def list_statuses(request: web.Request) -> web.Response:
-    require(request)
+    require(request, *ANY_STAFF)
     include = request.query.get("all") in ("1", "true")
     return web.json_response({"items": await statuses.status_tree(request.app[DB_KEY], include_inactive=include)})
 

@@ -231,6 +231,7 @@ def patient_json(p: Patient, phones: list[PatientPhone] | None = None) -> dict[s
         "booking_date": _iso(p.booking_date), "arrival_date": _iso(p.arrival_date),
         "last_contact_at": _iso(p.last_contact_at), "last_contact_reached": p.last_contact_reached,
         "created_at": _iso(p.created_at), "updated_at": _iso(p.updated_at),
+        "referrer_id": p.referrer_id, "referral_note": p.referral_note,
     }
     if phones is not None:
         data["phones"] = [{"id": ph.id, "e164": ph.e164, "raw": ph.raw, "label": ph.label} for ph in phones]

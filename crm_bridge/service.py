@@ -4,10 +4,12 @@ cross-room contract). No HTTP here."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiohttp import web
 from sqlalchemy import or_, select
 
 from clinicall.auth.service import Principal
@@ -20,12 +22,19 @@ from crm_bridge.phones import normalise
 from crm_bridge.templates import render_template
 
 __all__ = [
-    "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
-    "front_desk_window", "lookup_caller", "masked_name", "masked_names", "may_see", "notes_for_calls", "patient_brief",
-    "patient_phone", "record_access", "render_template",
+    "ARRIVAL_DAYS_KEY", "TICKETS_OF_DAY_KEY", "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note",
+    "agent_may_access", "audit_views", "expected_arrivals", "front_desk_window", "lookup_caller", "masked_name",
+    "masked_names", "may_see", "notes_for_calls", "patient_brief", "patient_phone", "record_access", "render_template",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
+# What the queue tells crm_bridge without crm_bridge reading its tables (queue_display sets both at setup):
+# the local days on which patients got a ticket (referral statistics: "arrived"), and a patient's tickets
+# of one local day as the queue's ticket JSON (the patient's own page).
+ArrivalDays = Callable[[Database, Collection[int], dt.date, dt.date], Awaitable[dict[int, set[dt.date]]]]
+TicketsOfDay = Callable[[Database, int, dt.date], Awaitable[list[dict[str, Any]]]]
+ARRIVAL_DAYS_KEY = web.AppKey("crm_arrival_days", ArrivalDays)
+TICKETS_OF_DAY_KEY = web.AppKey("crm_tickets_of_day", TicketsOfDay)
 MAX_MERGE_HOPS = 10
 
 

@@ -6,6 +6,7 @@
   reached=False, or whose customer status is marked "not reached", e.g. "Không liên lạc được");
 - new: care status new and never contacted;
 - unassigned: no agent yet (care not closed).
+In "new" and "unassigned", referrals not yet contacted come first.
 
 An agent's lists hold the patients assigned to them ("unassigned" excepted); supervisors and
 admins see everyone's, or one agent's with agent_id."""
@@ -16,7 +17,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 
 from clinicall.db import Database
 from crm_bridge.models import Patient
@@ -32,6 +33,11 @@ def clinic_today(zone: ZoneInfo, now: dt.datetime | None = None) -> dt.date:
 
 def local_day_start(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0, 0), zone).astimezone(dt.UTC)
+
+
+def referrals_first() -> Any:
+    """Order key: patients a referring doctor sent, not yet contacted, come first."""
+    return case((and_(Patient.referrer_id.is_not(None), Patient.last_contact_at.is_(None)), 0), else_=1)
 
 
 def worklist_condition(kind: str, today: dt.date, zone: ZoneInfo, overdue_days: int,
@@ -53,9 +59,10 @@ def worklist_condition(kind: str, today: dt.date, zone: ZoneInfo, overdue_days: 
                      Patient.last_contact_reached.is_(False)), (Patient.last_contact_at, Patient.id))
     if kind == "new":
         return (and_(live, owner, Patient.care_status == "new", Patient.last_contact_at.is_(None)),
-                (Patient.created_at, Patient.id))
+                (referrals_first(), Patient.created_at, Patient.id))
     if kind == "unassigned":
-        return and_(live, open_care, Patient.assigned_agent_id.is_(None)), (Patient.created_at, Patient.id)
+        return (and_(live, open_care, Patient.assigned_agent_id.is_(None)),
+                (referrals_first(), Patient.created_at, Patient.id))
     raise ValueError(kind)
 
 

@@ -67,9 +67,20 @@ async def _tickets_json(db: Database, language: str, query: Any) -> list[dict[st
              "patient_id": t.patient_id, "local_day": t.local_day.isoformat()} for t in tickets]
 
 
+async def tickets_of_day(db: Database, patient_id: int, day: dt.date) -> list[dict[str, Any]]:
+    """One patient's tickets of one local day, named in Vietnamese (crm_bridge's patient page asks through
+    TICKETS_OF_DAY_KEY)."""
+    from queue_display.models import Ticket
+
+    return await _tickets_json(db, "vi", select(Ticket).where(Ticket.patient_id == patient_id, Ticket.local_day == day))
+
+
 def setup_reception(app: web.Application) -> None:
+    from crm_bridge.service import ARRIVAL_DAYS_KEY, TICKETS_OF_DAY_KEY
     from queue_display import booking_stats
 
+    app[ARRIVAL_DAYS_KEY] = patient_arrival_days
+    app[TICKETS_OF_DAY_KEY] = tickets_of_day
     app.router.add_routes(routes)
     booking_stats.setup_stats(app)
     app[NAV_KEY].append(NavLink("/reception", "Lễ tân", "Reception", ("reception",)))

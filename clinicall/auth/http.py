@@ -59,6 +59,14 @@ class NewDisplayToken(BaseModel):
     service_ids: list[int] = Field(default_factory=list)
 
 
+def no_patient_role(roles: list[str]) -> None:
+    """Patient accounts belong to a patient record: crm_bridge makes them when treatment starts."""
+    if "patient" in roles:
+        raise Problem(422, "Role reserved", "Patient accounts are made from the patient's record when treatment starts.",
+                      code="patient_role_reserved", errors=[{"field": "roles", "code": "patient_role_reserved",
+                                                            "message": "reserved"}])
+
+
 def user_json(user: User) -> dict[str, object]:
     return {"id": user.id, "username": user.username, "display_name": user.display_name, "roles": user.roles,
             "extension": user.extension, "language": user.language, "active": user.active}
@@ -216,6 +224,7 @@ async def users_list(request: web.Request) -> web.Response:
 async def users_create(request: web.Request) -> web.Response:
     require(request, "admin")
     body = await parse_body(request, NewUser)
+    no_patient_role(body.roles)
     user = await service.create_user(request.app[DB_KEY], body.username, body.password, body.roles,
                                      body.display_name, body.extension, body.language)
     return web.json_response(user_json(user), status=201)
@@ -226,6 +235,7 @@ async def users_update(request: web.Request) -> web.Response:
     who = require(request, "admin")
     user_id = int_param(request, "user_id")
     body = await parse_body(request, UserPatch)
+    no_patient_role(body.roles or [])
     if user_id == who.user_id and (body.active is False or (body.roles is not None and "admin" not in body.roles)):
         raise Problem(409, "Cannot lock yourself out", "You cannot remove your own admin role or deactivate yourself.")
     user = await service.update_user(request.app[DB_KEY], user_id, **body.model_dump(exclude_unset=True))

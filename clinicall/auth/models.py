@@ -7,7 +7,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicall.db import Base, UTCDateTime, utcnow
 
-ROLES = ("admin", "supervisor", "agent", "reception", "doctor")
+# referrer: a doctor outside the clinic who sends patients; patient: a patient's own pages (crm_bridge accounts).
+ROLES = ("admin", "supervisor", "agent", "reception", "doctor", "referrer", "patient")
 
 
 class User(Base):

@@ -62,8 +62,9 @@ function renderPatientList(target, list) {
     const p = patientOf(raw);
     const phones = items(p.phones).map(phoneText).join(", ") || p.phone || "";
     const extra = [careLabel(p.care_status), p.callback_date ? `${t("callback")}: ${fmtDate(p.callback_date, lang)}` : ""].filter(Boolean).join(" · ");
-    target.append(el("li", {}, el("button", {type: "button", "data-patient": p.id, onclick: () => openPatient(p.id)},
-      el("strong", {}, p.full_name || `#${p.id}`), el("span", {class: "sub"}, [phones, extra].filter(Boolean).join(" — ")))));
+    const referral = p.referrer_id && !p.last_contact_at ? el("span", {class: "badge referral", "data-referral": "new"}, t("referralNew")) : null;
+    target.append(el("li", {class: referral ? "referral" : undefined}, el("button", {type: "button", "data-patient": p.id, onclick: () => openPatient(p.id)},
+      el("strong", {}, p.full_name || `#${p.id}`), referral ? " " : null, referral, el("span", {class: "sub"}, [phones, extra].filter(Boolean).join(" — ")))));
   }
 }
 
@@ -96,6 +97,7 @@ async function openPatient(id, {focus = true} = {}) {
   badge.className = `badge ${p.care_status || ""}`;
   badge.textContent = careLabel(p.care_status);
   $("card-agent").textContent = `${t("assigned")}: ${p.assigned_agent_name || (p.assigned_agent && (p.assigned_agent.display_name || p.assigned_agent.username)) || (p.assigned_agent_id ? (state.me && p.assigned_agent_id === state.me.id ? t("you") : "#" + p.assigned_agent_id) : t("unassigned"))}`;
+  $("card-treatment").href = `/treatment?patient_id=${p.id}`;
   const details = $("card-details");
   details.replaceChildren();
   const gender = p.gender ? (t(p.gender) || p.gender) : "";

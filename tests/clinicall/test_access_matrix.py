@@ -19,11 +19,13 @@ from clinicall.openapi import documented_routes
 from clinicall.settings import Settings
 from tests.conftest import PASSWORD
 
-USERS = {"A": ["admin"], "S": ["supervisor"], "G": ["agent"], "R": ["reception"], "D": ["doctor"]}
-SCREENS = "ASGRDT"
+USERS = {"A": ["admin"], "S": ["supervisor"], "G": ["agent"], "R": ["reception"], "D": ["doctor"], "F": ["referrer"],
+         "P": ["patient"]}
+SCREENS = "ASGRDTFP"  # the waiting-room screens show what the room shows: numbers, masked names
 STAFF = "ASGRD"
+USER = STAFF + "FP"  # any logged-in user: F referrer (a doctor outside the clinic), P a patient's own account
 MATRIX: dict[tuple[str, str], str] = {
-    ("GET", "/"): STAFF, ("GET", "/admin"): STAFF, ("GET", "/admin/{section}"): "A", ("GET", "/agent"): "ASG",
+    ("GET", "/"): USER, ("GET", "/admin"): USER, ("GET", "/admin/{section}"): "A", ("GET", "/agent"): "ASG",
     ("GET", "/reception"): "AR", ("GET", "/room"): "ARD", ("GET", "/tv"): SCREENS, ("GET", "/door"): SCREENS,
     ("GET", "/kiosk"): "*", ("GET", "/kiosk/services"): "*", ("GET", "/login"): "*", ("POST", "/login"): "*",
     ("POST", "/logout"): "*", ("GET", "/healthz"): "*", ("GET", "/livez"): "*", ("GET", "/readyz"): "*", ("GET", "/metrics"): "A",
@@ -35,7 +37,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/ws/agent"): "ASG", ("GET", "/ws/display"): SCREENS, ("GET", "/audio/clips/{name}.wav"): SCREENS,
     ("GET", "/api/display/snapshot"): SCREENS,
     # auth
-    ("POST", "/api/login"): "*", ("GET", "/api/me"): STAFF, ("GET", "/api/users"): "AS", ("POST", "/api/users"): "A",
+    ("POST", "/api/login"): "*", ("GET", "/api/me"): USER, ("GET", "/api/users"): "AS", ("POST", "/api/users"): "A",
     ("PATCH", "/api/users/{user_id}"): "A", ("POST", "/api/users/{user_id}/tokens"): "A",  # another user's id
     ("GET", "/api/display-tokens"): "A", ("POST", "/api/display-tokens"): "A",
     ("DELETE", "/api/display-tokens/{token_id}"): "A",
@@ -53,16 +55,26 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/merges"): "AS", ("GET", "/api/templates"): "ASG", ("POST", "/api/templates"): "AS",
     ("PATCH", "/api/templates/{id}"): "AS", ("DELETE", "/api/templates/{id}"): "AS",
     ("GET", "/api/templates/{id}/render"): "ASG", ("POST", "/api/imports/patients"): "AS", ("GET", "/api/audit"): "A",
-    ("GET", "/api/agents"): "ASG", ("GET", "/care"): STAFF,
-    ("GET", "/care/{section}"): STAFF,  # a section name that is no care list: 404 for every logged-in user
+    ("GET", "/api/agents"): "ASG", ("GET", "/care"): USER,
+    ("GET", "/care/{section}"): USER,  # a section name that is no care list: 404 for every logged-in user
+    # crm_bridge: the care loop (referrers and patients get 404 for what is not theirs)
+    ("GET", "/referrer"): "AF", ("GET", "/treatment"): "ASGD", ("GET", "/me"): "*",
+    ("GET", "/api/patients/{id}/care"): STAFF, ("POST", "/api/patients/{id}/treatment"): "ASGD",
+    ("PATCH", "/api/treatment/{id}"): "ASGD", ("POST", "/api/patients/{id}/files"): "ASGD",
+    ("PATCH", "/api/files/{id}"): "ASGD", ("GET", "/api/files/{id}"): USER, ("POST", "/api/referrals"): "AF",
+    ("GET", "/api/referrals"): "ASF", ("GET", "/api/referrals/{id}"): "ASF", ("POST", "/api/patient/login"): "*",
+    ("POST", "/api/patient/password"): "AP", ("GET", "/api/patient/me"): "AP", ("GET", "/api/patient-accounts"): "A",
+    ("POST", "/api/patient-accounts/{id}/reset"): "A", ("PATCH", "/api/patient-accounts/{id}"): "A",
+    ("GET", "/api/stats/referrals"): "AS",
+    ("POST", "/api/referrer-invites"): "A", ("POST", "/api/referrer-invites/accept"): "*", ("GET", "/referrer/join"): "*",
     # telephony
     ("POST", "/api/calls"): "AG", ("GET", "/api/calls"): "ASG", ("GET", "/api/calls/{id}"): "ASG",
     ("GET", "/api/calls/{id}/recording"): "ASG", ("POST", "/api/calls/{id}/hangup"): "ASG",
     ("POST", "/api/calls/{id}/outcome"): "ASG", ("POST", "/api/calls/{id}/patient"): "ASG", ("POST", "/api/demo/inbound"): "AG",
     ("GET", "/api/callers/identify"): "ASG", ("GET", "/api/stats/calls"): "AS",
     # queue_display
-    ("GET", "/api/services"): STAFF, ("POST", "/api/services"): "A", ("PATCH", "/api/services/{id}"): "A",
-    ("GET", "/api/rooms"): STAFF, ("POST", "/api/rooms"): "A", ("PATCH", "/api/rooms/{id}"): "ARD",
+    ("GET", "/api/services"): USER, ("POST", "/api/services"): "A", ("PATCH", "/api/services/{id}"): "A",
+    ("GET", "/api/rooms"): USER, ("POST", "/api/rooms"): "A", ("PATCH", "/api/rooms/{id}"): "ARD",
     ("POST", "/api/tickets"): "AR", ("POST", "/api/kiosk/tickets"): "*", ("POST", "/api/checkins"): "AR",
     ("GET", "/api/tickets"): "ASRD", ("GET", "/api/tickets/{id}"): "ASRD", ("GET", "/api/queue"): "ASRD",
     ("POST", "/api/rooms/{id}/call-next"): "ARD", ("POST", "/api/tickets/{id}/call"): "ARD",

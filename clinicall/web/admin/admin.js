@@ -2,9 +2,10 @@
 // the audit trail and statistics with charts. One page; the section comes from the URL (/admin/<section>).
 import {api, el, startPage, items, fmtDateTime, fmtDuration, openDialog, showError, clearFieldErrors, exportLinks} from "/static/admin/console.js";
 import {barChart} from "/static/admin/charts.js";
+import {referrersSection, accountsSection, referralStats} from "/static/crm_bridge/care_admin.js";
 
-const SECTIONS = ["users", "services", "rooms", "display-tokens", "templates", "statuses", "audit", "stats"];
-const ROLES = ["admin", "supervisor", "agent", "reception", "doctor"];
+const SECTIONS = ["users", "services", "rooms", "display-tokens", "templates", "statuses", "audit", "stats", "referrers", "patient-accounts"];
+const ROLES = ["admin", "supervisor", "agent", "reception", "doctor", "referrer"];
 const ROOM_KINDS = ["consult", "counter", "lab", "imaging"];
 const $ = (id) => document.getElementById(id);
 let lang = "vi";
@@ -249,9 +250,10 @@ async function statsSection(box) {
     }
     const q = from && to ? `from=${from}&to=${to}` : "";
     if (q) { form.querySelector("[name=from]").value = from; form.querySelector("[name=to]").value = to; }
-    const [callData, queue, bookings] = await Promise.all([calls ? calls : get("/api/stats/calls", q),
-      get("/api/stats/queue", q), get("/api/stats/bookings", q)]);
+    const [callData, queue, bookings, referrals] = await Promise.all([calls ? calls : get("/api/stats/calls", q),
+      get("/api/stats/queue", q), get("/api/stats/bookings", q), get("/api/stats/referrals", q)]);
     out.replaceChildren(...callCharts(callData), ...queueCharts(queue), ...roomTable(queue), ...bookingCharts(bookings),
+      ...referralStats(referrals, q, careUi()),
       el("section", {class: "panel", id: "stats-exports"}, el("h2", {}, t("exports")),
         el("p", {}, t("calls"), " ", exportLinks(`/api/stats/calls?${q}`)), el("p", {}, t("queueStats"), " ", exportLinks(`/api/stats/queue?${q}`))));
   };
@@ -311,8 +313,10 @@ function bookingCharts(data) {
       {name: t("arrived"), values: days.map((d) => d.arrived)}, {name: t("arrivedLate"), values: days.map((d) => d.arrived_late)}]}))];
 }
 
+const careUi = () => ({t, table, createForm, render, saved, lang, $});
 const RENDER = {users: usersSection, services: servicesSection, rooms: roomsSection, "display-tokens": tokensSection, templates: templatesSection,
-  statuses: statusesSection, audit: auditSection, stats: statsSection};
+  statuses: statusesSection, audit: auditSection, stats: statsSection, referrers: (box) => referrersSection(box, careUi()),
+  "patient-accounts": (box) => accountsSection(box, careUi())};
 const section = () => { const s = location.pathname.split("/")[2] || "users"; return SECTIONS.includes(s) ? s : "users"; };
 
 async function render() {
