@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select, text
 
 from clinicall.auth import service as auth_service
 from clinicall.db import Database
@@ -32,6 +32,26 @@ TIMES = ("ringing_at", "answered_at", "ended_at")
 BOUNDS = {"hangup_cause": CAUSE_LEN, "linkedid": 80, "agent_channel": 120, "legs": LEGS_LEN, "number": NUMBER_LEN,
           "number_raw": NUMBER_LEN, "network_name": 80, "agent_extension": 40, "caller_name": NAME_LEN,
           "originate_reason": 8}
+PG_TYPES = {"ringing_at": "timestamptz", "answered_at": "timestamptz", "ended_at": "timestamptz",
+            "duration": "int", "billsec": "int", "hangup_code": "int", "talk_seconds": "float8",
+            "ring_seconds": "float8", "agent_id": "int", "patient_id": "int"}
+PG_COLUMNS = tuple((name, PG_TYPES.get(name, "varchar")) for name in PERSISTED + GROUP_PERSISTED
+                   + ("caller_name", "patient_id"))
+
+
+def _pg_update() -> Any:
+    """Rows of click-to-call keep their group columns (number, agent...); patient_id only ever gets set."""
+    sets = [f"{n} = r.{n}" for n in PERSISTED]
+    sets += [f"{n} = CASE WHEN r.grp THEN r.{n} ELSE c.{n} END" for n in GROUP_PERSISTED + ("caller_name",)]
+    casts = ", ".join(["CAST(:id AS int[])", "CAST(:grp AS bool[])"]
+                      + [f"CAST(:{n} AS {kind}[])" for n, kind in PG_COLUMNS])
+    names = ", ".join(["id", "grp"] + [n for n, _ in PG_COLUMNS])
+    return text(f"UPDATE calls AS c SET {', '.join(sets)}, patient_id = COALESCE(r.patient_id, c.patient_id), "  # noqa: S608
+                f"updated_at = now() FROM unnest({casts}) AS r({names}) WHERE c.id = r.id RETURNING "
+                + ", ".join(f"c.{column.name}" for column in Call.__table__.columns)).columns(*Call.__table__.columns)
+
+
+PG_UPDATE = _pg_update()
 INTERRUPTED = "ClinicallInterrupted"
 HANGUP_ASKED = "ClinicallHangupRequested"
 PATIENT_LINKED = "ClinicallPatientLinked"
@@ -108,6 +128,7 @@ class CallLog:
         self._written: dict[int, dict[str, Any]] = {}
         self._extension_users: dict[str, int | None] = {}
         self._patient_names: dict[int, str | None] = {}
+        self._numbers: dict[str, str | None] = {}  # raw caller id -> E.164
         self.events_seen = 0
         self.problems = 0  # events stored truncated or set aside
         self.last_event_at: float | None = None
@@ -240,10 +261,10 @@ class CallLog:
     async def _group_calls(self, pending: dict[str, str]) -> set[int]:
         ids = sorted(pending)
         known: dict[str, int] = {}
-        async with self.db.session() as s:
+        async with self.db.read_engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                rows = (await s.execute(select(Call.id, Call.linkedid, Call.channel_id).where(
+                rows = (await conn.execute(select(Call.id, Call.linkedid, Call.channel_id).where(
                     or_(Call.linkedid.in_(chunk), Call.channel_id.in_(chunk))).order_by(Call.id))).all()
                 for call_id, linkedid, channel_id in rows:
                     for key in (linkedid, channel_id):
@@ -256,22 +277,20 @@ class CallLog:
         return set(known.values()) | (await self._create_group_calls(new) if new else set())
 
     async def _create_group_calls(self, new: dict[str, str]) -> set[int]:
-        calls: list[tuple[str, str, float, Call]] = []
-        async with self.db.transaction() as s:
-            for linkedid, origin in new.items():
-                created = self.tracker.group_first_seen(linkedid) or time.time()
-                direction = {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound")
-                call = Call(direction=direction, origin=origin, state="ringing", linkedid=linkedid[:80],
-                            created_at=to_dt(created), ringing_at=to_dt(created) if origin == "trunk" else None)
-                s.add(call)
-                calls.append((linkedid, origin, created, call))
-            await s.flush()
-        for linkedid, origin, created, call in calls:
-            self.tracker.register(CallSpec(call_id=call.id, direction=call.direction, created_at=created,
-                                           linkedid=linkedid, origin=origin))
-            self._written[call.id] = {}
-            log.info("%s call %s (Linkedid %s)", origin, call.id, linkedid)
-        return {c.id for *_, c in calls}
+        rows: list[dict[str, Any]] = []
+        for linkedid, origin in new.items():
+            created = to_dt(self.tracker.group_first_seen(linkedid) or time.time())
+            rows.append({"direction": {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound"),
+                         "origin": origin, "state": "ringing", "linkedid": linkedid[:80], "created_at": created,
+                         "ringing_at": created if origin == "trunk" else None})
+        async with self.db.engine.begin() as conn:
+            ids = (await conn.scalars(insert(Call).returning(Call.id, sort_by_parameter_order=True), rows)).all()
+        for (linkedid, origin), row, call_id in zip(new.items(), rows, ids, strict=True):
+            self.tracker.register(CallSpec(call_id=call_id, direction=row["direction"],
+                                           created_at=to_epoch(row["created_at"]), linkedid=linkedid, origin=origin))
+            self._written[call_id] = {}
+            log.info("%s call %s (Linkedid %s)", origin, call_id, linkedid)
+        return set(ids)
 
     # ---- rows ---------------------------------------------------------------------------------------
     async def _agent_id(self, extension: str | None) -> int | None:
@@ -309,7 +328,11 @@ class CallLog:
         from crm_bridge.service import normalise_phone
 
         raw = projection.number
-        return {"number": normalise_phone(raw, self.region) if raw else None, "number_raw": raw,
+        if raw and raw not in self._numbers:
+            if len(self._numbers) > 10000:
+                self._numbers.clear()
+            self._numbers[raw] = normalise_phone(raw, self.region)
+        return {"number": self._numbers[raw] if raw else None, "number_raw": raw,
                 "network_name": untrusted_text(projection.network_name, 80),
                 "caller_name": await self._patient_name(projection.patient_id),
                 "agent_extension": projection.agent_extension,
@@ -337,6 +360,8 @@ class CallLog:
         return len(changes)
 
     async def _write(self, changes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.db.is_postgres:
+            return await self._write_postgres(changes)
         payloads: list[dict[str, Any]] = []
         async with self.db.transaction() as s:
             rows = {c.id: c for c in (await s.scalars(select(Call).where(Call.id.in_(sorted(changes))))).all()}
@@ -350,6 +375,19 @@ class CallLog:
             await s.flush()
             payloads = [call_updated(rows[c]) for c in changes if c in rows]
         return payloads
+
+    async def _write_postgres(self, changes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        """One UPDATE for every changed row (each column one array), the rows back for the bus."""
+        ids = sorted(changes)
+        params: dict[str, list[Any]] = {"id": ids, "grp": [GROUP_PERSISTED[0] in changes[i] for i in ids]}
+        for name, _ in PG_COLUMNS:
+            params[name] = [changes[i].get(name) for i in ids]
+        async with self.db.engine.begin() as conn:
+            rows = {r.id: Call(**r._mapping) for r in (await conn.execute(PG_UPDATE, params)).all()}
+        for call_id in ids:
+            if call_id not in rows:
+                self.tracker.forget(call_id)
+        return [call_updated(rows[c]) for c in changes if c in rows]
 
     def _retire(self, call_id: int) -> None:
         """Ended calls stay in memory a while for late events; the oldest are forgotten (the journal

@@ -34,12 +34,14 @@ VOLATILE = frozenset({"Privilege", "Duration", "BridgedDuration", "SequenceNumbe
 CORE_SHOW_VOLATILE = VOLATILE | {"ActionID"}
 # What identifies a CEL record, the same over AMI (Event: CEL) and read back from Asterisk's database.
 CEL_KEY = ("EventName", "UniqueID", "LinkedID", "Application", "Peer")
-# One statement and one JSON parameter for a whole batch (no per-value encoding in the driver).
+# One statement for a whole batch, each column one array parameter (no per-row encoding in the driver).
 PG_APPEND = text(
     "INSERT INTO call_events (key, source, kind, linkedid, at, received_at, payload, problem) "
     "SELECT r.key, r.source, r.kind, r.linkedid, to_timestamp(r.at), to_timestamp(r.received_at), r.payload, "
-    "r.problem FROM json_to_recordset(CAST(:rows AS json)) AS r(key varchar, source varchar, kind varchar, "
-    "linkedid varchar, at double precision, received_at double precision, payload varchar, problem varchar) "
+    "r.problem FROM unnest(CAST(:key AS varchar[]), CAST(:source AS varchar[]), CAST(:kind AS varchar[]), "
+    "CAST(:linkedid AS varchar[]), CAST(:at AS float8[]), CAST(:received_at AS float8[]), "
+    "CAST(:payload AS varchar[]), CAST(:problem AS varchar[])) "
+    "AS r(key, source, kind, linkedid, at, received_at, payload, problem) "
     "ON CONFLICT (key) DO NOTHING RETURNING key")
 
 
@@ -135,7 +137,8 @@ def event_key(ev: dict[str, str], at: float) -> str:
     if ev.get("Event") == "CEL":
         return _digest([("Event", "CEL"), ("at", cel_second(ev, at))] + [(k, ev.get(k, "")) for k in CEL_KEY])
     skip = CORE_SHOW_VOLATILE if ev.get("Event") == "CoreShowChannel" else VOLATILE
-    return _digest(sorted((k, v) for k, v in ev.items() if k not in skip))
+    text = "\n".join([f"{k}\t{v}" for k, v in sorted(ev.items()) if k not in skip])
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
@@ -209,13 +212,14 @@ async def append(db: Database, entries: Sequence[Entry]) -> list[Entry]:
     if not unique:
         return []
     new_keys: set[str] = set()
-    async with db.transaction() as s:
+    async with db.engine.begin() as s:
         if db.is_postgres:  # one statement, one round trip for the whole batch
-            batch = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": e.at,
-                      "received_at": e.received, "payload": _payload(e.event), "problem": e.problem}
-                     for e in unique.values()]
-            text_rows = json.dumps(batch, ensure_ascii=False, separators=(",", ":"))
-            new_keys.update((await s.scalars(PG_APPEND, {"rows": text_rows})).all())
+            items = list(unique.values())
+            columns = {"key": [e.key for e in items], "source": [e.source for e in items],
+                       "kind": [e.kind for e in items], "linkedid": [e.linkedid for e in items],
+                       "at": [e.at for e in items], "received_at": [e.received for e in items],
+                       "payload": [_payload(e.event) for e in items], "problem": [e.problem for e in items]}
+            new_keys.update((await s.scalars(PG_APPEND, columns)).all())
         else:
             rows = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": _to_dt(e.at),
                      "received_at": _to_dt(e.received), "payload": _payload(e.event), "problem": e.problem}
