@@ -340,29 +340,32 @@ class CallLog:
                 "direction": projection.direction}
 
     async def _refresh(self, call_ids: set[int], publish: bool = True) -> int:
+        return await self.write_values({call_id: await self.values_of(call_id) for call_id in sorted(call_ids)
+                                        if call_id in self.tracker.calls}, publish)
+
+    async def write_values(self, projected: dict[int, dict[str, Any]], publish: bool = True) -> int:
+        """Write the rows whose projected values differ from what was written; returns how many."""
         changes: dict[int, dict[str, Any]] = {}
-        for call_id in sorted(call_ids):
-            if call_id in self.tracker.calls:
-                values = await self.values_of(call_id)
-                written = self._written.get(call_id, {})
-                if any(name not in written or written[name] != value for name, value in values.items()):
-                    changes[call_id] = values
+        for call_id, values in projected.items():
+            written = self._written.get(call_id, {})
+            if any(name not in written or written[name] != value for name, value in values.items()):
+                changes[call_id] = values
         if not changes:
             return 0
-        payloads = await self._write(changes)
+        publish = publish and self.bus is not None
+        payloads = await self._write(changes, publish)
         for call_id, values in changes.items():
             self._written[call_id] = {**self._written.get(call_id, {}), **values}
             if values["state"] == "ended" and self.keep_ended:
                 self._retire(call_id)
-        if publish and self.bus is not None:
-            for payload in payloads:
-                await self.bus.publish(CALL_UPDATED, payload)
+        for payload in payloads:
+            await self.bus.publish(CALL_UPDATED, payload)
         return len(changes)
 
-    async def _write(self, changes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _write(self, changes: dict[int, dict[str, Any]], payloads: bool) -> list[dict[str, Any]]:
+        """The changed rows written in one transaction; their `call.updated` payloads when asked."""
         if self.db.is_postgres:
-            return await self._write_postgres(changes)
-        payloads: list[dict[str, Any]] = []
+            return await self._write_postgres(changes, payloads)
         async with self.db.transaction() as s:
             rows = {c.id: c for c in (await s.scalars(select(Call).where(Call.id.in_(sorted(changes))))).all()}
             for call_id, values in changes.items():
@@ -373,21 +376,20 @@ class CallLog:
                 for name, value in values.items():
                     setattr(call, name, value)
             await s.flush()
-            payloads = [call_updated(rows[c]) for c in changes if c in rows]
-        return payloads
+            return [call_updated(rows[c]) for c in changes if c in rows] if payloads else []
 
-    async def _write_postgres(self, changes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _write_postgres(self, changes: dict[int, dict[str, Any]], payloads: bool) -> list[dict[str, Any]]:
         """One UPDATE for every changed row (each column one array), the rows back for the bus."""
         ids = sorted(changes)
         params: dict[str, list[Any]] = {"id": ids, "grp": [GROUP_PERSISTED[0] in changes[i] for i in ids]}
         for name, _ in PG_COLUMNS:
             params[name] = [changes[i].get(name) for i in ids]
         async with self.db.engine.begin() as conn:
-            rows = {r.id: Call(**r._mapping) for r in (await conn.execute(PG_UPDATE, params)).all()}
+            rows = {r.id: r for r in (await conn.execute(PG_UPDATE, params)).all()}
         for call_id in ids:
             if call_id not in rows:
                 self.tracker.forget(call_id)
-        return [call_updated(rows[c]) for c in changes if c in rows]
+        return [call_updated(Call(**rows[c]._mapping)) for c in ids if c in rows] if payloads else []
 
     def _retire(self, call_id: int) -> None:
         """Ended calls stay in memory a while for late events; the oldest are forgotten (the journal

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,7 @@ class Entry:
     received: float
     event: dict[str, str]
     problem: str | None = None
+    id: int | None = None  # its row's id, once read back from the journal
 
     @property
     def projectable(self) -> bool:
@@ -238,14 +239,13 @@ COLUMNS = (CallEvent.id, CallEvent.key, CallEvent.source, CallEvent.kind, CallEv
 
 def _from_row(row: Any) -> Entry:
     return Entry(key=row.key, source=row.source, kind=row.kind, linkedid=row.linkedid, at=row.at.timestamp(),
-                 received=row.received_at.timestamp(), event=json.loads(row.payload), problem=row.problem)
+                 received=row.received_at.timestamp(), event=json.loads(row.payload), problem=row.problem, id=row.id)
 
 
-async def read(db: Database, *, since: float | None = None, linkedids: set[str] | None = None,
-               batch: int = 5000) -> list[Entry]:
-    """Journal entries in the order they were stored: all, those at or after `since`, and/or those of
-    some Linkedids."""
-    out: list[Entry] = []
+async def chunks(db: Database, *, since: float | None = None, linkedids: set[str] | None = None,
+                 batch: int = 5000) -> AsyncIterator[list[Entry]]:
+    """Journal entries in the order they were stored, `batch` at a time (one query each): all, those at
+    or after `since`, and/or those of some Linkedids."""
     last = 0
     while True:
         query = select(*COLUMNS).where(CallEvent.id > last).order_by(CallEvent.id).limit(batch)
@@ -253,12 +253,29 @@ async def read(db: Database, *, since: float | None = None, linkedids: set[str] 
             query = query.where(CallEvent.at >= _to_dt(since))
         if linkedids is not None:
             query = query.where(CallEvent.linkedid.in_(sorted(linkedids)))
-        async with db.session() as s:
-            rows = (await s.execute(query)).all()
-        out.extend(_from_row(r) for r in rows)
+        async with db.read_engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if rows:
+            yield [_from_row(r) for r in rows]
         if len(rows) < batch:
-            return out
+            return
         last = rows[-1].id
+
+
+async def read(db: Database, *, since: float | None = None, linkedids: set[str] | None = None) -> list[Entry]:
+    """Every entry `chunks` gives, as one list."""
+    return [item async for chunk in chunks(db, since=since, linkedids=linkedids) for item in chunk]
+
+
+async def linkedids_after(db: Database, after_id: int, linkedids: set[str]) -> set[str]:
+    """Which of the Linkedids have entries stored after the entry `after_id`."""
+    ordered = sorted(linkedids)
+    found: set[str] = set()
+    async with db.session() as s:
+        for start in range(0, len(ordered), 500):
+            found.update((await s.scalars(select(CallEvent.linkedid).distinct().where(
+                CallEvent.id > after_id, CallEvent.linkedid.in_(ordered[start:start + 500])))).all())
+    return found
 
 
 async def last_event_time(db: Database) -> float | None:
