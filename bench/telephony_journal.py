@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
 from clinicall.db import Database  # noqa: E402
 from clinicall.migrate import migrate  # noqa: E402
@@ -144,7 +144,8 @@ async def rebuild_run(url: str, calls: int) -> None:
     started = time.perf_counter()
     batch: list[journal.Entry] = []
     now = time.time()
-    for r in range(-(-calls // len(TRACES))):
+    seed = min(calls, 1000)  # journaled through journal.append; the rest are copies renamed by PostgreSQL
+    for r in range(-(-seed // len(TRACES))):
         for trace in base:
             renamed = ({k: f"{v}-b{r}" if k in IDS and v and v != "<unknown>" else v for k, v in ev.items()}
                        for ev in trace)
@@ -153,6 +154,14 @@ async def rebuild_run(url: str, calls: int) -> None:
             await journal.append(db, batch)
             batch = []
     await journal.append(db, batch)
+    async with db.transaction() as s:
+        last = await s.scalar(select(func.max(CallEvent.id)))
+        for copy in range(1, -(-calls // seed)):  # every id in a payload ends with -b<round>: -c<copy>-b<round>
+            await s.execute(text(
+                "INSERT INTO call_events (key, source, kind, linkedid, at, received_at, payload, problem) "
+                "SELECT left(key, 56) || lpad(:n, 8, '0'), source, kind, linkedid || '-c' || :n, at, received_at, "
+                "replace(payload, '-b', '-c' || :n || '-b'), problem FROM call_events WHERE id <= :last ORDER BY id"),
+                {"n": str(copy), "last": last})
     async with db.session() as s:
         stored = await s.scalar(select(func.count()).select_from(CallEvent))
     print(f"journal of {calls:,} calls written: {stored:,} entries in {time.perf_counter() - started:.0f} s", flush=True)
