@@ -21,7 +21,7 @@ from telephony import journal
 from telephony.calltrack import CallSpec, CallTracker, Projection, agent_channel_pattern
 from telephony.events import CALL_UPDATED, call_updated
 from telephony.journal import Entry
-from telephony.models import CAUSE_LEN, LEGS_LEN, NAME_LEN, NUMBER_LEN, Call
+from telephony.models import CAUSE_LEN, LEGS_LEN, NAME_LEN, NUMBER_LEN, Call, Installation
 
 log = logging.getLogger(__name__)
 PERSISTED = ("state", "disposition", "ringing_at", "answered_at", "ended_at", "duration", "billsec",
@@ -134,8 +134,18 @@ class CallLog:
         self.last_event_at: float | None = None
         self.outage_since: float | None = None  # the last event seen before the link went down
         self.keep_ended = True  # False while rebuilding: nothing is retired
+        self._installation: str | None = None
 
     # ---- calls we start ---------------------------------------------------------------------------
+    async def installation(self) -> str:
+        """This database's tag (telephony_installation), part of every ChannelId/ActionID we send."""
+        if self._installation is None:
+            async with self.db.session() as s:
+                self._installation = await s.scalar(select(Installation.tag).where(Installation.id == 1))
+            if self._installation is None:  # a database made without the migrations' row
+                raise RuntimeError("telephony_installation has no row: run the migrations")
+        return self._installation
+
     def register(self, call: Call) -> None:
         self.tracker.register(spec_of(call))
         self._written[call.id] = self._row_values(call)
@@ -149,6 +159,7 @@ class CallLog:
     async def load_open_calls(self) -> int:
         """At start-up: calls in progress when the service stopped are followed again, with every fact
         the journal holds about them (so a kill -9 loses nothing that was received)."""
+        await self.installation()
         async with self.db.session() as s:
             rows = (await s.scalars(select(Call).where(Call.state != "ended"))).all()
         for call in rows:

@@ -262,3 +262,37 @@ async def test_a_restarted_clinicall_follows_open_calls_with_every_fact_received
     call = await harness.row(answered.id)
     assert (call.state, call.disposition, call.answered_at) == ("ended", "answered", answered.answered_at)
     assert call.talk_seconds is not None and call.talk_seconds >= 2 and call.agent_extension == "1001"
+
+
+async def test_a_fresh_database_never_takes_an_earlier_ones_call_from_cel(sqlite_url: str, tmp_path: Path) -> None:
+    """Call 201 of a new database is not call 201 of the one before it, whose CEL records (`clinicall-201`,
+    answered and ended) Asterisk still holds: tags are `clinicall-<installation>-<id>`."""
+    import time
+
+    from clinicall.db import Database
+    from clinicall.migrate import migrate
+    from telephony.service import call_tag
+    from tests.telephony.test_calllog_rig import cel_database
+
+    cel = CelSource(str(cel_database("ended_while_disconnected", tmp_path / "master.db")))
+    assert await cel.read(linkedids={"clinicall-201"})  # the earlier database's call 201, answered
+    other = f"sqlite+aiosqlite:///{tmp_path}/other.db"
+    await migrate(Database(other))
+    tags = set()
+    for url in (other, sqlite_url, sqlite_url):
+        async for h in make_harness(url):
+            tags.add((url, await h.log.installation()))
+    assert len(tags) == 2 and len({tag for _, tag in tags}) == 2  # one per database, kept across restarts
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents"):
+        tag = call_tag(201, await h.log.installation())
+        async with h.db.transaction() as s:
+            s.add(Call(id=201, direction="outbound", origin="click_to_call", state="dialing", action_id=tag,
+                       channel_id=tag, dial_string="Local/1001@agents",
+                       created_at=dt.datetime.fromtimestamp(time.time() - 5, dt.UTC)))
+        async with h.db.session() as s:
+            h.log.register(await s.get(Call, 201))  # type: ignore[arg-type]
+        h.log.cel_source = cel
+        h.log.link_lost()
+        assert await h.log.reconcile(set(), time.time(), []) == [201]
+        (row,) = await h.rows()
+        assert (row.disposition, row.answered_at, row.talk_seconds or 0) == ("interrupted", None, 0)
