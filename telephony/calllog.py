@@ -5,6 +5,7 @@ events of that same call arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -52,6 +53,8 @@ def _pg_update() -> Any:
 
 
 PG_UPDATE = _pg_update()
+CEL_CATCH_UP = 5.0  # seconds a reconcile reads CEL again for calls whose end is not there yet
+RECHECK_INTERRUPTED = 86400.0  # interrupted calls younger than this are upgraded by the CEL records found later
 INTERRUPTED = "ClinicallInterrupted"
 HANGUP_ASKED = "ClinicallHangupRequested"
 PATIENT_LINKED = "ClinicallPatientLinked"
@@ -135,6 +138,8 @@ class CallLog:
         self.outage_since: float | None = None  # the last event seen before the link went down
         self.keep_ended = True  # False while rebuilding: nothing is retired
         self._installation: str | None = None
+        self._recheck: set[int] = set()  # interrupted calls whose CEL records are read again
+        self.cel_catch_up = CEL_CATCH_UP
 
     # ---- calls we start ---------------------------------------------------------------------------
     async def installation(self) -> str:
@@ -418,40 +423,77 @@ class CallLog:
     async def reconcile(self, live_ids: set[str], since: float, channel_events: list[dict[str, str]],
                         asked: float | None = None) -> list[int]:
         """After every (re)connect, once FullyBooted: the live channels (CoreShowChannels), then Asterisk's
-        CEL records for the open calls and since the last event seen, all through the journal; then
-        calls open before this connection with no live channel and no recorded end are `interrupted`."""
+        CEL records for the open calls, the calls settled as interrupted lately, and everything since the
+        last event seen, all through the journal. Calls open before this connection with no live channel
+        and no end in CEL yet are read again for a few seconds (Asterisk may not have written their last
+        rows yet) and then settled as `interrupted`; a later read that finds their end upgrades them."""
         now = time.time()
         await self.handle_batch([(ev, now) for ev in channel_events])
-        await self._read_cel()
+        await self._recover_from_cel(live_ids, since)
         interrupted: list[int] = []
         reason = ("its end is in neither AMI nor Asterisk's CEL records" if self.cel_source is not None
                   else "its end was not seen (clinicall was not connected to Asterisk; no CEL database configured)")
-        for call_id in self.tracker.open_calls():
-            spec = self.tracker.calls[call_id]
-            if spec.created_at >= since or self.tracker.live_in(call_id, live_ids):
-                continue
+        for call_id in self._unsettled(live_ids, since):
             await self._own(INTERRUPTED, call_id, Reason=f"Interrupted: {reason}")
             interrupted.append(call_id)
         self.tracker.reset_channels(live_ids, before=min(since, asked if asked is not None else now))
         self.outage_since = None
         return interrupted
 
-    async def _read_cel(self) -> None:
+    def _unsettled(self, live_ids: set[str], since: float) -> list[int]:
+        """Calls open before this connection with no live channel and no recorded end."""
+        return [call_id for call_id in self.tracker.open_calls()
+                if self.tracker.calls[call_id].created_at < since and not self.tracker.live_in(call_id, live_ids)]
+
+    async def _recover_from_cel(self, live_ids: set[str], since: float) -> None:
+        """Read CEL until every call open before `since` has its end, or a record written after `since`
+        shows that Asterisk's CEL writer has caught up, or CEL_CATCH_UP seconds have gone by."""
         if self.cel_source is None:
             return
-        open_ids = {lid for cid in self.tracker.open_calls() for lid in self.tracker.linkedids_of(cid)}
-        since = to_dt(self.outage_since - 1.0) if self.outage_since is not None else None
-        try:  # the open calls' whole records, and every call since the last event seen (new ones too)
-            rows = await self.cel_source.read(since=None, linkedids=open_ids) if open_ids else []
+        outage = self.outage_since
+        await self._reload_interrupted()
+        newest = await self._read_cel(outage)
+        waited, pause = 0.0, 0.25
+        while (waited < self.cel_catch_up and (newest is None or newest < since)
+               and self._unsettled(live_ids, since)):
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 1.0)
+            newest = max(newest or 0.0, await self._read_cel(outage) or 0.0) or None
+
+    async def _reload_interrupted(self) -> None:
+        """Calls settled as interrupted lately come back into memory, so that CEL records showing how they
+        really went (written late, or in a database that was unreachable) upgrade them."""
+        recent = to_dt(time.time() - RECHECK_INTERRUPTED)
+        async with self.db.session() as s:
+            ids = (await s.scalars(select(Call.id).where(Call.disposition == "interrupted",
+                                                         Call.created_at >= recent).limit(1000))).all()
+        for call_id in ids:
+            if call_id not in self.tracker.calls:
+                await self._follow_again(call_id)
+        self._recheck = set(ids)
+
+    async def _read_cel(self, outage: float | None) -> float | None:
+        """One read: the records of the open and lately interrupted calls, and every record since the last
+        event seen before the outage (calls that began and ended while away). Returns the newest record's
+        time."""
+        assert self.cel_source is not None
+        calls = set(self.tracker.open_calls()) | {c for c in self._recheck if c in self.tracker.calls}
+        linkedids = {lid for cid in calls for lid in self.tracker.linkedids_of(cid)}
+        since = to_dt(outage - 1.0) if outage is not None else None
+        try:
+            rows = await self.cel_source.read(since=None, linkedids=linkedids) if linkedids else []
             if since is not None:
                 rows += await self.cel_source.read(since=since, linkedids=None)
         except Exception:  # the calls stay open and are settled as interrupted, with the reason
             log.exception("reading Asterisk's CEL records failed")
-            return
+            return None
         now = time.time()
         for start in range(0, len(rows), 1000):
             await self.handle_batch([(row, now) for row in rows[start:start + 1000]], source="cel")
         log.info("recovery: %d CEL record(s) read from Asterisk's database", len(rows))
+        times = [t for t in (journal.cel_time(row.get("EventTimestamp")) for row in rows) if t is not None]
+        return max(times, default=None)
 
     async def asterisk_shutdown(self) -> list[int]:
         """Asterisk says it is stopping: nothing is guessed. Its channels' Hangups came before this event;

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from telephony import journal
+from telephony.calllog import CallLog
 from telephony.cel_source import CelSource
 from telephony.models import Call, CallEvent
 from telephony.rebuild import rebuild
@@ -188,6 +189,67 @@ async def test_a_call_ended_while_away_gets_its_true_end_from_cel(harness: LogHa
     assert await journal_size(harness) == size
 
 
+class LateCel(CelSource):
+    """A CEL database Asterisk writes the last rows of a call into only after clinicall first read it."""
+
+    def __init__(self, path: Path, late: list[dict[str, Any]]) -> None:
+        super().__init__(str(path))
+        self.path, self.late, self.reads = path, late, 0
+
+    async def read(self, **kwargs: Any) -> list[dict[str, str]]:
+        rows = await super().read(**kwargs)
+        self.reads += 1
+        if self.reads == 1:
+            add_cel_rows(self.path, self.late)
+        return rows
+
+
+def add_cel_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with sqlite3.connect(path) as conn:
+        for row in rows:
+            conn.execute(f"INSERT INTO cel ({', '.join(CEL_COLUMNS)}) VALUES ({', '.join('?' * len(CEL_COLUMNS))})",
+                         [row.get(c, "") for c in CEL_COLUMNS])
+
+
+async def test_cel_written_late_is_waited_for_and_an_interrupted_call_is_upgraded(harness: LogHarness,
+                                                                                  tmp_path: Path) -> None:
+    """The end of a call that ended while clinicall was away reaches Asterisk's CEL database a moment after
+    the reconnect: it is read again until it is there. If it comes later still, the call is `interrupted`
+    first and upgraded by the next read that finds it, never guessed."""
+    seen, lost = cut_after_answer("inbound_call")
+    for ev, at in seen:
+        await harness.log.handle(ev, at)
+    (call,) = await harness.rows()
+    harness.log.link_lost()
+    write_cel_db(tmp_path / "late.db", [])
+    harness.log.cel_source = late = LateCel(tmp_path / "late.db", cel_rows(lost))
+    assert await harness.log.reconcile(set(), 1_900_000_000.0, []) == []
+    assert late.reads >= 2
+    row = await harness.row(call.id)
+    assert (row.disposition, row.hangup_code) == ("answered", 16) and row.talk_seconds
+
+    async for h in make_harness(f"sqlite+aiosqlite:///{tmp_path}/later.db"):
+        from clinicall.db import Database
+        from clinicall.migrate import migrate
+
+        await migrate(Database(f"sqlite+aiosqlite:///{tmp_path}/later.db"))
+        for ev, at in seen:
+            await h.log.handle(ev, at)
+        h.log.link_lost()
+        write_cel_db(tmp_path / "later_cel.db", [])
+        h.log.cel_source = CelSource(str(tmp_path / "later_cel.db"))
+        h.log.cel_catch_up = 0.3
+        assert await h.log.reconcile(set(), 1_900_000_000.0, []) == [call.id]
+        assert (await h.row(call.id)).disposition == "interrupted"
+        h.log = CallLog(h.db, h.bus, h.log.settings, cel_source=h.log.cel_source)  # clinicall restarted
+        await h.log.load_open_calls()
+        add_cel_rows(tmp_path / "later_cel.db", cel_rows(lost))
+        h.log.link_lost()
+        assert await h.log.reconcile(set(), 1_900_000_000.0, []) == []
+        upgraded = await h.row(call.id)
+        assert snapshot([upgraded]) == snapshot([row])
+
+
 async def test_a_bad_event_is_stored_apart_and_never_drops_the_batch(harness: LogHarness) -> None:
     messages = load("inbound_call").timed_messages()
     huge = dict(messages[3][0], Event="UserEvent", UserEvent="x" * 5000)
@@ -292,6 +354,7 @@ async def test_a_fresh_database_never_takes_an_earlier_ones_call_from_cel(sqlite
         async with h.db.session() as s:
             h.log.register(await s.get(Call, 201))  # type: ignore[arg-type]
         h.log.cel_source = cel
+        h.log.cel_catch_up = 0.3
         h.log.link_lost()
         assert await h.log.reconcile(set(), time.time(), []) == [201]
         (row,) = await h.rows()
