@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite
 
 from clinicall.db import Database
@@ -272,9 +272,10 @@ async def linkedids_after(db: Database, after_id: int, linkedids: set[str]) -> s
     ordered = sorted(linkedids)
     found: set[str] = set()
     async with db.session() as s:
-        for start in range(0, len(ordered), 500):
-            found.update((await s.scalars(select(CallEvent.linkedid).distinct().where(
-                CallEvent.id > after_id, CallEvent.linkedid.in_(ordered[start:start + 500])))).all())
+        for start in range(0, len(ordered), 500):  # by the Linkedid index (an id range would scan the journal)
+            rows = (await s.execute(select(CallEvent.linkedid, func.max(CallEvent.id)).where(
+                CallEvent.linkedid.in_(ordered[start:start + 500])).group_by(CallEvent.linkedid))).all()
+            found.update(linkedid for linkedid, last in rows if last > after_id)
     return found
 
 
