@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import secrets
 import time
 import unicodedata
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import insert, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from clinicall.auth import service as auth_service
 from clinicall.db import Database
@@ -144,11 +146,13 @@ class CallLog:
     # ---- calls we start ---------------------------------------------------------------------------
     async def installation(self) -> str:
         """This database's tag (telephony_installation), part of every ChannelId/ActionID we send."""
-        if self._installation is None:
-            async with self.db.session() as s:
+        if self._installation is None:  # drawn once, at the first start on this database
+            dialect = postgresql if self.db.is_postgres else sqlite
+            async with self.db.transaction() as s:
+                await s.execute(dialect.insert(Installation).values(id=1, tag=secrets.token_hex(4))
+                                .on_conflict_do_nothing(index_elements=["id"]))
                 self._installation = await s.scalar(select(Installation.tag).where(Installation.id == 1))
-            if self._installation is None:  # a database made without the migrations' row
-                raise RuntimeError("telephony_installation has no row: run the migrations")
+        assert self._installation is not None
         return self._installation
 
     def register(self, call: Call) -> None:

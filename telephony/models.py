@@ -84,7 +84,7 @@ class CallEvent(Base):
 
 
 class Installation(Base):
-    """One row: this database's tag, made at random when the database is created. clinicall's ChannelIds
+    """One row: this database's tag, drawn at random at its first start. clinicall's ChannelIds
     and ActionIDs are `clinicall-<tag>-<call id>`, so calls of a fresh database never take the Linkedids
     of an earlier one's calls still in Asterisk's CEL records."""
 
