@@ -284,8 +284,9 @@ class CallLog:
         async with self.db.read_engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
+                # action_id (indexed) is the ChannelId of every call clinicall starts
                 rows = (await conn.execute(select(Call.id, Call.linkedid, Call.channel_id).where(
-                    or_(Call.linkedid.in_(chunk), Call.channel_id.in_(chunk))).order_by(Call.id))).all()
+                    or_(Call.linkedid.in_(chunk), Call.action_id.in_(chunk))).order_by(Call.id))).all()
                 for call_id, linkedid, channel_id in rows:
                     for key in (linkedid, channel_id):
                         if key in pending:

@@ -35,15 +35,16 @@ Progress = Callable[[RebuildReport], None]
 
 
 async def _rows_for(db: Database, keys: set[str]) -> list[Call]:
-    """The rows a set of journal Linkedids belongs to (Linkedid, ChannelId/ActionID, clinicall's `call-<id>`)."""
+    """The rows a set of journal Linkedids belongs to (Linkedid, ActionID = ChannelId, clinicall's `call-<id>`),
+    each condition by an index."""
     ordered = sorted(keys)
     found: dict[int, Call] = {}
     async with db.session() as s:
         for start in range(0, len(ordered), 500):
             chunk = ordered[start:start + 500]
             own = [int(k[5:]) for k in chunk if k.startswith("call-") and k[5:].isdigit()]
-            rows = (await s.scalars(select(Call).where(or_(Call.linkedid.in_(chunk), Call.channel_id.in_(chunk),
-                                                           Call.action_id.in_(chunk), Call.id.in_(own))))).all()
+            rows = (await s.scalars(select(Call).where(or_(Call.linkedid.in_(chunk), Call.action_id.in_(chunk),
+                                                           Call.id.in_(own))))).all()
             found.update({c.id: c for c in rows})
     return sorted(found.values(), key=lambda c: c.id)
 
