@@ -7,7 +7,11 @@ a new set of calls, not an idempotent repeat):
   rebuild   `clinicall calls rebuild` of every call the journal run made (--rebuild-rounds more for a
             larger log)
 
+  rebuild at scale (--rebuild-calls N): a journal of N calls written straight into call_events, then
+            rebuilt into an empty call log; calls/s, progress and the process's peak RSS
+
     .venv/bin/python bench/telephony_journal.py --rounds 50 --journal-rounds 400 [--database-url URL]
+    .venv/bin/python bench/telephony_journal.py --rounds 1 --journal-rounds 0 --rebuild-calls 100000
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -22,15 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
 from clinicall.db import Database  # noqa: E402
 from clinicall.migrate import migrate  # noqa: E402
 from clinicall.settings import TelephonySettings  # noqa: E402
+from telephony import journal  # noqa: E402
 from telephony.calllog import CallLog, make_tracker  # noqa: E402
 from telephony.calltrack import CallSpec  # noqa: E402
 from telephony.models import Call, CallEvent  # noqa: E402
-from telephony.rebuild import rebuild  # noqa: E402
+from telephony.rebuild import RebuildReport, rebuild  # noqa: E402
 from telephony.wire import StreamParser  # noqa: E402
 
 FIXTURES = Path(os.environ.get("CLINICALL_ASTERISK_FIXTURES", ROOT / "tests" / "fixtures" / "asterisk"))
@@ -105,12 +111,61 @@ async def journal_run(url: str, rounds: int, rebuild_rounds: int) -> None:
             await log.handle_batch([(ev, now) for ev in more[start:start + 2000]])
     async with db.session() as s:
         calls = await s.scalar(select(func.count()).select_from(Call))
+    await timed_rebuild(db, f"rebuild ({calls:,} rows there)")
+    await db.dispose()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def timed_rebuild(db: Database, what: str) -> None:
+    rss = peak_rss_mib()
     started, cpu = time.perf_counter(), time.process_time()
-    report = await rebuild(db, SETTINGS)
+
+    def progress(report: RebuildReport) -> None:
+        if report.events % 200_000 < 5000:
+            print(f"  ... {report.events:,} events, {report.calls:,} calls written "
+                  f"({report.calls / (time.perf_counter() - started):,.0f} calls/s, peak RSS {peak_rss_mib():,.0f} MiB)",
+                  flush=True)
+
+    report = await rebuild(db, SETTINGS, progress=progress)
     took, cpu = time.perf_counter() - started, time.process_time() - cpu
-    print(f"rebuild: {report.events:,} events, {report.calls:,} calls ({calls:,} rows), {report.changed} changed, "
-          f"{took:.2f} s: {report.calls / took:,.0f} calls/s; CPU {cpu:.2f} s: {report.calls / cpu:,.0f} calls per "
-          "CPU-second")
+    print(f"{what}: {report.events:,} events, {report.calls:,} calls, {report.changed:,} rows written, {took:.2f} s: "
+          f"{report.calls / took:,.0f} calls/s; CPU {cpu:.2f} s: {report.calls / cpu:,.0f} calls per CPU-second; "
+          f"peak RSS {rss:,.0f} MiB before, {peak_rss_mib():,.0f} MiB after")
+
+
+async def rebuild_run(url: str, calls: int) -> None:
+    """A journal of `calls` calls written straight into call_events (no rows), then rebuilt into rows."""
+    db = Database(url)
+    await migrate(db)
+    base = [events_of(n) for n in TRACES]
+    started = time.perf_counter()
+    batch: list[journal.Entry] = []
+    now = time.time()
+    seed = min(calls, 1000)  # journaled through journal.append; the rest are copies renamed by PostgreSQL
+    for r in range(-(-seed // len(TRACES))):
+        for trace in base:
+            renamed = ({k: f"{v}-b{r}" if k in IDS and v and v != "<unknown>" else v for k, v in ev.items()}
+                       for ev in trace)
+            batch.extend(journal.entry(ev, now) for ev in renamed if journal.is_call_event(ev))
+        if len(batch) >= 5000:
+            await journal.append(db, batch)
+            batch = []
+    await journal.append(db, batch)
+    async with db.transaction() as s:
+        last = await s.scalar(select(func.max(CallEvent.id)))
+        for copy in range(1, -(-calls // seed)):  # every id in a payload ends with -b<round>: -c<copy>-b<round>
+            await s.execute(text(
+                "INSERT INTO call_events (key, source, kind, linkedid, at, received_at, payload, problem) "
+                "SELECT left(key, 56) || lpad(:n, 8, '0'), source, kind, linkedid || '-c' || :n, at, received_at, "
+                "replace(payload, '-b', '-c' || :n || '-b'), problem FROM call_events WHERE id <= :last ORDER BY id"),
+                {"n": str(copy), "last": last})
+    async with db.session() as s:
+        stored = await s.scalar(select(func.count()).select_from(CallEvent))
+    print(f"journal of {calls:,} calls written: {stored:,} entries in {time.perf_counter() - started:.0f} s", flush=True)
+    await timed_rebuild(db, "rebuild from an empty call log")
     await db.dispose()
 
 
@@ -119,6 +174,8 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=50, help="state machine: traces x rounds")
     parser.add_argument("--journal-rounds", type=int, default=100, help="journal run: traces x rounds")
     parser.add_argument("--rebuild-rounds", type=int, default=0, help="more calls (traces x rounds) before rebuild")
+    parser.add_argument("--rebuild-calls", type=int, default=0,
+                        help="also: a journal of this many calls written directly, then rebuilt into an empty log")
     parser.add_argument("--database-url", help="postgresql+asyncpg:// URL (default: a pgserver of tests/servers.py)")
     args = parser.parse_args()
     machine(args.rounds)
@@ -132,12 +189,16 @@ async def main() -> None:
     import asyncpg
 
     admin = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://", 1))
-    await admin.execute("DROP DATABASE IF EXISTS journal_bench")
-    await admin.execute("CREATE DATABASE journal_bench")
+    for name in ("journal_bench", "rebuild_bench"):
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
     try:
-        await journal_run(server.database_url("journal_bench") if server else base, args.journal_rounds,
-                          args.rebuild_rounds)
+        if args.journal_rounds:
+            await journal_run(server.database_url("journal_bench") if server else base, args.journal_rounds,
+                              args.rebuild_rounds)
+        if args.rebuild_calls:
+            await rebuild_run(server.database_url("rebuild_bench") if server else base, args.rebuild_calls)
     finally:
         if server is not None:
             server.stop()

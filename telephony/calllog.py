@@ -5,14 +5,17 @@ events of that same call arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import secrets
 import time
 import unicodedata
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from clinicall.auth import service as auth_service
 from clinicall.db import Database
@@ -21,7 +24,7 @@ from telephony import journal
 from telephony.calltrack import CallSpec, CallTracker, Projection, agent_channel_pattern
 from telephony.events import CALL_UPDATED, call_updated
 from telephony.journal import Entry
-from telephony.models import CAUSE_LEN, LEGS_LEN, NAME_LEN, NUMBER_LEN, Call
+from telephony.models import CAUSE_LEN, LEGS_LEN, NAME_LEN, NUMBER_LEN, Call, Installation
 
 log = logging.getLogger(__name__)
 PERSISTED = ("state", "disposition", "ringing_at", "answered_at", "ended_at", "duration", "billsec",
@@ -32,6 +35,28 @@ TIMES = ("ringing_at", "answered_at", "ended_at")
 BOUNDS = {"hangup_cause": CAUSE_LEN, "linkedid": 80, "agent_channel": 120, "legs": LEGS_LEN, "number": NUMBER_LEN,
           "number_raw": NUMBER_LEN, "network_name": 80, "agent_extension": 40, "caller_name": NAME_LEN,
           "originate_reason": 8}
+PG_TYPES = {"ringing_at": "timestamptz", "answered_at": "timestamptz", "ended_at": "timestamptz",
+            "duration": "int", "billsec": "int", "hangup_code": "int", "talk_seconds": "float8",
+            "ring_seconds": "float8", "agent_id": "int", "patient_id": "int"}
+PG_COLUMNS = tuple((name, PG_TYPES.get(name, "varchar")) for name in PERSISTED + GROUP_PERSISTED
+                   + ("caller_name", "patient_id"))
+
+
+def _pg_update() -> Any:
+    """Rows of click-to-call keep their group columns (number, agent...); patient_id only ever gets set."""
+    sets = [f"{n} = r.{n}" for n in PERSISTED]
+    sets += [f"{n} = CASE WHEN r.grp THEN r.{n} ELSE c.{n} END" for n in GROUP_PERSISTED + ("caller_name",)]
+    casts = ", ".join(["CAST(:id AS int[])", "CAST(:grp AS bool[])"]
+                      + [f"CAST(:{n} AS {kind}[])" for n, kind in PG_COLUMNS])
+    names = ", ".join(["id", "grp"] + [n for n, _ in PG_COLUMNS])
+    return text(f"UPDATE calls AS c SET {', '.join(sets)}, patient_id = COALESCE(r.patient_id, c.patient_id), "  # noqa: S608
+                f"updated_at = now() FROM unnest({casts}) AS r({names}) WHERE c.id = r.id RETURNING "
+                + ", ".join(f"c.{column.name}" for column in Call.__table__.columns)).columns(*Call.__table__.columns)
+
+
+PG_UPDATE = _pg_update()
+CEL_CATCH_UP = 5.0  # seconds a reconcile reads CEL again for calls whose end is not there yet
+RECHECK_INTERRUPTED = 86400.0  # interrupted calls younger than this are upgraded by the CEL records found later
 INTERRUPTED = "ClinicallInterrupted"
 HANGUP_ASKED = "ClinicallHangupRequested"
 PATIENT_LINKED = "ClinicallPatientLinked"
@@ -108,13 +133,28 @@ class CallLog:
         self._written: dict[int, dict[str, Any]] = {}
         self._extension_users: dict[str, int | None] = {}
         self._patient_names: dict[int, str | None] = {}
+        self._numbers: dict[str, str | None] = {}  # raw caller id -> E.164
         self.events_seen = 0
         self.problems = 0  # events stored truncated or set aside
         self.last_event_at: float | None = None
         self.outage_since: float | None = None  # the last event seen before the link went down
         self.keep_ended = True  # False while rebuilding: nothing is retired
+        self._installation: str | None = None
+        self._recheck: set[int] = set()  # interrupted calls whose CEL records are read again
+        self.cel_catch_up = CEL_CATCH_UP
 
     # ---- calls we start ---------------------------------------------------------------------------
+    async def installation(self) -> str:
+        """This database's tag (telephony_installation), part of every ChannelId/ActionID we send."""
+        if self._installation is None:  # drawn once, at the first start on this database
+            dialect = postgresql if self.db.is_postgres else sqlite
+            async with self.db.transaction() as s:
+                await s.execute(dialect.insert(Installation).values(id=1, tag=secrets.token_hex(4))
+                                .on_conflict_do_nothing(index_elements=["id"]))
+                self._installation = await s.scalar(select(Installation.tag).where(Installation.id == 1))
+        assert self._installation is not None
+        return self._installation
+
     def register(self, call: Call) -> None:
         self.tracker.register(spec_of(call))
         self._written[call.id] = self._row_values(call)
@@ -128,6 +168,7 @@ class CallLog:
     async def load_open_calls(self) -> int:
         """At start-up: calls in progress when the service stopped are followed again, with every fact
         the journal holds about them (so a kill -9 loses nothing that was received)."""
+        await self.installation()
         async with self.db.session() as s:
             rows = (await s.scalars(select(Call).where(Call.state != "ended"))).all()
         for call in rows:
@@ -247,11 +288,12 @@ class CallLog:
     async def _group_calls(self, pending: dict[str, str]) -> set[int]:
         ids = sorted(pending)
         known: dict[str, int] = {}
-        async with self.db.session() as s:
+        async with self.db.read_engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                rows = (await s.execute(select(Call.id, Call.linkedid, Call.channel_id).where(
-                    or_(Call.linkedid.in_(chunk), Call.channel_id.in_(chunk))).order_by(Call.id))).all()
+                # action_id (indexed) is the ChannelId of every call clinicall starts
+                rows = (await conn.execute(select(Call.id, Call.linkedid, Call.channel_id).where(
+                    or_(Call.linkedid.in_(chunk), Call.action_id.in_(chunk))).order_by(Call.id))).all()
                 for call_id, linkedid, channel_id in rows:
                     for key in (linkedid, channel_id):
                         if key in pending:
@@ -263,22 +305,20 @@ class CallLog:
         return set(known.values()) | (await self._create_group_calls(new) if new else set())
 
     async def _create_group_calls(self, new: dict[str, str]) -> set[int]:
-        calls: list[tuple[str, str, float, Call]] = []
-        async with self.db.transaction() as s:
-            for linkedid, origin in new.items():
-                created = self.tracker.group_first_seen(linkedid) or time.time()
-                direction = {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound")
-                call = Call(direction=direction, origin=origin, state="ringing", linkedid=linkedid[:80],
-                            created_at=to_dt(created), ringing_at=to_dt(created) if origin == "trunk" else None)
-                s.add(call)
-                calls.append((linkedid, origin, created, call))
-            await s.flush()
-        for linkedid, origin, created, call in calls:
-            self.tracker.register(CallSpec(call_id=call.id, direction=call.direction, created_at=created,
-                                           linkedid=linkedid, origin=origin))
-            self._written[call.id] = {}
-            log.info("%s call %s (Linkedid %s)", origin, call.id, linkedid)
-        return {c.id for *_, c in calls}
+        rows: list[dict[str, Any]] = []
+        for linkedid, origin in new.items():
+            created = to_dt(self.tracker.group_first_seen(linkedid) or time.time())
+            rows.append({"direction": {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound"),
+                         "origin": origin, "state": "ringing", "linkedid": linkedid[:80], "created_at": created,
+                         "ringing_at": created if origin == "trunk" else None})
+        async with self.db.engine.begin() as conn:
+            ids = (await conn.scalars(insert(Call).returning(Call.id, sort_by_parameter_order=True), rows)).all()
+        for (linkedid, origin), row, call_id in zip(new.items(), rows, ids, strict=True):
+            self.tracker.register(CallSpec(call_id=call_id, direction=row["direction"],
+                                           created_at=to_epoch(row["created_at"]), linkedid=linkedid, origin=origin))
+            self._written[call_id] = {}
+            log.info("%s call %s (Linkedid %s)", origin, call_id, linkedid)
+        return set(ids)
 
     # ---- rows ---------------------------------------------------------------------------------------
     async def _agent_id(self, extension: str | None) -> int | None:
@@ -316,7 +356,11 @@ class CallLog:
         from crm_bridge.service import normalise_phone
 
         raw = projection.number
-        return {"number": normalise_phone(raw, self.region) if raw else None, "number_raw": raw,
+        if raw and raw not in self._numbers:
+            if len(self._numbers) > 10000:
+                self._numbers.clear()
+            self._numbers[raw] = normalise_phone(raw, self.region)
+        return {"number": self._numbers[raw] if raw else None, "number_raw": raw,
                 "network_name": untrusted_text(projection.network_name, 80),
                 "caller_name": await self._patient_name(projection.patient_id),
                 "agent_extension": projection.agent_extension,
@@ -324,27 +368,32 @@ class CallLog:
                 "direction": projection.direction}
 
     async def _refresh(self, call_ids: set[int], publish: bool = True) -> int:
+        return await self.write_values({call_id: await self.values_of(call_id) for call_id in sorted(call_ids)
+                                        if call_id in self.tracker.calls}, publish)
+
+    async def write_values(self, projected: dict[int, dict[str, Any]], publish: bool = True) -> int:
+        """Write the rows whose projected values differ from what was written; returns how many."""
         changes: dict[int, dict[str, Any]] = {}
-        for call_id in sorted(call_ids):
-            if call_id in self.tracker.calls:
-                values = await self.values_of(call_id)
-                written = self._written.get(call_id, {})
-                if any(name not in written or written[name] != value for name, value in values.items()):
-                    changes[call_id] = values
+        for call_id, values in projected.items():
+            written = self._written.get(call_id, {})
+            if any(name not in written or written[name] != value for name, value in values.items()):
+                changes[call_id] = values
         if not changes:
             return 0
-        payloads = await self._write(changes)
+        publish = publish and self.bus is not None
+        payloads = await self._write(changes, publish)
         for call_id, values in changes.items():
             self._written[call_id] = {**self._written.get(call_id, {}), **values}
             if values["state"] == "ended" and self.keep_ended:
                 self._retire(call_id)
-        if publish and self.bus is not None:
-            for payload in payloads:
-                await self.bus.publish(CALL_UPDATED, payload)
+        for payload in payloads:
+            await self.bus.publish(CALL_UPDATED, payload)
         return len(changes)
 
-    async def _write(self, changes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-        payloads: list[dict[str, Any]] = []
+    async def _write(self, changes: dict[int, dict[str, Any]], payloads: bool) -> list[dict[str, Any]]:
+        """The changed rows written in one transaction; their `call.updated` payloads when asked."""
+        if self.db.is_postgres:
+            return await self._write_postgres(changes, payloads)
         async with self.db.transaction() as s:
             rows = {c.id: c for c in (await s.scalars(select(Call).where(Call.id.in_(sorted(changes))))).all()}
             for call_id, values in changes.items():
@@ -355,8 +404,20 @@ class CallLog:
                 for name, value in values.items():
                     setattr(call, name, value)
             await s.flush()
-            payloads = [call_updated(rows[c]) for c in changes if c in rows]
-        return payloads
+            return [call_updated(rows[c]) for c in changes if c in rows] if payloads else []
+
+    async def _write_postgres(self, changes: dict[int, dict[str, Any]], payloads: bool) -> list[dict[str, Any]]:
+        """One UPDATE for every changed row (each column one array), the rows back for the bus."""
+        ids = sorted(changes)
+        params: dict[str, list[Any]] = {"id": ids, "grp": [GROUP_PERSISTED[0] in changes[i] for i in ids]}
+        for name, _ in PG_COLUMNS:
+            params[name] = [changes[i].get(name) for i in ids]
+        async with self.db.engine.begin() as conn:
+            rows = {r.id: r for r in (await conn.execute(PG_UPDATE, params)).all()}
+        for call_id in ids:
+            if call_id not in rows:
+                self.tracker.forget(call_id)
+        return [call_updated(Call(**rows[c]._mapping)) for c in ids if c in rows] if payloads else []
 
     def _retire(self, call_id: int) -> None:
         """Ended calls stay in memory a while for late events; the oldest are forgotten (the journal
@@ -374,40 +435,77 @@ class CallLog:
     async def reconcile(self, live_ids: set[str], since: float, channel_events: list[dict[str, str]],
                         asked: float | None = None) -> list[int]:
         """After every (re)connect, once FullyBooted: the live channels (CoreShowChannels), then Asterisk's
-        CEL records for the open calls and since the last event seen, all through the journal; then
-        calls open before this connection with no live channel and no recorded end are `interrupted`."""
+        CEL records for the open calls, the calls settled as interrupted lately, and everything since the
+        last event seen, all through the journal. Calls open before this connection with no live channel
+        and no end in CEL yet are read again for a few seconds (Asterisk may not have written their last
+        rows yet) and then settled as `interrupted`; a later read that finds their end upgrades them."""
         now = time.time()
         await self.handle_batch([(ev, now) for ev in channel_events])
-        await self._read_cel()
+        await self._recover_from_cel(live_ids, since)
         interrupted: list[int] = []
         reason = ("its end is in neither AMI nor Asterisk's CEL records" if self.cel_source is not None
                   else "its end was not seen (clinicall was not connected to Asterisk; no CEL database configured)")
-        for call_id in self.tracker.open_calls():
-            spec = self.tracker.calls[call_id]
-            if spec.created_at >= since or self.tracker.live_in(call_id, live_ids):
-                continue
+        for call_id in self._unsettled(live_ids, since):
             await self._own(INTERRUPTED, call_id, Reason=f"Interrupted: {reason}")
             interrupted.append(call_id)
         self.tracker.reset_channels(live_ids, before=min(since, asked if asked is not None else now))
         self.outage_since = None
         return interrupted
 
-    async def _read_cel(self) -> None:
+    def _unsettled(self, live_ids: set[str], since: float) -> list[int]:
+        """Calls open before this connection with no live channel and no recorded end."""
+        return [call_id for call_id in self.tracker.open_calls()
+                if self.tracker.calls[call_id].created_at < since and not self.tracker.live_in(call_id, live_ids)]
+
+    async def _recover_from_cel(self, live_ids: set[str], since: float) -> None:
+        """Read CEL until every call open before `since` has its end, or a record written after `since`
+        shows that Asterisk's CEL writer has caught up, or CEL_CATCH_UP seconds have gone by."""
         if self.cel_source is None:
             return
-        open_ids = {lid for cid in self.tracker.open_calls() for lid in self.tracker.linkedids_of(cid)}
-        since = to_dt(self.outage_since - 1.0) if self.outage_since is not None else None
-        try:  # the open calls' whole records, and every call since the last event seen (new ones too)
-            rows = await self.cel_source.read(since=None, linkedids=open_ids) if open_ids else []
+        outage = self.outage_since
+        await self._reload_interrupted()
+        newest = await self._read_cel(outage)
+        waited, pause = 0.0, 0.25
+        while (waited < self.cel_catch_up and (newest is None or newest < since)
+               and self._unsettled(live_ids, since)):
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 1.0)
+            newest = max(newest or 0.0, await self._read_cel(outage) or 0.0) or None
+
+    async def _reload_interrupted(self) -> None:
+        """Calls settled as interrupted lately come back into memory, so that CEL records showing how they
+        really went (written late, or in a database that was unreachable) upgrade them."""
+        recent = to_dt(time.time() - RECHECK_INTERRUPTED)
+        async with self.db.session() as s:
+            ids = (await s.scalars(select(Call.id).where(Call.disposition == "interrupted",
+                                                         Call.created_at >= recent).limit(1000))).all()
+        for call_id in ids:
+            if call_id not in self.tracker.calls:
+                await self._follow_again(call_id)
+        self._recheck = set(ids)
+
+    async def _read_cel(self, outage: float | None) -> float | None:
+        """One read: the records of the open and lately interrupted calls, and every record since the last
+        event seen before the outage (calls that began and ended while away). Returns the newest record's
+        time."""
+        assert self.cel_source is not None
+        calls = set(self.tracker.open_calls()) | {c for c in self._recheck if c in self.tracker.calls}
+        linkedids = {lid for cid in calls for lid in self.tracker.linkedids_of(cid)}
+        since = to_dt(outage - 1.0) if outage is not None else None
+        try:
+            rows = await self.cel_source.read(since=None, linkedids=linkedids) if linkedids else []
             if since is not None:
                 rows += await self.cel_source.read(since=since, linkedids=None)
         except Exception:  # the calls stay open and are settled as interrupted, with the reason
             log.exception("reading Asterisk's CEL records failed")
-            return
+            return None
         now = time.time()
         for start in range(0, len(rows), 1000):
             await self.handle_batch([(row, now) for row in rows[start:start + 1000]], source="cel")
         log.info("recovery: %d CEL record(s) read from Asterisk's database", len(rows))
+        times = [t for t in (journal.cel_time(row.get("EventTimestamp")) for row in rows) if t is not None]
+        return max(times, default=None)
 
     async def asterisk_shutdown(self) -> list[int]:
         """Asterisk says it is stopping: nothing is guessed. Its channels' Hangups came before this event;

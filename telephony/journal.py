@@ -13,11 +13,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite
 
 from clinicall.db import Database
@@ -34,12 +34,14 @@ VOLATILE = frozenset({"Privilege", "Duration", "BridgedDuration", "SequenceNumbe
 CORE_SHOW_VOLATILE = VOLATILE | {"ActionID"}
 # What identifies a CEL record, the same over AMI (Event: CEL) and read back from Asterisk's database.
 CEL_KEY = ("EventName", "UniqueID", "LinkedID", "Application", "Peer")
-# One statement and one JSON parameter for a whole batch (no per-value encoding in the driver).
+# One statement for a whole batch, each column one array parameter (no per-row encoding in the driver).
 PG_APPEND = text(
     "INSERT INTO call_events (key, source, kind, linkedid, at, received_at, payload, problem) "
     "SELECT r.key, r.source, r.kind, r.linkedid, to_timestamp(r.at), to_timestamp(r.received_at), r.payload, "
-    "r.problem FROM json_to_recordset(CAST(:rows AS json)) AS r(key varchar, source varchar, kind varchar, "
-    "linkedid varchar, at double precision, received_at double precision, payload varchar, problem varchar) "
+    "r.problem FROM unnest(CAST(:key AS varchar[]), CAST(:source AS varchar[]), CAST(:kind AS varchar[]), "
+    "CAST(:linkedid AS varchar[]), CAST(:at AS float8[]), CAST(:received_at AS float8[]), "
+    "CAST(:payload AS varchar[]), CAST(:problem AS varchar[])) "
+    "AS r(key, source, kind, linkedid, at, received_at, payload, problem) "
     "ON CONFLICT (key) DO NOTHING RETURNING key")
 
 
@@ -80,6 +82,7 @@ class Entry:
     received: float
     event: dict[str, str]
     problem: str | None = None
+    id: int | None = None  # its row's id, once read back from the journal
 
     @property
     def projectable(self) -> bool:
@@ -135,7 +138,8 @@ def event_key(ev: dict[str, str], at: float) -> str:
     if ev.get("Event") == "CEL":
         return _digest([("Event", "CEL"), ("at", cel_second(ev, at))] + [(k, ev.get(k, "")) for k in CEL_KEY])
     skip = CORE_SHOW_VOLATILE if ev.get("Event") == "CoreShowChannel" else VOLATILE
-    return _digest(sorted((k, v) for k, v in ev.items() if k not in skip))
+    text = "\n".join([f"{k}\t{v}" for k, v in sorted(ev.items()) if k not in skip])
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def _clean(ev: Any) -> tuple[dict[str, str], str | None]:
@@ -209,13 +213,14 @@ async def append(db: Database, entries: Sequence[Entry]) -> list[Entry]:
     if not unique:
         return []
     new_keys: set[str] = set()
-    async with db.transaction() as s:
+    async with db.engine.begin() as s:
         if db.is_postgres:  # one statement, one round trip for the whole batch
-            batch = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": e.at,
-                      "received_at": e.received, "payload": _payload(e.event), "problem": e.problem}
-                     for e in unique.values()]
-            text_rows = json.dumps(batch, ensure_ascii=False, separators=(",", ":"))
-            new_keys.update((await s.scalars(PG_APPEND, {"rows": text_rows})).all())
+            items = list(unique.values())
+            columns = {"key": [e.key for e in items], "source": [e.source for e in items],
+                       "kind": [e.kind for e in items], "linkedid": [e.linkedid for e in items],
+                       "at": [e.at for e in items], "received_at": [e.received for e in items],
+                       "payload": [_payload(e.event) for e in items], "problem": [e.problem for e in items]}
+            new_keys.update((await s.scalars(PG_APPEND, columns)).all())
         else:
             rows = [{"key": e.key, "source": e.source, "kind": e.kind, "linkedid": e.linkedid, "at": _to_dt(e.at),
                      "received_at": _to_dt(e.received), "payload": _payload(e.event), "problem": e.problem}
@@ -234,14 +239,13 @@ COLUMNS = (CallEvent.id, CallEvent.key, CallEvent.source, CallEvent.kind, CallEv
 
 def _from_row(row: Any) -> Entry:
     return Entry(key=row.key, source=row.source, kind=row.kind, linkedid=row.linkedid, at=row.at.timestamp(),
-                 received=row.received_at.timestamp(), event=json.loads(row.payload), problem=row.problem)
+                 received=row.received_at.timestamp(), event=json.loads(row.payload), problem=row.problem, id=row.id)
 
 
-async def read(db: Database, *, since: float | None = None, linkedids: set[str] | None = None,
-               batch: int = 5000) -> list[Entry]:
-    """Journal entries in the order they were stored: all, those at or after `since`, and/or those of
-    some Linkedids."""
-    out: list[Entry] = []
+async def chunks(db: Database, *, since: float | None = None, linkedids: set[str] | None = None,
+                 batch: int = 5000) -> AsyncIterator[list[Entry]]:
+    """Journal entries in the order they were stored, `batch` at a time (one query each): all, those at
+    or after `since`, and/or those of some Linkedids."""
     last = 0
     while True:
         query = select(*COLUMNS).where(CallEvent.id > last).order_by(CallEvent.id).limit(batch)
@@ -249,12 +253,30 @@ async def read(db: Database, *, since: float | None = None, linkedids: set[str] 
             query = query.where(CallEvent.at >= _to_dt(since))
         if linkedids is not None:
             query = query.where(CallEvent.linkedid.in_(sorted(linkedids)))
-        async with db.session() as s:
-            rows = (await s.execute(query)).all()
-        out.extend(_from_row(r) for r in rows)
+        async with db.read_engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if rows:
+            yield [_from_row(r) for r in rows]
         if len(rows) < batch:
-            return out
+            return
         last = rows[-1].id
+
+
+async def read(db: Database, *, since: float | None = None, linkedids: set[str] | None = None) -> list[Entry]:
+    """Every entry `chunks` gives, as one list."""
+    return [item async for chunk in chunks(db, since=since, linkedids=linkedids) for item in chunk]
+
+
+async def linkedids_after(db: Database, after_id: int, linkedids: set[str]) -> set[str]:
+    """Which of the Linkedids have entries stored after the entry `after_id`."""
+    ordered = sorted(linkedids)
+    found: set[str] = set()
+    async with db.session() as s:
+        for start in range(0, len(ordered), 500):  # by the Linkedid index (an id range would scan the journal)
+            rows = (await s.execute(select(CallEvent.linkedid, func.max(CallEvent.id)).where(
+                CallEvent.linkedid.in_(ordered[start:start + 500])).group_by(CallEvent.linkedid))).all()
+            found.update(linkedid for linkedid, last in rows if last > after_id)
+    return found
 
 
 async def last_event_time(db: Database) -> float | None:

@@ -81,3 +81,14 @@ class CallEvent(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     payload: Mapped[str] = mapped_column(String(16000))  # JSON object of the headers (values bounded)
     problem: Mapped[str | None] = mapped_column(String(200), nullable=True)  # truncated / set aside, and why
+
+
+class Installation(Base):
+    """One row: this database's tag, drawn at random at its first start. clinicall's ChannelIds
+    and ActionIDs are `clinicall-<tag>-<call id>`, so calls of a fresh database never take the Linkedids
+    of an earlier one's calls still in Asterisk's CEL records."""
+
+    __tablename__ = "telephony_installation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tag: Mapped[str] = mapped_column(String(16))

@@ -28,19 +28,21 @@ log = logging.getLogger(__name__)
 SAFE_EXTENSION = re.compile(r"^[0-9A-Za-z*#+_.]{1,40}$")
 
 
-def call_tag(call_id: int) -> str:
-    return f"clinicall-{call_id}"
+def call_tag(call_id: int, installation: str) -> str:
+    """`clinicall-<installation>-<id>`: the ChannelId/ActionID of a call, unique across database resets
+    (`CallLog.installation()`), so Asterisk's CEL records of an earlier database's calls never match."""
+    return f"clinicall-{installation}-{call_id}"
 
 
-def recording_path(settings: TelephonySettings, call_id: int) -> str:
-    """The file name comes from the call id only."""
-    return str(PurePosixPath(settings.recording_dir) / f"{call_tag(call_id)}.wav")
+def recording_path(settings: TelephonySettings, call_id: int, installation: str) -> str:
+    """The file name comes from the call's tag only."""
+    return str(PurePosixPath(settings.recording_dir) / f"{call_tag(call_id, installation)}.wav")
 
 
 def originate_headers(settings: TelephonySettings, *, call_id: int, extension: str, exten: str,
-                      patient_id: int) -> list[Header]:
+                      patient_id: int, installation: str) -> list[Header]:
     """The Originate for one click-to-call: the agent's phone first, then the patient's number."""
-    tag = call_tag(call_id)
+    tag = call_tag(call_id, installation)
     return [
         ("Action", "Originate"),
         ("Channel", settings.agent_channel.replace("{ext}", extension)),
@@ -86,10 +88,11 @@ class Telephony:
             raise not_found("Phone", "This patient has no phone with that id; reload the patient's card.")
         target = dial_target(phone.e164 or phone.raw, self.tel, self.settings.clinic.phone_region)
         # Every field is checked before anything is written or sent (the id is digits only).
+        installation = await self.calllog.installation()
         encode_action(originate_headers(self.tel, call_id=1, extension=who.extension, exten=target.exten,
-                                        patient_id=patient_id))
+                                        patient_id=patient_id, installation=installation))
         if self.tel.record_calls:
-            encode_action([("Action", "MixMonitor"), ("File", recording_path(self.tel, 1))])
+            encode_action([("Action", "MixMonitor"), ("File", recording_path(self.tel, 1, installation))])
         link = self.link
         if link is None or not link.ready:
             self._count("unavailable")
@@ -103,15 +106,15 @@ class Telephony:
                         dial_string=self.tel.agent_channel.replace("{ext}", who.extension), created_at=utcnow())
             s.add(call)
             await s.flush()
-            call.action_id = call.channel_id = call_tag(call.id)
-            call.recording_path = recording_path(self.tel, call.id) if self.tel.record_calls else None
+            call.action_id = call.channel_id = call_tag(call.id, installation)
+            call.recording_path = recording_path(self.tel, call.id, installation) if self.tel.record_calls else None
             await s.flush()
             call_id = call.id
             payload = call_updated(call)
             row = call
         self.calllog.register(row)
         headers = originate_headers(self.tel, call_id=call_id, extension=who.extension, exten=target.exten,
-                                    patient_id=patient_id)
+                                    patient_id=patient_id, installation=installation)
         try:
             link.send_own(headers, call_id=call_id, recording_path=row.recording_path)
         except ConnectionError:
@@ -164,12 +167,12 @@ class Telephony:
         link = self.link
         if link is None or not link.ready:
             raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.")
-        channel = call.agent_channel or call.channel_id or call_tag(call.id)
+        channel = call.agent_channel or call.channel_id or call_tag(call.id, await self.calllog.installation())
         # journaled before the action leaves, so every event the hangup causes is read with it
         await self.calllog.hangup_requested(call.id)
         try:
             link.send_own([("Action", "Hangup"), ("Channel", channel), ("Cause", "16"),
-                           ("ActionID", f"{call_tag(call.id)}-hangup")], call_id=call.id)
+                           ("ActionID", f"{call.action_id or channel}-hangup")], call_id=call.id)
         except ConnectionError:
             raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.") from None
         return await self.get_call(who, call_id)

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from clinicall.auth.models import User
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
-from telephony.keys import AMI_LINK_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY
+from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY
 from telephony.wire import all_values, first
 from tests.conftest import Staff
 
@@ -99,7 +99,9 @@ async def test_click_to_call_answered_end_to_end(client: TestClient, staff: Staf
             assert json.loads(msg.data)["type"] != "call.updated", msg.data
 
     sent = originates(client)[-1]
-    tag = f"clinicall-{call['id']}"
+    installation = await client.app[CALL_LOG_KEY].installation()
+    assert len(installation) == 8 and int(installation, 16) >= 0
+    tag = f"clinicall-{installation}-{call['id']}"
     assert first(sent, "Channel") == "Local/1001@agents"
     assert (first(sent, "Context"), first(sent, "Exten"), first(sent, "Priority")) == ("outbound", "0901234567", "1")
     assert (first(sent, "Async"), first(sent, "ChannelId"), first(sent, "OtherChannelId")) == ("true", tag, f"{tag}-2")
@@ -265,7 +267,8 @@ async def test_recording_file_name_comes_from_the_call_id(client: TestClient, st
                                      json={"patient_id": patient_id, "phone_id": phone_id})
         call = (await response.json())["call"]
         updates = await updates_until_ended(ws, call["id"])
-    expected = f"/var/spool/asterisk/monitor/clinicall/clinicall-{call['id']}.wav"
+    installation = await client.app[CALL_LOG_KEY].installation()
+    expected = f"/var/spool/asterisk/monitor/clinicall/clinicall-{installation}-{call['id']}.wav"
     assert call["recording_path"] == expected and updates[-1]["recording_path"] == expected
     monitors = [a for a in client.app[DEMO_PBX_KEY].received if first(a, "Action") == "MixMonitor"]  # type: ignore[union-attr]
     assert len(monitors) == 1 and first(monitors[0], "File") == expected

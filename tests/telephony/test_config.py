@@ -193,7 +193,8 @@ def test_extensions_conf_matches_the_settings_and_the_fastagi_server() -> None:
     patterns = {exten for exten, _ in outbound}
     for number in ("0912345678", "+84901234567", "028 3812 3456"):
         target = dial_target(number, defaults, "VN")
-        sent = originate_headers(defaults, call_id=7, extension="1001", exten=target.exten, patient_id=42)
+        sent = originate_headers(defaults, call_id=7, extension="1001", exten=target.exten, patient_id=42,
+                                  installation="0a1b2c3d")
         headers = dict(sent)
         assert headers["Context"] in contexts and headers["Priority"] == "1"
         assert any(asterisk_pattern_matches(p, headers["Exten"]) for p in patterns), (number, headers["Exten"])

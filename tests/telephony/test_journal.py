@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from telephony import journal
+from telephony.calllog import CallLog
 from telephony.cel_source import CelSource
 from telephony.models import Call, CallEvent
 from telephony.rebuild import rebuild
@@ -53,15 +54,21 @@ async def test_rebuild_gives_the_same_rows(db_url: str) -> None:
         call_id = await h.outbound_from_trace(trace, 0)
         for ev, at in trace.timed_messages():
             await h.log.handle(ev, at)
+        first = min(r.id for r in await h.rows())
+        await h.log.link_patient(first, 4242)  # long after its call ended: a late event of a forgotten call
         before = snapshot(await h.rows())
+        assert next(r for r in before if r["id"] == first)["patient_id"] == 4242
         assert [r["state"] for r in before] == ["ended"] * 3
         assert next(r for r in before if r["id"] == call_id)["talk_seconds"] >= 2
         async with h.db.transaction() as s:  # the projected columns lost
             await s.execute(update(Call).values(state="ringing", disposition=None, talk_seconds=None, ended_at=None,
                                                 legs=None))
             await s.execute(update(Call).where(Call.origin == "trunk").values(number=None, agent_extension=None))
-        report = await rebuild(h.db, telephony_settings(outbound_context="outbound_dial"))
-        assert report.changed == 3
+        seen: list[int] = []  # in chunks of 7 entries: each call is written once it is done, then forgotten
+        report = await rebuild(h.db, telephony_settings(outbound_context="outbound_dial"), chunk=7,
+                               progress=lambda r, seen=seen: seen.append(r.events))
+        assert report.changed == 3 and report.calls == 3
+        assert seen == sorted(seen) and len(seen) > 10
         assert snapshot(await h.rows()) == before
         again = await rebuild(h.db, telephony_settings(outbound_context="outbound_dial"),
                               since=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
@@ -182,6 +189,67 @@ async def test_a_call_ended_while_away_gets_its_true_end_from_cel(harness: LogHa
     assert await journal_size(harness) == size
 
 
+class LateCel(CelSource):
+    """A CEL database Asterisk writes the last rows of a call into only after clinicall first read it."""
+
+    def __init__(self, path: Path, late: list[dict[str, Any]]) -> None:
+        super().__init__(str(path))
+        self.path, self.late, self.reads = path, late, 0
+
+    async def read(self, **kwargs: Any) -> list[dict[str, str]]:
+        rows = await super().read(**kwargs)
+        self.reads += 1
+        if self.reads == 1:
+            add_cel_rows(self.path, self.late)
+        return rows
+
+
+def add_cel_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with sqlite3.connect(path) as conn:
+        for row in rows:
+            conn.execute(f"INSERT INTO cel ({', '.join(CEL_COLUMNS)}) VALUES ({', '.join('?' * len(CEL_COLUMNS))})",
+                         [row.get(c, "") for c in CEL_COLUMNS])
+
+
+async def test_cel_written_late_is_waited_for_and_an_interrupted_call_is_upgraded(harness: LogHarness,
+                                                                                  tmp_path: Path) -> None:
+    """The end of a call that ended while clinicall was away reaches Asterisk's CEL database a moment after
+    the reconnect: it is read again until it is there. If it comes later still, the call is `interrupted`
+    first and upgraded by the next read that finds it, never guessed."""
+    seen, lost = cut_after_answer("inbound_call")
+    for ev, at in seen:
+        await harness.log.handle(ev, at)
+    (call,) = await harness.rows()
+    harness.log.link_lost()
+    write_cel_db(tmp_path / "late.db", [])
+    harness.log.cel_source = late = LateCel(tmp_path / "late.db", cel_rows(lost))
+    assert await harness.log.reconcile(set(), 1_900_000_000.0, []) == []
+    assert late.reads >= 2
+    row = await harness.row(call.id)
+    assert (row.disposition, row.hangup_code) == ("answered", 16) and row.talk_seconds
+
+    async for h in make_harness(f"sqlite+aiosqlite:///{tmp_path}/later.db"):
+        from clinicall.db import Database
+        from clinicall.migrate import migrate
+
+        await migrate(Database(f"sqlite+aiosqlite:///{tmp_path}/later.db"))
+        for ev, at in seen:
+            await h.log.handle(ev, at)
+        h.log.link_lost()
+        write_cel_db(tmp_path / "later_cel.db", [])
+        h.log.cel_source = CelSource(str(tmp_path / "later_cel.db"))
+        h.log.cel_catch_up = 0.3
+        assert await h.log.reconcile(set(), 1_900_000_000.0, []) == [call.id]
+        assert (await h.row(call.id)).disposition == "interrupted"
+        h.log = CallLog(h.db, h.bus, h.log.settings, cel_source=h.log.cel_source)  # clinicall restarted
+        await h.log.load_open_calls()
+        add_cel_rows(tmp_path / "later_cel.db", cel_rows(lost))
+        h.log.link_lost()
+        assert await h.log.reconcile(set(), 1_900_000_000.0, []) == []
+        upgraded = await h.row(call.id)
+        assert snapshot([upgraded]) == snapshot([row])
+
+
 async def test_a_bad_event_is_stored_apart_and_never_drops_the_batch(harness: LogHarness) -> None:
     messages = load("inbound_call").timed_messages()
     huge = dict(messages[3][0], Event="UserEvent", UserEvent="x" * 5000)
@@ -256,3 +324,38 @@ async def test_a_restarted_clinicall_follows_open_calls_with_every_fact_received
     call = await harness.row(answered.id)
     assert (call.state, call.disposition, call.answered_at) == ("ended", "answered", answered.answered_at)
     assert call.talk_seconds is not None and call.talk_seconds >= 2 and call.agent_extension == "1001"
+
+
+async def test_a_fresh_database_never_takes_an_earlier_ones_call_from_cel(sqlite_url: str, tmp_path: Path) -> None:
+    """Call 201 of a new database is not call 201 of the one before it, whose CEL records (`clinicall-201`,
+    answered and ended) Asterisk still holds: tags are `clinicall-<installation>-<id>`."""
+    import time
+
+    from clinicall.db import Database
+    from clinicall.migrate import migrate
+    from telephony.service import call_tag
+    from tests.telephony.test_calllog_rig import cel_database
+
+    cel = CelSource(str(cel_database("ended_while_disconnected", tmp_path / "master.db")))
+    assert await cel.read(linkedids={"clinicall-201"})  # the earlier database's call 201, answered
+    other = f"sqlite+aiosqlite:///{tmp_path}/other.db"
+    await migrate(Database(other))
+    tags = set()
+    for url in (other, sqlite_url, sqlite_url):
+        async for h in make_harness(url):
+            tags.add((url, await h.log.installation()))
+    assert len(tags) == 2 and len({tag for _, tag in tags}) == 2  # one per database, kept across restarts
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents"):
+        tag = call_tag(201, await h.log.installation())
+        async with h.db.transaction() as s:
+            s.add(Call(id=201, direction="outbound", origin="click_to_call", state="dialing", action_id=tag,
+                       channel_id=tag, dial_string="Local/1001@agents",
+                       created_at=dt.datetime.fromtimestamp(time.time() - 5, dt.UTC)))
+        async with h.db.session() as s:
+            h.log.register(await s.get(Call, 201))  # type: ignore[arg-type]
+        h.log.cel_source = cel
+        h.log.cel_catch_up = 0.3
+        h.log.link_lost()
+        assert await h.log.reconcile(set(), time.time(), []) == [201]
+        (row,) = await h.rows()
+        assert (row.disposition, row.answered_at, row.talk_seconds or 0) == ("interrupted", None, 0)
