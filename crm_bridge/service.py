@@ -12,28 +12,20 @@ from sqlalchemy import or_, select
 from clinicall.auth.service import Principal
 from clinicall.db import Database
 from crm_bridge.audit import audit_views, record_access
+from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_matches, caller_e164
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
 from crm_bridge.phones import normalise
 
 __all__ = [
-    "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
+    "CallerLookup", "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
     "front_desk_window", "lookup_caller", "masked_name", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
     "record_access",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 MAX_MERGE_HOPS = 10
-
-
-@dataclass(frozen=True)
-class CallerMatch:
-    patient_id: int
-    full_name: str
-    care_status: str
-    assigned_agent_id: int | None
-    phone_e164: str
 
 
 @dataclass(frozen=True)
@@ -59,25 +51,13 @@ def phone_brief(p: PatientPhone) -> PhoneBrief:
 
 async def lookup_caller(db: Database, raw_number: str, region: str = "VN") -> CallerMatch | None:
     """The patient behind a caller's number in any written form; None when unknown or not a number.
-    Several patients on one number: the one with the most recent activity."""
-    try:
-        e164 = normalise(raw_number, region if isinstance(region, str) and len(region) == 2 else "VN")
-    except Exception:  # caller ID is untrusted: never fail the call over it
-        return None
+    Several patients on one number: the one with the most recent activity. (FastAGI uses the batched
+    `caller_lookup.CallerLookup`, which also writes the audit row.)"""
+    e164 = caller_e164(raw_number, region if isinstance(region, str) else "VN") if isinstance(raw_number, str) else None
     if e164 is None:
         return None
     async with db.session() as s:
-        row = (await s.execute(
-            select(Patient.id, Patient.full_name, Patient.care_status, Patient.assigned_agent_id)
-            .join(PatientPhone, PatientPhone.patient_id == Patient.id)
-            .where(PatientPhone.e164 == e164, Patient.merged_into_id.is_(None))
-            .order_by(Patient.last_activity_at.desc(), Patient.id.desc())
-            .limit(1)
-        )).first()
-    if row is None:
-        return None
-    return CallerMatch(patient_id=row.id, full_name=row.full_name, care_status=row.care_status,
-                       assigned_agent_id=row.assigned_agent_id, phone_e164=e164)
+        return best_matches((await s.execute(MATCHES, {"numbers": [e164]})).all()).get(e164)
 
 
 async def _surviving(db: Database, patient_id: int) -> Patient | None:

@@ -24,8 +24,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY
+from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.metrics import METRICS_KEY
+from crm_bridge.service import CallerLookup
 from telephony import identify
 
 log = logging.getLogger(__name__)
@@ -271,28 +272,30 @@ async def is_loopback(host: str) -> bool:
 
 
 def identify_script(app: web.Application) -> ScriptHandler:
-    """`identify`: look the caller up, set CALLERID(name), PATIENT_ID, CLINICALL_AGENT_EXT (or
+    """`identify`: look the caller up (batched with the calls arriving together; the audit row is
+    committed with the lookup), set CALLERID(name), PATIENT_ID, CLINICALL_AGENT_EXT (or
     CLINICALL_AGENT_DIAL), pop the caller's card on the agents' screens, and end the session."""
+    db, settings, directory = app[DB_KEY], app[SETTINGS_KEY], app[identify.AGENT_DIRECTORY_KEY]
 
     async def run(session: AGISession) -> None:
         started = time.perf_counter()
-        db = app[DB_KEY]
         uniqueid = session.env.get("agi_uniqueid")
-        identity = await identify.identify_caller(db, app[SETTINGS_KEY], session.env.get("agi_callerid"),
-                                                  app[identify.AGENT_DIRECTORY_KEY])
+        detail = identify.inbound_call_detail(uniqueid)
+        lookups = app[CALLER_LOOKUP_KEY]
+        identity = await identify.identify_caller(db, settings, session.env.get("agi_callerid"), directory,
+                                                  lambda number: lookups.lookup(number, detail))
         await identify.publish_screenpop(app, identity, uniqueid)
         for name, value in identity.channel_variables():
             reply = await session.set_variable(name, value)
             if reply.code != 200:
                 log.warning("FastAGI: Asterisk answered %r to SET VARIABLE %s", reply.line[:120], name)
         app[FASTAGI_KEY].metrics.identify_seconds.observe(time.perf_counter() - started)
-        if identity.patient_id is not None:  # the audit row must not hold the call up
-            app[TASKS_KEY].spawn(identify.record_identification(db, None, identity, uniqueid), "fastagi-audit")
 
     return run
 
 
 FASTAGI_KEY = web.AppKey("fastagi", FastAGIServer)
+CALLER_LOOKUP_KEY = web.AppKey("caller_lookup", CallerLookup)
 
 
 async def fastagi_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -303,11 +306,13 @@ async def fastagi_ctx(app: web.Application) -> AsyncIterator[None]:
                            allow_remote=settings.agi_allow_remote)
     server.scripts["identify"] = identify_script(app)
     app[FASTAGI_KEY] = server
+    app[CALLER_LOOKUP_KEY] = lookups = CallerLookup(app[DB_KEY], app[SETTINGS_KEY].clinic.phone_region)
     await server.start()
     try:
         yield
     finally:
         await server.close()
+        await lookups.close()
 
 
 def setup(app: web.Application) -> None:
