@@ -251,15 +251,16 @@ async def server_main(args: argparse.Namespace) -> None:
 
     url, pg = await prepare_database(args)
     data_dir = tempfile.mkdtemp(prefix="bench-agi-")
-    telephony = {"agi_enabled": True, "agi_port": 0, "agi_timeout_seconds": 10.0, "agi_workers": args.workers}
+    telephony = {"agi_enabled": True, "agi_port": 0, "agi_timeout_seconds": 10.0}
+    if args.workers > 1:
+        telephony["agi_workers"] = args.workers
     settings = Settings(data_dir=data_dir, database={"url": url}, telephony=telephony,
-                        **({"redis": {"url": args.redis_url}} if args.redis_url else {}))
+                        bus={"redis_url": args.redis_url} if args.redis_url else {})
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
         port = app[FASTAGI_KEY].port
-        await app[FASTAGI_KEY].workers_ready()
         uptime_before = uptime()
         cpu_before = time.process_time()
         child = await asyncio.create_subprocess_exec(
