@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import random
@@ -250,6 +251,12 @@ async def server_main(args: argparse.Namespace) -> None:
     from telephony.agi import FASTAGI_KEY
 
     url, pg = await prepare_database(args)
+    redis = None
+    if args.workers > 1 and not args.redis_url:
+        from tests.servers import start_redis
+
+        redis = start_redis(own=True)
+        args.redis_url = redis.url
     data_dir = tempfile.mkdtemp(prefix="bench-agi-")
     telephony = {"agi_enabled": True, "agi_port": 0, "agi_timeout_seconds": 10.0}
     if args.workers > 1:
@@ -263,6 +270,9 @@ async def server_main(args: argparse.Namespace) -> None:
         port = app[FASTAGI_KEY].port
         uptime_before = uptime()
         cpu_before = time.process_time()
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None:
+            profiler.enable()
         child = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--client", "--port", str(port), "--patients", str(args.patients),
             "--sessions", str(args.sessions), "--concurrency", str(args.concurrency), "--seed", str(args.seed),
@@ -270,6 +280,9 @@ async def server_main(args: argparse.Namespace) -> None:
             stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         out, _ = await child.communicate()
         server_cpu = time.process_time() - cpu_before
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         uptime_after = uptime()
         result = json.loads(out)
         health = app[FASTAGI_KEY].health()
@@ -277,6 +290,8 @@ async def server_main(args: argparse.Namespace) -> None:
         await runner.cleanup()
         if not args.database_url and hasattr(pg, "stop"):
             pg.stop()
+        if redis is not None:
+            redis.stop()
     report(args, result, health, server_cpu, uptime_before, uptime_after)
 
 
@@ -332,6 +347,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("CLINICALL_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("CLINICALL_BENCH_REDIS_URL"),
                         help="a Redis bus (several workers publish screen-pops through it)")
+    parser.add_argument("--profile", help="write a cProfile of this process (the server) to this file")
     parser.add_argument("--fresh", action="store_true", help="drop and reload the bench database")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

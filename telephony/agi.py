@@ -28,6 +28,8 @@ from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.metrics import METRICS_KEY
 from crm_bridge.service import CallerLookup
 from telephony import identify
+from telephony.agi_workers import WorkerPool
+from telephony.agi_workers import health as workers_health
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +143,15 @@ class FastAGIMetrics:
 
 class FastAGIServer:
     def __init__(self, host: str, port: int, timeout: float, scripts: dict[str, ScriptHandler],
-                 metrics: FastAGIMetrics, allow_remote: bool = False) -> None:
+                 metrics: FastAGIMetrics, allow_remote: bool = False, reuse_port: bool = False) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self.scripts = scripts
         self.metrics = metrics
         self.allow_remote = allow_remote
+        self.reuse_port = reuse_port
+        self.pool: WorkerPool | None = None  # the other workers on this port (serve process only)
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
         self.served = 0
@@ -167,7 +171,8 @@ class FastAGIServer:
                 f"FastAGI refuses to listen on {self.host!r}: it has no authentication, so it listens on "
                 "loopback only. Set CLINICALL_TELEPHONY__AGI_HOST=127.0.0.1, or set "
                 "CLINICALL_TELEPHONY__AGI_ALLOW_REMOTE=true behind a firewall that admits only Asterisk.")
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES,
+                                                  reuse_port=self.reuse_port or None, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("FastAGI listening on %s", self.address)
 
@@ -186,7 +191,7 @@ class FastAGIServer:
 
     def health(self) -> dict[str, Any]:
         return {"ok": self.listening, "listening": self.listening, "address": self.address,
-                "active_sessions": len(self._sessions), "served": self.served, "failed": self.failed}
+                "active_sessions": len(self._sessions), "served": self.served, "failed": self.failed} | workers_health(self.pool)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -298,19 +303,30 @@ FASTAGI_KEY = web.AppKey("fastagi", FastAGIServer)
 CALLER_LOOKUP_KEY = web.AppKey("caller_lookup", CallerLookup)
 
 
-async def fastagi_ctx(app: web.Application) -> AsyncIterator[None]:
+async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterator[None]:
+    """The FastAGI server (and, in the serve process with agi_workers > 1, the other workers)."""
     settings = app[SETTINGS_KEY].telephony
+    shared = settings.agi_workers > 1
+    if shared and not app[SETTINGS_KEY].bus.redis_url:
+        raise RuntimeError("telephony.agi_workers > 1 needs the Redis bus (bus.redis_url): screen-pops from the "
+                           "other FastAGI workers reach the agents' screens through it")
     metrics_holder = app.get(METRICS_KEY)
     server = FastAGIServer(settings.agi_host, settings.agi_port, settings.agi_timeout_seconds, {},
                            FastAGIMetrics(metrics_holder.registry if metrics_holder else None),
-                           allow_remote=settings.agi_allow_remote)
+                           allow_remote=settings.agi_allow_remote, reuse_port=shared)
     server.scripts["identify"] = identify_script(app)
     app[FASTAGI_KEY] = server
     app[CALLER_LOOKUP_KEY] = lookups = CallerLookup(app[DB_KEY], app[SETTINGS_KEY].clinic.phone_region)
     await server.start()
+    pool = None
     try:
+        if shared and not worker:
+            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1)
+            await pool.start()
         yield
     finally:
+        if pool is not None:
+            await pool.close()
         await server.close()
         await lookups.close()
 
