@@ -53,6 +53,35 @@ def caller_e164(raw_number: str, region: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _own_country(region: str) -> tuple[str, str, str] | None:
+    """(country code, national prefix, international prefix) when the region's national prefix is a plain digit string that
+    is simply dropped (VN "0", FR "0", US "1"), else None."""
+    from phonenumbers import PhoneMetadata
+
+    meta = PhoneMetadata.metadata_for_region(region.upper())
+    prefix = meta.national_prefix if meta is not None else None
+    if (not prefix or not prefix.isdigit() or meta.national_prefix_for_parsing not in (None, prefix)
+            or meta.national_prefix_transform_rule or not (meta.international_prefix or "").isdigit()):
+        return None
+    return str(meta.country_code), prefix, meta.international_prefix
+
+
+def lookup_key(raw_number: str, region: str) -> str | None:
+    """The E.164 to look a caller ID up by. The clinic's own country's usual forms ("0912345678",
+    "+84912345678") are rewritten directly; any other form goes through phonenumbers. A direct key is
+    not checked for validity: only valid numbers are stored, so an invalid key finds nobody, as None would."""
+    own = _own_country(region) if len(region) == 2 else None
+    if own is not None and 8 <= len(raw_number) <= 16 and raw_number.lstrip("+").isdigit() and raw_number.isascii():
+        code, prefix, international = own
+        if raw_number.startswith("+" + code) and not raw_number.startswith(prefix, 1 + len(code)):
+            return raw_number
+        if raw_number.startswith(prefix) and not raw_number.startswith(international) \
+                and len(raw_number) >= len(prefix) + 7:
+            return f"+{code}{raw_number[len(prefix):]}"
+    return caller_e164(raw_number, region)
+
+
 def best_matches(rows: Iterable[Any]) -> dict[str, CallerMatch]:
     """Several patients on one number: the one with the most recent activity (then the newest record)."""
     best: dict[str, Any] = {}
@@ -91,7 +120,7 @@ class CallerLookup:
         self.queries = 0
 
     async def lookup(self, raw_number: str, detail: str) -> CallerMatch | None:
-        e164 = caller_e164(raw_number, self.region)
+        e164 = lookup_key(raw_number, self.region)
         if e164 is None:
             return None
         future: asyncio.Future[CallerMatch | None] = asyncio.get_running_loop().create_future()

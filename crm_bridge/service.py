@@ -12,14 +12,14 @@ from sqlalchemy import or_, select
 from clinicall.auth.service import Principal
 from clinicall.db import Database
 from crm_bridge.audit import audit_views, record_access
-from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_matches, caller_e164
+from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_matches, caller_e164, lookup_key
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
 from crm_bridge.phones import normalise
 
 __all__ = [
-    "CallerLookup", "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
+    "CallerLookup", "CallerMatch", "PatientBrief", "caller_e164", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
     "front_desk_window", "lookup_caller", "masked_name", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
     "record_access",
 ]
@@ -53,7 +53,7 @@ async def lookup_caller(db: Database, raw_number: str, region: str = "VN") -> Ca
     """The patient behind a caller's number in any written form; None when unknown or not a number.
     Several patients on one number: the one with the most recent activity. (FastAGI uses the batched
     `caller_lookup.CallerLookup`, which also writes the audit row.)"""
-    e164 = caller_e164(raw_number, region if isinstance(region, str) else "VN") if isinstance(raw_number, str) else None
+    e164 = lookup_key(raw_number, region if isinstance(region, str) else "VN") if isinstance(raw_number, str) else None
     if e164 is None:
         return None
     async with db.session() as s:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -116,15 +117,12 @@ def script_name(network_script: str) -> str:
     return network_script.split("?", 1)[0].strip().strip("/").lower()
 
 
+HEADER_LINE = re.compile(r"^[ \t]*(agi_[A-Za-z0-9_]*)[ \t]*:(.*)$", re.MULTILINE)
+
+
 def parse_header(raw: bytes) -> dict[str, str]:
     """agi_* lines to a dict; lines without a colon or not starting with agi_ are ignored."""
-    env: dict[str, str] = {}
-    for line in raw.decode("utf-8", "replace").split("\n"):
-        key, sep, value = line.partition(":")
-        key = key.strip()
-        if sep and key.startswith("agi_") and key.replace("_", "").isalnum():
-            env[key] = value.strip()
-    return env
+    return {key: value.strip() for key, value in HEADER_LINE.findall(raw.decode("utf-8", "replace"))}
 
 
 ScriptHandler = Callable[[AGISession], Awaitable[None]]
@@ -253,7 +251,8 @@ class FastAGIServer:
 async def _close(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(Exception):
         writer.close()
-        await asyncio.wait_for(writer.wait_closed(), 1)
+        async with asyncio.timeout(1):
+            await writer.wait_closed()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:
