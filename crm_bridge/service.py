@@ -19,9 +19,9 @@ from crm_bridge.names import masked_name
 from crm_bridge.phones import normalise
 
 __all__ = [
-    "CallerLookup", "CallerMatch", "PatientBrief", "caller_e164", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
-    "front_desk_window", "lookup_caller", "masked_name", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
-    "record_access",
+    "CallerLookup", "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views",
+    "caller_e164", "expected_arrivals", "front_desk_window", "lookup_caller", "masked_name", "may_see",
+    "notes_for_calls", "patient_brief", "patient_phone", "phone_to_call", "record_access",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
@@ -106,6 +106,28 @@ async def patient_phone(db: Database, patient_id: int, phone_id: int) -> PhoneBr
         phone = await s.scalar(select(PatientPhone).where(PatientPhone.id == phone_id,
                                                           PatientPhone.patient_id == patient.id))
     return phone_brief(phone) if phone else None
+
+
+async def phone_to_call(db: Database, who: Principal, patient_id: int, phone_id: int, *,
+                        zone: ZoneInfo | str | None = None) -> tuple[bool, PhoneBrief | None]:
+    """Click-to-call in one session: (may `who` reach this patient, as agent_may_access says; the
+    phone, as patient_phone finds it)."""
+    if not all(isinstance(v, int) and 0 < v < 2**63 for v in (patient_id, phone_id)) or who is None \
+            or not who.is_user:
+        return False, None
+    async with db.session() as s:
+        patient = None
+        for _ in range(MAX_MERGE_HOPS):
+            patient = await s.get(Patient, patient_id)
+            if patient is None or patient.merged_into_id is None:
+                break
+            patient_id = patient.merged_into_id
+        if patient is None or patient.merged_into_id is not None:
+            return False, None
+        phone = await s.scalar(select(PatientPhone).where(PatientPhone.id == phone_id,
+                                                          PatientPhone.patient_id == patient.id))
+    allowed = may_see(who, patient.assigned_agent_id, (patient.booking_date, patient.arrival_date), local_today(zone))
+    return allowed, phone_brief(phone) if phone else None
 
 
 def local_today(zone: ZoneInfo | str | None = None) -> dt.date:
