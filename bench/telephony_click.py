@@ -166,7 +166,7 @@ async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=100 if os.environ.get("CLINICALL_BENCH_SMALL") == "1" else 300)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL (pgserver) instead of SQLite")
     args = parser.parse_args()
