@@ -270,7 +270,7 @@ async def server_main(args: argparse.Namespace) -> None:
         port = app[FASTAGI_KEY].port
         uptime_before = uptime()
         cpu_before = time.process_time()
-        profiler = cProfile.Profile() if args.profile else None
+        profiler = cProfile.Profile(time.process_time) if args.profile else None
         if profiler is not None:
             profiler.enable()
         child = await asyncio.create_subprocess_exec(

@@ -231,7 +231,7 @@ class FastAGIServer:
                 self.failed += 1
             self.metrics.sessions.labels(script, outcome).inc()
             self.metrics.active.dec()
-            await _close(writer)
+            _close(writer)
             if task is not None:
                 self._sessions.discard(task)
 
@@ -248,11 +248,15 @@ class FastAGIServer:
         return parse_header(raw)
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
+def _close(writer: asyncio.StreamWriter) -> None:
+    """Closes without waiting: nothing is left to send once the last reply was read (a peer that
+    stopped reading has its unsent bytes dropped)."""
     with contextlib.suppress(Exception):
-        writer.close()
-        async with asyncio.timeout(1):
-            await writer.wait_closed()
+        transport = writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -11,6 +11,7 @@ mangled by many of them. `telephony.callerid_ascii = false` keeps the Vietnamese
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import unicodedata
@@ -106,6 +107,7 @@ def fold_ascii(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).encode("ascii", "ignore").decode()
 
 
+@functools.lru_cache(maxsize=4096)  # pure; the same patients call again and again
 def safe_callerid_name(name: str, ascii_only: bool = True, max_chars: int = NAME_MAX_CHARS) -> str:
     """A caller ID name that cannot break out of an AGI argument or a dialplan expression: letters,
     digits, spaces and . - ' only (no quotes, backslashes or control characters), length limited."""
