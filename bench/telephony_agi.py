@@ -327,10 +327,10 @@ def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, A
           f"unidentified {closed['unidentified']}; sessions with no command {closed['empty']}")
     print(f"    goal >= 1,500 sessions/s, none unidentified: "
           f"{verdict(rate >= 1500 and closed['unidentified'] == 0)}")
-    total = opened["sessions"] + closed["sessions"] + 200
+    served = max(1, health["served"])
     print(f"  this process: served {health['served']}, failed {health['failed']}; CPU "
-          f"{server_cpu / total * 1000:.2f} ms per session{' (first worker only)' if args.workers > 1 else ''}"
-          f" (PostgreSQL and the client not counted)")
+          f"{server_cpu / served * 1000:.2f} ms per session it served (PostgreSQL, the client"
+          f"{', Redis and the other workers' if args.workers > 1 else ''} not counted)")
     print(f"  machine: {os.cpu_count()} CPUs, {before} before / {after} after")
 
 
