@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -150,6 +151,7 @@ class FastAGIServer:
         self.allow_remote = allow_remote
         self.reuse_port = reuse_port
         self.pool: WorkerPool | None = None  # the other workers on this port (serve process only)
+        self.hand_over: Callable[[bytes, int], None] | None = None  # a worker: scripts it does not have
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
         self.served = 0
@@ -191,7 +193,9 @@ class FastAGIServer:
         return {"ok": self.listening, "listening": self.listening, "address": self.address,
                 "active_sessions": len(self._sessions), "served": self.served, "failed": self.failed} | workers_health(self.pool)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      header: bytes | None = None) -> None:
+        """One connection; `header` when another worker already read it and handed the connection over."""
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
@@ -199,17 +203,10 @@ class FastAGIServer:
         script = "-"
         outcome = "ok"
         try:
-            env = await self._read_header(reader)
-            session = AGISession(env=env, reader=reader, writer=writer, timeout=self.timeout)
+            raw = header if header is not None else await self._read_header(reader)
+            session = AGISession(env=parse_header(raw), reader=reader, writer=writer, timeout=self.timeout)
             script = session.script or "-"
-            handler = self.scripts.get(script)
-            if handler is None:
-                outcome = "unknown_script"
-                script = "unknown"
-                log.warning("FastAGI: unknown script %r from channel %r; ending the session so the dialplan goes on",
-                            env.get("agi_network_script", "")[:80], env.get("agi_channel", "")[:80])
-            else:
-                await handler(session)
+            script, outcome = await self._run_script(script, session, raw, writer)
         except AGIProtocolError as exc:
             outcome = "protocol_error"
             log.info("FastAGI session from %s ended early: %s", _peer(writer), exc)
@@ -225,17 +222,41 @@ class FastAGIServer:
             outcome = "error"
             log.exception("FastAGI script %s failed; the call goes on", script)
         finally:
-            if outcome == "ok" or outcome == "unknown_script":
+            if outcome in ("ok", "unknown_script"):
                 self.served += 1
-            else:
+            elif outcome != "handed_over":
                 self.failed += 1
             self.metrics.sessions.labels(script, outcome).inc()
             self.metrics.active.dec()
-            _close(writer)
+            _close(writer)  # after a hand-over this drops only our copy: the connection stays open
             if task is not None:
                 self._sessions.discard(task)
 
-    async def _read_header(self, reader: asyncio.StreamReader) -> dict[str, str]:
+    async def _run_script(self, script: str, session: AGISession, raw: bytes,
+                          writer: asyncio.StreamWriter) -> tuple[str, str]:
+        """(script label, outcome)"""
+        handler = self.scripts.get(script)
+        if handler is not None:
+            await handler(session)
+            return script, "ok"
+        if self.hand_over is not None:  # a worker: the serve process has every room's scripts
+            self.hand_over(raw, writer.get_extra_info("socket").fileno())
+            return script, "handed_over"
+        log.warning("FastAGI: unknown script %r from channel %r; ending the session so the dialplan goes on",
+                    session.env.get("agi_network_script", "")[:80], session.env.get("agi_channel", "")[:80])
+        return "unknown", "unknown_script"
+
+    def adopt(self, header: bytes, fd: int) -> None:
+        """A connection a worker handed over (its header already read): served here like any other."""
+        async def serve() -> None:
+            reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd), limit=MAX_HEADER_BYTES)
+            await self._handle(reader, writer, header)
+
+        task = asyncio.create_task(serve(), name="fastagi-adopted")
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+
+    async def _read_header(self, reader: asyncio.StreamReader) -> bytes:
         try:
             async with asyncio.timeout(self.timeout):
                 raw = await reader.readuntil(b"\n\n")
@@ -245,7 +266,7 @@ class FastAGIServer:
             raise AGIProtocolError(f"header larger than {MAX_HEADER_BYTES} bytes") from exc
         except TimeoutError as exc:
             raise AGIProtocolError(f"no complete header within {self.timeout:g} s") from exc
-        return parse_header(raw)
+        return raw
 
 
 def _close(writer: asyncio.StreamWriter) -> None:
@@ -324,7 +345,7 @@ async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterat
     pool = None
     try:
         if shared and not worker:
-            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1)
+            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1, server.adopt)
             await pool.start()
         yield
     finally:

@@ -3,9 +3,12 @@
 `clinicall serve` listens on agi_port with SO_REUSEPORT and starts agi_workers - 1 worker processes
 (`python -m telephony.agi_workers`), each an asyncio process holding only the database, the bus and a
 FastAGI server bound to the same port: the kernel spreads new connections across all of them. A
-worker gets its settings as one JSON line on stdin and stops when stdin closes (the serve process
-ended, however it ended) or on SIGTERM; one that dies is started again a second later. Screen-pops
-from a worker reach /ws/agent through the bus, so more than one worker needs `bus.redis_url`.
+worker runs `identify` itself; a connection for any other script (the ones other rooms register in
+the serve process) is handed to the serve process with its header, over a Unix socket (SCM_RIGHTS),
+and served there. A worker gets its settings as one JSON line on stdin and stops when stdin closes
+(the serve process ended, however it ended) or on SIGTERM; one that dies is started again a second
+later. Screen-pops from a worker reach /ws/agent through the bus, so more than one worker needs
+`bus.redis_url`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -33,11 +38,13 @@ START_SECONDS = 60.0
 class WorkerPool:
     """The serve process's side: starts, watches and stops the extra workers."""
 
-    def __init__(self, settings: Settings, port: int, count: int) -> None:
+    def __init__(self, settings: Settings, port: int, count: int, adopt: Callable[[bytes, int], None]) -> None:
         self.settings = settings
         self.port = port
         self.count = count
+        self.adopt = adopt  # the serve process's FastAGI server takes a handed-over connection
         self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self.channels: dict[int, socket.socket] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._closing = False
         self.restarts = 0
@@ -50,9 +57,14 @@ class WorkerPool:
             task.add_done_callback(self._watchers.discard)
 
     async def _spawn(self, index: int) -> None:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "telephony.agi_workers", str(self.port),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "telephony.agi_workers", str(self.port), str(theirs.fileno()),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self._listen(index, ours)
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(self.settings.model_dump_json().encode() + b"\n")
         try:
@@ -82,11 +94,39 @@ class WorkerPool:
             except (RuntimeError, OSError):
                 log.exception("FastAGI worker %d could not be started again", index)
 
+    def _listen(self, index: int, channel: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        if (old := self.channels.pop(index, None)) is not None:
+            loop.remove_reader(old)
+            old.close()
+        channel.setblocking(False)
+        self.channels[index] = channel
+        loop.add_reader(channel, self._receive, index, channel)
+
+    def _receive(self, index: int, channel: socket.socket) -> None:
+        from telephony.agi import MAX_HEADER_BYTES
+
+        try:
+            header, fds, _flags, _address = socket.recv_fds(channel, MAX_HEADER_BYTES + 1, 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            header, fds = b"", []
+        if not header and not fds:  # the worker is gone
+            asyncio.get_running_loop().remove_reader(channel)
+            return
+        for fd in fds:
+            self.adopt(header, fd)
+
     def alive(self) -> int:
         return sum(1 for p in self.processes.values() if p.returncode is None)
 
     async def close(self) -> None:
         self._closing = True
+        loop = asyncio.get_running_loop()
+        for channel in self.channels.values():
+            loop.remove_reader(channel)
+            channel.close()
         for task in list(self._watchers):
             task.cancel()
         for process in self.processes.values():
@@ -100,8 +140,9 @@ class WorkerPool:
                 await process.wait()
 
 
-async def serve_worker(settings: Settings, port: int) -> None:
-    """One worker: the database, the bus and the FastAGI server on `port` until stdin closes."""
+async def serve_worker(settings: Settings, port: int, channel: socket.socket) -> None:
+    """One worker: the database, the bus and the FastAGI server on `port` until stdin closes; other
+    scripts' connections go back to the serve process through `channel`."""
     from telephony.agi import FASTAGI_KEY, fastagi_ctx
     from telephony.identify import AGENT_DIRECTORY_KEY, AgentDirectory
 
@@ -115,6 +156,7 @@ async def serve_worker(settings: Settings, port: int) -> None:
     context = fastagi_ctx(app, worker=True)
     try:
         await anext(context)
+        app[FASTAGI_KEY].hand_over = lambda header, fd: socket.send_fds(channel, [header], [fd])
         sys.stdout.buffer.write(READY)
         sys.stdout.flush()
         await _until_told_to_stop(app[FASTAGI_KEY].address)
@@ -146,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.model_validate_json(sys.stdin.buffer.readline())
     configure_logging(settings)
     log.info("FastAGI worker pid %d starting", os.getpid())
-    asyncio.run(serve_worker(settings, int(args[0])))
+    asyncio.run(serve_worker(settings, int(args[0]), socket.socket(fileno=int(args[1]))))
     return 0
 
 

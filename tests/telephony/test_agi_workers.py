@@ -1,10 +1,12 @@
 """FastAGI in two processes on one port (telephony.agi_workers = 2): every session is answered and
 audited, and every screen-pop reaches the serve process through the Redis bus, whichever process the
-kernel handed the connection to."""
+kernel handed the connection to; a script only the serve process has is served there, whichever
+process accepted the connection."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Callable
 
@@ -16,7 +18,7 @@ from clinicall.keys import BUS_KEY, DB_KEY
 from clinicall.settings import Settings
 from crm_bridge.audit import list_audit
 from crm_bridge.patients import PatientIn, PhoneIn, create_patient
-from telephony.agi import FASTAGI_KEY
+from telephony.agi import FASTAGI_KEY, AGISession
 from tests.conftest import Staff
 from tests.telephony.agi_peer import Collector, load_trace, run_session, with_callerid
 
@@ -63,3 +65,21 @@ async def test_two_workers_share_the_port(client: TestClient, staff: Staff) -> N
     async with asyncio.timeout(60):  # a state to wait for: the worker's screen-pops cross the Redis bus
         await pops.all_in.wait()
     assert sorted(event.data["known"] for event in pops.events) == [False] * 10 + [True] * 30
+
+
+async def test_a_script_only_serve_has_is_handed_over(client: TestClient) -> None:
+    server = client.app[FASTAGI_KEY]
+    seen: list[str] = []
+
+    async def hello(session: AGISession) -> None:  # registered here only, as another room would
+        seen.append(session.env["agi_uniqueid"])
+        await session.command('VERBOSE "hello" 1')
+
+    server.scripts["hello"] = hello
+    trace = load_trace("inbound_call")
+    headers = [re.sub(rb"(?m)^agi_uniqueid: .*$", f"agi_uniqueid: 1795324352.{n}".encode(),
+                      trace.header.replace(b"agi_network_script: identify", b"agi_network_script: hello")) for n in range(30)]
+    results = await asyncio.gather(*(run_session(server.port, header, trace, wait=60) for header in headers))
+    assert results == [['VERBOSE "hello" 1']] * 30
+    assert sorted(seen) == sorted(f"1795324352.{n}" for n in range(30))
+    assert server.health()["served"] == 30 and server.health()["workers_alive"] == 2
