@@ -56,8 +56,10 @@ test-deploy: $(TEST_STAMP)
 	@bash scripts/system-deps.sh deploy
 	$(BIN)/python -m pytest -q -p no:randomly -p no:cacheprovider deploy/test_deploy.py
 
+# Small sizes (CLINICALL_BENCH_SMALL=1: each script's docstring gives its full-size command); the load beside.
 bench: $(TEST_STAMP)
-	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in bench/*.py; do echo "== $$f ($$(uptime | sed 's/.*load/load/'))"; \
+		CLINICALL_BENCH_SMALL=1 $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -9,7 +9,9 @@ import json
 import logging
 import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import Any
 
 from audio.chime import chime_frames
 from audio.tts import NoSpeech, Renderer, Speech
-from audio.wav import read_frames, silence, write_frames
+from audio.wav import CHANNELS, RATE, SAMPLE_WIDTH, duration, read_frames, silence, write_frames
 from audio.wording import Wording, announcement_segments, announcement_text
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ CLIP_NAME = re.compile(r"^[0-9a-f]{64}$")
 SEGMENT_GAP_SECONDS = 0.1
 AFTER_CHIME_SECONDS = 0.3
 FORMAT_VERSION = 1
+PIECES_MEMORY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Announcement:
     reused: bool  # the clip existed already
     all_cached: bool  # every piece of speech came from the cache
     problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # how long the clip plays
 
     @property
     def url(self) -> str:
@@ -92,6 +96,10 @@ class AnnouncementBuilder:
         self.clips_dir = clips_dir
         self.pieces_pool = pieces_pool  # renders the pieces of one announcement side by side on a miss
         self._chime: bytes | None = None
+        # Speech files are named by their content and never change: their frames are kept in memory.
+        self._pieces: OrderedDict[Path, bytes] = OrderedDict()
+        self._pieces_bytes = 0
+        self._pieces_lock = threading.Lock()
 
     def chime(self) -> bytes:
         if self._chime is None:
@@ -142,13 +150,32 @@ class AnnouncementBuilder:
         if reused:
             with contextlib.suppress(OSError):
                 os.utime(path)  # recently used: kept by prune_clips
+            seconds = duration(path)
         else:
-            write_frames(path, self._frames(spoken))
+            frames = b"".join(self._frames(spoken))
+            write_frames(path, frames)
+            seconds = len(frames) / (RATE * CHANNELS * SAMPLE_WIDTH)
         return Announcement(
             name=name, path=path, texts=texts, languages=[lang for lang, _ in spoken],
             engines={lang: [s.engine for s in pieces] for lang, pieces in spoken},
             reused=reused, all_cached=all(s.cached for _, pieces in spoken for s in pieces), problems=problems,
+            seconds=seconds,
         )
+
+    def piece_frames(self, path: Path) -> bytes:
+        with self._pieces_lock:
+            frames = self._pieces.get(path)
+            if frames is not None:
+                self._pieces.move_to_end(path)
+                return frames
+        frames = read_frames(path)
+        with self._pieces_lock:
+            if path not in self._pieces:
+                self._pieces[path] = frames
+                self._pieces_bytes += len(frames)
+            while self._pieces_bytes > PIECES_MEMORY_BYTES and len(self._pieces) > 1:
+                self._pieces_bytes -= len(self._pieces.popitem(last=False)[1])
+        return frames
 
     def _frames(self, spoken: list[tuple[str, list[Speech]]]) -> list[bytes]:
         frames: list[bytes] = []
@@ -161,7 +188,7 @@ class AnnouncementBuilder:
             for number, speech in enumerate(pieces):
                 if number:
                     voice.append(silence(SEGMENT_GAP_SECONDS))
-                voice.append(read_frames(speech.path))
+                voice.append(self.piece_frames(speech.path))
         for round_number in range(self.sound.repeat if voice else 0):
             if round_number:
                 frames.append(silence(self.sound.gap_seconds))

@@ -13,7 +13,6 @@ from typing import Any
 from audio.announcement import AnnouncementBuilder
 from audio.events import ANNOUNCEMENT_READY, announcement_ready
 from audio.paging import Pager
-from audio.wav import duration
 from clinicall.bus import Event, InProcessBus, RedisBus
 from clinicall.tasks import BackgroundTasks
 
@@ -66,9 +65,8 @@ class Announcer:
             try:
                 announcement = await loop.run_in_executor(
                     self.executor, self.builder.build, str(job.ticket["number"]), job.room)
-                seconds = await loop.run_in_executor(self.executor, duration, announcement.path)
                 await self.bus.publish(ANNOUNCEMENT_READY, announcement_ready(
-                    job.ticket, job.room, announcement, self.builder.sound.repeat, job.reason, seconds))
+                    job.ticket, job.room, announcement, self.builder.sound.repeat, job.reason, announcement.seconds))
                 self.published += 1
                 if self.pager is not None and self.pager.enabled:
                     await self.pager.page(announcement.name, announcement.path)

@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from clinicall.auth.service import Principal
 from clinicall.db import Database
 from crm_bridge.audit import audit_views, record_access
+from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_matches, caller_e164, lookup_key
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
@@ -22,9 +23,10 @@ from crm_bridge.phones import normalise
 from crm_bridge.templates import render_template
 
 __all__ = [
-    "ARRIVAL_DAYS_KEY", "TICKETS_OF_DAY_KEY", "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note",
-    "agent_may_access", "audit_views", "expected_arrivals", "front_desk_window", "lookup_caller", "masked_name",
-    "masked_names", "may_see", "notes_for_calls", "patient_brief", "patient_phone", "record_access", "render_template",
+    "ARRIVAL_DAYS_KEY", "TICKETS_OF_DAY_KEY", "CallerLookup", "CallerMatch", "PatientBrief", "PhoneBrief",
+    "add_care_note", "agent_may_access", "audit_views", "caller_e164", "expected_arrivals", "front_desk_window",
+    "lookup_caller", "masked_name", "masked_names", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
+    "phone_to_call", "record_access", "render_template",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
@@ -36,15 +38,6 @@ TicketsOfDay = Callable[[Database, int, dt.date], Awaitable[list[dict[str, Any]]
 ARRIVAL_DAYS_KEY = web.AppKey("crm_arrival_days", ArrivalDays)
 TICKETS_OF_DAY_KEY = web.AppKey("crm_tickets_of_day", TicketsOfDay)
 MAX_MERGE_HOPS = 10
-
-
-@dataclass(frozen=True)
-class CallerMatch:
-    patient_id: int
-    full_name: str
-    care_status: str
-    assigned_agent_id: int | None
-    phone_e164: str
 
 
 @dataclass(frozen=True)
@@ -70,25 +63,13 @@ def phone_brief(p: PatientPhone) -> PhoneBrief:
 
 async def lookup_caller(db: Database, raw_number: str, region: str = "VN") -> CallerMatch | None:
     """The patient behind a caller's number in any written form; None when unknown or not a number.
-    Several patients on one number: the one with the most recent activity."""
-    try:
-        e164 = normalise(raw_number, region if isinstance(region, str) and len(region) == 2 else "VN")
-    except Exception:  # caller ID is untrusted: never fail the call over it
-        return None
+    Several patients on one number: the one with the most recent activity. (FastAGI uses the batched
+    `caller_lookup.CallerLookup`, which also writes the audit row.)"""
+    e164 = lookup_key(raw_number, region if isinstance(region, str) else "VN") if isinstance(raw_number, str) else None
     if e164 is None:
         return None
     async with db.session() as s:
-        row = (await s.execute(
-            select(Patient.id, Patient.full_name, Patient.care_status, Patient.assigned_agent_id)
-            .join(PatientPhone, PatientPhone.patient_id == Patient.id)
-            .where(PatientPhone.e164 == e164, Patient.merged_into_id.is_(None))
-            .order_by(Patient.last_activity_at.desc(), Patient.id.desc())
-            .limit(1)
-        )).first()
-    if row is None:
-        return None
-    return CallerMatch(patient_id=row.id, full_name=row.full_name, care_status=row.care_status,
-                       assigned_agent_id=row.assigned_agent_id, phone_e164=e164)
+        return best_matches((await s.execute(MATCHES, {"numbers": [e164]})).all()).get(e164)
 
 
 async def _surviving(db: Database, patient_id: int) -> Patient | None:
@@ -158,6 +139,28 @@ async def patient_phone(db: Database, patient_id: int, phone_id: int) -> PhoneBr
         phone = await s.scalar(select(PatientPhone).where(PatientPhone.id == phone_id,
                                                           PatientPhone.patient_id == patient.id))
     return phone_brief(phone) if phone else None
+
+
+async def phone_to_call(db: Database, who: Principal, patient_id: int, phone_id: int, *,
+                        zone: ZoneInfo | str | None = None) -> tuple[bool, PhoneBrief | None]:
+    """Click-to-call in one session: (may `who` reach this patient, as agent_may_access says; the
+    phone, as patient_phone finds it)."""
+    if not all(isinstance(v, int) and 0 < v < 2**63 for v in (patient_id, phone_id)) or who is None \
+            or not who.is_user:
+        return False, None
+    async with db.session() as s:
+        patient = None
+        for _ in range(MAX_MERGE_HOPS):
+            patient = await s.get(Patient, patient_id)
+            if patient is None or patient.merged_into_id is None:
+                break
+            patient_id = patient.merged_into_id
+        if patient is None or patient.merged_into_id is not None:
+            return False, None
+        phone = await s.scalar(select(PatientPhone).where(PatientPhone.id == phone_id,
+                                                          PatientPhone.patient_id == patient.id))
+    allowed = may_see(who, patient.assigned_agent_id, (patient.booking_date, patient.arrival_date), local_today(zone))
+    return allowed, phone_brief(phone) if phone else None
 
 
 def local_today(zone: ZoneInfo | str | None = None) -> dt.date:

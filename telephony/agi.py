@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,9 +26,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY, TASKS_KEY
+from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.metrics import METRICS_KEY
+from crm_bridge.service import CallerLookup
 from telephony import identify
+from telephony.agi_workers import WorkerPool
+from telephony.agi_workers import health as workers_health
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +118,12 @@ def script_name(network_script: str) -> str:
     return network_script.split("?", 1)[0].strip().strip("/").lower()
 
 
+HEADER_LINE = re.compile(r"^[ \t]*(agi_[A-Za-z0-9_]*)[ \t]*:(.*)$", re.MULTILINE)
+
+
 def parse_header(raw: bytes) -> dict[str, str]:
     """agi_* lines to a dict; lines without a colon or not starting with agi_ are ignored."""
-    env: dict[str, str] = {}
-    for line in raw.decode("utf-8", "replace").split("\n"):
-        key, sep, value = line.partition(":")
-        key = key.strip()
-        if sep and key.startswith("agi_") and key.replace("_", "").isalnum():
-            env[key] = value.strip()
-    return env
+    return {key: value.strip() for key, value in HEADER_LINE.findall(raw.decode("utf-8", "replace"))}
 
 
 ScriptHandler = Callable[[AGISession], Awaitable[None]]
@@ -140,13 +142,16 @@ class FastAGIMetrics:
 
 class FastAGIServer:
     def __init__(self, host: str, port: int, timeout: float, scripts: dict[str, ScriptHandler],
-                 metrics: FastAGIMetrics, allow_remote: bool = False) -> None:
+                 metrics: FastAGIMetrics, allow_remote: bool = False, reuse_port: bool = False) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self.scripts = scripts
         self.metrics = metrics
         self.allow_remote = allow_remote
+        self.reuse_port = reuse_port
+        self.pool: WorkerPool | None = None  # the other workers on this port (serve process only)
+        self.hand_over: Callable[[bytes, int], None] | None = None  # a worker: scripts it does not have
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
         self.served = 0
@@ -166,7 +171,8 @@ class FastAGIServer:
                 f"FastAGI refuses to listen on {self.host!r}: it has no authentication, so it listens on "
                 "loopback only. Set CLINICALL_TELEPHONY__AGI_HOST=127.0.0.1, or set "
                 "CLINICALL_TELEPHONY__AGI_ALLOW_REMOTE=true behind a firewall that admits only Asterisk.")
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES,
+                                                  reuse_port=self.reuse_port or None, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("FastAGI listening on %s", self.address)
 
@@ -185,9 +191,11 @@ class FastAGIServer:
 
     def health(self) -> dict[str, Any]:
         return {"ok": self.listening, "listening": self.listening, "address": self.address,
-                "active_sessions": len(self._sessions), "served": self.served, "failed": self.failed}
+                "active_sessions": len(self._sessions), "served": self.served, "failed": self.failed} | workers_health(self.pool)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      header: bytes | None = None) -> None:
+        """One connection; `header` when another worker already read it and handed the connection over."""
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
@@ -195,17 +203,10 @@ class FastAGIServer:
         script = "-"
         outcome = "ok"
         try:
-            env = await self._read_header(reader)
-            session = AGISession(env=env, reader=reader, writer=writer, timeout=self.timeout)
+            raw = header if header is not None else await self._read_header(reader)
+            session = AGISession(env=parse_header(raw), reader=reader, writer=writer, timeout=self.timeout)
             script = session.script or "-"
-            handler = self.scripts.get(script)
-            if handler is None:
-                outcome = "unknown_script"
-                script = "unknown"
-                log.warning("FastAGI: unknown script %r from channel %r; ending the session so the dialplan goes on",
-                            env.get("agi_network_script", "")[:80], env.get("agi_channel", "")[:80])
-            else:
-                await handler(session)
+            script, outcome = await self._run_script(script, session, raw, writer)
         except AGIProtocolError as exc:
             outcome = "protocol_error"
             log.info("FastAGI session from %s ended early: %s", _peer(writer), exc)
@@ -221,17 +222,41 @@ class FastAGIServer:
             outcome = "error"
             log.exception("FastAGI script %s failed; the call goes on", script)
         finally:
-            if outcome == "ok" or outcome == "unknown_script":
+            if outcome in ("ok", "unknown_script"):
                 self.served += 1
-            else:
+            elif outcome != "handed_over":
                 self.failed += 1
             self.metrics.sessions.labels(script, outcome).inc()
             self.metrics.active.dec()
-            await _close(writer)
+            _close(writer)  # after a hand-over this drops only our copy: the connection stays open
             if task is not None:
                 self._sessions.discard(task)
 
-    async def _read_header(self, reader: asyncio.StreamReader) -> dict[str, str]:
+    async def _run_script(self, script: str, session: AGISession, raw: bytes,
+                          writer: asyncio.StreamWriter) -> tuple[str, str]:
+        """(script label, outcome)"""
+        handler = self.scripts.get(script)
+        if handler is not None:
+            await handler(session)
+            return script, "ok"
+        if self.hand_over is not None:  # a worker: the serve process has every room's scripts
+            self.hand_over(raw, writer.get_extra_info("socket").fileno())
+            return script, "handed_over"
+        log.warning("FastAGI: unknown script %r from channel %r; ending the session so the dialplan goes on",
+                    session.env.get("agi_network_script", "")[:80], session.env.get("agi_channel", "")[:80])
+        return "unknown", "unknown_script"
+
+    def adopt(self, header: bytes, fd: int) -> None:
+        """A connection a worker handed over (its header already read): served here like any other."""
+        async def serve() -> None:
+            reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd), limit=MAX_HEADER_BYTES)
+            await self._handle(reader, writer, header)
+
+        task = asyncio.create_task(serve(), name="fastagi-adopted")
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+
+    async def _read_header(self, reader: asyncio.StreamReader) -> bytes:
         try:
             async with asyncio.timeout(self.timeout):
                 raw = await reader.readuntil(b"\n\n")
@@ -241,13 +266,18 @@ class FastAGIServer:
             raise AGIProtocolError(f"header larger than {MAX_HEADER_BYTES} bytes") from exc
         except TimeoutError as exc:
             raise AGIProtocolError(f"no complete header within {self.timeout:g} s") from exc
-        return parse_header(raw)
+        return raw
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
+def _close(writer: asyncio.StreamWriter) -> None:
+    """Closes without waiting: nothing is left to send once the last reply was read (a peer that
+    stopped reading has its unsent bytes dropped)."""
     with contextlib.suppress(Exception):
-        writer.close()
-        await asyncio.wait_for(writer.wait_closed(), 1)
+        transport = writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:
@@ -271,43 +301,58 @@ async def is_loopback(host: str) -> bool:
 
 
 def identify_script(app: web.Application) -> ScriptHandler:
-    """`identify`: look the caller up, set CALLERID(name), PATIENT_ID, CLINICALL_AGENT_EXT (or
+    """`identify`: look the caller up (batched with the calls arriving together; the audit row is
+    committed with the lookup), set CALLERID(name), PATIENT_ID, CLINICALL_AGENT_EXT (or
     CLINICALL_AGENT_DIAL), pop the caller's card on the agents' screens, and end the session."""
+    db, settings, directory = app[DB_KEY], app[SETTINGS_KEY], app[identify.AGENT_DIRECTORY_KEY]
 
     async def run(session: AGISession) -> None:
         started = time.perf_counter()
-        db = app[DB_KEY]
         uniqueid = session.env.get("agi_uniqueid")
-        identity = await identify.identify_caller(db, app[SETTINGS_KEY], session.env.get("agi_callerid"),
-                                                  app[identify.AGENT_DIRECTORY_KEY])
+        detail = identify.inbound_call_detail(uniqueid)
+        lookups = app[CALLER_LOOKUP_KEY]
+        identity = await identify.identify_caller(db, settings, session.env.get("agi_callerid"), directory,
+                                                  lambda number: lookups.lookup(number, detail))
         await identify.publish_screenpop(app, identity, uniqueid)
         for name, value in identity.channel_variables():
             reply = await session.set_variable(name, value)
             if reply.code != 200:
                 log.warning("FastAGI: Asterisk answered %r to SET VARIABLE %s", reply.line[:120], name)
         app[FASTAGI_KEY].metrics.identify_seconds.observe(time.perf_counter() - started)
-        if identity.patient_id is not None:  # the audit row must not hold the call up
-            app[TASKS_KEY].spawn(identify.record_identification(db, None, identity, uniqueid), "fastagi-audit")
 
     return run
 
 
 FASTAGI_KEY = web.AppKey("fastagi", FastAGIServer)
+CALLER_LOOKUP_KEY = web.AppKey("caller_lookup", CallerLookup)
 
 
-async def fastagi_ctx(app: web.Application) -> AsyncIterator[None]:
+async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterator[None]:
+    """The FastAGI server (and, in the serve process with agi_workers > 1, the other workers)."""
     settings = app[SETTINGS_KEY].telephony
+    shared = settings.agi_workers > 1
+    if shared and not app[SETTINGS_KEY].bus.redis_url:
+        raise RuntimeError("telephony.agi_workers > 1 needs the Redis bus (bus.redis_url): screen-pops from the "
+                           "other FastAGI workers reach the agents' screens through it")
     metrics_holder = app.get(METRICS_KEY)
     server = FastAGIServer(settings.agi_host, settings.agi_port, settings.agi_timeout_seconds, {},
                            FastAGIMetrics(metrics_holder.registry if metrics_holder else None),
-                           allow_remote=settings.agi_allow_remote)
+                           allow_remote=settings.agi_allow_remote, reuse_port=shared)
     server.scripts["identify"] = identify_script(app)
     app[FASTAGI_KEY] = server
+    app[CALLER_LOOKUP_KEY] = lookups = CallerLookup(app[DB_KEY], app[SETTINGS_KEY].clinic.phone_region)
     await server.start()
+    pool = None
     try:
+        if shared and not worker:
+            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1, server.adopt)
+            await pool.start()
         yield
     finally:
+        if pool is not None:
+            await pool.close()
         await server.close()
+        await lookups.close()
 
 
 def setup(app: web.Application) -> None:

@@ -11,9 +11,11 @@ mangled by many of them. `telephony.callerid_ascii = false` keeps the Vietnamese
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,11 +95,11 @@ def caller_number(raw: str | None) -> str | None:
 
 def display_number(number: str | None, region: str, e164: str | None = None) -> str | None:
     """The caller's number as agents see it: E.164 when it is a valid number, else the digits."""
-    from crm_bridge.service import normalise_phone
+    from crm_bridge.service import caller_e164
 
     if e164 or number is None:
         return e164 or None
-    return normalise_phone(number, region) or number
+    return caller_e164(number, region) or number
 
 
 def fold_ascii(text: str) -> str:
@@ -105,6 +107,7 @@ def fold_ascii(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).encode("ascii", "ignore").decode()
 
 
+@functools.lru_cache(maxsize=4096)  # pure; the same patients call again and again
 def safe_callerid_name(name: str, ascii_only: bool = True, max_chars: int = NAME_MAX_CHARS) -> str:
     """A caller ID name that cannot break out of an AGI argument or a dialplan expression: letters,
     digits, spaces and . - ' only (no quotes, backslashes or control characters), length limited."""
@@ -139,10 +142,14 @@ def agent_dial_string(template: str, extensions: list[str]) -> str | None:
     return dial if DIAL_STRING.match(dial) else None
 
 
-async def _lookup(db: Database, number: str, region: str) -> Any:
+Lookup = Callable[[str], Awaitable[Any]]
+
+
+def plain_lookup(db: Database, region: str) -> Lookup:
+    """One lookup, no audit row (the HTTP API audits after its own access check)."""
     from crm_bridge.service import lookup_caller  # the crm room's contract function
 
-    return await lookup_caller(db, number, region)
+    return lambda number: lookup_caller(db, number, region)
 
 
 @dataclass(frozen=True)
@@ -184,8 +191,9 @@ class AgentDirectory:
 
 
 async def identify_caller(db: Database, settings: Settings, raw_callerid: str | None,
-                          directory: AgentDirectory | None = None) -> CallerIdentity:
-    """Never raises: a failed lookup is logged and the caller is treated as not recognised."""
+                          directory: AgentDirectory | None = None, lookup: Lookup | None = None) -> CallerIdentity:
+    """Never raises: a failed lookup is logged and the caller is treated as not recognised.
+    `lookup` (number -> crm_bridge CallerMatch | None) defaults to one plain lookup_caller."""
     directory = directory or AgentDirectory(ttl=0)
     telephony = settings.telephony
     region = settings.clinic.phone_region
@@ -195,7 +203,7 @@ async def identify_caller(db: Database, settings: Settings, raw_callerid: str | 
     if number is not None:
         try:
             async with asyncio.timeout(telephony.agi_lookup_timeout_seconds):
-                match = await _lookup(db, number, region)
+                match = await (lookup or plain_lookup(db, region))(number)
         except TimeoutError:
             lookup_failed = True
             log.warning("caller lookup took over %g s; the call goes on unidentified",
@@ -244,16 +252,19 @@ async def publish_screenpop(app: web.Application, identity: CallerIdentity, call
         log.exception("could not publish the screen-pop for an inbound call")
 
 
+def inbound_call_detail(call_uniqueid: str | None) -> str:
+    return f"inbound call {safe_uniqueid(call_uniqueid) or ''}".strip()
+
+
 async def record_identification(db: Database, user_id: int | None, identity: CallerIdentity,
                                 call_uniqueid: str | None) -> None:
-    """Audit: who (or which inbound call) saw this patient's name. Best effort."""
+    """Audit: which user saw this patient's name through the HTTP API. Best effort."""
     if identity.patient_id is None:
         return
     try:
         from crm_bridge.service import record_access
 
-        await record_access(db, user_id, identity.patient_id, "caller_identified",
-                            f"inbound call {safe_uniqueid(call_uniqueid) or ''}".strip())
+        await record_access(db, user_id, identity.patient_id, "caller_identified", inbound_call_detail(call_uniqueid))
     except Exception:
         log.exception("could not record the caller identification in the audit trail")
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database, utcnow
@@ -79,8 +79,7 @@ class Telephony:
                           code="no_extension")
         if not SAFE_EXTENSION.match(who.extension):
             raise UnsafeField("extension", "has characters a phone extension cannot have")
-        allowed, phone = await asyncio.gather(crm.agent_may_access(self.db, who, patient_id),
-                                              crm.patient_phone(self.db, patient_id, phone_id))
+        allowed, phone = await crm.phone_to_call(self.db, who, patient_id, phone_id)
         if not allowed:
             raise Problem(403, "Not your patient", "You may only call your own or unassigned patients.",
                           code="not_your_patient")
@@ -100,18 +99,9 @@ class Telephony:
             raise Problem(503, "Phone system unavailable",
                           f"Asterisk is not reachable ({state}); try again in a moment or call from your phone.")
         self.limiter.check(who.user_id or 0)
-        async with self.db.transaction() as s:
-            call = Call(direction="outbound", origin="click_to_call", state="dialing", agent_id=who.user_id, agent_extension=who.extension,
-                        patient_id=patient_id, phone_id=phone_id, number=target.e164, dialed=target.exten,
-                        dial_string=self.tel.agent_channel.replace("{ext}", who.extension), created_at=utcnow())
-            s.add(call)
-            await s.flush()
-            call.action_id = call.channel_id = call_tag(call.id, installation)
-            call.recording_path = recording_path(self.tel, call.id, installation) if self.tel.record_calls else None
-            await s.flush()
-            call_id = call.id
-            payload = call_updated(call)
-            row = call
+        row = await self._insert_call(who, patient_id, phone_id, target.e164, target.exten, installation)
+        call_id = row.id
+        payload = call_updated(row)
         self.calllog.register(row)
         headers = originate_headers(self.tel, call_id=call_id, extension=who.extension, exten=target.exten,
                                     patient_id=patient_id, installation=installation)
@@ -126,6 +116,23 @@ class Telephony:
         await self.bus.publish(CALL_UPDATED, payload)
         await crm.record_access(self.db, who.user_id, patient_id, "call", f"call {call_id} to {target.e164}")
         return row
+
+    async def _insert_call(self, who: Principal, patient_id: int, phone_id: int, number: str, exten: str,
+                           installation: str) -> Call:
+        """The call's row, committed (two statements: its tags come from its id); returns it detached."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "direction": "outbound", "origin": "click_to_call", "state": "dialing", "agent_id": who.user_id,
+            "agent_extension": who.extension, "patient_id": patient_id, "phone_id": phone_id, "number": number,
+            "dialed": exten, "dial_string": self.tel.agent_channel.replace("{ext}", who.extension or ""),
+            "hangup_requested": False, "created_at": now, "updated_at": now}
+        async with self.db.transaction() as s:
+            call_id = (await s.execute(insert(Call).values(values).returning(Call.id))).scalar_one()
+            tag = call_tag(call_id, installation)
+            tags = {"action_id": tag, "channel_id": tag,
+                    "recording_path": recording_path(self.tel, call_id, installation) if self.tel.record_calls else None}
+            await s.execute(update(Call).where(Call.id == call_id).values(tags | {"updated_at": now}))
+        return Call(id=call_id, **values, **tags)
 
     async def get_call(self, who: Principal, call_id: int) -> Call:
         async with self.db.session() as s:

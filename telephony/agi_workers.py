@@ -1,0 +1,201 @@
+"""More FastAGI processes on one port (`telephony.agi_workers` > 1), for when one event loop is the limit.
+
+`clinicall serve` listens on agi_port with SO_REUSEPORT and starts agi_workers - 1 worker processes
+(`python -m telephony.agi_workers`), each an asyncio process holding only the database, the bus and a
+FastAGI server bound to the same port: the kernel spreads new connections across all of them. A
+worker runs `identify` itself; a connection for any other script (the ones other rooms register in
+the serve process) is handed to the serve process with its header, over a Unix socket (SCM_RIGHTS),
+and served there. A worker gets its settings as one JSON line on stdin and stops when stdin closes
+(the serve process ended, however it ended) or on SIGTERM; one that dies is started again a second
+later. Screen-pops from a worker reach /ws/agent through the bus, so more than one worker needs
+`bus.redis_url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from clinicall.bus import make_bus
+from clinicall.db import Database
+from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.settings import Settings
+
+log = logging.getLogger(__name__)
+READY = b"ready\n"
+START_SECONDS = 60.0
+
+
+class WorkerPool:
+    """The serve process's side: starts, watches and stops the extra workers."""
+
+    def __init__(self, settings: Settings, port: int, count: int, adopt: Callable[[bytes, int], None]) -> None:
+        self.settings = settings
+        self.port = port
+        self.count = count
+        self.adopt = adopt  # the serve process's FastAGI server takes a handed-over connection
+        self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self.channels: dict[int, socket.socket] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.restarts = 0
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self._spawn(index) for index in range(self.count)))
+        for index in range(self.count):
+            task = asyncio.create_task(self._watch(index), name=f"fastagi-worker-{index}")
+            self._watchers.add(task)
+            task.add_done_callback(self._watchers.discard)
+
+    async def _spawn(self, index: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "telephony.agi_workers", str(self.port), str(theirs.fileno()),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self._listen(index, ours)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(self.settings.model_dump_json().encode() + b"\n")
+        try:
+            async with asyncio.timeout(START_SECONDS):
+                line = await process.stdout.readline()
+        except TimeoutError:
+            line = b""
+        if line != READY:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise RuntimeError(f"FastAGI worker {index} did not start (exit code {process.returncode})")
+        self.processes[index] = process
+        log.info("FastAGI worker %d (pid %d) listening on port %d", index, process.pid, self.port)
+
+    async def _watch(self, index: int) -> None:
+        while not self._closing:
+            await self.processes[index].wait()
+            if self._closing:
+                return
+            log.error("FastAGI worker %d exited with code %s; starting it again in 1 s",
+                      index, self.processes[index].returncode)
+            await asyncio.sleep(1)
+            try:
+                await self._spawn(index)
+                self.restarts += 1
+            except (RuntimeError, OSError):
+                log.exception("FastAGI worker %d could not be started again", index)
+
+    def _listen(self, index: int, channel: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        if (old := self.channels.pop(index, None)) is not None:
+            loop.remove_reader(old)
+            old.close()
+        channel.setblocking(False)
+        self.channels[index] = channel
+        loop.add_reader(channel, self._receive, index, channel)
+
+    def _receive(self, index: int, channel: socket.socket) -> None:
+        from telephony.agi import MAX_HEADER_BYTES
+
+        try:
+            header, fds, _flags, _address = socket.recv_fds(channel, MAX_HEADER_BYTES + 1, 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            header, fds = b"", []
+        if not header and not fds:  # the worker is gone
+            asyncio.get_running_loop().remove_reader(channel)
+            return
+        for fd in fds:
+            self.adopt(header, fd)
+
+    def alive(self) -> int:
+        return sum(1 for p in self.processes.values() if p.returncode is None)
+
+    async def close(self) -> None:
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        for channel in self.channels.values():
+            loop.remove_reader(channel)
+            channel.close()
+        for task in list(self._watchers):
+            task.cancel()
+        for process in self.processes.values():
+            if process.returncode is None and process.stdin is not None:
+                process.stdin.close()  # the worker's signal to finish its sessions and stop
+        for process in self.processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def serve_worker(settings: Settings, port: int, channel: socket.socket) -> None:
+    """One worker: the database, the bus and the FastAGI server on `port` until stdin closes; other
+    scripts' connections go back to the serve process through `channel`."""
+    from telephony.agi import FASTAGI_KEY, fastagi_ctx
+    from telephony.identify import AGENT_DIRECTORY_KEY, AgentDirectory
+
+    settings.telephony.agi_port = port
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+    app[DB_KEY] = db = Database(settings.database.url)
+    app[BUS_KEY] = bus = make_bus(settings.bus.redis_url, settings.bus.channel)
+    app[AGENT_DIRECTORY_KEY] = AgentDirectory()
+    await bus.start()
+    context = fastagi_ctx(app, worker=True)
+    try:
+        await anext(context)
+        app[FASTAGI_KEY].hand_over = lambda header, fd: socket.send_fds(channel, [header], [fd])
+        sys.stdout.buffer.write(READY)
+        sys.stdout.flush()
+        await _until_told_to_stop(app[FASTAGI_KEY].address)
+    finally:
+        with contextlib.suppress(StopAsyncIteration):
+            await anext(context)
+        await bus.close()
+        await db.dispose()
+
+
+async def _until_told_to_stop(address: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    eof = asyncio.create_task(stdin.read())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({eof, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (eof, stopped):
+        task.cancel()
+    log.info("FastAGI worker on %s stopping", address)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from clinicall.logs import configure_logging
+
+    args = argv if argv is not None else sys.argv[1:]
+    settings = Settings.model_validate_json(sys.stdin.buffer.readline())
+    configure_logging(settings)
+    log.info("FastAGI worker pid %d starting", os.getpid())
+    asyncio.run(serve_worker(settings, int(args[0]), socket.socket(fileno=int(args[1]))))
+    return 0
+
+
+def health(pool: WorkerPool | None) -> dict[str, Any]:
+    return {} if pool is None else {"workers": pool.count + 1, "workers_alive": pool.alive() + 1,
+                                    "worker_restarts": pool.restarts}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
