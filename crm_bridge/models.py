@@ -41,6 +41,10 @@ class Patient(Base):
     last_contact_reached: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     last_activity_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     merged_into_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # No automated calls (reminder campaigns) to this patient; agents may still call.
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_false())
+    # The booking date the patient confirmed (a reminder call's "1"); confirmed while it equals booking_date.
+    booking_confirmed_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

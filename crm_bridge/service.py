@@ -15,12 +15,13 @@ from crm_bridge.audit import audit_views, record_access
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
+from crm_bridge.outreach import OutreachCandidate, do_not_call, outreach_candidates, record_outreach_result
 from crm_bridge.phones import normalise
 
 __all__ = [
-    "CallerMatch", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "expected_arrivals",
-    "front_desk_window", "lookup_caller", "masked_name", "may_see", "notes_for_calls", "patient_brief", "patient_phone",
-    "record_access",
+    "CallerMatch", "OutreachCandidate", "PatientBrief", "PhoneBrief", "add_care_note", "agent_may_access", "audit_views",
+    "do_not_call", "expected_arrivals", "front_desk_window", "lookup_caller", "masked_name", "may_see", "notes_for_calls",
+    "outreach_candidates", "patient_brief", "patient_phone", "record_access", "record_outreach_result",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"

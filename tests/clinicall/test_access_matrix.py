@@ -68,10 +68,14 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/rooms/{id}/call-next"): "ARD", ("POST", "/api/tickets/{id}/call"): "ARD",
     ("POST", "/api/tickets/{id}/{operation}"): "ARD", ("POST", "/api/tickets/{id}/transfer"): "ARD",
     ("GET", "/api/stats/queue"): "AS", ("GET", "/api/stats/bookings"): "AS", ("GET", "/api/patient-tickets"): STAFF,
+    # reminders
+    ("GET", "/reminders"): "AS", ("GET", "/static/reminders/{filename}"): "*",
+    ("GET", "/api/reminders/campaigns"): "AS", ("POST", "/api/reminders/campaigns"): "AS",
+    ("GET", "/api/reminders/campaigns/{campaign_id}"): "AS", ("POST", "/api/reminders/campaigns/{campaign_id}/state"): "AS",
 }
 PATH_VALUES = {"id": "999999", "user_id": "999999", "token_id": "999999", "phone_id": "999999", "section": "users",
                "kind": "new", "decision": "approve", "operation": "recall", "token": "x" * 22, "name": "0" * 64,
-               "filename": "nope.css"}
+               "filename": "nope.css", "campaign_id": "999999"}
 
 
 def concrete(path: str) -> str:
