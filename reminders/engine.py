@@ -149,16 +149,19 @@ class Dialler:
         await self.prepare_sound(campaign.kind, target)
         spec = AutoCall(origin=ORIGIN, channel=self.rem.dial_channel, context=self.rem.context,
                         timeout_ms=self.rem.ring_timeout_ms, variables=(("REMINDER_TARGET", str(target.id)),))
+
+        async def record(call_id: int) -> None:  # before the Originate leaves: FastAGI finds the call at once
+            async with self.db.transaction() as s:
+                await s.execute(update(Target).where(Target.id == target_id).values(call_id=call_id))
+                s.add(Attempt(target_id=target_id, call_id=call_id, started_at=utcnow()))
+
         try:
-            call_id = await start_autodial(self.db, self.bus, self.settings, self.link(), self.calllog(), spec,
-                                           patient_id=target.patient_id, phone_id=target.phone_id, target=dial)
+            await start_autodial(self.db, self.bus, self.settings, self.link(), self.calllog(), spec,
+                                 patient_id=target.patient_id, phone_id=target.phone_id, target=dial, before_send=record)
         except LinkDown:
             self.deferred += 1
             await self._release(target_id)
             return False
-        async with self.db.transaction() as s:
-            await s.execute(update(Target).where(Target.id == target_id).values(call_id=call_id))
-            s.add(Attempt(target_id=target_id, call_id=call_id, started_at=utcnow()))
         self.placed += 1
         return True
 

@@ -4,7 +4,7 @@ same own writer as click-to-call; nothing here waits for the call (Async Origina
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +62,12 @@ def autodial_headers(spec: AutoCall, settings: Settings, *, call_id: int, target
 
 
 async def start_autodial(db: Database, bus: Any, settings: Settings, link: AmiLink | None, calllog: CallLog,
-                         spec: AutoCall, *, patient_id: int, phone_id: int | None, target: DialTarget) -> int:
-    """Write the call row, then the Originate; returns the call id. Raises LinkDown before writing
-    anything when the link is not up; a link that drops while writing leaves the call `interrupted`."""
+                         spec: AutoCall, *, patient_id: int, phone_id: int | None, target: DialTarget,
+                         before_send: Callable[[int], Awaitable[None]] | None = None) -> int:
+    """Write the call row, let the caller record it (`before_send(call_id)`, before Asterisk can answer),
+    then write the Originate; returns the call id. Raises LinkDown, having written nothing, when the link
+    is not up; a link that drops while the Originate is written leaves the call `interrupted` (the call log
+    settles it), and its id is returned all the same."""
     encode_action(autodial_headers(spec, settings, call_id=1, target=target, patient_id=patient_id))
     if link is None or not link.ready:
         raise LinkDown("the Asterisk link is not up")
@@ -78,12 +81,14 @@ async def start_autodial(db: Database, bus: Any, settings: Settings, link: AmiLi
         await s.flush()
         call_id, payload, row = call.id, call_updated(call), call
     calllog.register(row)
+    if before_send is not None:
+        await before_send(call_id)
     try:
         link.send_own(autodial_headers(spec, settings, call_id=call_id, target=target, patient_id=patient_id),
                       call_id=call_id)
     except ConnectionError:
         await calllog.originate_not_confirmed(call_id)
-        raise LinkDown("the Asterisk link dropped while the call was sent") from None
+        return call_id
     await bus.publish(CALL_UPDATED, payload)
     return call_id
 

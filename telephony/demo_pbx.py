@@ -128,6 +128,7 @@ class DemoPbx:
                 await task
         for session in self.sessions:
             session.writer.close()
+        self.channels.clear()  # a stopped PBX has no channels (start() again: a restarted Asterisk)
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):

@@ -8,8 +8,8 @@ An Originate into one of the PBX's playback contexts (`clinicall-reminder`) dial
   - otherwise the last digit decides what the patient presses: 0, 1, 3, 5 -> "1"; 6, 7 -> "2"; 8 -> nothing.
 Answered calls run the context's FastAGI script (`agi://<agi host>:<port>/reminder`) with the
 environment and replies of Asterisk 22: STREAM FILE fails (`result=-1`) when the sound file is not
-there, returns the key when the patient presses one of the escape digits while it plays; WAIT FOR
-DIGIT returns the key or 0; the patient hangs up when the script ends.
+there (the demo caller listens to the end of every sound); WAIT FOR DIGIT and GET DATA return the
+caller's key, then 0 (a timeout); the patient hangs up when the script ends.
 """
 
 from __future__ import annotations
@@ -58,13 +58,11 @@ def key_reply(pbx: DemoPbx, command: str, pressed: list[str]) -> str | None:
             args = shlex.split(words[2]) if len(words) > 2 else []
         except ValueError:
             return "520 Invalid command syntax.  Proper usage not available."
-        name, escape = (args + ["", ""])[:2]
+        name = (args + [""])[0]
         if not sound_exists(name):
             return "200 result=-1 endpos=0"
         pbx.played.append(name)
-        if pressed and pressed[0] and pressed[0] in escape:
-            return f"200 result={ord(pressed.pop(0))} endpos=4000"
-        return "200 result=0 endpos=16000"
+        return "200 result=0 endpos=16000"  # the demo caller listens to the end, then presses
     if verb == "WAIT FOR":
         if pressed and pressed[0]:
             return f"200 result={ord(pressed.pop(0))}"
