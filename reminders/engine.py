@@ -49,6 +49,7 @@ class Dialler:
     async def run(self) -> None:
         await self.recover()
         while True:
+            self.wake.clear()  # before the round: a wake during the round brings the next one at once
             try:
                 await self.round()
             except asyncio.CancelledError:
@@ -56,7 +57,6 @@ class Dialler:
             except Exception as exc:  # a database hiccup: the next round tries again
                 self.last_error = str(exc)[:200]
                 log.exception("reminder round failed")
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.tick_seconds)
 
