@@ -18,11 +18,10 @@ function row(c) {
 
 function draw(data) {
   const box = $("campaigns");
-  if (!data.campaigns.length) { box.replaceChildren(el("p", {class: "muted"}, t("none"))); return; }
   const head = ["id", "kind", "about", "state", ...COLUMNS.map((k) => "count." + k), ""];
-  box.replaceChildren(el("div", {class: "table-wrap"}, el("table", {id: "campaign-table"},
+  box.replaceChildren(data.campaigns.length ? el("div", {class: "table-wrap"}, el("table", {id: "campaign-table"},
     el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {scope: "col"}, h ? t(h) : "")))),
-    el("tbody", {}, ...data.campaigns.map(row)))));
+    el("tbody", {}, ...data.campaigns.map(row)))) : el("p", {class: "muted"}, t("none")));
   const s = data.settings;
   const pairs = [["calling_hours", s.calling_hours.join(", ")], ["max_channels", s.max_channels],
     ["max_attempts", s.max_attempts], ["retry_minutes", s.retry_minutes], ["daily_kinds", s.daily_kinds.map((k) => t("kind." + k)).join(", ")],
