@@ -25,9 +25,10 @@ PAGES = {
     "crm_bridge/web/care.js": "crm_bridge/web/i18n/care.json",
     "clinicall/web/admin/admin.js": "clinicall/web/admin/i18n/admin.json",
     "clinicall/web/admin/console.js": None,
+    "reminders/web/reminders.js": "reminders/web/i18n.json",
 }
 DICTIONARIES = sorted({COMMON, *(ROOT / p for p in PAGES.values() if p)})
-ROOMS = ("clinicall", "crm_bridge", "telephony", "queue_display", "audio")
+ROOMS = ("clinicall", "crm_bridge", "telephony", "queue_display", "audio", "reminders")
 
 
 def load(path: Path) -> dict[str, dict[str, str]]:
