@@ -8,7 +8,6 @@ import datetime as dt
 import logging
 import time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 
@@ -286,7 +285,3 @@ async def daily_build_due(db: Database, settings: Settings, now: dt.datetime | N
 
 def manual_source() -> str:
     return f"manual-{time.time_ns()}"
-
-
-def zone_of(settings: Settings) -> ZoneInfo:
-    return settings.clinic.zone()

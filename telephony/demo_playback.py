@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,66 +79,87 @@ def key_reply(pbx: DemoPbx, command: str, pressed: list[str]) -> str | None:
     return None
 
 
-async def automated_call(pbx: DemoPbx, action: list[Header]) -> None:
-    action_id = first(action, "ActionID") or ""
-    dial = first(action, "Channel") or ""
-    context = first(action, "Context") or ""
-    exten = first(action, "Exten") or "s"
-    variables = [v.split("=", 1) for v in (val for k, val in action if k.lower() == "variable") if "=" in v]
-    timeout = float(first(action, "Timeout") or 30000) / 1000
-    caller = re.match(r'^\s*"?([^"<]*?)"?\s*<([^>]*)>', first(action, "CallerID") or "")
-    cid_name, cid_num = (caller.group(1), caller.group(2)) if caller else ("", first(action, "CallerID") or "")
-    match = re.match(r"^Local/([^@]+)@(.+)$", dial)
-    head = [("ActionID", action_id)]
+@dataclass
+class AutoOriginate:
+    """The fields of an Originate into a playback context."""
 
-    def response(ok: bool, reason: int, chan: Chan | None = None) -> None:
-        pbx.broadcast("OriginateResponse", [*head, ("Response", "Success" if ok else "Failure"),
-                                            ("Channel", chan.name if chan else dial), ("Context", context),
-                                            ("Exten", exten), ("Reason", reason),
+    action_id: str
+    dial: str
+    context: str
+    exten: str
+    variables: list[list[str]]
+    timeout: float
+    cid_num: str
+    cid_name: str
+
+    @classmethod
+    def parse(cls, action: list[Header]) -> AutoOriginate:
+        caller = re.match(r'^\s*"?([^"<]*?)"?\s*<([^>]*)>', first(action, "CallerID") or "")
+        cid_name, cid_num = (caller.group(1), caller.group(2)) if caller else ("", first(action, "CallerID") or "")
+        return cls(first(action, "ActionID") or "", first(action, "Channel") or "", first(action, "Context") or "",
+                   first(action, "Exten") or "s",
+                   [v.split("=", 1) for v in (val for k, val in action if k.lower() == "variable") if "=" in v],
+                   float(first(action, "Timeout") or 30000) / 1000, cid_num, cid_name)
+
+    def respond(self, pbx: DemoPbx, ok: bool, reason: int, chan: Chan | None = None) -> None:
+        pbx.broadcast("OriginateResponse", [("ActionID", self.action_id), ("Response", "Success" if ok else "Failure"),
+                                            ("Channel", chan.name if chan else self.dial), ("Context", self.context),
+                                            ("Exten", self.exten), ("Reason", reason),
                                             ("Uniqueid", chan.uniqueid if chan else "<unknown>"),
-                                            ("CallerIDNum", cid_num or "<unknown>"),
-                                            ("CallerIDName", cid_name or "<unknown>")])
+                                            ("CallerIDNum", self.cid_num or "<unknown>"),
+                                            ("CallerIDName", self.cid_name or "<unknown>")])
 
+
+async def automated_call(pbx: DemoPbx, action: list[Header]) -> None:
+    orig = AutoOriginate.parse(action)
+    match = re.match(r"^Local/([^@]+)@(.+)$", orig.dial)
     if match is None:
-        response(False, 0)
+        orig.respond(pbx, False, 0)
         return
     number, dest_ctx = match.group(1), match.group(2)
     pbx.dialled[number] = pbx.dialled.get(number, 0) + 1
     outcome, key = demo_outcome(number, pbx.dialled[number])
     one, two = pbx._local_pair(f"{number}@{dest_ctx}", dest_ctx, number, None,
                                first(action, "ChannelId"), first(action, "OtherChannelId"))
-    linkedid = one.linkedid
-    pbx.hangup_requests[linkedid] = asyncio.Event()
+    pbx.hangup_requests[one.linkedid] = asyncio.Event()
     try:
-        for name, value in variables:
+        for name, value in orig.variables:
             pbx._varset(one, name, value)
-        pbx._callerid(one, cid_num, cid_name)
+        pbx._callerid(one, orig.cid_num, orig.cid_name)
         pbx._newexten(two, "NoOp", f"patient phone {number}")
-        if outcome in ("busy", "unavailable"):
-            await pbx._sleep(0.3)
-            cause = 17 if outcome == "busy" else 34
-            pbx._hangup_chan(two, cause)
-            pbx._hangup_chan(one, cause)
-            response(False, 5 if outcome == "busy" else 8)
-            return
-        pbx._state(two, 5)
-        pbx._state(one, 5)
-        wait = min(timeout, pbx.no_answer_seconds) if outcome == "noanswer" else pbx.ring_seconds
-        if await pbx._wait_or_hangup(linkedid, wait) or outcome == "noanswer":
-            pbx._hangup_chan(two, 19 if outcome == "noanswer" else 16)
-            pbx._hangup_chan(one, 19 if outcome == "noanswer" else 16)
-            response(False, 3 if outcome == "noanswer" else 1)
+        if await _not_answered(pbx, orig, one, two, outcome):
             return
         pbx._newexten(two, "Answer", "")
         pbx._state(two, 6)
         pbx._state(one, 6)
-        response(True, 4, one)
-        await _run_context(pbx, one, context, exten, number, key)
+        orig.respond(pbx, True, 4, one)
+        await _run_context(pbx, one, orig.context, orig.exten, number, key)
         for chan in (two, one):
             pbx._hangup_chan(chan, 16)
-        pbx._cdr(one, cid_num, exten, context, "", "AGI", dict(variables).get("PATIENT_ID", ""))
+        pbx._cdr(one, orig.cid_num, orig.exten, orig.context, "", "AGI", dict(orig.variables).get("PATIENT_ID", ""))
     finally:
-        pbx.hangup_requests.pop(linkedid, None)
+        pbx.hangup_requests.pop(one.linkedid, None)
+
+
+async def _not_answered(pbx: DemoPbx, orig: AutoOriginate, one: Chan, two: Chan, outcome: str) -> bool:
+    """Busy, congestion, no answer or a Hangup while ringing: the channels end, the Originate fails."""
+    if outcome in ("busy", "unavailable"):
+        await pbx._sleep(0.3)
+        cause = 17 if outcome == "busy" else 34
+        pbx._hangup_chan(two, cause)
+        pbx._hangup_chan(one, cause)
+        orig.respond(pbx, False, 5 if outcome == "busy" else 8)
+        return True
+    pbx._state(two, 5)
+    pbx._state(one, 5)
+    wait = min(orig.timeout, pbx.no_answer_seconds) if outcome == "noanswer" else pbx.ring_seconds
+    if await pbx._wait_or_hangup(one.linkedid, wait) or outcome == "noanswer":
+        cause = 19 if outcome == "noanswer" else 16
+        pbx._hangup_chan(two, cause)
+        pbx._hangup_chan(one, cause)
+        orig.respond(pbx, False, 3 if outcome == "noanswer" else 1)
+        return True
+    return False
 
 
 async def _run_context(pbx: DemoPbx, chan: Chan, context: str, exten: str, number: str, key: str) -> None:
