@@ -302,6 +302,13 @@ class RemindersSettings(Section):
                 raise ValueError(f"{window!r} is not a calling window such as 08:00-11:00 (start before end)")
         return value
 
+    @field_validator("sound_dir")
+    @classmethod
+    def _sound_dir(cls, value: str) -> str:
+        if any(ord(c) < 33 or ord(c) == 127 or c in "\"'\\" for c in value):
+            raise ValueError("must be a folder path without spaces, quotes or control characters (Asterisk plays from it)")
+        return value
+
     @field_validator("dial_channel", "context")
     @classmethod
     def _dial_safe(cls, value: str) -> str:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem, not_found
@@ -278,8 +279,8 @@ async def daily_build_due(db: Database, settings: Settings, now: dt.datetime | N
         if exists is None:
             try:
                 built.append((await build_campaign(db, settings, kind, today=local.date(), source="daily")).id)
-            except Problem as exc:  # another instance built it first
-                log.info("daily %s campaign not built: %s", kind, exc.detail)
+            except (Problem, IntegrityError) as exc:  # another instance built it (or claimed a number) first
+                log.info("daily %s campaign not built now: %s", kind, getattr(exc, "detail", exc))
     return built
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from clinicall.app import create_app
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
 from reminders.keys import DIALLER_KEY
@@ -194,6 +195,34 @@ async def test_asterisk_down_then_up_loses_no_attempt(client: TestClient, staff:
     async with client.app[DB_KEY].session() as s:
         attempts = (await s.scalars(select(Attempt).where(Attempt.target_id == target["id"]))).all()
     assert [a.counted for a in attempts][-1] is True and len([a for a in attempts if a.counted]) == 1
+
+
+async def test_a_service_restart_mid_campaign_resumes_it(client: TestClient, staff: Staff,
+                                                         aiohttp_client: Callable[..., Any], settings: Settings) -> None:
+    """The campaign's state is in the database: a new process (and a restarted PBX) carries on, calls
+    every patient still to call, and calls nobody twice who was already settled."""
+    settings.reminders.max_channels = 1
+    await client.app[AMI_LINK_KEY].wait_ready(10)
+    numbers = {await booked_patient(client, staff, f"Bệnh nhân {i}", f"09012345{i}"): f"09012345{i}"
+               for i in (21, 31, 41, 51)}
+    patients = list(numbers)
+    campaign_id = await start(client, staff)
+
+    async def one_settled() -> list[int]:
+        async with client.app[DB_KEY].session() as s:
+            return list((await s.scalars(select(Target.patient_id).where(
+                Target.campaign_id == campaign_id, Target.state == "confirmed"))).all())
+    settled_before = await until(one_settled, "a first patient confirmed")
+    await client.close()  # the service stops mid-campaign
+
+    again: TestClient = await aiohttp_client(create_app(settings))
+    body = await finished(again, staff, campaign_id)
+    assert {t["patient_id"]: t["state"] for t in body["targets"]} == dict.fromkeys(patients, "confirmed")
+    async with again.app[DB_KEY].session() as s:
+        called = (await s.execute(select(Target.patient_id, func.count()).join(Attempt, Attempt.target_id == Target.id)
+                                  .where(Attempt.counted.is_(True)).group_by(Target.patient_id))).all()
+    assert dict(called) == dict.fromkeys(patients, 1)
+    assert all(dialled(again, numbers[p]) == 0 for p in settled_before)  # settled before the stop: not again
 
 
 async def _true(value: bool) -> bool:

@@ -29,6 +29,8 @@ def test_calling_hours_setting_is_checked() -> None:
         RemindersSettings(calling_hours=["8h-11h"])
     with pytest.raises(ValueError):
         RemindersSettings(dial_channel="PJSIP/{number}\r\nAction: Command")
+    with pytest.raises(ValueError):
+        RemindersSettings(sound_dir='/tmp/x" "12')  # it goes into STREAM FILE
 
 
 @pytest.mark.parametrize(("disposition", "key", "attempts", "expected"), [
