@@ -31,12 +31,13 @@ ORIGIN = "reminder"
 
 class Dialler:
     def __init__(self, db: Database, bus: Any, settings: Settings, *, link: Callable[[], Any],
-                 calllog: Callable[[], Any], renderer: Any, tick_seconds: float = 1.0) -> None:
+                 calllog: Callable[[], Any], renderer: Any, tick_seconds: float = 1.0,
+                 idle_seconds: float = 15.0) -> None:
         self.db, self.bus, self.settings = db, bus, settings
         self.rem = settings.reminders
         self.link, self.calllog = link, calllog  # looked up each round (the telephony room sets them at start-up)
         self.renderer = renderer
-        self.tick_seconds = tick_seconds
+        self.tick_seconds, self.idle_seconds = tick_seconds, idle_seconds
         self.wake = asyncio.Event()
         self.rounds = 0
         self.placed = 0
@@ -50,15 +51,16 @@ class Dialler:
         await self.recover()
         while True:
             self.wake.clear()  # before the round: a wake during the round brings the next one at once
+            busy = True
             try:
-                await self.round()
+                busy = await self.round()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a database hiccup: the next round tries again
                 self.last_error = str(exc)[:200]
                 log.exception("reminder round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.tick_seconds)
+            with contextlib.suppress(TimeoutError):  # idle (no open campaign): a slower pace, woken by any start
+                await asyncio.wait_for(self.wake.wait(), self.tick_seconds if busy else self.idle_seconds)
 
     async def recover(self) -> None:
         """At start-up: a target claimed but never sent (stopped between the two) goes back to pending."""
@@ -66,9 +68,15 @@ class Dialler:
             await s.execute(update(Target).where(Target.state == "calling", Target.call_id.is_(None))
                             .values(state="pending"))
 
-    async def round(self, now: dt.datetime | None = None) -> None:
+    async def round(self, now: dt.datetime | None = None) -> bool:
+        """One round; False when no campaign is open (the next round may wait longer)."""
         self.rounds += 1
         today = service.clinic_now(self.settings, now).date()
+        await service.write_due_notes(self.db, self.settings)  # also those of campaigns closed last round
+        async with self.db.session() as s:
+            open_campaign = await s.scalar(select(Campaign.id).where(Campaign.state != "done").limit(1))
+        if open_campaign is None:  # idle; a daily campaign just built makes the next round come at once
+            return self.rem.enabled and bool(await service.daily_build_due(self.db, self.settings, now))
         await self.settle_ended()
         await service.write_due_notes(self.db, self.settings)
         await service.close_past_days(self.db, today)
@@ -77,6 +85,7 @@ class Dialler:
             await service.daily_build_due(self.db, self.settings, now)
         if in_calling_hours(self.rem.calling_hours, service.clinic_now(self.settings, now).time()):
             await self.place_calls(today)
+        return True
 
     async def settle_ended(self) -> int:
         async with self.db.session() as s:
