@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ROOM_NAMES: tuple[str, ...] = ("crm_bridge", "telephony", "queue_display", "audio", "messaging")
+ROOM_NAMES: tuple[str, ...] = ("crm_bridge", "telephony", "queue_display", "audio", "messaging", "reminders")
 
 
 def rooms() -> list[ModuleType]:

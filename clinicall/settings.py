@@ -370,6 +370,56 @@ class MessagingSettings(Section):
             raise ValueError("adapter http needs http_url")
         return self
 
+CALLING_WINDOW = r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$"
+
+
+class RemindersSettings(Section):
+    enabled: bool = Field(True, description="Run reminder campaigns (they call only while the Asterisk link is up)")
+    daily_kinds: list[Literal["appointment", "revisit", "callback"]] = Field(
+        default_factory=lambda: ["appointment"],
+        description="Campaigns built each clinic day from the worklists: appointment (booked tomorrow), "
+                    "revisit (follow-up plans due tomorrow), callback (call-backs due today)")
+    build_at: str = Field("07:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                          description="Clinic time at which the daily campaigns are built (and started)")
+    calling_hours: list[str] = Field(default_factory=lambda: ["08:00-11:00", "13:30-17:00"],
+                                     description="Clinic-time windows in which reminder calls are placed (HH:MM-HH:MM)")
+    max_channels: int = Field(4, ge=1, le=200, description="At most this many reminder calls at once")
+    max_attempts: int = Field(3, ge=1, le=10, description="Calls per patient when busy, not answered or no key pressed")
+    retry_minutes: float = Field(30.0, ge=0, le=24 * 60, description="Wait between two attempts to one patient")
+    dial_channel: str = Field("PJSIP/{number}@clinic-trunk",
+                              description="Originate Channel for the patient's phone; {number} is the dialled number")
+    context: str = Field("clinicall-reminder", description="Dialplan context the answered call runs (config/asterisk)")
+    ring_timeout_ms: int = Field(40000, ge=5000, le=120000, description="How long the patient's phone rings")
+    key_timeout_seconds: float = Field(6.0, gt=0, le=30, description="How long to wait for 1 or 2 after the message")
+    sound_dir: str = Field("", description="Where the spoken messages are written for Asterisk's playback (8 kHz); "
+                                           "empty: DATA_DIR/asterisk-sounds. Asterisk must read it.")
+    queue_position: bool = Field(True, description="FastAGI 'queue_position': a caller with a waiting ticket today "
+                                                   "hears their number, position and wait before an agent")
+
+    @field_validator("calling_hours")
+    @classmethod
+    def _windows(cls, value: list[str]) -> list[str]:
+        import re
+
+        for window in value:
+            if not re.match(CALLING_WINDOW, window) or window[:5] >= window[6:]:
+                raise ValueError(f"{window!r} is not a calling window such as 08:00-11:00 (start before end)")
+        return value
+
+    @field_validator("sound_dir")
+    @classmethod
+    def _sound_dir(cls, value: str) -> str:
+        if any(ord(c) < 33 or ord(c) == 127 or c in "\"'\\" for c in value):
+            raise ValueError("must be a folder path without spaces, quotes or control characters (Asterisk plays from it)")
+        return value
+
+    @field_validator("dial_channel", "context")
+    @classmethod
+    def _dial_safe(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or not value.strip():
+            raise ValueError("must be one line without control characters (it is sent to Asterisk)")
+        return value
+
 
 class RetentionSettings(Section):
     call_log_days: int = Field(0, ge=0, le=36500, description="Delete call-log rows older than this; 0 keeps them")
@@ -402,6 +452,7 @@ class Settings(BaseSettings):
     audio: AudioSettings = Field(default_factory=AudioSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    reminders: RemindersSettings = Field(default_factory=RemindersSettings)
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -434,6 +485,8 @@ class Settings(BaseSettings):
             self.audio.cache_dir = str(Path(self.data_dir) / "audio")
         if not self.audio.recorded_dir:
             self.audio.recorded_dir = str(Path(self.data_dir) / "audio-recorded")
+        if not self.reminders.sound_dir:
+            self.reminders.sound_dir = str(Path(self.data_dir) / "asterisk-sounds")
         return self
 
 

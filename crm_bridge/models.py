@@ -44,6 +44,10 @@ class Patient(Base):
     # The referring doctor's account (role referrer) when the patient came through the referral form.
     referrer_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     referral_note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # No automated calls (reminder campaigns) to this patient; agents may still call.
+    do_not_call: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_false())
+    # The booking date the patient confirmed (a reminder call's "1"); confirmed while it equals booking_date.
+    booking_confirmed_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

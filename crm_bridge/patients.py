@@ -57,6 +57,7 @@ class PatientPatch(BaseModel):
     care_status_reason: str = Field("", max_length=500)
     booking_date: dt.date | None = None
     arrival_date: dt.date | None = None
+    do_not_call: bool | None = None
 
 
 def checked_name(value: str) -> tuple[str, str]:
@@ -157,6 +158,8 @@ async def update_patient(db: Database, patient_id: int, patch: PatientPatch, use
     for field in ("date_of_birth", "booking_date", "arrival_date"):
         if field in sent:
             changes[field] = sent[field]
+    if sent.get("do_not_call") is not None:
+        changes["do_not_call"] = bool(sent["do_not_call"])
     name = checked_name(sent["full_name"]) if "full_name" in sent else None
     async with db.transaction() as s:
         patient = await live_patient(s, patient_id, lock=True)
@@ -230,6 +233,8 @@ def patient_json(p: Patient, phones: list[PatientPhone] | None = None) -> dict[s
         "notes": p.notes, "his_id": p.his_id, "callback_date": _iso(p.callback_date),
         "booking_date": _iso(p.booking_date), "arrival_date": _iso(p.arrival_date),
         "last_contact_at": _iso(p.last_contact_at), "last_contact_reached": p.last_contact_reached,
+        "do_not_call": bool(p.do_not_call),
+        "booking_confirmed": p.booking_date is not None and p.booking_confirmed_on == p.booking_date,
         "created_at": _iso(p.created_at), "updated_at": _iso(p.updated_at),
         "referrer_id": p.referrer_id, "referral_note": p.referral_note,
     }

@@ -24,7 +24,16 @@ from telephony import journal
 from telephony.calltrack import CallSpec, CallTracker, Projection, agent_channel_pattern
 from telephony.events import CALL_UPDATED, call_updated
 from telephony.journal import Entry
-from telephony.models import CAUSE_LEN, LEGS_LEN, NAME_LEN, NUMBER_LEN, Call, Installation
+from telephony.models import (
+    AUTO_ORIGINS,
+    CAUSE_LEN,
+    LEGS_LEN,
+    NAME_LEN,
+    NUMBER_LEN,
+    OWN_ORIGINS,
+    Call,
+    Installation,
+)
 
 log = logging.getLogger(__name__)
 PERSISTED = ("state", "disposition", "ringing_at", "answered_at", "ended_at", "duration", "billsec",
@@ -118,7 +127,7 @@ def spec_of(call: Call) -> CallSpec:
                     action_id=call.action_id, channel_id=call.channel_id,
                     other_channel_id=f"{call.channel_id}-2" if call.channel_id else None,
                     linkedid=call.linkedid, dial_string=call.dial_string, hangup_requested=call.hangup_requested,
-                    origin="click_to_call" if own else call.origin)
+                    origin="click_to_call" if own else call.origin, auto=call.origin in AUTO_ORIGINS)
 
 
 class CallLog:
@@ -161,7 +170,7 @@ class CallLog:
 
     @staticmethod
     def _row_values(call: Call) -> dict[str, Any]:
-        names = PERSISTED + (GROUP_PERSISTED + ("patient_id", "caller_name") if call.origin not in (None, "click_to_call")
+        names = PERSISTED + (GROUP_PERSISTED + ("patient_id", "caller_name") if call.origin not in OWN_ORIGINS
                              else ())
         return {name: getattr(call, name) for name in names}
 
@@ -346,7 +355,7 @@ class CallLog:
         values = {name: getattr(projection, name) for name in PERSISTED}
         for name in TIMES:
             values[name] = to_dt(values[name])
-        if spec.origin not in (None, "click_to_call"):  # a click-to-call's patient is the one the agent called
+        if spec.origin not in OWN_ORIGINS:  # a call we started: its patient is the one we called
             values.update(await self._group_values(projection))
             if projection.patient_id is not None:
                 values["patient_id"] = projection.patient_id

@@ -103,6 +103,7 @@ class CallSpec:
     forced_disposition: str = "interrupted"  # "failed" when Asterisk refused the Originate itself
     origin: str | None = None  # click_to_call | desk_phone | trunk | internal
     patient_id: int | None = None  # linked by an agent (the card made or picked during or after the call)
+    auto: bool = False  # an automated call (reminder): the Originate's channel is the patient's phone
 
 
 @dataclass

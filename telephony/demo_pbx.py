@@ -89,12 +89,19 @@ class Session:
 class DemoPbx:
     def __init__(self, *, username: str = "clinicall", secret: str = "demo", agi_host: str | None = None,
                  agi_port: int | None = None, default_agent_ext: str = "1001", time_scale: float = 1.0,
-                 talk_seconds: float = 6.0, ring_seconds: float = 1.5, no_answer_seconds: float = 12.0) -> None:
+                 talk_seconds: float = 6.0, ring_seconds: float = 1.5, no_answer_seconds: float = 12.0,
+                 playback_contexts: tuple[str, ...] = ("clinicall-reminder",), inbound_scripts: tuple[str, ...] = ("identify",),
+                 inbound_keys: str = "0") -> None:
         self.username, self.secret = username, secret
         self.agi_host, self.agi_port = agi_host, agi_port
         self.default_agent_ext = default_agent_ext
         self.time_scale = time_scale
         self.talk_seconds, self.ring_seconds, self.no_answer_seconds = talk_seconds, ring_seconds, no_answer_seconds
+        self.playback_contexts = playback_contexts  # automated calls: see telephony.demo_playback
+        self.inbound_scripts = inbound_scripts  # FastAGI scripts an inbound call runs, in order
+        self.inbound_keys = inbound_keys  # what an inbound caller presses when a script reads a key
+        self.played: list[str] = []  # sound files streamed to callers (tests)
+        self.dialled: dict[str, int] = {}  # automated calls per dialled number
         self.sessions: list[Session] = []
         self.channels: dict[str, Chan] = {}
         self.hangup_requests: dict[str, asyncio.Event] = {}  # linkedid -> set when a Hangup action targets it
@@ -121,6 +128,7 @@ class DemoPbx:
                 await task
         for session in self.sessions:
             session.writer.close()
+        self.channels.clear()  # a stopped PBX has no channels (start() again: a restarted Asterisk)
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):
@@ -266,6 +274,11 @@ class DemoPbx:
             session.send(message([("Response", "Error"), *head, ("Message", "Originate failed")]))
             return
         session.send(message([("Response", "Success"), *head, ("Message", "Originate successfully queued")]))
+        if (first(action, "Context") or "") in self.playback_contexts:
+            from telephony.demo_playback import automated_call
+
+            self._spawn(automated_call(self, action), f"demo-auto-{first(action, 'ActionID')}")
+            return
         self._spawn(self._click_to_call(action), f"demo-originate-{first(action, 'ActionID')}")
 
     # ---- channels -----------------------------------------------------------------------------------
@@ -460,10 +473,12 @@ class DemoPbx:
             for chan in (one, two):
                 self._callerid(chan, num, "<unknown>")
             self._newexten(two, "NoOp", f'inbound call from "" <{number}>')
-            agi_request = f"agi://{self.agi_host}:{self.agi_port}/identify"
-            self._newexten(two, "AGI", agi_request)
-            status = await self._run_fastagi(two, number, agi_request) if self.agi_host and self.agi_port else "FAILURE"
-            self._varset(two, "AGISTATUS", status)
+            for script in self.inbound_scripts:
+                agi_request = f"agi://{self.agi_host}:{self.agi_port}/{script}"
+                self._newexten(two, "AGI", agi_request)
+                status = await self._run_fastagi(two, number, agi_request, script) if self.agi_host and self.agi_port \
+                    else "FAILURE"
+                self._varset(two, "AGISTATUS", status)
             patient = two.variables.get("PATIENT_ID", "")
             self._newexten(two, "ExecIf", f"{1 if patient else 0}?Set(CDR(PATIENT_ID)={patient})")
             agent_ext = two.variables.get("CLINICALL_AGENT_EXT") or self.default_agent_ext
@@ -494,9 +509,9 @@ class DemoPbx:
         finally:
             self.hangup_requests.pop(linkedid, None)
 
-    def agi_environment(self, chan: Chan, number: str, request: str) -> bytes:
+    def agi_environment(self, chan: Chan, number: str, request: str, script: str = "identify") -> bytes:
         """The agi_* block exactly as Asterisk 22 sends it (LF only, blank line at the end)."""
-        pairs = [("agi_network", "yes"), ("agi_network_script", "identify"), ("agi_request", request),
+        pairs = [("agi_network", "yes"), ("agi_network_script", script), ("agi_request", request),
                  ("agi_channel", chan.name), ("agi_language", "en"), ("agi_type", "Local"),
                  ("agi_uniqueid", chan.uniqueid), ("agi_version", "22.10.1"),
                  ("agi_callerid", number or "unknown"), ("agi_calleridname", "unknown"), ("agi_callingpres", "0"),
@@ -506,14 +521,16 @@ class DemoPbx:
                  ("agi_threadid", str(id(chan)))]
         return ("".join(f"{k}: {v}\n" for k, v in pairs) + "\n").encode()
 
-    async def _run_fastagi(self, chan: Chan, number: str, request: str) -> str:
+    async def _run_fastagi(self, chan: Chan, number: str, request: str, script: str = "identify",
+                           keys: str | None = None) -> str:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(self.agi_host, self.agi_port), 3)
         except (TimeoutError, OSError):
             log.warning("demo PBX: Connecting to '%s:%s' failed: Connection refused", self.agi_host, self.agi_port)
             return "FAILURE"
         try:
-            writer.write(self.agi_environment(chan, number, request))
+            writer.write(self.agi_environment(chan, number, request, script))
+            pressed = list(self.inbound_keys if keys is None else keys)
             await writer.drain()
             command_id = itertools.count(1)
             while True:
@@ -525,7 +542,7 @@ class DemoPbx:
                     continue
                 cid = next(command_id)
                 self.broadcast("AGIExecStart", [*chan.block(), ("Command", command), ("CommandId", cid)], "agi,all")
-                reply = self._agi_reply(chan, command, number)
+                reply = self._agi_reply(chan, command, number, pressed)
                 writer.write(reply.encode() + b"\n")
                 await writer.drain()
                 self.broadcast("AGIExecEnd", [*chan.block(), ("Command", command), ("CommandId", cid),
@@ -536,7 +553,14 @@ class DemoPbx:
             writer.close()
         return "SUCCESS"
 
-    def _agi_reply(self, chan: Chan, command: str, number: str) -> str:
+    def _agi_reply(self, chan: Chan, command: str, number: str, pressed: list[str] | None = None) -> str:
+        """Replies as Asterisk would; the caller presses the keys in `pressed` (first one first) while a
+        sound plays or when a digit is awaited."""
+        from telephony.demo_playback import key_reply
+
+        keyed = key_reply(self, command, pressed if pressed is not None else [])
+        if keyed is not None:
+            return keyed
         get = re.match(r"^GET (?:FULL )?VARIABLE\s+(\S+)", command, re.I)
         if get:
             name = get.group(1)

@@ -11,7 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from clinicall.db import Base, UTCDateTime, utcnow
 
 DIRECTIONS = ("outbound", "inbound", "internal")
-ORIGINS = ("click_to_call", "desk_phone", "trunk", "internal")
+ORIGINS = ("click_to_call", "reminder", "desk_phone", "trunk", "internal")
+# Calls clinicall starts itself: their patient and number are the ones it dialled, never re-read from events.
+OWN_ORIGINS = (None, "click_to_call", "reminder")
+AUTO_ORIGINS = ("reminder",)  # automated: no agent, the patient's phone is the Originate's channel
 STATES = ("dialing", "ringing", "answered", "ended")
 DISPOSITIONS = ("answered", "no_answer", "busy", "failed", "cancelled", "interrupted")
 # Bounds of the text columns, applied before every write (PostgreSQL refuses longer values).
@@ -42,7 +45,7 @@ class Call(Base):
     caller_name: Mapped[str | None] = mapped_column(String(120), nullable=True)  # the identified patient's name
     number_raw: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the caller id as the network sent it
     network_name: Mapped[str | None] = mapped_column(String(80), nullable=True)  # untrusted, control characters removed
-    origin: Mapped[str | None] = mapped_column(String(16), nullable=True)  # click_to_call | desk_phone | trunk | internal
+    origin: Mapped[str | None] = mapped_column(String(16), nullable=True)  # click_to_call | reminder | desk_phone | trunk | internal
     talk_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # to 0.1 s
     ring_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     legs: Mapped[str | None] = mapped_column(String(8000), nullable=True)  # JSON list, see docs/telephony.md

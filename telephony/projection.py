@@ -245,6 +245,10 @@ def consultations(view: View, patient: set[str]) -> list[dict[str, Any]]:
 # ---- the projection -----------------------------------------------------------------------------
 def project(tracker: CallTracker, spec: CallSpec) -> Projection:
     view = gather(tracker, spec)
+    if spec.auto:
+        from telephony.project_auto import project_auto
+
+        return project_auto(view)
     if spec.direction == "outbound" and (spec.action_id or spec.channel_id or spec.dial_string):
         from telephony.project_out import project_click_to_call
 

@@ -64,8 +64,11 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     if uses_demo_pbx(app):
         secret = secrets.token_urlsafe(12)
         agi = fastagi_address(app)
+        reminders = app[SETTINGS_KEY].reminders
         pbx = DemoPbx(username=settings.ami_username, secret=secret, agi_host=agi[0] if agi else None,
-                      agi_port=agi[1] if agi else None, time_scale=settings.demo_time_scale)
+                      agi_port=agi[1] if agi else None, time_scale=settings.demo_time_scale,
+                      playback_contexts=(reminders.context,),
+                      inbound_scripts=("identify", "queue_position") if reminders.queue_position else ("identify",))
         host, port = "127.0.0.1", await pbx.start()
         log.info("demo PBX (AMI) listening on 127.0.0.1:%d", port)
     app[DEMO_PBX_KEY] = pbx

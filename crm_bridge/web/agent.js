@@ -105,6 +105,13 @@ async function openPatient(id, {focus = true} = {}) {
     ["referrer", p.referring_doctor], ["service", p.service_of_interest], ["freeNotes", typeof p.notes === "string" ? p.notes : p.free_notes]]) {
     if (value) details.append(el("dt", {}, t(key)), el("dd", {}, value));
   }
+  if (p.booking_date) {
+    details.append(el("dt", {}, t("bookingDate")), el("dd", {"data-booking-confirmed": String(!!p.booking_confirmed)},
+      fmtDate(p.booking_date, lang) + (p.booking_confirmed ? ` · ${t("bookingConfirmed")}` : "")));
+  }
+  const dnc = $("do-not-call");
+  dnc.checked = !!p.do_not_call;
+  dnc.onchange = () => setDoNotCall(p.id, dnc);
   const phones = $("card-phones");
   phones.replaceChildren();
   for (const ph of items(p.phones)) {
@@ -117,6 +124,14 @@ async function openPatient(id, {focus = true} = {}) {
   renderFollowups(t, items(data.follow_ups));
   await Promise.all([loadCalls(p.id), loadTickets(p.id, data), showCardMessages(p.id)]);
   if (focus) $("card").focus();
+}
+
+// The patient's do-not-call flag: reminder campaigns skip the patient (agents may still call).
+async function setDoNotCall(id, box) {
+  try {
+    await api(`/api/patients/${id}`, {method: "PATCH", body: {do_not_call: box.checked}});
+    $("card-status-msg").textContent = t(box.checked ? "doNotCallOn" : "doNotCallOff");
+  } catch (err) { box.checked = !box.checked; showError($("page-error"), err); }
 }
 
 function renderNotes(notes) {

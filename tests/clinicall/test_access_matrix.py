@@ -85,10 +85,14 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/messages"): "AS", ("GET", "/api/messaging/gateway"): "AS", ("POST", "/api/turn-near"): "AR",
     ("POST", "/api/t/{token}/turn-near"): "*", ("GET", "/ws/messages"): "ASG", ("GET", "/messages"): "AS",
     ("GET", "/static/messaging/{filename}"): "*",
+    # reminders
+    ("GET", "/reminders"): "AS", ("GET", "/static/reminders/{filename}"): "*",
+    ("GET", "/api/reminders/campaigns"): "AS", ("POST", "/api/reminders/campaigns"): "AS",
+    ("GET", "/api/reminders/campaigns/{campaign_id}"): "AS", ("POST", "/api/reminders/campaigns/{campaign_id}/state"): "AS",
 }
 PATH_VALUES = {"id": "999999", "user_id": "999999", "token_id": "999999", "phone_id": "999999", "section": "users",
                "kind": "new", "decision": "approve", "operation": "recall", "token": "x" * 22, "name": "0" * 64,
-               "filename": "nope.css"}
+               "filename": "nope.css", "campaign_id": "999999"}
 
 
 def concrete(path: str) -> str:

@@ -30,9 +30,10 @@ PAGES = {
     "clinicall/web/admin/console.js": None,
     "messaging/web/messages.js": "messaging/web/i18n/messaging.json",
     "messaging/web/card_messages.js": "messaging/web/i18n/messaging.json",
+    "reminders/web/reminders.js": "reminders/web/i18n.json",
 }
 DICTIONARIES = sorted({COMMON, *(ROOT / p for p in PAGES.values() if p)})
-ROOMS = ("clinicall", "crm_bridge", "telephony", "queue_display", "audio", "messaging")
+ROOMS = ("clinicall", "crm_bridge", "telephony", "queue_display", "audio", "messaging", "reminders")
 
 
 def load(path: Path) -> dict[str, dict[str, str]]:

@@ -211,7 +211,8 @@ def test_extensions_conf_matches_the_settings_and_the_fastagi_server() -> None:
     # CDR patient id, then the agent's extension, the team, and a fallback.
     inbound = [app for _, app in contexts["inbound"]]
     agi_calls = [app for app in inbound if app.startswith("AGI(")]
-    assert agi_calls == [f"AGI(agi://{defaults.agi_host}:{defaults.agi_port}/identify)"]
+    assert agi_calls == [f"AGI(agi://{defaults.agi_host}:{defaults.agi_port}/{script})"
+                         for script in ("identify", "queue_position")]
     # The same request Asterisk made in the recorded traces, which test_agi.py replays to the server.
     recorded = load_trace("inbound_call").header.decode()
     assert f"agi_request: {agi_calls[0][4:-1]}\n" in recorded and "agi_network_script: identify\n" in recorded

@@ -1,0 +1,72 @@
+"""Wires the reminders room into the app: the dialler task, the FastAGI scripts, the page and API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from clinicall.bus import Event
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
+from clinicall.nav import NAV_KEY, NavLink
+
+DEMO_DIAL_CHANNEL = "Local/{number}@patient"  # the demo PBX's patients (telephony.demo_playback)
+
+
+async def reminders_ctx(app: web.Application) -> AsyncIterator[None]:
+    from audio.service import make_renderer
+    from reminders.agi_scripts import queue_position_script, reminder_script
+    from reminders.engine import Dialler
+    from reminders.events import CONSUMES, is_reminder_end
+    from reminders.keys import DIALLER_KEY
+    from telephony.agi import FASTAGI_KEY
+    from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY
+
+    settings = app[SETTINGS_KEY]
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reminders-online-fill")
+    dialler = Dialler(app[DB_KEY], app[BUS_KEY], settings, link=lambda: app.get(AMI_LINK_KEY),
+                      calllog=lambda: app.get(CALL_LOG_KEY), renderer=make_renderer(settings.audio, background))
+    app[DIALLER_KEY] = dialler
+    server = app.get(FASTAGI_KEY)
+    if server is not None:
+        server.scripts["reminder"] = reminder_script(app)
+        server.scripts["queue_position"] = queue_position_script(app)
+
+    async def on_call(event: Event) -> None:
+        if is_reminder_end(event):
+            dialler.wake.set()
+
+    unsubscribe = [app[BUS_KEY].subscribe(pattern, on_call) for pattern in CONSUMES]
+    task = asyncio.create_task(dialler.run(), name="reminders-dialler")
+    try:
+        yield
+    finally:
+        for stop in unsubscribe:
+            stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        background.shutdown(wait=False, cancel_futures=True)
+
+
+def setup(app: web.Application) -> None:
+    from reminders.http import WEB_DIR, routes
+    from reminders.keys import DIALLER_KEY
+    from telephony.room import uses_demo_pbx
+
+    if uses_demo_pbx(app):
+        app[SETTINGS_KEY].reminders.dial_channel = DEMO_DIAL_CHANNEL
+    app.router.add_routes(routes)
+    app.router.add_static("/static/reminders/", WEB_DIR)
+    app[NAV_KEY].append(NavLink("/reminders", "Cuộc gọi nhắc lịch", "Reminder calls", ("supervisor",), "提醒电话"))
+    app.cleanup_ctx.append(reminders_ctx)
+
+    async def health() -> dict[str, Any]:
+        dialler = app.get(DIALLER_KEY)
+        return dialler.health() if dialler else {"ok": False, "optional": True, "error": "not started"}
+
+    app[HEALTH_KEY]["reminders"] = health

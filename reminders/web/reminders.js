@@ -1,0 +1,56 @@
+// Reminder campaigns (/reminders): start one now, pause or run it, its live progress, the settings.
+import {api, el, startPage, fmtDate, showError, clearFieldErrors} from "/static/admin/console.js";
+
+const $ = (id) => document.getElementById(id);
+const COLUMNS = ["called", "confirmed", "callback", "not_reached", "failed", "pending", "skipped"];
+let t = (k) => k;
+
+function row(c) {
+  const p = c.progress;
+  const toggle = c.state === "done" ? "" : el("button", {type: "button", class: "secondary small",
+    "data-campaign": c.id, onclick: () => setState(c.id, c.state === "running" ? "paused" : "running")},
+    t(c.state === "running" ? "pause" : "resume"));
+  return el("tr", {"data-campaign": c.id, "data-state": c.state},
+    el("td", {}, `#${c.id}`), el("td", {}, t("kind." + c.kind)), el("td", {}, fmtDate(c.about)),
+    el("td", {class: "state"}, t("state." + c.state)),
+    ...COLUMNS.map((k) => el("td", {"data-count": k}, String(p[k] ?? 0))), el("td", {}, toggle));
+}
+
+function draw(data) {
+  const box = $("campaigns");
+  const head = ["id", "kind", "about", "state", ...COLUMNS.map((k) => "count." + k), ""];
+  box.replaceChildren(data.campaigns.length ? el("div", {class: "table-wrap"}, el("table", {id: "campaign-table"},
+    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {scope: "col"}, h ? t(h) : "")))),
+    el("tbody", {}, ...data.campaigns.map(row)))) : el("p", {class: "muted"}, t("none")));
+  const s = data.settings;
+  const pairs = [["calling_hours", s.calling_hours.join(", ")], ["max_channels", s.max_channels],
+    ["max_attempts", s.max_attempts], ["retry_minutes", s.retry_minutes], ["daily_kinds", s.daily_kinds.map((k) => t("kind." + k)).join(", ")],
+    ["build_at", s.build_at], ["timezone", s.timezone], ["enabled", t(s.enabled ? "yes" : "no")]];
+  $("settings").replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, t("set." + k)), el("dd", {"data-setting": k}, String(v))]));
+}
+
+async function refresh() {
+  try { draw(await api("/api/reminders/campaigns")); $("page-error").hidden = true; }
+  catch (err) { showError($("page-error"), err); }
+}
+
+async function setState(id, state) {
+  try { await api(`/api/reminders/campaigns/${id}/state`, {method: "POST", body: {state}}); await refresh(); }
+  catch (err) { showError($("page-error"), err); }
+}
+
+async function main() {
+  ({t} = await startPage("/static/reminders/i18n.json"));
+  $("start-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearFieldErrors(ev.target);
+    try {
+      const data = await api("/api/reminders/campaigns", {method: "POST", body: {kind: $("kind").value}});
+      $("page-status").textContent = t("started").replace("{id}", data.campaign.id);
+      await refresh();
+    } catch (err) { showError($("page-error"), err, ev.target); }
+  });
+  await refresh();
+  setInterval(refresh, 2000);
+}
+main();

@@ -1,0 +1,50 @@
+"""The supervisor's walk-through of reminder calls in a real browser, against the demo PBX inside the
+service (AMI and FastAGI over TCP): a patient is marked do-not-call on the card, a campaign of
+tomorrow's bookings is started from /reminders, and the page shows it progress to its end."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from clinicall.keys import SETTINGS_KEY
+from tests.servers import free_port
+
+
+@pytest.fixture
+def live_settings() -> dict[str, Any]:
+    return {"telephony": {"demo_pbx": True, "agi_enabled": True, "agi_port": free_port(), "demo_time_scale": 0.05},
+            "reminders": {"daily_kinds": [], "calling_hours": ["00:00-24:00"], "max_attempts": 2, "retry_minutes": 0,
+                          "key_timeout_seconds": 0.2}}
+
+
+async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: Any, new_page: Any) -> None:
+    tomorrow = (dt.datetime.now(live_server.app[SETTINGS_KEY].clinic.zone()).date() + dt.timedelta(days=1)).isoformat()
+    ids = []
+    for name, number in (("Nguyễn Văn An", "0901234561"), ("Trần Thị Bình", "0901234566"),
+                         ("Phạm Thị Dung", "0901230003"), ("Hoàng Văn Em", "0901234571")):
+        made = await live_server.api("POST", "/api/patients", json={"full_name": name, "phones": [{"number": number}]})
+        ids.append(made["patient"]["id"])
+        await live_server.api("PATCH", f"/api/patients/{ids[-1]}", json={"booking_date": tomorrow})
+
+    page = await new_page("supervisor")
+    await page.goto(f"{live_server.base_url}/agent#patient={ids[3]}")
+    await page.get_by_role("heading", name="Hoàng Văn Em").wait_for()
+    await page.get_by_label("Không gọi nhắc lịch tự động").check()
+    await page.get_by_text("Đã tắt cuộc gọi nhắc tự động cho bệnh nhân này.").wait_for()
+    assert (await live_server.api("GET", f"/api/patients/{ids[3]}"))["patient"]["do_not_call"] is True
+
+    await page.goto(f"{live_server.base_url}/reminders")
+    await page.get_by_role("heading", name="Cuộc gọi nhắc lịch").wait_for()
+    await page.get_by_text("Số cuộc gọi cùng lúc").wait_for()  # the settings are shown
+    await page.get_by_label("Loại chiến dịch").select_option("appointment")
+    await page.get_by_role("button", name="Bắt đầu chiến dịch").click()
+    row = page.locator("#campaign-table tbody tr").first
+    await row.wait_for()
+    await page.locator("#campaign-table tr[data-state='done']").wait_for(timeout=60_000)
+    counts = {k: await row.locator(f"td[data-count='{k}']").inner_text()
+              for k in ("confirmed", "callback", "not_reached", "skipped", "called")}
+    assert counts == {"confirmed": "1", "callback": "1", "not_reached": "1", "skipped": "1", "called": "4"}
+    assert await row.locator("td.state").inner_text() == "Đã xong"

@@ -1,0 +1,87 @@
+"""A reminder campaign against the real Asterisk 22 (tests/fixtures/asterisk/rig): the Originate of the
+patient's phone (`Local/<number>@patients`) into `clinicall-reminder`, FastAGI `reminder` streaming
+the rendered message and reading the key the patient sends (SendDTMF), a busy patient retried.
+Skipped, with the reason, where no Asterisk is found (tests/telephony/asterisk_rig.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.settings import Settings
+from telephony.agi import AGIReply, AGISession
+from telephony.models import Call
+from tests.conftest import Staff
+from tests.telephony.asterisk_rig import Asterisk
+from tests.telephony.real_asterisk import asterisk, cel_postgres, link_ready, rig_settings, until
+
+__all__ = ["asterisk", "cel_postgres", "rig_settings"]  # the fixtures this module uses
+
+
+@pytest.fixture
+def settings(rig_settings: Callable[..., Settings], asterisk: Asterisk, sqlite_url: str) -> Settings:
+    base = rig_settings(sqlite_url, str(asterisk.sqlite_path))
+    base.reminders = base.reminders.model_copy(update={
+        "dial_channel": "Local/{number}@patients", "daily_kinds": [], "calling_hours": ["00:00-24:00"],
+        "max_attempts": 2, "retry_minutes": 0, "key_timeout_seconds": 3.0})
+    return base
+
+
+async def booked(client: TestClient, staff: Staff, name: str, number: str) -> int:
+    tomorrow = (dt.datetime.now(client.app[SETTINGS_KEY].clinic.zone()).date() + dt.timedelta(days=1)).isoformat()
+    response = await client.post("/api/patients", headers=staff.headers("admin"), json={
+        "full_name": name, "phones": [{"number": number}]})
+    assert response.status == 201, await response.text()
+    patient_id = int((await response.json())["patient"]["id"])
+    response = await client.patch(f"/api/patients/{patient_id}", headers=staff.headers("admin"),
+                                  json={"booking_date": tomorrow})
+    assert response.status == 200, await response.text()
+    return patient_id
+
+
+async def test_reminder_calls_on_the_real_asterisk(client: TestClient, staff: Staff,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    streamed: list[str] = []
+    command = AGISession.command
+
+    async def watched(session: AGISession, line: str) -> AGIReply:
+        reply = await command(session, line)
+        if line.startswith("STREAM FILE"):
+            streamed.append(reply.line)
+        return reply
+    monkeypatch.setattr(AGISession, "command", watched)
+    await link_ready(client)
+    confirms = await booked(client, staff, "Nguyễn Văn An", "0901230011")
+    wants_call = await booked(client, staff, "Trần Thị Bình", "0901230012")
+    busy = await booked(client, staff, "Lê Văn Cường", "0901230002")
+    response = await client.post("/api/reminders/campaigns", headers=staff.headers("supervisor"),
+                                 json={"kind": "appointment"})
+    assert response.status == 201, await response.text()
+    campaign_id = (await response.json())["campaign"]["id"]
+
+    async def done() -> dict[str, Any] | None:
+        body = await (await client.get(f"/api/reminders/campaigns/{campaign_id}",
+                                       headers=staff.headers("supervisor"))).json()
+        return body if body["campaign"]["state"] == "done" else None
+    body = await until(done, 90, "the campaign done")
+    targets = {t["patient_id"]: (t["state"], t["key"], t["attempts"]) for t in body["targets"]}
+    assert targets == {confirms: ("confirmed", "1", 1), wants_call: ("callback", "2", 1), busy: ("not_reached", None, 2)}
+
+    async with client.app[DB_KEY].session() as s:
+        calls = (await s.execute(select(Call.patient_id, Call.origin, Call.disposition).order_by(Call.id))).all()
+    by_patient: dict[int, list[str | None]] = {}
+    for patient_id, origin, disposition in calls:
+        assert origin == "reminder"
+        by_patient.setdefault(patient_id, []).append(disposition)
+    assert by_patient == {confirms: ["answered"], wants_call: ["answered"], busy: ["busy", "busy"]}
+    card = await (await client.get(f"/api/patients/{confirms}", headers=staff.headers("admin"))).json()
+    assert card["patient"]["booking_confirmed"] is True
+    # Asterisk played the rendered message (8 kHz WAV) and the key interrupted it: 49 is "1", 50 is "2"
+    assert any(re.match(r"200 result=(49|50) endpos=[1-9]", line) for line in streamed), streamed
