@@ -37,6 +37,25 @@ class SendBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template_id: int | None = Field(None, gt=0, lt=2**63, description="Render this template for the patient")
     text: str | None = Field(None, max_length=5000, description="The text as the agent wrote or edited it")
+    send_on: dt.date | None = Field(None, description="Send at 08:00 clinic time on this day (e.g. the day before a "
+                                                      "re-visit); today or earlier: at once")
+
+
+SEND_HOUR = dt.time(8, 0)
+SCHEDULE_DAYS = 400
+
+
+def send_time(request: web.Request, day: dt.date | None) -> dt.datetime | None:
+    """08:00 clinic time on `day` (None: at once). A day in the past sends at once; too far ahead is refused."""
+    if day is None:
+        return None
+    zone = request.app[SETTINGS_KEY].clinic.zone()
+    today = dt.datetime.now(zone).date()
+    if day > today + dt.timedelta(days=SCHEDULE_DAYS):
+        raise Problem(422, "Send day too far ahead", f"A message can be scheduled at most {SCHEDULE_DAYS} days ahead.",
+                      code="send_on_invalid",
+                      errors=[{"field": "send_on", "code": "send_on_invalid", "message": "too far ahead"}])
+    return dt.datetime.combine(day, SEND_HOUR, zone).astimezone(dt.UTC) if day > today else None
 
 
 class PatientMessagesQuery(BaseModel):
@@ -101,9 +120,10 @@ async def send_to_patient(request: web.Request) -> web.Response:
     body = await parse_body(request, SendBody)
     await checked_patient(request, who, patient_id)
     service = request.app[MESSAGING_KEY]
+    not_before = send_time(request, body.send_on)
     if body.text is not None:
         message = await service.send(text=body.text, patient_id=patient_id, template_id=body.template_id,
-                                     sent_by=who.user_id, origin="agent")
+                                     sent_by=who.user_id, origin="agent", not_before=not_before)
     elif body.template_id is not None:
         message = await service.send_template(template_id=body.template_id, patient_id=patient_id,
                                               sent_by=who.user_id, origin="agent")

@@ -87,10 +87,12 @@ class MessagingService:
     # ---- storing -----------------------------------------------------------------------------
 
     async def send(self, *, text: str, to: str | None = None, patient_id: int | None = None,
-                   template_id: int | None = None, origin: str = "agent", sent_by: int | None = None) -> StoredMessage:
+                   template_id: int | None = None, origin: str = "agent", sent_by: int | None = None,
+                   not_before: dt.datetime | None = None) -> StoredMessage:
         """Checks the text and the number (click-to-call's policy; default: the patient's first phone),
         stores the message as queued and wakes the dispatcher. Raises Problem (422 text, 400 number, 404
-        patient). The message is sent in the background; its status follows on `message.updated`."""
+        patient). The message is sent in the background, not before `not_before`; its status follows on
+        `message.updated`."""
         text = checked_text(text, self.settings.messaging.max_length)
         if to is None:
             to = await self._patient_number(patient_id)
@@ -98,7 +100,8 @@ class MessagingService:
         async with self.db.transaction() as s:
             row = Message(patient_id=patient_id, to_e164=e164, text=text, template_id=template_id,
                           sent_by=sent_by, origin=origin[:64], status="queued", adapter="", attempts=0,
-                          next_attempt_at=utcnow(), gateway_id="", gateway_reply="")
+                          next_attempt_at=max(utcnow(), not_before) if not_before else utcnow(), gateway_id="",
+                          gateway_reply="")
             s.add(row)
             await s.flush()
             stored = StoredMessage.of(row)

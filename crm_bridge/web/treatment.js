@@ -6,6 +6,7 @@ import {api, el, startPage, items, fmtDate, fmtDateTime, showError, clearFieldEr
 const $ = (id) => document.getElementById(id);
 let t = (k) => k;
 const patientId = Number(new URLSearchParams(location.search).get("patient_id")) || null;
+let nextRevisit = null;
 
 function status(text) { const s = $("page-status"); s.textContent = ""; setTimeout(() => { s.textContent = text; }, 30); }
 
@@ -41,6 +42,7 @@ async function load() {
   renderAccount(data.account, null);
   $("visits").replaceChildren(...data.visits.map((v) => el("li", {"data-visit": v.visit},
     el("strong", {}, v.visit ? `${t("revisitN")} ${v.visit}` : t("firstVisit")), `: ${fmtDate(v.date)}`)));
+  nextRevisit = data.next_revisit ? data.next_revisit.date : null;
   $("revisit").hidden = !data.revisit_message;
   $("revisit-message").value = data.revisit_message || "";
   $("entries").tBodies[0].replaceChildren(...data.entries.map((e) => el("tr", {"data-entry": e.id},
@@ -108,6 +110,9 @@ function wireForms() {
     try { await upload(`/api/patients/${patientId}/files`, data); form.reset(); await load(); status(t("uploaded")); }
     catch (err) { showError($("file-error"), err, form); }
   });
+  for (const button of document.querySelectorAll("[data-send]")) {
+    button.addEventListener("click", () => sendText(button));
+  }
   for (const button of document.querySelectorAll("[data-copy]")) {
     button.addEventListener("click", async () => {
       const box = $(button.dataset.copy);
@@ -116,6 +121,21 @@ function wireForms() {
       status(t("copied"));
     });
   }
+}
+
+// The prepared text goes out through the messaging room (the patient's first phone); a re-visit's
+// reminder is scheduled for 08:00 clinic time the day before.
+async function sendText(button) {
+  const body = {text: $(button.dataset.send).value};
+  if (button.dataset.dayBefore && nextRevisit) {
+    const day = new Date(`${nextRevisit}T12:00:00Z`);
+    day.setUTCDate(day.getUTCDate() - 1);
+    body.send_on = day.toISOString().slice(0, 10);
+  }
+  try {
+    await api(`/api/patients/${patientId}/messages`, {method: "POST", body});
+    status(body.send_on ? `${t("smsScheduled")} ${fmtDate(body.send_on)}` : t("smsQueued"));
+  } catch (err) { showError($("page-error"), err); }
 }
 
 async function main() {

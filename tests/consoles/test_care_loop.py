@@ -111,6 +111,11 @@ async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser
     assert "Võ Thị Giới" in await agent.locator("#account-message").input_value()
     assert "Tái khám lần 1" in await agent.locator("#visits").inner_text()
     assert revisit.strftime("%d/%m/%Y") in await agent.locator("#revisit-message").input_value()
+    await agent.get_by_role("button", name="Hẹn gửi SMS trước một ngày").click()  # through the messaging room
+    day_before = (revisit - dt.timedelta(days=1)).strftime("%d/%m/%Y")
+    await agent.locator("#page-status").filter(has_text=day_before).wait_for()
+    texts = [m["text"] for m in (await live_server.api("GET", f"/api/patients/{pid}/messages", who="supervisor"))["items"]]
+    assert texts == [await agent.locator("#revisit-message").input_value()]
     await form.get_by_label("Ngày", exact=True).fill(today.strftime("%d/%m/%Y"))
     await form.get_by_label("Diễn tiến").fill("Ghi chú nội bộ")
     await form.get_by_role("button", name="Ghi diễn tiến").click()
