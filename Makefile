@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # The tests mostly wait on real servers and a browser: three workers fit two cores.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 .PHONY: run test test-deploy lint system-deps clean bench fuzz
 
