@@ -14,6 +14,7 @@ from messaging.service import MessagingService, StoredMessage
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 30.0  # another instance may have queued messages: look now and then
+STOP_SECONDS = 10  # a stop never waits longer for its tasks
 RECEIPT_RETRIES = (1.0, 5.0, 30.0)  # a receipt that overtook its submit's record (maybe on another instance)
 
 
@@ -51,9 +52,10 @@ class Dispatcher:
                 delay = self.settings.retry_base_seconds
             self.service.wakeup.clear()
             timeout = IDLE_CHECK_SECONDS if delay is None else min(delay, IDLE_CHECK_SECONDS)
-            if timeout > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.service.wakeup.wait(), timeout)
+            if timeout > 0:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel of a stop
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self.service.wakeup.wait()
 
     async def _fill(self) -> None:
         free = self.settings.concurrency - len(self._inflight)
@@ -106,11 +108,14 @@ class Dispatcher:
 
     async def stop(self) -> None:
         interrupted = list(self._inflight.values())
-        for task in [*self._tasks, *self._inflight]:
+        tasks = [*self._tasks, *self._inflight]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *self._inflight]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+            if stuck:
+                log.warning("messaging: %d task(s) did not stop in %d s; their messages are released", len(stuck),
+                            STOP_SECONDS)
         with contextlib.suppress(Exception):
             await self.service.release(interrupted)
         await self.sender.close()

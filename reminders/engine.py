@@ -60,7 +60,8 @@ class Dialler:
                 self.last_error = str(exc)[:200]
                 log.exception("reminder round failed")
             with contextlib.suppress(TimeoutError):  # idle (no open campaign): a slower pace, woken by any start
-                await asyncio.wait_for(self.wake.wait(), self.tick_seconds if busy else self.idle_seconds)
+                async with asyncio.timeout(self.tick_seconds if busy else self.idle_seconds):  # never swallows a cancel
+                    await self.wake.wait()
 
     async def recover(self) -> None:
         """At start-up: a target claimed but never sent (stopped between the two) goes back to pending."""
