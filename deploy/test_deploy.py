@@ -163,7 +163,8 @@ class Screen:
     async def called(self, number: str) -> None:
         while True:
             frame = await self.frame()
-            if frame["type"] == "ticket.called" and frame["data"]["ticket"]["number"] == number:
+            events = frame["events"] if frame["type"] == "batch" else [frame]  # a call-next's events come in one frame
+            if any(e["type"] == "ticket.called" and e["data"]["ticket"]["number"] == number for e in events):
                 return
 
 
