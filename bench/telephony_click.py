@@ -102,7 +102,7 @@ async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -
         assert peer.stdout is not None
         while line := await peer.stdout.readline():
             action_id, at = json.loads(line)
-            arrivals[action_id] = at
+            arrivals[action_id.rsplit("-", 1)[-1]] = at  # clinicall-<installation>-<call id>
 
     noting = asyncio.create_task(note_arrivals())
     settings = Settings(data_dir=str(tmp), database={"url": url}, http={"cookie_secure": False},
@@ -133,7 +133,7 @@ async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -
                     body = await response.json()
                     done = time.perf_counter()
                 assert response.status == 202, body
-                tag = f"clinicall-{body['call']['id']}"
+                tag = str(body["call"]["id"])
                 while tag not in arrivals:  # noqa: ASYNC110 - the peer records arrivals
                     await asyncio.sleep(0.0005)
                 wire.append(arrivals[tag] - start)

@@ -245,8 +245,6 @@ def responses(method: str, path: str, access: str, facts: dict[str, Any], overri
         out.setdefault(str(status), {"description": text, "content": dict(problem)})
     if path.startswith("/static/"):  # aiohttp's file server answers a missing file with an empty 404
         out["404"] = {"description": "No such file", "content": {**problem, "*/*": {"schema": {}}}}
-    if path.startswith("/static/"):  # aiohttp's file server answers a missing file with an empty 404
-        out["404"] = {"description": "No such file", "content": {**problem, "*/*": {"schema": {}}}}
     if access == "display":
         out["401"] = {"description": ERROR_STATUSES[401], "content": {**problem, "text/html": {"schema": {"type": "string"}}}}
     return out

@@ -10,6 +10,7 @@ from yarl import URL
 
 from clinicall.auth import service
 from clinicall.auth.access import PRINCIPAL_KEY, access_of
+from clinicall.auth.models import STAFF_ROLES
 from clinicall.auth.service import Principal
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.logs import REQUEST_CONTEXT
@@ -147,4 +148,7 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
     if who.kind == "display" and access != "display":
         raise Problem(403, "Display token", "A display token only reads the display feed; log in as a user for this.",
                       code="display_token_not_allowed")
+    if access == "display" and who.is_user and not who.has_any(*STAFF_ROLES):
+        raise Problem(403, "Not allowed", "The waiting-room screens are for the clinic's staff and its screens.",
+                      code="role_required", roles=list(STAFF_ROLES))
     return await handler(request)

@@ -9,6 +9,7 @@ from clinicall.db import Base, UTCDateTime, utcnow
 
 # referrer: a doctor outside the clinic who sends patients; patient: a patient's own pages (crm_bridge accounts).
 ROLES = ("admin", "supervisor", "agent", "reception", "doctor", "referrer", "patient")
+STAFF_ROLES = ("admin", "supervisor", "agent", "reception", "doctor")  # the clinic's own people
 
 
 class User(Base):

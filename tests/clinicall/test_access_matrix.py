@@ -21,7 +21,7 @@ from tests.conftest import PASSWORD
 
 USERS = {"A": ["admin"], "S": ["supervisor"], "G": ["agent"], "R": ["reception"], "D": ["doctor"], "F": ["referrer"],
          "P": ["patient"]}
-SCREENS = "ASGRDTFP"  # the waiting-room screens show what the room shows: numbers, masked names
+SCREENS = "ASGRDT"  # the waiting-room screens (numbers, masked names): staff and screens, not referrers or patients
 STAFF = "ASGRD"
 USER = STAFF + "FP"  # any logged-in user: F referrer (a doctor outside the clinic), P a patient's own account
 MATRIX: dict[tuple[str, str], str] = {
