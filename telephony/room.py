@@ -56,9 +56,10 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
                       cel_source=cel_source_for(settings))
     app[CALL_LOG_KEY] = calllog
     unsubscribe = app[BUS_KEY].subscribe(PATIENT_MERGED, partial(_follow_merge, app))
-    reopened = await calllog.load_open_calls()
-    if reopened:
-        log.info("following %d call(s) that were in progress at the last stop", reopened)
+    if not settings.ami_host:  # with a real Asterisk, hold_link loads them when it takes the link
+        reopened = await calllog.load_open_calls()
+        if reopened:
+            log.info("following %d call(s) that were in progress at the last stop", reopened)
     pbx: DemoPbx | None = None
     host, port, secret = settings.ami_host, settings.ami_port, settings.ami_secret or ""
     if uses_demo_pbx(app):
@@ -108,7 +109,9 @@ async def hold_link(link: AmiLink, role: SoleRole, calllog: CallLog, every: floa
             link.set_state("standby", "another clinicall instance holds the Asterisk link")
             await asyncio.sleep(every)
             continue
-        await calllog.take_over()
+        reopened = await calllog.take_over()
+        if reopened:
+            log.info("following %d call(s) in progress before this instance took the link", reopened)
         await link.start()
         await role.watch(every)
         log.warning("lost the Asterisk-link lock (database connection gone); standing by")
