@@ -4,6 +4,7 @@ logged-in API callers. Tests that take `db_url` or `client` run on SQLite and on
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -52,7 +53,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     len(LONGEST_FIRST))
 
     items.sort(key=rank)
+
+
 PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def argon2_once_per_password() -> Iterator[None]:
+    """Argon2 costs about 0.25 s a hash by design, and the suite creates thousands of users with a handful
+    of passwords: each worker runs the real hash once per password and the real verify once per
+    (hash, password), and reuses them (every stored hash is still a real, salted argon2 hash)."""
+    real_hash = auth_service.hash_password
+    hashes: dict[str, str] = {}
+
+    async def hash_once(password: str) -> str:
+        if password not in hashes:
+            hashes[password] = await real_hash(password)
+        return hashes[password]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth_service, "hash_password", hash_once)
+        patch.setattr(auth_service, "_verify", functools.lru_cache(maxsize=4096)(auth_service._verify))
+        yield
+
+
 _counter = itertools.count()
 
 
