@@ -74,6 +74,7 @@ class QueueRuntime:
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
         self._wanted: set[int] = set()  # services whose estimates a coming refresh publishes
+        self._stale = False  # a coming refresh is wanted even if it publishes no line
         self._refresher: asyncio.Task[None] | None = None
         self.refresh_delay = REFRESH_DELAY_SECONDS
         self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
@@ -145,8 +146,9 @@ class QueueRuntime:
 
     async def applied(self, outcome: Outcome | None) -> Applied:
         """After an operation: the estimator learns, the events go out, the estimates are refreshed. An
-        operation that kept its view (call-next) publishes from it at once and its estimates follow, shared by
-        a burst; any other reads the queue once, refreshed, and publishes from that."""
+        operation that kept its view (call-next), or that moved no waiting line (recall, start, done, skip),
+        publishes at once and its estimates follow, shared by a burst; any other reads the queue once,
+        refreshed, and publishes from that."""
         if outcome is None:
             await self.refresh_and_publish(set())
             return Applied(None, [], None)
@@ -156,6 +158,10 @@ class QueueRuntime:
         catalog: qstate.Catalog
         if outcome.view is not None:
             catalog, rows = outcome.view, {step.ticket_id: outcome.view.tickets[step.ticket_id] for step in steps}
+            self.request_refresh(changed)
+        elif not changed:  # no waiting line moved (recall, start, done, skip...): the estimates follow
+            state = await qstate.load_state(self.db, self.settings)
+            catalog, rows = state, await self._rows(state, [step.ticket_id for step in steps])
             self.request_refresh(changed)
         else:
             state = await self.refresh_and_publish(changed)
@@ -214,13 +220,14 @@ class QueueRuntime:
         """Estimates and queue.changed for `changed` soon, after the change's own events went out; the
         requests of a burst share one refresh."""
         self._wanted |= changed
+        self._stale = True
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.create_task(self._refresh_soon(), name=REFRESH_TASK)
 
     async def _refresh_soon(self) -> None:
         await asyncio.sleep(self.refresh_delay)
-        while self._wanted:
-            changed, self._wanted = self._wanted, set()
+        while self._stale:
+            changed, self._wanted, self._stale = self._wanted, set(), False
             try:
                 await self.refresh_and_publish(changed)
             except Exception:
