@@ -98,7 +98,8 @@ def stack(site_files: None) -> Iterator[tuple[Stack, int, int]]:
                 .replace("CLINICALL_AUTH__BOOTSTRAP_PASSWORD=CHANGE-ME-too", f"CLINICALL_AUTH__BOOTSTRAP_PASSWORD={PASSWORD}")
                 .replace("https://clinic.example.vn", f"https://127.0.0.1:{https}"))
     (DOCKER_DIR / ".env").write_text(settings + 'CLINICALL_AUDIO__ENGINES=["espeak"]\n')
-    env = {**os.environ, "CLINICALL_PUBLISH_HTTP": f"127.0.0.1:{http}", "CLINICALL_PUBLISH_HTTPS": f"127.0.0.1:{https}"}
+    env = {**os.environ, "CLINICALL_PUBLISH_HTTP": f"127.0.0.1:{http}", "CLINICALL_PUBLISH_HTTPS": f"127.0.0.1:{https}",
+           "CLINICALL_PUBLISH_AGI": f"127.0.0.1:{free_port()}"}
     stack = Stack(compose, f"clinicall-test-{os.getpid()}", env)
     try:
         stack.run("build", timeout=1500)
@@ -140,6 +141,8 @@ async def test_compose_stack_serves_through_nginx(stack: tuple[Stack, int, int],
     async with http.get(base + "/login") as login_page:
         assert login_page.status == 200 and login_page.content_type == "text/html"
         assert login_page.headers["Strict-Transport-Security"].startswith("max-age=")
+    async with http.get(base + "/healthz") as health:
+        assert (await health.json())["checks"]["bus"]["kind"] == "redis"
     async with http.post(base + "/api/login", json={"username": "admin", "password": PASSWORD}, headers=origin) as login:
         assert login.status == 200, await login.text()
 
