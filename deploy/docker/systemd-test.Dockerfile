@@ -22,4 +22,6 @@ WORKDIR /
 ENV container=docker
 HEALTHCHECK NONE
 STOPSIGNAL SIGRTMIN+3
-CMD ["/sbin/init"]
+# On a host systemd makes / a shared mount; in a container it leaves that to the container manager, and
+# LoadCredential= (the speaker's token) needs it.
+CMD ["/bin/sh", "-c", "mount --make-rshared / && exec /sbin/init"]
