@@ -200,17 +200,23 @@ systemctl start clinicall@8081 clinicall@8082
 """
 
 # Runs inside the container (python3 - PASSWORD STEP): the instances' HTTP API on their own ports, as admin.
-API = """import json, sys, time, urllib.request
+API = """import json, sys, time, urllib.error, urllib.request
 base = "http://127.0.0.1:8081"
+def bus_ok(port):
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except OSError:
+        return False
+    return json.loads(body)["checks"]["bus"] == {**json.loads(body)["checks"]["bus"], "ok": True, "kind": "redis"}
 for port in (8081, 8082):
     for _ in range(300):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
+        if bus_ok(port):
+            break
+        time.sleep(0.5)
     else:
-        sys.exit(f"{port} never ready")
+        sys.exit(f"{port} never ready with its events on Redis")
 login = urllib.request.Request(base + "/api/login", method="POST", data=json.dumps(
     {"username": "admin", "password": sys.argv[1]}).encode(), headers={"Content-Type": "application/json", "Origin": base})
 cookie = urllib.request.urlopen(login).headers["Set-Cookie"].split(";")[0]

@@ -12,6 +12,9 @@ RUN apt-get update \
  && /opt/clinicall-speaker/bin/pip install --no-cache-dir --disable-pip-version-check /opt/clinicall/speaker \
  && useradd --system --no-create-home --shell /usr/sbin/nologin --groups audio clinicall-speaker \
  && install -d -m 0750 -o root -g clinicall /etc/clinicall
+# Debian's redis-server unit has PrivateUsers=yes, which fails in this container ("Failed to set up user namespacing").
+RUN install -d /etc/systemd/system/redis-server.service.d \
+ && printf '[Service]\nPrivateUsers=no\n' > /etc/systemd/system/redis-server.service.d/container.conf
 COPY systemd/ /etc/systemd/system/
 COPY clinicall.toml instance-8081.env instance-8082.env /etc/clinicall/
 COPY clinicall.env.example /etc/clinicall/clinicall.env
