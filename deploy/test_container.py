@@ -35,7 +35,7 @@ def docker_problem() -> str | None:
         return "no docker command"
     info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30)
     if info.returncode != 0:
-        return f"no Docker daemon answers ({info.stderr.strip().splitlines()[-1:]})"
+        return f"no Docker daemon answers ({(info.stderr.strip().splitlines() or ['?'])[-1]})"
     return None
 
 
@@ -78,9 +78,7 @@ def site_files() -> Iterator[None]:
         pytest.skip("deploy/docker/.env or certs/ exist (a site's settings): the test does not overwrite them")
     certs.mkdir()
     try:
-        self_signed_certificate(certs)
-        for pem in certs.iterdir():
-            pem.chmod(0o644)  # nginx's workers read them from the bind mount
+        self_signed_certificate(certs)  # the key stays 0600 root: nginx's master reads it
         yield
     finally:
         env_file.unlink(missing_ok=True)
@@ -98,8 +96,8 @@ def stack(site_files: None) -> Iterator[tuple[Stack, int, int]]:
                 .replace("CLINICALL_AUTH__BOOTSTRAP_PASSWORD=CHANGE-ME-too", f"CLINICALL_AUTH__BOOTSTRAP_PASSWORD={PASSWORD}")
                 .replace("https://clinic.example.vn", f"https://127.0.0.1:{https}"))
     (DOCKER_DIR / ".env").write_text(settings + 'CLINICALL_AUDIO__ENGINES=["espeak"]\n')
-    env = {**os.environ, "CLINICALL_PUBLISH_HTTP": f"127.0.0.1:{http}", "CLINICALL_PUBLISH_HTTPS": f"127.0.0.1:{https}",
-           "CLINICALL_PUBLISH_AGI": f"127.0.0.1:{free_port()}"}
+    env = {**os.environ, "PUBLISH_HTTP": f"127.0.0.1:{http}", "PUBLISH_HTTPS": f"127.0.0.1:{https}",
+           "PUBLISH_AGI": f"127.0.0.1:{free_port()}"}
     stack = Stack(compose, f"clinicall-test-{os.getpid()}", env)
     try:
         stack.run("build", timeout=1500)
