@@ -95,10 +95,9 @@ def stack(site_files: None) -> Iterator[tuple[Stack, int, int]]:
     settings = (example.replace("POSTGRES_PASSWORD=CHANGE-ME", f"POSTGRES_PASSWORD={secrets.token_hex(12)}")
                 .replace("CLINICALL_AUTH__BOOTSTRAP_PASSWORD=CHANGE-ME-too", f"CLINICALL_AUTH__BOOTSTRAP_PASSWORD={PASSWORD}")
                 .replace("https://clinic.example.vn", f"https://127.0.0.1:{https}"))
-    (DOCKER_DIR / ".env").write_text(settings + 'CLINICALL_AUDIO__ENGINES=["espeak"]\n')
-    env = {**os.environ, "PUBLISH_HTTP": f"127.0.0.1:{http}", "PUBLISH_HTTPS": f"127.0.0.1:{https}",
-           "PUBLISH_AGI": f"127.0.0.1:{free_port()}"}
-    stack = Stack(compose, f"clinicall-test-{os.getpid()}", env)
+    published = f"PUBLISH_HTTP=127.0.0.1:{http}\nPUBLISH_HTTPS=127.0.0.1:{https}\nPUBLISH_AGI=127.0.0.1:{free_port()}\n"
+    (DOCKER_DIR / ".env").write_text(settings + 'CLINICALL_AUDIO__ENGINES=["espeak"]\n' + published)
+    stack = Stack(compose, f"clinicall-test-{os.getpid()}", dict(os.environ))
     try:
         stack.run("build", timeout=1500)
         stack.run("up", "-d", timeout=300)
@@ -168,6 +167,8 @@ async def test_compose_stack_serves_through_nginx(stack: tuple[Stack, int, int],
             await screen.settle()
             await restarted(compose, before["RestartCount"])
 
+    network = compose.container("clinicall1")["NetworkSettings"]["Networks"]
+    assert [n["Gateway"] for n in network.values()] == ["172.28.0.1"]  # the host, as docs/deploy.md says for AMI
     backup = compose.run("exec", "-T", "clinicall1", "clinicall", "backup", timeout=120)
     assert "clinicall-" in backup.stdout + backup.stderr
 
