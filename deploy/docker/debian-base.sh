@@ -23,5 +23,6 @@ if [ $# -gt 0 ]; then
   changes="ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt"   # pip's own bundle would not have them
 fi
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
-tar -C "$rootfs" --numeric-owner -c . | docker import ${changes:+--change "$changes"} --change 'CMD ["bash"]' - debian:bookworm-slim
+tar -C "$rootfs" --numeric-owner -c . | docker import ${changes:+--change "$changes"} --change 'CMD ["bash"]' \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - debian:bookworm-slim
 docker run --rm debian:bookworm-slim cat /etc/debian_version
