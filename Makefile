@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The tests mostly wait on real servers and a browser: three workers fit two cores.
 TEST_WORKERS ?= 4
 
-.PHONY: run test test-deploy lint system-deps clean bench fuzz
+.PHONY: run test test-deploy test-container lint system-deps clean bench fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ fuzz: $(TEST_STAMP)
 test-deploy: $(TEST_STAMP)
 	@bash scripts/system-deps.sh deploy
 	$(BIN)/python -m pytest -q -p no:randomly -p no:cacheprovider deploy/test_deploy.py
+
+# The container recipe (Dockerfile, deploy/docker/compose.yaml) and the systemd units under systemd as PID 1,
+# built and run in Docker: minutes, so in neither test nor test-deploy; skips when no Docker daemon answers.
+# CLINICALL_CONTAINER_BASE=debian: PostgreSQL, Redis and nginx from Debian's packages (no image registry).
+test-container: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -p no:randomly -p no:cacheprovider -s deploy/test_container.py
 
 # Small sizes (CLINICALL_BENCH_SMALL=1: each script's docstring gives its full-size command); the load beside.
 bench: $(TEST_STAMP)
