@@ -25,7 +25,7 @@ from clinicall.nav import NAV_KEY
 from clinicall.problem import Problem
 from clinicall.retention import retention_ctx
 from clinicall.rooms import rooms
-from clinicall.settings import Settings
+from clinicall.settings import Settings, SettingsError
 from clinicall.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ async def bootstrap_admin(db: Database, settings: Settings) -> None:
     if not auth.bootstrap_admin:
         return
     if not auth.bootstrap_password:
-        raise SystemExit("CLINICALL_AUTH__BOOTSTRAP_ADMIN is set but CLINICALL_AUTH__BOOTSTRAP_PASSWORD is not.")
+        raise SettingsError("CLINICALL_AUTH__BOOTSTRAP_ADMIN is set but CLINICALL_AUTH__BOOTSTRAP_PASSWORD is not.")
     async with db.startup_lock():
         if await auth_service.count_admins(db) > 0:
             return
@@ -89,7 +89,7 @@ async def bootstrap_admin(db: Database, settings: Settings) -> None:
         try:
             await auth_service.create_user(db, auth.bootstrap_admin, auth.bootstrap_password, ["admin"])
         except Problem as problem:
-            raise SystemExit(f"CLINICALL_AUTH__BOOTSTRAP_ADMIN/PASSWORD: {problem.detail}") from None
+            raise SettingsError(f"CLINICALL_AUTH__BOOTSTRAP_ADMIN/PASSWORD: {problem.detail}") from None
         log.info("created the first admin %r from the environment", auth.bootstrap_admin)
 
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     try:
         result = asyncio.run(args.func(args, settings))
-    except CommandError as exc:
+    except (CommandError, SettingsError) as exc:
         print(f"clinicall: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

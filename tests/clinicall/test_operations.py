@@ -100,6 +100,12 @@ def test_bad_setting_in_a_toml_section_is_one_line_and_exit_2(tmp_path: Path) ->
     assert result.returncode == 2 and "retention.call_log_dayz" in result.stderr and result.stderr.count("\n") == 1
 
 
+def test_bad_bootstrap_password_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run(env_for(tmp_path, CLINICALL_AUTH__BOOTSTRAP_ADMIN="boss", CLINICALL_AUTH__BOOTSTRAP_PASSWORD="short"),
+                 "migrate")
+    assert result.returncode == 2 and "BOOTSTRAP" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
 async def _add_records(url: str, now: dt.datetime, recording: Path) -> None:
     db = Database(url)
     try:
