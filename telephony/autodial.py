@@ -41,7 +41,7 @@ def autodial_target(number: str, settings: Settings) -> DialTarget:
 
 
 def autodial_headers(spec: AutoCall, settings: Settings, *, call_id: int, target: DialTarget,
-                     patient_id: int, installation: str) -> list[Header]:
+                     patient_id: int | None, installation: str) -> list[Header]:
     tag = call_tag(call_id, installation)
     return [
         ("Action", "Originate"),
@@ -56,13 +56,13 @@ def autodial_headers(spec: AutoCall, settings: Settings, *, call_id: int, target
         ("OtherChannelId", f"{tag}-2"),
         ("ActionID", tag),
         ("Variable", f"CLINICALL_CALL_ID={call_id}"),
-        ("Variable", f"PATIENT_ID={patient_id}"),
+        ("Variable", f"PATIENT_ID={patient_id if patient_id is not None else ''}"),
         *(("Variable", f"{name}={value}") for name, value in spec.variables),
     ]
 
 
 async def start_autodial(db: Database, bus: Any, settings: Settings, link: AmiLink | None, calllog: CallLog,
-                         spec: AutoCall, *, patient_id: int, phone_id: int | None, target: DialTarget,
+                         spec: AutoCall, *, patient_id: int | None, phone_id: int | None, target: DialTarget,
                          before_send: Callable[[int], Awaitable[None]] | None = None) -> int:
     """Write the call row, let the caller record it (`before_send(call_id)`, before Asterisk can answer),
     then write the Originate; returns the call id. Raises LinkDown, having written nothing, when the link
