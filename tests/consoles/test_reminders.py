@@ -51,9 +51,8 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
     assert await row.locator("td.state").inner_text() == "Đã xong"
 
     # no SMS gateway: a waiting patient who opted in at reception gets a short call, listed on the same page
-    service = await live_server.api("POST", "/api/services", json={"prefix": "A", "names": {"vi": "Khám"}})
     ticket = await live_server.api("POST", "/api/tickets", who="reception",
-                                   json={"service_id": service["service"]["id"], "patient_id": ids[0]})
+                                   json={"service_id": live_server.services["A"], "patient_id": ids[0]})
     opted = await live_server.api("POST", "/api/turn-near", who="reception",
                                   json={"ticket_id": ticket["ticket"]["id"], "phone": "0901234561"})
     assert opted["channel"] == "call"
