@@ -5,9 +5,9 @@ the same number policy, writer and call log as every automated call (origin `tur
 `turn_near` plays it, and the result lands on the row and, for a known patient, as a care note.
 
 Nothing is lost and nothing is dialled twice: the row waits as `pending` while the Asterisk link is
-down (or the service is stopped); once its Originate has been written it is never written again: a
-call cut off by an outage ends `unknown` (the call log still upgrades the call itself from Asterisk's
-CEL records when they show how it went)."""
+down (or the service is stopped, or the link was found closed before the Originate left); once its
+Originate has been written it is never written again: a call cut off by an outage ends `unknown` (the
+call log still upgrades the call itself from Asterisk's CEL records when they show how it went)."""
 
 from __future__ import annotations
 
@@ -277,9 +277,15 @@ class TurnNearCalls:
             async with self.db.transaction() as s:
                 await s.execute(update(TurnNearCall).where(TurnNearCall.id == row_id).values(call_id=call_id))
 
+        async def again(call_id: int) -> None:  # the link was closed before a byte left: placed again
+            async with self.db.transaction() as s:
+                await s.execute(update(TurnNearCall).where(TurnNearCall.id == row_id, TurnNearCall.call_id == call_id)
+                                .values(state="pending", call_id=None))
+
         try:
             await start_autodial(self.db, self.bus, self.settings, self.link(), self.calllog(), spec,
-                                 patient_id=row.patient_id, phone_id=None, target=dial, before_send=record)
+                                 patient_id=row.patient_id, phone_id=None, target=dial, before_send=record,
+                                 not_sent=again)
         except LinkDown:
             await self._release(row_id)
             return False
