@@ -29,7 +29,9 @@ def to_paging_format(source: Path, target: Path) -> None:
     if sox is None:
         raise RuntimeError("sox is needed to make 8 kHz copies of the clips for Asterisk")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.part.wav")
+    # one temporary file per conversion: calls converting the same text at once (a common sentence) each
+    # write their own, and the atomic rename makes the last one win with the same content
+    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}.part.wav")
     result = subprocess.run([sox, str(source), "-r", str(PAGING_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
                              str(tmp)], capture_output=True, timeout=60, check=False)
     if result.returncode != 0:

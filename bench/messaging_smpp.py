@@ -112,6 +112,8 @@ def main() -> None:
     received = parent.recv()
     smsc.join(10)
     load = os.getloadavg()
+    print("bench/messaging_smpp.py: text messages through SMPP (smpplib) to the local SMSC (tests/messaging/smsc.py, "
+          "another process, real TCP), the app on SQLite in this process")
     print(f"messages: {args.messages}, concurrency: {args.concurrency}, SMSC received {received} submit_sm")
     print(f"stored (MessagingService.send, SQLite, no gateway): {figures['store']:.0f} messages/s")
     print(f"through SMPP, backlog queued -> sent:      {figures['submit']:.0f} messages/s (from start-up and bind)")

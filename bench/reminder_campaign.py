@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import resource
 import sys
 import tempfile
@@ -97,14 +98,17 @@ async def run(patients: int, channels: int, attempts: int, time_scale: float, sp
         wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
         async with db.session() as s:
             targets = dict((await s.execute(select(Target.state, func.count()).group_by(Target.state))).all())
-            rows = (await s.execute(select(Attempt.call_id, Attempt.ended_at))).all()
+            rows = (await s.execute(select(Call.action_id, Attempt.ended_at)
+                                    .join(Call, Call.id == Attempt.call_id))).all()
             spans = (await s.execute(select(Call.created_at, Call.ended_at).where(Call.ended_at.is_not(None)))).all()
             settle = (await s.execute(select(Call.ended_at, Attempt.ended_at).join(Attempt, Attempt.call_id == Call.id)
                                       .where(Attempt.ended_at.is_not(None), Call.ended_at.is_not(None)))).all()
         originated = {first(a, "ActionID") for a in pbx.received if first(a, "Action") == "Originate"}
-        recorded = {f"clinicall-{call_id}" for call_id, _ in rows}
+        recorded = {action_id for action_id, _ in rows}  # clinicall-<installation>-<call id>
         unfinished = sum(n for st, n in targets.items() if st not in FINAL_STATES)
         lost = unfinished + len(originated - recorded) + sum(1 for _, ended in rows if ended is None)
+        print("bench/reminder_campaign.py: one reminder campaign (tomorrow's bookings) on the demo PBX, the whole "
+              "service in this process (dialler, AMI link, call log, FastAGI server) and the PBX beside it")
         print(f"patients {patients}, channels {channels}, max attempts {attempts}, demo time scale {time_scale}, "
               f"speech {'on' if speech else 'off'}")
         print(f"targets by state: {dict(sorted(targets.items()))}")
@@ -114,6 +118,9 @@ async def run(patients: int, channels: int, attempts: int, time_scale: float, sp
         settle_s = sum((a - c).total_seconds() for c, a in settle) / max(1, len(settle))
         print(f"mean call {call_s:.2f} s (Originate written to the call's end); settled {settle_s:.2f} s after")
         print(f"CPU {cpu:.1f} s: {cpu / max(1, len(rows)) * 1000:.1f} ms per attempt (service, PBX, FastAGI, espeak-ng and sox)")
+        load = os.getloadavg()
+        print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores "
+              "(other work on the machine slows the figure)")
     finally:
         await runner.cleanup()
 

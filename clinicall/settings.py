@@ -325,6 +325,22 @@ class MessagingSettings(Section):
     http_success_value: str = ""
     http_message_id_field: str = Field("", description="Dotted JSON field of the reply holding the gateway's "
                                                        "message id (e.g. data.msg_id)")
+    http_receipt_token: str = Field("", description="Delivery receipts posted back to /api/messaging/receipts: the "
+                                    "shared token (16+ characters) the gateway sends in http_receipt_token_header "
+                                    "or ?token=; empty (and no HMAC secret): the endpoint is off")
+    http_receipt_token_header: str = "X-Receipt-Token"
+    http_receipt_hmac_secret: str = Field("", description="Instead of a token: HMAC-SHA256 of the body with this "
+                                          "secret (16+ characters), hex in http_receipt_signature_header")
+    http_receipt_signature_header: str = "X-Signature"
+    http_receipt_id_field: str = Field("msg_id", min_length=1,
+                                       description="Dotted field of a receipt holding the gateway's message id")
+    http_receipt_status_field: str = Field("status", min_length=1, description="Dotted field of a receipt's status")
+    http_receipt_statuses: dict[str, Literal["delivered", "failed"]] = Field(
+        default_factory=lambda: {"DELIVRD": "delivered", "delivered": "delivered", "UNDELIV": "failed",
+                                 "REJECTD": "failed", "EXPIRED": "failed", "failed": "failed"},
+        description="The gateway's status values that are final (any other value is ignored: not final yet)")
+    http_receipt_items_field: str = Field("", description="Dotted field holding a list of receipts (a batch); empty: "
+                                                          "the body is one receipt or a JSON array of them")
     turn_near_positions: int = Field(3, ge=0, le=100, description="Text a waiting patient who opted in when "
                                      "this many or fewer are ahead of them (0: off)")
     turn_near_minutes: float = Field(10.0, ge=0, le=600, description="... or when the estimated wait falls to "
@@ -335,10 +351,26 @@ class MessagingSettings(Section):
 
     @field_validator("smpp_host", "smpp_system_id", "smpp_password", "smpp_system_type", "smpp_source_addr",
                      "http_url", "http_content_type", "http_basic_user", "http_basic_password", "http_success_field",
-                     "http_success_value", "http_message_id_field", "turn_near_text")
+                     "http_success_value", "http_message_id_field", "turn_near_text", "http_receipt_token",
+                     "http_receipt_hmac_secret", "http_receipt_id_field", "http_receipt_status_field",
+                     "http_receipt_items_field")
     @classmethod
     def _single_line(cls, value: str) -> str:
         return _no_controls(value, "this setting")
+
+    @field_validator("http_receipt_token", "http_receipt_hmac_secret")
+    @classmethod
+    def _receipt_secret(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("use at least 16 characters (or leave it empty)")
+        return value
+
+    @field_validator("http_receipt_token_header", "http_receipt_signature_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError(f"{value!r} is not a header name")
+        return value
 
     @field_validator("http_url")
     @classmethod
@@ -395,6 +427,8 @@ class RemindersSettings(Section):
                                            "empty: DATA_DIR/asterisk-sounds. Asterisk must read it.")
     queue_position: bool = Field(True, description="FastAGI 'queue_position': a caller with a waiting ticket today "
                                                    "hears their number, position and wait before an agent")
+    turn_near_calls: bool = Field(True, description="With no SMS gateway (messaging.adapter = none) and Asterisk "
+                                                    "configured, 'your turn is near' is a short spoken call")
 
     @field_validator("calling_hours")
     @classmethod

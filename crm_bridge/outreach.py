@@ -1,6 +1,7 @@
-"""What automated outreach (reminder campaigns) reads from and writes to the patients' care:
-who is due a reminder, the do-not-call flag, and each campaign's result as a care note (author: none,
-the note says which campaign) that puts the patient where an agent expects them."""
+"""What automated outreach (reminder campaigns, turn-near calls) reads from and writes to the patients'
+care: who is due a reminder, the do-not-call flag (of a patient, or of anyone on a number), each
+campaign's result as a care note (author: none, the note says which campaign) that puts the patient
+where an agent expects them, and plain automated notes that change no list."""
 
 from __future__ import annotations
 
@@ -75,6 +76,28 @@ async def do_not_call(db: Database, patient_id: int) -> bool:
     async with db.session() as s:
         patient = await live_patient(s, patient_id)
         return bool(patient.do_not_call)
+
+
+async def number_do_not_call(db: Database, e164: str) -> bool:
+    """Whether any live patient with this number asked for no automated calls (a number without a
+    patient on the ticket: whoever owns it decides)."""
+    async with db.session() as s:
+        found = await s.scalar(select(Patient.id).join(PatientPhone, PatientPhone.patient_id == Patient.id).where(
+            PatientPhone.e164 == e164, Patient.do_not_call.is_(True), Patient.merged_into_id.is_(None)).limit(1))
+    return found is not None
+
+
+async def add_automated_note(db: Database, *, patient_id: int, call_id: int | None, note: str) -> int:
+    """One care note without an author (e.g. a turn-near call's result) on the patient's timeline; it
+    changes no worklist (no contact, no call-back)."""
+    async with db.transaction() as s:
+        patient = await live_patient(s, patient_id, lock=True)
+        row = CareNote(patient_id=patient.id, author_id=None, call_id=call_id, note=note[:5000], reached=None,
+                       created_at=utcnow())
+        s.add(row)
+        await s.flush()
+        add_audit(s, None, patient.id, "note", f"care note {row.id} (automated)")
+        return row.id
 
 
 async def record_outreach_result(db: Database, *, patient_id: int, result: str, call_id: int | None, note: str,

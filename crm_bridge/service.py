@@ -19,16 +19,23 @@ from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_ma
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
-from crm_bridge.outreach import OutreachCandidate, do_not_call, outreach_candidates, record_outreach_result
+from crm_bridge.outreach import (
+    OutreachCandidate,
+    add_automated_note,
+    do_not_call,
+    number_do_not_call,
+    outreach_candidates,
+    record_outreach_result,
+)
 from crm_bridge.phones import normalise
 from crm_bridge.templates import render_template
 
 __all__ = [
     "ARRIVAL_DAYS_KEY", "TICKETS_OF_DAY_KEY", "CallerLookup", "CallerMatch", "OutreachCandidate", "PatientBrief",
-    "PhoneBrief", "add_care_note", "agent_may_access", "audit_views", "caller_e164", "do_not_call", "expected_arrivals",
-    "front_desk_window", "lookup_caller", "masked_name", "masked_names", "may_see", "notes_for_calls",
-    "outreach_candidates", "patient_brief", "patient_phone", "phone_to_call", "record_access", "record_outreach_result",
-    "render_template",
+    "PhoneBrief", "add_automated_note", "add_care_note", "agent_may_access", "audit_views", "caller_e164",
+    "do_not_call", "expected_arrivals", "front_desk_window", "lookup_caller", "masked_name", "masked_names", "may_see",
+    "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "phone_to_call",
+    "record_access", "record_outreach_result", "render_template",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"

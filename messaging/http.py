@@ -1,7 +1,7 @@
 """messaging's REST API and /ws/messages. Agents and supervisors send and read a patient's messages
 under the card's rule (agents: their own and unassigned patients); supervisors read the message log
 and the gateway settings; reception and the kiosk (by the ticket's own link) opt a waiting patient in
-to "your turn is near"."""
+to "your turn is near"; the HTTP gateway posts its delivery receipts (by token or HMAC, no login)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from clinicall.bus import Event
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import service as crm
+from messaging import receipts
 from messaging.events import MESSAGE_UPDATED
 from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY
 from messaging.service import NO_GATEWAY, LogFilter, StoredMessage
@@ -29,7 +30,7 @@ from queue_display.events import local_name
 
 routes = web.RouteTableDef()
 STAFF = ("agent", "supervisor")
-SECRET_FIELDS = ("smpp_password", "http_basic_password")
+SECRET_FIELDS = ("smpp_password", "http_basic_password", "http_receipt_token", "http_receipt_hmac_secret")
 QUEUE_LIMIT = 200
 
 
@@ -224,6 +225,46 @@ async def turn_near_self(request: web.Request) -> web.Response:
     body = await parse_body(request, TurnNearSelfBody)
     ticket = await queue.ticket_by_token(request.app[DB_KEY], request.match_info["token"])
     return await opt_in(request, ticket, body.phone, None)
+
+
+@routes.post("/api/messaging/receipts")
+@public
+async def gateway_receipts(request: web.Request) -> web.Response:
+    """Delivery receipts posted by the HTTP gateway (authenticated by messaging.http_receipt_token or an
+    HMAC-SHA256 signature): each moves the message with that gateway id to delivered or failed. Idempotent
+    (a repeated receipt changes nothing); 404 when receipts are not configured. JSON (one receipt, an array,
+    or a batch field) or a form."""
+    settings = request.app[SETTINGS_KEY].messaging
+    if not receipts.enabled(settings):
+        raise Problem(404, "Receipts not configured", "This service takes no delivery receipts: set "
+                      "messaging.http_receipt_token or http_receipt_hmac_secret.", code="receipts_not_configured")
+    too_large = Problem(413, "Receipt too large", f"At most {receipts.MAX_BODY} bytes.", code="receipt_too_large")
+    if (request.content_length or 0) > receipts.MAX_BODY:
+        raise too_large
+    body = await request.read()
+    if len(body) > receipts.MAX_BODY:
+        raise too_large
+    if not receipts.authentic(settings, request.headers, request.query, body):
+        raise Problem(401, "Receipt not authenticated", "The receipt's token or signature is missing or wrong.",
+                      code="receipt_unauthorized")
+    items = receipts.parse(settings, receipts.decode(request.content_type, body))
+    service, dispatcher = request.app[MESSAGING_KEY], request.app.get(DISPATCHER_KEY)
+    results = []
+    for item in items:
+        result = "ignored"
+        if item.outcome is not None:
+            result = await service.receipt_result(item.receipt(settings.http_receipt_status_field))
+            if result == "waiting" and dispatcher is not None:
+                dispatcher.retry_later(item.gateway_id)
+        results.append({"id": item.gateway_id, "status": item.status, "result": result})
+    return web.json_response({"results": results})
+
+
+@routes.get("/api/turn-near/channel")
+@public
+async def turn_near_channel(request: web.Request) -> web.Response:
+    """How "your turn is near" reaches the patient here: "sms", or "call" (no SMS gateway, a spoken call)."""
+    return web.json_response({"channel": request.app[MESSAGING_KEY].turn_near_channel_name})
 
 
 @routes.get("/ws/messages")

@@ -245,6 +245,11 @@ class MessagingService:
     async def apply_receipt(self, receipt: Receipt) -> bool:
         """False: no part with that gateway id is recorded yet (the receipt overtook its submit's record, here
         or on another instance); it is kept, and applied when the record lands or by `retry_receipt`."""
+        return await self.receipt_result(receipt) != "waiting"
+
+    async def receipt_result(self, receipt: Receipt) -> str:
+        """Applies a receipt: "applied", "unchanged" (the part already has its final status: a repeated
+        receipt changes nothing) or "waiting" (kept, as `apply_receipt` returning False)."""
         async with self._receipts_lock:
             return await self._apply_receipt(receipt)
 
@@ -253,9 +258,9 @@ class MessagingService:
         longer waits."""
         async with self._receipts_lock:
             receipt = self._early.get(gateway_id)
-            return receipt is None or await self._apply_receipt(receipt)
+            return receipt is None or await self._apply_receipt(receipt) != "waiting"
 
-    async def _apply_receipt(self, receipt: Receipt) -> bool:
+    async def _apply_receipt(self, receipt: Receipt) -> str:
         async with self.db.transaction() as s:
             part = await s.scalar(select(MessagePart).where(MessagePart.gateway_id == receipt.gateway_id[:100])
                                   .order_by(MessagePart.id.desc()).limit(1))
@@ -263,23 +268,25 @@ class MessagingService:
                 self._early[receipt.gateway_id] = receipt
                 while len(self._early) > EARLY_RECEIPTS:
                     self._early.popitem(last=False)
-                return False
+                return "waiting"
             self._early.pop(receipt.gateway_id, None)
+            if part.status in ("delivered", "failed"):  # the first final receipt stands
+                return "unchanged"
             part.status, part.receipt = ("delivered" if receipt.delivered else "failed"), receipt.detail[:200]
             await s.flush()
             row = await s.get(Message, part.message_id)
             statuses = set(await s.scalars(select(MessagePart.status).where(MessagePart.message_id == part.message_id)))
             if row is None or row.status not in ("sent", "delivered"):
-                return True
+                return "applied"
             if "failed" in statuses:
                 row.status, row.done_at, row.gateway_reply = "failed", utcnow(), f"receipt: {receipt.detail}"[:2000]
             elif statuses == {"delivered"}:
                 row.status, row.done_at = "delivered", utcnow()
             else:
-                return True
+                return "applied"
             stored = StoredMessage.of(row)
         await self._publish(stored)
-        return True
+        return "applied"
 
     async def repoint_patient(self, from_id: int, into_id: int) -> int:
         async with self.db.transaction() as s:
@@ -305,7 +312,12 @@ class MessagingService:
             else:
                 row.to_e164, row.created_by = e164, created_by
         sent = await self.turn_near([current]) if current else 0
-        return {"ticket_id": ticket_id, "to": e164, "texted": bool(sent)}
+        return {"ticket_id": ticket_id, "to": e164, "texted": bool(sent), "channel": self.turn_near_channel_name}
+
+    @property
+    def turn_near_channel_name(self) -> str:
+        """"sms", or "call" where no SMS gateway is configured and a spoken call takes its place."""
+        return "call" if self.turn_near_channel is not None else "sms"
 
     async def turn_near(self, waiting: list[dict[str, Any]], channel: TurnNearChannel | None = None) -> int:
         """Texts every opted-in ticket of `waiting` (queue.changed's list) that is now near, once: the
@@ -328,7 +340,7 @@ class MessagingService:
             text = render(near[optin.ticket_id], self.settings.messaging, self.settings.clinic.name)
             try:
                 message_id = await (channel or self.turn_near_channel or SmsChannel(self)).notify(
-                    to_e164=optin.to_e164, text=text, patient_id=optin.patient_id, ticket_id=optin.ticket_id)
+                    to_e164=optin.to_e164, text=text, patient_id=optin.patient_id, ticket=near[optin.ticket_id])
             except Problem as exc:  # e.g. the number policy changed since the opt-in: told once, in the log
                 log.warning("turn-near for ticket %d not sent: %s", optin.ticket_id, exc.detail)
                 continue
@@ -344,7 +356,7 @@ class SmsChannel:
     def __init__(self, service: MessagingService) -> None:
         self.service = service
 
-    async def notify(self, *, to_e164: str, text: str, patient_id: int | None, ticket_id: int) -> int | None:
+    async def notify(self, *, to_e164: str, text: str, patient_id: int | None, ticket: dict[str, Any]) -> int | None:
         message = await self.service.send(text=one_line(text)[: self.service.settings.messaging.max_length],
-                                          to=to_e164, patient_id=patient_id, origin=f"turn_near:{ticket_id}")
+                                          to=to_e164, patient_id=patient_id, origin=f"turn_near:{ticket['id']}")
         return message.id

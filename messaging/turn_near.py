@@ -1,7 +1,7 @@
 """"Your turn is near" (pure): when a waiting ticket crosses the threshold, and the text it gets.
 
-The channel is behind `TurnNearChannel`: SMS through MessagingService is the one implemented; a spoken
-call (telephony) can take its place where no SMS gateway is configured."""
+The channel is behind `TurnNearChannel`: SMS through MessagingService, or, where no SMS gateway is
+configured, the reminders room's short spoken call (reminders/turn_near.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from clinicall.settings import MessagingSettings
 
 
 class TurnNearChannel(Protocol):
-    async def notify(self, *, to_e164: str, text: str, patient_id: int | None, ticket_id: int) -> int | None:
-        """Tells the patient; returns the stored message's id (None when the channel stores none)."""
+    async def notify(self, *, to_e164: str, text: str, patient_id: int | None, ticket: dict[str, Any]) -> int | None:
+        """Tells the patient about `ticket` (queue.changed's JSON: id, number, room, position, wait); returns
+        the stored message's id (None when the channel stores none). Must not wait for a gateway."""
         ...
 
 

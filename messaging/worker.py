@@ -91,9 +91,13 @@ class Dispatcher:
             receipt = await self.receipts.get()
             try:
                 if not await self.service.apply_receipt(receipt):
-                    self._keep(asyncio.create_task(self._retry_receipt(receipt.gateway_id), name="messaging-receipt"))
+                    self.retry_later(receipt.gateway_id)
             except Exception:
                 log.exception("messaging: receipt for %s not applied", receipt.gateway_id)
+
+    def retry_later(self, gateway_id: str) -> None:
+        """A receipt that overtook its message's record (or reached another instance) is tried again."""
+        self._keep(asyncio.create_task(self._retry_receipt(gateway_id), name="messaging-receipt"))
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         self._tasks.append(task)

@@ -1,9 +1,11 @@
 """FastAGI scripts of this room, added to the telephony room's FastAGI server (its session loop is
-unchanged): `reminder` (play the reminder, read 1 or 2) and `queue_position` (a caller with a waiting
-ticket today hears number, position and wait; 0 reaches an agent).
+unchanged): `reminder` (play the reminder, read 1 or 2), `turn_near` (play "your turn is near" twice)
+and `queue_position` (a caller with a waiting ticket today hears number, position and wait; 0 reaches
+an agent).
 
 Channel variables set for the dialplan (config/asterisk/extensions.conf):
   reminder:        REMINDER_KEY = 1 | 2 | "" (none pressed)
+  turn_near:       TURN_NEAR_PLAYED = 1 when the whole message was played
   queue_position:  CLINICALL_QUEUE_HEARD = 1 when the caller heard a position,
                    CLINICALL_QUEUE_AGENT = 1 when they pressed 0 (ring the agents)
 """
@@ -19,13 +21,14 @@ from typing import Any
 from aiohttp import web
 
 from clinicall.keys import DB_KEY, SETTINGS_KEY
-from reminders import service
+from reminders import service, turn_near
 from reminders.keys import DIALLER_KEY
 from reminders.speech import MESSAGES, position_pieces, render_all, render_sound
 from telephony.agi import AGIReply, AGISession
 
 log = logging.getLogger(__name__)
 MAX_PLAYS = 2
+TURN_NEAR_PLAYS = 2
 
 
 def pressed(reply: AGIReply) -> str:
@@ -66,11 +69,24 @@ async def read_key(session: AGISession, sounds: Sequence[Path | None], keys: str
     return ""
 
 
+async def call_id_of(session: AGISession) -> int | None:
+    """Our call's id, as the Originate set it (anything else is no call of ours)."""
+    reply = await session.command("GET VARIABLE CLINICALL_CALL_ID")
+    return int(reply.data) if reply.data and reply.data.isdigit() and len(reply.data) < 18 else None
+
+
+async def stream(session: AGISession, sound: Path | None) -> bool:
+    """STREAM FILE without escape digits; True when it played (a missing file or a hang-up: False)."""
+    if sound is None or session.hung_up:
+        return False
+    reply = await session.command(f'STREAM FILE "{sound}" ""')
+    return reply.code == 200 and reply.result not in ("-1", "")
+
+
 def reminder_script(app: web.Application) -> Any:
     async def run(session: AGISession) -> None:
         db, settings = app[DB_KEY], app[SETTINGS_KEY]
-        reply = await session.command("GET VARIABLE CLINICALL_CALL_ID")
-        call_id = int(reply.data) if reply.data and reply.data.isdigit() and len(reply.data) < 18 else None
+        call_id = await call_id_of(session)
         found = await service.target_for_call(db, call_id) if call_id is not None else None
         if found is None:
             log.info("FastAGI reminder: no reminder call %s is out; ending", call_id)
@@ -89,6 +105,33 @@ def reminder_script(app: web.Application) -> Any:
             await play(session, thanks, "")
         await session.set_variable("REMINDER_KEY", key)
         app[DIALLER_KEY].wake.set()
+
+    return run
+
+
+def turn_near_script(app: web.Application) -> Any:
+    async def run(session: AGISession) -> None:
+        db, settings = app[DB_KEY], app[SETTINGS_KEY]
+        call_id = await call_id_of(session)
+        row = await turn_near.for_call(db, call_id) if call_id is not None else None
+        if call_id is None or row is None:
+            log.info("FastAGI turn_near: no turn-near call %s is out; ending", call_id)
+            return
+        dialler = app[DIALLER_KEY]
+        sounds = await asyncio.to_thread(render_all, dialler.renderer, settings.reminders.sound_dir, row.speech,
+                                         row.lang) if dialler.renderer is not None else []
+        played = False
+        for _ in range(TURN_NEAR_PLAYS):
+            whole = bool(sounds)
+            for sound in sounds:
+                whole = await stream(session, sound) and whole
+            played = played or whole
+            if session.hung_up:
+                break
+        if played:
+            await turn_near.mark_played(db, call_id)
+        await session.set_variable("TURN_NEAR_PLAYED", "1" if played else "")
+        dialler.wake.set()
 
     return run
 

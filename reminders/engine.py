@@ -1,9 +1,11 @@
 """The dialler: one background task per instance. Each round (every second, or at once when a reminder
-call changes) it settles the calls that ended, writes the results' care notes, builds the daily
-campaigns, and, within calling hours and while the Asterisk link is up, originates the due targets
-up to reminders.max_channels calls at once. A target is claimed in the database before its call
-(compare-and-set), so two instances never call one patient at once, and a link that is down leaves
-every target waiting: nothing is lost, the round after the link is back calls them."""
+call changes) it places and settles the turn-near calls (reminders/turn_near.py, any time of day),
+settles the campaign calls that ended, writes the results' care notes, builds the daily campaigns,
+and, within calling hours and while the Asterisk link is up, originates the due targets up to
+reminders.max_channels calls at once (turn-near calls out count towards it). A target is claimed in
+the database before its call (compare-and-set), so two instances never call one patient at once, and a
+link that is down leaves every target waiting: nothing is lost, the round after the link is back calls
+them."""
 
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from clinicall.problem import Problem
 from clinicall.settings import Settings
 from reminders import service
 from reminders.hours import in_calling_hours
-from reminders.models import Attempt, Campaign, Target
-from reminders.speech import MESSAGES, reminder_text, render_sound
+from reminders.models import Attempt, Campaign, Target, TurnNearCall
+from reminders.speech import reminder_text, render_sound, spoken_language
+from reminders.turn_near import TurnNearCalls
 from telephony.autodial import AutoCall, LinkDown, autodial_target, call_results, start_autodial
 
 log = logging.getLogger(__name__)
@@ -43,9 +46,10 @@ class Dialler:
         self.placed = 0
         self.deferred = 0  # calls not placed because the link was down (they wait)
         self.last_error = ""
+        self.turn_near = TurnNearCalls(db, bus, settings, link=link, calllog=calllog, renderer=renderer)
 
     def lang(self) -> str:
-        return self.settings.clinic.language if self.settings.clinic.language in MESSAGES else "vi"
+        return spoken_language(self.settings)
 
     async def run(self) -> None:
         await self.recover()
@@ -68,16 +72,18 @@ class Dialler:
         async with self.db.transaction() as s:
             await s.execute(update(Target).where(Target.state == "calling", Target.call_id.is_(None))
                             .values(state="pending"))
+        await self.turn_near.recover()
 
     async def round(self, now: dt.datetime | None = None) -> bool:
         """One round; False when no campaign is open (the next round may wait longer)."""
         self.rounds += 1
         today = service.clinic_now(self.settings, now).date()
+        calls_open = await self.turn_near.step()
         await service.write_due_notes(self.db, self.settings)  # also those of campaigns closed last round
         async with self.db.session() as s:
             open_campaign = await s.scalar(select(Campaign.id).where(Campaign.state != "done").limit(1))
         if open_campaign is None:  # idle; a daily campaign just built makes the next round come at once
-            return self.rem.enabled and bool(await service.daily_build_due(self.db, self.settings, now))
+            return calls_open or (self.rem.enabled and bool(await service.daily_build_due(self.db, self.settings, now)))
         await self.settle_ended()
         await service.write_due_notes(self.db, self.settings)
         await service.close_past_days(self.db, today)
@@ -109,6 +115,8 @@ class Dialler:
             return 0
         async with self.db.session() as s:
             out = await s.scalar(select(func.count()).select_from(Target).where(Target.state == "calling")) or 0
+            out += await s.scalar(select(func.count()).select_from(TurnNearCall)
+                                  .where(TurnNearCall.state == "calling")) or 0
             free = self.rem.max_channels - out
             if free <= 0:
                 return 0
@@ -186,4 +194,5 @@ class Dialler:
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "optional": True, "enabled": self.rem.enabled, "rounds": self.rounds, "placed": self.placed,
-                "deferred_link_down": self.deferred, "last_error": self.last_error}
+                "turn_near_placed": self.turn_near.placed, "deferred_link_down": self.deferred,
+                "last_error": self.last_error}

@@ -1,4 +1,5 @@
-"""The reminders API and the supervisors' campaign page /reminders. Supervisors (and admins) only."""
+"""The reminders API and the supervisors' campaign page /reminders (campaigns, today's turn-near calls).
+Supervisors (and admins) only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pydantic import BaseModel, ConfigDict
 from clinicall.auth.access import require
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import int_param, parse_body
-from reminders import service
+from messaging.keys import MESSAGING_KEY
+from reminders import service, turn_near
 from reminders.keys import DIALLER_KEY
 
 routes = web.RouteTableDef()
@@ -39,10 +41,14 @@ def settings_json(request: web.Request) -> dict[str, object]:
 
 @routes.get("/api/reminders/campaigns")
 async def list_campaigns(request: web.Request) -> web.Response:
-    """Reminder campaigns, newest first, with their live progress and the reminder settings."""
+    """Reminder campaigns, newest first, with their live progress and the reminder settings; today's
+    turn-near calls (ticket number, state, result; no patient data) and whether turn-near is a call here."""
     require(request, *SUPERVISOR)
-    return web.json_response({"campaigns": await service.list_campaigns(request.app[DB_KEY]),
-                              "settings": settings_json(request)})
+    db, settings = request.app[DB_KEY], request.app[SETTINGS_KEY]
+    calls = await turn_near.calls_of_day(db, turn_near.clinic_today(settings))
+    return web.json_response({"campaigns": await service.list_campaigns(db), "settings": settings_json(request),
+                              "turn_near_channel": request.app[MESSAGING_KEY].turn_near_channel_name,
+                              "turn_near": [turn_near.call_json(c) for c in calls]})
 
 
 @routes.post("/api/reminders/campaigns")

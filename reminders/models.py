@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicall.db import Base, UTCDateTime, utcnow
@@ -78,3 +78,32 @@ class NumberDay(Base):
     day: Mapped[dt.date] = mapped_column(Date)
     number: Mapped[str] = mapped_column(String(20))
     target_id: Mapped[int] = mapped_column(ForeignKey("reminder_targets.id", ondelete="CASCADE"))
+
+
+TURN_NEAR_STATES = ("pending", "calling", "answered", "not_reached", "unknown", "skipped")
+TURN_NEAR_SKIPS = ("do_not_call", "number_not_allowed", "ticket_not_waiting", "day_over")
+
+
+class TurnNearCall(Base):
+    """"Your turn is near" as a short spoken call (no SMS gateway configured): one per ticket, placed at
+    most once. pending (waits for the Asterisk link) -> calling -> answered | not_reached | unknown (the
+    call was cut off by an outage: not placed again), or skipped with the reason."""
+
+    __tablename__ = "reminder_turn_near_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(Integer, unique=True)  # queue_display ticket (no cross-room FK)
+    ticket_number: Mapped[str] = mapped_column(String(20))
+    patient_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # crm_bridge patient
+    number: Mapped[str] = mapped_column(String(20))  # E.164, as opted in
+    day: Mapped[dt.date] = mapped_column(Date)  # the clinic day: not called after it
+    lang: Mapped[str] = mapped_column(String(5))
+    speech: Mapped[list[str]] = mapped_column(JSON)  # the spoken pieces, each cached on its own
+    state: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    skip_reason: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    call_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # telephony call
+    disposition: Mapped[str | None] = mapped_column(String(12), nullable=True)  # the call's, once ended
+    played: Mapped[bool] = mapped_column(default=False)  # FastAGI played the whole message
+    note_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the care note of the result
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,4 +1,5 @@
-"""Wires the reminders room into the app: the dialler task, the FastAGI scripts, the page and API."""
+"""Wires the reminders room into the app: the dialler task, the FastAGI scripts, the page and API, and
+the spoken "your turn is near" call as messaging's channel where no SMS gateway is configured."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ DEMO_DIAL_CHANNEL = "Local/{number}@patient"  # the demo PBX's patients (telepho
 
 async def reminders_ctx(app: web.Application) -> AsyncIterator[None]:
     from audio.service import make_renderer
-    from reminders.agi_scripts import queue_position_script, reminder_script
+    from reminders.agi_scripts import queue_position_script, reminder_script, turn_near_script
     from reminders.engine import Dialler
     from reminders.events import CONSUMES, is_reminder_end
     from reminders.keys import DIALLER_KEY
@@ -35,6 +36,7 @@ async def reminders_ctx(app: web.Application) -> AsyncIterator[None]:
     if server is not None:
         server.scripts["reminder"] = reminder_script(app)
         server.scripts["queue_position"] = queue_position_script(app)
+        server.scripts["turn_near"] = turn_near_script(app)
 
     async def on_call(event: Event) -> None:
         if is_reminder_end(event):
@@ -58,8 +60,14 @@ def setup(app: web.Application) -> None:
     from reminders.keys import DIALLER_KEY
     from telephony.room import uses_demo_pbx
 
+    settings = app[SETTINGS_KEY]
     if uses_demo_pbx(app):
-        app[SETTINGS_KEY].reminders.dial_channel = DEMO_DIAL_CHANNEL
+        settings.reminders.dial_channel = DEMO_DIAL_CHANNEL
+    if settings.reminders.turn_near_calls and (settings.telephony.ami_host or uses_demo_pbx(app)):
+        from messaging.keys import TURN_NEAR_CHANNEL_KEY
+        from reminders.turn_near import CallChannel
+
+        app[TURN_NEAR_CHANNEL_KEY] = CallChannel(app)  # messaging uses it only with no SMS gateway
     app.router.add_routes(routes)
     app.router.add_static("/static/reminders/", WEB_DIR)
     app[NAV_KEY].append(NavLink("/reminders", "Cuộc gọi nhắc lịch", "Reminder calls", ("supervisor",), "提醒电话"))

@@ -9,10 +9,12 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from audio.paging import to_paging_format
 from audio.tts import Renderer
-from audio.wording import Wording, ticket_words
+from audio.wording import Wording, room_phrase, ticket_words
+from clinicall.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,10 @@ MESSAGES = {
         "wait": "Thời gian chờ khoảng {n} phút.",
         "next": "Quý khách sắp đến lượt.",
         "agent": "Bấm phím 0 để gặp nhân viên.",
+        "near": "Sắp đến lượt của quý khách.",
+        "number": "Số thứ tự",
+        "minutes": "khoảng {n} phút nữa.",
+        "come": "Xin quý khách vui lòng có mặt tại khu chờ.",
     },
     "en": {
         "appointment": "Hello {name}. {clinic} reminds you of your appointment on {date}.",
@@ -46,6 +52,10 @@ MESSAGES = {
         "wait": "The wait is about {n} minutes.",
         "next": "You are next.",
         "agent": "Press 0 to speak to someone.",
+        "near": "Your turn is near.",
+        "number": "Number",
+        "minutes": "in about {n} minutes.",
+        "come": "Please come to the waiting area.",
     },
     "zh": {
         "appointment": "{name}您好。{clinic}提醒您，您的预约时间是{date}。",
@@ -58,8 +68,17 @@ MESSAGES = {
         "wait": "大约需要等待{n}分钟。",
         "next": "马上就轮到您了。",
         "agent": "如需人工服务请按0。",
+        "near": "快轮到您了。",
+        "number": "您的号码",
+        "minutes": "大约还有{n}分钟。",
+        "come": "请到候诊区等候。",
     },
 }
+
+
+def spoken_language(settings: Settings) -> str:
+    """The clinic's language when the phone can speak it, else Vietnamese."""
+    return settings.clinic.language if settings.clinic.language in MESSAGES else "vi"
 
 
 def spoken_date(day: dt.date, lang: str, wording: Wording | None = None) -> str:
@@ -90,6 +109,36 @@ def position_pieces(number: str, position: int, wait_seconds: float | None, lang
         minutes = max(1, round(wait_seconds / 60))
         pieces.append(words["wait"].format(n=wording.number_words(minutes, lang)))
     pieces.append(words["agent"])
+    return pieces
+
+
+def turn_near_pieces(ticket: dict[str, Any], lang: str, wording: Wording | None = None) -> list[str]:
+    """"Your turn is near" for a waiting ticket (queue.changed's JSON), in cached pieces: vi "Sắp đến lượt
+    của quý khách. | Số thứ tự | a mười lăm | phòng khám số ba | khoảng mười phút nữa. | Xin quý khách vui
+    lòng có mặt tại khu chờ." The place is the ticket's room when it has one, else its service."""
+    words = MESSAGES[lang]
+    wording = wording or Wording()
+    number = str(ticket.get("number") or "")
+    try:
+        spoken = ticket_words(number, lang, wording)
+    except ValueError:
+        spoken = number
+    pieces = [words["near"], words["number"], spoken]
+    place = str(ticket.get("service_name") or "")
+    if isinstance(room := ticket.get("room"), dict):
+        try:
+            place = room_phrase(room, lang, wording)
+        except ValueError:
+            pass
+    if place.strip():
+        pieces.append(place.strip())
+    ahead = max(0, int(ticket.get("position") or 1) - 1)
+    wait = ticket.get("estimated_wait_seconds")
+    if ahead > 0 and isinstance(wait, int | float):
+        pieces.append(words["minutes"].format(n=wording.number_words(max(1, round(wait / 60)), lang)))
+    elif ahead > 0:
+        pieces.append(words["ahead"].format(n=wording.number_words(ahead, lang)))
+    pieces.append(words["come"])
     return pieces
 
 

@@ -41,7 +41,7 @@ def autodial_target(number: str, settings: Settings) -> DialTarget:
 
 
 def autodial_headers(spec: AutoCall, settings: Settings, *, call_id: int, target: DialTarget,
-                     patient_id: int, installation: str) -> list[Header]:
+                     patient_id: int | None, installation: str) -> list[Header]:
     tag = call_tag(call_id, installation)
     return [
         ("Action", "Originate"),
@@ -56,18 +56,20 @@ def autodial_headers(spec: AutoCall, settings: Settings, *, call_id: int, target
         ("OtherChannelId", f"{tag}-2"),
         ("ActionID", tag),
         ("Variable", f"CLINICALL_CALL_ID={call_id}"),
-        ("Variable", f"PATIENT_ID={patient_id}"),
+        ("Variable", f"PATIENT_ID={patient_id if patient_id is not None else ''}"),
         *(("Variable", f"{name}={value}") for name, value in spec.variables),
     ]
 
 
 async def start_autodial(db: Database, bus: Any, settings: Settings, link: AmiLink | None, calllog: CallLog,
-                         spec: AutoCall, *, patient_id: int, phone_id: int | None, target: DialTarget,
-                         before_send: Callable[[int], Awaitable[None]] | None = None) -> int:
+                         spec: AutoCall, *, patient_id: int | None, phone_id: int | None, target: DialTarget,
+                         before_send: Callable[[int], Awaitable[None]] | None = None,
+                         not_sent: Callable[[int], Awaitable[None]] | None = None) -> int:
     """Write the call row, let the caller record it (`before_send(call_id)`, before Asterisk can answer),
     then write the Originate; returns the call id. Raises LinkDown, having written nothing, when the link
-    is not up; a link that drops while the Originate is written leaves the call `interrupted` (the call log
-    settles it), and its id is returned all the same."""
+    is not up; a link found closed when the Originate is to be written leaves the call `interrupted` (the
+    call log settles it; `not_sent(call_id)` tells the caller that nothing reached Asterisk), and its id
+    is returned all the same."""
     installation = await calllog.installation()
     encode_action(autodial_headers(spec, settings, call_id=1, target=target, patient_id=patient_id,
                                    installation=installation))
@@ -90,6 +92,8 @@ async def start_autodial(db: Database, bus: Any, settings: Settings, link: AmiLi
                                        installation=installation), call_id=call_id)
     except ConnectionError:
         await calllog.originate_not_confirmed(call_id)
+        if not_sent is not None:
+            await not_sent(call_id)
         return call_id
     await bus.publish(CALL_UPDATED, payload)
     return call_id

@@ -6,7 +6,8 @@ An Originate into one of the PBX's playback contexts (`clinicall-reminder`) dial
     `no_answer_seconds`), ...0004 unreachable (congestion), as for click-to-call;
   - a number ending in 9 is busy the first time this PBX dials it, then answers and presses 1;
   - otherwise the last digit decides what the patient presses: 0, 1, 3, 5 -> "1"; 6, 7 -> "2"; 8 -> nothing.
-Answered calls run the context's FastAGI script (`agi://<agi host>:<port>/reminder`) with the
+Answered calls run the FastAGI script of the Originate's Exten (`s`: `reminder`, `turn-near`: `turn_near`,
+as in config/asterisk/extensions.conf; `agi://<agi host>:<port>/<script>`) with the
 environment and replies of Asterisk 22: STREAM FILE fails (`result=-1`) when the sound file is not
 there (the demo caller listens to the end of every sound); WAIT FOR DIGIT and GET DATA return the
 caller's key, then 0 (a timeout); the patient hangs up when the script ends.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from telephony.demo_pbx import Chan, DemoPbx
 
 SOUND_EXTENSIONS = (".wav", ".sln", ".ulaw", ".alaw", ".gsm")
+PLAYBACK_SCRIPTS = {"s": "reminder", "turn-near": "turn_near"}  # by the Originate's Exten
 KEYS_BY_LAST_DIGIT = {"0": "1", "1": "1", "3": "1", "5": "1", "6": "2", "7": "2", "8": "", "9": "1"}
 
 
@@ -165,7 +167,7 @@ async def _not_answered(pbx: DemoPbx, orig: AutoOriginate, one: Chan, two: Chan,
 async def _run_context(pbx: DemoPbx, chan: Chan, context: str, exten: str, number: str, key: str) -> None:
     """The playback context on the answered channel: its FastAGI script, then Hangup()."""
     chan.context, chan.exten, chan.priority = context, exten, 1
-    script = "reminder"
+    script = PLAYBACK_SCRIPTS.get(exten, "reminder")
     request = f"agi://{pbx.agi_host}:{pbx.agi_port}/{script}"
     pbx._newexten(chan, "AGI", request)
     status = "FAILURE"

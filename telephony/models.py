@@ -11,10 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from clinicall.db import Base, UTCDateTime, utcnow
 
 DIRECTIONS = ("outbound", "inbound", "internal")
-ORIGINS = ("click_to_call", "reminder", "desk_phone", "trunk", "internal")
+ORIGINS = ("click_to_call", "reminder", "turn_near", "desk_phone", "trunk", "internal")
 # Calls clinicall starts itself: their patient and number are the ones it dialled, never re-read from events.
-OWN_ORIGINS = (None, "click_to_call", "reminder")
-AUTO_ORIGINS = ("reminder",)  # automated: no agent, the patient's phone is the Originate's channel
+OWN_ORIGINS = (None, "click_to_call", "reminder", "turn_near")
+AUTO_ORIGINS = ("reminder", "turn_near")  # automated: no agent, the patient's phone is the Originate's channel
 STATES = ("dialing", "ringing", "answered", "ended")
 DISPOSITIONS = ("answered", "no_answer", "busy", "failed", "cancelled", "interrupted")
 # Bounds of the text columns, applied before every write (PostgreSQL refuses longer values).

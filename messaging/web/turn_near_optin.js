@@ -1,11 +1,22 @@
 // "Text me when my turn is near": a phone field under the ticket just issued, at the kiosk (by the ticket's own
-// link) and at reception (by the ticket's id). The page marks the place with data-turn-near="kiosk|reception"
+// link) and at reception (by the ticket's id). Where no SMS gateway is configured the service calls instead
+// (GET /api/turn-near/channel), and the words say so. The page marks the place with data-turn-near="kiosk|reception"
 // and tells the ticket through #ticket-qr[data-url] (kiosk) or #issued[data-ticket-id] (reception).
 import {el} from "/static/clinicall/api.js";
 
 const box = document.querySelector("[data-turn-near]");
 const mode = box && box.dataset.turnNear;
 let words = null;
+let channel = null;
+
+async function suffix() {
+  if (channel === null) {
+    const data = await fetch("/api/turn-near/channel", {headers: {Accept: "application/json"}})
+      .then((r) => r.json()).catch(() => ({}));
+    channel = data.channel === "call" ? "call" : "sms";
+  }
+  return channel === "call" ? "Call" : "";
+}
 
 async function dictionary() {
   if (!words) {
@@ -30,12 +41,13 @@ async function render() {
   const ref = ticketRef();
   if (!ref) { box.replaceChildren(); return; }
   const t = await dictionary();
+  const by = await suffix();
   const input = el("input", {id: "turn-near-phone", name: "phone", type: "tel", inputmode: "tel", maxlength: "40",
     autocomplete: "tel"});
   const note = el("p", {class: "small", role: "status", "aria-live": "polite"});
   const form = el("form", {class: "turn-near", novalidate: true},
-    el("label", {for: "turn-near-phone"}, t("turnNear.ask")), " ", input, " ",
-    el("button", {type: "submit"}, t("turnNear.send")), note);
+    el("label", {for: "turn-near-phone"}, t("turnNear.ask" + by)), " ", input, " ",
+    el("button", {type: "submit"}, t("turnNear.send" + by)), note);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const response = await fetch(ref.path, {method: "POST", credentials: "same-origin",
@@ -44,7 +56,7 @@ async function render() {
     const data = response ? await response.json().catch(() => ({})) : {code: "network"};
     if (response && response.ok) {
       note.className = "small ok";
-      note.textContent = data.texted ? t("turnNear.sentNow") : t("turnNear.done");
+      note.textContent = data.texted ? t("turnNear.sentNow" + by) : t("turnNear.done" + by);
     } else {
       note.className = "small error";
       note.textContent = t("err." + (data.code || "error")) === "err." + data.code ? t("err.error") : t("err." + (data.code || "error"));

@@ -1,4 +1,5 @@
-// Reminder campaigns (/reminders): start one now, pause or run it, its live progress, the settings.
+// Reminder campaigns (/reminders): start one now, pause or run it, its live progress, today's turn-near calls,
+// the settings.
 import {api, el, startPage, fmtDate, showError, clearFieldErrors} from "/static/admin/console.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,8 +30,30 @@ function draw(data) {
   $("settings").replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, t("set." + k)), el("dd", {"data-setting": k}, String(v))]));
 }
 
+function turnNearRow(c) {
+  const why = c.state === "skipped" ? t("skip." + c.skip_reason) : (c.disposition ? t("disp." + c.disposition) : "");
+  return el("tr", {"data-ticket": c.ticket_id, "data-state": c.state},
+    el("td", {}, c.ticket_number), el("td", {}, new Date(c.updated_at).toLocaleTimeString(document.documentElement.lang)),
+    el("td", {class: "state"}, [t("tn." + c.state), why].filter(Boolean).join(": ")),
+    el("td", {}, c.played ? t("yes") : ""), el("td", {}, c.call_id ? `#${c.call_id}` : ""));
+}
+
+function drawTurnNear(data) {
+  const calls = data.turn_near || [];
+  const head = ["tn.ticket", "tn.time", "tn.result", "tn.played", "id"];
+  $("turn-near").replaceChildren(data.turn_near_channel !== "call" ? el("p", {class: "muted"}, t("turnNearOff"))
+    : calls.length ? el("div", {class: "table-wrap"}, el("table", {id: "turn-near-table"},
+      el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {scope: "col"}, t(h))))),
+      el("tbody", {}, ...calls.map(turnNearRow)))) : el("p", {class: "muted"}, t("turnNearNone")));
+}
+
 async function refresh() {
-  try { draw(await api("/api/reminders/campaigns")); $("page-error").hidden = true; }
+  try {
+    const data = await api("/api/reminders/campaigns");
+    draw(data);
+    drawTurnNear(data);
+    $("page-error").hidden = true;
+  }
   catch (err) { showError($("page-error"), err); }
 }
 

@@ -84,7 +84,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/patients/{id}/messages"): "ASG", ("GET", "/api/patients/{id}/messages"): "ASG",
     ("GET", "/api/messages"): "AS", ("GET", "/api/messaging/gateway"): "AS", ("POST", "/api/turn-near"): "AR",
     ("POST", "/api/t/{token}/turn-near"): "*", ("GET", "/ws/messages"): "ASG", ("GET", "/messages"): "AS",
-    ("GET", "/static/messaging/{filename}"): "*",
+    ("GET", "/static/messaging/{filename}"): "*", ("POST", "/api/messaging/receipts"): "*",
+    ("GET", "/api/turn-near/channel"): "*",
     # reminders
     ("GET", "/reminders"): "AS", ("GET", "/static/reminders/{filename}"): "*",
     ("GET", "/api/reminders/campaigns"): "AS", ("POST", "/api/reminders/campaigns"): "AS",

@@ -1,6 +1,7 @@
 """The supervisor's walk-through of reminder calls in a real browser, against the demo PBX inside the
 service (AMI and FastAGI over TCP): a patient is marked do-not-call on the card, a campaign of
-tomorrow's bookings is started from /reminders, and the page shows it progress to its end."""
+tomorrow's bookings is started from /reminders, and the page shows it progress to its end; then a
+waiting patient opted in at reception gets the turn-near call (no SMS gateway), listed on the page."""
 
 from __future__ import annotations
 
@@ -48,3 +49,13 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
               for k in ("confirmed", "callback", "not_reached", "skipped", "called")}
     assert counts == {"confirmed": "1", "callback": "1", "not_reached": "1", "skipped": "1", "called": "4"}
     assert await row.locator("td.state").inner_text() == "Đã xong"
+
+    # no SMS gateway: a waiting patient who opted in at reception gets a short call, listed on the same page
+    ticket = await live_server.api("POST", "/api/tickets", who="reception",
+                                   json={"service_id": live_server.services["A"], "patient_id": ids[0]})
+    opted = await live_server.api("POST", "/api/turn-near", who="reception",
+                                  json={"ticket_id": ticket["ticket"]["id"], "phone": "0901234561"})
+    assert opted["channel"] == "call"
+    answered = page.locator(f"#turn-near-table tr[data-ticket='{ticket['ticket']['id']}'][data-state='answered']")
+    await answered.wait_for(timeout=60_000)
+    assert (await answered.locator("td.state").inner_text()).startswith("Đã nghe máy")

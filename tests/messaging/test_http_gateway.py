@@ -1,15 +1,20 @@
 """The HTTP gateway adapter against a local aiohttp gateway over real TCP, on PostgreSQL: messages sent
 while the gateway is down wait, survive a restart of the service and go out when it is back; the body
 template keeps hostile text inside its JSON string; the success rule reads the status and a JSON field;
-a refusal fails the message with the gateway's reply."""
+a refusal fails the message with the gateway's reply; the gateway's delivery receipts, posted back to
+the service over real TCP, move messages to delivered or failed (token checked, idempotent, hostile
+receipts refused as problem+json)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -21,6 +26,7 @@ from clinicall.db import utcnow
 from clinicall.keys import DB_KEY
 from clinicall.settings import MessagingSettings, Settings
 from messaging.keys import MESSAGING_KEY
+from messaging.receipts import authentic
 from messaging.retention import purge
 from messaging.senders.base import Outgoing
 from messaging.senders.http_gateway import render_body
@@ -28,6 +34,8 @@ from messaging.service import LogFilter
 from tests.conftest import PASSWORD, STAFF, Staff
 from tests.messaging.helpers import make_patient, messages_of, until
 from tests.servers import free_port
+
+RECEIPT_TOKEN = "receipt-token-0123456789"
 
 
 class Gateway:
@@ -58,6 +66,14 @@ class Gateway:
         if self.runner is not None:
             await self.runner.cleanup()
 
+    async def report(self, url: str, body: Any, token: str = RECEIPT_TOKEN) -> tuple[int, Any]:
+        """The gateway posts delivery receipts back to the service (its callback URL)."""
+        async with aiohttp.ClientSession() as session, session.post(
+                url, data=body if isinstance(body, bytes) else json.dumps(body).encode(),
+                headers={"Content-Type": "application/json", "X-Receipt-Token": token}) as response:
+            return response.status, await response.json(content_type=None)
+
+
 
 async def test_gateway_down_restart_then_up(aiohttp_client: Callable[..., Any], pg_url: str,
                                             make_settings: Callable[..., Settings]) -> None:
@@ -67,7 +83,10 @@ async def test_gateway_down_restart_then_up(aiohttp_client: Callable[..., Any], 
         "http_basic_password": "pw", "http_headers": {"X-Brand": "CLINIC"},
         "http_body_template": '{"to": "{to}", "text": "{text}", "ref": "{ref}", "brand": "CLINIC"}',
         "http_success_field": "error", "http_success_value": "0", "http_message_id_field": "data.msg_id",
-        "retry_base_seconds": 0.05, "retry_max_seconds": 0.3, "timeout_seconds": 5})
+        "retry_base_seconds": 0.05, "retry_max_seconds": 0.3, "timeout_seconds": 5,
+        "http_receipt_token": RECEIPT_TOKEN, "http_receipt_id_field": "message.msg_id",
+        "http_receipt_status_field": "event", "http_receipt_statuses": {"user_received_message": "delivered",
+                                                                        "message_failed": "failed"}})
     first: TestClient = await aiohttp_client(create_app(settings))
     staff = await make_staff(first)
     patient_id = await make_patient(first, staff, "Đỗ Văn Em", "0912000111")
@@ -97,6 +116,7 @@ async def test_gateway_down_restart_then_up(aiohttp_client: Callable[..., Any], 
         assert all(m["attempts"] >= 2 for m in items.values())
         assert sorted(b["text"] for b in gateway.received) == sorted(["Lịch hẹn 8 giờ", hostile])
         assert all(b["to"] == "84912000111" and b["brand"] == "CLINIC" for b in gateway.received)
+        await receipts_move_messages(second, staff, gateway, patient_id, items)
 
         blocked = await make_patient(second, staff, "Bùi Thị Giang", "0912000199")
         sent = await second.post(f"/api/patients/{blocked}/messages", json={"text": "xin chào"},
@@ -110,7 +130,7 @@ async def test_gateway_down_restart_then_up(aiohttp_client: Callable[..., Any], 
         refused = await until(failed, "the gateway's refusal")
         assert refused["attempts"] == 1 and "blocked subscriber" in refused["gateway_reply"]
         log = await second.get("/api/messages?status=failed", headers=staff.headers("supervisor"))
-        assert [m["id"] for m in (await log.json())["items"]] == [refused["id"]]
+        assert [m["id"] for m in (await log.json())["items"]] == [refused["id"], max(ids)]  # max: failed by receipt
         export = await second.get("/api/messages?export=xlsx", headers=staff.headers("supervisor"))
         assert export.status == 200 and export.content_type.startswith("application/vnd.openxmlformats")
         waiting = await second.app[MESSAGING_KEY].send(text="chờ", to="0912000111", origin="test")
@@ -121,6 +141,58 @@ async def test_gateway_down_restart_then_up(aiohttp_client: Callable[..., Any], 
     finally:
         await second.close()
         await gateway.stop()
+
+
+async def receipts_move_messages(client: TestClient, staff: Staff, gateway: Gateway, patient_id: int,
+                                 items: dict[int, dict[str, Any]]) -> None:
+    url = str(client.make_url("/api/messaging/receipts"))
+    first_id, second_id = (items[i]["gateway_id"] for i in sorted(items))
+
+    def receipt(gateway_id: str, event: str) -> dict[str, Any]:  # Zalo ZNS-like: the id is nested
+        return {"event": event, "message": {"msg_id": gateway_id, "delivery_time": "1733100000000"}}
+
+    status, body = await gateway.report(url, [receipt(first_id, "user_received_message"),
+                                              receipt(second_id, "user_seen_message")])
+    assert status == 200 and [r["result"] for r in body["results"]] == ["applied", "ignored"]
+    status, body = await gateway.report(url, receipt(first_id, "user_received_message"))  # sent again
+    assert status == 200 and body["results"][0]["result"] == "unchanged"
+    status, body = await gateway.report(url, receipt(second_id, "message_failed"))
+    assert status == 200 and body["results"][0]["result"] == "applied"
+    by_id = {m["id"]: m for m in await messages_of(client, staff, patient_id)}
+    first, second = (by_id[i] for i in sorted(items))
+    assert (first["status"], second["status"]) == ("delivered", "failed")
+    assert second["gateway_reply"] == "receipt: event=message_failed"
+    status, body = await gateway.report(url, receipt(first_id, "message_failed"))  # the first final one stands
+    assert body["results"][0]["result"] == "unchanged"
+    assert (await messages_of(client, staff, patient_id))[-1]["status"] == "delivered"
+
+    status, body = await gateway.report(url, receipt(first_id, "user_received_message"), token="wrong-token")
+    assert (status, body["code"]) == (401, "receipt_unauthorized")
+    hostile = [receipt("gw-1\r\nX-Injected: 1", "user_received_message"), {"event": ["x"], "message": {}}, "text"]
+    status, body = await gateway.report(url, hostile)
+    assert (status, body["code"]) == (422, "receipt_invalid")
+    assert {(e["field"], e["code"]) for e in body["errors"]} == {
+        ("0.message.msg_id", "receipt_id_invalid"), ("1.message.msg_id", "receipt_id_invalid"),
+        ("1.event", "receipt_status_invalid"), ("2", "receipt_invalid")}
+    status, body = await gateway.report(url, b"{not json")
+    assert (status, body["code"]) == (400, "receipt_invalid")
+    status, body = await gateway.report(url, receipt("gw-unknown", "user_received_message"))
+    assert status == 200 and body["results"][0]["result"] == "waiting"  # kept: its message may land later
+
+
+def test_receipt_signatures() -> None:
+    settings = MessagingSettings(adapter="http", http_url="http://127.0.0.1:1/x",
+                                 http_receipt_hmac_secret="hmac-secret-0123456789")
+    body = b'{"msg_id": "gw-1", "status": "DELIVRD"}'
+    good = hmac.new(b"hmac-secret-0123456789", body, hashlib.sha256).hexdigest()
+    assert authentic(settings, {"X-Signature": good}, {}, body)
+    assert authentic(settings, {"X-Signature": f"sha256={good.upper()}"}, {}, body)
+    assert not authentic(settings, {"X-Signature": good}, {}, body + b" ")
+    assert not authentic(settings, {}, {"token": "hmac-secret-0123456789"}, body)  # a secret is not a token
+    token = MessagingSettings(http_receipt_token=RECEIPT_TOKEN)
+    assert authentic(token, {}, {"token": RECEIPT_TOKEN}, b"") and not authentic(token, {}, {}, b"")
+    with pytest.raises(ValidationError):
+        MessagingSettings(http_receipt_token="short")
 
 
 async def make_staff(client: TestClient) -> Staff:

@@ -2,7 +2,8 @@
 the demo PBX's FastAGI session to our FastAGI server (real sockets, Asterisk's protocol), the call log
 and the patients' care. Press 1, press 2, busy then retried, never answering, do-not-call skipped, one
 number called once a day, and the PBX going away (before and during the calls) losing no attempt. Also
-the queue position by phone (FastAGI `queue_position`) on an inbound call."""
+the queue position by phone (FastAGI `queue_position`) on an inbound call, and "your turn is near" as a
+short spoken call (FastAGI `turn_near`) where no SMS gateway is configured."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from clinicall.app import create_app
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
 from reminders.keys import DIALLER_KEY
-from reminders.models import Attempt, Target
+from reminders.models import Attempt, Target, TurnNearCall
 from telephony.keys import AMI_LINK_KEY, DEMO_PBX_KEY
 from telephony.models import Call
 from telephony.wire import first
@@ -249,3 +250,78 @@ async def test_queue_position_by_phone(client: TestClient, staff: Staff) -> None
     variables = await until(heard, "the caller heard the position and pressed 0")
     assert variables["CLINICALL_QUEUE_HEARD"] == "1"
     assert len(pbx.played) - before >= 4  # ticket number, people ahead, wait, "press 0"
+
+
+async def test_turn_near_is_a_short_spoken_call_without_an_sms_gateway(client: TestClient, staff: Staff) -> None:
+    """No SMS gateway: an opted-in waiting patient gets one short call (origin turn_near, linked to the
+    patient, the message played by FastAGI), its result on the card's timeline; do-not-call is honoured;
+    with Asterisk away the call waits and is placed once when it is back."""
+    link, pbx = client.app[AMI_LINK_KEY], client.app[DEMO_PBX_KEY]
+    await link.wait_ready(10)
+    admin, reception = staff.headers("admin"), staff.headers("reception")
+    response = await client.post("/api/services", headers=admin, json={"prefix": "A", "names": {"vi": "Khám", "en": "Exam"}})
+    assert response.status == 201, await response.text()
+    service_id = (await response.json())["service"]["id"]
+
+    async def ticket(patient_id: int | None) -> int:
+        response = await client.post("/api/tickets", headers=reception,
+                                     json={"service_id": service_id, "patient_id": patient_id})
+        assert response.status == 201, await response.text()
+        return int((await response.json())["ticket"]["id"])
+
+    async def opt_in(ticket_id: int, phone: str) -> dict[str, Any]:
+        response = await client.post("/api/turn-near", headers=reception, json={"ticket_id": ticket_id, "phone": phone})
+        assert response.status == 201, await response.text()
+        return dict(await response.json())
+
+    async def final(ticket_id: int) -> TurnNearCall:
+        async def done() -> TurnNearCall | None:
+            async with client.app[DB_KEY].session() as s:
+                row = await s.scalar(select(TurnNearCall).where(TurnNearCall.ticket_id == ticket_id))
+            return row if row is not None and row.state not in ("pending", "calling") else None
+        return await until(done, f"the turn-near call of ticket {ticket_id} settled")
+
+    assert (await (await client.get("/api/turn-near/channel")).json()) == {"channel": "call"}
+    waiting = await booked_patient(client, staff, "Nguyễn Văn An", "0901234561")
+    refuses = await booked_patient(client, staff, "Trần Thị Bình", "0901234566", do_not_call=True)
+    first_ticket, refused_ticket = await ticket(waiting), await ticket(refuses)
+    played_before = len(pbx.played)
+    assert await opt_in(first_ticket, "0901 234 561") == {
+        "ticket_id": first_ticket, "to": "+84901234561", "texted": True, "channel": "call"}
+    row = await final(first_ticket)
+    assert (row.state, row.disposition, row.played, row.patient_id) == ("answered", "answered", True, waiting)
+    assert row.speech[:2] == ["Sắp đến lượt của quý khách.", "Số thứ tự"] and row.speech[2] == "a một"
+    assert len(pbx.played) - played_before >= 2 * len(row.speech)  # every piece, twice
+    calls = await calls_of(client, waiting)
+    assert [(c.origin, c.disposition, c.number) for c in calls] == [("turn_near", "answered", "+84901234561")]
+
+    async def noted() -> list[dict[str, Any]]:
+        return (await (await client.get(f"/api/patients/{waiting}/notes", headers=admin)).json())["items"]
+    notes = await until(noted, "the turn-near result on the care timeline")
+    assert [(n["call_id"], n["author_id"]) for n in notes] == [(calls[0].id, None)]
+    assert "đã nghe hết thông báo" in notes[0]["note"]
+
+    # once per ticket: the queue changing again calls nobody, a second opt-in is refused
+    await ticket(None)
+    again = await client.post("/api/turn-near", headers=reception, json={"ticket_id": first_ticket, "phone": "0901234561"})
+    assert (await again.json())["code"] == "turn_near_already_sent"
+    # do-not-call: not called, the reason on the patient's timeline
+    await opt_in(refused_ticket, "0901234566")
+    assert ((await final(refused_ticket)).state, (await final(refused_ticket)).skip_reason) == ("skipped", "do_not_call")
+    assert dialled(client, "0901234566") == 0
+    log = await client.get("/api/messages?origin=turn_near", headers=staff.headers("supervisor"))
+    assert (await log.json())["items"] == []  # a call, not an SMS waiting for a gateway
+
+    # Asterisk away: the call waits (no Originate), then is placed exactly once when it is back
+    port = pbx.port
+    await pbx.close()
+    await until(lambda: _true(not link.ready), "the AMI link sees the PBX gone")
+    walk_in = await ticket(None)
+    await opt_in(walk_in, "0901234571")
+    rounds = client.app[DIALLER_KEY].rounds
+    await until(lambda: _true(client.app[DIALLER_KEY].rounds >= rounds + 3), "three dialler rounds while Asterisk is down")
+    async with client.app[DB_KEY].session() as s:
+        assert await s.scalar(select(TurnNearCall.state).where(TurnNearCall.ticket_id == walk_in)) == "pending"
+    await pbx.start(port=port)
+    assert (await final(walk_in)).state == "answered"
+    assert dialled(client, "0901234571") == 1 and dialled(client, "0901234561") == 1

@@ -1,5 +1,6 @@
-"""The pure rules of reminder campaigns: calling hours, what an ended attempt leads to, the spoken
-wording (Vietnamese first), and the dialplan context in config/asterisk that the Originate enters."""
+"""The pure rules of reminder campaigns and turn-near calls: calling hours, what an ended attempt leads
+to, the spoken wording (Vietnamese first), and the dialplan context in config/asterisk that the
+Originate enters."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 
 from clinicall.settings import RemindersSettings, Settings, TelephonySettings
 from reminders.hours import in_calling_hours
+from reminders.models import TurnNearCall
 from reminders.service import settle_outcome
-from reminders.speech import position_pieces, reminder_text, spoken_date
+from reminders.speech import position_pieces, reminder_text, spoken_date, turn_near_pieces
+from reminders.turn_near import EXTEN, ORIGIN, outcome, result_note
 from telephony.autodial import AutoCall, autodial_headers, autodial_target
 from tests.telephony.test_config import CONFIG, dialplan
 
@@ -76,3 +79,34 @@ def test_the_dialplan_has_the_context_the_reminder_originate_enters() -> None:
     variables = {v.split("=", 1)[0] for k, v in headers if k == "Variable"}
     assert variables == {"CLINICALL_CALL_ID", "PATIENT_ID", "REMINDER_TARGET"}
     assert all("${" + name + "}" in "\n".join(apps) for name in variables)
+
+
+def test_the_turn_near_call_wording_result_and_dialplan() -> None:
+    room = {"id": 3, "kind": "consult", "number": 3, "name": "Phòng khám 3", "names": {"vi": "Phòng khám 3"}}
+    ticket = {"id": 9, "number": "A015", "room": room, "service_name": "Khám", "position": 4,
+              "estimated_wait_seconds": 600}
+    assert turn_near_pieces(ticket, "vi") == [
+        "Sắp đến lượt của quý khách.", "Số thứ tự", "a mười lăm", "phòng khám số ba", "khoảng mười phút nữa.",
+        "Xin quý khách vui lòng có mặt tại khu chờ."]
+    unknown_wait = {**ticket, "room": None, "estimated_wait_seconds": None, "position": 3}
+    assert turn_near_pieces(unknown_wait, "en")[2:] == ["A fifteen", "Khám", "There are two people ahead of you.",
+                                                       "Please come to the waiting area."]
+    assert [outcome(d) for d in ("answered", "busy", "no_answer", "failed", "cancelled", "interrupted", None)] == [
+        "answered", "not_reached", "not_reached", "not_reached", "not_reached", "unknown", "unknown"]
+    row = TurnNearCall(ticket_number="A015", state="not_reached", disposition="busy", played=False)
+    assert result_note(row) == "Cuộc gọi tự động báo sắp đến lượt (số A015): máy bận."
+    row.state, row.skip_reason = "skipped", "do_not_call"
+    assert "bệnh nhân không nhận cuộc gọi tự động" in result_note(row)
+
+    settings = Settings()
+    rem, tel = settings.reminders, TelephonySettings()
+    spec = AutoCall(origin=ORIGIN, channel=rem.dial_channel, context=rem.context, exten=EXTEN,
+                    timeout_ms=rem.ring_timeout_ms, variables=(("TURN_NEAR_TICKET", "9"),))
+    headers = autodial_headers(spec, settings, call_id=7, target=autodial_target("0912345678", settings),
+                               patient_id=None, installation="0a1b2c3d")
+    sent = dict(headers)
+    apps = [app for exten, app in dialplan(CONFIG / "extensions.conf")[rem.context] if exten == sent["Exten"]]
+    assert f"AGI(agi://{tel.agi_host}:{tel.agi_port}/turn_near)" in apps
+    variables = [v for k, v in headers if k == "Variable"]
+    assert variables == ["CLINICALL_CALL_ID=7", "PATIENT_ID=", "TURN_NEAR_TICKET=9"]
+    assert all("${" + v.split("=")[0] + "}" in "\n".join(apps) for v in variables)
