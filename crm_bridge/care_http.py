@@ -24,6 +24,7 @@ from crm_bridge.audit import audit_views, record_access
 from crm_bridge.filestore import FILE_STORE_KEY
 from crm_bridge.http import ANY_STAFF, checked_access, today
 from crm_bridge.patients import get_patient
+from crm_bridge.phones import normalise
 from crm_bridge.service import ARRIVAL_DAYS_KEY, TICKETS_OF_DAY_KEY
 from crm_bridge.sniff import checked_file
 
@@ -298,6 +299,13 @@ class PatientLogin(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+def throttle_name(phone: str, region: str) -> str:
+    """The account a patient login counts against: the number's national form, which is the account's user
+    name (so the staff login form shares the count), however the number is written (any digit script)."""
+    e164 = normalise(phone, region)
+    return accounts.national_digits(e164) if e164 else "phone:" + phone.strip()[:40]
+
+
 @routes.post("/api/patient/login")
 @public
 async def patient_login(request: web.Request) -> web.Response:
@@ -305,13 +313,14 @@ async def patient_login(request: web.Request) -> web.Response:
     body = await parse_body(request, PatientLogin)
     db = request.app[DB_KEY]
     throttle = request.app[LOGIN_THROTTLE_KEY]
-    key = "phone:" + "".join(ch for ch in body.phone if ch.isdigit())[-9:]
+    region = request.app[SETTINGS_KEY].clinic.phone_region
+    key = throttle_name(body.phone, region)
     wait = await throttle.attempt(key, client_address(request))
     if wait:
         raise Problem(429, "Too many failed logins", f"Try again in {wait} s.", code="login_throttled",
                       retry_after=wait, headers={"Retry-After": str(wait)})
     user = None
-    for username in await accounts.usernames_for_phone(db, body.phone, request.app[SETTINGS_KEY].clinic.phone_region):
+    for username in await accounts.usernames_for_phone(db, body.phone, region):
         if (user := await authenticate(db, username, body.password)) is not None:
             break
     if user is None:

@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from clinicall.app import create_app
 from clinicall.auth import service as auth_service
 from clinicall.keys import DB_KEY
 from clinicall.problem import Problem
@@ -203,3 +204,17 @@ async def test_referrer_invited_by_link(client: TestClient, staff: Staff) -> Non
     client.session.cookie_jar.clear()
     assert (await call(client, "POST", "/api/referrer-invites/accept", {}, 404, json={
         "token": token, "username": "bsmoi2", "password": "mây-trắng-bay-xa"}))["code"] == "invite_invalid"
+
+
+async def test_patient_login_is_throttled_per_number_in_any_writing(
+        aiohttp_client: Callable[..., Any], sqlite_url: str, make_settings: Callable[..., Settings]) -> None:
+    """The per-account limit counts the number, not its spelling: other digit scripts (fullwidth,
+    Arabic-Indic) name the same phone, and the staff login form reaches the same account."""
+    settings = make_settings(sqlite_url, auth={"login_failures_per_account": 3, "login_failures_per_address": 100})
+    client: TestClient = await aiohttp_client(create_app(settings))
+    wrong = {"password": "not-the-password"}
+    await call(client, "POST", "/api/patient/login", expect=401, json={"phone": "0912000005", **wrong})
+    await call(client, "POST", "/api/patient/login", expect=401, json={"phone": "０９１２０００００５", **wrong})
+    await call(client, "POST", "/api/login", expect=401, json={"username": "0912000005", **wrong})
+    throttled = await call(client, "POST", "/api/patient/login", expect=429, json={"phone": "٠٩١٢٠٠٠٠٠٥", **wrong})
+    assert throttled["code"] == "login_throttled"
