@@ -22,7 +22,7 @@ from clinicall.problem import Problem, int_param, parse_body, parse_query, valid
 from crm_bridge import accounts, referrals, results, treatment
 from crm_bridge.audit import audit_views, record_access
 from crm_bridge.filestore import FILE_STORE_KEY
-from crm_bridge.http import ANY_STAFF, checked_access, today
+from crm_bridge.http import checked_access, today
 from crm_bridge.patients import get_patient
 from crm_bridge.phones import normalise
 from crm_bridge.service import ARRIVAL_DAYS_KEY, TICKETS_OF_DAY_KEY
@@ -100,8 +100,9 @@ async def care_sheet(request: web.Request, patient_id: int, audience: str) -> di
 @routes.get("/api/patients/{id}/care")
 async def patient_care(request: web.Request) -> web.Response:
     """The card's care loop: treatment entries, result and referral files, visits, the next re-visit with
-    its reminder text, the referring doctor and the patient's account."""
-    who = require(request, *ANY_STAFF)
+    its reminder text, the referring doctor and the patient's account. Staff who treat only: reception
+    checks the patient in from the card, it has no need of the treatment or the results."""
+    who = require(request, *CARE_WRITERS)
     patient_id = int_param(request, "id")
     await checked_access(request, who, patient_id)
     db = request.app[DB_KEY]
@@ -202,7 +203,7 @@ async def patch_file(request: web.Request) -> web.Response:
 
 async def file_audience(request: web.Request, who: Principal, patient_id: int, referrer_id: int | None) -> str | None:
     """Which audience's rule decides for this user, or None when the file is not theirs to see."""
-    if who.has_any(*ANY_STAFF):
+    if who.has_any(*CARE_WRITERS):
         await checked_access(request, who, patient_id)
         return "staff"
     if "referrer" in who.roles and referrer_id == who.user_id:
@@ -216,7 +217,7 @@ async def file_audience(request: web.Request, who: Principal, patient_id: int, r
 
 @routes.get("/api/files/{id}")
 async def download_file(request: web.Request) -> web.StreamResponse:
-    """The file, as an attachment (never shown inline), to staff who may open the card, to the referring
+    """The file, as an attachment (never shown inline), to staff who treat and may open the card, to the referring
     doctor (files marked for him and those he sent) and to the patient (files marked visible). Audited."""
     who = require(request)
     file_id = int_param(request, "id")

@@ -119,6 +119,12 @@ async def test_the_care_loop(client: TestClient, staff: Staff) -> None:
     imaging = await call(client, "POST", f"/api/patients/{pid}/files", sup, 201, data=form(
         {"group": "imaging", "visible_to_referrer": "on"}, [("phim.png", PNG, "image/png")]))
     lab_id, imaging_id = lab["files"][0]["id"], imaging["files"][0]["id"]
+    # reception checks the booked patient in and opens the card, but reads neither treatment nor results
+    await call(client, "PATCH", f"/api/patients/{pid}", sup, json={"booking_date": today.isoformat()})
+    desk = staff.headers("reception")
+    assert (await call(client, "GET", f"/api/patients/{pid}", desk))["patient"]["id"] == pid
+    assert (await call(client, "GET", f"/api/patients/{pid}/care", desk, 403))["code"] == "role_required"
+    await call(client, "GET", f"/api/files/{lab_id}", desk, 404)
     # the patient: phone login, one-time password, the change is required first
     login = await call(client, "POST", "/api/patient/login", {}, 200, json={"phone": "+84 912 000 002", "password": otp})
     assert login["must_change_password"] is True
