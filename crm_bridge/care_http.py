@@ -346,7 +346,17 @@ async def patient_password(request: web.Request) -> web.Response:
     who = require(request, "patient")
     body = await parse_body(request, PasswordChange)
     db = request.app[DB_KEY]
-    await accounts.change_password(db, who.user_id or 0, body.current_password, body.new_password)
+    throttle, address = request.app[LOGIN_THROTTLE_KEY], client_address(request)
+    if wait := await throttle.attempt(who.username, address):  # the current password is guessed like a login
+        raise Problem(429, "Too many failed logins", f"Try again in {wait} s.", code="login_throttled",
+                      retry_after=wait, headers={"Retry-After": str(wait)})
+    try:
+        await accounts.change_password(db, who.user_id or 0, body.current_password, body.new_password)
+    except Problem as refused:
+        if refused.code != "current_password_wrong":
+            await throttle.succeeded(who.username, address)
+        raise
+    await throttle.succeeded(who.username, address)
     response = web.json_response({"changed": True})
     _set_cookie(request, response, await start_session(db, who.user_id or 0, request.app[SETTINGS_KEY].http.session_hours))
     return response

@@ -224,3 +224,18 @@ async def test_patient_login_is_throttled_per_number_in_any_writing(
     await call(client, "POST", "/api/login", expect=401, json={"username": "0912000005", **wrong})
     throttled = await call(client, "POST", "/api/patient/login", expect=429, json={"phone": "٠٩١٢٠٠٠٠٠٥", **wrong})
     assert throttled["code"] == "login_throttled"
+    # a stolen session cannot guess the password either: the current password is counted like a login
+    from crm_bridge import accounts
+    from crm_bridge.patients import PatientIn, PhoneIn, create_patient
+
+    db = client.app[DB_KEY]
+    patient_id = await create_patient(db, PatientIn(full_name="Lý Thị Mai", phones=[PhoneIn(number="0912000006")]), None, "VN")
+    made = await accounts.create_account(db, patient_id, template="{password}", link="", by=None)
+    assert made is not None
+    await call(client, "POST", "/api/patient/login", json={"phone": "0912000006", "password": made["one_time_password"]})
+    guess = {"new_password": "mây-trắng-bay-xa"}
+    for n in range(3):
+        await call(client, "POST", "/api/patient/password", expect=422, json={"current_password": f"guess-{n}", **guess})
+    refused = await call(client, "POST", "/api/patient/password", expect=429,
+                         json={"current_password": made["one_time_password"], **guess})
+    assert refused["code"] == "login_throttled"
