@@ -103,9 +103,10 @@ async def test_unassigned_patient_rings_the_team_and_the_assigned_agent_only_whe
     assert await run_session(port, with_callerid(trace, b"0987654321"), trace) == [
         'SET VARIABLE CALLERID(name) "Tran Thi Binh"', f"SET VARIABLE PATIENT_ID {unassigned}",
         'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1009"']
-    # The assigned agent left: the call goes to the team instead of a phone nobody answers.
+    # The assigned agent left: the call goes to the team instead of a phone nobody answers, and the team's
+    # phones show the masked name, as the team's consoles do (another agent's patient).
     assert await run_session(port, with_callerid(trace, b"84901234567"), trace) == [
-        'SET VARIABLE CALLERID(name) "Le Van Cuong"', f"SET VARIABLE PATIENT_ID {assigned}",
+        'SET VARIABLE CALLERID(name) "Le V. C."', f"SET VARIABLE PATIENT_ID {assigned}",
         'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1009"']
 
 
