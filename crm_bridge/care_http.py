@@ -22,8 +22,9 @@ from clinicall.problem import Problem, int_param, parse_body, parse_query, valid
 from crm_bridge import accounts, referrals, results, treatment
 from crm_bridge.audit import audit_views, record_access
 from crm_bridge.filestore import FILE_STORE_KEY
-from crm_bridge.http import ANY_STAFF, checked_access, today
+from crm_bridge.http import checked_access, today
 from crm_bridge.patients import get_patient
+from crm_bridge.phones import normalise
 from crm_bridge.service import ARRIVAL_DAYS_KEY, TICKETS_OF_DAY_KEY
 from crm_bridge.sniff import checked_file
 
@@ -99,8 +100,9 @@ async def care_sheet(request: web.Request, patient_id: int, audience: str) -> di
 @routes.get("/api/patients/{id}/care")
 async def patient_care(request: web.Request) -> web.Response:
     """The card's care loop: treatment entries, result and referral files, visits, the next re-visit with
-    its reminder text, the referring doctor and the patient's account."""
-    who = require(request, *ANY_STAFF)
+    its reminder text, the referring doctor and the patient's account. Staff who treat only: reception
+    checks the patient in from the card, it has no need of the treatment or the results."""
+    who = require(request, *CARE_WRITERS)
     patient_id = int_param(request, "id")
     await checked_access(request, who, patient_id)
     db = request.app[DB_KEY]
@@ -201,7 +203,7 @@ async def patch_file(request: web.Request) -> web.Response:
 
 async def file_audience(request: web.Request, who: Principal, patient_id: int, referrer_id: int | None) -> str | None:
     """Which audience's rule decides for this user, or None when the file is not theirs to see."""
-    if who.has_any(*ANY_STAFF):
+    if who.has_any(*CARE_WRITERS):
         await checked_access(request, who, patient_id)
         return "staff"
     if "referrer" in who.roles and referrer_id == who.user_id:
@@ -215,7 +217,7 @@ async def file_audience(request: web.Request, who: Principal, patient_id: int, r
 
 @routes.get("/api/files/{id}")
 async def download_file(request: web.Request) -> web.StreamResponse:
-    """The file, as an attachment (never shown inline), to staff who may open the card, to the referring
+    """The file, as an attachment (never shown inline), to staff who treat and may open the card, to the referring
     doctor (files marked for him and those he sent) and to the patient (files marked visible). Audited."""
     who = require(request)
     file_id = int_param(request, "id")
@@ -298,6 +300,13 @@ class PatientLogin(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+def throttle_name(phone: str, region: str) -> str:
+    """The account a patient login counts against: the number's national form, which is the account's user
+    name (so the staff login form shares the count), however the number is written (any digit script)."""
+    e164 = normalise(phone, region)
+    return accounts.national_digits(e164) if e164 else "phone:" + phone.strip()[:40]
+
+
 @routes.post("/api/patient/login")
 @public
 async def patient_login(request: web.Request) -> web.Response:
@@ -305,13 +314,14 @@ async def patient_login(request: web.Request) -> web.Response:
     body = await parse_body(request, PatientLogin)
     db = request.app[DB_KEY]
     throttle = request.app[LOGIN_THROTTLE_KEY]
-    key = "phone:" + "".join(ch for ch in body.phone if ch.isdigit())[-9:]
+    region = request.app[SETTINGS_KEY].clinic.phone_region
+    key = throttle_name(body.phone, region)
     wait = await throttle.attempt(key, client_address(request))
     if wait:
         raise Problem(429, "Too many failed logins", f"Try again in {wait} s.", code="login_throttled",
                       retry_after=wait, headers={"Retry-After": str(wait)})
     user = None
-    for username in await accounts.usernames_for_phone(db, body.phone, request.app[SETTINGS_KEY].clinic.phone_region):
+    for username in await accounts.usernames_for_phone(db, body.phone, region):
         if (user := await authenticate(db, username, body.password)) is not None:
             break
     if user is None:
@@ -336,7 +346,17 @@ async def patient_password(request: web.Request) -> web.Response:
     who = require(request, "patient")
     body = await parse_body(request, PasswordChange)
     db = request.app[DB_KEY]
-    await accounts.change_password(db, who.user_id or 0, body.current_password, body.new_password)
+    throttle, address = request.app[LOGIN_THROTTLE_KEY], client_address(request)
+    if wait := await throttle.attempt(who.username, address):  # the current password is guessed like a login
+        raise Problem(429, "Too many failed logins", f"Try again in {wait} s.", code="login_throttled",
+                      retry_after=wait, headers={"Retry-After": str(wait)})
+    try:
+        await accounts.change_password(db, who.user_id or 0, body.current_password, body.new_password)
+    except Problem as refused:
+        if refused.code != "current_password_wrong":
+            await throttle.succeeded(who.username, address)
+        raise
+    await throttle.succeeded(who.username, address)
     response = web.json_response({"changed": True})
     _set_cookie(request, response, await start_session(db, who.user_id or 0, request.app[SETTINGS_KEY].http.session_hours))
     return response

@@ -12,7 +12,7 @@ from clinicall.problem import Problem
 from crm_bridge.audit import add_audit
 from crm_bridge.care import check_date, live_patient
 from crm_bridge.models import FollowUp, Patient
-from crm_bridge.patients import check_agent
+from crm_bridge.patients import check_agent, scope_condition
 from crm_bridge.text import clean_text
 
 METHODS = ("phone", "sms", "visit")
@@ -92,9 +92,12 @@ async def update_followup(db: Database, followup_id: int, changes: dict[str, Any
 
 
 async def list_followups(db: Database, *, start: dt.date, days: int, agent_id: int | None = None,
-                         patient_id: int | None = None, include_done: bool = True) -> list[dict[str, Any]]:
-    """Plans due from `start` for `days` days (the 7-day and 1-month views), earliest first."""
-    where = and_(FollowUp.due_date >= start, FollowUp.due_date < start + dt.timedelta(days=days))
+                         patient_id: int | None = None, include_done: bool = True,
+                         agent_scope: int | None = None) -> list[dict[str, Any]]:
+    """Plans due from `start` for `days` days (the 7-day and 1-month views), earliest first; with
+    `agent_scope`, only plans for patients that agent may see (their own and unassigned ones)."""
+    where = and_(FollowUp.due_date >= start, FollowUp.due_date < start + dt.timedelta(days=days),
+                 scope_condition(agent_scope))
     if agent_id is not None:
         where = and_(where, FollowUp.agent_id == agent_id)
     if patient_id is not None:

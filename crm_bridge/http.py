@@ -445,6 +445,7 @@ async def patch_followup(request: web.Request) -> web.Response:
     no_nulls(body, "method", "theme", "due_date", "status")
     db = request.app[DB_KEY]
     row = await followups.get_followup(db, followup_id)
+    await checked_access(request, who, row.patient_id, write=True)
     if not manager(who):
         if row.agent_id != who.user_id:
             raise Problem(403, "Not allowed", "This follow-up belongs to another agent.")
@@ -463,7 +464,8 @@ async def list_followups(request: web.Request) -> web.Response:
     start = query.start or today(request)
     agent = worklist_agent(who, query.agent_id)
     items = await followups.list_followups(request.app[DB_KEY], start=start, days=followups.VIEWS[query.view],
-                                           agent_id=agent, include_done=not query.open_only)
+                                           agent_id=agent, include_done=not query.open_only,
+                                           agent_scope=agent_scope(who))
     end = start + dt.timedelta(days=followups.VIEWS[query.view] - 1)
     audit_views(request, [item["patient_id"] for item in items], "followups")
     return web.json_response({"view": query.view, "from": start.isoformat(), "to": end.isoformat(), "items": items})

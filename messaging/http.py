@@ -178,12 +178,21 @@ async def gateway_view(request: web.Request) -> web.Response:
     for name in SECRET_FIELDS:
         shown[name] = "••••" if shown[name] else ""
     shown["http_headers"] = {name: "••••" for name in settings.http_headers}
-    if "?" in settings.http_url:  # some gateways take their key in the query string
-        shown["http_url"] = settings.http_url.split("?", 1)[0] + "?••••"
+    shown["http_url"] = shown_url(settings.http_url)
     dispatcher = request.app.get(DISPATCHER_KEY)
     health = dispatcher.sender.health() if dispatcher else {"ok": False, "adapter": "none", "detail": NO_GATEWAY}
     return web.json_response({"adapter": settings.adapter, "configured": dispatcher is not None, "health": health,
                               "settings": shown, "counts": await request.app[MESSAGING_KEY].counts()})
+
+
+def shown_url(url: str) -> str:
+    """The gateway's URL without what may be a secret: the user info (basic auth) and the query string
+    (some gateways take their key there)."""
+    base, query = url.split("?", 1) if "?" in url else (url, None)
+    scheme, sep, rest = base.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        base = f"{scheme}://••••@{rest.split('@', 1)[1]}"
+    return base if query is None else base + "?••••"
 
 
 async def ticket_now(request: web.Request, ticket_id: int) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from clinicall.client_address import client_address
 from clinicall.db import utcnow
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body
-from crm_bridge.service import audit_views, front_desk_window
+from crm_bridge.service import agent_may_access, audit_views, front_desk_window, patient_brief, record_access
 from queue_display import service
 from queue_display.events import room_json, service_json
 from queue_display.models import STATUSES, Ticket
@@ -188,10 +188,25 @@ def check_front_desk_day(request: web.Request, who: Principal, day: dt.date) -> 
                       f"to {last.isoformat()}; ask a supervisor for other days.", code="date_outside_window")
 
 
+async def checked_patient(request: web.Request, who: Principal, patient_id: int | None) -> None:
+    """A ticket is issued in a patient's name only when the card's rule lets this user open the patient
+    (reception: booked or expected yesterday..tomorrow); anyone else gets a ticket without a name."""
+    if patient_id is None:
+        return
+    db = request.app[DB_KEY]
+    if await patient_brief(db, patient_id) is None:
+        raise Problem(404, "Patient not found", "No patient with that id; search the patient first.")
+    if not await agent_may_access(db, who, patient_id, zone=request.app[SETTINGS_KEY].clinic.zone()):
+        await record_access(db, who.user_id, patient_id, "denied", f"{request.method} {request.path}"[:200])
+        raise Problem(403, "Not your patient", "Reception checks in patients booked or expected from yesterday to "
+                      "tomorrow; give anyone else a ticket without a patient.", code="not_your_patient")
+
+
 @routes.post("/api/tickets")
 async def tickets_issue(request: web.Request) -> web.Response:
     who = require(request, "reception")
     body = await parse_body(request, TicketIn)
+    await checked_patient(request, who, body.patient_id)
     outcome = await _run(request, service.issue, service_id=body.service_id,
                                   source="reception", priority=body.priority, patient_id=body.patient_id,
                                   user_id=who.user_id)
@@ -218,6 +233,7 @@ async def kiosk_issue(request: web.Request) -> web.Response:
 async def checkins_create(request: web.Request) -> web.Response:
     who = require(request, "reception")
     body = await parse_body(request, CheckinIn)
+    await checked_patient(request, who, body.patient_id)
     outcome = await _run(request, service.checkin, patient_id=body.patient_id,
                                     service_id=body.service_id, user_id=who.user_id, priority=body.priority)
     return await _respond(request, outcome, 201)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from clinicall.auth.access import require
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import int_param, parse_body
+from crm_bridge.service import audit_views
 from messaging.keys import MESSAGING_KEY
 from reminders import service, turn_near
 from reminders.keys import DIALLER_KEY
@@ -72,6 +73,7 @@ async def get_campaign(request: web.Request) -> web.Response:
     db = request.app[DB_KEY]
     campaign = await service.get_campaign(db, campaign_id)
     targets = [service.target_json(t) for t in await service.list_targets(db, campaign_id)]
+    audit_views(request, sorted({t["patient_id"] for t in targets}), "reminders")
     return web.json_response({"campaign": campaign, "targets": targets})
 
 

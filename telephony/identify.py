@@ -225,6 +225,11 @@ async def identify_caller(db: Database, settings: Settings, raw_callerid: str | 
     except Exception:
         log.exception("could not list the agents to ring for an inbound call")
         agents, assigned = [], False
+    if match is not None and match.assigned_agent_id is not None and not assigned:
+        # another agent's patient rings the team (that agent is away): the phones show the masked name only
+        from crm_bridge.service import masked_name
+
+        name = safe_callerid_name(masked_name(match.full_name), telephony.callerid_ascii)
     extensions = [phone.extension for phone in agents]
     return CallerIdentity(
         number=display_number(number, region, match.phone_e164 if match else None),

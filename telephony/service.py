@@ -233,6 +233,9 @@ class Telephony:
                           "This call is not linked to a patient yet; open or create the patient's card first.")
         if call.agent_id not in (None, who.user_id) and not who.has_any("supervisor"):
             raise Problem(403, "Not your call", "Only the agent who made the call can log its outcome.")
+        if not await crm.agent_may_access(self.db, who, call.patient_id):
+            raise Problem(403, "Not your patient", "This patient now belongs to another agent; ask them or a "
+                          "supervisor to log the outcome.", code="not_your_patient")
         note_id = await crm.add_care_note(self.db, patient_id=call.patient_id, author_id=who.user_id or 0,
                                           call_id=call.id, **fields)
         notes = await crm.notes_for_calls(self.db, [call.id])

@@ -8,13 +8,14 @@ silently: its backlog is replaced by `{"type": "resync"}`, on which the console 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Hashable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import require
 from clinicall.auth.middleware import allowed_origin
 from clinicall.bus import Event
-from clinicall.hub import Feed, encode
+from clinicall.hub import Feed, Frame, encode
 from clinicall.keys import BUS_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.problem import Problem
 from telephony.events import CALL_SCREENPOP, CALL_UPDATED
@@ -34,8 +35,24 @@ def addressed_to(user_id: int | None, extension: str | None, event: Event) -> bo
     return False
 
 
-def agent_key(user_id: int | None, extension: str | None) -> Hashable:
-    return (user_id, extension or None)
+def agent_key(user_id: int | None, extension: str | None, sees_everyone: bool = False) -> Hashable:
+    return (user_id, extension or None, sees_everyone)
+
+
+def others_patient(data: dict[str, Any], user_id: int | None, sees_everyone: bool) -> bool:
+    """A screen-pop of a patient assigned to another agent (their phone is away, so the team rings)."""
+    patient = data.get("patient") or {}
+    return not sees_everyone and patient.get("assigned_agent_id") not in (None, user_id)
+
+
+def masked_screenpop(data: dict[str, Any]) -> dict[str, Any]:
+    """What the card's rule lets an agent see of another agent's caller (as GET /api/callers/identify):
+    that the caller is known, the masked name and whose patient it is."""
+    from crm_bridge.service import masked_name
+
+    patient = data["patient"]
+    return {**data, "patient": {"assigned_agent_id": patient.get("assigned_agent_id")}, "other_agents_patient": True,
+            "masked_name": masked_name(str(patient.get("full_name") or ""))}
 
 
 @routes.get("/ws/agent")
@@ -49,7 +66,8 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
     hub = request.app[HUB_KEY]
-    client = hub.add(ws, request, request.app[AGENT_FEED_KEY], agent_key(who.user_id, who.extension))
+    client = hub.add(ws, request, request.app[AGENT_FEED_KEY], agent_key(who.user_id, who.extension,
+                                                                                 who.has_any("supervisor")))
     try:
         hub.send(client, encode({"type": "hello", "data": {"user_id": who.user_id, "extension": who.extension}}))
         async for msg in ws:
@@ -68,12 +86,16 @@ async def agent_feed_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AGENT_FEED_KEY] = feed
 
     async def on_event(event: Event) -> None:
-        frame = None
+        frames: dict[bool, Frame] = {}
         for key in feed.keys():
-            user_id, extension = key  # type: ignore[misc]
-            if addressed_to(user_id, extension, event):
-                frame = frame or encode({"type": event.type, "data": event.data, "id": event.id, "at": event.at})
-                hub.publish(feed, key, frame)
+            user_id, extension, sees_everyone = key  # type: ignore[misc]
+            if not addressed_to(user_id, extension, event):
+                continue
+            masked = event.type == CALL_SCREENPOP and others_patient(event.data, user_id, sees_everyone)
+            if masked not in frames:
+                data = masked_screenpop(event.data) if masked else event.data
+                frames[masked] = encode({"type": event.type, "data": data, "id": event.id, "at": event.at})
+            hub.publish(feed, key, frames[masked])
 
     bus = app[BUS_KEY]
     unsubscribe = [bus.subscribe(CALL_UPDATED, on_event), bus.subscribe(CALL_SCREENPOP, on_event)]

@@ -242,7 +242,7 @@ function onCallUpdated(data) {
       const popped = state.pop && state.pop.patient;
       state.call = {id, patient_id: data.patient_id || (popped ? popped.id : state.popPatientId) || null,
                     unlinked: !data.patient_id,
-                    name: popped ? popped.full_name : "", number: data.number, state: data.state};
+                    name: (popped && popped.full_name) || "", number: data.number, state: data.state};
     } else return;
   }
   if (data.patient_id && (!state.call.patient_id || state.call.unlinked)) { state.call.patient_id = data.patient_id; state.call.unlinked = false; }
@@ -394,7 +394,13 @@ function onScreenpop(data) {
   $("pop-known").hidden = !data.known || !data.patient;
   $("pop-new").hidden = !!(data.known && data.patient);
   $("pop-error").hidden = true;
-  if (data.known && data.patient) {
+  $("pop-open").hidden = !!data.other_agents_patient;
+  if (data.other_agents_patient) {  // another agent's patient: the masked name only, no card
+    $("pop-name").textContent = data.masked_name || "";
+    $("pop-status").className = "badge";
+    $("pop-status").textContent = "";
+    openDialog(dialog, dialog.querySelector("[data-close]"));
+  } else if (data.known && data.patient) {
     $("pop-name").textContent = data.patient.full_name;
     $("pop-status").className = `badge ${data.patient.care_status || ""}`;
     $("pop-status").textContent = careLabel(data.patient.care_status);
@@ -406,7 +412,7 @@ function onScreenpop(data) {
     openDialog(dialog, $("np-name"));
   }
   dialog.classList.add("pop-ringing");
-  announce($("call-live"), `${t("incoming")}: ${data.patient ? data.patient.full_name : data.number || ""}`);
+  announce($("call-live"), `${t("incoming")}: ${data.masked_name || (data.patient && data.patient.full_name) || data.number || ""}`);
 }
 
 function newPatientBody(fullName, phone, dob) {

@@ -59,7 +59,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/care/{section}"): USER,  # a section name that is no care list: 404 for every logged-in user
     # crm_bridge: the care loop (referrers and patients get 404 for what is not theirs)
     ("GET", "/referrer"): "AF", ("GET", "/treatment"): "ASGD", ("GET", "/me"): "*",
-    ("GET", "/api/patients/{id}/care"): STAFF, ("POST", "/api/patients/{id}/treatment"): "ASGD",
+    ("GET", "/api/patients/{id}/care"): "ASGD", ("POST", "/api/patients/{id}/treatment"): "ASGD",
     ("PATCH", "/api/treatment/{id}"): "ASGD", ("POST", "/api/patients/{id}/files"): "ASGD",
     ("PATCH", "/api/files/{id}"): "ASGD", ("GET", "/api/files/{id}"): USER, ("POST", "/api/referrals"): "AF",
     ("GET", "/api/referrals"): "ASF", ("GET", "/api/referrals/{id}"): "ASF", ("POST", "/api/patient/login"): "*",

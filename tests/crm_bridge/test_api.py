@@ -193,6 +193,13 @@ async def test_worklists_assignment_transfer_followups(client: TestClient, staff
     assert (await client.patch(f"/api/follow-ups/{first}", json={"status": "pending"},
                                headers=staff.headers("agent2"))).status == 403
     assert len((await get(client, staff, "agent", "/api/follow-ups?view=week&open_only=true"))["items"]) == 1
+    # The patient moves to agent2: agent's plans for them leave agent's list and cannot be changed by agent.
+    moved = await client.post(f"/api/patients/{due['id']}/assign", json={"agent_id": staff.ids["agent2"]},
+                              headers=staff.headers("supervisor"))
+    assert moved.status == 200
+    assert (await get(client, staff, "agent", "/api/follow-ups?view=month"))["items"] == []
+    stale = await client.patch(f"/api/follow-ups/{first}", json={"theme": "x"}, headers=staff.headers("agent"))
+    assert stale.status == 403 and (await stale.json())["code"] == "not_your_patient"
 
 
 async def test_statuses_templates_duplicates_merge(client: TestClient, staff: Staff) -> None:

@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from clinicall.app import create_app
 from clinicall.auth import service as auth_service
 from clinicall.keys import DB_KEY
 from clinicall.problem import Problem
@@ -118,6 +119,12 @@ async def test_the_care_loop(client: TestClient, staff: Staff) -> None:
     imaging = await call(client, "POST", f"/api/patients/{pid}/files", sup, 201, data=form(
         {"group": "imaging", "visible_to_referrer": "on"}, [("phim.png", PNG, "image/png")]))
     lab_id, imaging_id = lab["files"][0]["id"], imaging["files"][0]["id"]
+    # reception checks the booked patient in and opens the card, but reads neither treatment nor results
+    await call(client, "PATCH", f"/api/patients/{pid}", sup, json={"booking_date": today.isoformat()})
+    desk = staff.headers("reception")
+    assert (await call(client, "GET", f"/api/patients/{pid}", desk))["patient"]["id"] == pid
+    assert (await call(client, "GET", f"/api/patients/{pid}/care", desk, 403))["code"] == "role_required"
+    await call(client, "GET", f"/api/files/{lab_id}", desk, 404)
     # the patient: phone login, one-time password, the change is required first
     login = await call(client, "POST", "/api/patient/login", {}, 200, json={"phone": "+84 912 000 002", "password": otp})
     assert login["must_change_password"] is True
@@ -203,3 +210,32 @@ async def test_referrer_invited_by_link(client: TestClient, staff: Staff) -> Non
     client.session.cookie_jar.clear()
     assert (await call(client, "POST", "/api/referrer-invites/accept", {}, 404, json={
         "token": token, "username": "bsmoi2", "password": "mây-trắng-bay-xa"}))["code"] == "invite_invalid"
+
+
+async def test_patient_login_is_throttled_per_number_in_any_writing(
+        aiohttp_client: Callable[..., Any], sqlite_url: str, make_settings: Callable[..., Settings]) -> None:
+    """The per-account limit counts the number, not its spelling: other digit scripts (fullwidth,
+    Arabic-Indic) name the same phone, and the staff login form reaches the same account."""
+    settings = make_settings(sqlite_url, auth={"login_failures_per_account": 3, "login_failures_per_address": 100})
+    client: TestClient = await aiohttp_client(create_app(settings))
+    wrong = {"password": "not-the-password"}
+    await call(client, "POST", "/api/patient/login", expect=401, json={"phone": "0912000005", **wrong})
+    await call(client, "POST", "/api/patient/login", expect=401, json={"phone": "０９１２０００００５", **wrong})
+    await call(client, "POST", "/api/login", expect=401, json={"username": "0912000005", **wrong})
+    throttled = await call(client, "POST", "/api/patient/login", expect=429, json={"phone": "٠٩١٢٠٠٠٠٠٥", **wrong})
+    assert throttled["code"] == "login_throttled"
+    # a stolen session cannot guess the password either: the current password is counted like a login
+    from crm_bridge import accounts
+    from crm_bridge.patients import PatientIn, PhoneIn, create_patient
+
+    db = client.app[DB_KEY]
+    patient_id = await create_patient(db, PatientIn(full_name="Lý Thị Mai", phones=[PhoneIn(number="0912000006")]), None, "VN")
+    made = await accounts.create_account(db, patient_id, template="{password}", link="", by=None)
+    assert made is not None
+    await call(client, "POST", "/api/patient/login", json={"phone": "0912000006", "password": made["one_time_password"]})
+    guess = {"new_password": "mây-trắng-bay-xa"}
+    for n in range(3):
+        await call(client, "POST", "/api/patient/password", expect=422, json={"current_password": f"guess-{n}", **guess})
+    refused = await call(client, "POST", "/api/patient/password", expect=429,
+                         json={"current_password": made["one_time_password"], **guess})
+    assert refused["code"] == "login_throttled"

@@ -214,3 +214,14 @@ def test_settings_refuse_unknown_keys_and_unsafe_values() -> None:
             MessagingSettings(**bad)
     body = render_body('{"text": "{text}", "to": "{to}"}', Outgoing(1, "+84912000111", 'a"b\\c\u2028\x01'))
     assert json.loads(body) == {"text": 'a"b\\c\u2028\x01', "to": "84912000111"}
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://gw.example/send", "https://gw.example/send"),
+    ("https://gw.example/send?api_key=s3cret", "https://gw.example/send?••••"),
+    ("https://acct:s3cret@gw.example:8443/send?x=1", "https://••••@gw.example:8443/send?••••"),
+])
+def test_the_gateway_view_hides_secrets_in_the_url(url: str, shown: str) -> None:
+    from messaging.http import shown_url
+
+    assert shown_url(url) == shown

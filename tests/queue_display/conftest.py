@@ -30,9 +30,10 @@ class Clinic:
         assert response.status == status, (response.status, data)
         return data
 
-    async def issue(self, prefix: str = "A", priority: str = "normal", **extra: Any) -> dict[str, Any]:
+    async def issue(self, prefix: str = "A", priority: str = "normal", who: str = "reception",
+                    **extra: Any) -> dict[str, Any]:
         body = {"service_id": self.services[prefix], "priority": priority, **extra}
-        return (await self.post("/api/tickets", body, status=201))["ticket"]  # type: ignore[no-any-return]
+        return (await self.post("/api/tickets", body, who=who, status=201))["ticket"]  # type: ignore[no-any-return]
 
     async def call_next(self, room: str, who: str = "doctor") -> dict[str, Any] | None:
         return (await self.post(f"/api/rooms/{self.rooms[room]}/call-next", who=who))["ticket"]  # type: ignore[no-any-return]

@@ -84,7 +84,7 @@ async def test_masked_names_for_a_screen_in_one_query(clinic: Clinic) -> None:
     db, settings = app[DB_KEY], app[SETTINGS_KEY]  # type: ignore[index]
     names = ("Nguyễn Văn An", "Trần Thị Bình", "Lê Minh Châu")
     ids = [await create_patient(db, PatientIn(full_name=name), None) for name in names]
-    issued = [await clinic.issue("A", patient_id=patient_id) for patient_id in ids]
+    issued = [await clinic.issue("A", who="admin", patient_id=patient_id) for patient_id in ids]
     rows = [await get_ticket(db, t["id"]) for t in issued]
     initials = settings.model_copy(update={"display": settings.display.model_copy(update={"name_mask": "initials"})})
     mine = asyncio.current_task().get_name()  # type: ignore[union-attr]

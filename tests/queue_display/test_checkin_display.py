@@ -43,6 +43,13 @@ async def test_checkin_masks_names_on_screens(aiohttp_client: Any, sqlite_url: s
     missing = await client.post("/api/checkins", json={"patient_id": 987654, "service_id": clinic.services["A"]},
                                 headers=staff.headers("reception"))
     assert missing.status == 404
+    # a patient reception may not open (not booked or expected yesterday..tomorrow) gets no ticket in their name
+    response = await client.post("/api/patients", json={"full_name": "Trần Thị Xa"}, headers=staff.headers("admin"))
+    other_id = (await response.json())["patient"]["id"]
+    for path, body in (("/api/checkins", {"patient_id": other_id, "service_id": clinic.services["A"]}),
+                       ("/api/tickets", {"patient_id": other_id, "service_id": clinic.services["A"]})):
+        refused = await client.post(path, json=body, headers=staff.headers("reception"))
+        assert refused.status == 403 and (await refused.json())["code"] == "not_your_patient"
 
     listed = await clinic.get(f"/api/tickets?patient_ids={patient_id},999&date={today.isoformat()}")
     assert [(t["number"], t["patient_id"]) for t in listed["tickets"]] == [("A001", patient_id)]
@@ -81,7 +88,7 @@ async def test_name_mask_none_shows_no_name(clinic: Any) -> None:
                                         headers=clinic.staff.headers("admin"))
     body = await response.json()
     patient_id = (body.get("patient") or body)["id"]
-    ticket = await clinic.issue("A", patient_id=patient_id)
+    ticket = await clinic.issue("A", who="admin", patient_id=patient_id)  # not booked: reception may not
     assert ticket["masked_name"] is None and ticket["patient_id"] == patient_id
     snapshot = await clinic.get("/api/display/snapshot", who="doctor")
     assert "Trần" not in str(snapshot)

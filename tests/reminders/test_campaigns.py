@@ -125,6 +125,9 @@ async def test_campaign_confirms_calls_back_retries_and_skips(client: TestClient
     progress = body["campaign"]["progress"]
     assert (progress["confirmed"], progress["callback"], progress["not_reached"], progress["skipped"]) == (2, 1, 1, 2)
     assert progress["called"] == 6
+    # the targets (patient, number) the supervisor read are in the audit trail
+    trail = await (await client.get(f"/api/audit?patient_id={never}&action=reminders", headers=staff.headers("admin"))).json()
+    assert trail["items"] and {row["user_id"] for row in trail["items"]} == {staff.ids["supervisor"]}
 
     # every attempt is a call in the call log, linked to the patient, with its real disposition
     assert [(c.origin, c.disposition) for c in await calls_of(client, busy_first)] == [

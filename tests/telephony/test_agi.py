@@ -103,9 +103,10 @@ async def test_unassigned_patient_rings_the_team_and_the_assigned_agent_only_whe
     assert await run_session(port, with_callerid(trace, b"0987654321"), trace) == [
         'SET VARIABLE CALLERID(name) "Tran Thi Binh"', f"SET VARIABLE PATIENT_ID {unassigned}",
         'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1009"']
-    # The assigned agent left: the call goes to the team instead of a phone nobody answers.
+    # The assigned agent left: the call goes to the team instead of a phone nobody answers, and the team's
+    # phones show the masked name, as the team's consoles do (another agent's patient).
     assert await run_session(port, with_callerid(trace, b"84901234567"), trace) == [
-        'SET VARIABLE CALLERID(name) "Le Van Cuong"', f"SET VARIABLE PATIENT_ID {assigned}",
+        'SET VARIABLE CALLERID(name) "Le V. C."', f"SET VARIABLE PATIENT_ID {assigned}",
         'SET VARIABLE CLINICALL_AGENT_DIAL "PJSIP/1001&PJSIP/1009"']
 
 
@@ -163,3 +164,27 @@ async def test_health_reports_the_listener(client: TestClient) -> None:
     body = await response.json()
     assert body["checks"]["fastagi"]["listening"] is True
     assert body["checks"]["fastagi"]["address"].startswith("127.0.0.1:")
+
+
+async def test_screenpop_of_another_agents_patient_is_masked_on_the_agent_socket(
+        client: TestClient, staff: Staff) -> None:
+    """The assigned agent is away, so the team's phones ring: an agent's console learns that the caller is
+    known, with the masked name only (the card's rule, as GET /api/callers/identify); a supervisor sees all."""
+    from clinicall.auth import service as auth_service
+
+    patient_id = await add_patient(client, staff, "Lê Văn Cường", "0901234567", "agent2")
+    await auth_service.update_user(client.app[DB_KEY], staff.ids["agent2"], active=False)
+    sockets = {who: await client.ws_connect("/ws/agent", headers=staff.headers(who)) for who in ("agent", "supervisor")}
+    for ws in sockets.values():
+        assert (await ws.receive_json(timeout=10))["type"] == "hello"
+    trace = load_trace("inbound_call")
+    await run_session(agi_port(client), with_callerid(trace, b"0901234567"), trace)
+    pops = {who: await ws.receive_json(timeout=10) for who, ws in sockets.items()}
+    for ws in sockets.values():
+        await ws.close()
+    assert pops["supervisor"]["type"] == "call.screenpop"
+    assert pops["supervisor"]["data"]["patient"]["full_name"] == "Lê Văn Cường"
+    seen = pops["agent"]["data"]
+    assert pops["agent"]["type"] == "call.screenpop" and "Cường" not in str(seen)
+    assert seen["patient"] == {"assigned_agent_id": staff.ids["agent2"]} and patient_id != seen.get("patient_id")
+    assert seen["known"] is True and seen["other_agents_patient"] is True and seen["masked_name"] == "Lê V. C."

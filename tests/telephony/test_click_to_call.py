@@ -119,6 +119,12 @@ async def test_click_to_call_answered_end_to_end(client: TestClient, staff: Staf
     calls = (await listed.json())["calls"]
     assert [c["id"] for c in calls] == [call["id"]]
     assert calls[0]["outcome"] is not None and "Hẹn tái khám" in json.dumps(calls[0]["outcome"], ensure_ascii=False)
+    # the patient moves to another agent: the call stays in this agent's list, but writes no note on them
+    moved = await client.post(f"/api/patients/{patient_id}/assign", json={"agent_id": staff.ids["agent2"]},
+                              headers=staff.headers("supervisor"))
+    assert moved.status == 200
+    late = await client.post(f"/api/calls/{call['id']}/outcome", headers=staff.headers("agent"), json={"note": "muộn"})
+    assert late.status == 403 and (await late.json())["code"] == "not_your_patient"
 
 
 @pytest.mark.parametrize("number, disposition", [("0901230002", "busy"), ("0901230004", "failed")])
