@@ -6,14 +6,16 @@ import asyncio
 import datetime as dt
 import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import DateTime, MetaData, event, exc, text
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -25,6 +27,7 @@ NAMING_CONVENTION = {
 }
 
 
+T = TypeVar("T")
 STARTUP_LOCK_KEY = 0x636C696E  # "clin": the PostgreSQL advisory lock taken by start-up
 
 
@@ -75,11 +78,19 @@ class Database:
             self.read_engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
             event.listen(self.read_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.read_engine.sync_engine, "begin", _sqlite_begin_deferred)
+            # run_sync's engine: plain sqlite3 on one writer thread (see run_sync)
+            self.writer_engine: Engine | None = create_engine(
+                make_url(url).set(drivername="sqlite"), echo=echo, pool_size=1, max_overflow=0,
+                connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(self.writer_engine, "connect", _sqlite_pragmas)
+            event.listen(self.writer_engine, "begin", _sqlite_begin_immediate)
         else:
             # A lost server must fail a request in seconds (then 503), not after asyncpg's 60 s default.
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
                                               pool_timeout=10, connect_args={"timeout": 5})
             self.read_engine = self.engine
+            self.writer_engine = None
+        self._writer: ThreadPoolExecutor | None = None  # run_sync's thread on SQLite, made when first needed
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -93,6 +104,23 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session, session.begin():
             yield session
+
+    async def run_sync(self, work: Callable[[Session], T]) -> T:
+        """`work(session)` in one write transaction (committed when it returns, rolled back if it raises), for
+        hot paths of several statements. On SQLite the whole of it runs in one hand-off to a writer thread
+        with a plain sqlite3 connection (aiosqlite hands every statement, fetch and cursor to its thread
+        and back, which costs far more than SQLite itself); on PostgreSQL on the event loop, each
+        statement a round trip (AsyncSession.run_sync)."""
+        if self.writer_engine is not None:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+            return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_writer, work)
+        async with self.transaction() as session:
+            return await session.run_sync(work)
+
+    def _in_writer(self, work: Callable[[Session], T]) -> T:
+        with Session(self.writer_engine, expire_on_commit=False) as session, session.begin():
+            return work(session)
 
     @asynccontextmanager
     async def startup_lock(self) -> AsyncIterator[None]:
@@ -127,6 +155,10 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+        if self._writer is not None and self.writer_engine is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.get_running_loop().run_in_executor(writer, self.writer_engine.dispose)
+            writer.shutdown(wait=False)
 
 
 DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy")
