@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -105,22 +105,23 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
-    async def run_sync(self, work: Callable[[Session], T]) -> T:
-        """`work(session)` in one write transaction (committed when it returns, rolled back if it raises), for
-        hot paths of several statements. On SQLite the whole of it runs in one hand-off to a writer thread
-        with a plain sqlite3 connection (aiosqlite hands every statement, fetch and cursor to its thread
-        and back, which costs far more than SQLite itself); on PostgreSQL on the event loop, each
-        statement a round trip (AsyncSession.run_sync)."""
+    async def run_sync(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` (Core statements) in one write transaction, committed when it returns, rolled
+        back if it raises: for hot paths of several statements. On SQLite the whole of it runs in one
+        hand-off to a writer thread with a plain sqlite3 connection (aiosqlite hands every statement, fetch
+        and cursor to its thread and back, which costs far more than SQLite itself); on PostgreSQL on the
+        event loop, each statement a round trip (AsyncConnection.run_sync)."""
         if self.writer_engine is not None:
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
             return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_writer, work)
-        async with self.transaction() as session:
-            return await session.run_sync(work)
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(work)
 
-    def _in_writer(self, work: Callable[[Session], T]) -> T:
-        with Session(self.writer_engine, expire_on_commit=False) as session, session.begin():
-            return work(session)
+    def _in_writer(self, work: Callable[[Connection], T]) -> T:
+        assert self.writer_engine is not None
+        with self.writer_engine.begin() as connection:
+            return work(connection)
 
     @asynccontextmanager
     async def startup_lock(self) -> AsyncIterator[None]:

@@ -20,12 +20,25 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from clinicall.db import Database, UTCDateTime, utcnow
 from clinicall.problem import Problem, conflict, not_found
@@ -294,22 +307,53 @@ class QueueView:
     tickets: dict[int, Any]
 
 
-TICKETS = Ticket.__table__
-VISITS = Visit.__table__
-ROOM_COLUMNS = (QueueRoom.id, QueueRoom.kind, QueueRoom.number, QueueRoom.names, QueueRoom.service_ids, QueueRoom.open)
-SERVICE_COLUMNS = (QueueService.id, QueueService.prefix, QueueService.names)
-CANDIDATE_COLUMNS = (Ticket.id, Ticket.service_id, Ticket.priority, Ticket.enqueued_at, Ticket.is_returning,
-                     Ticket.preferred_room_id, Ticket.status, Ticket.return_service_id)
+def _statements() -> dict[str, Any]:
+    """call-next's statements, built once (building and keying a statement costs more than SQLite running it)."""
+    t, v, r, x = Ticket.__table__.c, Visit.__table__.c, QueueRoom.__table__.c, QueueService.__table__.c
+    now, room, services = bindparam("now", type_=UTCDateTime()), bindparam("room"), bindparam("services", expanding=True)
+    claim = (update(Ticket.__table__).where(t.status == "waiting", t.service_id.in_(services))
+             .values(status="called", room_id=room, called_at=now, started_at=None, recall_count=0, updated_at=now)
+             .returning(*t))
+    candidates = bindparam("candidates", type_=ARRAY(Integer))
+    is_call = v.id == bindparam("call")
+    return {
+        "rooms": select(r.id, r.kind, r.number, r.names, r.service_ids, r.open),
+        "services": select(x.id, x.prefix, x.names),
+        "candidates": select(t.id, t.service_id, t.priority, t.enqueued_at, t.is_returning, t.preferred_room_id,
+                             t.status, t.return_service_id)
+        .where(or_(and_(t.status == "waiting", t.service_id.in_(services)),
+                   and_(t.room_id == room, t.status.in_(("called", "in_service"))))),
+        "finish": update(Ticket.__table__)
+        .where(t.id.in_(bindparam("current", expanding=True)), t.room_id == room,
+               t.status.in_(("called", "in_service")), t.return_service_id.is_(None))
+        .values(status="done", done_at=now, updated_at=now, started_at=func.coalesce(t.started_at, t.called_at, now))
+        .returning(*t),
+        "claim": claim.where(t.id == bindparam("pick")),
+        # PostgreSQL: the first candidate in call order that no concurrent transaction holds
+        "claim_free": claim.where(t.id == select(t.id).where(t.id == any_(candidates), t.status == "waiting")
+                                  .order_by(func.array_position(candidates, t.id)).limit(1)
+                                  .with_for_update(skip_locked=True).scalar_subquery()),
+        "visits": update(Visit.__table__).where(v.id.in_(bindparam("visits", expanding=True))).values(
+            room_id=case((is_call, room), else_=v.room_id),
+            called_at=case((is_call, func.coalesce(v.called_at, now)), else_=v.called_at),
+            started_at=case((is_call, v.started_at), else_=func.coalesce(v.started_at, v.called_at, now)),
+            ended_at=case((is_call, v.ended_at), else_=now),
+            outcome=case((is_call, v.outcome), else_=literal("done"))),
+        "events": insert(TicketEvent.__table__),
+    }
+
+
+SQL = _statements()
 
 
 async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: int | None = None,
                     now: dt.datetime | None = None) -> Outcome | None:
     """Finishes the room's current ticket and calls the next one across the room's services, in one short
-    transaction (Database.run_sync: on SQLite one hand-off to the writer thread): the rooms, the services
-    and the room's candidates read once as lean rows, the finished and the called rows taken from their
-    UPDATEs, the visits in one UPDATE and the events in one INSERT. A current ticket on a round trip goes
-    back to its doctor through the full path (call_next_round_trip). Returns None (after finishing the
-    current one) when nobody waits."""
+    transaction (Database.run_sync: on SQLite one hand-off to the writer thread) of prebuilt statements:
+    the rooms, the services and the room's candidates read once as lean rows, the finished and the called
+    rows taken from their UPDATEs, the visits in one UPDATE and the events in one INSERT. A current ticket
+    on a round trip goes back to its doctor through the full path (_call_next_round_trip). Returns None
+    (after finishing the current one) when nobody waits."""
     now = now or utcnow()
     work = partial(_call_next_in, is_postgres=db.is_postgres, settings=settings, room_id=room_id, user_id=user_id,
                    now=now)
@@ -323,19 +367,23 @@ async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: 
 ROUND_TRIP = "round trip"
 
 
-def _call_next_in(s: Session, *, is_postgres: bool, settings: Settings, room_id: int, user_id: int | None,
+def _call_next_in(conn: Connection, *, is_postgres: bool, settings: Settings, room_id: int, user_id: int | None,
                   now: dt.datetime) -> Outcome | str | None:
-    rooms, services = _read_room(s, room_id)
+    rooms, services = _read_room(conn, room_id)
     view = QueueView(services, rooms, {})
     room = rooms[room_id]
-    rows = _candidates(s, room)
-    current = [row for row in rows if row.status != "waiting"]
-    if any(row.return_service_id is not None for row in current):
+    rows = _candidates(conn, room)
+    current = [row.id for row in rows if row.status != "waiting"]
+    if any(row.return_service_id is not None for row in rows if row.status != "waiting"):
         return ROUND_TRIP
-    finished = _finish_in_place(s, room.id, [row.id for row in current], now, view)
-    called = _claim_next(s, is_postgres, settings, room, view.rooms, [row for row in rows if row.status == "waiting"],
+    done = conn.execute(SQL["finish"], {"current": current, "room": room.id, "now": now}).all() if current else []
+    view.tickets.update({t.id: t for t in done})
+    finished = [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room.id, t.service_id, t.called_at or t.started_at
+                                                                    or now, now, t.priority, t.is_returning))
+                for t in done]
+    called = _claim_next(conn, is_postgres, settings, room, rooms, [row for row in rows if row.status == "waiting"],
                          now)
-    _record_call(s, [view.tickets[o.ticket_id] for o in finished], called, room.id, user_id, now)
+    _record_call(conn, done, called, room.id, user_id, now)
     if called is None:
         return _only_finished(finished, view) if finished else None
     view.tickets[called.id] = called
@@ -347,31 +395,30 @@ async def _call_next_round_trip(db: Database, settings: Settings, room_id: int, 
     """call-next when the room's current ticket goes back to its doctor when done: finished through _finish
     (which sends it back), then the next one claimed as usual. The runtime reads what it publishes again."""
     async with db.transaction() as s:
-        rooms, _services = await s.run_sync(_read_room, room_id)
+        conn = await s.connection()
+        rooms, _services = await conn.run_sync(_read_room, room_id)
         room = rooms[room_id]
-        rows = await s.run_sync(_candidates, room)
+        rows = await conn.run_sync(_candidates, room)
         finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
-        called = await s.run_sync(_claim_next, db.is_postgres, settings, room, rooms,
-                                  [row for row in rows if row.status == "waiting"], now)
-        await s.run_sync(_record_call, [], called, room.id, user_id, now)
+        await s.flush()
+        called = await conn.run_sync(_claim_next, db.is_postgres, settings, room, rooms,
+                                     [row for row in rows if row.status == "waiting"], now)
+        await conn.run_sync(_record_call, [], called, room.id, user_id, now)
     if called is None:
         return _only_finished(finished, None) if finished else None
     return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished)
 
 
-def _read_room(s: Session, room_id: int) -> tuple[dict[int, Any], dict[int, Any]]:
+def _read_room(conn: Connection, room_id: int) -> tuple[dict[int, Any], dict[int, Any]]:
     """Every room and service (lean rows); Problem when the room is unknown or closed."""
-    rooms = {r.id: r for r in s.execute(select(*ROOM_COLUMNS)).all()}
+    rooms = {r.id: r for r in conn.execute(SQL["rooms"]).all()}
     _check_open(rooms.get(room_id))
-    return rooms, {x.id: x for x in s.execute(select(*SERVICE_COLUMNS)).all()}
+    return rooms, {x.id: x for x in conn.execute(SQL["services"]).all()}
 
 
-def _candidates(s: Session, room: Any) -> list[Any]:
+def _candidates(conn: Connection, room: Any) -> list[Any]:
     """The room's current ticket(s) and everyone waiting for its services."""
-    return list(s.execute(
-        select(*CANDIDATE_COLUMNS)
-        .where(or_(and_(Ticket.status == "waiting", Ticket.service_id.in_(room.service_ids or [-1])),
-                   and_(Ticket.room_id == room.id, Ticket.status.in_(("called", "in_service")))))).all())
+    return list(conn.execute(SQL["candidates"], {"services": list(room.service_ids or [-1]), "room": room.id}).all())
 
 
 def _check_open(room: Any) -> None:
@@ -381,25 +428,7 @@ def _check_open(room: Any) -> None:
         raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.")
 
 
-def _finish_in_place(s: Session, room_id: int, current: list[int], now: dt.datetime, view: QueueView) -> list[Outcome]:
-    """The room's current ticket(s) done, in one conditional UPDATE that returns the rows as they are now
-    (a ticket another operation moved meanwhile is left alone)."""
-    if not current:
-        return []
-    c = TICKETS.c
-    done = s.execute(
-        update(TICKETS).where(c.id.in_(current), c.room_id == room_id, c.status.in_(("called", "in_service")),
-                              c.return_service_id.is_(None))
-        .values(status="done", done_at=now, updated_at=now,
-                started_at=func.coalesce(c.started_at, c.called_at, literal(now, UTCDateTime())))
-        .returning(*c)).all()
-    view.tickets.update({t.id: t for t in done})
-    return [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room_id, t.service_id, t.called_at or t.started_at or now,
-                                                                 now, t.priority, t.is_returning))
-            for t in done]
-
-
-def _claim_next(s: Session, is_postgres: bool, settings: Settings, room: Any, rooms: dict[int, Any],
+def _claim_next(conn: Connection, is_postgres: bool, settings: Settings, room: Any, rooms: dict[int, Any],
                 waiting: list[Any], now: dt.datetime) -> Any | None:
     """Claims the room's next ticket with a conditional UPDATE that returns its row as it is now. On
     PostgreSQL the first candidate in call order that no concurrent call-next holds (FOR UPDATE SKIP
@@ -412,46 +441,32 @@ def _claim_next(s: Session, is_postgres: bool, settings: Settings, room: Any, ro
                              now, weights, starvation)
     if not ordered:
         return None
-    c = TICKETS.c
-    claim = (update(TICKETS).where(c.status == "waiting", c.service_id.in_(room.service_ids or [-1]))
-             .values(status="called", room_id=room.id, called_at=now, started_at=None, recall_count=0, updated_at=now)
-             .returning(*c))
+    params = {"services": list(room.service_ids or [-1]), "room": room.id, "now": now}
     if is_postgres:
-        ids = bindparam("candidates", [item.ticket_id for item in ordered], type_=ARRAY(Integer))
-        free = (select(c.id).where(c.id == any_(ids), c.status == "waiting")
-                .order_by(func.array_position(ids, c.id)).limit(1).with_for_update(skip_locked=True))
-        claimed = s.execute(claim.where(c.id == free.scalar_subquery())).first()
+        claimed = conn.execute(SQL["claim_free"], {**params, "candidates": [i.ticket_id for i in ordered]}).first()
         if claimed is not None:
             return claimed
     for item in ordered[:CALL_ATTEMPTS]:
-        claimed = s.execute(claim.where(c.id == item.ticket_id)).first()
+        claimed = conn.execute(SQL["claim"], {**params, "pick": item.ticket_id}).first()
         if claimed is not None:
             return claimed
     return None
 
 
-def _record_call(s: Session, done: list[Any], called: Any | None, room_id: int, user_id: int | None,
+def _record_call(conn: Connection, done: list[Any], called: Any | None, room_id: int, user_id: int | None,
                  now: dt.datetime) -> None:
     """The finished visits end (done) and the called one gets its room and call time, in one UPDATE; their
     events in one INSERT."""
-    finished = [t.visit_id for t in done if t.visit_id is not None]
     call = called.visit_id if called is not None else None
-    ids = [*finished, *([call] if call is not None else [])]
+    ids = [*(t.visit_id for t in done if t.visit_id is not None), *([call] if call is not None else [])]
     if ids:
-        v, at = VISITS.c, literal(now, UTCDateTime())
-        is_call = v.id == (call if call is not None else -1)
-        s.execute(update(VISITS).where(v.id.in_(ids)).values(
-            room_id=case((is_call, room_id), else_=v.room_id),
-            called_at=case((is_call, func.coalesce(v.called_at, at)), else_=v.called_at),
-            started_at=case((is_call, v.started_at), else_=func.coalesce(v.started_at, v.called_at, at)),
-            ended_at=case((is_call, v.ended_at), else_=at),
-            outcome=case((is_call, v.outcome), else_=literal("done")),
-        ))
+        conn.execute(SQL["visits"], {"visits": ids, "call": call if call is not None else -1, "room": room_id,
+                                     "now": now})
     log_rows = [_event_row(t, ev.TICKET_DONE, now, user_id, room_id) for t in done]
     if called is not None:
         log_rows.append(_event_row(called, ev.TICKET_CALLED, now, user_id, room_id, how="next"))
     if log_rows:
-        s.execute(insert(TicketEvent.__table__).values(log_rows))
+        conn.execute(SQL["events"], log_rows)
 
 
 def _event_row(ticket: Ticket, kind: str, at: dt.datetime, user_id: int | None, room_id: int,
