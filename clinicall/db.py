@@ -6,11 +6,12 @@ import asyncio
 import datetime as dt
 import fcntl
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
@@ -86,8 +87,9 @@ class Database:
             event.listen(self.writer_engine, "begin", _sqlite_begin_immediate)
         else:
             # A lost server must fail a request in seconds (then 503), not after asyncpg's 60 s default.
-            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
+            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20,
                                               pool_timeout=10, connect_args={"timeout": 5})
+            _ping_when_idle(self.engine.sync_engine)
             self.read_engine = self.engine
             self.writer_engine = None
         self._writer: ThreadPoolExecutor | None = None  # run_sync's thread on SQLite, made when first needed
@@ -207,6 +209,30 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for a connection that sat in the pool over IDLE_PING_SECONDS: a round trip
+    saved on every busy checkout. A server that went away meanwhile fails that one request (503), and the
+    pool then starts afresh."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: object, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: object, record: Any, _proxy: object) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since > IDLE_PING_SECONDS:
+            try:
+                alive = engine.dialect.do_ping(dbapi_connection)  # type: ignore[arg-type]
+            except Exception as error:
+                raise exc.DisconnectionError("an idle connection failed its ping") from error
+            if not alive:
+                raise exc.DisconnectionError("an idle connection failed its ping")
 
 
 def _sqlite_begin_immediate(conn: object) -> None:
