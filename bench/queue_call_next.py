@@ -79,12 +79,15 @@ async def run(db: Database, settings: Settings, room_ids: list[int], callers: in
         nonlocal statements
         statements += 1
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    engines = [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine is not None else [])]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     began = time.perf_counter()
     await asyncio.gather(*(caller(i % len(room_ids)) for i in range(callers)))
     await runtime.settled()  # the estimates of the last calls are stored too
     elapsed = time.perf_counter() - began
-    event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", count)
     await runtime.stop()
     await runtime.bus.close()
     assert len(called) == expected and Counter(called).most_common(1)[0][1] == 1, "a ticket was called twice or lost"

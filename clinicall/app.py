@@ -14,6 +14,7 @@ from clinicall.auth import http as auth_http
 from clinicall.auth import service as auth_service
 from clinicall.auth.middleware import auth_middleware
 from clinicall.auth.throttle import throttle_ctx
+from clinicall.auth.token_cache import token_cache_ctx
 from clinicall.bus import make_bus
 from clinicall.db import Database
 from clinicall.exports import export_middleware
@@ -105,7 +106,7 @@ def create_app(settings: Settings) -> web.Application:
     app[WEBSOCKETS_KEY] = weakref.WeakSet()
     app[NAV_KEY] = []
     # Order matters: cleanup runs in reverse, so tasks stop before the bus and the database close.
-    app.cleanup_ctx.extend([database_ctx, bus_ctx, tasks_ctx, hub_ctx, throttle_ctx, retention_ctx])
+    app.cleanup_ctx.extend([database_ctx, bus_ctx, token_cache_ctx, tasks_ctx, hub_ctx, throttle_ctx, retention_ctx])
     app.on_shutdown.append(close_websockets)
     app.router.add_routes(health.routes)
     app.router.add_routes(auth_http.routes)

@@ -6,11 +6,14 @@ import asyncio
 import datetime as dt
 import fcntl
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, event, exc, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -25,6 +28,7 @@ NAMING_CONVENTION = {
 }
 
 
+T = TypeVar("T")
 STARTUP_LOCK_KEY = 0x636C696E  # "clin": the PostgreSQL advisory lock taken by start-up
 
 
@@ -75,11 +79,20 @@ class Database:
             self.read_engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
             event.listen(self.read_engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.read_engine.sync_engine, "begin", _sqlite_begin_deferred)
+            # run_sync's engine: plain sqlite3 on one writer thread (see run_sync)
+            self.writer_engine: Engine | None = create_engine(
+                make_url(url).set(drivername="sqlite"), echo=echo, pool_size=1, max_overflow=0,
+                connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(self.writer_engine, "connect", _sqlite_pragmas)
+            event.listen(self.writer_engine, "begin", _sqlite_begin_immediate)
         else:
             # A lost server must fail a request in seconds (then 503), not after asyncpg's 60 s default.
-            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
+            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20,
                                               pool_timeout=10, connect_args={"timeout": 5})
+            _ping_when_idle(self.engine.sync_engine)
             self.read_engine = self.engine
+            self.writer_engine = None
+        self._writer: ThreadPoolExecutor | None = None  # run_sync's thread on SQLite, made when first needed
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -93,6 +106,24 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session, session.begin():
             yield session
+
+    async def run_sync(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` (Core statements) in one write transaction, committed when it returns, rolled
+        back if it raises: for hot paths of several statements. On SQLite the whole of it runs in one
+        hand-off to a writer thread with a plain sqlite3 connection (aiosqlite hands every statement, fetch
+        and cursor to its thread and back, which costs far more than SQLite itself); on PostgreSQL on the
+        event loop, each statement a round trip (AsyncConnection.run_sync)."""
+        if self.writer_engine is not None:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+            return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_writer, work)
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(work)
+
+    def _in_writer(self, work: Callable[[Connection], T]) -> T:
+        assert self.writer_engine is not None
+        with self.writer_engine.begin() as connection:
+            return work(connection)
 
     @asynccontextmanager
     async def startup_lock(self) -> AsyncIterator[None]:
@@ -127,6 +158,10 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+        if self._writer is not None and self.writer_engine is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.get_running_loop().run_in_executor(writer, self.writer_engine.dispose)
+            writer.shutdown(wait=False)
 
 
 DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy")
@@ -174,6 +209,30 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for a connection that sat in the pool over IDLE_PING_SECONDS: a round trip
+    saved on every busy checkout. A server that went away meanwhile fails that one request (503), and the
+    pool then starts afresh."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: object, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: object, record: Any, _proxy: object) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since > IDLE_PING_SECONDS:
+            try:
+                alive = engine.dialect.do_ping(dbapi_connection)  # type: ignore[arg-type]
+            except Exception as error:
+                raise exc.DisconnectionError("an idle connection failed its ping") from error
+            if not alive:
+                raise exc.DisconnectionError("an idle connection failed its ping")
 
 
 def _sqlite_begin_immediate(conn: object) -> None:

@@ -112,6 +112,8 @@ class AuthSettings(Section):
     login_failures_per_address: int = Field(30, ge=1, le=100_000, description="Failed logins per client address in a window before it waits")
     login_window_seconds: int = Field(900, ge=10, le=86_400, description="The failed-login window (and the longest wait)")
     metrics_token: str | None = Field(None, description="Bearer token (16+ characters) a Prometheus scraper sends to read /metrics")
+    token_cache_seconds: float = Field(5.0, ge=0, le=60, description="How long a valid bearer token is remembered "
+                                       "before the database is asked again (0: every request); revoking forgets at once")
 
     @field_validator("metrics_token")
     @classmethod

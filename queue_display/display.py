@@ -31,6 +31,7 @@ from clinicall.hub import Client, Frame, Hub, encode
 from clinicall.keys import BUS_KEY, DB_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.nav import NAV_KEY, NavLink
 from clinicall.problem import Problem
+from queue_display.lines import Sent, line_delta
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ class DisplayHub:
         self._snapshots: dict[Any, tuple[int, float, asyncio.Task[dict[str, Any]]]] = {}
         self._frames: dict[Any, tuple[int, float, Frame]] = {}  # encoded snapshots, shared by screens
         self._pending: list[Event] = []
+        self.lines: dict[Any, dict[Any, Sent]] = {}  # service id -> the waiting line as last sent
         self.forwarded = 0
         self.frames = 0  # frames encoded for batches
 
@@ -224,7 +226,8 @@ class DisplayHub:
         latest_line = {event.data.get("service_id"): event for event in events if event.type == QUEUE_CHANGED}
         kept = [e for e in events if e.type != QUEUE_CHANGED or latest_line.get(e.data.get("service_id")) is e]
         keep_masked = self.keep_masked
-        bodies = [{"type": e.type, "id": e.id, "at": e.at, "data": scrub(e.data, keep_masked)} for e in kept]
+        bodies = [{"type": e.type, "id": e.id, "at": e.at, "data": self._as_sent(e, scrub(e.data, keep_masked))}
+                  for e in kept]
         scopes = [event_scope(e) for e in kept]
         encoded: dict[tuple[int, ...], Frame] = {}
         for key in self.feed.keys():
@@ -238,6 +241,15 @@ class DisplayHub:
                 frame = encoded[chosen] = encode(batch_body([bodies[i] for i in chosen]))
                 self.frames += 1
             self.hub.publish(self.feed, key, frame)
+
+    def _as_sent(self, event: Event, data: dict[str, Any]) -> dict[str, Any]:
+        """A waiting line goes out as a delta against the one sent before (queue_display/lines.py)."""
+        waiting = data.get("waiting")
+        if event.type != QUEUE_CHANGED or not isinstance(waiting, list):
+            return data
+        service_id = data.get("service_id")
+        entries, self.lines[service_id] = line_delta(self.lines.get(service_id, {}), waiting)
+        return {**{k: v for k, v in data.items() if k != "waiting"}, "line": entries}
 
     # snapshots ---------------------------------------------------------------------------------------
     async def snapshot(self, screen_filter: ScreenFilter) -> dict[str, Any]:

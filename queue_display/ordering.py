@@ -76,3 +76,10 @@ def next_for_room(items: Sequence[QueueItem], room_id: int, room_service_ids: Co
     if not candidates:
         return None
     return min(candidates, key=lambda item: _sort_key(item, weights, starvation_minutes))
+
+
+def order_for_room(items: Sequence[QueueItem], room_id: int, room_service_ids: Collection[int], now: dt.datetime,
+                   weights: Mapping[str, float], starvation_minutes: float) -> list[QueueItem]:
+    """Every item this room may call now, in the order it should call them (next_for_room first)."""
+    candidates = [item for item in items if may_serve(item, room_id, room_service_ids, now)]
+    return sorted(candidates, key=lambda item: _sort_key(item, weights, starvation_minutes))

@@ -3,8 +3,9 @@ store the estimates, publish ticket.* and queue.changed).
 
 call-next publishes from the view its transaction kept (the call first, back to back, so the screens get
 one frame) and its estimates follow in a refresh shared by a burst; other operations read the queue once,
-refreshed, and publish from it. The estimator lives on one worker thread: every record and every
-estimate is handed to it in order, so the event loop never runs the forward simulation."""
+refreshed, and publish from it. The estimator lives on one worker thread: every record (just before the
+next estimate) and every estimate is handed to it in order, so the event loop never runs the forward
+simulation."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class QueueRuntime:
         self.estimator = make_estimator(settings.clinic.zone(), queue.priority_weights,
                                         float(queue.anti_starvation_minutes), float(queue.return_hold_minutes))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-estimator")
+        self._lessons: list[Callable[[], None]] = []  # records for the estimator, handed over by on_worker
         self._closed = False
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
         self._write_lock = asyncio.Lock()
@@ -77,6 +79,7 @@ class QueueRuntime:
         self._stale = False  # a coming refresh is wanted even if it publishes no line
         self._refresher: asyncio.Task[None] | None = None
         self.refresh_delay = REFRESH_DELAY_SECONDS
+        self._refresh_seconds = 0.0  # how long the last refresh after a change took
         self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
         self.warmed = False
 
@@ -100,12 +103,17 @@ class QueueRuntime:
         return self._write_lock if self.db.is_sqlite else contextlib.nullcontext()
 
     async def on_worker(self, function: Callable[..., T], *args: Any) -> T:
-        """Runs `function(*args)` on the estimator's thread, after everything handed to it before."""
+        """Runs `function(*args)` on the estimator's thread, after everything taught before."""
+        lessons, self._lessons = self._lessons, []
+        for lesson in lessons:
+            self._worker.submit(_logged, lesson)
         return await asyncio.get_running_loop().run_in_executor(self._worker, partial(function, *args))
 
     def _teach(self, function: Callable[..., None], *args: Any) -> None:
+        """The estimator learns it on its thread just before it next runs (on_worker): never while an
+        operation's frames go out, when its thread would contend with the event loop for the interpreter."""
         if not self._closed:  # after shutdown there is nothing left to estimate for
-            self._worker.submit(_logged, partial(function, self.estimator, *args))
+            self._lessons.append(partial(function, self.estimator, *args))
 
     async def estimate(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
                        away: list[Any] | None = None) -> dict[int, tuple[float, float, float]]:
@@ -225,13 +233,18 @@ class QueueRuntime:
             self._refresher = asyncio.create_task(self._refresh_soon(), name=REFRESH_TASK)
 
     async def _refresh_soon(self) -> None:
-        await asyncio.sleep(self.refresh_delay)
+        """Under a stream of changes the refreshes are spaced by at least as long as the last one took, so
+        the estimator (its thread shares the interpreter with the event loop) takes at most about half."""
+        loop = asyncio.get_running_loop()
         while self._stale:
+            await asyncio.sleep(max(self.refresh_delay, self._refresh_seconds))
             changed, self._wanted, self._stale = self._wanted, set(), False
+            began = loop.time()
             try:
                 await self.refresh_and_publish(changed)
             except Exception:
                 log.exception("queue: estimate refresh failed; the next change or the periodic one retries")
+            self._refresh_seconds = loop.time() - began
 
     async def settled(self) -> None:
         """Until the refreshes asked for so far are done (tests and benches wait for them)."""

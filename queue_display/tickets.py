@@ -17,9 +17,24 @@ import datetime as dt
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +54,7 @@ from queue_display.models import (
     TicketEvent,
     Visit,
 )
-from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
+from queue_display.ordering import PRIORITIES, QueueItem, order_for_room
 
 CALL_ATTEMPTS = 50
 
@@ -283,116 +298,175 @@ def _mark_called(ticket: Ticket, room: QueueRoom, now: dt.datetime) -> None:
 
 @dataclass
 class QueueView:
-    """What an operation read and wrote, as it stands after it: the catalog and the tickets it touched.
-    The runtime builds the events and the HTTP reply from it instead of reading them again."""
+    """What an operation read and wrote, as it stands after it: the catalog and the tickets it touched, as
+    plain rows (the columns ticket_json reads). The runtime builds the events and the HTTP reply from it
+    instead of reading them again."""
 
-    services: dict[int, QueueService]
-    rooms: dict[int, QueueRoom]
-    tickets: dict[int, Ticket]
+    services: dict[int, Any]
+    rooms: dict[int, Any]
+    tickets: dict[int, Any]
+
+
+def _statements() -> dict[str, Any]:
+    """call-next's statements, built once (building and keying a statement costs more than SQLite running it)."""
+    t, v, r, x = Ticket.__table__.c, Visit.__table__.c, QueueRoom.__table__.c, QueueService.__table__.c
+    now, room, services = bindparam("now", type_=UTCDateTime()), bindparam("room"), bindparam("services", expanding=True)
+    claim = (update(Ticket.__table__).where(t.status == "waiting", t.service_id.in_(services))
+             .values(status="called", room_id=room, called_at=now, started_at=None, recall_count=0, updated_at=now)
+             .returning(*t))
+    candidates = bindparam("candidates", type_=ARRAY(Integer))
+    is_call = v.id == bindparam("call")
+    return {
+        "rooms": select(r.id, r.kind, r.number, r.names, r.service_ids, r.open),
+        "services": select(x.id, x.prefix, x.names),
+        "candidates": select(t.id, t.service_id, t.priority, t.enqueued_at, t.is_returning, t.preferred_room_id,
+                             t.status, t.return_service_id)
+        .where(or_(and_(t.status == "waiting", t.service_id.in_(services)),
+                   and_(t.room_id == room, t.status.in_(("called", "in_service"))))),
+        "finish": update(Ticket.__table__)
+        .where(t.id.in_(bindparam("current", expanding=True)), t.room_id == room,
+               t.status.in_(("called", "in_service")), t.return_service_id.is_(None))
+        .values(status="done", done_at=now, updated_at=now, started_at=func.coalesce(t.started_at, t.called_at, now))
+        .returning(*t),
+        "claim": claim.where(t.id == bindparam("pick")),
+        # PostgreSQL: the first candidate in call order that no concurrent transaction holds
+        "claim_free": claim.where(t.id == select(t.id).where(t.id == any_(candidates), t.status == "waiting")
+                                  .order_by(func.array_position(candidates, t.id)).limit(1)
+                                  .with_for_update(skip_locked=True).scalar_subquery()),
+        "visits": update(Visit.__table__).where(v.id.in_(bindparam("visits", expanding=True))).values(
+            room_id=case((is_call, room), else_=v.room_id),
+            called_at=case((is_call, func.coalesce(v.called_at, now)), else_=v.called_at),
+            started_at=case((is_call, v.started_at), else_=func.coalesce(v.started_at, v.called_at, now)),
+            ended_at=case((is_call, v.ended_at), else_=now),
+            outcome=case((is_call, v.outcome), else_=literal("done"))),
+        "events": insert(TicketEvent.__table__),
+    }
+
+
+SQL = _statements()
 
 
 async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: int | None = None,
                     now: dt.datetime | None = None) -> Outcome | None:
     """Finishes the room's current ticket and calls the next one across the room's services, in one short
-    transaction: the rooms, the services and the room's candidates read once, the finished and the called
-    rows taken from their UPDATEs. Returns None (after finishing the current one) when nobody waits."""
+    transaction (Database.run_sync: on SQLite one hand-off to the writer thread) of prebuilt statements:
+    the rooms, the services and the room's candidates read once as lean rows, the finished and the called
+    rows taken from their UPDATEs, the visits in one UPDATE and the events in one INSERT. A current ticket
+    on a round trip goes back to its doctor through the full path (_call_next_round_trip). Returns None
+    (after finishing the current one) when nobody waits."""
     now = now or utcnow()
-    async with db.transaction() as s:
-        rooms = {r.id: r for r in (await s.scalars(select(QueueRoom))).all()}
-        room = rooms.get(room_id)
-        _check_open(room)
-        assert room is not None
-        services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
-        rows = (await s.execute(
-            select(Ticket.id, Ticket.service_id, Ticket.priority, Ticket.enqueued_at, Ticket.is_returning,
-                   Ticket.preferred_room_id, Ticket.status, Ticket.return_service_id)
-            .where(or_(and_(Ticket.status == "waiting", Ticket.service_id.in_(room.service_ids or [-1])),
-                       and_(Ticket.room_id == room.id, Ticket.status.in_(("called", "in_service"))))))).all()
-        current = [row for row in rows if row.status != "waiting"]
-        view: QueueView | None = QueueView(services, rooms, {})
-        if any(row.return_service_id is not None for row in current):  # a round trip goes back: the full path
-            finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
-            view = None
-        else:
-            finished = await _finish_in_place(s, room.id, [row.id for row in current], now, view)
-        open_rooms = {r.id for r in rooms.values() if r.open}
-        called = await _claim_next(s, settings, room, open_rooms, [row for row in rows if row.status == "waiting"], now)
-        done_here = [view.tickets[o.ticket_id] for o in finished] if view is not None else []
-        await _visits_after_call(s, [t.visit_id for t in done_here if t.visit_id is not None],
-                                 called.visit_id if called is not None else None, room.id, now)
-        log_rows = [_event_row(t, ev.TICKET_DONE, now, user_id, room.id) for t in done_here]
-        if called is not None:
-            log_rows.append(_event_row(called, ev.TICKET_CALLED, now, user_id, room.id, how="next"))
-        if log_rows:
-            await s.execute(insert(TicketEvent).values(log_rows))
-    if called is not None and view is not None:
-        view.tickets[called.id] = called
+    work = partial(_call_next_in, is_postgres=db.is_postgres, settings=settings, room_id=room_id, user_id=user_id,
+                   now=now)
+    outcome = await db.run_sync(work)
+    if outcome is ROUND_TRIP:
+        return await _call_next_round_trip(db, settings, room_id, user_id=user_id, now=now)
+    assert not isinstance(outcome, str)
+    return outcome
+
+
+ROUND_TRIP = "round trip"
+
+
+def _call_next_in(conn: Connection, *, is_postgres: bool, settings: Settings, room_id: int, user_id: int | None,
+                  now: dt.datetime) -> Outcome | str | None:
+    rooms, services = _read_room(conn, room_id)
+    view = QueueView(services, rooms, {})
+    room = rooms[room_id]
+    rows = _candidates(conn, room)
+    current = [row.id for row in rows if row.status != "waiting"]
+    if any(row.return_service_id is not None for row in rows if row.status != "waiting"):
+        return ROUND_TRIP
+    done = conn.execute(SQL["finish"], {"current": current, "room": room.id, "now": now}).all() if current else []
+    view.tickets.update({t.id: t for t in done})
+    finished = [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room.id, t.service_id, t.called_at or t.started_at
+                                                                    or now, now, t.priority, t.is_returning))
+                for t in done]
+    called = _claim_next(conn, is_postgres, settings, room, rooms, [row for row in rows if row.status == "waiting"],
+                         now)
+    _record_call(conn, done, called, room.id, user_id, now)
     if called is None:
         return _only_finished(finished, view) if finished else None
+    view.tickets[called.id] = called
     return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished, view=view)
 
 
-def _check_open(room: QueueRoom | None) -> None:
+async def _call_next_round_trip(db: Database, settings: Settings, room_id: int, *, user_id: int | None,
+                                now: dt.datetime) -> Outcome | None:
+    """call-next when the room's current ticket goes back to its doctor when done: finished through _finish
+    (which sends it back), then the next one claimed as usual. The runtime reads what it publishes again."""
+    async with db.transaction() as s:
+        conn = await s.connection()
+        rooms, _services = await conn.run_sync(_read_room, room_id)
+        room = rooms[room_id]
+        rows = await conn.run_sync(_candidates, room)
+        finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
+        await s.flush()
+        called = await conn.run_sync(_claim_next, db.is_postgres, settings, room, rooms,
+                                     [row for row in rows if row.status == "waiting"], now)
+        await conn.run_sync(_record_call, [], called, room.id, user_id, now)
+    if called is None:
+        return _only_finished(finished, None) if finished else None
+    return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished)
+
+
+def _read_room(conn: Connection, room_id: int) -> tuple[dict[int, Any], dict[int, Any]]:
+    """Every room and service (lean rows); Problem when the room is unknown or closed."""
+    rooms = {r.id: r for r in conn.execute(SQL["rooms"]).all()}
+    _check_open(rooms.get(room_id))
+    return rooms, {x.id: x for x in conn.execute(SQL["services"]).all()}
+
+
+def _candidates(conn: Connection, room: Any) -> list[Any]:
+    """The room's current ticket(s) and everyone waiting for its services."""
+    return list(conn.execute(SQL["candidates"], {"services": list(room.service_ids or [-1]), "room": room.id}).all())
+
+
+def _check_open(room: Any) -> None:
     if room is None:
         raise not_found("Room")
     if not room.open:
         raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.")
 
 
-async def _finish_in_place(s: AsyncSession, room_id: int, current: list[int], now: dt.datetime,
-                           view: QueueView) -> list[Outcome]:
-    """The room's current ticket(s) done, in one conditional UPDATE that returns the rows as they are now
-    (a ticket another operation moved meanwhile is left alone)."""
-    if not current:
-        return []
-    done = (await s.scalars(
-        update(Ticket).where(Ticket.id.in_(current), Ticket.room_id == room_id,
-                             Ticket.status.in_(("called", "in_service")), Ticket.return_service_id.is_(None))
-        .values(status="done", done_at=now, updated_at=now,
-                started_at=func.coalesce(Ticket.started_at, Ticket.called_at, literal(now, UTCDateTime())))
-        .returning(Ticket), execution_options={"synchronize_session": False})).all()
-    view.tickets.update({t.id: t for t in done})
-    return [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room_id, t.service_id, t.called_at or t.started_at or now,
-                                                                 now, t.priority, t.is_returning))
-            for t in done]
-
-
-async def _claim_next(s: AsyncSession, settings: Settings, room: QueueRoom, open_rooms: set[int],
-                      waiting: list[Any], now: dt.datetime) -> Ticket | None:
-    """Claims the room's next ticket with a conditional UPDATE that returns its row as it is now; when
-    another caller won it, the next one."""
+def _claim_next(conn: Connection, is_postgres: bool, settings: Settings, room: Any, rooms: dict[int, Any],
+                waiting: list[Any], now: dt.datetime) -> Any | None:
+    """Claims the room's next ticket with a conditional UPDATE that returns its row as it is now. On
+    PostgreSQL the first candidate in call order that no concurrent call-next holds (FOR UPDATE SKIP
+    LOCKED), so callers in other rooms never queue behind one another's claims; when every candidate is
+    held or taken, one after the other, waiting for each (a claim rolled back frees its ticket). On SQLite
+    the transaction holds the write lock, so the first candidate is always free."""
     weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
-    items = [queue_item(row, settings, open_rooms) for row in waiting]
-    for _attempt in range(CALL_ATTEMPTS):
-        pick = next_for_room(items, room.id, room.service_ids, now, weights, starvation)
-        if pick is None:
-            return None
-        claimed = (await s.scalars(
-            update(Ticket).where(Ticket.id == pick.ticket_id, Ticket.status == "waiting",
-                                 Ticket.service_id.in_(room.service_ids or [-1]))
-            .values(status="called", room_id=room.id, called_at=now, started_at=None, recall_count=0, updated_at=now)
-            .returning(Ticket), execution_options={"synchronize_session": False, "populate_existing": True})).first()
+    open_rooms = {r.id for r in rooms.values() if r.open}
+    ordered = order_for_room([queue_item(row, settings, open_rooms) for row in waiting], room.id, room.service_ids,
+                             now, weights, starvation)
+    if not ordered:
+        return None
+    params = {"services": list(room.service_ids or [-1]), "room": room.id, "now": now}
+    if is_postgres:
+        claimed = conn.execute(SQL["claim_free"], {**params, "candidates": [i.ticket_id for i in ordered]}).first()
         if claimed is not None:
             return claimed
-        items = [item for item in items if item.ticket_id != pick.ticket_id]  # another caller took it first
+    for item in ordered[:CALL_ATTEMPTS]:
+        claimed = conn.execute(SQL["claim"], {**params, "pick": item.ticket_id}).first()
+        if claimed is not None:
+            return claimed
     return None
 
 
-async def _visits_after_call(s: AsyncSession, finished: list[int], called: int | None, room_id: int,
-                             now: dt.datetime) -> None:
-    """The finished visits end (done) and the called one gets its room and call time, in one UPDATE."""
-    ids = [*finished, *([called] if called is not None else [])]
-    if not ids:
-        return
-    at = literal(now, UTCDateTime())
-    is_call = Visit.id == (called if called is not None else -1)
-    await s.execute(update(Visit).where(Visit.id.in_(ids)).values(
-        room_id=case((is_call, room_id), else_=Visit.room_id),
-        called_at=case((is_call, func.coalesce(Visit.called_at, at)), else_=Visit.called_at),
-        started_at=case((is_call, Visit.started_at), else_=func.coalesce(Visit.started_at, Visit.called_at, at)),
-        ended_at=case((is_call, Visit.ended_at), else_=at),
-        outcome=case((is_call, Visit.outcome), else_=literal("done")),
-    ).execution_options(synchronize_session=False))
+def _record_call(conn: Connection, done: list[Any], called: Any | None, room_id: int, user_id: int | None,
+                 now: dt.datetime) -> None:
+    """The finished visits end (done) and the called one gets its room and call time, in one UPDATE; their
+    events in one INSERT."""
+    call = called.visit_id if called is not None else None
+    ids = [*(t.visit_id for t in done if t.visit_id is not None), *([call] if call is not None else [])]
+    if ids:
+        conn.execute(SQL["visits"], {"visits": ids, "call": call if call is not None else -1, "room": room_id,
+                                     "now": now})
+    log_rows = [_event_row(t, ev.TICKET_DONE, now, user_id, room_id) for t in done]
+    if called is not None:
+        log_rows.append(_event_row(called, ev.TICKET_CALLED, now, user_id, room_id, how="next"))
+    if log_rows:
+        conn.execute(SQL["events"], log_rows)
 
 
 def _event_row(ticket: Ticket, kind: str, at: dt.datetime, user_id: int | None, room_id: int,

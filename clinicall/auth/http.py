@@ -19,6 +19,7 @@ from clinicall.auth.access import principal, public, require
 from clinicall.auth.middleware import SESSION_COOKIE
 from clinicall.auth.models import User
 from clinicall.auth.throttle import LOGIN_THROTTLE_KEY, wait_text
+from clinicall.auth.token_cache import forget_tokens
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.nav import NAV_KEY
 from clinicall.problem import Problem, int_param, parse_body, validate
@@ -239,6 +240,7 @@ async def users_update(request: web.Request) -> web.Response:
     if user_id == who.user_id and (body.active is False or (body.roles is not None and "admin" not in body.roles)):
         raise Problem(409, "Cannot lock yourself out", "You cannot remove your own admin role or deactivate yourself.")
     user = await service.update_user(request.app[DB_KEY], user_id, **body.model_dump(exclude_unset=True))
+    await forget_tokens(request.app)
     return web.json_response(user_json(user))
 
 
@@ -279,6 +281,7 @@ async def display_tokens_revoke(request: web.Request) -> web.Response:
     require(request, "admin")
     if not await service.revoke_display_token(request.app[DB_KEY], int_param(request, "token_id")):
         raise Problem(404, "Display token not found", "No display token with that id exists.")
+    await forget_tokens(request.app)
     return web.json_response({"revoked": True})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from functools import partial
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from clinicall.auth import service
 from clinicall.auth.access import PRINCIPAL_KEY, access_of
 from clinicall.auth.models import STAFF_ROLES
 from clinicall.auth.service import Principal
+from clinicall.auth.token_cache import TOKEN_CACHE_KEY
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.logs import REQUEST_CONTEXT
 from clinicall.problem import Problem
@@ -100,7 +102,8 @@ async def authenticate(request: web.Request) -> Principal | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
-        who = metrics_principal(request, token) or await service.principal_from_bearer(db, token)
+        who = metrics_principal(request, token) or await request.app[TOKEN_CACHE_KEY].principal(
+            token, partial(service.principal_from_bearer, db))
         if who is None:
             raise Problem(401, "Invalid token", "The bearer token is unknown or revoked; ask an admin for a new one.",
                           code="invalid_token")

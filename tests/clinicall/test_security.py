@@ -238,6 +238,21 @@ async def test_password_reset_ends_every_session(client: TestClient, staff: Staf
     assert (await client.get("/api/me")).status == 401
 
 
+async def test_a_remembered_bearer_token_is_forgotten_when_access_changes(client: TestClient, staff: Staff) -> None:
+    from clinicall.auth.token_cache import TOKEN_CACHE_KEY
+
+    cache = client.app[TOKEN_CACHE_KEY]  # type: ignore[index]
+    doctor = staff.headers("doctor")
+    assert (await client.get("/api/me", headers=doctor)).status == 200
+    hits = cache.hits
+    assert (await client.get("/api/me", headers=doctor)).status == 200
+    assert cache.hits == hits + 1  # answered without asking the database again
+    off = await client.patch(f"/api/users/{staff.ids['doctor']}", json={"active": False}, headers=staff.headers("admin"))
+    assert off.status == 200
+    assert (await client.get("/api/me", headers=doctor)).status == 401
+    assert (await client.get("/api/me", headers={"Authorization": "Bearer not-a-token"})).status == 401
+
+
 # ---- 7. lists, searches and lookups are audited ------------------------------------------------------
 
 async def test_lists_and_searches_are_audited(client: TestClient, staff: Staff) -> None:

@@ -18,6 +18,7 @@ from queue_display.runtime import REFRESH_TASK, RUNTIME_KEY
 from tests.queue_display.conftest import Clinic
 
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+WRITER = "writer thread"
 
 
 @contextmanager
@@ -27,10 +28,13 @@ def statements_by_task(db: Database) -> Iterator[dict[str, list[str]]]:
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.lstrip().upper().startswith(TRANSACTION_CONTROL):
-            task = asyncio.current_task()
-            seen.setdefault(task.get_name() if task else "", []).append(statement)
+            try:
+                task = asyncio.current_task()
+            except RuntimeError:  # SQLite's writer thread (Database.run_sync): the task that awaits it
+                task = None
+            seen.setdefault(task.get_name() if task else WRITER, []).append(statement)
 
-    engines = {db.engine.sync_engine, db.read_engine.sync_engine}
+    engines = {db.engine.sync_engine, db.read_engine.sync_engine, *([db.writer_engine] if db.writer_engine else [])}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", before)
     try:
@@ -56,7 +60,8 @@ async def test_call_next_is_one_short_transaction_and_its_estimates_follow_once(
     assert applied.ticket["status"] == "called" and applied.ticket["room"]["id"] == clinic.rooms["consult1"]
     assert [f["id"] for f in applied.finished] == [first["id"]] and applied.finished[0]["status"] == "done"
     assert applied.row is not None and applied.row.called_at is not None
-    assert len(sent[mine]) <= 8, sent[mine]
+    mine_or_writer = sent.get(mine, []) + sent.get(WRITER, [])  # nothing else writes meanwhile
+    assert len(mine_or_writer) <= 8, mine_or_writer
     assert len(sent[REFRESH_TASK]) <= 5, sent[REFRESH_TASK]  # one read of the queue, one write of the waits
 
     queue = await clinic.get("/api/queue")  # what the refresh stored is what the next reader sees
@@ -72,7 +77,7 @@ async def test_call_next_is_one_short_transaction_and_its_estimates_follow_once(
             await runtime.applied(await tickets.call_next(db, settings, clinic.rooms["consult1"]))
         await runtime.settled()
     assert 1 <= runtime.refreshes - before <= 3
-    assert len(sent[mine]) <= 3 * 8
+    assert len(sent.get(mine, []) + sent.get(WRITER, [])) <= 3 * 8
 
 
 async def test_masked_names_for_a_screen_in_one_query(clinic: Clinic) -> None:

@@ -212,14 +212,18 @@ async def test_snapshot_then_changes_filtered_and_never_full_names(masked_client
     assert shown["masked_name"] == ("Nguyễn V. A." if initials else None)
     assert not [f for f in await kids_screen.quiet() if f["type"].startswith("ticket.")]  # not its service
     await runtime_of(app).settled()  # the waiting line's estimates follow the call
-    assert (await room_screen.next("queue.changed"))["data"]["waiting"] == []
+    assert (await room_screen.next("queue.changed"))["data"]["line"] == []
 
     child = await issue(app, clinic["C"])
     frames = {f["type"]: f["data"] for f in await kids_screen.quiet(1.0)}
     assert frames["ticket.issued"]["ticket"]["number"] == child["number"]
     assert frames["queue.changed"]["service_id"] == clinic["C"]
-    assert [t["id"] for t in frames["queue.changed"]["waiting"]] == [child["id"]]
+    assert [t["id"] for t in frames["queue.changed"]["line"]] == [child["id"]]  # new to the line: in full
     assert not [f for f in await room_screen.quiet() if f["type"] in ("ticket.issued", "queue.changed")]
+    second = await issue(app, clinic["C"])
+    line = next(f["data"]["line"] for f in await kids_screen.quiet(1.0) if f["type"] == "queue.changed")
+    assert line[0] == child["id"] or line[0][0] == child["id"]  # sent before: its id (and a new estimate)
+    assert line[1]["number"] == second["number"]
 
     # a screen asking to resynchronise gets a fresh snapshot; heartbeats keep coming
     await room_screen.ws.send_str(json.dumps({"type": "resync"}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from queue_display.ordering import PRIORITIES, QueueItem, next_for_room, order_waiting
+from queue_display.ordering import PRIORITIES, QueueItem, next_for_room, order_for_room, order_waiting
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 WEIGHTS = {"emergency": 100.0, "elderly": 20.0, "pregnant": 20.0, "disabled": 20.0, "booked": 10.0, "normal": 0.0}
@@ -87,6 +87,18 @@ def test_next_for_room_spans_the_rooms_services_only() -> None:
     assert next_for_room(items, 1, {1}, NOW, WEIGHTS, STARVE).ticket_id == 2  # type: ignore[union-attr]
     assert next_for_room(items, 1, {7}, NOW, WEIGHTS, STARVE) is None
     assert next_for_room([], 1, {1}, NOW, WEIGHTS, STARVE) is None
+
+
+def test_a_rooms_order_starts_with_its_next_and_calls_each_in_turn() -> None:
+    """order_for_room (call-next claims down it) is next_for_room applied again and again."""
+    items = [item(i, (i * 7) % 40, PRIORITIES[i % len(PRIORITIES)], service_id=1 + i % 3,
+                  **({"preferred_room_id": 2, "preferred_until": NOW + dt.timedelta(minutes=5), "returning": True}
+                     if i % 5 == 0 else {})) for i in range(1, 30)]
+    order, remaining = order_for_room(items, 1, {1, 2}, NOW, WEIGHTS, STARVE), list(items)
+    for expected in order:
+        assert next_for_room(remaining, 1, {1, 2}, NOW, WEIGHTS, STARVE) == expected
+        remaining.remove(expected)
+    assert next_for_room(remaining, 1, {1, 2}, NOW, WEIGHTS, STARVE) is None
 
 
 def test_every_priority_is_known() -> None:

@@ -41,6 +41,7 @@ const feed = new DisplayFeed({
   onStatus: (name) => { lastStatus = name; $("status").dataset.state = name; $("status").textContent = t(name); },
   onSnapshot: (data) => { timeZone = data.timezone || undefined; tick(); state.applySnapshot(data); render(); },
   onEvent: (frame) => { state.applyEvent(frame.type, frame.data); render(); },
+  isStale: () => state.takeStale(),
 });
 window.clinicallDoor = {state, feed, status: () => lastStatus};
 tick();

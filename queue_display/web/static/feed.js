@@ -1,9 +1,10 @@
 // The display feed: one websocket to /ws/display that reconnects by itself (with back-off and jitter)
 // and starts every connection with a full snapshot, so a screen is never out of date after a gap.
 export class DisplayFeed {
-  constructor({token = null, rooms = null, services = null, onSnapshot, onEvent, onStatus = () => {}}) {
+  // isStale(): true when the events just applied left the screen needing a snapshot (it is asked for then).
+  constructor({token = null, rooms = null, services = null, onSnapshot, onEvent, onStatus = () => {}, isStale = () => false}) {
     this.token = token; this.rooms = rooms; this.services = services;
-    this.onSnapshot = onSnapshot; this.onEvent = onEvent; this.onStatus = onStatus;
+    this.onSnapshot = onSnapshot; this.onEvent = onEvent; this.onStatus = onStatus; this.isStale = isStale;
     this.delay = 500; this.maxDelay = 15000; this.heartbeat = 15; this.ws = null; this.stopped = false;
     this.connects = 0; this.lastMessage = Date.now(); this.watchdog = null; this.retry = null;
   }
@@ -42,6 +43,7 @@ export class DisplayFeed {
       } else {
         this.onEvent(frame);
       }
+      if (frame.type !== "snapshot" && this.isStale() && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({type: "resync"}));
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;

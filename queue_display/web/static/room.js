@@ -204,6 +204,7 @@ async function start() {
     rooms: String(roomId),
     onStatus: (name) => { $("status").textContent = t(name); },
     onSnapshot: (data) => { state.applySnapshot(data); render(); loadToday(); },
+    isStale: () => state.takeStale(),
     onEvent: (frame) => {
       state.applyEvent(frame.type, frame.data);
       render();

@@ -10,6 +10,7 @@ export class ScreenState {
     this.current = new Map();    // room id -> ticket called to / served in that room
     this.recent = [];            // called tickets, newest first
     this.clinic = "";
+    this.stale = false;
   }
 
   applySnapshot(data) {
@@ -51,7 +52,9 @@ export class ScreenState {
   // Applies one event; returns the ticket to announce when it is a call.
   applyEvent(type, data) {
     if (type === "queue.changed") {
-      this.serviceOf(data.service_id, (data.waiting || [])[0]).waiting = data.waiting || [];
+      const service = this.serviceOf(data.service_id, (data.waiting || [])[0]);
+      const line = Array.isArray(data.line) ? this.expandLine(data.line) : data.waiting || [];
+      if (line) service.waiting = line; else this.stale = true;
       return null;
     }
     const ticket = data.ticket;
@@ -70,6 +73,35 @@ export class ScreenState {
     }
     this.recent = this.recent.map((t) => (t.id === ticket.id ? {...t, status: ticket.status} : t));
     return null;
+  }
+
+  // A waiting line sent as a delta (queue_display/lines.py): a ticket id is the ticket as this screen has it,
+  // [id, seconds, low, high] the same with a new estimate, an object a ticket in full; positions follow the
+  // order. null when the line names a ticket this screen does not have (it then asks for a snapshot).
+  expandLine(entries) {
+    const known = new Map();
+    for (const service of this.services.values()) for (const t of service.waiting) known.set(t.id, t);
+    const line = [];
+    for (const [index, entry] of entries.entries()) {
+      if (entry && typeof entry === "object" && !Array.isArray(entry)) { line.push(entry); continue; }
+      const [id, seconds, low, high] = Array.isArray(entry) ? entry : [entry];
+      const base = known.get(id);
+      if (!base) return null;
+      const ticket = {...base, position: index + 1};
+      if (Array.isArray(entry)) {
+        ticket.estimated_wait_seconds = seconds;
+        ticket.estimated_wait_range = low === null || low === undefined ? null : [low, high];
+      }
+      line.push(ticket);
+    }
+    return line;
+  }
+
+  // True once after an event this screen could not apply: it needs a fresh snapshot.
+  takeStale() {
+    const stale = Boolean(this.stale);
+    this.stale = false;
+    return stale;
   }
 
   waitingFor(serviceIds) {

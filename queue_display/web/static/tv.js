@@ -123,6 +123,7 @@ const feed = new DisplayFeed({
   token, rooms: queryParam("rooms"), services: queryParam("services"),
   onStatus: setStatus,
   onSnapshot: (data) => { timeZone = data.timezone || undefined; tick(); state.applySnapshot(data); renderAll(); },
+  isStale: () => state.takeStale(),
   onEvent: (frame) => {
     if (frame.type === "announcement.ready") { announce(frame.data); return; }
     const called = state.applyEvent(frame.type, frame.data);
