@@ -17,7 +17,6 @@ KEEP_DAYS = 60
 MIN_DAY_VISITS = 8  # a past day counts toward τ² with at least this many visits (a room: half of it)
 TAU2_FLOOR = 0.0025  # today can always differ a little (5% in log terms)
 TAU2_PRIOR = 0.02  # before there are past days: about 14% typical day-to-day variation
-TAU2_PRIOR_DAYS = 4.0  # ... worth this many days against the days seen (a few days tell little)
 
 
 @dataclass
@@ -115,14 +114,10 @@ class DayPace:
 
 
 def _between(means: list[tuple[float, float]], sigma2: float) -> float:
-    """Variance of day effects: the variance of daily means less their average sampling variance, pooled
-    with the prior (TAU2_PRIOR worth TAU2_PRIOR_DAYS days): a few similar days do not make today's pace
-    look certain (it would be shrunk to nothing on the day that is different)."""
-    if len(means) < 2:
+    """Variance of day effects: the variance of daily means less their average sampling variance."""
+    if len(means) < 3:
         return TAU2_PRIOR
     grand = sum(m for m, _ in means) / len(means)
     spread = sum((m - grand) ** 2 for m, _ in means) / (len(means) - 1)
     noise = sum(sigma2 / n for _, n in means) / len(means)
-    freedom = len(means) - 1
-    pooled = (TAU2_PRIOR_DAYS * TAU2_PRIOR + freedom * max(spread - noise, 0.0)) / (TAU2_PRIOR_DAYS + freedom)
-    return max(pooled, TAU2_FLOOR)
+    return max(spread - noise, TAU2_FLOOR)
