@@ -305,7 +305,10 @@ def test_learns_room_timetable_and_expects_breaks_and_reopenings() -> None:
     busy = [RoomState(1, (GENERAL,), True, local(30, 11 + 20 / 60), GENERAL), idle(2)]
     back_from_lunch = learned.estimate(late, waiting, busy)
     assert back_from_lunch[6] > naive.estimate(late, waiting, busy)[6] + 300
-    # ... but one who started after 11:30 has had lunch already (rooms call only when back)
+    # a doctor who called at 11:35 and has not closed today puts lunch off until this patient is done
+    put_off = [RoomState(1, (GENERAL,), True, local(30, 11 + 35 / 60), GENERAL), idle(2)]
+    assert learned.estimate(late, waiting, put_off)[6] > naive.estimate(late, waiting, put_off)[6] + 300
+    # ... but one who started after 12:30, the break's usual end, has had lunch already (or skipped it)
     after = [RoomState(1, (GENERAL,), True, local(30, 12.6), GENERAL), idle(2)]
     assert learned.estimate(local(30, 12.7), waiting, after)[6] == pytest.approx(
         naive.estimate(local(30, 12.7), waiting, after)[6], rel=0.05)
