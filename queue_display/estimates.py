@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from clinicall.db import Database
-from queue_display.estimator import Away, RoomState, WaitEstimator, clinic_estimator
-from queue_display.models import RoomStateChange, Visit
+from queue_display import events as ev
+from queue_display.estimator import Away, Held, RoomState, WaitEstimator, clinic_estimator
+from queue_display.models import RoomStateChange, TicketEvent, Visit
 from queue_display.ordering import QueueItem
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,8 @@ WARM_WEEKS = 8
 WARM_BATCH = 5000
 Run = Callable[..., Awaitable[Any]]  # runs a function where the estimator lives (its worker thread)
 
-__all__ = ["Away", "RoomState", "estimate_ranges", "learn_arrival", "learn_no_show", "learn_room_state", "learn_service",
-           "make_estimator", "warm"]
+__all__ = ["Away", "Held", "RoomState", "estimate_ranges", "learn_arrival", "learn_hold", "learn_no_show",
+           "learn_room_state", "learn_round_trip", "learn_service", "make_estimator", "warm"]
 
 
 def make_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float,
@@ -35,10 +36,10 @@ def make_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minute
 
 def estimate_ranges(estimator: WaitEstimator, now: dt.datetime, waiting: Sequence[QueueItem],
                     rooms: Sequence[RoomState], away: Sequence[Away] | None = None,
-                    ) -> dict[int, tuple[float, float, float]]:
+                    held: Sequence[Held] | None = None) -> dict[int, tuple[float, float, float]]:
     """ticket id -> (estimated seconds, low, high)."""
     return {ticket_id: (span.seconds, span.low, span.high)
-            for ticket_id, span in estimator.estimate_ranges(now, waiting, rooms, away).items()}
+            for ticket_id, span in estimator.estimate_ranges(now, waiting, rooms, away, held).items()}
 
 
 def learn_service(estimator: WaitEstimator, room_id: int, service_id: int, started_at: dt.datetime,
@@ -62,6 +63,11 @@ def learn_arrival(estimator: WaitEstimator, service_id: int, at: dt.datetime, pr
 def learn_round_trip(estimator: WaitEstimator, sent_at: dt.datetime, lab_done_at: dt.datetime,
                      back_at: dt.datetime) -> None:
     estimator.record_round_trip(sent_at, lab_done_at, back_at)
+
+
+def learn_hold(estimator: WaitEstimator, ticket_id: int, held_at: dt.datetime,
+               resumed_at: dt.datetime | None = None) -> None:
+    estimator.record_hold(ticket_id, held_at, resumed_at)
 
 
 def _teach(estimator: WaitEstimator, records: list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]]) -> None:
@@ -105,11 +111,31 @@ async def warm(estimator: WaitEstimator, db: Database, now: dt.datetime, weeks: 
             select(RoomStateChange.room_id, RoomStateChange.open, RoomStateChange.at)
             .where(RoomStateChange.at >= since).order_by(RoomStateChange.at, RoomStateChange.id))).all()
         records.extend((at, 0, learn_room_state, (room_id, is_open, at)) for room_id, is_open, at in changes)
+        records.extend(await _hold_records(s, since))
     records.sort(key=lambda record: (record[0], record[1]))
     for start in range(0, len(records), WARM_BATCH):
         await run(partial(_teach, estimator, records[start:start + WARM_BATCH]))
     log.info("queue: wait estimator warm: %d visits in %.1f s", learned, time.monotonic() - began)
     return learned
+
+
+async def _hold_records(s: Any, since: dt.datetime) -> list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]]:
+    """Every hold and its end as the live service taught it: resumed, or called while held."""
+    held_tickets = select(TicketEvent.ticket_id).where(TicketEvent.type == ev.TICKET_HELD, TicketEvent.at >= since)
+    rows = (await s.execute(
+        select(TicketEvent.ticket_id, TicketEvent.type, TicketEvent.at)
+        .where(TicketEvent.at >= since, TicketEvent.ticket_id.in_(held_tickets),
+               TicketEvent.type.in_((ev.TICKET_HELD, ev.TICKET_RESUMED, ev.TICKET_CALLED)))
+        .order_by(TicketEvent.at, TicketEvent.id))).all()
+    records: list[tuple[dt.datetime, int, Callable[..., None], tuple[Any, ...]]] = []
+    held_at: dict[int, dt.datetime] = {}
+    for ticket_id, kind, at in rows:
+        if kind == ev.TICKET_HELD:
+            held_at[ticket_id] = at
+            records.append((at, 1, learn_hold, (ticket_id, at)))
+        elif ticket_id in held_at:
+            records.append((at, 1, learn_hold, (ticket_id, held_at.pop(ticket_id), at)))
+    return records
 
 
 def _visit_records(row: Any, last_outcome: dict[int, tuple[str | None, Any, Any]]) -> list[

@@ -16,6 +16,7 @@ Pure Python, no database, no clock of its own. The method and its formulas are i
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import heapq
 import math
@@ -35,6 +36,9 @@ SLOT_SECONDS = 300  # room timetables are learned in 5-minute slots of the local
 SLOTS_PER_DAY = 86400 // SLOT_SECONDS
 FUTURE_TICKET_IDS = -(10**12)  # ids of the expected future arrivals in the simulation (never real)
 RETURN_TICKET_IDS = -(10**15)  # ids of the simulated returns from the lab (never real)
+HELD_TICKET_IDS = -(10**14)  # ids of the held tickets coming back in the simulation (their place, not their wait)
+KEEP_HOLDS = 200  # the last holds' outcomes: seconds until resumed, or never
+DEFAULT_HOLD_SECONDS = 600.0  # a held ticket is expected back this long after its hold, before any is seen
 KEEP_TRIPS = 200  # the last round trips' lengths and result delays
 DEFAULT_TRIP_SECONDS = 1800.0  # from a transfer to the lab until the patient is back, before any is seen
 MIN_SAMPLES = 12  # simulated futures per estimate, at least ...
@@ -69,6 +73,15 @@ class Away:
     priority: str = "normal"
     ticket_id: int | None = None
     done_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A held ticket (the patient stepped out): `item` is how it will stand in its line if it resumes
+    (it keeps its place: the same enqueued_at)."""
+
+    item: QueueItem
+    held_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -275,6 +288,8 @@ class WaitEstimator:
         self.return_hold = dt.timedelta(minutes=return_hold_minutes)  # queue.return_hold_minutes
         self._trips: list[float] = []  # seconds from a transfer to the lab until back in the doctor's line
         self._result_delays: list[float] = []  # seconds from the lab's done until back in the doctor's line
+        self._holds: list[float] = []  # seconds from a hold until the ticket resumed (inf: it never did)
+        self._pending_holds: dict[int, dt.datetime] = {}  # ticket -> held at, not resumed yet
         self._pace = DayPace()
         self._first_openings: dict[int, list[float]] = {}  # room -> local seconds of its first opening, by day
         self._opened_on: dict[int, dt.date] = {}  # room -> the last day it opened
@@ -300,6 +315,7 @@ class WaitEstimator:
         self._room_last: dict[int, tuple[bool, dt.datetime]] = {}
         self._room_days: dict[int, set[dt.date]] = {}
         self._room_breaks: dict[int, list[tuple[float, float, float]]] = {}  # (closed at, seconds, weight)
+        self._breaks_today: dict[int, tuple[dt.date, list[float]]] = {}  # room -> day, its breaks' closings
         self._typical_breaks: dict[int, list[_Break]] = {}
 
     # ---- learning -------------------------------------------------------------------------------
@@ -366,6 +382,44 @@ class WaitEstimator:
                 values.append(seconds)
                 del values[:-KEEP_TRIPS]
 
+    def record_hold(self, ticket_id: int, held_at: dt.datetime, resumed_at: dt.datetime | None = None) -> None:
+        """Optional: a ticket was held at `held_at` (`resumed_at` None), or resumed (or was called while
+        held) at `resumed_at`. A hold not resumed by the end of its day counts as never resumed."""
+        if resumed_at is None:
+            self._settle_holds(held_at)
+            self._pending_holds[ticket_id] = held_at
+            return
+        self._pending_holds.pop(ticket_id, None)
+        seconds = (resumed_at - held_at).total_seconds()
+        if 0.0 <= seconds <= 12 * 3600.0:
+            self._add_hold(seconds)
+
+    def _add_hold(self, seconds: float) -> None:
+        self._holds.append(seconds)
+        del self._holds[:-KEEP_HOLDS]
+
+    def _settle_holds(self, now: dt.datetime) -> None:
+        """Holds from an earlier local day than `now` that never resumed: never."""
+        today = now.astimezone(self.tz).date()
+        for ticket_id, held_at in list(self._pending_holds.items()):
+            if held_at.astimezone(self.tz).date() < today:
+                del self._pending_holds[ticket_id]
+                self._add_hold(math.inf)
+
+    def hold_return(self, held_for: float, rng: random.Random | None = None) -> float | None:
+        """Seconds after its hold at which a ticket held `held_for` seconds ago resumes (None: it does not):
+        one of the past holds that lasted longer (with `rng`), or their mean if most of them resumed."""
+        if not self._holds:
+            return max(DEFAULT_HOLD_SECONDS, held_for + 60.0)
+        later = [seconds for seconds in self._holds if seconds > held_for]
+        if not later:
+            return None
+        if rng is not None:
+            chosen = rng.choice(later)
+            return None if math.isinf(chosen) else chosen
+        back = [seconds for seconds in later if not math.isinf(seconds)]
+        return sum(back) / len(back) if 2 * len(back) >= len(later) else None
+
     def trip_seconds(self) -> float:
         """The mean time from a transfer to the lab until the patient is back in the doctor's line."""
         return sum(self._trips) / len(self._trips) if self._trips else DEFAULT_TRIP_SECONDS
@@ -380,6 +434,7 @@ class WaitEstimator:
         local = at.astimezone(self.tz)
         day = local.date()
         if self._arrival_today is None or day > self._arrival_today:
+            self._settle_holds(at)
             if self._arrival_today is not None:  # yesterday is complete: its counts join the rates
                 self._arrival_days.add(self._arrival_today)
                 for key, count in self._today_arrivals.items():
@@ -409,8 +464,10 @@ class WaitEstimator:
             return  # overnight: nothing observed
         weight = self._weight(at)
         if open and not was_open:  # back from a break the same day
-            self._room_breaks.setdefault(room_id, []).append(
-                (self._day_seconds(since.timestamp()), (at - since).total_seconds(), weight))
+            closed = self._day_seconds(since.timestamp())
+            self._room_breaks.setdefault(room_id, []).append((closed, (at - since).total_seconds(), weight))
+            day, closings = self._breaks_today.get(room_id, (today, []))
+            self._breaks_today[room_id] = (today, [*closings, closed] if day == today else [closed])
             self._typical_breaks.pop(room_id, None)
         opened = self._room_open.setdefault(room_id, [0.0] * SLOTS_PER_DAY)
         seen = self._room_seen.setdefault(room_id, [0.0] * SLOTS_PER_DAY)
@@ -633,27 +690,31 @@ class WaitEstimator:
         return None if picked is None else line_of[picked.ticket_id]
 
     def estimate(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
-                 away: Sequence[Away] | None = None) -> dict[int, float]:
+                 away: Sequence[Away] | None = None, held: Sequence[Held] | None = None) -> dict[int, float]:
         """ticket_id -> estimated seconds until the ticket is called."""
         return {ticket_id: span.seconds
-                for ticket_id, span in self.estimate_ranges(now, waiting, rooms, away).items()}
+                for ticket_id, span in self.estimate_ranges(now, waiting, rooms, away, held).items()}
 
     def estimate_ranges(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
-                        away: Sequence[Away] | None = None) -> dict[int, WaitRange]:
+                        away: Sequence[Away] | None = None, held: Sequence[Held] | None = None,
+                        ) -> dict[int, WaitRange]:
         """ticket_id -> (estimate, low, high): with `samples` > 0 the estimate is the mean over that many
         simulated futures and [low, high] their calibrated `coverage` range; with 0 samples one path of
         expected values, and the range is that path's estimate. `away` (optional): the patients at the lab
         or imaging who come back to their doctor; each comes back in the simulation once the lab is done
-        with them, and returning patients are no longer expected at random until that many could be."""
+        with them, and returning patients are no longer expected at random until that many could be.
+        `held` (optional): today's held tickets; each may come back, in its old place, as past holds did."""
         if not waiting:
             return {}
-        plan = self._plan(now, waiting, rooms, away)
+        plan = self._plan(now, waiting, rooms, away, held or ())
         if self.samples <= 0:
             path = self._run(plan, None)
             return {ticket_id: WaitRange(seconds, seconds, seconds) for ticket_id, seconds in path.items()}
         rng = random.Random(int(plan.now_epoch) * 7919 + len(waiting))
         count = max(MIN_SAMPLES, min(self.samples, SAMPLE_BUDGET // max(len(waiting), 1)))
-        paths = [self._run(plan, rng) for _ in range(count)]
+        # today's clinic-wide pace, the largest cause shared by every waiting ticket, is drawn stratified:
+        # one draw from each of `count` equally likely slices of its distribution (less noise in the mean)
+        paths = [self._run(plan, rng, _NORMAL.inv_cdf((index + rng.random()) / count)) for index in range(count)]
         return _ranges(paths, self.coverage, self.range_scale)
 
     def _room_start(self, plan: _Plan, room: RoomState, now_day: float) -> _Start | None:
@@ -663,6 +724,8 @@ class WaitEstimator:
         choices: tuple[float, ...] = ()
         pending: list[_Break] = []
         closed_at = self._closed_today(room.room_id, now_epoch) if not room.open else None
+        # a doctor does not call a patient after the planned break time: it is planned after the last call
+        called = self._day_seconds(room.serving_since.timestamp()) if room.serving_since is not None else now_day
         for usual in self.typical_breaks(room.room_id):
             if now_day >= usual.window_end():
                 continue  # long over
@@ -673,9 +736,12 @@ class WaitEstimator:
                 began = now_epoch - now_day + (closed_at if on_it and closed_at is not None else usual.closes)
                 reopening = max(began + usual.seconds, now_epoch + 60.0)
                 choices = tuple(max(began + length, now_epoch + 60.0) for length in usual.lengths)
-            elif room.serving_since is not None and \
-                    self._day_seconds(room.serving_since.timestamp()) < usual.due:
-                pending.append(usual)  # the doctor goes once this patient is done
+            elif room.open and called < usual.closes + usual.seconds and \
+                    not self._had_break(room.room_id, usual, now_epoch):
+                # past its usual time, not taken today, and the last call was before it usually ends: the
+                # doctor goes once free (a break planned a little later today, or put off for the patient in
+                # hand); one calling after its usual end has skipped it
+                pending.append(usual)
         if reopening is None and not room.open:
             reopening, choices = self._expected_opening(room.room_id, now_epoch, now_day)
         if room.open:
@@ -692,7 +758,15 @@ class WaitEstimator:
             base = self.service_time(room.room_id, room.serving_service_id, self._hour(room.serving_since))
             pace = plan.pace[room.room_id]
             serving = (Lognormal(base.mu + pace.mu, base.sigma), elapsed)
-        return _Start(start, choices, serving, tuple(pending))
+        return _Start(start, choices, serving, tuple(pending), called if room.open else 0.0)
+
+    def _had_break(self, room_id: int, usual: _Break, now_epoch: float) -> bool:
+        """Whether the room closed and reopened today within this usual break's window."""
+        day, closings = self._breaks_today.get(room_id, (None, []))
+        if day != dt.datetime.fromtimestamp(now_epoch, self.tz).date():
+            return False
+        earliest = min(usual.closings[0] if usual.closings else usual.closes, usual.closes) - BREAK_EARLY_SECONDS
+        return any(earliest <= closed <= usual.window_end() for closed in closings)
 
     def _closed_today(self, room_id: int, now_epoch: float) -> float | None:
         """Local seconds of the day at which the room closed today (None: not known)."""
@@ -721,7 +795,7 @@ class WaitEstimator:
         return self._expected_break(room_id, now_epoch, now_day), ()
 
     def _plan(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
-              away: Sequence[Away] | None) -> _Plan:
+              away: Sequence[Away] | None, held: Sequence[Held]) -> _Plan:
         now_epoch = now.timestamp()
         offset = now.astimezone(self.tz).utcoffset()
         later = (now + dt.timedelta(hours=12)).astimezone(self.tz).utcoffset()
@@ -752,9 +826,14 @@ class WaitEstimator:
                     plan.trips[trip.ticket_id] = trip
                 elif trip.done_at is not None:
                     plan.results.append(trip)
-        plan.stream = self._expected_arrivals(now, {item.service_id for item in waiting} & served, min_head_start,
-                                              plan.returning_after)
+        lines = {item.service_id for item in waiting} & served
+        # a room shared with another service may take that service's priority newcomers first
+        sharing = {service for room in rooms if lines.intersection(room.service_ids) for service in room.service_ids}
+        plan.stream = self._expected_arrivals(now, sharing, min_head_start, plan.returning_after)
         plan.real_count = sum(1 for item in waiting if item.service_id in served)
+        plan.holds = [(hold.held_at.timestamp(), replace(hold.item, ticket_id=HELD_TICKET_IDS - index))
+                      for index, hold in enumerate(held) if hold.item.service_id in served
+                      and hold.held_at <= now and hold.held_at.astimezone(self.tz).date() == today]
         return plan
 
     def _occupation(self, plan: _Plan, room: RoomState, item: QueueItem, at: float,
@@ -782,9 +861,10 @@ class WaitEstimator:
                                                          mu, sigma, probability, lost)
         return found
 
-    def _run(self, plan: _Plan, rng: random.Random | None) -> dict[int, float]:
-        """One future of the queue: expected values (rng None) or one random draw."""
-        return _Future(self, plan, rng).run()
+    def _run(self, plan: _Plan, rng: random.Random | None, shared: float | None = None) -> dict[int, float]:
+        """One future of the queue: expected values (rng None) or one random draw (`shared`: the clinic's
+        pace draw in standard deviations, else drawn here)."""
+        return _Future(self, plan, rng, shared).run()
 
 
 CLINIC_SAMPLES = 40  # simulated futures per estimate in the clinic (and in `clinicall sim`)
@@ -806,10 +886,11 @@ class _Future:
     one random draw of service times, no-shows, breaks, late starts, today's pace, arrivals, and the
     patients now at the lab coming back to their doctor's line."""
 
-    def __init__(self, estimator: WaitEstimator, plan: _Plan, rng: random.Random | None) -> None:
+    def __init__(self, estimator: WaitEstimator, plan: _Plan, rng: random.Random | None,
+                 shared: float | None = None) -> None:
         self.est = estimator
         self.plan = plan
-        self.draw = _Draw(rng, plan) if rng is not None else None
+        self.draw = _Draw(rng, plan, shared) if rng is not None else None
         self.free_at: list[tuple[float, int]] = []
         self.pending_breaks: list[list[tuple[float, float, _Break]]] = []
         self.closed_until = [math.inf] * len(plan.rooms)  # a closed room's preferred tickets are anyone's
@@ -860,13 +941,18 @@ class _Future:
                 if trip is not None:
                     self._back_at(trip, at + self._delay(0.0))
             self.free_at.append((at, index))
-            self.pending_breaks.append([(usual.due, usual.seconds, usual) if draw is None else draw.break_(usual)
+            self.pending_breaks.append([(usual.due, usual.seconds, usual) if draw is None
+                                        else draw.break_(usual, start.planned_after)
                                         for usual in start.breaks])
         heapq.heapify(self.free_at)
         for trip in plan.results:
             assert trip.done_at is not None
             waited = max(plan.now_epoch - trip.done_at.timestamp(), 0.0)
             self._back_at(trip, plan.now_epoch + self._delay(waited))
+        for held_at, item in plan.holds:
+            back = self.est.hold_return(plan.now_epoch - held_at, None if self.draw is None else self.draw.rng)
+            if back is not None:  # it comes back in its old place
+                heapq.heappush(self.returns, (max(held_at + back, plan.now_epoch), item.ticket_id, item))
 
     def _delay(self, waited: float) -> float:
         """Seconds from now until a patient the lab was done with `waited` seconds ago is back in line."""
@@ -885,13 +971,19 @@ class _Future:
         heapq.heappush(self.returns, (at, item.ticket_id, item))
 
     def _join(self, item: QueueItem, epoch: float) -> None:
+        """Into its line at its place: `epoch` is when it entered the line (a resumed ticket's is old)."""
         plan, est = self.plan, self.est
         key = (item.service_id, plan.head_start(item, est.weights, est.starvation_minutes), item.preferred_room_id)
         if key not in self.lines:
             self.lines[key] = []
             self.heads[key] = 0
             self.room_lines.clear()
-        self.lines[key].append((epoch, item.ticket_id, item))
+        line = self.lines[key]
+        entry = (epoch, item.ticket_id, item)
+        if not line or line[-1][:2] < entry[:2]:
+            line.append(entry)
+        else:
+            bisect.insort(line, entry, lo=self.heads[key], key=lambda head: head[:2])
 
     def _admit(self, at: float) -> None:
         """Everyone who joins a line by `at`: expected arrivals and patients back from the lab."""
@@ -903,8 +995,8 @@ class _Future:
             self._join(future[self.next_future], epochs[self.next_future])
             self.next_future += 1
         while self.returns and self.returns[0][0] <= at:
-            epoch, _, item = heapq.heappop(self.returns)
-            self._join(item, epoch)
+            _, _, item = heapq.heappop(self.returns)
+            self._join(item, item.enqueued_at.timestamp())
 
     def _close(self, index: int, until: float) -> None:
         self.closed_until[index] = until
@@ -1013,6 +1105,7 @@ class _Start:
     choices: tuple[float, ...]  # equally likely start times, when uncertain (a break's end, a late start)
     serving: tuple[Lognormal, float] | None  # the visit in progress: its distribution and elapsed seconds
     breaks: tuple[_Break, ...]  # usual breaks still to come
+    planned_after: float = 0.0  # local seconds of the day after which those are planned (the last call)
 
 
 @dataclass
@@ -1035,6 +1128,7 @@ class _Plan:
     trips: dict[int, Away] = field(default_factory=dict)  # ticket at or waiting for the lab -> its way back
     results: list[Away] = field(default_factory=list)  # done at the lab, results due
     returning_after: float = 0.0  # returning patients are expected at random from now + this
+    holds: list[tuple[float, QueueItem]] = field(default_factory=list)  # (held at, the ticket as it resumes)
     head_starts: dict[tuple[str, bool], float] = field(default_factory=dict)
 
     def head_start(self, item: QueueItem, weights: Mapping[str, float], cap_minutes: float) -> float:
@@ -1049,9 +1143,10 @@ class _Draw:
     """The random parts of one simulated future: today's pace (shared by the clinic, and per room),
     each visit's length and no-show, the rest of the visits in progress, breaks."""
 
-    def __init__(self, rng: random.Random, plan: _Plan) -> None:
+    def __init__(self, rng: random.Random, plan: _Plan, shared: float | None = None) -> None:
         self.rng = rng
-        shared = rng.gauss(0.0, 1.0)
+        if shared is None:
+            shared = rng.gauss(0.0, 1.0)
         self.log_pace = [math.sqrt(plan.pace[room.room_id].clinic_var) * shared
                          + math.sqrt(plan.pace[room.room_id].room_var) * rng.gauss(0.0, 1.0)
                          for room in plan.rooms]
@@ -1073,10 +1168,12 @@ class _Draw:
         u = min(below + (1.0 - below) * self.rng.random(), 1.0 - 1e-12)
         return max(math.exp(mu + sigma * _NORMAL.inv_cdf(u)) - elapsed, 15.0)
 
-    def break_(self, usual: _Break) -> tuple[float, float, _Break]:
-        """(due, seconds, break): when it is planned today and how long it lasts."""
-        closings = usual.closings
-        due = closings[int(self.rng.random() * BREAK_DUE_SPREAD * len(closings))] if closings else usual.due
+    def break_(self, usual: _Break, after: float = 0.0) -> tuple[float, float, _Break]:
+        """(due, seconds, break): when it is planned today (one of its earlier past closings later than
+        `after`; `after` itself when none is) and how long it lasts."""
+        closings = usual.closings[:max(1, math.ceil(BREAK_DUE_SPREAD * len(usual.closings)))]
+        later = [closed for closed in closings if closed > after]
+        due = self.rng.choice(later) if later else max(after, usual.due) if closings else usual.due
         return due, self.rng.choice(usual.lengths) if usual.lengths else usual.seconds, usual
 
 

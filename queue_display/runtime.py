@@ -33,8 +33,10 @@ from queue_display import state as qstate
 from queue_display.estimates import (
     estimate_ranges,
     learn_arrival,
+    learn_hold,
     learn_no_show,
     learn_room_state,
+    learn_round_trip,
     learn_service,
     make_estimator,
     warm,
@@ -116,8 +118,9 @@ class QueueRuntime:
             self._lessons.append(partial(function, self.estimator, *args))
 
     async def estimate(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
-                       away: list[Any] | None = None) -> dict[int, tuple[float, float, float]]:
-        return await self.on_worker(estimate_ranges, self.estimator, now, waiting, rooms, away)
+                       away: list[Any] | None = None, held: list[Any] | None = None,
+                       ) -> dict[int, tuple[float, float, float]]:
+        return await self.on_worker(estimate_ranges, self.estimator, now, waiting, rooms, away, held)
 
     async def warm_up(self) -> None:
         await warm(self.estimator, self.db, utcnow(), run=self.on_worker)
@@ -147,6 +150,10 @@ class QueueRuntime:
                 self._teach(learn_no_show, lost.room_id, lost.service_id, lost.started_at, lost.ended_at)
             if step.arrival is not None:
                 self._teach(learn_arrival, *step.arrival)
+            if step.round_trip is not None:  # learned as it happens, not only at start-up
+                self._teach(learn_round_trip, *step.round_trip)
+            if step.hold is not None:
+                self._teach(learn_hold, step.ticket_id, *step.hold)
 
     async def apply(self, outcome: Outcome | None) -> dict[str, Any] | None:
         """After an operation: learn, refresh estimates, publish. Returns the ticket's JSON."""
@@ -200,6 +207,10 @@ class QueueRuntime:
             service_id, at, priority, returning = step.arrival
             data["arrival"] = {"service_id": service_id, "at": at.isoformat(), "priority": priority,
                                "returning": returning}
+        if step.round_trip is not None:
+            data["round_trip"] = [at.isoformat() for at in step.round_trip]
+        if step.hold is not None:
+            data["hold"] = [at.isoformat() if at is not None else None for at in step.hold]
         return data
 
     async def _rows(self, state: qstate.QueueState, ticket_ids: list[int]) -> dict[int, Ticket]:
@@ -298,6 +309,7 @@ class QueueRuntime:
         if event.origin == getattr(self.bus, "instance_id", None):
             return
         served, arrival = event.data.get("served"), event.data.get("arrival")
+        trip, hold = event.data.get("round_trip"), event.data.get("hold")
         try:
             if event.type == ev.ROOM_STATE:
                 self._teach(learn_room_state, int(event.data["room_id"]), bool(event.data["open"]),
@@ -311,6 +323,11 @@ class QueueRuntime:
             if isinstance(arrival, dict):
                 self._teach(learn_arrival, int(arrival["service_id"]), dt.datetime.fromisoformat(arrival["at"]),
                             str(arrival.get("priority", "normal")), bool(arrival.get("returning")))
+            if isinstance(trip, list) and len(trip) == 3:
+                self._teach(learn_round_trip, *(dt.datetime.fromisoformat(at) for at in trip))
+            if isinstance(hold, list) and len(hold) == 2:
+                self._teach(learn_hold, int(event.data["ticket"]["id"]), dt.datetime.fromisoformat(hold[0]),
+                            dt.datetime.fromisoformat(hold[1]) if hold[1] else None)
         except (KeyError, TypeError, ValueError):
             log.warning("ignored a malformed %s event from another instance", event.type)
 
@@ -341,7 +358,8 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     except Exception:  # e.g. the database is not migrated yet: estimates start cold
         log.exception("queue: could not warm the wait estimator; it starts cold")
     unsubscribe = [app[BUS_KEY].subscribe(pattern, runtime.on_remote_event)
-                   for pattern in (ev.TICKET_DONE, ev.TICKET_ISSUED, ev.TICKET_TRANSFERRED, ev.ROOM_STATE)]
+                   for pattern in (ev.TICKET_DONE, ev.TICKET_ISSUED, ev.TICKET_TRANSFERRED, ev.ROOM_STATE,
+                                   ev.TICKET_HELD, ev.TICKET_RESUMED)]
     unsubscribe.append(app[BUS_KEY].subscribe(PATIENT_MERGED, partial(follow_merge, app[DB_KEY])))
     app[TASKS_KEY].spawn(runtime.keep_fresh(), name="queue-estimates")
     yield

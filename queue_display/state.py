@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from clinicall.db import Database, utcnow
 from clinicall.settings import Settings
 from queue_display.catalog import is_open_now
-from queue_display.estimates import Away, RoomState
+from queue_display.estimates import Away, Held, RoomState
 from queue_display.events import back_to_json, local_name, room_json, service_json, ticket_json
 from queue_display.models import QueueRoom, QueueService, Ticket, WaitEstimate
 from queue_display.ordering import QueueItem, may_serve, order_waiting
@@ -35,7 +35,7 @@ class Estimate(Protocol):
     """Runs the estimator on a snapshot of the queue (in the queue runtime: on its worker thread)."""
 
     def __call__(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
-                 away: list[Any] | None = None) -> Awaitable[Estimates]: ...
+                 away: list[Any] | None = None, held: list[Any] | None = None) -> Awaitable[Estimates]: ...
 
 
 @dataclass
@@ -48,6 +48,7 @@ class QueueState:
     recent: list[Ticket]  # latest calls, newest first
     settings: Settings
     stored_waits: dict[int, dict[str, Any]] = field(default_factory=dict)  # as last written
+    held: list[Ticket] = field(default_factory=list)  # held today (the patient stepped out)
 
     def waiting_ticket(self, ticket_id: int) -> Ticket | None:
         return next((t for line in self.waiting.values() for t in line if t.id == ticket_id), None)
@@ -71,6 +72,11 @@ class QueueState:
                                     serving_ticket_id=ticket.id if ticket is not None else None))
         return states
 
+    def held_items(self) -> list[Any]:
+        """Today's held tickets as they would stand in their line if they resume (same place)."""
+        open_rooms = self.open_room_ids()
+        return [Held(queue_item(t, self.settings, open_rooms), t.held_at) for t in self.held if t.held_at is not None]
+
     def away(self) -> list[Any]:
         """Patients on a round trip (waiting for the lab or in a lab room) who come back to their doctor."""
         tickets = [*(t for line in self.waiting.values() for t in line), *self.current.values()]
@@ -84,10 +90,13 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
     async with db.session() as s:
         services = {x.id: x for x in (await s.scalars(select(QueueService))).all()}
         rooms = {x.id: x for x in (await s.scalars(select(QueueRoom).order_by(QueueRoom.kind, QueueRoom.number))).all()}
-        active = (await s.scalars(select(Ticket).where(Ticket.status.in_(("waiting", "called", "in_service")))
+        active = (await s.scalars(select(Ticket).where(Ticket.status.in_(("waiting", "called", "in_service", "held")))
                                   .order_by(Ticket.called_at, Ticket.id))).all()
         waiting_rows = [t for t in active if t.status == "waiting"]
-        busy = [t for t in active if t.status != "waiting"]
+        day_began = dt.datetime.combine(now.astimezone(settings.clinic.zone()).date(), dt.time(),
+                                        settings.clinic.zone())
+        held = [t for t in active if t.status == "held" and t.held_at is not None and t.held_at >= day_began]
+        busy = [t for t in active if t.status in ("called", "in_service")]
         stored_waits = {row.service_id: dict(row.waits or {}) for row in (await s.scalars(select(WaitEstimate))).all()}
         recent_rows: list[Ticket] = []
         if recent:
@@ -111,7 +120,7 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
         for position, ticket in enumerate(line, start=1):
             ticket.position = position
     current = {t.room_id: t for t in busy if t.room_id is not None}
-    return QueueState(now, services, rooms, waiting, current, recent_rows, settings, stored_waits)
+    return QueueState(now, services, rooms, waiting, current, recent_rows, settings, stored_waits, held)
 
 
 def positions(state: QueueState) -> dict[int, int]:
@@ -144,7 +153,8 @@ async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
     estimates: Estimates = {}
     if estimate is not None:
         try:
-            estimates = await estimate(state.now, state.items(), state.room_states(), state.away())
+            estimates = await estimate(state.now, state.items(), state.room_states(), state.away(),
+                                       state.held_items())
         except Exception:
             log.exception("the wait estimator failed; waits are left as they were")
     apply_estimates(state, estimates)

@@ -81,6 +81,8 @@ class Outcome:
     served: Served | None = None
     no_show: Served | None = None  # a called patient who never came: the room's lost time
     arrival: tuple[int, dt.datetime, str, bool] | None = None  # service, at, priority, returning
+    hold: tuple[dt.datetime, dt.datetime | None] | None = None  # held at, resumed at (None: held now)
+    round_trip: tuple[dt.datetime, dt.datetime, dt.datetime] | None = None  # sent, lab done, back in line
     detail: dict[str, Any] = field(default_factory=dict)
     before: list[Outcome] = field(default_factory=list)  # e.g. the room's previous ticket, finished by call-next
     view: QueueView | None = None  # what the operation read and wrote, when it kept it (call-next)
@@ -238,6 +240,7 @@ async def _send_back(s: AsyncSession, db: Database, ticket: Ticket, back_to: Que
                      user_id: int | None, settings: Settings, served: Served | None) -> Outcome:
     """The ticket goes back to the service and the room that sent it, with its own number there."""
     finished_service, finished_number = ticket.service_id, ticket.number
+    sent_at = ticket.transferred_at
     await _renumber(s, db, ticket, back_to, keep_seq=ticket.return_seq)
     ticket.preferred_room_id = ticket.return_room_id
     ticket.is_returning = True
@@ -248,7 +251,8 @@ async def _send_back(s: AsyncSession, db: Database, ticket: Ticket, back_to: Que
               "to_room_id": ticket.preferred_room_id}
     _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, **detail)
     return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {ticket.service_id, finished_service}, served=served,
-                   arrival=(ticket.service_id, now, ticket.priority, True), detail=detail)
+                   arrival=(ticket.service_id, now, ticket.priority, True), detail=detail,
+                   round_trip=(sent_at, now, now) if sent_at is not None else None)
 
 
 async def _finish(s: AsyncSession, db: Database, ticket: Ticket, now: dt.datetime, user_id: int | None,
@@ -494,6 +498,7 @@ async def call_ticket(db: Database, settings: Settings, ticket_id: int, room_id:
         finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
         ticket = await _lock_ticket(s, ticket_id)
         _require_status(ticket, ("waiting", "held", "skipped"), "called")
+        resumed = (ticket.held_at, now) if ticket.status == "held" and ticket.held_at is not None else None
         if ticket.service_id not in room.service_ids:
             raise conflict(f"{room.names.get('vi', 'This room')} does not serve this ticket's service; "
                            "call it from a room that does, or transfer it first.")
@@ -503,7 +508,7 @@ async def call_ticket(db: Database, settings: Settings, ticket_id: int, room_id:
             visit.called_at = visit.called_at or now
             visit.room_id = room.id
         _log(s, ticket, ev.TICKET_CALLED, now, user_id, how="direct")
-        return Outcome(ticket.id, ev.TICKET_CALLED, {ticket.service_id}, before=finished)
+        return Outcome(ticket.id, ev.TICKET_CALLED, {ticket.service_id}, before=finished, hold=resumed)
 
 
 async def recall(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
@@ -581,7 +586,7 @@ async def hold(db: Database, settings: Settings, ticket_id: int, *, user_id: int
         ticket.held_at = now
         ticket.updated_at = now
         _log(s, ticket, ev.TICKET_HELD, now, user_id)
-        return Outcome(ticket.id, ev.TICKET_HELD, {ticket.service_id} if was_waiting else set())
+        return Outcome(ticket.id, ev.TICKET_HELD, {ticket.service_id} if was_waiting else set(), hold=(now, None))
 
 
 async def resume(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,
@@ -590,12 +595,13 @@ async def resume(db: Database, settings: Settings, ticket_id: int, *, user_id: i
     async with db.transaction() as s:
         ticket = await _lock_ticket(s, ticket_id)
         _require_status(ticket, ("held",), "resumed")
+        hold = (ticket.held_at or now, now)
         ticket.status = "waiting"
         ticket.room_id = None
         ticket.resumed_at = now
         ticket.updated_at = now
         _log(s, ticket, ev.TICKET_RESUMED, now, user_id)
-        return Outcome(ticket.id, ev.TICKET_RESUMED, {ticket.service_id})
+        return Outcome(ticket.id, ev.TICKET_RESUMED, {ticket.service_id}, hold=hold)
 
 
 async def start(db: Database, settings: Settings, ticket_id: int, *, user_id: int | None = None,

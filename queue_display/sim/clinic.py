@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from queue_display.estimator import Away, RoomState
+from queue_display.estimator import Away, Held, RoomState
 from queue_display.ordering import QueueItem, next_for_room
 from queue_display.sim.scenarios import LAB, ULTRASOUND, RoomSpec, Scenario, ServiceSpec
 
@@ -44,6 +44,7 @@ class Entry:
     room_id: int | None = None
     sent_at: float | None = None  # a return: when the doctor sent the patient to the lab ...
     lab_done_at: float | None = None  # ... and when the lab was done with them
+    resumed_at: float | None = None  # back in line after a hold (it kept its place: `enqueued` stays)
 
     def item(self, open_room_ids: Collection[int]) -> QueueItem:
         """As tickets.queue_item: the doctor's room keeps a returning patient while it is open, for
@@ -64,6 +65,8 @@ class Observer(Protocol):
     def served(self, room_id: int, service_id: int, started: float, ended: float, entry: Entry) -> None: ...
     def missed(self, room_id: int, service_id: int, called: float, ended: float) -> None: ...
     def room_changed(self, room_id: int, open: bool, at: float) -> None: ...
+    def held(self, day: ClinicDay, entry: Entry) -> None: ...
+    def resumed(self, day: ClinicDay, entry: Entry, held_at: float) -> None: ...
 
 
 @dataclass
@@ -92,6 +95,9 @@ class ClinicDay:
         self.rooms = {spec.room_id: _Room(spec) for spec in scenario.rooms}
         self.waiting: dict[int, Entry] = {}
         self.results_due: dict[int, tuple[Entry, float]] = {}  # lab entry -> (it, when the lab was done)
+        self.held: dict[int, tuple[Entry, float]] = {}  # entry -> (it, when it was held)
+        # holds draw from their own generator: a day without them is the same day as before they existed
+        self.hold_rng = random.Random(f"{scenario.name}:{seed}:{day_index}:hold")
         self.entries: list[Entry] = []
         self.now = 0.0
         self._events: list[tuple[float, int, str, object]] = []
@@ -117,6 +123,12 @@ class ClinicDay:
     def waiting_items(self) -> list[QueueItem]:
         open_rooms = {room_id for room_id, room in self.rooms.items() if room.open}
         return [entry.item(open_rooms) for entry in self.waiting.values()]
+
+    def held_items(self) -> list[Held]:
+        """The held tickets, as they will stand in their line if they come back."""
+        open_rooms = {room_id for room_id, room in self.rooms.items() if room.open}
+        return [Held(entry.item(open_rooms), dt.datetime.fromtimestamp(at, dt.UTC))
+                for entry, at in self.held.values()]
 
     def away(self) -> list[Away]:
         """The patients sent to the lab who will come back to their doctor: waiting for the lab, in a lab
@@ -215,6 +227,9 @@ class ClinicDay:
 
     def _enqueue(self, entry: Entry, observers: Sequence[Observer]) -> None:
         self.waiting[entry.entry_id] = entry
+        scenario = self.scenario
+        if entry.kind == "walk_in" and self.hold_rng.random() < scenario.hold_probability:
+            self._push(self.now + self.hold_rng.expovariate(1.0 / (60.0 * scenario.hold_after_minutes)), "hold", entry)
         for observer in observers:
             observer.entered(self, entry)
         self._fill_rooms(observers)
@@ -287,6 +302,25 @@ class ClinicDay:
             self._push(self.now + delay, "return", entry)
         self._free(room, observers)
 
+    def _hold(self, entry: Entry, observers: Sequence[Observer]) -> None:
+        """The patient steps out: the ticket leaves the line, keeping its place for when it resumes."""
+        if self.waiting.pop(entry.entry_id, None) is None:
+            return  # called already
+        self.held[entry.entry_id] = (entry, self.now)
+        for observer in observers:
+            observer.held(self, entry)
+        if self.hold_rng.random() < self.scenario.resume_probability:
+            absence = self.hold_rng.gammavariate(2.0, self.scenario.hold_minutes * 60.0 / 2.0)
+            self._push(self.now + absence, "resume", entry)
+
+    def _resume(self, entry: Entry, observers: Sequence[Observer]) -> None:
+        _, held_at = self.held.pop(entry.entry_id)
+        entry.resumed_at = self.now
+        self.waiting[entry.entry_id] = entry
+        for observer in observers:
+            observer.resumed(self, entry, held_at)
+        self._fill_rooms(observers)
+
     def run(self, observers: Sequence[Observer] = ()) -> list[Entry]:
         scenario = self.scenario
         for service in scenario.services:
@@ -301,46 +335,52 @@ class ClinicDay:
                 start += self.rng.gauss(0.0, scenario.break_jitter_minutes) / 60.0
                 minutes *= self.rng.uniform(1.0 - scenario.break_length_spread, 1.0 + scenario.break_length_spread)
                 self._push(self.at_hour(start), "break", (room, minutes))
+        handlers = {"arrival": self._arrive, "return": self._return, "done": self._finish, "hold": self._hold,
+                    "resume": self._resume, "missed": self._missed, "open": self._reopen, "break_end": self._reopen,
+                    "break": self._break}
         end = self.at_hour(scenario.closes_hour)
         while self._events:
             at, _, kind, payload = heapq.heappop(self._events)
             if at > end:
                 break
             self.now = at
-            if kind == "arrival":
-                entry = self._new_entry(payload, self._priority(), "walk_in",  # type: ignore[arg-type]
-                                        no_show=self.rng.random() < scenario.no_show_probability)
-                self._enqueue(entry, observers)
-            elif kind == "return":
-                lab: Entry = payload  # type: ignore[assignment]
-                _, done = self.results_due.pop(lab.entry_id)
-                back = self._new_entry(lab.back_to_service, lab.priority, "return", lab.ticket_id,  # type: ignore[arg-type]
-                                       returning=True, preferred_room_id=lab.back_to_room,
-                                       sent_at=lab.enqueued, lab_done_at=done)
-                self._enqueue(back, observers)
-            elif kind == "done":
-                self._finish(payload, observers)  # type: ignore[arg-type]
-            elif kind == "missed":
-                room: _Room = payload  # type: ignore[assignment]
-                assert room.busy_with is not None and room.busy_since is not None
-                for observer in observers:
-                    observer.missed(room.spec.room_id, room.busy_with.service_id, room.busy_since, self.now)
-                self._free(room, observers)
-            elif kind == "open" or kind == "break_end":
-                room = payload  # type: ignore[assignment]
-                self._set_open(room, True, observers)
-                self._fill_rooms(observers)
-            elif kind == "break":
-                room, minutes = payload  # type: ignore[misc]
-                if not room.open:
-                    continue
-                if room.busy_with is None:
-                    self._set_open(room, False, observers)
-                    self._push(self.now + minutes * 60.0, "break_end", room)
-                else:
-                    room.break_pending = minutes
+            handlers[kind](payload, observers)  # type: ignore[operator]
         self.now = end  # closing time: every room closes
         for room in self.rooms.values():
             if room.open:
                 self._set_open(room, False, observers)
         return self.entries
+
+    def _arrive(self, service_id: int, observers: Sequence[Observer]) -> None:
+        entry = self._new_entry(service_id, self._priority(), "walk_in",
+                                no_show=self.rng.random() < self.scenario.no_show_probability)
+        self._enqueue(entry, observers)
+
+    def _return(self, lab: Entry, observers: Sequence[Observer]) -> None:
+        """Back from the lab to the doctor's line, that room preferred."""
+        _, done = self.results_due.pop(lab.entry_id)
+        back = self._new_entry(lab.back_to_service, lab.priority, "return", lab.ticket_id,  # type: ignore[arg-type]
+                               returning=True, preferred_room_id=lab.back_to_room,
+                               sent_at=lab.enqueued, lab_done_at=done)
+        self._enqueue(back, observers)
+
+    def _missed(self, room: _Room, observers: Sequence[Observer]) -> None:
+        assert room.busy_with is not None and room.busy_since is not None
+        for observer in observers:
+            observer.missed(room.spec.room_id, room.busy_with.service_id, room.busy_since, self.now)
+        self._free(room, observers)
+
+    def _reopen(self, room: _Room, observers: Sequence[Observer]) -> None:
+        self._set_open(room, True, observers)
+        self._fill_rooms(observers)
+
+    def _break(self, planned: tuple[_Room, float], observers: Sequence[Observer]) -> None:
+        """A break is due: the room closes now, or once the patient in it is done."""
+        room, minutes = planned
+        if not room.open:
+            return
+        if room.busy_with is None:
+            self._set_open(room, False, observers)
+            self._push(self.now + minutes * 60.0, "break_end", room)
+        else:
+            room.break_pending = minutes

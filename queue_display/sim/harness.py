@@ -65,6 +65,14 @@ class EstimatorFeed:
     def room_changed(self, room_id: int, open: bool, at: float) -> None:
         self._do(lambda: self.estimator.record_room_state(room_id, open, _utc(at)))
 
+    def held(self, day: ClinicDay, entry: Entry) -> None:
+        held_at = _utc(day.now)
+        self._do(lambda: self.estimator.record_hold(entry.entry_id, held_at))
+
+    def resumed(self, day: ClinicDay, entry: Entry, held_at: float) -> None:
+        resumed_at = _utc(day.now)
+        self._do(lambda: self.estimator.record_hold(entry.entry_id, _utc(held_at), resumed_at))
+
 
 @dataclass
 class Scorer:
@@ -95,12 +103,12 @@ class Scorer:
         now = day.now_datetime()
         items = day.waiting_items()
         rooms = day.room_states()
-        estimates = self.estimator.estimate_ranges(now, items, rooms, day.away())
+        estimates = self.estimator.estimate_ranges(now, items, rooms, day.away(), day.held_items())
         ahead_by_service: dict[int, int] = {}
         for item in order_waiting(items, now, self.weights, self.starvation_minutes):
             ahead = ahead_by_service.get(item.service_id, 0)
             ahead_by_service[item.service_id] = ahead + 1
-            waited = day.now - day.waiting[item.ticket_id].enqueued
+            waited = day.now - _in_line_since(day.waiting[item.ticket_id])
             span = estimates[item.ticket_id]
             self.snapshots.setdefault(item.ticket_id, []).append((day.now, {
                 "clinicall": span.seconds, "low": span.low, "high": span.high,
@@ -118,7 +126,7 @@ class Scorer:
         items = day.waiting_items()
         rooms = day.room_states()
         started = time.thread_time()
-        span = self.estimator.estimate_ranges(now, items, rooms, day.away())[entry.entry_id]
+        span = self.estimator.estimate_ranges(now, items, rooms, day.away(), day.held_items())[entry.entry_id]
         self.estimate_cpu_ms.append((time.thread_time() - started) * 1000.0)
         self.largest_queue = max(self.largest_queue, len(items))
         ordered = order_waiting(items, now, self.weights, self.starvation_minutes)
@@ -130,9 +138,20 @@ class Scorer:
             "LES": self.les.predict(entry.service_id),
         }
 
+    def held(self, day: ClinicDay, entry: Entry) -> None:
+        """A patient who steps out: their wait so far was not the queue's doing, so what was predicted
+        for them is not scored; they are predicted again when they come back."""
+        self.predictions.pop(entry.entry_id, None)
+        self.snapshots.pop(entry.entry_id, None)
+        if self.scoring and self.every_change:
+            self._snapshot(day)
+
+    def resumed(self, day: ClinicDay, entry: Entry, held_at: float) -> None:
+        self.entered(day, entry)
+
     def called(self, day: ClinicDay, entry: Entry) -> None:
         assert entry.called is not None
-        wait = entry.called - entry.enqueued
+        wait = entry.called - _in_line_since(entry)
         self.rolling.record_wait(entry.service_id, wait)
         self.les.record_wait(entry.service_id, wait)
         predicted = self.predictions.pop(entry.entry_id, None)
@@ -156,6 +175,11 @@ class Scorer:
         self.predictions.clear()  # tickets never called before closing are not scored
         self.snapshots.clear()
         self.ql.new_day()
+
+
+def _in_line_since(entry: Entry) -> float:
+    """When the patient last entered the line: issued, transferred, back from the lab, or back from a hold."""
+    return entry.resumed_at if entry.resumed_at is not None else entry.enqueued
 
 
 def _score(predicted: dict[str, float], truth: float, errors: dict[str, list[float]], covered: list[bool]) -> None:

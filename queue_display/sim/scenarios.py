@@ -65,6 +65,12 @@ class Scenario:
     walk_minutes: float = 0.8  # mean walk from the call to the room (gamma, shape 3); elderly x1.6
     break_jitter_minutes: float = 8.0  # sd of a break's start around its usual time (early or late)
     break_length_spread: float = 0.2  # a break lasts its usual length x U(1 - this, 1 + this)
+    # Held tickets: a waiting patient steps out (the desk holds the ticket; it keeps its place) after an
+    # exponential time in line, and comes back after a gamma-distributed absence, or never.
+    hold_probability: float = 0.06  # of walk-ins
+    hold_after_minutes: float = 12.0  # mean time in line before stepping out
+    hold_minutes: float = 15.0  # mean absence (gamma, shape 2)
+    resume_probability: float = 0.85  # the rest never come back
 
 
 def _standard() -> Scenario:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from queue_display.estimator import Away, Lognormal, RoomState, WaitEstimator
+from queue_display.estimator import Away, Held, Lognormal, RoomState, WaitEstimator
 from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -305,7 +305,10 @@ def test_learns_room_timetable_and_expects_breaks_and_reopenings() -> None:
     busy = [RoomState(1, (GENERAL,), True, local(30, 11 + 20 / 60), GENERAL), idle(2)]
     back_from_lunch = learned.estimate(late, waiting, busy)
     assert back_from_lunch[6] > naive.estimate(late, waiting, busy)[6] + 300
-    # ... but one who started after 11:30 has had lunch already (rooms call only when back)
+    # a doctor who called at 11:35 and has not closed today puts lunch off until this patient is done
+    put_off = [RoomState(1, (GENERAL,), True, local(30, 11 + 35 / 60), GENERAL), idle(2)]
+    assert learned.estimate(late, waiting, put_off)[6] > naive.estimate(late, waiting, put_off)[6] + 300
+    # ... but one who started after 12:30, the break's usual end, has had lunch already (or skipped it)
     after = [RoomState(1, (GENERAL,), True, local(30, 12.6), GENERAL), idle(2)]
     assert learned.estimate(local(30, 12.7), waiting, after)[6] == pytest.approx(
         naive.estimate(local(30, 12.7), waiting, after)[6], rel=0.05)
@@ -373,3 +376,30 @@ def test_patients_at_the_lab_come_back_ahead_of_the_walk_ins_of_their_doctor() -
     # doctor 1 closed: the patients coming back to that room are anyone's, as tickets.queue_item makes them
     closed = [RoomState(1, (GENERAL,), False, None, None), *rooms2[1:]]
     assert estimator.estimate(now, waiting, closed, away)[2] > estimator.estimate(now, waiting, closed)[2] + 0.9 * visit
+
+
+def test_a_held_ticket_comes_back_in_its_place_as_past_holds_did() -> None:
+    """A held patient keeps their place: once past holds show that patients come back within minutes, the
+    tickets behind the held one wait for its visit too; on a clinic where held patients never come back
+    (a hold not resumed by the end of its day), they do not."""
+    back, gone = make(), make()
+    for estimator in (back, gone):
+        train_service(estimator, 1, GENERAL, 10.0, 60)
+    for n in range(12):  # past days: each hold resumed after 5 minutes, or never
+        held_at = local(n, 9)
+        back.record_hold(100 + n, held_at)
+        back.record_hold(100 + n, held_at, held_at + dt.timedelta(minutes=5))
+        gone.record_hold(100 + n, held_at)
+    gone.record_hold(999, local(13, 9))  # a new day: the old holds are settled as never resumed
+    now = local(30, 10)
+    waiting = [item(1, now - dt.timedelta(minutes=30)), item(2, now - dt.timedelta(minutes=10))]
+    rooms = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=2), GENERAL)]
+    held = [Held(item(3, now - dt.timedelta(minutes=20)), now - dt.timedelta(minutes=2))]
+    visit = back.service_time(1, GENERAL, 10).mean
+    unaware = back.estimate(now, waiting, rooms)
+    aware = back.estimate(now, waiting, rooms, held=held)
+    assert aware[1] == pytest.approx(unaware[1])  # ahead of the held ticket's place: as before
+    assert aware[2] > unaware[2] + 0.9 * visit  # behind it: it comes back first
+    assert gone.estimate(now, waiting, rooms, held=held) == pytest.approx(gone.estimate(now, waiting, rooms))
+    yesterday = [Held(held[0].item, now - dt.timedelta(days=1))]  # a hold from another day is over
+    assert back.estimate(now, waiting, rooms, held=yesterday) == pytest.approx(unaware)

@@ -32,6 +32,8 @@ def test_days_are_reproducible_and_realistic() -> None:
     lunch = sum(1 for h in hours if 11.5 <= h < 13.0) / 1.5
     assert peak > 2.5 * lunch  # morning peak, lunch dip
     assert any(e.no_show for e in walk_ins)
+    back_from_hold = [e for e in walk_ins if e.resumed_at is not None]  # stepped out, came back to their place
+    assert back_from_hold and all(e.called is None or e.called >= e.resumed_at for e in back_from_hold)
     transfers = [e for e in first if e.kind == "transfer"]
     returns = [e for e in first if e.kind == "return"]
     assert transfers and all(e.service_id == LAB or e.back_to_room for e in transfers)

@@ -109,8 +109,13 @@ async def test_a_restarted_service_estimates_like_the_one_that_ran_all_day(clini
             await add_room_state(clinic, live, room, True, at)
         for n in range(8):
             priority = ("normal", "elderly", "booked")[n % 3]
-            await live.apply(await tickets.issue(db, settings, service_id=consult, source="reception",
-                                                 priority=priority, now=at + dt.timedelta(minutes=2 * n)))
+            issued = await tickets.issue(db, settings, service_id=consult, source="reception",
+                                         priority=priority, now=at + dt.timedelta(minutes=2 * n))
+            await live.apply(issued)
+        # the last patient steps out for a few minutes (held, then resumed in the same place)
+        await live.apply(await tickets.hold(db, settings, issued.ticket_id, now=at + dt.timedelta(minutes=16)))
+        await live.apply(await tickets.resume(db, settings, issued.ticket_id,
+                                              now=at + dt.timedelta(minutes=18 + day)))
         clock = at + dt.timedelta(minutes=20)
         for n in range(6 if day else 3):  # today: three served, five still waiting
             room = rooms["consult1"] if n % 2 else rooms["consult2"]
@@ -148,6 +153,11 @@ async def test_a_restarted_service_estimates_like_the_one_that_ran_all_day(clini
             [ran_all_day[i][0] for i in sorted(ran_all_day)], rel=0.05)
         for name in ("consult1", "consult2"):
             assert restarted.estimator.typical_breaks(rooms[name]) == live.estimator.typical_breaks(rooms[name])
+        # round trips and holds: learned live as they happened, and from the database on a restart
+        assert live.estimator.trip_seconds() != cold.estimator.trip_seconds()
+        assert restarted.estimator.trip_seconds() == pytest.approx(live.estimator.trip_seconds())
+        assert live.estimator.hold_return(0.0) != cold.estimator.hold_return(0.0)
+        assert restarted.estimator.hold_return(0.0) == pytest.approx(live.estimator.hold_return(0.0))
     finally:
         restarted.close()
         cold.close()
