@@ -17,7 +17,7 @@ from yarl import URL
 from clinicall.auth import service
 from clinicall.auth.access import principal, public, require
 from clinicall.auth.middleware import SESSION_COOKIE
-from clinicall.auth.models import User
+from clinicall.auth.models import STAFF_ROLES, User
 from clinicall.auth.throttle import LOGIN_THROTTLE_KEY, wait_text
 from clinicall.auth.token_cache import forget_tokens
 from clinicall.keys import DB_KEY, SETTINGS_KEY
@@ -250,6 +250,9 @@ async def token_create(request: web.Request) -> web.Response:
     user_id = int_param(request, "user_id")
     if user_id != who.user_id and "admin" not in who.roles:
         raise Problem(403, "Not allowed", "Only an admin can create tokens for another user.")
+    if not who.has_any(*STAFF_ROLES):  # a referrer's or a patient's session must not mint a lasting credential
+        raise Problem(403, "Not allowed", "API tokens are for the clinic's staff and their scripts.",
+                      code="role_required", roles=list(STAFF_ROLES))
     body = await parse_body(request, NewToken)
     if await service.get_user(request.app[DB_KEY], user_id) is None:
         raise Problem(404, "User not found", "No user with that id exists.", code="user_not_found")

@@ -238,6 +238,15 @@ async def test_password_reset_ends_every_session(client: TestClient, staff: Staf
     assert (await client.get("/api/me")).status == 401
 
 
+async def test_referrers_and_patients_mint_no_api_tokens(client: TestClient, staff: Staff) -> None:
+    for name, role in (("ref-doctor", "referrer"), ("own-patient", "patient")):
+        user = await auth_service.create_user(client.app[DB_KEY], name, PASSWORD, [role])  # type: ignore[index]
+        client.session.cookie_jar.clear()
+        await login_cookie(client, name)
+        minted = await client.post(f"/api/users/{user.id}/tokens", json={"name": "mine"}, headers=own(client))
+        assert minted.status == 403 and (await minted.json())["code"] == "role_required", name
+
+
 async def test_a_remembered_bearer_token_is_forgotten_when_access_changes(client: TestClient, staff: Staff) -> None:
     from clinicall.auth.token_cache import TOKEN_CACHE_KEY
 
