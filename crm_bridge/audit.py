@@ -75,6 +75,7 @@ class AuditBatch:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._flushing = asyncio.Lock()  # a flush waits for one in flight: after it, every row so far is written
 
     def add(self, user_id: int | None, patient_ids: Iterable[int], action: str, detail: str = "") -> None:
         for patient_id in dict.fromkeys(patient_ids):
@@ -94,6 +95,10 @@ class AuditBatch:
             await self.flush()
 
     async def flush(self) -> int:
+        async with self._flushing:
+            return await self._write()
+
+    async def _write(self) -> int:
         rows, self._rows = self._rows, []
         if not rows:
             return 0
