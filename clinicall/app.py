@@ -35,7 +35,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
-    db = Database(settings.database.url, echo=settings.database.echo)
+    db = Database(settings.database.url, echo=settings.database.echo,
+                  connect_timeout=settings.database.connect_timeout_seconds)
     app[DB_KEY] = db
     await _bootstrap_admin(app)
     yield

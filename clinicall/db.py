@@ -65,7 +65,7 @@ class Database:
     """The engine and its sessions: `async with db.transaction() as s:` to write (commits on success,
     rolls back on error); `async with db.session() as s:` to read."""
 
-    def __init__(self, url: str, echo: bool = False) -> None:
+    def __init__(self, url: str, echo: bool = False, connect_timeout: float = 5.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
@@ -88,7 +88,7 @@ class Database:
         else:
             # A lost server must fail a request in seconds (then 503), not after asyncpg's 60 s default.
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20,
-                                              pool_timeout=10, connect_args={"timeout": 5})
+                                              pool_timeout=10, connect_args={"timeout": connect_timeout})
             _ping_when_idle(self.engine.sync_engine)
             self.read_engine = self.engine
             self.writer_engine = None

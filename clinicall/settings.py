@@ -71,6 +71,8 @@ class DatabaseSettings(Section):
     url: str = Field("", description="SQLAlchemy async URL (sqlite+aiosqlite or postgresql+asyncpg); "
                      "empty: SQLite at DATA_DIR/clinicall.db")
     echo: bool = False
+    connect_timeout_seconds: float = Field(5.0, gt=0, le=120, description="Longest wait for a new PostgreSQL "
+                                           "connection before the request fails (503)")
     pg_bin_dir: str | None = Field(None, description="Where pg_dump and pg_restore are (backup, restore); empty: PATH")
 
     @field_validator("url")

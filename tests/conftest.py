@@ -171,9 +171,10 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def build(database_url: str, **overrides: object) -> Settings:
         base: dict[str, object] = {
             "data_dir": str(tmp_path / "var"),
-            "database": {"url": database_url},
+            "database": {"url": database_url, "connect_timeout_seconds": 60.0},
             "http": {"cookie_secure": False},
-            "telephony": {"agi_enabled": False},
+            # a loaded test machine must not send a test's caller on unidentified
+            "telephony": {"agi_enabled": False, "agi_lookup_timeout_seconds": 30.0},
             "audio": {"cache_dir": str(tmp_path / "audio"), "engines": ["espeak"]},
         }
         for key, value in overrides.items():

@@ -5,6 +5,7 @@ rate limit, control characters refused with nothing on the wire, hang up, and /h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -95,9 +96,11 @@ async def test_click_to_call_answered_end_to_end(client: TestClient, staff: Staf
         assert [order.index(state) for state in states] == sorted(order.index(state) for state in states)
         assert updates[-1]["disposition"] == "answered"
         # agent2 got nothing of agent1's call
-        with pytest.raises(asyncio.TimeoutError):
-            msg = await asyncio.wait_for(other.receive(), 0.3)
-            assert json.loads(msg.data)["type"] != "call.updated", msg.data
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                while True:
+                    msg = await other.receive()
+                    assert json.loads(msg.data)["type"] != "call.updated", msg.data
 
     sent = originates(client)[-1]
     installation = await client.app[CALL_LOG_KEY].installation()
