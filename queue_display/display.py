@@ -391,7 +391,8 @@ async def room_page(request: web.Request) -> web.StreamResponse:
     return _page("room.html")
 
 
-KIOSK_SERVICE_FIELDS = ("id", "name", "names", "prefix", "open", "active", "waiting_count", "estimated_wait_seconds")
+KIOSK_SERVICE_FIELDS = ("id", "name", "names", "prefix", "open", "opens_at", "closes_at", "active", "waiting_count",
+                        "estimated_wait_seconds")
 
 
 @routes.get("/kiosk/services")
