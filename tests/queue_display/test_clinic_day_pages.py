@@ -2,7 +2,7 @@
 (the room page says the room is closed and opens it with O), a patient takes a number at the kiosk in English
 (a closed service is greyed out with its hours), is called, sent to the lab with the page's defaults, sent on to
 X-ray by the lab, and room 1 closes for lunch meanwhile; the patient's own phone page follows every step and never
-sends them to the closed door; room 2's door shows them as next while room 1 is closed and not once it reopens;
+sends them to the closed door, nor does the TV; room 2's door shows them as next while room 1 is closed and not once it reopens;
 room 1 calls them back with their own number. No 5xx, no script error."""
 
 from __future__ import annotations
@@ -79,8 +79,13 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     onward = await server.api("POST", f"/api/tickets/{patient['id']}/transfer", who="doctor", json={"service_id": D})
     assert onward["ticket"]["number"] == "D001"
     await phone_says("D001", "Xong Chụp X-quang, mời bạn quay lại Phòng khám số 1.")
+    tv = await new_page()
+    watch(tv, problems)
+    await tv.goto(server.url("/tv", token=server.display_token))
+    await tv.locator("#services li").filter(has_text="D001").filter(has_text="Sau đó quay lại Phòng khám số 1").wait_for()
     await press("o", "Đã đóng phòng")  # lunch, while the patient is at X-ray
     await phone_says("D001", "Xong Chụp X-quang, mời bạn quay lại Khám tổng quát.")  # not the closed door
+    await tv.locator("#services li").filter(has_text="D001").filter(has_text="Sau đó quay lại Khám tổng quát").wait_for()
 
     door = await new_page()
     watch(door, problems)
