@@ -410,7 +410,8 @@ async def kiosk_services(request: web.Request) -> web.Response:
         if "waiting_count" not in entry and isinstance(waiting, list):
             entry["waiting_count"] = len(waiting)
         services.append(entry)
-    return web.json_response({"services": services, "clinic": request.app[SETTINGS_KEY].clinic.name},
+    clinic = request.app[SETTINGS_KEY].clinic
+    return web.json_response({"services": services, "clinic": clinic.name, "timezone": clinic.timezone},
                              headers={"Cache-Control": "no-store"})
 
 

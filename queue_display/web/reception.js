@@ -129,12 +129,15 @@ async function checkIn(patient, button) {
 
 async function issueWalkIn(e) {
   e.preventDefault();
+  const button = $("walkin-form").querySelector("button[type=submit]");
+  if (button.disabled) return;  // a double click gives one number, not two
+  button.disabled = true;
   $("walkin-error").hidden = true;
   try {
     const data = await api("/api/tickets", {method: "POST", body: {service_id: Number($("w-service").value), priority: $("w-priority").value}});
     showIssued(data.ticket || data);
     loadQueue();
-  } catch (err) { showError($("walkin-error"), err); }
+  } catch (err) { showError($("walkin-error"), err); } finally { button.disabled = false; }
 }
 
 function queueGroups(data) {

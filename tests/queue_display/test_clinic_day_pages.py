@@ -3,7 +3,8 @@
 (a closed service is greyed out with its hours), is called, sent to the lab with the page's defaults, sent on to
 X-ray by the lab, and room 1 closes for lunch meanwhile; the patient's own phone page follows every step and never
 sends them to the closed door, nor does the TV; room 2's door shows them as next while room 1 is closed and not once it reopens;
-room 1 calls them back with their own number. No 5xx, no script error."""
+room 1 calls them back with their own number; a receptionist's double click gives one number. No 5xx, no script
+error."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     await kiosk.locator(f"#services button[data-service='{A}']").click()
     await kiosk.locator("#ticket-number").filter(has_text="A001").wait_for()
     status_url = await kiosk.locator("#ticket-qr").get_attribute("data-url")
+    issued = dt.datetime.fromisoformat((await server.api("GET", "/api/tickets", who="reception"))["tickets"][0]["issued_at"])
+    clinic_time = issued.astimezone(server.app[SETTINGS_KEY].clinic.zone()).strftime("%H:%M")
+    assert clinic_time in await kiosk.locator("#ticket-time").inner_text()  # the clinic's time, not the kiosk's zone
 
     phone = await new_page()
     watch(phone, problems)
@@ -107,4 +111,14 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     await phone_says("Mời bạn vào", "Phòng khám số 1")
     await press("d", "A001: Xong")
     await phone_says("Đã hoàn tất")
+
+    desk = await new_page("reception")  # a receptionist double-clicks "Cấp số": one number, not two
+    watch(desk, problems)
+    posts: list[str] = []
+    desk.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/api/tickets") else None)
+    await desk.goto(server.url("/reception"))
+    await desk.wait_for_selector("body[data-ready='1']")
+    await desk.locator("#walkin-form button[type=submit]").dblclick()
+    await desk.locator("#issued-number").filter(has_text="A00").wait_for()
+    assert len(posts) == 1
     assert problems == []

@@ -7,6 +7,7 @@ let lang = LANGUAGES.includes(queryParam("lang")) ? queryParam("lang") : "vi";
 let t = translate(LABELS, lang);
 let services = [];
 let resetTimer = null;
+let timeZone;  // the clinic's: the printed time is the clinic's local time, whatever the kiosk's own clock zone
 const $ = (id) => document.getElementById(id);
 
 async function fetchJson(path, init = {}) {
@@ -41,6 +42,7 @@ async function load() {
   try {
     const data = await fetchJson("/kiosk/services");
     services = data.services;
+    timeZone = data.timezone || undefined;
     $("clinic").textContent = data.clinic;
     $("ticket-clinic").textContent = data.clinic;
     renderServices();
@@ -71,7 +73,8 @@ function show(ticket, url, service) {
   $("ticket-qr").src = ticket.qr_svg_url;
   $("ticket-qr").alt = url;
   $("ticket-qr").dataset.url = url;
-  $("ticket-time").textContent = new Date().toLocaleString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN");
+  $("ticket-time").textContent = new Date(ticket.issued_at || Date.now())
+    .toLocaleString(lang === "zh" ? "zh-CN" : lang === "en" ? "en-GB" : "vi-VN", {timeZone});
   $("choose").hidden = true;
   $("ticket").hidden = false;
   if (!$("print").hidden) $("print").focus();
