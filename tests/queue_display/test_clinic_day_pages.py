@@ -111,6 +111,9 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     await phone_says("Mời bạn vào", "Phòng khám số 1")
     await press("d", "A001: Xong")
     await phone_says("Đã hoàn tất")
+    await room.goto(server.url("/room", room=str(lab)))  # the lab's own page: its walk-ins sent on do not come back
+    await room.wait_for_selector("body[data-ready='1']")
+    assert not await room.locator("#transfer-return").is_checked()
 
     desk = await new_page("reception")  # a receptionist double-clicks "Cấp số": one number, not two
     watch(desk, problems)

@@ -225,6 +225,9 @@ async function start() {
   for (const r of rooms) state.rooms.set(r.id, r);
   roundTripServices = new Set(rooms.filter((r) => r.kind === "lab" || r.kind === "imaging").flatMap((r) => r.service_ids));
   fillTransferTargets();
+  // a doctor's patient comes back from the lab; a lab's own walk-in sent on to X-ray does not come back to the lab
+  // (a patient already on a round trip keeps their way back to their doctor either way)
+  $("transfer-return").checked = !room() || room().kind === "consult";
   wire();
   const feed = new DisplayFeed({
     rooms: String(roomId),
