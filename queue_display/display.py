@@ -391,7 +391,8 @@ async def room_page(request: web.Request) -> web.StreamResponse:
     return _page("room.html")
 
 
-KIOSK_SERVICE_FIELDS = ("id", "name", "names", "prefix", "open", "active", "waiting_count", "estimated_wait_seconds")
+KIOSK_SERVICE_FIELDS = ("id", "name", "names", "prefix", "open", "opens_at", "closes_at", "active", "waiting_count",
+                        "estimated_wait_seconds")
 
 
 @routes.get("/kiosk/services")
@@ -409,7 +410,8 @@ async def kiosk_services(request: web.Request) -> web.Response:
         if "waiting_count" not in entry and isinstance(waiting, list):
             entry["waiting_count"] = len(waiting)
         services.append(entry)
-    return web.json_response({"services": services, "clinic": request.app[SETTINGS_KEY].clinic.name},
+    clinic = request.app[SETTINGS_KEY].clinic
+    return web.json_response({"services": services, "clinic": clinic.name, "timezone": clinic.timezone},
                              headers={"Cache-Control": "no-store"})
 
 

@@ -72,6 +72,8 @@ def back_to_json(ticket: Ticket, services: Mapping[int, QueueService], rooms: Ma
     service_id, room_id, now = target
     service = services.get(service_id) if service_id is not None else None
     room = rooms.get(room_id) if room_id is not None else None
+    if room is not None and not room.open:  # the return goes to any room of the service: name the service
+        room = None
     return {"room": room_brief(room, language) if room else None, "service_id": service_id,
             "service_name": local_name(service.names, language) if service else "",
             "service_names": dict(service.names) if service else {}, "now": now}

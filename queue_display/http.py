@@ -172,9 +172,12 @@ async def rooms_update(request: web.Request) -> web.Response:
                       "on duty; ask an admin to change anything else.")
     before = next((r.open for r in await service.list_rooms(request.app[DB_KEY]) if r.id == room_id), None)
     updated = await service.update_room(request.app[DB_KEY], room_id, patch, user_id=who.user_id)
+    changed = set(updated.service_ids)
     if before is not None and before != updated.open:
         await _runtime(request).room_state_changed(updated.id, updated.open, utcnow())
-    await _runtime(request).refresh_and_publish(set(updated.service_ids))
+        # the lab's and X-ray's lines too: their patients' way back names this room only while it is open
+        changed |= {x.id for x in await service.list_services(request.app[DB_KEY])}
+    await _runtime(request).refresh_and_publish(changed)
     return _json({"room": room_json(updated, request.app[SETTINGS_KEY].clinic.language)})
 
 

@@ -116,6 +116,9 @@ async def open_room_ids(s: AsyncSession) -> set[int]:
 
 
 async def _next_seq(s: AsyncSession, db: Database, service_id: int, day: dt.date) -> int:
+    """The service's next number of the day, passing over any number a ticket of another day still holds
+    in this service's line (left waiting, held or skipped when the day rolled over): two tickets on one
+    screen never share a number."""
     insert = pg_insert if db.is_postgres else sqlite_insert
     statement = (
         insert(QueueCounter)
@@ -124,7 +127,12 @@ async def _next_seq(s: AsyncSession, db: Database, service_id: int, day: dt.date
                                set_={"last_seq": QueueCounter.last_seq + 1})
         .returning(QueueCounter.last_seq)
     )
-    return int((await s.execute(statement)).scalar_one())
+    taken = set((await s.scalars(select(Ticket.seq).where(
+        Ticket.service_id == service_id, Ticket.local_day != day, Ticket.status.in_(ACTIVE_STATUSES)))).all())
+    while True:
+        seq = int((await s.execute(statement)).scalar_one())
+        if seq not in taken:
+            return seq
 
 
 async def _renumber(s: AsyncSession, db: Database, ticket: Ticket, service: QueueService,
@@ -133,8 +141,8 @@ async def _renumber(s: AsyncSession, db: Database, ticket: Ticket, service: Queu
     number there when it comes back, unless that was somehow given to another ticket)."""
     seq = keep_seq
     if seq is not None and await s.scalar(select(Ticket.id).where(
-            Ticket.service_id == service.id, Ticket.local_day == ticket.local_day, Ticket.seq == seq,
-            Ticket.id != ticket.id)) is not None:
+            Ticket.service_id == service.id, Ticket.seq == seq, Ticket.id != ticket.id,
+            or_(Ticket.local_day == ticket.local_day, Ticket.status.in_(ACTIVE_STATUSES)))) is not None:
         seq = None
     if seq is None:
         seq = await _next_seq(s, db, service.id, ticket.local_day)
@@ -178,7 +186,7 @@ async def issue(db: Database, settings: Settings, *, service_id: int, source: st
                                   "No active service with that id; choose one from GET /api/services.")
                 if source == "kiosk" and not is_open_now(service, now, settings.clinic.zone()):
                     raise conflict(f"{service.names.get('vi')} is closed now; it opens {service.opens_at} to "
-                                   f"{service.closes_at}. Please ask at reception.")
+                                   f"{service.closes_at}. Please ask at reception.", code="service_closed")
                 if patient_id is not None:
                     existing = await s.scalar(select(Ticket).where(
                         Ticket.patient_id == patient_id, Ticket.local_day == day,
@@ -221,7 +229,8 @@ async def _open_room(s: AsyncSession, room_id: int) -> QueueRoom:
     if room is None:
         raise not_found("Room")
     if not room.open:
-        raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.")
+        raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.",
+                       code="room_closed")
     return room
 
 
@@ -429,7 +438,8 @@ def _check_open(room: Any) -> None:
     if room is None:
         raise not_found("Room")
     if not room.open:
-        raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.")
+        raise conflict(f"{room.names.get('vi', 'The room')} is closed; open it (PATCH open: true) before calling.",
+                       code="room_closed")
 
 
 def _claim_next(conn: Connection, is_postgres: bool, settings: Settings, room: Any, rooms: dict[int, Any],

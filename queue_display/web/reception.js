@@ -73,17 +73,19 @@ function showIssued(ticket) {
 }
 
 let arrivalsRun = 0;  // a reload started later (another desk's check-in) wins over an earlier one still loading
+let dateChosen = false;  // until someone picks another day, the list follows the clinic's today (a page left open overnight)
+let clinicToday = "";
 
 async function loadArrivals() {
   // With no date chosen yet, the server answers for the clinic's own today (its time zone, not the browser's).
   const run = ++arrivalsRun;
-  const day = $("a-date").value;
+  const day = dateChosen ? $("a-date").value : "";
   const body = $("arrivals").tBodies[0];
   const checkedIn = new Map();
   let list = [];
   try {
     const data = await api(day ? `/api/arrivals?date=${day}` : "/api/arrivals");
-    if (!day && data.date) $("a-date").value = data.date;
+    if (!day && data.date && run === arrivalsRun) { $("a-date").value = data.date; clinicToday = data.date; }
     list = items(data, "arrivals", "patients");
   } catch (err) { if (run === arrivalsRun) $("arrivals-status").textContent = showError(null, err); return; }
   // Patients already checked in that day show their number, not a second check-in button.
@@ -127,12 +129,15 @@ async function checkIn(patient, button) {
 
 async function issueWalkIn(e) {
   e.preventDefault();
+  const button = $("walkin-form").querySelector("button[type=submit]");
+  if (button.disabled) return;  // a double click gives one number, not two
+  button.disabled = true;
   $("walkin-error").hidden = true;
   try {
     const data = await api("/api/tickets", {method: "POST", body: {service_id: Number($("w-service").value), priority: $("w-priority").value}});
     showIssued(data.ticket || data);
     loadQueue();
-  } catch (err) { showError($("walkin-error"), err); }
+  } catch (err) { showError($("walkin-error"), err); } finally { button.disabled = false; }
 }
 
 function queueGroups(data) {
@@ -168,11 +173,15 @@ async function loadQueue() {
 
 // Every queue change arrives on the display websocket (the user's session is enough); reload the
 // queue shortly after a burst of changes, and the arrivals when any desk checked a patient in.
+let reconnects = 0;
 function liveQueue() {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/display`);
   let timer = null;
   let arrivalsTimer = null;
-  ws.onopen = () => { document.body.dataset.live = "1"; };
+  ws.onopen = () => {
+    document.body.dataset.live = "1";
+    if (reconnects++) { loadQueue(); loadArrivals(); }  // what other desks did while this page was offline
+  };
   ws.onmessage = (m) => {
     let frame; try { frame = JSON.parse(m.data); } catch { return; }
     for (const msg of frame.type === "batch" ? frame.events || [] : [frame]) {
@@ -194,10 +203,11 @@ async function main() {
   document.title = `${t("title")} · clinicall`;
   await loadServices();
   $("walkin-form").addEventListener("submit", issueWalkIn);
-  $("arrivals-form").addEventListener("submit", (e) => { e.preventDefault(); loadArrivals(); });
+  $("arrivals-form").addEventListener("submit", (e) => { e.preventDefault(); dateChosen = $("a-date").value !== clinicToday; loadArrivals(); });
   await Promise.all([loadArrivals(), loadQueue()]);
   liveQueue();
   setInterval(loadQueue, 15000);  // a safety net; the display websocket brings every change at once
+  setInterval(() => { if (!dateChosen) loadArrivals(); }, 300000);  // a new day's arrivals on a page left open
   document.body.dataset.ready = "1";
 }
 

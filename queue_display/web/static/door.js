@@ -13,6 +13,12 @@ let timeZone;  // the clinic's, from the snapshot: a TV set to another zone stil
 let lastStatus = "connecting";
 let shownId = undefined;  // the ticket on screen; a new one flashes (not the first one after loading)
 
+// A patient back from the lab waits for the doctor who sent them: not "next" at any other door.
+function forAnotherRoom(ticket) {
+  const back = ticket.back_to;
+  return Boolean(back && back.now && back.room && back.room.id !== roomId);
+}
+
 function render() {
   if (state.clinic) $("clinic").textContent = state.clinic;
   const room = state.rooms.get(roomId);
@@ -27,7 +33,7 @@ function render() {
   shownId = id;
   const serviceIds = room && room.service_ids ? room.service_ids : [...state.services.keys()];
   const upcoming = state.waitingFor(serviceIds)
-    .filter((ticket) => !ticket.preferred_room_id || ticket.preferred_room_id === roomId).slice(0, 3);
+    .filter((ticket) => !forAnotherRoom(ticket)).slice(0, 3);
   $("next").replaceChildren(...(upcoming.length ? upcoming.map((ticket) => el("span", {class: "next-ticket"},
     el("span", {class: "num"}, ticket.number), el("span", {class: "eta"}, waitRangeText(ticket, t)))) : [t("none")]));
 }

@@ -21,6 +21,7 @@ const listOf = (data, key) => (Array.isArray(data) ? data : data[key] || data.it
 
 function current() { return state.current.get(roomId) || null; }
 function room() { return state.rooms.get(roomId) || null; }
+function roomOpen() { const r = room(); return !r || r.open !== false; }
 function roomServiceIds() { const r = room(); return r && r.service_ids ? r.service_ids : [...state.services.keys()]; }
 
 function say(text, kind = "ok") { $("message").textContent = text; $("message").className = kind; }
@@ -54,6 +55,9 @@ function render() {
   $("current-back").textContent = ticket ? backText(ticket) : "";
   for (const id of ["recall", "start", "done", "skip", "hold"]) $(id).disabled = busy || !ticket;
   $("call-next").disabled = busy;
+  $("open-room").disabled = busy || !room();
+  $("open-room-label").textContent = t(roomOpen() ? "close_room" : "open_room");
+  $("room-state").textContent = roomOpen() ? "" : t("room_closed_note");
   $("transfer").querySelector("button").disabled = busy || !ticket;
   $("transfer-note").textContent = transferNote();
   $("waiting").replaceChildren(...state.waitingFor(roomServiceIds()).map((w) => el("tr", {"data-number": w.number},
@@ -108,6 +112,26 @@ async function act(kind, ticket = current()) {
       say(t("nobody"));
     }
     loadToday();
+  } catch (err) {
+    if (err.problem && err.problem.code === "room_closed" && room()) state.rooms.set(roomId, {...room(), open: false});
+    say(`${t("error")}: ${problemText(err)}`, "error");
+  } finally {
+    busy = false;
+    render();
+  }
+}
+
+// Opens or closes this room (a late start, a break, the end of the day): closed, nobody is called to it, and
+// the patients due back to it from the lab go to another room of the service.
+async function toggleOpen() {
+  if (busy || !room()) return;
+  const open = !roomOpen();
+  busy = true;
+  render();
+  try {
+    const data = await api(`/api/rooms/${roomId}`, {method: "PATCH", body: {open}});
+    state.rooms.set(roomId, {...room(), ...data.room});
+    say(t(open ? "room_now_open" : "room_now_closed"));
   } catch (err) {
     say(`${t("error")}: ${problemText(err)}`, "error");
   } finally {
@@ -173,6 +197,7 @@ function onKey(event) {
   }
   const key = event.key.toLowerCase();
   if (KEYS[key]) { event.preventDefault(); act(KEYS[key]); }
+  else if (key === "o") { event.preventDefault(); toggleOpen(); }
   else if (key === "t") { event.preventDefault(); $("transfer-service").focus(); }
   else if (key === "g") { event.preventDefault(); $("other-number").focus(); }
   else if (key === "u") { event.preventDefault(); actOnNumber("resume", ["held"]); }
@@ -181,6 +206,7 @@ function onKey(event) {
 
 function wire() {
   for (const id of ["call-next", "recall", "start", "done", "skip", "hold"]) $(id).addEventListener("click", () => act(id));
+  $("open-room").addEventListener("click", toggleOpen);
   $("transfer").addEventListener("submit", (event) => { event.preventDefault(); act("transfer"); });
   $("transfer-return").addEventListener("change", render);
   $("other").addEventListener("submit", (event) => { event.preventDefault(); actOnNumber("call"); });
@@ -199,6 +225,9 @@ async function start() {
   for (const r of rooms) state.rooms.set(r.id, r);
   roundTripServices = new Set(rooms.filter((r) => r.kind === "lab" || r.kind === "imaging").flatMap((r) => r.service_ids));
   fillTransferTargets();
+  // a doctor's patient comes back from the lab; a lab's own walk-in sent on to X-ray does not come back to the lab
+  // (a patient already on a round trip keeps their way back to their doctor either way)
+  $("transfer-return").checked = !room() || room().kind === "consult";
   wire();
   const feed = new DisplayFeed({
     rooms: String(roomId),
