@@ -18,6 +18,7 @@ from clinicall.auth.access import public, require
 from clinicall.auth.middleware import allowed_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
+from clinicall.client_address import client_address
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import service as crm
@@ -214,7 +215,7 @@ async def opt_in(request: web.Request, ticket: Any, phone: str, who: Principal |
                       code="ticket_not_waiting")
     result = await request.app[MESSAGING_KEY].opt_in(
         ticket_id=ticket.id, phone=phone, patient_id=ticket.patient_id, created_by=who.user_id if who else None,
-        current=await ticket_now(request, ticket.id))
+        current=await ticket_now(request, ticket.id), client=None if who else client_address(request)[:64])
     return web.json_response(result, status=201)
 
 

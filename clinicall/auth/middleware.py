@@ -91,7 +91,7 @@ def check_same_origin(request: web.Request, *, required: bool) -> None:
 
 def metrics_principal(request: web.Request, token: str) -> Principal | None:
     expected = request.app[SETTINGS_KEY].auth.metrics_token
-    if expected and access_of(request.match_info.handler) == "scrape" \
+    if expected and access_of(request.match_info.handler) in ("scrape", "public") \
             and hmac.compare_digest(token.encode(), expected.encode()):
         return Principal(kind="scrape", username="metrics-scraper", via="scrape")
     return None

@@ -17,7 +17,7 @@ from telephony.ami import AmiLink
 from telephony.demo_pbx import DemoPbx
 from telephony.keys import AMI_LINK_KEY
 from telephony.wire import StreamParser
-from tests.conftest import Staff
+from tests.conftest import Staff, health_details
 from tests.telephony.conftest import LogHarness
 from tests.telephony.traces import FIXTURES, load
 
@@ -170,6 +170,9 @@ async def test_demo_inbound_endpoint_with_the_services_fastagi(client: TestClien
     patient_id = (await response.json())["patient"]["id"]
     assert (await client.post("/api/demo/inbound", headers=staff.headers("agent"),
                               json={"number": "09\r\n1"})).status == 400
+    # another agent cannot pop this patient's call up on the agent's screen through the demo
+    other = await client.post("/api/demo/inbound", headers=staff.headers("agent2"), json={"number": "0912345678"})
+    assert other.status == 403 and (await other.json())["code"] == "not_your_patient"
     async with client.ws_connect("/ws/agent", headers=staff.headers("agent")) as ws:
         await ws.receive()
         response = await client.post("/api/demo/inbound", headers=staff.headers("agent"), json={"number": "0912345678"})
@@ -192,7 +195,7 @@ async def test_demo_inbound_endpoint_with_the_services_fastagi(client: TestClien
 async def test_without_asterisk(aiohttp_client: Callable[..., object], sqlite_url: str,
                                 make_settings: Callable[..., Settings]) -> None:
     client: TestClient = await aiohttp_client(create_app(make_settings(sqlite_url)))  # type: ignore[operator]
-    health = await (await client.get("/healthz")).json()
+    health = await health_details(client)
     assert health["checks"]["asterisk"] == {"ok": True, "optional": True, "configured": False,
                                             "detail": "no Asterisk configured"}
     from clinicall.auth import service as auth_service
