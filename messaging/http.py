@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import public, require
-from clinicall.auth.middleware import allowed_origin
+from clinicall.auth.middleware import check_socket_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.client_address import client_address
@@ -282,9 +282,7 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
     """The patient's messages as they change (message.updated), for the card: ?patient_id=."""
     who = require(request, *STAFF)
     query = parse_query(request, SocketQuery)
-    origin = request.headers.get("Origin")
-    if origin and not allowed_origin(request, origin):
-        raise Problem(403, "Cross-site websocket refused", "Open the agent page from clinicall itself.")
+    check_socket_origin(request, who)
     await checked_patient(request, who, query.patient_id)
     crm.audit_views(request, [query.patient_id], "messages")
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS_KEY].display.heartbeat_seconds)

@@ -252,15 +252,18 @@ async def test_agent_socket_with_a_session_cookie(aiohttp_client: Callable[..., 
     await auth_service.create_user(client.app[DB_KEY], "hoa", "correct-horse-battery", ["agent"], "Hoa", "1001")
     login = await client.post("/api/login", json={"username": "hoa", "password": "correct-horse-battery"})
     assert login.status == 200
-    async with client.ws_connect("/ws/agent") as ws:
+    own = {"Origin": str(client.make_url("/").origin())}
+    async with client.ws_connect("/ws/agent", headers=own) as ws:
         hello = json.loads((await ws.receive()).data)
         assert hello["data"]["extension"] == "1001"
         await ws.send_str("ping")
         assert json.loads((await ws.receive()).data)["type"] == "pong"
     import aiohttp
 
-    with pytest.raises(aiohttp.WSServerHandshakeError):
-        await client.ws_connect("/ws/agent", headers={"Origin": "http://evil.example"})
+    for refused in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {}):  # a cookie needs our own page
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await client.ws_connect("/ws/agent", headers=refused)
+        assert error.value.status == 403
     client.session.cookie_jar.clear()
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await client.ws_connect("/ws/agent")
