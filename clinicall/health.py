@@ -3,7 +3,7 @@ a missing Asterisk or Redis does not make it unready), /healthz (every check, fo
 
 Anyone may ask /healthz and /readyz (load balancers, monitors), but only an admin or the metrics scraper
 (auth.metrics_token) reads the details: addresses, hosts and ports, error texts, counters. Everyone else
-gets each check's `ok`, `optional`, `state` and `kind` only."""
+gets each check's `ok`, `optional`, `state`, `kind` and `demo` only."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY
 from clinicall.metrics import METRICS_KEY
 
 routes = web.RouteTableDef()
-PUBLIC_FIELDS = ("ok", "optional", "state", "kind")
+PUBLIC_FIELDS = ("ok", "optional", "state", "kind", "demo")  # demo: the agent page offers the demo PBX's call
 
 
 def sees_details(request: web.Request) -> bool:
