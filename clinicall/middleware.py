@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
@@ -18,6 +19,7 @@ from clinicall.problem import Problem, problem_response
 log = logging.getLogger("clinicall.http")
 
 # Same-origin Referer is what cookie writes fall back on when a browser sends no Origin.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
 STATUS_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Body too large", 401: "Login required",
                  403: "Forbidden", 400: "Bad request"}
@@ -25,7 +27,9 @@ STATUS_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Body too lar
 
 @web.middleware
 async def request_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    given = request.headers.get("X-Request-Id", "")
+    # a proxy's id is kept when it looks like one; anything else (spaces, quotes, a forged log line) is replaced
+    request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
     context = {"request_id": request_id, "client": client_address(request)}
     REQUEST_CONTEXT.set(context)
     started = time.perf_counter()

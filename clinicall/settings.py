@@ -349,6 +349,13 @@ class MessagingSettings(Section):
                                      "this many or fewer are ahead of them (0: off)")
     turn_near_minutes: float = Field(10.0, ge=0, le=600, description="... or when the estimated wait falls to "
                                      "this many minutes (0: off)")
+    turn_near_per_number_per_day: int = Field(3, ge=1, le=1000, description="Turn-near sign-ups naming one phone "
+                                              "number in a clinic day (kiosk, patient's page and reception together)")
+    turn_near_public_per_address_per_hour: int = Field(
+        60, ge=1, le=100_000, description="Turn-near sign-ups without a login (kiosk, the ticket's own page) from one "
+                                          "client address in an hour; a busy kiosk is one address")
+    turn_near_public_per_day: int = Field(500, ge=1, le=1_000_000, description="Turn-near sign-ups without a login "
+                                          "in a clinic day, for the whole clinic (reception's are not counted)")
     turn_near_text: str = Field("{clinic}: sắp đến lượt số {number} ({service}), còn khoảng {minutes} phút. "
                                 "Vui lòng có mặt tại khu chờ.", max_length=480,
                                 description="The turn-near text: {clinic} {number} {service} {ahead} {minutes}")

@@ -5,6 +5,7 @@ clinic's SMS text (settings.crm.account_message) is prepared with {fullName}, {l
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -19,6 +20,9 @@ from crm_bridge.models import Patient, PatientAccount, PatientPhone
 from crm_bridge.phones import normalise
 
 OTP_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+OTP_GROUP = f"[{re.escape(OTP_ALPHABET)}]{{4}}"
+ONE_TIME_PASSWORD = re.compile(rf"(?<![0-9A-Za-z]){OTP_GROUP}-{OTP_GROUP}-{OTP_GROUP}(?![0-9A-Za-z])")
+MASKED_PASSWORD = "••••-••••-••••"
 
 
 def one_time_password() -> str:
@@ -29,18 +33,29 @@ def one_time_password() -> str:
             return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
 
+def mask_one_time_passwords(text: str) -> str:
+    """The text with every one-time password (as one_time_password writes them) masked: what staff may read
+    of an account's SMS in the message log; the patient's phone gets the text itself."""
+    return ONE_TIME_PASSWORD.sub(MASKED_PASSWORD, text)
+
+
 def national_digits(e164: str) -> str:
     return "0" + e164[3:] if e164.startswith("+84") else e164.lstrip("+")
 
 
 async def account_of_patient(db: Database, patient_id: int) -> PatientAccount | None:
+    """The account of a live record (a record merged away keeps its closed login, which is never reopened)."""
     async with db.session() as s:
-        return await s.scalar(select(PatientAccount).where(PatientAccount.patient_id == patient_id))
+        return await s.scalar(select(PatientAccount).join(Patient, Patient.id == PatientAccount.patient_id)
+                              .where(PatientAccount.patient_id == patient_id, Patient.merged_into_id.is_(None)))
 
 
 async def patient_of_user(db: Database, user_id: int) -> PatientAccount | None:
+    """The account of this login, only while its record is live: a record merged away leads to the survivor,
+    whose page is not this login's to open (its own account is the survivor's)."""
     async with db.session() as s:
-        return await s.scalar(select(PatientAccount).where(PatientAccount.user_id == user_id))
+        return await s.scalar(select(PatientAccount).join(Patient, Patient.id == PatientAccount.patient_id)
+                              .where(PatientAccount.user_id == user_id, Patient.merged_into_id.is_(None)))
 
 
 def account_text(template: str, full_name: str, link: str, password: str) -> str:

@@ -17,6 +17,7 @@ from clinicall.auth.access import public, require
 from clinicall.auth.http import _set_cookie, client_address
 from clinicall.auth.service import Principal, authenticate, get_user, start_session
 from clinicall.auth.throttle import LOGIN_THROTTLE_KEY
+from clinicall.auth.token_cache import forget_tokens
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query, validate
 from crm_bridge import accounts, referrals, results, treatment
@@ -406,6 +407,7 @@ async def reset_account(request: web.Request) -> web.Response:
     result = await accounts.reset_account(request.app[DB_KEY], patient_id,
                                           template=request.app[SETTINGS_KEY].crm.account_message,
                                           link=patient_link(request), by=who.user_id)
+    await forget_tokens(request.app)  # the old password's sessions and tokens end now, in every instance
     return web.json_response(result)
 
 
@@ -416,6 +418,7 @@ async def patch_account(request: web.Request) -> web.Response:
     patient_id = int_param(request, "id")
     body = await parse_body(request, AccountPatch)
     await accounts.set_active(request.app[DB_KEY], patient_id, body.active, who.user_id)
+    await forget_tokens(request.app)  # a disabled account loses access at once, in every instance
     return web.json_response({"patient_id": patient_id, "active": body.active})
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clinicall.auth.models import ApiToken, Session, User
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem
 from crm_bridge.audit import add_audit
@@ -67,10 +68,17 @@ async def same_phone_patients(db: Database, patient_id: int) -> list[int]:
 
 
 async def move_account(s: AsyncSession, from_id: int, into_id: int) -> None:
-    """The patient's login follows the merge when the survivor has none (else the merged one stays, unused:
-    its record now leads to the survivor, whose account is the one that logs in)."""
+    """The patient's login follows the merge when the survivor has none. Else the merged record's login is
+    closed at once (deactivated, its sessions ended, its API tokens revoked): the survivor's account is the
+    one that logs in, and the merged one must not open the survivor's page."""
     if await s.scalar(select(PatientAccount.id).where(PatientAccount.patient_id == into_id)) is None:
         await s.execute(update(PatientAccount).where(PatientAccount.patient_id == from_id).values(patient_id=into_id))
+        return
+    user_id = await s.scalar(select(PatientAccount.user_id).where(PatientAccount.patient_id == from_id))
+    if user_id is not None:
+        await s.execute(update(User).where(User.id == user_id).values(active=False))
+        await s.execute(delete(Session).where(Session.user_id == user_id))
+        await s.execute(update(ApiToken).where(ApiToken.user_id == user_id).values(revoked=True))
 
 
 async def merge_patients(db: Database, from_id: int, into_id: int, user_id: int | None) -> dict[str, Any]:

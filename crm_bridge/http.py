@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import require
 from clinicall.auth.service import Principal, list_users
+from clinicall.auth.token_cache import forget_tokens
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import accounts, audit, care, duplicates, followups, statuses, templates, transfers, worklists
@@ -32,6 +33,8 @@ from crm_bridge.text import has_control
 routes = web.RouteTableDef()
 STAFF = ("agent", "supervisor")
 ANY_STAFF = ("agent", "supervisor", "reception", "doctor")
+CLINICAL_READERS = ("agent", "supervisor", "doctor")  # staff who treat (docs/care_loop.md); not reception
+CLINICAL_FIELDS = ("notes", "referral_note")
 MAX_PAGE = 500
 
 
@@ -143,6 +146,8 @@ async def patient_card(request: web.Request) -> web.Response:
     db = request.app[DB_KEY]
     patient = await records.get_patient(db, patient_id)
     await audit.record_access(db, who.user_id, patient["id"], "view")
+    if not who.has_any(*CLINICAL_READERS):  # reception checks the patient in; the free-text notes are clinical
+        patient = {k: v for k, v in patient.items() if k not in CLINICAL_FIELDS}
     body: dict[str, Any] = {"patient": patient}
     if who.has_any(*STAFF):
         body["notes"] = await care.notes_for_patient(db, patient["id"])
@@ -525,6 +530,7 @@ async def merge(request: web.Request) -> web.Response:
     who = require(request, "supervisor")
     body = await parse_body(request, MergeBody)
     result = await duplicates.merge_patients(request.app[DB_KEY], body.from_id, body.into_id, who.user_id)
+    await forget_tokens(request.app)  # the merged record's patient login may have been closed
     await request.app[BUS_KEY].publish(PATIENT_MERGED, {"from_id": result["from_id"], "into_id": result["into_id"]})
     return web.json_response(result)
 

@@ -15,9 +15,10 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import public, require
-from clinicall.auth.middleware import allowed_origin
+from clinicall.auth.middleware import check_socket_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
+from clinicall.client_address import client_address
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import service as crm
@@ -214,7 +215,7 @@ async def opt_in(request: web.Request, ticket: Any, phone: str, who: Principal |
                       code="ticket_not_waiting")
     result = await request.app[MESSAGING_KEY].opt_in(
         ticket_id=ticket.id, phone=phone, patient_id=ticket.patient_id, created_by=who.user_id if who else None,
-        current=await ticket_now(request, ticket.id))
+        current=await ticket_now(request, ticket.id), client=None if who else client_address(request)[:64])
     return web.json_response(result, status=201)
 
 
@@ -281,9 +282,7 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
     """The patient's messages as they change (message.updated), for the card: ?patient_id=."""
     who = require(request, *STAFF)
     query = parse_query(request, SocketQuery)
-    origin = request.headers.get("Origin")
-    if origin and not allowed_origin(request, origin):
-        raise Problem(403, "Cross-site websocket refused", "Open the agent page from clinicall itself.")
+    check_socket_origin(request, who)
     await checked_patient(request, who, query.patient_id)
     crm.audit_views(request, [query.patient_id], "messages")
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS_KEY].display.heartbeat_seconds)

@@ -24,7 +24,9 @@ class Message(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     patient_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # crm_bridge patient
     to_e164: Mapped[str] = mapped_column(String(20))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)  # as staff read it: a one-time password in it is masked
+    # the text itself when `text` shows it masked; kept only until the gateway took it or it failed
+    send_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     template_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sent_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     origin: Mapped[str] = mapped_column(String(64), default="agent")  # agent | turn_near | campaign:<id> | ...
@@ -55,6 +57,10 @@ class TurnNearOptIn(Base):
     """A waiting patient's phone for one "your turn is near" text (kiosk or reception)."""
 
     __tablename__ = "turn_near_optins"
+    __table_args__ = (
+        Index("ix_turn_near_optins_to_created", "to_e164", "created_at"),
+        Index("ix_turn_near_optins_created", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(Integer, unique=True)  # queue_display ticket
@@ -64,3 +70,4 @@ class TurnNearOptIn(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     message_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a sign-up without login: from where

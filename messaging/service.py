@@ -8,10 +8,11 @@ import asyncio
 import datetime as dt
 import logging
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.bus import Bus
 from clinicall.db import Database, utcnow
@@ -47,13 +48,19 @@ class StoredMessage:
     next_attempt_at: dt.datetime
     sent_at: dt.datetime | None
     done_at: dt.datetime | None
+    send_text: str | None = field(default=None, repr=False)  # for the sender only, never shown
 
     @classmethod
     def of(cls, row: Message) -> StoredMessage:
         return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
 
+    @property
+    def outgoing_text(self) -> str:
+        return self.send_text or self.text
+
     def json(self) -> dict[str, Any]:
         out = asdict(self)
+        del out["send_text"]
         for key in ("created_at", "next_attempt_at", "sent_at", "done_at"):
             out[key] = out[key].isoformat() if out[key] else None
         return out
@@ -97,8 +104,10 @@ class MessagingService:
         if to is None:
             to = await self._patient_number(patient_id)
         e164 = checked_number(to, self.settings)
+        shown = crm.mask_one_time_passwords(text)
         async with self.db.transaction() as s:
-            row = Message(patient_id=patient_id, to_e164=e164, text=text, template_id=template_id,
+            row = Message(patient_id=patient_id, to_e164=e164, text=shown, template_id=template_id,
+                          send_text=text if shown != text else None,
                           sent_by=sent_by, origin=origin[:64], status="queued", adapter="", attempts=0,
                           next_attempt_at=max(utcnow(), not_before) if not_before else utcnow(), gateway_id="",
                           gateway_reply="")
@@ -198,9 +207,9 @@ class MessagingService:
                 row = await s.get(Message, message_id)
                 if row is None:
                     return
-                row.status, row.adapter, row.lease_until = "sent", adapter, None
+                row.status, row.adapter, row.lease_until, row.send_text = "sent", adapter, None, None
                 row.gateway_id = accepted.gateway_ids[0] if accepted.gateway_ids else ""
-                row.gateway_reply, row.sent_at = accepted.reply[:2000], utcnow()
+                row.gateway_reply, row.sent_at = crm.mask_one_time_passwords(accepted.reply[:2000]), utcnow()
                 for gateway_id in accepted.gateway_ids:
                     s.add(MessagePart(message_id=row.id, gateway_id=gateway_id[:100], status="sent", receipt=""))
                 stored = StoredMessage.of(row)
@@ -216,12 +225,13 @@ class MessagingService:
             row = await s.get(Message, message_id)
             if row is None or row.status != "queued":
                 return
-            row.adapter, row.lease_until, row.gateway_reply = adapter, None, error.reply[:2000]
+            row.adapter, row.lease_until = adapter, None
+            row.gateway_reply = crm.mask_one_time_passwords(error.reply[:2000])  # a gateway may echo the text
             if error.unreachable or (error.retry and row.attempts < cfg.max_attempts):
                 delay = min(cfg.retry_base_seconds * 2 ** max(0, row.attempts - 1), cfg.retry_max_seconds)
                 row.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
             else:
-                row.status, row.done_at = "failed", utcnow()
+                row.status, row.done_at, row.send_text = "failed", utcnow(), None
             stored = StoredMessage.of(row)
         await self._publish(stored)
 
@@ -297,22 +307,53 @@ class MessagingService:
     # ---- "your turn is near" -----------------------------------------------------------------
 
     async def opt_in(self, *, ticket_id: int, phone: str, patient_id: int | None, created_by: int | None,
-                     current: dict[str, Any] | None) -> dict[str, Any]:
+                     current: dict[str, Any] | None, client: str | None = None) -> dict[str, Any]:
         """Stores the phone for this waiting ticket (one per ticket: a new number replaces one not yet
-        texted); `current` is the ticket as the queue stands, so a ticket already near is texted now."""
+        texted); `current` is the ticket as the queue stands, so a ticket already near is texted now.
+        `client`: the address of a sign-up without login (kiosk, the ticket's page), which is bounded
+        per address and per clinic day; every sign-up is bounded per number and clinic day (429)."""
         e164 = checked_number(phone, self.settings)
         async with self.db.transaction() as s:
             row = await s.scalar(select(TurnNearOptIn).where(TurnNearOptIn.ticket_id == ticket_id))
             if row is not None and row.notified_at is not None:
                 raise Problem(409, "Already texted", "This ticket's turn-near message was already sent.",
                               code="turn_near_already_sent")
+            await self._within_limits(s, ticket_id, e164, client)
             if row is None:
-                row = TurnNearOptIn(ticket_id=ticket_id, to_e164=e164, patient_id=patient_id, created_by=created_by)
+                row = TurnNearOptIn(ticket_id=ticket_id, to_e164=e164, patient_id=patient_id, created_by=created_by,
+                                    client_address=client)
                 s.add(row)
             else:
-                row.to_e164, row.created_by = e164, created_by
+                row.to_e164, row.created_by, row.client_address = e164, created_by, client
         sent = await self.turn_near([current]) if current else 0
         return {"ticket_id": ticket_id, "to": e164, "texted": bool(sent), "channel": self.turn_near_channel_name}
+
+    async def _within_limits(self, s: AsyncSession, ticket_id: int, e164: str, client: str | None) -> None:
+        """Every kiosk ticket may ask for one text: without these bounds the public kiosk would text any
+        number as often as it issues tickets (SMS abuse, toll fraud)."""
+        cfg, now = self.settings.messaging, utcnow()
+        zone = self.settings.clinic.zone()
+        day_start = dt.datetime.combine(now.astimezone(zone).date(), dt.time(), zone).astimezone(dt.UTC)
+        others = TurnNearOptIn.ticket_id != ticket_id
+
+        async def count(*where: Any) -> int:
+            return int(await s.scalar(select(func.count()).select_from(TurnNearOptIn).where(others, *where)) or 0)
+
+        if await count(TurnNearOptIn.to_e164 == e164, TurnNearOptIn.created_at >= day_start) \
+                >= cfg.turn_near_per_number_per_day:
+            raise Problem(429, "Enough for this number today", "This number already gets turn-near messages for "
+                          f"{cfg.turn_near_per_number_per_day} tickets today.", code="turn_near_number_limit")
+        if client is None:
+            return
+        hour_ago = now - dt.timedelta(hours=1)
+        if await count(TurnNearOptIn.client_address == client, TurnNearOptIn.created_at >= hour_ago) \
+                >= cfg.turn_near_public_per_address_per_hour:
+            raise Problem(429, "Too many sign-ups", "Too many turn-near sign-ups from here in the last hour; ask "
+                          "reception.", code="turn_near_address_limit", headers={"Retry-After": "600"})
+        if await count(TurnNearOptIn.client_address.is_not(None), TurnNearOptIn.created_at >= day_start) \
+                >= cfg.turn_near_public_per_day:
+            raise Problem(429, "No more sign-ups today", "The clinic's turn-near messages for today are used up; "
+                          "ask reception.", code="turn_near_daily_limit")
 
     @property
     def turn_near_channel_name(self) -> str:

@@ -71,7 +71,7 @@ class Dispatcher:
         self.service.wakeup.set()
 
     async def _send(self, message: StoredMessage) -> None:
-        outgoing = Outgoing(ref=message.id, to_e164=message.to_e164, text=message.text)
+        outgoing = Outgoing(ref=message.id, to_e164=message.to_e164, text=message.outgoing_text)
         try:
             accepted = await asyncio.wait_for(self.sender.send(outgoing), self.settings.timeout_seconds + 1)
         except SendError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import display_feed, principal, public, require
-from clinicall.auth.middleware import allowed_origin
+from clinicall.auth.middleware import check_socket_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.hub import Client, Frame, Hub, encode
@@ -311,18 +311,6 @@ class DisplayHub:
 DISPLAY_HUB_KEY = web.AppKey("display_hub", DisplayHub)
 
 
-def check_origin(request: web.Request, who: Principal) -> None:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        if who.via not in ("display", "bearer"):
-            raise Problem(403, "Origin required",
-                          "Open the display from clinicall's own pages, or connect with a display token.")
-    elif not allowed_origin(request, origin):
-        raise Problem(403, "Cross-site websocket refused",
-                      f"Screens from {origin} may not connect; open the page from clinicall itself "
-                      "or ask an admin to add the origin to http.allowed_origins.")
-
-
 routes = web.RouteTableDef()
 
 
@@ -332,7 +320,7 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
     who = principal(request)
     if who is None:  # the access middleware already refused; kept for type narrowing
         raise Problem(401, "Display token required", "Open the screen with ?token=... from the admin page.")
-    check_origin(request, who)
+    check_socket_origin(request, who)
     chosen = screen_filter(request.query, who)
     settings = request.app[SETTINGS_KEY]
     # no per-message deflate: frames are small, and compressing each one once per screen costs CPU per screen

@@ -22,7 +22,7 @@ from clinicall.problem import Problem, int_param, parse_body
 from crm_bridge.service import agent_may_access, audit_views, front_desk_window, patient_brief, record_access
 from queue_display import service
 from queue_display.events import room_json, service_json
-from queue_display.models import STATUSES, Ticket
+from queue_display.models import STATUSES, QueueRoom, Ticket
 from queue_display.runtime import RUNTIME_KEY, QueueRuntime
 from queue_display.state import load_state, masked_names, tickets_json
 from queue_display.stats import parse_range
@@ -162,6 +162,23 @@ async def rooms_create(request: web.Request) -> web.Response:
 ROOM_FIELDS_FOR_OPERATORS = {"open", "doctor_name", "doctor_user_id"}
 
 
+async def checked_room(request: web.Request, who: Principal, room_id: int | None) -> None:
+    """A doctor works their own room's queue: a room another doctor is on duty in (doctor_user_id) is refused
+    (403 not_your_room); a room with nobody on duty is anyone's. Reception and admins run every room."""
+    if room_id is None or who.has_any("reception"):
+        return
+    async with request.app[DB_KEY].session() as s:
+        on_duty = await s.scalar(select(QueueRoom.doctor_user_id).where(QueueRoom.id == room_id))
+    if on_duty not in (None, who.user_id):
+        raise Problem(403, "Not your room", "Another doctor is on duty in this room; reception can change who is.",
+                      code="not_your_room")
+
+
+async def checked_ticket_room(request: web.Request, who: Principal, ticket_id: int) -> None:
+    if not who.has_any("reception"):
+        await checked_room(request, who, (await service.get_ticket(request.app[DB_KEY], ticket_id)).room_id)
+
+
 @routes.patch("/api/rooms/{id}")
 async def rooms_update(request: web.Request) -> web.Response:
     who = require(request, "admin", *OPERATORS)
@@ -170,6 +187,10 @@ async def rooms_update(request: web.Request) -> web.Response:
     if not who.has_any("admin") and set(patch.model_fields_set) - ROOM_FIELDS_FOR_OPERATORS:
         raise Problem(403, "Not allowed", "Doctors and reception may only open or close a room and set the doctor "
                       "on duty; ask an admin to change anything else.")
+    await checked_room(request, who, room_id)
+    if not who.has_any("reception") and patch.doctor_user_id not in (None, who.user_id):
+        raise Problem(403, "Not your room", "A doctor puts only themselves on duty; reception can name another.",
+                      code="not_your_room")
     before = next((r.open for r in await service.list_rooms(request.app[DB_KEY]) if r.id == room_id), None)
     updated = await service.update_room(request.app[DB_KEY], room_id, patch, user_id=who.user_id)
     changed = set(updated.service_ids)
@@ -299,8 +320,9 @@ async def queue_view(request: web.Request) -> web.Response:
 @routes.post("/api/rooms/{id}/call-next")
 async def room_call_next(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
-    outcome = await _run(request, service.call_next, int_param(request, "id"),
-                                      user_id=who.user_id)
+    room_id = int_param(request, "id")
+    await checked_room(request, who, room_id)
+    outcome = await _run(request, service.call_next, room_id, user_id=who.user_id)
     if outcome is not None and outcome.detail.get("nobody_waiting"):
         applied = await _runtime(request).applied(outcome)
         finished = [*applied.finished, *([applied.ticket] if applied.ticket is not None else [])]
@@ -313,6 +335,7 @@ async def ticket_call(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
     ticket_id = int_param(request, "id")
     body = await parse_body(request, CallIn)
+    await checked_room(request, who, body.room_id)
     outcome = await _run(request, service.call_ticket, ticket_id, body.room_id,
                                         user_id=who.user_id)
     return await _respond(request, outcome)
@@ -329,6 +352,7 @@ async def ticket_operation(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
     ticket_id = int_param(request, "id")
     operation = SIMPLE_OPERATIONS[request.match_info["operation"]]
+    await checked_ticket_room(request, who, ticket_id)
     outcome = await _run(request, operation, ticket_id, user_id=who.user_id)
     return await _respond(request, outcome)
 
@@ -338,6 +362,7 @@ async def ticket_transfer(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
     ticket_id = int_param(request, "id")
     body = await parse_body(request, TransferIn)
+    await checked_ticket_room(request, who, ticket_id)
     outcome = await _run(request, service.transfer, ticket_id, body.service_id,
                                      return_to_room=body.return_to_room, user_id=who.user_id)
     return await _respond(request, outcome)

@@ -37,7 +37,7 @@ async def reception_script(request: web.Request) -> web.StreamResponse:
 async def patient_tickets(request: web.Request) -> web.Response:
     """GET /api/patient-tickets?patient_id=: one patient's latest tickets, for the agent console's card
     (the queue's own GET /api/tickets lists a day's tickets for reception and doctors)."""
-    from crm_bridge.service import agent_may_access, audit_views
+    from crm_bridge.service import agent_may_access, audit_views, front_desk_window, local_today
     from queue_display.models import Ticket
 
     who = require(request, "agent", "supervisor", "reception", "doctor")
@@ -48,8 +48,12 @@ async def patient_tickets(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     db = request.app[DB_KEY]
     if not await agent_may_access(db, who, patient_id, zone=settings.clinic.zone()):
-        raise Problem(403, "Not your patient", "You may only see the tickets of patients you may open.")
+        raise Problem(403, "Not your patient", "You may only see the tickets of patients you may open.",
+                      code="not_your_patient")
     query = select(Ticket).where(Ticket.patient_id == patient_id).limit(MAX_TICKETS)
+    if not who.has_any("agent", "supervisor"):  # reception and doctors: the days they see (yesterday..tomorrow)
+        first, last = front_desk_window(local_today(settings.clinic.zone()))
+        query = query.where(Ticket.local_day >= first, Ticket.local_day <= last)
     audit_views(request, [patient_id], "tickets")
     return web.json_response({"tickets": await _tickets_json(db, settings.clinic.language, query)})
 

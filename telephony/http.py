@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clinicall.auth.access import require
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, read_json, validate
-from crm_bridge.service import audit_views
+from crm_bridge.service import audit_views, lookup_caller
 from telephony.events import call_json
 from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY, TELEPHONY_METRICS_KEY
 from telephony.service import Telephony
@@ -141,7 +141,7 @@ async def outcome(request: web.Request) -> web.Response:
 
 @routes.post("/api/demo/inbound")
 async def demo_inbound(request: web.Request) -> web.Response:
-    require(request, "agent")
+    who = require(request, "agent")
     pbx = request.app[DEMO_PBX_KEY]
     if pbx is None:
         raise Problem(404, "No demo PBX", "The demo PBX is not running (a real Asterisk is configured, or demo_pbx "
@@ -151,5 +151,10 @@ async def demo_inbound(request: web.Request) -> web.Response:
     if isinstance(data, dict) and isinstance(data.get("number"), str):
         data["number"] = SEPARATORS.sub("", data["number"])
     body = validate(DemoInboundIn, data)
+    match = await lookup_caller(request.app[DB_KEY], body.number, request.app[SETTINGS_KEY].clinic.phone_region)
+    if match is not None and not who.has_any("supervisor") and match.assigned_agent_id not in (None, who.user_id):
+        # the call would pop up on the other agent's screen: an agent simulates only their own patients' calls
+        raise Problem(403, "Not your patient", "This number belongs to another agent's patient; simulate a call from "
+                      "one of your own or an unknown number.", code="not_your_patient")
     started = await pbx.inbound(body.number)
     return web.json_response(started, status=202)

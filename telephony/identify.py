@@ -280,7 +280,9 @@ routes = web.RouteTableDef()
 @routes.get("/api/callers/identify")
 async def identify_route(request: web.Request) -> web.Response:
     """Who is calling? `number` is the raw caller ID. With `uniqueid` (the channel's, as the process
-    AGI sends it) the call is live: the screen-pop is published to the agents whose phones ring."""
+    AGI sends it) the call is live: the screen-pop is published to the agents whose phones ring. Only the
+    PBX's service account publishes (a supervisor's bearer token): an agent, or a browser's session that
+    another site steers to this GET, would otherwise pop a made-up caller on other agents' screens."""
     who = require(request, "agent", "supervisor")
     raw = request.query.get("number")
     if raw is None:
@@ -290,6 +292,9 @@ async def identify_route(request: web.Request) -> web.Response:
     uniqueid = request.query.get("uniqueid")
     if uniqueid is not None and safe_uniqueid(uniqueid) is None:
         raise Problem(400, "Invalid uniqueid", "uniqueid must be the channel's Asterisk uniqueid, e.g. 1795324352.13.")
+    if uniqueid is not None and not (who.has_any("supervisor") and who.via == "bearer"):
+        raise Problem(403, "Not allowed", "Only the PBX's service account (a supervisor's API token) reports a live "
+                      "call; leave out uniqueid to look a number up.", code="screenpop_not_allowed")
     app = request.app
     identity = await identify_caller(app[DB_KEY], app[SETTINGS_KEY], raw, app[AGENT_DIRECTORY_KEY])
     if uniqueid is not None:

@@ -13,11 +13,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import require
-from clinicall.auth.middleware import allowed_origin
+from clinicall.auth.middleware import check_socket_origin
 from clinicall.bus import Event
 from clinicall.hub import Feed, Frame, encode
 from clinicall.keys import BUS_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
-from clinicall.problem import Problem
 from telephony.events import CALL_SCREENPOP, CALL_UPDATED
 
 routes = web.RouteTableDef()
@@ -58,9 +57,7 @@ def masked_screenpop(data: dict[str, Any]) -> dict[str, Any]:
 @routes.get("/ws/agent")
 async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     who = require(request, "agent", "supervisor")
-    origin = request.headers.get("Origin")
-    if origin and not allowed_origin(request, origin):
-        raise Problem(403, "Cross-site websocket refused", "Open the agent page from clinicall itself.")
+    check_socket_origin(request, who)
     settings = request.app[SETTINGS_KEY]
     ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds, compress=False)
     await ws.prepare(request)

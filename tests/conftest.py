@@ -228,3 +228,13 @@ async def staff(client: TestClient) -> Staff:
         ids[name] = user.id
         tokens[name] = await auth_service.create_api_token(db, user.id, "tests")
     return Staff(tokens=tokens, ids=ids)
+
+
+async def health_details(client: TestClient) -> dict[str, object]:
+    """/healthz as an admin reads it (everyone else sees each check's ok, optional, state and kind only)."""
+    db = client.app[DB_KEY]  # type: ignore[index]
+    user = await auth_service.user_by_name(db, "health-admin") or await auth_service.create_user(
+        db, "health-admin", PASSWORD, ["admin"])
+    token = await auth_service.create_api_token(db, user.id, "health")
+    response = await client.get("/healthz", headers={"Authorization": f"Bearer {token}"})
+    return await response.json()  # type: ignore[no-any-return]

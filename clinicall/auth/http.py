@@ -20,6 +20,7 @@ from clinicall.auth.middleware import SESSION_COOKIE
 from clinicall.auth.models import STAFF_ROLES, User
 from clinicall.auth.throttle import LOGIN_THROTTLE_KEY, wait_text
 from clinicall.auth.token_cache import forget_tokens
+from clinicall.client_address import client_address as forwarded_client_address
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.nav import NAV_KEY
 from clinicall.problem import Problem, int_param, parse_body, validate
@@ -124,7 +125,9 @@ async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | FileFi
 
 
 def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """Behind the clinic's proxy (http.trusted_proxies) the client it names, else the peer: the per-address
+    login limit must not count every client as the proxy (30 wrong guesses would lock everyone out)."""
+    return forwarded_client_address(request)
 
 
 async def checked_login(request: web.Request, body: LoginBody) -> User | None:
@@ -254,8 +257,12 @@ async def token_create(request: web.Request) -> web.Response:
         raise Problem(403, "Not allowed", "API tokens are for the clinic's staff and their scripts.",
                       code="role_required", roles=list(STAFF_ROLES))
     body = await parse_body(request, NewToken)
-    if await service.get_user(request.app[DB_KEY], user_id) is None:
+    owner = await service.get_user(request.app[DB_KEY], user_id)
+    if owner is None:
         raise Problem(404, "User not found", "No user with that id exists.", code="user_not_found")
+    if not set(owner.roles or []) & set(STAFF_ROLES):  # nor for them: an admin minting one for a patient
+        raise Problem(403, "Not allowed", "API tokens are for the clinic's staff and their scripts.",
+                      code="role_required", roles=list(STAFF_ROLES))
     token = await service.create_api_token(request.app[DB_KEY], user_id, body.name)
     return web.json_response({"token": token, "note": "Shown once; store it now."}, status=201)
 

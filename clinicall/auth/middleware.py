@@ -89,9 +89,24 @@ def check_same_origin(request: web.Request, *, required: bool) -> None:
                       "pages.", code="cross_site_request")
 
 
+def check_socket_origin(request: web.Request, who: Principal) -> None:
+    """A websocket opened with a login cookie must come from our own pages: a browser always names the page's
+    Origin on a websocket (and sends the cookie whichever site opened it), so a missing or foreign Origin is
+    refused. A bearer or display token is not sent by a browser on its own: scripts and speakers need no Origin."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        if who.via not in ("display", "bearer"):
+            raise Problem(403, "Origin required", "Open this page from clinicall itself, or connect with a token.",
+                          code="origin_missing")
+    elif not allowed_origin(request, origin):
+        raise Problem(403, "Cross-site websocket refused", f"Pages from {origin[:100]} may not connect; open the page "
+                      "from clinicall itself or ask an admin to add the origin to http.allowed_origins.",
+                      code="cross_site_request")
+
+
 def metrics_principal(request: web.Request, token: str) -> Principal | None:
     expected = request.app[SETTINGS_KEY].auth.metrics_token
-    if expected and access_of(request.match_info.handler) == "scrape" \
+    if expected and access_of(request.match_info.handler) in ("scrape", "public") \
             and hmac.compare_digest(token.encode(), expected.encode()):
         return Principal(kind="scrape", username="metrics-scraper", via="scrape")
     return None

@@ -18,6 +18,7 @@ from clinicall.keys import BUS_KEY
 from clinicall.settings import Settings
 from tests.audio.test_announcer import ticket
 from tests.audio.test_speaker import wait_for
+from tests.conftest import health_details
 
 
 async def test_announcements_are_paged_through_asterisk(
@@ -55,7 +56,7 @@ async def test_announcements_are_paged_through_asterisk(
     rate, channels, width, frames = await asyncio.to_thread(paging_format)
     assert (rate, channels, width) == (8000, 1, 2) and frames > 8000
     assert app[ANNOUNCER_KEY].pager is not None and app[ANNOUNCER_KEY].pager.paged == 1
-    health = await (await client.get("/healthz")).json()
+    health = await health_details(client)
     assert health["checks"]["audio"]["paging"] == {"on": True, "paged": 1, "skipped": 0}
 
 

@@ -9,6 +9,7 @@ from clinicall.app import create_app
 from clinicall.bus import Backoff, Event, InProcessBus, RedisBus, matches
 from clinicall.keys import BUS_KEY
 from clinicall.settings import Settings
+from tests.conftest import health_details
 from tests.servers import start_redis
 
 
@@ -80,7 +81,7 @@ async def test_two_app_instances_on_one_redis(aiohttp_client: Callable[..., obje
     seen = await collect(bus_two, "queue.changed")
     await bus_one.publish("queue.changed", {"service_id": 1})
     await wait_for(lambda: len(seen) == 1)
-    health = await (await two.get("/healthz")).json()
+    health = await health_details(two)
     assert health["checks"]["bus"] == {"ok": True, "kind": "redis", "pending": 0, "dropped": 0, "error": None}
 
 

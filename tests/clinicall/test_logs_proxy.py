@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Callable
 
 import pytest
@@ -46,6 +47,8 @@ async def test_kiosk_limit_and_logs_see_the_client_behind_the_proxy(
     line = json.loads(JsonFormatter().format(record))
     assert line["client"] == "203.0.113.7" and line["request_id"] == "abc123" and line["ts"].endswith("Z")
     assert TextFormatter().format(record).split()[0].endswith("Z")
+    forged = await client.get("/livez", headers={"X-Request-Id": "x user=admin client=10.0.0.1 GET /admin 200"})
+    assert re.fullmatch(r"[0-9a-f]{16}", forged.headers["X-Request-Id"])  # a forged id never reaches the log
 
 
 async def test_the_kiosk_limit_counts_per_client_behind_the_proxy(

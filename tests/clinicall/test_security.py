@@ -245,6 +245,9 @@ async def test_referrers_and_patients_mint_no_api_tokens(client: TestClient, sta
         await login_cookie(client, name)
         minted = await client.post(f"/api/users/{user.id}/tokens", json={"name": "mine"}, headers=own(client))
         assert minted.status == 403 and (await minted.json())["code"] == "role_required", name
+        for_them = await client.post(f"/api/users/{user.id}/tokens", json={"name": "theirs"},
+                                     headers=staff.headers("admin"))  # nor does an admin mint one for them
+        assert for_them.status == 403 and (await for_them.json())["code"] == "role_required", name
 
 
 async def test_a_remembered_bearer_token_is_forgotten_when_access_changes(client: TestClient, staff: Staff) -> None:

@@ -13,7 +13,7 @@ from clinicall.keys import BUS_KEY, DB_KEY
 from clinicall.settings import Settings
 from crm_bridge.audit import list_audit
 from telephony.agi import FASTAGI_KEY
-from tests.conftest import Staff
+from tests.conftest import PASSWORD, Staff, health_details
 from tests.telephony.agi_peer import Collector, load_trace, run_session, with_callerid
 
 
@@ -141,8 +141,20 @@ async def test_identify_api(client: TestClient, staff: Staff) -> None:
     await client.app[BUS_KEY].drain()
     assert pops.events == []  # no uniqueid: a look-up, not a live call
 
+    # an agent cannot pop a made-up caller on other agents' screens: only the PBX's account reports live calls
+    forged = await client.get("/api/callers/identify", params={"number": "0912345678", "uniqueid": "1795324508.9"},
+                              headers=staff.headers("agent"))
+    assert forged.status == 403 and (await forged.json())["code"] == "screenpop_not_allowed"
+    # a supervisor's browser steered here by another site (a GET carries the cookie): refused too
+    assert (await client.post("/api/login", json={"username": "supervisor", "password": PASSWORD})).status == 200
+    steered = await client.get("/api/callers/identify", params={"number": "0912345678", "uniqueid": "1795324508.9"})
+    assert steered.status == 403 and (await steered.json())["code"] == "screenpop_not_allowed"
+    client.session.cookie_jar.clear()
+    await client.app[BUS_KEY].drain()
+    assert pops.events == []
+
     response = await client.get("/api/callers/identify", params={"number": "unknown", "uniqueid": "1795324508.1"},
-                                headers=staff.headers("agent"))
+                                headers=staff.headers("supervisor"))
     body = await response.json()
     assert body["known"] is False and body["number"] is None and body["patient"] is None
     await client.app[BUS_KEY].drain()
@@ -160,8 +172,7 @@ async def test_identify_api(client: TestClient, staff: Staff) -> None:
 
 
 async def test_health_reports_the_listener(client: TestClient) -> None:
-    response = await client.get("/healthz")
-    body = await response.json()
+    body = await health_details(client)
     assert body["checks"]["fastagi"]["listening"] is True
     assert body["checks"]["fastagi"]["address"].startswith("127.0.0.1:")
 

@@ -22,7 +22,7 @@ from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
 from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY
 from telephony.wire import all_values, first
-from tests.conftest import Staff
+from tests.conftest import Staff, health_details
 
 ON_BOTH_DATABASES: set[str] = {"test_click_to_call_answered_end_to_end"}
 
@@ -250,7 +250,7 @@ async def test_number_policy_access_and_rate_limit(client: TestClient, staff: St
 
 async def test_health_and_screenpop(client: TestClient, staff: Staff) -> None:
     await ready(client)
-    health = await (await client.get("/healthz")).json()
+    health = await health_details(client)
     asterisk = health["checks"]["asterisk"]
     assert asterisk["ok"] is True and asterisk["demo"] is True and asterisk["state"] == "ready"
     async with client.ws_connect("/ws/agent", headers=staff.headers("agent2")) as ws:

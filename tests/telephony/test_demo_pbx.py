@@ -17,7 +17,7 @@ from telephony.ami import AmiLink
 from telephony.demo_pbx import DemoPbx
 from telephony.keys import AMI_LINK_KEY
 from telephony.wire import StreamParser
-from tests.conftest import Staff
+from tests.conftest import Staff, health_details
 from tests.telephony.conftest import LogHarness
 from tests.telephony.traces import FIXTURES, load
 
@@ -170,6 +170,9 @@ async def test_demo_inbound_endpoint_with_the_services_fastagi(client: TestClien
     patient_id = (await response.json())["patient"]["id"]
     assert (await client.post("/api/demo/inbound", headers=staff.headers("agent"),
                               json={"number": "09\r\n1"})).status == 400
+    # another agent cannot pop this patient's call up on the agent's screen through the demo
+    other = await client.post("/api/demo/inbound", headers=staff.headers("agent2"), json={"number": "0912345678"})
+    assert other.status == 403 and (await other.json())["code"] == "not_your_patient"
     async with client.ws_connect("/ws/agent", headers=staff.headers("agent")) as ws:
         await ws.receive()
         response = await client.post("/api/demo/inbound", headers=staff.headers("agent"), json={"number": "0912345678"})
@@ -192,7 +195,7 @@ async def test_demo_inbound_endpoint_with_the_services_fastagi(client: TestClien
 async def test_without_asterisk(aiohttp_client: Callable[..., object], sqlite_url: str,
                                 make_settings: Callable[..., Settings]) -> None:
     client: TestClient = await aiohttp_client(create_app(make_settings(sqlite_url)))  # type: ignore[operator]
-    health = await (await client.get("/healthz")).json()
+    health = await health_details(client)
     assert health["checks"]["asterisk"] == {"ok": True, "optional": True, "configured": False,
                                             "detail": "no Asterisk configured"}
     from clinicall.auth import service as auth_service
@@ -249,15 +252,18 @@ async def test_agent_socket_with_a_session_cookie(aiohttp_client: Callable[..., 
     await auth_service.create_user(client.app[DB_KEY], "hoa", "correct-horse-battery", ["agent"], "Hoa", "1001")
     login = await client.post("/api/login", json={"username": "hoa", "password": "correct-horse-battery"})
     assert login.status == 200
-    async with client.ws_connect("/ws/agent") as ws:
+    own = {"Origin": str(client.make_url("/").origin())}
+    async with client.ws_connect("/ws/agent", headers=own) as ws:
         hello = json.loads((await ws.receive()).data)
         assert hello["data"]["extension"] == "1001"
         await ws.send_str("ping")
         assert json.loads((await ws.receive()).data)["type"] == "pong"
     import aiohttp
 
-    with pytest.raises(aiohttp.WSServerHandshakeError):
-        await client.ws_connect("/ws/agent", headers={"Origin": "http://evil.example"})
+    for refused in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {}):  # a cookie needs our own page
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await client.ws_connect("/ws/agent", headers=refused)
+        assert error.value.status == 403
     client.session.cookie_jar.clear()
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await client.ws_connect("/ws/agent")
