@@ -24,6 +24,7 @@ from sqlalchemy import (
     ARRAY,
     Connection,
     Integer,
+    and_,
     any_,
     bindparam,
     case,
@@ -329,16 +330,27 @@ def _statements() -> dict[str, Any]:
     may_call = or_(t.preferred_room_id.is_(None), t.preferred_room_id == room,
                    t.preferred_room_id.not_in(bindparam("open_rooms", expanding=True)),
                    t.enqueued_at <= bindparam("held_until", type_=UTCDateTime()))
-    place = func.row_number().over(partition_by=(t.priority, t.is_returning), order_by=(t.enqueued_at, t.id))
-    heads = (select(*line, place.label("place"))
-             .where(t.status == "waiting", t.service_id.in_(services), may_call).subquery("heads"))
+
+    def head(*group: Any) -> Any:
+        """The first HEADS of one group in call order, read down ix_queue_tickets_line."""
+        first = (select(*line).where(t.status == "waiting", *group, t.service_id.in_(services), may_call)
+                 .order_by(t.enqueued_at, t.id).limit(bindparam("heads")).subquery())
+        return select(*first.c)
+
+    heads = [head(t.priority == p, t.is_returning == r) for p in PRIORITIES for r in (False, True)]
+    # a priority the operations never write (the rule counts it as normal): every such ticket, each range of
+    # the index between the known ones read on its own (nothing to read, normally)
+    known = sorted(PRIORITIES)
+    gaps = (t.priority < known[0], t.priority > known[-1],
+            *(and_(t.priority > a, t.priority < b) for a, b in zip(known, known[1:], strict=False)))
+    unknown = [select(*line).where(t.status == "waiting", gap) for gap in gaps]
     return {
         "rooms": select(r.id, r.kind, r.number, r.names, r.service_ids, r.open),
         "services": select(x.id, x.prefix, x.names),
         # the room's current ticket(s), and the head of its line: the first HEADS it may call of each group of
         # one head start (ordering.head_group), whose call order is (enqueued_at, id)
         "candidates": union_all(select(*line).where(t.room_id == room, t.status.in_(("called", "in_service"))),
-                                select(*(heads.c[c.name] for c in line)).where(heads.c.place <= bindparam("heads"))),
+                                *heads, *unknown),
         "line": select(*line).where(t.status == "waiting", t.service_id.in_(services)),
         "finish": update(Ticket.__table__)
         .where(t.id.in_(bindparam("current", expanding=True)), t.room_id == room,
