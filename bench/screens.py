@@ -215,14 +215,17 @@ async def run(args: argparse.Namespace) -> None:
             await bare.open(sessions, f"ws://127.0.0.1:{floor_port}/ws", args.screens, wait_first=False)
             await asyncio.sleep(1.0)
 
-            times: dict[str, list[float]] = {"clinicall": [], "floor": []}
+            times: dict[str, list[float]] = {"clinicall": [], "floor": [], "clinicall: reply": [],
+                                             "clinicall: first screen": []}
             for call in range(total):
                 counted = call >= args.warmup
                 ours.counting = counted
                 sent = time.perf_counter()
                 called = await post(f"/api/rooms/{room['id']}/call-next", {})
+                replied = time.perf_counter() - sent
                 number = called["ticket"]["number"]
                 last = await ours.last_arrival(number, args.screens, sent)
+                first = min(ours.seen[number]) - sent
                 await asyncio.sleep(args.pause)  # what follows the call (estimates, announcement) lands here
                 ours.counting = False
                 sent = time.perf_counter()
@@ -232,6 +235,8 @@ async def run(args: argparse.Namespace) -> None:
                 if counted:
                     times["clinicall"].append(last)
                     times["floor"].append(floor_last)
+                    times["clinicall: reply"].append(replied)
+                    times["clinicall: first screen"].append(first)
                 await asyncio.sleep(args.pause / 2)
             await ours.close()
             await bare.close()
@@ -253,6 +258,9 @@ def report(args: argparse.Namespace, times: dict[str, list[float]], ours: Screen
         ms = [x * 1000 for x in times[name]]
         marks[name] = [percentile(ms, f) for f in (0.50, 0.95, 0.99)]
         print(f"{name:28s} " + " ".join(f"{m:7.1f}ms" for m in marks[name]))
+    for name in ("clinicall: reply", "clinicall: first screen"):  # where clinicall's time goes
+        print(f"{name:28s} " + " ".join(f"{percentile([x * 1000 for x in times[name]], f):7.1f}ms"
+                                        for f in (0.50, 0.95, 0.99)))
     ratios = [c / f if f else float("inf") for c, f in zip(marks["clinicall"], marks["floor"], strict=True)]
     print(f"{'clinicall / floor':28s} " + " ".join(f"{r:8.2f}x" for r in ratios))
     goal = (1, 1.1, "p95") if args.screens <= 200 else (2, 1.2, "p99")

@@ -21,6 +21,7 @@ from clinicall.db import utcnow
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Event"], Awaitable[None]]
+Tap = Callable[["Event"], None]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Bus(Protocol):
 
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]: ...
 
-    def after_batch(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+    def tap(self, pattern: str, callback: Tap) -> Callable[[], None]: ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -70,7 +71,7 @@ class LocalDispatcher:
 
     def __init__(self) -> None:
         self._subscriptions: list[tuple[str, Handler]] = []
-        self._after_batch: list[Callable[[], None]] = []
+        self._taps: list[tuple[str, Tap]] = []
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -85,18 +86,27 @@ class LocalDispatcher:
 
         return unsubscribe
 
-    def after_batch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """`callback()` each time the subscribers have had every event queued so far: events published
-        together (one operation's) are handed over before it runs, so it can act on them as one."""
-        self._after_batch.append(callback)
+    def tap(self, pattern: str, callback: Tap) -> Callable[[], None]:
+        """`callback(event)` at once, as each matching event is published here or arrives from another
+        instance, before any subscriber has it: a live feed never waits behind a slow subscriber. The events
+        one operation publishes together (back to back) all reach it before the publisher next yields to the
+        loop, so it can send them as one. It must not block."""
+        entry = (pattern, callback)
+        self._taps.append(entry)
 
         def remove() -> None:
             with contextlib.suppress(ValueError):
-                self._after_batch.remove(callback)
+                self._taps.remove(entry)
 
         return remove
 
     def put(self, event: Event) -> None:
+        for pattern, callback in list(self._taps):
+            if matches(pattern, event.type):
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("bus tap %r failed on %s", callback, event.type)
         self._queue.put_nowait(event)
 
     def start(self) -> None:
@@ -124,17 +134,8 @@ class LocalDispatcher:
                         except Exception:
                             log.exception("bus handler %r failed on %s", handler, event.type)
                 self.delivered += 1
-                if self._queue.empty():
-                    self._batch_done()
             finally:
                 self._queue.task_done()
-
-    def _batch_done(self) -> None:
-        for callback in list(self._after_batch):
-            try:
-                callback()
-            except Exception:
-                log.exception("bus after-batch callback %r failed", callback)
 
 
 class _LocalSubscribers:
@@ -145,8 +146,8 @@ class _LocalSubscribers:
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
         return self._local.subscribe(pattern, handler)
 
-    def after_batch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        return self._local.after_batch(callback)
+    def tap(self, pattern: str, callback: Tap) -> Callable[[], None]:
+        return self._local.tap(pattern, callback)
 
     async def drain(self) -> None:
         """Wait until every event published so far has been handed to this process's subscribers."""

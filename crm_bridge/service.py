@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, or_, select
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database
@@ -121,22 +121,28 @@ async def patient_brief(db: Database, patient_id: int) -> PatientBrief | None:
 
 async def masked_names(db: Database, patient_ids: Iterable[int]) -> dict[int, str]:
     """patient id -> masked name ("Nguyễn V. A."), following merges, in one query (more only for merged ids)."""
+    wanted = list(patient_ids)
+    async with db.session() as s:
+        return await s.run_sync(lambda session: masked_names_in(session.connection(), wanted))
+
+
+def masked_names_in(conn: Connection, patient_ids: Iterable[int]) -> dict[int, str]:
+    """masked_names inside the caller's own transaction (a hot path's Database.run_sync)."""
     wanted = {i for i in patient_ids if isinstance(i, int) and 0 < i < 2**63}
     names: dict[int, str] = {}
     asked = {i: [i] for i in wanted}  # the id looked up now -> the ids it answers for
-    async with db.session() as s:
-        for _ in range(MAX_MERGE_HOPS):
-            if not asked:
-                break
-            rows = (await s.execute(select(Patient.id, Patient.full_name, Patient.merged_into_id)
-                                    .where(Patient.id.in_(list(asked))))).all()
-            following: dict[int, list[int]] = {}
-            for row in rows:
-                if row.merged_into_id is None:
-                    names.update(dict.fromkeys(asked[row.id], masked_name(row.full_name)))
-                else:
-                    following.setdefault(row.merged_into_id, []).extend(asked[row.id])
-            asked = following
+    for _ in range(MAX_MERGE_HOPS):
+        if not asked:
+            break
+        rows = conn.execute(select(Patient.id, Patient.full_name, Patient.merged_into_id)
+                            .where(Patient.id.in_(list(asked)))).all()
+        following: dict[int, list[int]] = {}
+        for row in rows:
+            if row.merged_into_id is None:
+                names.update(dict.fromkeys(asked[row.id], masked_name(row.full_name)))
+            else:
+                following.setdefault(row.merged_into_id, []).extend(asked[row.id])
+        asked = following
     return names
 
 

@@ -211,13 +211,16 @@ class DisplayHub:
         return self.app[SETTINGS_KEY].display.name_mask == "initials"
 
     # events ------------------------------------------------------------------------------------------
-    async def on_event(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
+        """A bus tap: the events published together (one operation's) go out in one flush, as soon as their
+        publisher yields, before any bus subscriber (the announcer, messaging) has them."""
         self._pending.append(event)
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """After the bus handed over a batch: one frame per screen with the events its filter takes, in the
-        order they were published (an operation publishes its call first); a service's waiting line only
-        in its latest version."""
+        """One frame per screen with the pending events its filter takes, in the order they were published
+        (an operation publishes its call first); a service's waiting line only in its latest version."""
         events, self._pending = self._pending, []
         if not events:
             return
@@ -409,8 +412,7 @@ async def display_ctx(app: web.Application) -> AsyncIterator[None]:
     display = DisplayHub(app, app[HUB_KEY])
     app[DISPLAY_HUB_KEY] = display
     bus = app[BUS_KEY]
-    unsubscribe = [bus.subscribe(pattern, display.on_event) for pattern in FORWARDED_PATTERNS]
-    unsubscribe.append(bus.after_batch(display.flush))
+    unsubscribe = [bus.tap(pattern, display.on_event) for pattern in FORWARDED_PATTERNS]
     yield
     for undo in unsubscribe:
         undo()

@@ -61,6 +61,8 @@ class Ticket(Base):
         UniqueConstraint("service_id", "local_day", "seq"),
         Index("ix_queue_tickets_status_service", "status", "service_id"),
         Index("ix_queue_tickets_room_status", "room_id", "status"),
+        # the head of each waiting line's groups in call order (call-next reads only that)
+        Index("ix_queue_tickets_line", "status", "priority", "is_returning", "enqueued_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

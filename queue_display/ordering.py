@@ -83,3 +83,26 @@ def order_for_room(items: Sequence[QueueItem], room_id: int, room_service_ids: C
     """Every item this room may call now, in the order it should call them (next_for_room first)."""
     candidates = [item for item in items if may_serve(item, room_id, room_service_ids, now)]
     return sorted(candidates, key=lambda item: _sort_key(item, weights, starvation_minutes))
+
+
+def head_group(item: QueueItem) -> tuple[str, bool]:
+    """Items of one group share their head start, so within a group the call order is (enqueued_at, ticket_id)."""
+    return item.priority, item.returning
+
+
+def order_from_heads(heads: Sequence[QueueItem], per_group: int, room_id: int, room_service_ids: Collection[int],
+                     now: dt.datetime, weights: Mapping[str, float], starvation_minutes: float,
+                     ) -> tuple[list[QueueItem], bool]:
+    """The start of order_for_room over the whole line, from only its head: the first `per_group` items this
+    room may call of each head_group, in (enqueued_at, ticket_id) order. Returns the items whose place is
+    certain (every item up to the first that a group's unread rest could precede; at least the first
+    `per_group`) and whether they are the room's whole order (no group had more than it gave)."""
+    ordered = order_for_room(heads, room_id, room_service_ids, now, weights, starvation_minutes)
+    groups: dict[tuple[str, bool], list[tuple[int, float, float, int]]] = {}
+    for item in heads:
+        groups.setdefault(head_group(item), []).append(_sort_key(item, weights, starvation_minutes))
+    cut = [max(keys) for keys in groups.values() if len(keys) >= per_group]
+    if not cut:
+        return ordered, True
+    bound = min(cut)
+    return [item for item in ordered if _sort_key(item, weights, starvation_minutes) <= bound], False

@@ -181,7 +181,8 @@ class QueueRuntime:
         else:
             state = await self.refresh_and_publish(changed)
             catalog, rows = state, await self._rows(state, [step.ticket_id for step in steps])
-        names = await qstate.masked_names(self.db, self.settings, rows.values())
+        names = (outcome.view.names if outcome.view is not None
+                 else await qstate.masked_names(self.db, self.settings, rows.values()))
         language = self.settings.clinic.language
         published = [(step, self._event_data(step, qstate.tickets_json(catalog, [rows[step.ticket_id]], language,
                                                                         names)[0]))
@@ -190,6 +191,8 @@ class QueueRuntime:
             published.insert(0, published.pop())  # the call first: screens show it before the rest
         for step, data in published:  # back to back: the bus hands them to the screens as one batch
             await self.bus.publish(step.event, data)
+        if published and outcome.event in CALLS:
+            await asyncio.sleep(0)  # the screens' frame of the call goes out before the reply is built
         tickets = {step.ticket_id: data["ticket"] for step, data in published}
         return Applied(tickets.get(outcome.ticket_id),
                        [tickets[step.ticket_id] for step in outcome.before if step.ticket_id in tickets],
@@ -279,9 +282,10 @@ class QueueRuntime:
     async def refresh_and_publish(self, changed: set[int]) -> qstate.QueueState:
         state = await self.refreshed_state()
         language = self.settings.clinic.language
+        names = await qstate.masked_names(self.db, self.settings, [t for sid in changed
+                                                                   for t in state.waiting.get(sid, [])])
         for service_id in sorted(changed):
             line = state.waiting.get(service_id, [])
-            names = await qstate.masked_names(self.db, self.settings, line)
             await self.bus.publish(ev.QUEUE_CHANGED, {
                 "service_id": service_id,
                 "waiting": qstate.tickets_json(state, line, language, names),

@@ -33,6 +33,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -54,9 +55,10 @@ from queue_display.models import (
     TicketEvent,
     Visit,
 )
-from queue_display.ordering import PRIORITIES, QueueItem, order_for_room
+from queue_display.ordering import PRIORITIES, QueueItem, order_for_room, order_from_heads
 
 CALL_ATTEMPTS = 50
+HEADS = 8  # call-next reads this many of each group at the head of the room's line
 
 
 @dataclass
@@ -318,6 +320,7 @@ class QueueView:
     services: dict[int, Any]
     rooms: dict[int, Any]
     tickets: dict[int, Any]
+    names: dict[int, str] = field(default_factory=dict)  # patient id -> masked name (display.name_mask)
 
 
 def _statements() -> dict[str, Any]:
@@ -329,13 +332,35 @@ def _statements() -> dict[str, Any]:
              .returning(*t))
     candidates = bindparam("candidates", type_=ARRAY(Integer))
     is_call = v.id == bindparam("call")
+    line = (t.id, t.service_id, t.priority, t.enqueued_at, t.is_returning, t.preferred_room_id, t.status,
+            t.return_service_id)
+    # who this room may call (ordering.may_serve through queue_item): no preferred room, this one, a closed or
+    # gone one, or the preferred room's hold is over
+    may_call = or_(t.preferred_room_id.is_(None), t.preferred_room_id == room,
+                   t.preferred_room_id.not_in(bindparam("open_rooms", expanding=True)),
+                   t.enqueued_at <= bindparam("held_until", type_=UTCDateTime()))
+
+    def head(*group: Any) -> Any:
+        """The first HEADS of one group in call order, read down ix_queue_tickets_line."""
+        first = (select(*line).where(t.status == "waiting", *group, t.service_id.in_(services), may_call)
+                 .order_by(t.enqueued_at, t.id).limit(bindparam("heads")).subquery())
+        return select(*first.c)
+
+    heads = [head(t.priority == p, t.is_returning == r) for p in PRIORITIES for r in (False, True)]
+    # a priority the operations never write (the rule counts it as normal): every such ticket, each range of
+    # the index between the known ones read on its own (nothing to read, normally)
+    known = sorted(PRIORITIES)
+    gaps = (t.priority < known[0], t.priority > known[-1],
+            *(and_(t.priority > a, t.priority < b) for a, b in zip(known, known[1:], strict=False)))
+    unknown = [select(*line).where(t.status == "waiting", gap) for gap in gaps]
     return {
         "rooms": select(r.id, r.kind, r.number, r.names, r.service_ids, r.open),
         "services": select(x.id, x.prefix, x.names),
-        "candidates": select(t.id, t.service_id, t.priority, t.enqueued_at, t.is_returning, t.preferred_room_id,
-                             t.status, t.return_service_id)
-        .where(or_(and_(t.status == "waiting", t.service_id.in_(services)),
-                   and_(t.room_id == room, t.status.in_(("called", "in_service"))))),
+        # the room's current ticket(s), and the head of its line: the first HEADS it may call of each group of
+        # one head start (ordering.head_group), whose call order is (enqueued_at, id)
+        "candidates": union_all(select(*line).where(t.room_id == room, t.status.in_(("called", "in_service"))),
+                                *heads, *unknown),
+        "line": select(*line).where(t.status == "waiting", t.service_id.in_(services)),
         "finish": update(Ticket.__table__)
         .where(t.id.in_(bindparam("current", expanding=True)), t.room_id == room,
                t.status.in_(("called", "in_service")), t.return_service_id.is_(None))
@@ -385,7 +410,7 @@ def _call_next_in(conn: Connection, *, is_postgres: bool, settings: Settings, ro
     rooms, services = _read_room(conn, room_id)
     view = QueueView(services, rooms, {})
     room = rooms[room_id]
-    rows = _candidates(conn, room)
+    rows = _candidates(conn, room, rooms, settings, now)
     current = [row.id for row in rows if row.status != "waiting"]
     if any(row.return_service_id is not None for row in rows if row.status != "waiting"):
         return ROUND_TRIP
@@ -397,9 +422,11 @@ def _call_next_in(conn: Connection, *, is_postgres: bool, settings: Settings, ro
     called = _claim_next(conn, is_postgres, settings, room, rooms, [row for row in rows if row.status == "waiting"],
                          now)
     _record_call(conn, done, called, room.id, user_id, now)
+    if called is not None:
+        view.tickets[called.id] = called
+    view.names = _masked_names(conn, settings, view.tickets.values())
     if called is None:
         return _only_finished(finished, view) if finished else None
-    view.tickets[called.id] = called
     return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished, view=view)
 
 
@@ -411,7 +438,7 @@ async def _call_next_round_trip(db: Database, settings: Settings, room_id: int, 
         conn = await s.connection()
         rooms, _services = await conn.run_sync(_read_room, room_id)
         room = rooms[room_id]
-        rows = await conn.run_sync(_candidates, room)
+        rows = await conn.run_sync(_candidates, room, rooms, settings, now)
         finished = await _finish_room_current(s, db, room.id, now, user_id, settings)
         await s.flush()
         called = await conn.run_sync(_claim_next, db.is_postgres, settings, room, rooms,
@@ -429,9 +456,24 @@ def _read_room(conn: Connection, room_id: int) -> tuple[dict[int, Any], dict[int
     return rooms, {x.id: x for x in conn.execute(SQL["services"]).all()}
 
 
-def _candidates(conn: Connection, room: Any) -> list[Any]:
-    """The room's current ticket(s) and everyone waiting for its services."""
-    return list(conn.execute(SQL["candidates"], {"services": list(room.service_ids or [-1]), "room": room.id}).all())
+def _candidates(conn: Connection, room: Any, rooms: dict[int, Any], settings: Settings, now: dt.datetime) -> list[Any]:
+    """The room's current ticket(s) and the head of the line it calls from (HEADS of each head_group)."""
+    hold = dt.timedelta(minutes=settings.queue.return_hold_minutes)
+    return list(conn.execute(SQL["candidates"], {
+        "services": list(room.service_ids or [-1]), "room": room.id, "heads": HEADS, "held_until": now - hold,
+        "open_rooms": [r.id for r in rooms.values() if r.open]}).all())
+
+
+def _masked_names(conn: Connection, settings: Settings, rows: Collection[Any]) -> dict[int, str]:
+    """The screens' masked names of these tickets' patients, in the operation's own transaction."""
+    wanted = [row.patient_id for row in rows if row.patient_id is not None]
+    if settings.display.name_mask == "none" or not wanted:
+        return {}
+    try:
+        from crm_bridge.service import masked_names_in
+    except ImportError:
+        return {}
+    return masked_names_in(conn, wanted)
 
 
 def _check_open(room: Any) -> None:
@@ -444,15 +486,28 @@ def _check_open(room: Any) -> None:
 
 def _claim_next(conn: Connection, is_postgres: bool, settings: Settings, room: Any, rooms: dict[int, Any],
                 waiting: list[Any], now: dt.datetime) -> Any | None:
-    """Claims the room's next ticket with a conditional UPDATE that returns its row as it is now. On
-    PostgreSQL the first candidate in call order that no concurrent call-next holds (FOR UPDATE SKIP
-    LOCKED), so callers in other rooms never queue behind one another's claims; when every candidate is
-    held or taken, one after the other, waiting for each (a claim rolled back frees its ticket). On SQLite
-    the transaction holds the write lock, so the first candidate is always free."""
+    """Claims the room's next ticket with a conditional UPDATE that returns its row as it is now, from the
+    head of its line (`waiting`, read by _candidates), or from the whole line when every ticket of the head
+    whose place is certain was taken meanwhile."""
     weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
     open_rooms = {r.id for r in rooms.values() if r.open}
-    ordered = order_for_room([queue_item(row, settings, open_rooms) for row in waiting], room.id, room.service_ids,
-                             now, weights, starvation)
+    ordered, whole = order_from_heads([queue_item(row, settings, open_rooms) for row in waiting], HEADS, room.id,
+                                      room.service_ids, now, weights, starvation)
+    claimed = _claim_first(conn, is_postgres, room, ordered, now)
+    if claimed is None and not whole:
+        line = conn.execute(SQL["line"], {"services": list(room.service_ids or [-1])}).all()
+        ordered = order_for_room([queue_item(row, settings, open_rooms) for row in line], room.id, room.service_ids,
+                                 now, weights, starvation)
+        claimed = _claim_first(conn, is_postgres, room, ordered, now)
+    return claimed
+
+
+def _claim_first(conn: Connection, is_postgres: bool, room: Any, ordered: list[QueueItem],
+                 now: dt.datetime) -> Any | None:
+    """The first of `ordered` still waiting. On PostgreSQL the first that no concurrent call-next holds (FOR
+    UPDATE SKIP LOCKED), so callers in other rooms never queue behind one another's claims; when every one is
+    held or taken, one after the other, waiting for each (a claim rolled back frees its ticket). On SQLite
+    the transaction holds the write lock, so the first is always free."""
     if not ordered:
         return None
     params = {"services": list(room.service_ids or [-1]), "room": room.id, "now": now}

@@ -97,3 +97,13 @@ async def test_masked_names_for_a_screen_in_one_query(clinic: Clinic) -> None:
         masked = await qstate.masked_names(db, initials, rows)
     assert masked == dict(zip(ids, ("Nguyễn V. A.", "Trần T. B.", "Lê M. C."), strict=True))
     assert len(sent[mine]) == 1
+
+    # call-next reads its tickets' masked names in its own transaction: nothing is read again to publish
+    runtime = app[RUNTIME_KEY]  # type: ignore[index]
+    with statements_by_task(db) as sent:
+        outcome = await tickets.call_next(db, initials, clinic.rooms["consult1"])
+        applied = await runtime.applied(outcome)
+    assert outcome is not None and outcome.view is not None and outcome.view.names == {ids[0]: "Nguyễn V. A."}
+    assert applied.ticket is not None and applied.ticket["masked_name"] == "Nguyễn V. A."
+    assert len(sent.get(mine, []) + sent.get(WRITER, [])) <= 8, sent
+    await runtime.settled()
