@@ -534,7 +534,9 @@ class DemoPbx:
             await writer.drain()
             command_id = itertools.count(1)
             while True:
-                line = await asyncio.wait_for(reader.readline(), 5)
+                # Asterisk waits for a script's next command as long as the call lasts; a loaded machine may
+                # take seconds to render the sounds (the demo still gives up on a script that hangs)
+                line = await asyncio.wait_for(reader.readline(), 60)
                 if not line:
                     break
                 command = line.decode("utf-8", "replace").strip()
