@@ -198,6 +198,9 @@ class QueueSettings(Section):
         description="A patient back from the lab waits this long for their own doctor's room (while it is open) "
                     "before any room of the service may call them")
     no_show_after_recalls: int = Field(3, ge=0, le=20)
+    expire_at_day_end: bool = Field(
+        True, description="Tickets still waiting, held or set aside when their clinic day ends become 'expired' "
+                          "(not seen that day) at midnight, clinic time; off for a clinic open round the clock")
     priority_weights: dict[str, float] = Field(
         default_factory=lambda: {
             "emergency": 100.0,

@@ -13,7 +13,7 @@ from clinicall.db import Base, UTCDateTime, utcnow
 
 ROOM_KINDS = ("consult", "counter", "lab", "imaging")
 SOURCES = ("kiosk", "reception", "checkin")
-STATUSES = ("waiting", "called", "in_service", "held", "skipped", "noshow", "done", "transferred")
+STATUSES = ("waiting", "called", "in_service", "held", "skipped", "noshow", "done", "transferred", "expired")
 ACTIVE_STATUSES = ("waiting", "called", "in_service", "held", "skipped")
 
 
@@ -120,7 +120,7 @@ class Visit(Base):
     called_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
-    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # done | transferred | noshow
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # done | transferred | noshow | expired
 
 
 class TicketEvent(Base):

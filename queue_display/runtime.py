@@ -43,7 +43,7 @@ from queue_display.estimates import (
 )
 from queue_display.models import Ticket
 from queue_display.ordering import QueueItem
-from queue_display.tickets import Outcome, repoint_patient
+from queue_display.tickets import Outcome, expire_past_days, repoint_patient, seconds_to_next_day
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
@@ -303,6 +303,27 @@ class QueueRuntime:
             except Exception:
                 log.exception("queue: periodic estimate refresh failed; retrying in %s s", every_seconds)
 
+    async def expire_past_days(self) -> int:
+        """The past days' tickets still waiting, held or set aside expire; screens and pages are told."""
+        async with self.serialised():
+            outcomes = await expire_past_days(self.db, self.settings)
+        if outcomes:
+            outcomes[-1].before = outcomes[:-1]
+            await self.applied(outcomes[-1])
+            log.info("queue: %d ticket(s) of past days expired at the day's end", len(outcomes))
+        return len(outcomes)
+
+    async def expire_at_day_end(self) -> None:
+        """At start-up and just after each midnight (clinic time): the past days' leftovers expire."""
+        while True:
+            try:
+                await self.expire_past_days()
+            except Exception:
+                log.exception("queue: expiring the past days' tickets failed; retrying in an hour")
+                await asyncio.sleep(3600)
+                continue
+            await asyncio.sleep(seconds_to_next_day(utcnow(), self.settings) + 1)
+
     async def room_state_changed(self, room_id: int, open: bool, at: dt.datetime) -> None:
         """A room opened or closed: the estimator learns the room's timetable; other instances too."""
         self._teach(learn_room_state, room_id, open, at)
@@ -366,6 +387,8 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
                                    ev.TICKET_HELD, ev.TICKET_RESUMED)]
     unsubscribe.append(app[BUS_KEY].subscribe(PATIENT_MERGED, partial(follow_merge, app[DB_KEY])))
     app[TASKS_KEY].spawn(runtime.keep_fresh(), name="queue-estimates")
+    if app[SETTINGS_KEY].queue.expire_at_day_end:
+        app[TASKS_KEY].spawn(runtime.expire_at_day_end(), name="queue-day-end")
     yield
     for undo in unsubscribe:
         undo()

@@ -94,6 +94,13 @@ def local_day(now: dt.datetime, settings: Settings) -> dt.date:
     return now.astimezone(settings.clinic.zone()).date()
 
 
+def seconds_to_next_day(now: dt.datetime, settings: Settings) -> float:
+    """Seconds from `now` to the next midnight, clinic time."""
+    zone = settings.clinic.zone()
+    tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
+    return (dt.datetime.combine(tomorrow, dt.time(), zone) - now).total_seconds()
+
+
 def format_number(prefix: str, seq: int) -> str:
     return f"{prefix}{seq:03d}"
 
@@ -749,3 +756,31 @@ async def repoint_patient(db: Database, from_id: int, into_id: int) -> int:
     async with db.transaction() as s:
         result = await s.execute(update(Ticket).where(Ticket.patient_id == from_id).values(patient_id=into_id))
         return result.rowcount or 0
+
+
+LEFT_AT_DAY_END = ("waiting", "held", "skipped")
+
+
+async def expire_past_days(db: Database, settings: Settings, *, now: dt.datetime | None = None) -> list[Outcome]:
+    """Tickets still waiting, held or set aside when their clinic day ended were not seen that day: they end
+    as `expired` (when they left is not known: their visit keeps no end time). A ticket called or in service
+    stays with its room until the room finishes it."""
+    now = now or utcnow()
+    today = local_day(now, settings)
+    outcomes = []
+    async with db.transaction() as s:
+        left = (await s.scalars(select(Ticket).where(Ticket.local_day < today, Ticket.status.in_(LEFT_AT_DAY_END))
+                                .order_by(Ticket.id).with_for_update())).all()
+        for ticket in left:
+            if ticket.status not in LEFT_AT_DAY_END:  # re-checked after the lock
+                continue
+            visit = await _visit(s, ticket)
+            if visit is not None and visit.outcome is None:
+                visit.outcome = "expired"
+            detail = {"from_status": ticket.status, "day": ticket.local_day.isoformat()}
+            _log(s, ticket, ev.TICKET_EXPIRED, now, None, **detail)
+            ticket.status = "expired"
+            ticket.room_id = None
+            ticket.updated_at = now
+            outcomes.append(Outcome(ticket.id, ev.TICKET_EXPIRED, {ticket.service_id}, detail=detail))
+    return outcomes

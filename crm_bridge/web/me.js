@@ -3,7 +3,7 @@
 // today's queue ticket.
 const $ = (id) => document.getElementById(id);
 const STATUS = {waiting: "Đang chờ", called: "Mời vào phòng", serving: "Đang khám", done: "Đã khám xong", skipped: "Đã qua lượt",
-  noshow: "Vắng mặt", held: "Tạm giữ"};
+  noshow: "Vắng mặt", expired: "Hết ngày, chưa được gọi", held: "Tạm giữ"};
 const ERRORS = {login_failed: "Số điện thoại hoặc mật khẩu không đúng.", login_throttled: "Đăng nhập sai quá nhiều lần; vui lòng thử lại sau.",
   current_password_wrong: "Mật khẩu tạm không đúng.", password_unchanged: "Hãy chọn mật khẩu mới, khác mật khẩu tạm.",
   password_contains_phone: "Mật khẩu không được chứa số điện thoại.", password_too_short: "Mật khẩu cần ít nhất 10 ký tự.",

@@ -12,6 +12,7 @@ from clinicall.db import utcnow
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from queue_display import tickets
 from queue_display.runtime import RUNTIME_KEY
+from queue_display.tokens import get_ticket
 from tests.queue_display.conftest import Clinic
 
 
@@ -77,3 +78,28 @@ async def test_numbers_never_repeat_across_the_day_rollover_and_the_kiosk_says_c
     assert refused.status == 409 and (await refused.json())["code"] == "service_closed"
     listed = {s["prefix"]: s for s in (await (await clinic.client.get("/kiosk/services")).json())["services"]}
     assert listed["C"]["open"] is False and (listed["C"]["opens_at"], listed["C"]["closes_at"]) == ("00:00", "24:00")
+
+
+async def test_the_past_days_leftovers_expire_and_todays_line_starts_clean(clinic: Clinic) -> None:
+    app = clinic.client.app
+    db, settings, runtime = app[DB_KEY], app[SETTINGS_KEY], app[RUNTIME_KEY]  # type: ignore[index]
+    yesterday = utcnow() - dt.timedelta(days=1)
+    left = [await runtime.apply(await tickets.issue(db, settings, service_id=clinic.services["A"],
+                                                    source="reception", now=yesterday)) for _ in range(3)]
+    await clinic.op(left[1]["id"], "hold")
+    in_room = await clinic.call_next("consult1")  # yesterday's first: still with its room after midnight
+    assert in_room is not None and in_room["id"] == left[0]["id"]
+    today = await clinic.issue("A")
+
+    assert await runtime.expire_past_days() == 2
+    assert await runtime.expire_past_days() == 0  # once
+    line = next(s for s in (await clinic.get("/api/queue"))["services"] if s["id"] == clinic.services["A"])
+    assert [t["id"] for t in line["waiting"]] == [today["id"]]
+    day = tickets.local_day(yesterday, settings)
+    statuses = {t["id"]: t["status"] for t in (await clinic.get(f"/api/tickets?date={day}"))["tickets"]}
+    assert (statuses[left[0]["id"]], statuses[left[1]["id"]], statuses[left[2]["id"]]) == ("called", "expired", "expired")
+    token = (await get_ticket(db, left[2]["id"])).token
+    assert (await (await clinic.client.get(f"/api/t/{token}")).json())["status"] == "expired"  # the patient's page
+    called = await clinic.call_next("consult1")  # finishes yesterday's patient in the room, calls today's
+    assert called is not None and called["id"] == today["id"]
+    assert (seconds := tickets.seconds_to_next_day(utcnow(), settings)) > 0 and seconds <= 24 * 3600 + 3600
