@@ -241,22 +241,25 @@ def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dic
     urgent: _Head | None = None  # the best emergency head
     urgent_key: _LineKey | None = None
     best_key: _LineKey | None = None
-    best_rank = (0.0, 0.0, 0)
+    best_value = best_enqueued = 0.0
+    best_id = 0
     for key in keys:
         line = lines[key]
         position = heads[key]
         if position >= len(line):
             continue
         head = line[position]
-        if not _eligible(key, head, room_id, at, closed):
+        if key[2] is not None and not _eligible(key, head, room_id, at, closed):
             continue
         if key[1] == URGENT_LINE:
             if urgent is None or head[:2] < urgent[:2]:
                 urgent, urgent_key = head, key
         elif urgent is None:
-            rank = (head[0] - key[1] * 60.0, head[0], head[1])
-            if best_key is None or rank < best_rank:
-                best_key, best_rank = key, rank
+            enqueued = head[0]
+            value = enqueued - key[1] * 60.0
+            if best_key is None or value < best_value or value == best_value and (
+                    enqueued < best_enqueued or enqueued == best_enqueued and head[1] < best_id):
+                best_key, best_value, best_enqueued, best_id = key, value, enqueued, head[1]
     return urgent_key if urgent is not None else best_key
 
 
@@ -269,7 +272,8 @@ class WaitEstimator:
                  no_show_seconds: float = 150.0, closed_room_seconds: float = 1200.0,
                  arrival_horizon_seconds: float = 4 * 3600.0, exact_policy: bool = False,
                  arrival_threshold: float = 0.5, samples: int = 0, coverage: float = 0.8,
-                 range_scale: float = 1.0, return_hold_minutes: float = 60.0) -> None:
+                 range_scale: float = 1.0, return_hold_minutes: float = 60.0,
+                 parameter_uncertainty: bool = True) -> None:
         self.tz = tz
         self.weights = dict(weights)
         self.starvation_minutes = float(starvation_minutes)
@@ -285,6 +289,7 @@ class WaitEstimator:
         self.samples = samples  # simulated futures per estimate (0: one path of expected values)
         self.coverage = coverage  # the share of real waits the range should hold
         self.range_scale = range_scale  # widens the simulated spread (calibrated on simulated days)
+        self.parameter_uncertainty = parameter_uncertainty  # futures draw the learned means' own error
         self.return_hold = dt.timedelta(minutes=return_hold_minutes)  # queue.return_hold_minutes
         self._trips: list[float] = []  # seconds from a transfer to the lab until back in the doctor's line
         self._result_delays: list[float] = []  # seconds from the lab's done until back in the doctor's line
@@ -304,6 +309,7 @@ class WaitEstimator:
         self._by_service_class: dict[tuple[int, str], _Moments] = {}
         self._shifts: dict[tuple[int, str], tuple[float, float]] = {}
         self._params: dict[tuple[int, int, int], Lognormal] = {}
+        self._mean_vars: dict[tuple[int, int], float] = {}
         self._no_shows: dict[int, list[float]] = {}  # service -> [no-shows, attended, seconds lost]
         self._arrivals: dict[tuple[int, str, bool, int], float] = {}  # counts on complete days
         self._arrival_days: set[dt.date] = set()  # the complete days counted
@@ -364,6 +370,7 @@ class WaitEstimator:
         counts = self._no_shows.setdefault(service_id, [0.0, 0.0, 0.0])
         counts[1] += 1.0
         self._params.clear()
+        self._mean_vars.clear()
         self._shifts.clear()
 
     def record_no_show(self, room_id: int, service_id: int, called_at: dt.datetime,
@@ -605,6 +612,19 @@ class WaitEstimator:
         mu, var = _shrink(self._by_room_service_hour.get((room_id, service_id, hour)), scale,
                           rs_mu + hour_shift, rs_var * hour_ratio, self.kappa, self.nu)
         return Lognormal(mu, math.sqrt(max(var, 1e-4)))
+
+    def mean_variance(self, room_id: int, service_id: int) -> float:
+        """Posterior variance of the learned mean log-duration of this room and service: σ² / (n + κ),
+        n its effective recent visits. Each sampled future draws one error of that size per room and
+        service, shared by all its visits (a mean learned from few visits may be off for all of them)."""
+        key = (room_id, service_id)
+        found = self._mean_vars.get(key)
+        if found is None:
+            stats = self._by_room_service.get(key)
+            n = stats.w / self._newest_weight if stats is not None and stats.w > 0.0 else 0.0
+            sigma = self.service_time(room_id, service_id, 12).sigma
+            found = self._mean_vars[key] = sigma * sigma / (n + self.kappa)
+        return found
 
     def no_show(self, service_id: int) -> tuple[float, float]:
         """(probability a called ticket does not come, seconds the room loses when that happens)."""
@@ -857,8 +877,10 @@ class WaitEstimator:
             sigma = base.sigma * math.sqrt(ratio)
             mu = base.mu + shift + pace.mu
             mean = math.exp(mu + 0.5 * sigma * sigma)
+            mean_var = self.mean_variance(room.room_id, item.service_id) if self.parameter_uncertainty else 0.0
             found = plan.occupations[slot] = _Occupation((1.0 - probability) * mean + probability * lost,
-                                                         mu, sigma, probability, lost)
+                                                         mu, sigma, probability, lost,
+                                                         (room.room_id, item.service_id), mean_var)
         return found
 
     def _run(self, plan: _Plan, rng: random.Random | None, shared: float | None = None) -> dict[int, float]:
@@ -874,9 +896,9 @@ CLINIC_RANGE_SCALE = 1.0  # calibrated on the tuned simulated scenarios (docs/es
 def clinic_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float,
                      **options: Any) -> WaitEstimator:
     """The estimator as the clinic runs it: sampled futures with a calibrated 80% range, each room's choice
-    made by ordering.next_for_room itself (whatever the policy says; as fast as the mirrored rule)."""
-    settings: dict[str, Any] = {"samples": CLINIC_SAMPLES, "coverage": 0.8, "range_scale": CLINIC_RANGE_SCALE,
-                                "exact_policy": True}
+    made by `_choose`, ordering.next_for_room's rule on epoch floats (tests check the two agree; a third
+    less CPU than calling next_for_room at every step)."""
+    settings: dict[str, Any] = {"samples": CLINIC_SAMPLES, "coverage": 0.8, "range_scale": CLINIC_RANGE_SCALE}
     settings.update(options)
     return WaitEstimator(tz, weights, starvation_minutes, **settings)
 
@@ -896,7 +918,8 @@ class _Future:
         self.closed_until = [math.inf] * len(plan.rooms)  # a closed room's preferred tickets are anyone's
         self.lines = {key: list(line) for key, line in plan.lines.items()}
         self.heads = dict.fromkeys(self.lines, 0)
-        self.room_lines: dict[int, list[_LineKey]] = {}
+        self.room_lines: dict[int, list[_LineKey]] = {}  # room index -> its lines with someone in them
+        self.room_prefers: dict[int, bool] = {}  # room index -> some of its lines prefer a room
         self.returns: list[tuple[float, int, QueueItem]] = []  # patients back from the lab, by time
         self.sent_back = 0
         self.stream = plan.stream
@@ -977,8 +1000,9 @@ class _Future:
         if key not in self.lines:
             self.lines[key] = []
             self.heads[key] = 0
-            self.room_lines.clear()
         line = self.lines[key]
+        if self.heads[key] >= len(line):  # a new or emptied line: back in its rooms' lists
+            self.room_lines.clear()
         entry = (epoch, item.ticket_id, item)
         if not line or line[-1][:2] < entry[:2]:
             line.append(entry)
@@ -1032,10 +1056,13 @@ class _Future:
         plan, est, lines, heads = self.plan, self.est, self.lines, self.heads
         room = plan.rooms[index]
         keys = self.room_lines.get(index)
-        if keys is None:
+        if keys is None:  # the lines this room serves that have someone in them
             services = set(room.service_ids)
-            keys = self.room_lines[index] = [key for key in lines if key[0] in services]
-        closed = [plan.rooms[i].room_id for i, until in enumerate(self.closed_until) if at < until]
+            keys = self.room_lines[index] = [key for key in lines if key[0] in services and heads[key] < len(lines[key])]
+            self.room_prefers[index] = any(key[2] is not None for key in keys)
+        closed: list[int] = []
+        if self.room_prefers[index]:
+            closed = [plan.rooms[i].room_id for i, until in enumerate(self.closed_until) if at < until]
         if est.exact_policy:
             line_key = est._choose_exact(keys, lines, heads, room, at, closed)
         else:
@@ -1047,6 +1074,10 @@ class _Future:
             return 0
         chosen = lines[line_key][heads[line_key]][2]
         heads[line_key] += 1
+        if heads[line_key] >= len(lines[line_key]):  # emptied: out of the rooms' lists until it refills
+            for room_keys in self.room_lines.values():
+                if line_key in room_keys:
+                    room_keys.remove(line_key)
         trip = plan.trips.get(chosen.ticket_id)
         occupation = est._occupation(plan, room, chosen, at, trip is not None)
         busy = occupation.mean if self.draw is None else self.draw.occupation(occupation, index)
@@ -1097,6 +1128,8 @@ class _Occupation:
     sigma: float
     no_show: float  # probability the called patient does not come
     lost: float  # seconds a no-show costs
+    key: tuple[int, int] = (0, 0)  # (room, service): whose learned mean it uses
+    mean_var: float = 0.0  # posterior variance of that mean (WaitEstimator.mean_variance)
 
 
 @dataclass(frozen=True)
@@ -1150,11 +1183,18 @@ class _Draw:
         self.log_pace = [math.sqrt(plan.pace[room.room_id].clinic_var) * shared
                          + math.sqrt(plan.pace[room.room_id].room_var) * rng.gauss(0.0, 1.0)
                          for room in plan.rooms]
+        self.mean_errors: dict[tuple[int, int], float] = {}  # this future's error of each learned mean
 
     def occupation(self, occupation: _Occupation, index: int) -> float:
         if occupation.no_show > 0.0 and self.rng.random() < occupation.no_show:
             return occupation.lost
-        return math.exp(occupation.mu + self.log_pace[index] + occupation.sigma * self.rng.gauss(0.0, 1.0))
+        mu = occupation.mu + self.log_pace[index]
+        if occupation.mean_var > 0.0:
+            error = self.mean_errors.get(occupation.key)
+            if error is None:
+                error = self.mean_errors[occupation.key] = self.rng.gauss(0.0, math.sqrt(occupation.mean_var))
+            mu += error
+        return math.exp(mu + occupation.sigma * self.rng.gauss(0.0, 1.0))
 
     def residual(self, dist: Lognormal, elapsed: float, index: int) -> float:
         """The rest of a visit that has lasted `elapsed`: a draw of S - t given S > t."""
