@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from queue_display.estimator import Away, Held, Lognormal, RoomState, WaitEstimator
+from queue_display.estimator import Away, Held, Lognormal, RoomState, WaitEstimator, _ranges
 from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -403,3 +403,17 @@ def test_a_held_ticket_comes_back_in_its_place_as_past_holds_did() -> None:
     assert gone.estimate(now, waiting, rooms, held=held) == pytest.approx(gone.estimate(now, waiting, rooms))
     yesterday = [Held(held[0].item, now - dt.timedelta(days=1))]  # a hold from another day is over
     assert back.estimate(now, waiting, rooms, held=yesterday) == pytest.approx(unaware)
+
+
+@pytest.mark.parametrize("futures", [12, 40])
+def test_the_range_of_few_sampled_futures_holds_its_stated_share(futures: int) -> None:
+    """The 80% range of n sampled futures holds a further draw of the same futures 80% of the time,
+    whether n is 12 (a long queue) or 40 (quantiles at the plotting position q (n + 1))."""
+    rng = random.Random(futures)
+    held = 0
+    trials = 3000
+    for _ in range(trials):
+        paths = [{1: rng.lognormvariate(7.0, 0.5)} for _ in range(futures)]
+        span = _ranges(paths, 0.8, 1.0)[1]
+        held += span.low <= rng.lognormvariate(7.0, 0.5) <= span.high
+    assert 0.77 <= held / trials <= 0.83
