@@ -113,7 +113,7 @@ class AnnouncementBuilder:
     def build(self, number: str, room: Mapping[str, Any], languages: Sequence[str] | None = None) -> Announcement:
         languages = list(languages or self.sound.languages)
         texts: dict[str, str] = {}
-        planned: list[tuple[str, list[Future[Speech]] | list[Speech]]] = []
+        planned: list[tuple[str, list[Future[Speech] | Speech]]] = []
         problems: list[str] = []
         for lang in languages:
             try:
@@ -127,8 +127,9 @@ class AnnouncementBuilder:
                     planned.append((lang, [self.renderer.speak(segment, lang) for segment in segments]))
                 except NoSpeech as exc:
                     problems.append(f"{lang}: {exc}")
-            else:
-                planned.append((lang, [self.pieces_pool.submit(self.renderer.speak, segment, lang)
+            else:  # only the pieces not in the cache go to the pool (a hit needs no thread hop)
+                planned.append((lang, [self.renderer.speak_cached(segment, lang)
+                                       or self.pieces_pool.submit(self.renderer.speak, segment, lang)
                                        for segment in segments]))
         spoken: list[tuple[str, list[Speech]]] = []
         for lang, pieces in planned:

@@ -125,6 +125,19 @@ class Renderer:
                 return hit
         return None
 
+    def speak_cached(self, text: str, lang: str) -> Speech | None:
+        """What speak() returns when it renders nothing (the first engine in order with this speech cached,
+        unless an offline engine before it would render first); None when speak() would have to render.
+        File look-ups only: no engine runs."""
+        for engine in self.engines:
+            if engine.voice(lang) is None:
+                continue
+            if (hit := self._from_cache(engine, text, lang)) is not None:
+                return hit
+            if not engine.online:
+                return None
+        return None
+
     def _from_cache(self, engine: Engine, text: str, lang: str) -> Speech | None:
         voice = engine.voice(lang)
         if voice is None:

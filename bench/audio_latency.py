@@ -42,6 +42,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
+def event_types(frame: dict[str, Any]) -> list[str]:
+    """The event types a /ws/display frame carries (one event, or several in a "batch" frame)."""
+    events = frame.get("events") if frame.get("type") == "batch" else [frame]
+    return [str(e.get("type")) for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,6 +69,7 @@ async def main() -> None:
     from clinicall.app import create_app
     from clinicall.auth import service as auth_service
     from clinicall.db import Database
+    from clinicall.heap import freeze_startup_objects
     from clinicall.keys import DB_KEY
     from clinicall.migrate import migrate
     from clinicall.settings import Settings
@@ -82,6 +89,7 @@ async def main() -> None:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    freeze_startup_objects()  # as `clinicall serve` does once it serves
     base = f"http://127.0.0.1:{port}"
     db = app[DB_KEY]
     admin = await auth_service.create_user(db, "bench", "correct-horse-battery", ["admin"])
@@ -106,8 +114,9 @@ async def main() -> None:
             pieces = warm_segments(wording_from_settings(settings.audio), languages, ["A"], 3 * args.calls, [room_words])
             await asyncio.gather(*(asyncio.to_thread(renderer.speak, text, lang) for lang, text in pieces))
 
+            speaker = {"Authorization": f"Bearer {token}"}  # as clinicall-speaker sends its display token
             async with aiohttp.ClientSession() as plain, plain.ws_connect(
-                    f"{base}/ws/display?token={token}&rooms={room['id']}") as ws:
+                    f"{base}/ws/display?rooms={room['id']}", headers=speaker) as ws:
                 await ws.receive_json(timeout=30)  # the snapshot
 
                 async def drain() -> None:
@@ -126,11 +135,14 @@ async def main() -> None:
                     called_at = None
                     while True:
                         frame = json.loads((await ws.receive(timeout=60)).data)
-                        if frame.get("type") in ("ticket.called", "ticket.recalled") and called_at is None:
+                        types = event_types(frame)
+                        if called_at is None and {"ticket.called", "ticket.recalled"} & set(types):
                             called_at = time.perf_counter()
-                        if frame.get("type") == "announcement.ready":
+                        if "announcement.ready" in types:
                             break
-                    async with plain.get(base + frame["data"]["audio_url"], params={"token": token}) as clip:
+                    ready = frame if frame.get("type") != "batch" else next(
+                        e for e in frame["events"] if e.get("type") == "announcement.ready")
+                    async with plain.get(base + ready["data"]["audio_url"], headers=speaker) as clip:
                         body = await clip.read()
                         assert clip.status == 200 and body[:4] == b"RIFF", clip.status
                     done = time.perf_counter()
@@ -143,7 +155,7 @@ async def main() -> None:
                             shutil.rmtree(tmp / "audio", ignore_errors=True)
                         if case == "recall":
                             ticket = (await post(f"/api/rooms/{room['id']}/call-next"))["ticket"]
-                            while json.loads((await ws.receive(timeout=60)).data).get("type") != "announcement.ready":
+                            while "announcement.ready" not in event_types(json.loads((await ws.receive(timeout=60)).data)):
                                 pass
                             total, part = await announced(lambda t=ticket: post(f"/api/tickets/{t['id']}/recall"))
                         else:

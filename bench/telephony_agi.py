@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import random
@@ -247,6 +248,7 @@ async def server_main(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from clinicall.app import create_app
+    from clinicall.heap import freeze_startup_objects
     from clinicall.settings import Settings
     from telephony.agi import FASTAGI_KEY
 
@@ -266,10 +268,14 @@ async def server_main(args: argparse.Namespace) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
+    freeze_startup_objects()  # as `clinicall serve` does once it serves
     try:
         port = app[FASTAGI_KEY].port
         uptime_before = uptime()
+        gc_pauses = GcPauses()
+        gc.callbacks.append(gc_pauses)
         cpu_before = time.process_time()
+        times_before = os.times()
         profiler = cProfile.Profile(time.process_time) if args.profile else None
         if profiler is not None:
             profiler.enable()
@@ -280,6 +286,8 @@ async def server_main(args: argparse.Namespace) -> None:
             stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         out, _ = await child.communicate()
         server_cpu = time.process_time() - cpu_before
+        kernel_cpu = os.times().system - times_before.system
+        gc.callbacks.remove(gc_pauses)
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.profile)
@@ -292,7 +300,24 @@ async def server_main(args: argparse.Namespace) -> None:
             pg.stop()
         if redis is not None:
             redis.stop()
-    report(args, result, health, server_cpu, uptime_before, uptime_after)
+    report(args, result, health, (server_cpu, kernel_cpu), uptime_before, uptime_after, gc_pauses)
+
+
+class GcPauses:
+    """The garbage collector's pauses in this process, by generation (they stall the event loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def summary(self) -> str:
+        return "; ".join(f"gen{gen} {len(p)} x, max {max(p, default=0) * 1000:.1f} ms" for gen, p in self.pauses.items())
 
 
 def uptime() -> str:
@@ -308,8 +333,8 @@ def verdict(ok: bool) -> str:
     return "meets the goal" if ok else "MISSES the goal"
 
 
-def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, Any], server_cpu: float,
-           before: str, after: str) -> None:
+def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, Any], cpu: tuple[float, float],
+           before: str, after: str, gc_pauses: GcPauses) -> None:
     opened, closed = result["open"], result["closed"]
     print(f"FastAGI identify, {args.patients:,} patients on PostgreSQL, {args.workers} worker process(es) "
           f"(200 warm-up sessions first)")
@@ -329,8 +354,10 @@ def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, A
           f"{verdict(rate >= 1500 and closed['unidentified'] == 0)}")
     served = max(1, health["served"])
     print(f"  this process: served {health['served']}, failed {health['failed']}; CPU "
-          f"{server_cpu / served * 1000:.2f} ms per session it served (PostgreSQL, the client"
+          f"{cpu[0] / served * 1000:.2f} ms per session it served, {cpu[1] / served * 1000:.2f} ms of it in the "
+          f"kernel (PostgreSQL, the client"
           f"{', Redis and the other workers' if args.workers > 1 else ''} not counted)")
+    print(f"  garbage collector pauses in this process: {gc_pauses.summary()}")
     print(f"  machine: {os.cpu_count()} CPUs, {before} before / {after} after")
 
 

@@ -33,6 +33,7 @@ from aiohttp import web  # noqa: E402
 from clinicall.app import create_app  # noqa: E402
 from clinicall.auth import service as auth_service  # noqa: E402
 from clinicall.db import Database  # noqa: E402
+from clinicall.heap import freeze_startup_objects  # noqa: E402
 from clinicall.migrate import migrate  # noqa: E402
 from clinicall.settings import Settings  # noqa: E402
 from crm_bridge.patients import PatientIn, PhoneIn, create_patient  # noqa: E402
@@ -114,6 +115,7 @@ async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    freeze_startup_objects()  # as `clinicall serve` does once it serves
     link = app[AMI_LINK_KEY]
     assert link is not None
     await link.wait_ready()

@@ -52,6 +52,9 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
               "stop it, or choose other ports with CLINICALL_HTTP__PORT / CLINICALL_TELEPHONY__AGI_PORT.",
               file=sys.stderr)
         return 2
+    from clinicall.heap import freeze_startup_objects
+
+    freeze_startup_objects()
     base = settings.http.base_url()
     print(f"clinicall is serving on {base}  (health: {base}/healthz)", flush=True)
     stop = asyncio.Event()

@@ -2,9 +2,12 @@
 
 A burst of N calls is a handful of transactions instead of N: while `concurrency` batches are in the
 database, every new lookup waits for the next batch. Each batch is one transaction that reads the
-matches (one indexed `IN` on `patient_phones.e164`) and writes the "caller_identified" audit rows of
+matches (one indexed lookup on `patient_phones.e164`) and writes the "caller_identified" audit rows of
 the callers it found; it commits before any caller of the batch is answered, so a name that reached
 a phone is always in the audit trail (no window on a crash, nothing left to flush at shutdown).
+On PostgreSQL the batch is one statement (read and audit in a data-modifying CTE) sent as a cached
+prepared statement outside an explicit transaction: one round trip, committed when it answers. On
+SQLite it is one hand-off to the writer thread (Database.run_sync).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+import asyncpg
+from sqlalchemy import Connection, bindparam, insert, select
 
 from clinicall.db import Database, utcnow
 from crm_bridge.audit import MAX_DETAIL
@@ -94,16 +98,51 @@ def best_matches(rows: Iterable[Any]) -> dict[str, CallerMatch]:
             for e164, row in best.items()}
 
 
+# On PostgreSQL: the best match per number (as best_matches) and an audit row per identified call, in one
+# statement; asyncpg keeps it prepared on each connection.
+PG_IDENTIFY_AND_AUDIT = f"""
+WITH found AS (
+    SELECT DISTINCT ON (ph.e164) ph.e164, p.id, p.full_name, p.care_status, p.assigned_agent_id
+    FROM patient_phones AS ph JOIN patients AS p ON p.id = ph.patient_id
+    WHERE ph.e164 = ANY($1::varchar[]) AND p.merged_into_id IS NULL
+    ORDER BY ph.e164, p.last_activity_at DESC, p.id DESC
+), audited AS (
+    INSERT INTO patient_audit (at, user_id, patient_id, action, detail)
+    SELECT $2::timestamptz, NULL, found.id, '{IDENTIFIED}', left(wanted.detail, {MAX_DETAIL})
+    FROM unnest($3::varchar[], $4::text[]) WITH ORDINALITY AS wanted(e164, detail, n)
+    JOIN found ON found.e164 = wanted.e164
+    ORDER BY wanted.n
+)
+SELECT e164, id, full_name, care_status, assigned_agent_id FROM found"""  # noqa: S608 (constants only)
+
+
 async def identify_and_audit(db: Database, wanted: list[tuple[str, str]]) -> dict[str, CallerMatch]:
-    """[(e164, audit detail)] -> the matches by number, with one audit row per identified call."""
+    """[(e164, audit detail)] -> the matches by number, with one audit row per identified call, committed."""
     numbers = sorted({e164 for e164, _ in wanted})
-    async with db.transaction() as s:
-        matches = best_matches((await s.execute(MATCHES, {"numbers": numbers})).all())
-        if matches:
-            now = utcnow()
-            await s.execute(AUDIT, [
-                {"at": now, "user_id": None, "patient_id": matches[e164].patient_id, "action": IDENTIFIED,
-                 "detail": detail[:MAX_DETAIL]} for e164, detail in wanted if e164 in matches])
+    if not db.is_postgres:
+        return await db.run_sync(lambda connection: _identify_and_audit(connection, numbers, wanted))
+    async with db.engine.connect() as connection:
+        # asyncpg itself, outside any transaction block: the statement commits on its own (one round trip)
+        driver = (await connection.get_raw_connection()).driver_connection
+        try:
+            rows = await driver.fetch(PG_IDENTIFY_AND_AUDIT, numbers, utcnow(), [e164 for e164, _ in wanted],
+                                      [detail for _, detail in wanted])
+        except BaseException as exc:
+            if not isinstance(exc, asyncpg.PostgresError):  # a lost or interrupted connection: not back to the pool
+                await connection.invalidate()
+            raise
+    return {row["e164"]: CallerMatch(patient_id=row["id"], full_name=row["full_name"], care_status=row["care_status"],
+                                     assigned_agent_id=row["assigned_agent_id"], phone_e164=row["e164"])
+            for row in rows}
+
+
+def _identify_and_audit(connection: Connection, numbers: list[str], wanted: list[tuple[str, str]]) -> dict[str, CallerMatch]:
+    matches = best_matches(connection.execute(MATCHES, {"numbers": numbers}).all())
+    if matches:
+        now = utcnow()
+        connection.execute(AUDIT, [
+            {"at": now, "user_id": None, "patient_id": matches[e164].patient_id, "action": IDENTIFIED,
+             "detail": detail[:MAX_DETAIL]} for e164, detail in wanted if e164 in matches])
     return matches
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, bindparam, or_, select
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database
@@ -166,18 +166,25 @@ async def phone_to_call(db: Database, who: Principal, patient_id: int, phone_id:
             or not who.is_user:
         return False, None
     async with db.session() as s:
-        patient = None
-        for _ in range(MAX_MERGE_HOPS):
-            patient = await s.get(Patient, patient_id)
-            if patient is None or patient.merged_into_id is None:
+        row = None
+        for _ in range(MAX_MERGE_HOPS):  # one statement unless the record was merged
+            row = (await s.execute(PHONE_TO_CALL, {"patient_id": patient_id, "phone_id": phone_id})).first()
+            if row is None or row.merged_into_id is None:
                 break
-            patient_id = patient.merged_into_id
-        if patient is None or patient.merged_into_id is not None:
-            return False, None
-        phone = await s.scalar(select(PatientPhone).where(PatientPhone.id == phone_id,
-                                                          PatientPhone.patient_id == patient.id))
-    allowed = may_see(who, patient.assigned_agent_id, (patient.booking_date, patient.arrival_date), local_today(zone))
-    return allowed, phone_brief(phone) if phone else None
+            patient_id = row.merged_into_id
+    if row is None or row.merged_into_id is not None:
+        return False, None
+    allowed = may_see(who, row.assigned_agent_id, (row.booking_date, row.arrival_date), local_today(zone))
+    phone = PhoneBrief(id=row.phone_id, e164=row.e164, raw=row.raw, label=row.label) if row.phone_id else None
+    return allowed, phone
+
+
+PHONE_TO_CALL = (
+    select(Patient.merged_into_id, Patient.assigned_agent_id, Patient.booking_date, Patient.arrival_date,
+           PatientPhone.id.label("phone_id"), PatientPhone.e164, PatientPhone.raw, PatientPhone.label)
+    .outerjoin(PatientPhone, (PatientPhone.patient_id == Patient.id) & (PatientPhone.id == bindparam("phone_id")))
+    .where(Patient.id == bindparam("patient_id"))
+)
 
 
 def local_today(zone: ZoneInfo | str | None = None) -> dt.date:

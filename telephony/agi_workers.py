@@ -27,6 +27,7 @@ from aiohttp import web
 
 from clinicall.bus import make_bus
 from clinicall.db import Database
+from clinicall.heap import freeze_startup_objects
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
 
@@ -157,6 +158,7 @@ async def serve_worker(settings: Settings, port: int, channel: socket.socket) ->
     try:
         await anext(context)
         app[FASTAGI_KEY].hand_over = lambda header, fd: socket.send_fds(channel, [header], [fd])
+        freeze_startup_objects()
         sys.stdout.buffer.write(READY)
         sys.stdout.flush()
         await _until_told_to_stop(app[FASTAGI_KEY].address)

@@ -9,7 +9,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database, utcnow
@@ -119,19 +119,25 @@ class Telephony:
 
     async def _insert_call(self, who: Principal, patient_id: int, phone_id: int, number: str, exten: str,
                            installation: str) -> Call:
-        """The call's row, committed (two statements: its tags come from its id); returns it detached."""
+        """The call's row, committed (two statements: its tags come from its id; on SQLite one hand-off to the
+        writer thread); returns it detached."""
         now = utcnow()
         values: dict[str, Any] = {
             "direction": "outbound", "origin": "click_to_call", "state": "dialing", "agent_id": who.user_id,
             "agent_extension": who.extension, "patient_id": patient_id, "phone_id": phone_id, "number": number,
             "dialed": exten, "dial_string": self.tel.agent_channel.replace("{ext}", who.extension or ""),
             "hangup_requested": False, "created_at": now, "updated_at": now}
-        async with self.db.transaction() as s:
-            call_id = (await s.execute(insert(Call).values(values).returning(Call.id))).scalar_one()
+        tel = self.tel
+
+        def write(connection: Connection) -> tuple[int, dict[str, Any]]:
+            call_id = connection.execute(insert(Call).values(values).returning(Call.id)).scalar_one()
             tag = call_tag(call_id, installation)
             tags = {"action_id": tag, "channel_id": tag,
-                    "recording_path": recording_path(self.tel, call_id, installation) if self.tel.record_calls else None}
-            await s.execute(update(Call).where(Call.id == call_id).values(tags | {"updated_at": now}))
+                    "recording_path": recording_path(tel, call_id, installation) if tel.record_calls else None}
+            connection.execute(update(Call).where(Call.id == call_id).values(tags | {"updated_at": now}))
+            return call_id, tags
+
+        call_id, tags = await self.db.run_sync(write)
         return Call(id=call_id, **values, **tags)
 
     async def get_call(self, who: Principal, call_id: int) -> Call:

@@ -57,6 +57,25 @@ def test_cache_hit_needs_no_engine(tmp_path: Path) -> None:
         second.speak("mười sáu", "vi")
 
 
+def test_speak_cached_is_what_speak_returns_without_rendering(tmp_path: Path) -> None:
+    """The announcement's cache-hit path takes speech from here without a thread hop: the same speech
+    speak() would return, and nothing when speak() would render (an offline engine earlier in the order)."""
+    from audio.engines.recorded import RecordedEngine, write_manifest
+    from audio.wav import silence, write_frames
+
+    write_frames(tmp_path / "rec" / "vi" / "moi_so.wav", silence(0.2))
+    write_manifest(tmp_path / "rec" / "vi", {"mời số": "moi_so.wav"})
+    renderer = Renderer([RecordedEngine(tmp_path / "rec"), EspeakEngine(VOICES)], TtsCache(tmp_path / "cache"),
+                        online_timeout=1)
+    assert renderer.speak_cached("mời số", "vi") is None and renderer.speak_cached("hai", "en") is None
+    recorded, spoken = renderer.speak("mời số", "vi"), renderer.speak("hai", "en")  # en: no recorded set
+    calls = renderer.engine_calls
+    assert renderer.speak_cached("mời số", "vi") == renderer.speak("mời số", "vi")
+    assert renderer.speak_cached("mời số", "vi").path == recorded.path and recorded.engine == "recorded"
+    assert renderer.speak_cached("hai", "en").path == spoken.path and spoken.engine == "espeak"
+    assert renderer.engine_calls == calls
+
+
 def test_cache_key_holds_engine_voice_and_text(tmp_path: Path) -> None:
     cache = TtsCache(tmp_path)
     paths = {cache.path("espeak", "vi", "mười lăm"), cache.path("espeak", "vi-vn-x-south", "mười lăm"),

@@ -127,6 +127,30 @@ async def test_fifty_concurrent_sessions(client: TestClient, staff: Staff) -> No
     assert client.app[FASTAGI_KEY].health()["served"] == 50
 
 
+async def test_a_shared_number_identifies_the_patient_with_the_latest_activity(client: TestClient, staff: Staff) -> None:
+    """The batched lookup (one statement on PostgreSQL) picks the patient best_matches picks, and audits that one."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from crm_bridge.models import Patient
+
+    older = await add_patient(client, staff, "Đỗ Thị Hà", "0987654321", None)
+    newer = await add_patient(client, staff, "Đỗ Văn Nam", "0987654321", None)
+    trace = load_trace("inbound_call_with_name")  # agi_callerid 0987654321
+    port = agi_port(client)
+    assert (await run_session(port, trace.header, trace))[:2] == [
+        'SET VARIABLE CALLERID(name) "Do Van Nam"', f"SET VARIABLE PATIENT_ID {newer}"]
+    async with client.app[DB_KEY].transaction() as s:
+        await s.execute(update(Patient).where(Patient.id == older).values(
+            last_activity_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
+    assert (await run_session(port, trace.header, trace))[:2] == [
+        'SET VARIABLE CALLERID(name) "Do Thi Ha"', f"SET VARIABLE PATIENT_ID {older}"]
+    for patient_id in (newer, older):
+        rows = await list_audit(client.app[DB_KEY], patient_id=patient_id, action="caller_identified")
+        assert [(row["user_id"], row["detail"]) for row in rows] == [(None, "inbound call 1795324515.8")]
+
+
 async def test_identify_api(client: TestClient, staff: Staff) -> None:
     patient_id = await add_patient(client, staff, "Nguyễn Văn An", "0912345678", "agent")
     pops = screenpops(client)
