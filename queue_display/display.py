@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 STATIC_DIR = WEB_DIR / "static"
+FOR_THE_ESTIMATOR = frozenset(("served", "arrival", "round_trip", "hold"))  # in ticket events; no screen reads them
 FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "announcement.ready")
 SNAPSHOT_CACHE_SECONDS = 2.0
 QUEUE_CHANGED = "queue.changed"
@@ -249,7 +250,7 @@ class DisplayHub:
         """A waiting line goes out as a delta against the one sent before (queue_display/lines.py)."""
         waiting = data.get("waiting")
         if event.type != QUEUE_CHANGED or not isinstance(waiting, list):
-            return data
+            return {k: v for k, v in data.items() if k not in FOR_THE_ESTIMATOR}
         service_id = data.get("service_id")
         entries, self.lines[service_id] = line_delta(self.lines.get(service_id, {}), waiting)
         return {**{k: v for k, v in data.items() if k != "waiting"}, "line": entries}

@@ -246,6 +246,7 @@ async def test_snapshot_then_changes_filtered_and_never_full_names(masked_client
 
     for text in room_screen.raw + kids_screen.raw:
         assert FULL_NAME not in text and "Văn An" not in text and "patient_id" not in text
+        assert '"arrival"' not in text and '"served"' not in text  # the estimator's, not the screens'
     await room_screen.close()
     await kids_screen.close()
 
