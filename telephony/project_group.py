@@ -33,12 +33,15 @@ def dialled_number(dial_string: str) -> str | None:
     return tail if NUMBER.match(tail) else None
 
 
-def _caller(chans: list[Channel]) -> tuple[str | None, str | None]:
+def _caller(chans: list[Channel], answered_at: float | None) -> tuple[str | None, str | None]:
+    """The caller's number and name. A name that reached the caller's channel only once someone answered
+    is that party's (a pickup or a transfer updates the connected line), never the caller's."""
     ordered = sorted(chans, key=lambda c: (c.seen_at, c.uniqueid))
+    name = next((c.caller_name for c in ordered if c.caller_name
+                 and (answered_at is None or c.caller_name_at < answered_at)), None)
     if any(c.withheld for c in chans):
-        return None, next((c.caller_name for c in ordered if c.caller_name), None)
-    return (next((c.caller_num for c in ordered if c.caller_num), None),
-            next((c.caller_name for c in ordered if c.caller_name), None))
+        return None, name
+    return next((c.caller_num for c in ordered if c.caller_num), None), name
 
 
 def _dialled(view: View, dials: list[Dial], side: set[str]) -> str | None:
@@ -67,6 +70,8 @@ def _disposition(view: View, dials: list[Dial], side: set[str], code: int | None
         return dial_disposition(statuses, "no_answer")
     if code is not None and code in CAUSE_DISPOSITION and code != 16:
         return CAUSE_DISPOSITION[code]
+    if view.spec.origin == "trunk" and not any(view.chans[u].ended_by_dialplan for u in side):
+        return "cancelled"  # no phone rang and the dialplan did not end it: the caller hung up (menu, queue)
     return "no_answer"
 
 
@@ -109,7 +114,7 @@ def project_group(view: View) -> Projection:
     done = finish(view, answered_at=answered_at, ended_at=ended, disposition=disposition, patient=patient,
                   cause=(code, cause))
     if origin == "trunk":
-        number, network_name = _caller([view.chans[u] for u in side])
+        number, network_name = _caller([view.chans[u] for u in side], answered_at)
         ringing_at: float | None = view.spec.created_at
     else:
         number, network_name = _dialled(view, dials, side), None
