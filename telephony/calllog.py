@@ -371,7 +371,7 @@ class CallLog:
             if len(self._numbers) > 10000:
                 self._numbers.clear()
             self._numbers[raw] = normalise_phone(raw, self.region)
-        return {"number": self._numbers[raw] if raw else None, "number_raw": raw,
+        return {"number": self._numbers[raw] if raw else None, "number_raw": untrusted_text(raw, NUMBER_LEN),
                 "network_name": untrusted_text(projection.network_name, 80),
                 "caller_name": await self._patient_name(projection.patient_id),
                 "agent_extension": projection.agent_extension,

@@ -271,6 +271,16 @@ async def test_calls_ended_while_nobody_listened_get_their_true_end_from_cel(sql
         assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
 
 
+async def assert_rebuild_changes_nothing(h: LogHarness) -> None:
+    """The journal alone (shutdown flags, when Asterisk was last heard from) gives the same rows."""
+    from telephony.rebuild import rebuild
+    from tests.telephony.conftest import telephony_settings
+
+    before = [summary(r) for r in await h.rows()]
+    report = await rebuild(h.db, telephony_settings(**SETTINGS), since=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    assert report.changed == 0 and [summary(r) for r in await h.rows()] == before
+
+
 def live_channels(name: str) -> set[str]:
     """The uniqueids and Linkedids a reconnect's CoreShowChannels listed (what the link hands reconcile)."""
     return {v for ev, _ in rig_trace(name).timed_messages(base=0.0) if ev.get("Event") == "CoreShowChannel"
@@ -305,6 +315,7 @@ async def test_kill_9_of_asterisk_interrupts_the_call_up_and_keeps_the_finished_
         # the talk is known until Asterisk's last message, not until the reconnect (an outage of any length)
         assert call.ended_at is not None and abs(call.ended_at.timestamp() - heard) < 0.01
         assert close(call.talk_seconds, heard - call.answered_at.timestamp()) and call.talk_seconds > 0
+        await assert_rebuild_changes_nothing(h)
 
 
 async def test_a_call_answered_while_the_ami_link_was_down_gets_its_true_answer(sqlite_url: str,
@@ -360,3 +371,34 @@ async def test_a_restart_while_an_agent_rings_fails_the_call_and_a_graceful_one_
         assert summary(first) == before
         assert (second.disposition, second.agent_extension, second.hangup_cause) == ("answered", "1002", "Normal Clearing")
         assert close(second.talk_seconds, 4.0), second.talk_seconds
+        await assert_rebuild_changes_nothing(h)
+
+
+async def test_simultaneous_calls_each_get_their_own_row(sqlite_url: str) -> None:
+    """Two click-to-calls (one busy), three inbound callers (one number twice at once) and a desk phone, all
+    overlapping: six rows, none mixed up with another."""
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        first, second = await replay(h, "concurrent_mix")
+        rows = {r.id: r for r in await h.rows()}
+        got = sorted((r.origin, r.number, r.disposition, r.agent_extension, r.talk_seconds) for r in rows.values())
+        assert got == sorted([
+            ("click_to_call", "+84901234567", "answered", "1001", 4.5),
+            ("click_to_call", "+84901230002", "busy", "1002", 0.0),
+            ("trunk", "+84912345678", "answered", "1002", 4.0),
+            ("trunk", "+84912345678", "answered", "1002", 3.0),
+            ("trunk", "+84933333333", "answered", "1001", 5.0),
+            ("desk_phone", "+84901234569", "answered", "1003", 4.5)]), got
+        assert rows[first].disposition == "answered" and rows[second].disposition == "busy"
+        assert len({r.linkedid for r in rows.values()}) == 6
+
+
+async def test_hostile_caller_ids_are_stored_as_text_and_never_as_a_number(sqlite_url: str) -> None:
+    """A name with markup and emoji is kept as the network's name (text, escaped where it is shown); text
+    where the number should be is no phone number, and is kept only as the raw caller id."""
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        await replay(h, "inbound_hostile_caller_id")
+        formatted, junk = await h.rows()
+        assert (formatted.number, formatted.network_name) == ("+84912345678", "Nguy\u1ec5n Th\u1ecb \u00c1nh <b>x</b> \U0001F600")
+        assert (junk.number, junk.number_raw, junk.patient_id) == (None, "1234';DROPTABLEcalls;", None)
+        assert junk.network_name == "\\'; DROP TABLE calls; --"
+        assert all(r.disposition == "answered" and r.caller_name is None for r in (formatted, junk))
