@@ -131,6 +131,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
                                  patient_id=42, agent_extension="1001", talk=12.0, ring=1.1, hangup_code=16,
                                  legs=[("1001", "ANSWER", 12.0), ("1002", "ANSWER", 8.9),
                                        ("1002", None, 1.0)]),  # 1001 and 1002 alone after the caller left
+    "parked_and_retrieved": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=42, agent_extension="1001", talk=8.0, ring=1.0, hangup_code=16,
+                                 legs=[("1001", "ANSWER", 2.1), ("1002", "ANSWER", 6.0)]),  # 4 s parked: no talk
 }
 CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [("1001", "1002")]}
 
