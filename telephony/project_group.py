@@ -20,6 +20,7 @@ from telephony.projection import (
 )
 
 NUMBER = re.compile(r"^\+?[0-9*#]{2,40}$")
+LAST_DIALS = 0.5  # seconds: dials ending this close to the last one ended together (a ring group's)
 
 
 def origin_side(view: View) -> set[str]:
@@ -63,9 +64,18 @@ def _answered(dials: list[Dial], spans: list[tuple[float, float, str]]) -> float
     return min(times) if times else None
 
 
+def _last_statuses(dials: list[Dial]) -> list[str]:
+    """The DIALSTATUS of the dials that ended last: how the call ended (a busy agent first, then the caller
+    hanging up while the ring group rang, is an abandoned call, not a busy one)."""
+    ended = [(d.end_at if d.end_at is not None else d.begin_at or 0.0, d.status) for d in dials if d.status]
+    last = max((at for at, _ in ended), default=0.0)
+    return [status for at, status in ended if at >= last - LAST_DIALS]
+
+
 def _disposition(view: View, dials: list[Dial], side: set[str], code: int | None) -> str:
-    statuses = [d.status for d in dials if d.status]
-    statuses += [s for u in sorted(side) if (s := view.chans[u].dialstatus) and s != "ANSWER"]
+    # CEL's HANGUP dialstatus is the DIALSTATUS variable: a Dial cut by the caller leaves the one before it
+    # there, so it only counts when no DialEnd was seen (a call known from CEL alone)
+    statuses = _last_statuses(dials) or [s for u in sorted(side) if (s := view.chans[u].dialstatus) and s != "ANSWER"]
     if statuses:
         return dial_disposition(statuses, "no_answer")
     if code is not None and code in CAUSE_DISPOSITION and code != 16:
