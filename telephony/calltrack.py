@@ -122,6 +122,7 @@ class Span:
     uniqueid: str
     enter: float
     leave: float | None = None
+    guessed: bool = False  # the exit came first: entered at the answer at the earliest, until its enter is seen
 
 
 @dataclass(frozen=True)
@@ -386,7 +387,10 @@ class CallTracker:
         self.group_bridges.setdefault(chan.linkedid, set()).add(bridge)
         mine = [s for s in spans if s.uniqueid == chan.uniqueid]
         if enter:
-            if not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
+            guessed = [s for s in mine if s.guessed and s.leave is not None and at < s.leave]
+            if guessed:  # the exit of this stay was seen first (events of different types interleaved)
+                guessed[0].enter, guessed[0].guessed = at, False
+            elif not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
                 spans.append(Span(chan.uniqueid, at))
         else:  # the same exit seen twice (AMI BridgeLeave, CEL BRIDGE_EXIT) closes one stay once, at the
             # earlier time (an event read late under load arrives after Asterisk's own clock says)
@@ -397,7 +401,7 @@ class CallTracker:
             elif inside:
                 inside[-1].leave = at
             elif not mine:  # the enter was missed: the stay began at the answer at the earliest
-                spans.append(Span(chan.uniqueid, chan.up_at if chan.up_at is not None else chan.seen_at, at))
+                spans.append(Span(chan.uniqueid, chan.up_at if chan.up_at is not None else chan.seen_at, at, True))
         groups = self._bridge_groups(bridge)
         for linkedid in groups:
             self.joined.setdefault(linkedid, set()).update(groups - {linkedid})

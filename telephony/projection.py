@@ -179,11 +179,11 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
               caller: set[str] | None = None) -> str:
     """Every party dialled or met in a bridge (not the caller's own channels): who, answered when, talked
     how long with the patient."""
-    talk: dict[str, float] = {}
+    stays: dict[str, list[tuple[float, float, str]]] = {}
     for start, end, partner in spans:
         uid = final_party(view, partner)
-        base = view.chans[uid].base if uid in view.chans else uid
-        talk[base] = talk.get(base, 0.0) + end - start
+        stays.setdefault(view.chans[uid].base if uid in view.chans else uid, []).append((start, end, partner))
+    talk = {base: union_seconds(party) for base, party in stays.items()}  # a party behind two channels at once
     total = union_seconds(spans)
     legs: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -410,3 +410,28 @@ async def test_hostile_caller_ids_are_stored_as_text_and_never_as_a_number(sqlit
         assert (junk.number, junk.number_raw, junk.patient_id) == (None, "1234';DROPTABLEcalls;", None)
         assert junk.network_name == "\\'; DROP TABLE calls; --"
         assert all(r.disposition == "answered" and r.caller_name is None for r in (formatted, junk))
+
+
+@pytest.mark.parametrize("name", ["pickup_ringing_agent", "inbound_followme_optimised"])
+async def test_the_new_shapes_do_not_depend_on_the_order_across_event_types(sqlite_url: str, tmp_path: Path,
+                                                                            name: str) -> None:
+    """A pickup (Linkedid changing under a channel) and Local channels optimised away (a party behind two
+    channels at once): the same row, legs included, whatever order the event types come in."""
+    import random
+    import shutil
+
+    from tests.telephony.test_calllog_traces import shuffle_across_types
+
+    results = []
+    for order in ("recorded", "shuffled"):
+        url = f"sqlite+aiosqlite:///{tmp_path}/{order}.db"
+        shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
+        async for h in make_harness(url, agent_channel="Local/{ext}@agents", **SETTINGS):
+            messages = rig_trace(name).timed_messages(base=wallclock(name))
+            if order == "shuffled":
+                messages = shuffle_across_types(messages, random.Random(name))
+            for ev, at in messages:
+                await h.log.handle(ev, at)
+            results.append([summary(r) for r in await h.rows()])
+    diff = {k: (v, results[1][0][k]) for k, v in results[0][0].items() if results[1][0][k] != v}
+    assert not diff and len(results[0]) == 1, diff
