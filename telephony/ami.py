@@ -53,6 +53,9 @@ class LinkProtocol(AMIProtocol):
 
     def handle_message(self, message: Any) -> None:
         """Never lets one odd message (say a repeated Event header) kill the connection."""
+        link: AmiLink | None = getattr(self.factory, "link", None)
+        if link is not None:
+            link.last_heard = time.time()  # any message, a Ping's answer too: Asterisk was alive then
         try:
             for key in ("Event", "Response", "ActionID"):
                 if isinstance(message.get(key), list):
@@ -180,6 +183,7 @@ class AmiLink:
         self.detail = ""
         self.since = time.time()
         self.connected_at = 0.0
+        self.last_heard: float | None = None  # when the last message of any kind came from Asterisk
         self.attempts = 0
         self.reconnects = 0
         self.session_logged_in = False
@@ -259,7 +263,7 @@ class AmiLink:
             self.set_state("down", "Asterisk shut down" if shutdown
                            else f"connection lost: {exc}" if exc else "connection closed")
         self.session_logged_in = False
-        self.calllog.link_lost()
+        self.calllog.link_lost(self.last_heard)
         self.reconnects += 1  # connections lost (each one is followed by a reconnect attempt)
         if self.metrics is not None:
             self.metrics.ami_reconnects.inc()

@@ -147,6 +147,7 @@ class CallLog:
         self.problems = 0  # events stored truncated or set aside
         self.last_event_at: float | None = None
         self.outage_since: float | None = None  # the last event seen before the link went down
+        self.heard_until: float | None = None  # the last message of any kind before the link went down
         self.keep_ended = True  # False while rebuilding: nothing is retired
         self._installation: str | None = None
         self._recheck: set[int] = set()  # interrupted calls whose CEL records are read again
@@ -281,7 +282,8 @@ class CallLog:
         elif item.kind == PATIENT_LINKED:
             spec.patient_id = int(item.event["PatientId"])
         elif item.kind in (INTERRUPTED, REFUSED):
-            self.tracker.force_end(call_id, item.at, item.event.get("Reason", "")[:CAUSE_LEN])
+            last_seen = journal.cel_time(item.event.get("LastSeen"))
+            self.tracker.force_end(call_id, item.at, item.event.get("Reason", "")[:CAUSE_LEN], last_seen)
             spec.forced_disposition = "failed" if item.kind == REFUSED else "interrupted"
         return {call_id}
 
@@ -369,7 +371,7 @@ class CallLog:
             if len(self._numbers) > 10000:
                 self._numbers.clear()
             self._numbers[raw] = normalise_phone(raw, self.region)
-        return {"number": self._numbers[raw] if raw else None, "number_raw": raw,
+        return {"number": self._numbers[raw] if raw else None, "number_raw": untrusted_text(raw, NUMBER_LEN),
                 "network_name": untrusted_text(projection.network_name, 80),
                 "caller_name": await self._patient_name(projection.patient_id),
                 "agent_extension": projection.agent_extension,
@@ -437,9 +439,13 @@ class CallLog:
             self.tracker.forget(old)
 
     # ---- outages ----------------------------------------------------------------------------------
-    def link_lost(self) -> None:
+    def link_lost(self, heard: float | None = None) -> None:
+        """The link dropped; `heard`: when Asterisk last sent anything (a Ping's answer, an event that is no
+        call event): the calls still open were in progress at least until then."""
         if self.outage_since is None or (self.last_event_at or 0) > self.outage_since:
             self.outage_since = self.last_event_at
+        if heard is not None:
+            self.heard_until = max(self.heard_until or heard, heard)
 
     async def reconcile(self, live_ids: set[str], since: float, channel_events: list[dict[str, str]],
                         asked: float | None = None) -> list[int]:
@@ -454,11 +460,13 @@ class CallLog:
         interrupted: list[int] = []
         reason = ("its end is in neither AMI nor Asterisk's CEL records" if self.cel_source is not None
                   else "its end was not seen (clinicall was not connected to Asterisk; no CEL database configured)")
+        seen = max((t for t in (self.outage_since, self.heard_until) if t is not None), default=None)
+        last_seen = f"{seen:.6f}" if seen is not None else None
         for call_id in self._unsettled(live_ids, since):
-            await self._own(INTERRUPTED, call_id, Reason=f"Interrupted: {reason}")
+            await self._own(INTERRUPTED, call_id, Reason=f"Interrupted: {reason}", LastSeen=last_seen)
             interrupted.append(call_id)
         self.tracker.reset_channels(live_ids, before=min(since, asked if asked is not None else now))
-        self.outage_since = None
+        self.outage_since = self.heard_until = None
         return interrupted
 
     def _unsettled(self, live_ids: set[str], since: float) -> list[int]:

@@ -25,6 +25,11 @@ from typing import Any
 UNKNOWN = {"", "<unknown>", "unknown"}
 WITHHELD = {"anonymous", "restricted", "withheld", "private", "unavailable"}
 STATE_RINGING = "5"
+# SoftHangupRequest `Cause` is the soft-hangup flag, not Q.850: 4 = AST_SOFTHANGUP_SHUTDOWN, which only
+# `core stop|restart now` sends (ast_softhangup_all) to every channel it is about to hang up.
+SOFTHANGUP_SHUTDOWN = "4"
+SHUTDOWN_CAUSE = "Asterisk shut down (core stop/restart now)"
+DIALPLAN_ENDS = frozenset({"Hangup", "Busy", "Congestion"})  # applications by which the PBX ends a call
 STATE_UP = "6"
 
 # OriginateResponse Reason (ast_control codes): 4 answered, 5 busy, 3 no answer, 8 congestion, 1 hangup, 0 other.
@@ -48,6 +53,7 @@ class Channel:
     contexts: set[str] = field(default_factory=set)
     caller_num: str | None = None
     caller_name: str | None = None
+    caller_name_at: float = 0.0
     withheld: bool = False  # presentation prohibited or anonymous at any time: no number is kept
     seen_at: float = 0.0
     ringing_at: float | None = None
@@ -57,7 +63,9 @@ class Channel:
     cause_txt: str = ""
     dialstatus: str | None = None  # CEL HANGUP extra (the Dial() this channel ran)
     dial_strings: list[str] = field(default_factory=list)  # CEL APP_START Dial data
+    ended_by_dialplan: bool = False  # ran Hangup(), Busy() or Congestion(): the PBX ended it, not the caller
     on_ami: bool = False  # seen in an AMI channel event (not only in CEL records)
+    shutdown_at: float | None = None  # Asterisk hung it up because it was shutting down (core stop/restart now)
 
     @property
     def base(self) -> str:
@@ -100,6 +108,7 @@ class CallSpec:
     dial_string: str | None = None  # the Originate Channel, e.g. Local/1001@agents (links if no ChannelId came back)
     hangup_requested: bool = False
     forced_end: tuple[float, str] | None = None  # (when, why): no real end was recorded
+    last_seen: float | None = None  # with forced_end: the last moment Asterisk was heard from before the outage
     forced_disposition: str = "interrupted"  # "failed" when Asterisk refused the Originate itself
     origin: str | None = None  # click_to_call | desk_phone | trunk | internal
     patient_id: int | None = None  # linked by an agent (the card made or picked during or after the call)
@@ -113,6 +122,7 @@ class Span:
     uniqueid: str
     enter: float
     leave: float | None = None
+    guessed: bool = False  # the exit came first: entered at the answer at the earliest, until its enter is seen
 
 
 @dataclass(frozen=True)
@@ -272,13 +282,13 @@ class CallTracker:
             chan.seen_at = min(chan.seen_at, at)
         return chan
 
-    def _caller_facts(self, chan: Channel, ev: dict[str, str], prefix: str) -> None:
+    def _caller_facts(self, chan: Channel, ev: dict[str, str], prefix: str, at: float) -> None:
         num = ev.get(prefix + "CallerIDNum") or ev.get(prefix + "CallerIDnum")
         if num and num not in UNKNOWN and chan.caller_num is None and num.lower() not in WITHHELD:
             chan.caller_num = num
         cname = ev.get(prefix + "CallerIDName") or ev.get(prefix + "CallerIDname")
-        if cname and cname not in UNKNOWN and chan.caller_name is None:
-            chan.caller_name = cname
+        if cname and cname not in UNKNOWN and (chan.caller_name is None or at < chan.caller_name_at):
+            chan.caller_name, chan.caller_name_at = cname, at
         if _withheld(ev, prefix):
             chan.withheld = True
 
@@ -295,7 +305,7 @@ class CallTracker:
         context = ev.get(prefix + "Context")
         if context:
             chan.contexts.add(context)
-        self._caller_facts(chan, ev, prefix)
+        self._caller_facts(chan, ev, prefix, at)
         state = ev.get(prefix + "ChannelState")
         if state == STATE_RINGING:
             chan.ringing_at = _first(chan.ringing_at, at)
@@ -377,7 +387,10 @@ class CallTracker:
         self.group_bridges.setdefault(chan.linkedid, set()).add(bridge)
         mine = [s for s in spans if s.uniqueid == chan.uniqueid]
         if enter:
-            if not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
+            guessed = [s for s in mine if s.guessed and s.leave is not None and at < s.leave]
+            if guessed:  # the exit of this stay was seen first (events of different types interleaved)
+                guessed[0].enter, guessed[0].guessed = at, False
+            elif not any(abs(s.enter - at) < 0.001 or (s.leave is None and s.enter <= at) for s in mine):
                 spans.append(Span(chan.uniqueid, at))
         else:  # the same exit seen twice (AMI BridgeLeave, CEL BRIDGE_EXIT) closes one stay once, at the
             # earlier time (an event read late under load arrives after Asterisk's own clock says)
@@ -388,7 +401,7 @@ class CallTracker:
             elif inside:
                 inside[-1].leave = at
             elif not mine:  # the enter was missed: the stay began at the answer at the earliest
-                spans.append(Span(chan.uniqueid, chan.up_at if chan.up_at is not None else chan.seen_at, at))
+                spans.append(Span(chan.uniqueid, chan.up_at if chan.up_at is not None else chan.seen_at, at, True))
         groups = self._bridge_groups(bridge)
         for linkedid in groups:
             self.joined.setdefault(linkedid, set()).update(groups - {linkedid})
@@ -406,6 +419,10 @@ class CallTracker:
             self._variable(chan, ev.get("Variable", ""), ev.get("Value", ""))
         elif kind == "Newchannel":
             self._link_by_dial_string(chan)
+        elif kind == "Newexten" and ev.get("Application") in DIALPLAN_ENDS:
+            chan.ended_by_dialplan = True
+        elif kind == "SoftHangupRequest" and ev.get("Cause") == SOFTHANGUP_SHUTDOWN:
+            chan.shutdown_at = _first(chan.shutdown_at, at)
         elif kind == "Newexten" and ev.get("Application") == "Answer" and ev.get("Context") in self.outbound_contexts:
             self.group_answer_apps[chan.linkedid] = _first(self.group_answer_apps.get(chan.linkedid), at)
         return self._calls_for({chan.linkedid})
@@ -458,6 +475,8 @@ class CallTracker:
             chan.dial_strings.append(ev["AppData"].split(",")[0])
         elif app == "Answer" and ev.get("Context") in self.outbound_contexts:
             self.group_answer_apps[chan.linkedid] = _first(self.group_answer_apps.get(chan.linkedid), at)
+        elif app in DIALPLAN_ENDS:
+            chan.ended_by_dialplan = True
         elif app == "Set" and ev.get("AppData", "").startswith(("PATIENT_ID=", "CLINICALL_CALL_ID=")):
             variable, _, value = ev["AppData"].partition("=")
             self._variable(chan, variable, value)
@@ -578,10 +597,11 @@ class CallTracker:
     def open_calls(self) -> list[int]:
         return [cid for cid in self.calls if self.project(cid).state != "ended"]
 
-    def force_end(self, call_id: int, at: float, why: str) -> None:
+    def force_end(self, call_id: int, at: float, why: str, last_seen: float | None = None) -> None:
         spec = self.calls.get(call_id)
         if spec is not None and spec.forced_end is None:
             spec.forced_end = (at, why)
+            spec.last_seen = last_seen
 
     def live_in(self, call_id: int, live_ids: set[str]) -> bool:
         spec = self.calls[call_id]

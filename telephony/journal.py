@@ -49,7 +49,7 @@ PG_APPEND = text(
 NOT_CALL_EVENTS = frozenset({"DeviceStateChange", "PeerStatus", "ContactStatus", "Registry", "RTCPSent",
                              "RTCPReceived", "SuccessfulAuth", "ChallengeSent", "InvalidPassword", "FullyBooted",
                              "Shutdown", "CoreShowChannelsComplete", "NewConnectedLine", "LocalBridge",
-                             "AGIExecStart", "AGIExecEnd", "HangupRequest", "SoftHangupRequest"})
+                             "AGIExecStart", "AGIExecEnd", "HangupRequest"})
 KEPT_VARIABLES = frozenset({"PATIENT_ID", "CLINICALL_CALL_ID", "CLINICALL_AGENT_EXT", "CLINICALL_AGENT_DIAL",
                             "DIALSTATUS", "AGISTATUS", "BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFERERNAME"})
 KEPT_APPS = frozenset({"Answer", "Dial", "Queue", "AGI", "Transfer", "BlindTransfer", "Hangup", "Busy",
@@ -67,6 +67,8 @@ def is_call_event(ev: Any) -> bool:
         return False
     if kind == "VarSet":
         return ev.get("Variable", "") in KEPT_VARIABLES
+    if kind == "SoftHangupRequest":  # only Asterisk shutting down (flag 4) says something about the call
+        return ev.get("Cause") == "4"
     if kind == "Newexten":
         return ev.get("Application", "") in KEPT_APPS
     return True

@@ -20,6 +20,7 @@ from telephony.projection import (
 )
 
 NUMBER = re.compile(r"^\+?[0-9*#]{2,40}$")
+LAST_DIALS = 0.5  # seconds: dials ending this close to the last one ended together (a ring group's)
 
 
 def origin_side(view: View) -> set[str]:
@@ -33,12 +34,15 @@ def dialled_number(dial_string: str) -> str | None:
     return tail if NUMBER.match(tail) else None
 
 
-def _caller(chans: list[Channel]) -> tuple[str | None, str | None]:
+def _caller(chans: list[Channel], answered_at: float | None) -> tuple[str | None, str | None]:
+    """The caller's number and name. A name that reached the caller's channel only once someone answered
+    is that party's (a pickup or a transfer updates the connected line), never the caller's."""
     ordered = sorted(chans, key=lambda c: (c.seen_at, c.uniqueid))
+    name = next((c.caller_name for c in ordered if c.caller_name
+                 and (answered_at is None or c.caller_name_at < answered_at)), None)
     if any(c.withheld for c in chans):
-        return None, next((c.caller_name for c in ordered if c.caller_name), None)
-    return (next((c.caller_num for c in ordered if c.caller_num), None),
-            next((c.caller_name for c in ordered if c.caller_name), None))
+        return None, name
+    return next((c.caller_num for c in ordered if c.caller_num), None), name
 
 
 def _dialled(view: View, dials: list[Dial], side: set[str]) -> str | None:
@@ -60,13 +64,24 @@ def _answered(dials: list[Dial], spans: list[tuple[float, float, str]]) -> float
     return min(times) if times else None
 
 
+def _last_statuses(dials: list[Dial]) -> list[str]:
+    """The DIALSTATUS of the dials that ended last: how the call ended (a busy agent first, then the caller
+    hanging up while the ring group rang, is an abandoned call, not a busy one)."""
+    ended = [(d.end_at if d.end_at is not None else d.begin_at or 0.0, d.status) for d in dials if d.status]
+    last = max((at for at, _ in ended), default=0.0)
+    return [status for at, status in ended if at >= last - LAST_DIALS]
+
+
 def _disposition(view: View, dials: list[Dial], side: set[str], code: int | None) -> str:
-    statuses = [d.status for d in dials if d.status]
-    statuses += [s for u in sorted(side) if (s := view.chans[u].dialstatus) and s != "ANSWER"]
+    # CEL's HANGUP dialstatus is the DIALSTATUS variable: a Dial cut by the caller leaves the one before it
+    # there, so it only counts when no DialEnd was seen (a call known from CEL alone)
+    statuses = _last_statuses(dials) or [s for u in sorted(side) if (s := view.chans[u].dialstatus) and s != "ANSWER"]
     if statuses:
         return dial_disposition(statuses, "no_answer")
     if code is not None and code in CAUSE_DISPOSITION and code != 16:
         return CAUSE_DISPOSITION[code]
+    if view.spec.origin == "trunk" and not any(view.chans[u].ended_by_dialplan for u in side):
+        return "cancelled"  # no phone rang and the dialplan did not end it: the caller hung up (menu, queue)
     return "no_answer"
 
 
@@ -109,7 +124,7 @@ def project_group(view: View) -> Projection:
     done = finish(view, answered_at=answered_at, ended_at=ended, disposition=disposition, patient=patient,
                   cause=(code, cause))
     if origin == "trunk":
-        number, network_name = _caller([view.chans[u] for u in side])
+        number, network_name = _caller([view.chans[u] for u in side], answered_at)
         ringing_at: float | None = view.spec.created_at
     else:
         number, network_name = _dialled(view, dials, side), None

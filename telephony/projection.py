@@ -24,6 +24,7 @@ from telephony.calltrack import (
     DIAL_DISPOSITION,
     REASON_CAUSE,
     REASON_DISPOSITION,
+    SHUTDOWN_CAUSE,
     CallSpec,
     Channel,
     Dial,
@@ -178,11 +179,11 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
               caller: set[str] | None = None) -> str:
     """Every party dialled or met in a bridge (not the caller's own channels): who, answered when, talked
     how long with the patient."""
-    talk: dict[str, float] = {}
+    stays: dict[str, list[tuple[float, float, str]]] = {}
     for start, end, partner in spans:
         uid = final_party(view, partner)
-        base = view.chans[uid].base if uid in view.chans else uid
-        talk[base] = talk.get(base, 0.0) + end - start
+        stays.setdefault(view.chans[uid].base if uid in view.chans else uid, []).append((start, end, partner))
+    talk = {base: union_seconds(party) for base, party in stays.items()}  # a party behind two channels at once
     total = union_seconds(spans)
     legs: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -191,6 +192,8 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
             continue
         dest = view.chans.get(dial.dest_uid)
         base = dest.base if dest else dial.dest_name
+        if base in seen:
+            continue  # one party, two dials: a call picked up (the picker's own Originate, then the caller's)
         seen.add(base)
         if dial.dest_uid in patient:
             talk.setdefault(base, total)
@@ -222,21 +225,30 @@ def _reached(view: View, uid: str) -> tuple[float, str, float, str | None]:
     return dialled, party, up, view.ext(party)
 
 
+def _without(start: float, end: float, busy: list[tuple[float, float]]) -> float:
+    """Seconds of [start, end) outside every interval of `busy`."""
+    spans = [(max(start, s), min(end, e), "") for s, e in busy if min(end, e) > max(start, s)]
+    return max(0.0, end - start - union_seconds(spans))
+
+
 def consultations(view: View, patient: set[str]) -> list[dict[str, Any]]:
     """Agents who talked with each other without the patient (an attended transfer's consultation)."""
     talk: dict[tuple[str, str], list[float]] = {}
     bridges = sorted({b for lid in view.linkedids for b in view.tracker.group_bridges.get(lid, ())})
     for bridge in bridges:
-        stays = [s for s in view.tracker.bridges.get(bridge, []) if s.uniqueid in view.chans
-                 and s.uniqueid not in patient and s.leave is not None]
+        everyone = view.tracker.bridges.get(bridge, [])
+        stays = [s for s in everyone if s.uniqueid in view.chans and s.uniqueid not in patient and s.leave is not None]
+        with_patient = [(s.enter, s.leave if s.leave is not None else float("inf")) for s in everyone
+                        if s.uniqueid in patient]
         for i, one in enumerate(stays):
             for two in stays[i + 1:]:
                 ends = sorted((_reached(view, one.uniqueid), _reached(view, two.uniqueid)))  # callee last
                 (_, _, up_a, caller), (_, _, up_b, callee) = ends
                 start = max(one.enter, two.enter, up_a, up_b)
                 end = min(one.leave, two.leave)  # type: ignore[type-var]
-                if caller and callee and caller != callee and end > start:
-                    talk.setdefault((caller, callee), [start, 0.0])[1] += end - start
+                alone = _without(start, end, with_patient)  # a conference with the patient is no consultation
+                if caller and callee and caller != callee and alone > 0:
+                    talk.setdefault((caller, callee), [start, 0.0])[1] += alone
     return [{"party": "agent", "channel": None, "extension": callee, "with_extension": caller, "dialled_at": None,
              "answered_at": _iso(start), "dial_status": None, "talk_seconds": _tenths(seconds),
              "consultation": True} for (caller, callee), (start, seconds) in sorted(talk.items())]
@@ -266,7 +278,11 @@ def finish(view: View, *, answered_at: float | None, ended_at: float | None, dis
     code, text = cause
     if forced:
         assert spec.forced_end is not None
-        ended_at, disposition, text = spec.forced_end[0], spec.forced_disposition, spec.forced_end[1]
+        ended_at, disposition, text = last_known(view), spec.forced_disposition, spec.forced_end[1]
+    elif ended_at is not None and any(c.shutdown_at is not None for c in view.chans.values()):
+        text = SHUTDOWN_CAUSE  # not the caller or the agent hanging up: Asterisk cut the call
+        if disposition != "answered":
+            disposition = "failed"
     spans = talk_spans(view, patient, ended_at)
     talk: float | None = None
     if ended_at is not None:
@@ -281,6 +297,25 @@ def finish(view: View, *, answered_at: float | None, ended_at: float | None, dis
             "talk_seconds": _tenths(talk), "billsec": _seconds(_tenths(talk)), "spans": spans,
             "duration": _seconds(ended_at - spec.created_at) if ended_at is not None else None,
             "patient_id": spec.patient_id if spec.patient_id is not None else _int(view.variables.get("PATIENT_ID"))}
+
+
+def last_known(view: View) -> float:
+    """Where an interrupted call's record stops: the last moment it is known to have been in progress (the
+    last event heard from Asterisk before the outage, or a later fact of the call read from CEL), never the
+    time clinicall gave up on it: its talk and duration must not grow with the length of the outage."""
+    spec = view.spec
+    assert spec.forced_end is not None
+    if spec.last_seen is None:
+        return spec.forced_end[0]
+    facts = [spec.last_seen, spec.created_at]
+    for chan in view.chans.values():
+        facts += [t for t in (chan.seen_at, chan.ringing_at, chan.up_at, chan.hangup_at) if t is not None]
+    for dial in view.dials:
+        facts += [t for t in (dial.begin_at, dial.ringing_at, dial.end_at) if t is not None]
+    for bridge in {b for lid in view.linkedids for b in view.tracker.group_bridges.get(lid, ())}:
+        for span in view.tracker.bridges.get(bridge, []):
+            facts += [t for t in (span.enter, span.leave) if t is not None]
+    return min(spec.forced_end[0], max(facts))
 
 
 def cdr_talk(view: View, patient: set[str]) -> int | None:

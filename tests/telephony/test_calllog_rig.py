@@ -85,7 +85,62 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "inbound_withheld_midcall": dict(direction="inbound", origin="trunk", disposition="answered", number=None,
                                      patient_id=42, agent_extension="1001", talk=6.0, ring=1.0, hangup_code=16,
                                      legs=[("1001", "ANSWER", 6.0)]),
+    # MANIFEST.md "More call mixes and faults"
+    **{name: dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678", patient_id=42,
+                  agent_extension="1001", talk=6.0, ring=1.1, hangup_code=16, legs=[("1001", "ANSWER", 6.0)])
+       for name in ("inbound_followme_optimised", "inbound_followme_no_optimise")},
+    "inbound_agent_early_media": dict(direction="inbound", origin="trunk", disposition="answered",
+                                      number="+84912345678", patient_id=42, agent_extension="1001", talk=5.1, ring=2.1,
+                                      hangup_code=16, legs=[("1001", "ANSWER", 5.1)]),
+    "inbound_nobody_available": dict(direction="inbound", origin="trunk", disposition="busy", number="+84912345678",
+                                     patient_id=42, agent_extension="1003", talk=0.0, ring=0.0, hangup_code=16,
+                                     legs=[("1003", "CONGESTION", None), ("1001", "BUSY", None),
+                                           ("1002", "CONGESTION", None)]),
+    "inbound_busy_then_abandoned": dict(direction="inbound", origin="trunk", disposition="cancelled",
+                                        number="+84912345678", patient_id=42, agent_extension="1003", talk=0.0,
+                                        ring=3.1, hangup_code=16, legs=[("1003", "BUSY", None),
+                                                                        ("1001", "CANCEL", None),
+                                                                        ("1002", "CANCEL", None)]),
+    "inbound_voicemail": dict(direction="inbound", origin="trunk", disposition="no_answer", number="+84912345678",
+                              patient_id=42, agent_extension="1001", talk=0.0, ring=9.1, hangup_code=0,
+                              legs=[("1001", "NOANSWER", None)]),
+    "inbound_hangup_before_ringing": dict(direction="inbound", origin="trunk", disposition="cancelled",
+                                          number="+84912345678", patient_id=42, agent_extension=None, talk=0.0,
+                                          ring=1.5, hangup_code=16, legs=[]),
+    "blind_transfer_external": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                    patient_id=42, agent_extension="1001", talk=6.6, ring=1.0, hangup_code=16,
+                                    legs=[("1001", "ANSWER", 2.0), (None, "ANSWER", 4.6)]),
+    "redirect_to_agent": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                              patient_id=42, agent_extension="1001", talk=9.0, ring=1.0, hangup_code=16,
+                              legs=[("1001", "ANSWER", 2.1), ("1002", "ANSWER", 6.9)]),
+    "click_to_call_blind_transfer": dict(direction="outbound", origin="click_to_call", disposition="answered",
+                                         number="+84901230005", patient_id=42, agent_extension="1001", talk=5.2,
+                                         ring=2.0, hangup_code=16, legs=[("1001", "ANSWER", 2.1), (None, "ANSWER", 5.2),
+                                                                         ("1002", "ANSWER", 3.1)]),
+    "pickup_ringing_agent": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=42, agent_extension="1002", talk=6.0, ring=3.0, hangup_code=16,
+                                 legs=[("1001", None, None), ("1002", "ANSWER", 6.0)]),
+    "queue_ringall": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                          patient_id=42, agent_extension="1002", talk=5.0, ring=2.0, hangup_code=16,
+                          legs=[("1002", "ANSWER", 5.0), ("1001", "CANCEL", None)]),
+    "queue_rrmemory": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                           patient_id=42, agent_extension="1001", talk=5.0, ring=5.0, hangup_code=16,
+                           legs=[("1003", "NOANSWER", None), ("1001", "ANSWER", 5.0)]),
+    "queue_abandoned": dict(direction="inbound", origin="trunk", disposition="cancelled", number="+84912345678",
+                            patient_id=42, agent_extension="1002", talk=0.0, ring=3.0, hangup_code=16,
+                            legs=[("1002", "CANCEL", None), ("1001", "CANCEL", None)]),
+    "queue_timeout": dict(direction="inbound", origin="trunk", disposition="no_answer", number="+84912345678",
+                          patient_id=42, agent_extension="1002", talk=0.0, ring=4.1, hangup_code=16,
+                          legs=[("1002", "NOANSWER", None), ("1001", "NOANSWER", None)]),
+    "conference_three_way": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=42, agent_extension="1001", talk=12.0, ring=1.1, hangup_code=16,
+                                 legs=[("1001", "ANSWER", 12.0), ("1002", "ANSWER", 8.9),
+                                       ("1002", None, 1.0)]),  # 1001 and 1002 alone after the caller left
+    "parked_and_retrieved": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=42, agent_extension="1001", talk=8.0, ring=1.0, hangup_code=16,
+                                 legs=[("1001", "ANSWER", 2.1), ("1002", "ANSWER", 6.0)]),  # 4 s parked: no talk
 }
+CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [("1001", "1002")]}
 
 
 def close(a: float | None, b: float | None) -> bool:
@@ -104,13 +159,15 @@ async def test_each_call_is_logged_as_the_manifest_says(sqlite_url: str, name: s
                                               "agent_extension", "hangup_code")}
         assert got == {k: want[k] for k in got}, name
         assert call.state == "ended"
-        assert (call.number_raw is None) == (want["number"] is None), call.number_raw
+        if call.origin != "click_to_call":  # a click-to-call keeps the patient's phone, not a raw caller id
+            assert (call.number_raw is None) == (want["number"] is None), call.number_raw
         assert close(call.talk_seconds, want["talk"]), (name, call.talk_seconds)
         assert close(call.ring_seconds if want["ring"] is not None else None, want["ring"]), (name, call.ring_seconds)
         assert call.billsec == int(want["talk"])
         if want["disposition"] == "answered":
             assert call.answered_at is not None and call.ringing_at is not None
-            assert close(seconds_from(call.ringing_at, call.answered_at), want["ring"])
+            if call.origin != "click_to_call":  # there the agent's phone rings first
+                assert close(seconds_from(call.ringing_at, call.answered_at), want["ring"])
         else:
             assert call.answered_at is None
         legs = [(leg["extension"], leg["dial_status"], leg["talk_seconds"]) for leg in json.loads(call.legs or "[]")]
@@ -118,8 +175,7 @@ async def test_each_call_is_logged_as_the_manifest_says(sqlite_url: str, name: s
         for (ext, status, talk), (w_ext, w_status, w_talk) in zip(legs, want["legs"], strict=True):
             assert (ext, status) == (w_ext, w_status) and close(talk, w_talk), legs
         consulted = [leg for leg in json.loads(call.legs or "[]") if leg.get("consultation")]
-        assert [(leg["with_extension"], leg["extension"]) for leg in consulted] == (
-            [("1001", "1002")] if name == "attended_transfer" else [])
+        assert [(leg["with_extension"], leg["extension"]) for leg in consulted] == CONSULTED.get(name, [])
 
 
 async def test_internal_calls_are_logged_only_when_asked(sqlite_url: str, tmp_path: Path) -> None:
@@ -221,3 +277,161 @@ async def test_calls_ended_while_nobody_listened_get_their_true_end_from_cel(sql
         assert (desk.direction, desk.disposition, desk.number, desk.agent_extension, desk.hangup_code) == (
             "outbound", "answered", "+84901234568", "1001", 16)
         assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
+
+
+async def assert_rebuild_changes_nothing(h: LogHarness) -> None:
+    """The journal alone (shutdown flags, when Asterisk was last heard from) gives the same rows."""
+    from telephony.rebuild import rebuild
+    from tests.telephony.conftest import telephony_settings
+
+    before = [summary(r) for r in await h.rows()]
+    report = await rebuild(h.db, telephony_settings(**SETTINGS), since=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    assert report.changed == 0 and [summary(r) for r in await h.rows()] == before
+
+
+def live_channels(name: str) -> set[str]:
+    """The uniqueids and Linkedids a reconnect's CoreShowChannels listed (what the link hands reconcile)."""
+    return {v for ev, _ in rig_trace(name).timed_messages(base=0.0) if ev.get("Event") == "CoreShowChannel"
+            for v in (ev.get("Uniqueid"), ev.get("Linkedid")) if v}
+
+
+async def test_kill_9_of_asterisk_interrupts_the_call_up_and_keeps_the_finished_one(sqlite_url: str,
+                                                                                    tmp_path: Path) -> None:
+    """No Hangup, no Shutdown, no CEL end: the call up at the kill is `interrupted`, its talk counted until
+    Asterisk was last heard from (not until clinicall gave up on it); the call finished before stays."""
+    from telephony.cel_source import CelSource
+
+    database = cel_database("asterisk_killed", tmp_path / "master.db")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        h.log.cel_source = CelSource(str(database))
+        h.log.cel_catch_up = 0.3
+        base = aligned_base("asterisk_killed", database)
+        (click,) = await replay(h, "asterisk_killed", base)
+        heard = rig_trace("asterisk_killed").timed_messages(base)[-1][1]
+        h.log.link_lost(heard)  # EOF, no Shutdown: Asterisk was last heard from then
+        finished = summary(await h.row(click))
+        assert (finished["state"], finished["disposition"]) == ("ended", "answered")
+        base = wallclock("asterisk_killed_after_restart")
+        await replay(h, "asterisk_killed_after_restart", base)
+        (inbound,) = [r for r in await h.rows() if r.id != click]
+        assert await h.log.reconcile(set(), base, []) == [inbound.id]
+        assert summary(await h.row(click)) == finished
+        call = await h.row(inbound.id)
+        assert (call.direction, call.disposition, call.number, call.patient_id, call.agent_extension) == (
+            "inbound", "interrupted", "+84912345678", 42, "1002")
+        assert call.answered_at is not None and "Interrupted" in (call.hangup_cause or "")
+        # the talk is known until Asterisk's last message, not until the reconnect (an outage of any length)
+        assert call.ended_at is not None and abs(call.ended_at.timestamp() - heard) < 0.01
+        assert close(call.talk_seconds, heard - call.answered_at.timestamp()) and call.talk_seconds > 0
+        await assert_rebuild_changes_nothing(h)
+
+
+async def test_a_call_answered_while_the_ami_link_was_down_gets_its_true_answer(sqlite_url: str,
+                                                                                tmp_path: Path) -> None:
+    """The AMI connection drops while 1001's phone rings; 1001 answers during the gap; clinicall
+    reconnects while the call is up (CoreShowChannels lists it) and sees its end: answer and talk come
+    from Asterisk's CEL records, not from the moment clinicall came back."""
+    from telephony.cel_source import CelSource
+
+    database = cel_database("ami_link_dropped", tmp_path / "master.db")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        h.log.cel_source = CelSource(str(database))
+        h.log.cel_catch_up = 0.3
+        await replay(h, "ami_link_dropped", aligned_base("ami_link_dropped", database))
+        h.log.link_lost()
+        name = "ami_link_dropped_reconnect"
+        base = aligned_base("ami_link_dropped", database)  # one clock for both sessions of the run
+        trace = rig_trace(name)
+        messages = trace.timed_messages(base=base)
+        cut = next(i for i, (ev, _) in enumerate(messages) if ev.get("Event") == "CoreShowChannelsComplete") + 1
+        for ev, at in messages[:cut]:
+            await h.log.handle(ev, at)
+        assert await h.log.reconcile(live_channels(name), messages[0][1], []) == []
+        for ev, at in messages[cut:]:
+            await h.log.handle(ev, at)
+        (call,) = await h.rows()
+        assert (call.state, call.disposition, call.agent_extension, call.patient_id) == ("ended", "answered", "1001", 42)
+        assert close(seconds_from(call.created_at, call.answered_at), 2.1), call.answered_at
+        assert close(call.talk_seconds, 6.0), call.talk_seconds
+
+
+async def test_a_restart_while_an_agent_rings_fails_the_call_and_a_graceful_one_waits(sqlite_url: str) -> None:
+    """`core restart now` while 1001's phone rings: Asterisk hangs the call up (cause 16, DialEnd CANCEL, as
+    if the caller had hung up), but its SoftHangupRequest says why (flag 4, shutdown): the call `failed`, it
+    was not abandoned. `core restart gracefully` waits for the next call to end: an ordinary answered call."""
+    from telephony.calltrack import SHUTDOWN_CAUSE
+
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        await replay(h, "restart_while_ringing")
+        h.log.link_lost()
+        await h.log.asterisk_shutdown()
+        (rung,) = await h.rows()
+        assert (rung.state, rung.disposition, rung.answered_at, rung.hangup_cause) == (
+            "ended", "failed", None, SHUTDOWN_CAUSE)
+        assert (rung.number, rung.patient_id, rung.agent_extension, rung.talk_seconds) == ("+84912345678", 42, "1001", 0)
+        before = summary(rung)
+        for session in ("restart_while_ringing_after_restart", "restart_while_ringing_after_graceful"):
+            assert await h.log.reconcile(set(), wallclock(session), []) == []
+            await replay(h, session)
+            h.log.link_lost()
+            await h.log.asterisk_shutdown()
+        first, second = await h.rows()
+        assert summary(first) == before
+        assert (second.disposition, second.agent_extension, second.hangup_cause) == ("answered", "1002", "Normal Clearing")
+        assert close(second.talk_seconds, 4.0), second.talk_seconds
+        await assert_rebuild_changes_nothing(h)
+
+
+async def test_simultaneous_calls_each_get_their_own_row(sqlite_url: str) -> None:
+    """Two click-to-calls (one busy), three inbound callers (one number twice at once) and a desk phone, all
+    overlapping: six rows, none mixed up with another."""
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        first, second = await replay(h, "concurrent_mix")
+        rows = {r.id: r for r in await h.rows()}
+        got = sorted((r.origin, r.number, r.disposition, r.agent_extension, r.talk_seconds) for r in rows.values())
+        assert got == sorted([
+            ("click_to_call", "+84901234567", "answered", "1001", 4.5),
+            ("click_to_call", "+84901230002", "busy", "1002", 0.0),
+            ("trunk", "+84912345678", "answered", "1002", 4.0),
+            ("trunk", "+84912345678", "answered", "1002", 3.0),
+            ("trunk", "+84933333333", "answered", "1001", 5.0),
+            ("desk_phone", "+84901234569", "answered", "1003", 4.5)]), got
+        assert rows[first].disposition == "answered" and rows[second].disposition == "busy"
+        assert len({r.linkedid for r in rows.values()}) == 6
+
+
+async def test_hostile_caller_ids_are_stored_as_text_and_never_as_a_number(sqlite_url: str) -> None:
+    """A name with markup and emoji is kept as the network's name (text, escaped where it is shown); text
+    where the number should be is no phone number, and is kept only as the raw caller id."""
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        await replay(h, "inbound_hostile_caller_id")
+        formatted, junk = await h.rows()
+        assert (formatted.number, formatted.network_name) == ("+84912345678", "Nguy\u1ec5n Th\u1ecb \u00c1nh <b>x</b> \U0001F600")
+        assert (junk.number, junk.number_raw, junk.patient_id) == (None, "1234';DROPTABLEcalls;", None)
+        assert junk.network_name == "\\'; DROP TABLE calls; --"
+        assert all(r.disposition == "answered" and r.caller_name is None for r in (formatted, junk))
+
+
+@pytest.mark.parametrize("name", ["pickup_ringing_agent", "inbound_followme_optimised"])
+async def test_the_new_shapes_do_not_depend_on_the_order_across_event_types(sqlite_url: str, tmp_path: Path,
+                                                                            name: str) -> None:
+    """A pickup (Linkedid changing under a channel) and Local channels optimised away (a party behind two
+    channels at once): the same row, legs included, whatever order the event types come in."""
+    import random
+    import shutil
+
+    from tests.telephony.test_calllog_traces import shuffle_across_types
+
+    results = []
+    for order in ("recorded", "shuffled"):
+        url = f"sqlite+aiosqlite:///{tmp_path}/{order}.db"
+        shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
+        async for h in make_harness(url, agent_channel="Local/{ext}@agents", **SETTINGS):
+            messages = rig_trace(name).timed_messages(base=wallclock(name))
+            if order == "shuffled":
+                messages = shuffle_across_types(messages, random.Random(name))
+            for ev, at in messages:
+                await h.log.handle(ev, at)
+            results.append([summary(r) for r in await h.rows()])
+    diff = {k: (v, results[1][0][k]) for k, v in results[0][0].items() if results[1][0][k] != v}
+    assert not diff and len(results[0]) == 1, diff
