@@ -22,7 +22,9 @@ from clinicall.migrate import migrate
 from clinicall.settings import Settings
 from tests.servers import Postgres, RedisServer, start_postgres, start_redis
 
-pytest_plugins = ["tests.browser"]  # live_server, browser, page, new_page (see tests/browser.py)
+# live_server, browser, page, new_page (tests/browser.py); the real Asterisk rig, one per test session for every
+# module that uses it (tests/telephony/real_asterisk.py)
+pytest_plugins = ["tests.browser", "tests.telephony.real_asterisk"]
 
 # The longest tests (node id prefixes) start first, so that on few workers no long test is left to run
 # alone at the end. Order only: what they assert is untouched.

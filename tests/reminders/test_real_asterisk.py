@@ -24,9 +24,7 @@ from telephony.agi import AGIReply, AGISession
 from telephony.models import Call
 from tests.conftest import Staff
 from tests.telephony.asterisk_rig import Asterisk
-from tests.telephony.real_asterisk import asterisk, cel_postgres, link_ready, rig_settings, until
-
-__all__ = ["asterisk", "cel_postgres", "rig_settings"]  # the fixtures this module uses
+from tests.telephony.real_asterisk import link_ready, until
 
 
 @pytest.fixture

@@ -29,18 +29,7 @@ from telephony.models import Call
 from tests.conftest import Staff
 from tests.servers import free_port
 from tests.telephony.asterisk_rig import Asterisk
-from tests.telephony.real_asterisk import (
-    asterisk,
-    asterisk_idle,
-    cel_postgres,
-    inbound_call,
-    link_ready,
-    rig_settings,
-    until,
-)
-
-__all__ = ["asterisk", "cel_postgres", "rig_settings"]  # the fixtures this module uses
-
+from tests.telephony.real_asterisk import asterisk_idle, inbound_call, link_ready, until
 
 # test -> (clinicall's database, the CEL database it recovers from); SQLite for both otherwise
 DATABASES = {
