@@ -35,8 +35,14 @@ async def prepare_database(settings: Settings) -> None:
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
     from clinicall.app import create_app
 
+    stop = asyncio.Event()  # a stop asked for while starting is kept: serving then ends cleanly at once
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     await prepare_database(settings)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
@@ -57,12 +63,6 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     freeze_startup_objects()
     base = settings.http.base_url()
     print(f"clinicall is serving on {base}  (health: {base}/healthz)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("shutting down", flush=True)
     await runner.cleanup()
