@@ -310,7 +310,8 @@ async def test_one_frame_per_call_next_with_the_call_first(hub_client: TestClien
     await call_next(app, clinic["room1"])
     frame = await first_frame_after(screen, before, skip="announcement.ready")  # the first call's clip may follow late
     assert frame["type"] == "batch"
-    assert [(e["type"], e["data"]["ticket"]["id"]) for e in frame["events"]] == [
+    ticket_events = [e for e in frame["events"] if e["type"] != "announcement.ready"]  # a burst may carry the clip
+    assert [(e["type"], e["data"]["ticket"]["id"]) for e in ticket_events] == [
         ("ticket.called", second["id"]), ("ticket.done", first["id"])]
     await screen.close()
 
