@@ -85,6 +85,12 @@ class Database:
                 connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.writer_engine, "connect", _sqlite_pragmas)
             event.listen(self.writer_engine, "begin", _sqlite_begin_immediate)
+            # read_sync's engine: plain sqlite3 on one reader thread, deferred BEGIN (never blocks the writer)
+            self.reader_engine: Engine | None = create_engine(
+                make_url(url).set(drivername="sqlite"), echo=echo, pool_size=1, max_overflow=0,
+                connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(self.reader_engine, "connect", _sqlite_pragmas)
+            event.listen(self.reader_engine, "begin", _sqlite_begin_deferred)
         else:
             # A lost server must fail a request in seconds (then 503), not after asyncpg's 60 s default.
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20,
@@ -92,7 +98,9 @@ class Database:
             _ping_when_idle(self.engine.sync_engine)
             self.read_engine = self.engine
             self.writer_engine = None
+            self.reader_engine = None
         self._writer: ThreadPoolExecutor | None = None  # run_sync's thread on SQLite, made when first needed
+        self._reader: ThreadPoolExecutor | None = None  # read_sync's thread on SQLite, likewise
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -123,6 +131,22 @@ class Database:
     def _in_writer(self, work: Callable[[Connection], T]) -> T:
         assert self.writer_engine is not None
         with self.writer_engine.begin() as connection:
+            return work(connection)
+
+    async def read_sync(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` (Core statements) in one read transaction: run_sync's counterpart for a hot
+        path's reads. On SQLite one hand-off to a reader thread with a plain sqlite3 connection (deferred
+        BEGIN: under WAL it never waits for the writer); on PostgreSQL on the event loop."""
+        if self.reader_engine is not None:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+            return await asyncio.get_running_loop().run_in_executor(self._reader, self._in_reader, work)
+        async with self.read_engine.connect() as connection:
+            return await connection.run_sync(work)
+
+    def _in_reader(self, work: Callable[[Connection], T]) -> T:
+        assert self.reader_engine is not None
+        with self.reader_engine.connect() as connection, connection.begin():
             return work(connection)
 
     @asynccontextmanager
@@ -158,10 +182,11 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
-        if self._writer is not None and self.writer_engine is not None:
-            writer, self._writer = self._writer, None
-            await asyncio.get_running_loop().run_in_executor(writer, self.writer_engine.dispose)
-            writer.shutdown(wait=False)
+        for executor, engine in ((self._writer, self.writer_engine), (self._reader, self.reader_engine)):
+            if executor is not None and engine is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, engine.dispose)
+                executor.shutdown(wait=False)
+        self._writer = self._reader = None
 
 
 DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy")

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.db import Database, utcnow
@@ -33,6 +33,17 @@ def add_audit(s: AsyncSession, user_id: int | None, patient_id: int, action: str
 async def record_access(db: Database, user_id: int | None, patient_id: int, action: str, detail: str = "") -> None:
     async with db.transaction() as s:
         add_audit(s, user_id, patient_id, action, detail)
+
+
+INSERT_AUDIT = insert(PatientAudit.__table__)
+
+
+def record_access_in(connection: Connection, user_id: int | None, patient_id: int, action: str,
+                     detail: str = "") -> None:
+    """record_access inside another room's transaction (Core, `Database.run_sync`): the audit row commits
+    with the change it records, or not at all."""
+    connection.execute(INSERT_AUDIT, {"at": utcnow(), "user_id": user_id, "patient_id": patient_id,
+                                      "action": action[:40], "detail": detail[:MAX_DETAIL]})
 
 
 async def record_export(db: Database, user_id: int | None, patient_ids: list[int], detail: str) -> None:

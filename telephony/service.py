@@ -9,7 +9,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database, utcnow
@@ -58,6 +58,12 @@ def originate_headers(settings: TelephonySettings, *, call_id: int, extension: s
         ("Variable", f"CLINICALL_CALL_ID={call_id}"),
         ("Variable", f"PATIENT_ID={patient_id}"),
     ]
+
+
+# Built once (statements given their values at execution are compiled once and then found in the cache).
+CALLS = Call.__table__
+INSERT_CALL = insert(CALLS).returning(CALLS.c.id)
+TAG_CALL = update(CALLS).where(CALLS.c.id == bindparam("call_id"))
 
 
 class Telephony:
@@ -114,13 +120,13 @@ class Telephony:
                           "The link to Asterisk dropped just now; the call was not placed. Try again.") from None
         self._count("sent")
         await self.bus.publish(CALL_UPDATED, payload)
-        await crm.record_access(self.db, who.user_id, patient_id, "call", f"call {call_id} to {target.e164}")
         return row
 
     async def _insert_call(self, who: Principal, patient_id: int, phone_id: int, number: str, exten: str,
                            installation: str) -> Call:
-        """The call's row, committed (two statements: its tags come from its id; on SQLite one hand-off to the
-        writer thread); returns it detached."""
+        """The call's row and the patient's audit row ("call"), committed together before the Originate leaves
+        (two statements for the call: its tags come from its id; on SQLite one hand-off to the writer thread);
+        returns the call detached."""
         now = utcnow()
         values: dict[str, Any] = {
             "direction": "outbound", "origin": "click_to_call", "state": "dialing", "agent_id": who.user_id,
@@ -130,11 +136,12 @@ class Telephony:
         tel = self.tel
 
         def write(connection: Connection) -> tuple[int, dict[str, Any]]:
-            call_id = connection.execute(insert(Call).values(values).returning(Call.id)).scalar_one()
+            call_id = connection.execute(INSERT_CALL, values).scalar_one()
             tag = call_tag(call_id, installation)
             tags = {"action_id": tag, "channel_id": tag,
                     "recording_path": recording_path(tel, call_id, installation) if tel.record_calls else None}
-            connection.execute(update(Call).where(Call.id == call_id).values(tags | {"updated_at": now}))
+            connection.execute(TAG_CALL, tags | {"call_id": call_id, "updated_at": now})
+            crm.record_access_in(connection, who.user_id, patient_id, "call", f"call {call_id} to {number}")
             return call_id, tags
 
         call_id, tags = await self.db.run_sync(write)
