@@ -52,6 +52,23 @@ class AGIReply:
     hung_up: bool = False
 
 
+class Deadline:
+    """A connection's wait for Asterisk (the header, a reply): `until` (loop time) while waiting, else None.
+    The server's watchdog aborts a connection whose wait is overdue (`expired`), so a session arms no timer
+    of its own: the read or write in progress fails, and the session reports the timeout."""
+
+    __slots__ = ("until", "expired", "transport")
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self.until: float | None = None
+        self.expired = False
+        self.transport = transport
+
+    def expire(self) -> None:
+        self.expired = True
+        self.transport.abort()
+
+
 @dataclass
 class AGISession:
     """One FastAGI connection after its header: `env` and `command()`."""
@@ -60,6 +77,7 @@ class AGISession:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     timeout: float
+    deadline: Deadline
     hung_up: bool = False
 
     @property
@@ -69,10 +87,18 @@ class AGISession:
     async def command(self, line: str) -> AGIReply:
         if "\n" in line or "\r" in line or "\x00" in line:
             raise ValueError("an AGI command must be one line")
-        async with asyncio.timeout(self.timeout):
+        deadline = self.deadline
+        deadline.until = asyncio.get_running_loop().time() + self.timeout
+        try:
             self.writer.write(line.encode() + b"\n")
             await self.writer.drain()
             return await self._reply()
+        except (AGIProtocolError, ConnectionError) as exc:
+            if deadline.expired:
+                raise TimeoutError(f"no reply within {self.timeout:g} s") from exc
+            raise
+        finally:
+            deadline.until = None
 
     async def set_variable(self, name: str, value: str) -> AGIReply:
         quoted = value if value.isdigit() else f'"{value}"'
@@ -154,6 +180,8 @@ class FastAGIServer:
         self.hand_over: Callable[[bytes, int], None] | None = None  # a worker: scripts it does not have
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
+        self._deadlines: set[Deadline] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         self.served = 0
         self.failed = 0
 
@@ -174,9 +202,25 @@ class FastAGIServer:
         self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES,
                                                   reuse_port=self.reuse_port or None, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._watchdog = asyncio.create_task(self._watch(), name="fastagi-watchdog")
         log.info("FastAGI listening on %s", self.address)
 
+    async def _watch(self) -> None:
+        """Every quarter of the timeout (at most 1 s): connections waiting for Asterisk past their deadline are
+        aborted, so a wait ends at most a quarter of the timeout late."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout / 4))
+            now = loop.time()
+            for deadline in [d for d in self._deadlines if d.until is not None and d.until <= now]:
+                deadline.expire()
+
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         if self._server is not None:
             self._server.close()
         for task in list(self._sessions):
@@ -202,9 +246,12 @@ class FastAGIServer:
         self.metrics.active.inc()
         script = "-"
         outcome = "ok"
+        deadline = Deadline(writer.transport)
+        self._deadlines.add(deadline)
         try:
-            raw = header if header is not None else await self._read_header(reader)
-            session = AGISession(env=parse_header(raw), reader=reader, writer=writer, timeout=self.timeout)
+            raw = header if header is not None else await self._read_header(reader, deadline)
+            session = AGISession(env=parse_header(raw), reader=reader, writer=writer, timeout=self.timeout,
+                                 deadline=deadline)
             script = session.script or "-"
             script, outcome = await self._run_script(script, session, raw, writer)
         except AGIProtocolError as exc:
@@ -228,6 +275,7 @@ class FastAGIServer:
                 self.failed += 1
             self.metrics.sessions.labels(script, outcome).inc()
             self.metrics.active.dec()
+            self._deadlines.discard(deadline)
             _close(writer)  # after a hand-over this drops only our copy: the connection stays open
             if task is not None:
                 self._sessions.discard(task)
@@ -256,16 +304,20 @@ class FastAGIServer:
         self._sessions.add(task)
         task.add_done_callback(self._sessions.discard)
 
-    async def _read_header(self, reader: asyncio.StreamReader) -> bytes:
+    async def _read_header(self, reader: asyncio.StreamReader, deadline: Deadline) -> bytes:
+        deadline.until = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                raw = await reader.readuntil(b"\n\n")
-        except asyncio.IncompleteReadError as exc:
+            raw = await reader.readuntil(b"\n\n")
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            if deadline.expired:
+                raise AGIProtocolError(f"no complete header within {self.timeout:g} s") from exc
+            if isinstance(exc, ConnectionError):
+                raise
             raise AGIProtocolError(f"disconnected after {len(exc.partial)} bytes, before the blank line") from exc
         except asyncio.LimitOverrunError as exc:
             raise AGIProtocolError(f"header larger than {MAX_HEADER_BYTES} bytes") from exc
-        except TimeoutError as exc:
-            raise AGIProtocolError(f"no complete header within {self.timeout:g} s") from exc
+        finally:
+            deadline.until = None
         return raw
 
 
@@ -340,7 +392,10 @@ async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterat
                            allow_remote=settings.agi_allow_remote, reuse_port=shared)
     server.scripts["identify"] = identify_script(app)
     app[FASTAGI_KEY] = server
-    app[CALLER_LOOKUP_KEY] = lookups = CallerLookup(app[DB_KEY], app[SETTINGS_KEY].clinic.phone_region)
+    db = app[DB_KEY]
+    # PostgreSQL answers several batches at once (its pool holds 10); SQLite has one writer thread
+    app[CALLER_LOOKUP_KEY] = lookups = CallerLookup(db, app[SETTINGS_KEY].clinic.phone_region,
+                                                    concurrency=4 if db.is_postgres else 2)
     await server.start()
     pool = None
     try:
