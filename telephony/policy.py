@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -36,6 +37,13 @@ def refused(detail: str) -> Problem:
 
 def dial_target(number: str, settings: TelephonySettings, region: str) -> DialTarget:
     """Parse with phonenumbers and apply the policy; raises a 400 Problem the agent can act on."""
+    return _dial_target(number, region, tuple(settings.allowed_number_types), settings.allow_international,
+                        settings.international_prefix)
+
+
+@functools.lru_cache(maxsize=4096)  # pure; the same patients are called again and again (refusals are not kept)
+def _dial_target(number: str, region: str, allowed_types: tuple[str, ...], allow_international: bool,
+                 international_prefix: str) -> DialTarget:
     try:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
@@ -47,18 +55,18 @@ def dial_target(number: str, settings: TelephonySettings, region: str) -> DialTa
         kinds = {"mobile", "fixed_line"}
     else:
         kinds = {TYPE_NAMES.get(number_type, "unknown")}
-    allowed = set(settings.allowed_number_types)
+    allowed = set(allowed_types)
     if not kinds & allowed:
         label = " or ".join(sorted(TYPE_LABELS.get(k, k) for k in kinds))
         raise refused(f"Calls to {label} numbers are not allowed here; ask an admin if this patient must be called.")
     number_region = phonenumbers.region_code_for_number(parsed)
     international = number_region != region
-    if international and not settings.allow_international:
+    if international and not allow_international:
         raise refused(f"International calls ({number_region or 'unknown country'}) are not allowed; "
                       "ask an admin to enable them.")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if international:
-        exten = settings.international_prefix + e164[1:]
+        exten = international_prefix + e164[1:]
     else:
         exten = "".join(ch for ch in phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
                         if ch.isdigit())
