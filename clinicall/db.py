@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -148,6 +149,18 @@ class Database:
         assert self.reader_engine is not None
         with self.reader_engine.connect() as connection, connection.begin():
             return work(connection)
+
+    async def pg_fetch(self, sql: str, *args: Any) -> list[Any]:
+        """PostgreSQL only: one statement through asyncpg itself (kept prepared on each connection), outside any
+        transaction block, so a data-modifying one commits on its own: one round trip. asyncpg Records."""
+        async with self.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            try:
+                return await driver.fetch(sql, *args)  # type: ignore[no-any-return, union-attr]
+            except BaseException as exc:
+                if not isinstance(exc, asyncpg.PostgresError):  # a lost or interrupted connection: not back to the pool
+                    await connection.invalidate()
+                raise
 
     @asynccontextmanager
     async def startup_lock(self) -> AsyncIterator[None]:

@@ -46,6 +46,14 @@ def record_access_in(connection: Connection, user_id: int | None, patient_id: in
                                       "action": action[:40], "detail": detail[:MAX_DETAIL]})
 
 
+def pg_audit_insert(source: str, *, at: str, user_id: str, patient_id: str, action: str, detail: str) -> str:
+    """record_access as one clause of another room's PostgreSQL statement: the SQL of an INSERT of one audit
+    row per row of `source` (a WITH query of that statement); the other arguments are SQL expressions over it
+    (parameters, columns)."""
+    return (f"INSERT INTO patient_audit (at, user_id, patient_id, action, detail) "  # noqa: S608 (the caller's SQL)
+            f"SELECT {at}, {user_id}, {patient_id}, left({action}, 40), left({detail}, {MAX_DETAIL}) FROM {source}")
+
+
 async def record_export(db: Database, user_id: int | None, patient_ids: list[int], detail: str) -> None:
     """One "export" entry per patient whose data left in an export file."""
     async with db.transaction() as s:

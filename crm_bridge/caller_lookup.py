@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Connection, bindparam, insert, select
 
 from clinicall.db import Database, utcnow
@@ -121,16 +120,8 @@ async def identify_and_audit(db: Database, wanted: list[tuple[str, str]]) -> dic
     numbers = sorted({e164 for e164, _ in wanted})
     if not db.is_postgres:
         return await db.run_sync(lambda connection: _identify_and_audit(connection, numbers, wanted))
-    async with db.engine.connect() as connection:
-        # asyncpg itself, outside any transaction block: the statement commits on its own (one round trip)
-        driver = (await connection.get_raw_connection()).driver_connection
-        try:
-            rows = await driver.fetch(PG_IDENTIFY_AND_AUDIT, numbers, utcnow(), [e164 for e164, _ in wanted],
-                                      [detail for _, detail in wanted])
-        except BaseException as exc:
-            if not isinstance(exc, asyncpg.PostgresError):  # a lost or interrupted connection: not back to the pool
-                await connection.invalidate()
-            raise
+    rows = await db.pg_fetch(PG_IDENTIFY_AND_AUDIT, numbers, utcnow(), [e164 for e164, _ in wanted],
+                             [detail for _, detail in wanted])
     return {row["e164"]: CallerMatch(patient_id=row["id"], full_name=row["full_name"], care_status=row["care_status"],
                                      assigned_agent_id=row["assigned_agent_id"], phone_e164=row["e164"])
             for row in rows}

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, bindparam, or_, select
 from clinicall.auth.service import Principal
 from clinicall.db import Database
 from crm_bridge.accounts import mask_one_time_passwords
-from crm_bridge.audit import audit_views, record_access, record_access_in
+from crm_bridge.audit import audit_views, pg_audit_insert, record_access, record_access_in
 from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_matches, caller_e164, lookup_key
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.models import Patient, PatientPhone
@@ -37,7 +37,7 @@ __all__ = [
     "do_not_call", "expected_arrivals", "front_desk_window", "lookup_caller", "mask_one_time_passwords", "masked_name",
     "masked_names", "may_see",
     "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "phone_to_call",
-    "record_access", "record_access_in", "record_outreach_result", "render_template",
+    "pg_audit_insert", "record_access", "record_access_in", "record_outreach_result", "render_template",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
@@ -165,11 +165,15 @@ async def phone_to_call(db: Database, who: Principal, patient_id: int, phone_id:
     if not all(isinstance(v, int) and 0 < v < 2**63 for v in (patient_id, phone_id)) or who is None \
             or not who.is_user:
         return False, None
-    row = await db.read_sync(lambda connection: _phone_to_call_row(connection, patient_id, phone_id))
-    if row is None or row.merged_into_id is not None:
+    if db.is_postgres:
+        row = await _phone_to_call_pg(db, patient_id, phone_id)
+    else:
+        row = await db.read_sync(lambda connection: _phone_to_call_row(connection, patient_id, phone_id))
+    if row is None or row["merged_into_id"] is not None:
         return False, None
-    allowed = may_see(who, row.assigned_agent_id, (row.booking_date, row.arrival_date), local_today(zone))
-    phone = PhoneBrief(id=row.phone_id, e164=row.e164, raw=row.raw, label=row.label) if row.phone_id else None
+    allowed = may_see(who, row["assigned_agent_id"], (row["booking_date"], row["arrival_date"]), local_today(zone))
+    phone = PhoneBrief(id=row["phone_id"], e164=row["e164"], raw=row["raw"], label=row["label"]) \
+        if row["phone_id"] else None
     return allowed, phone
 
 
@@ -180,7 +184,25 @@ def _phone_to_call_row(connection: Connection, patient_id: int, phone_id: int) -
         if row is None or row.merged_into_id is None:
             break
         patient_id = row.merged_into_id
+    return row._mapping if row is not None else None
+
+
+async def _phone_to_call_pg(db: Database, patient_id: int, phone_id: int) -> Any:
+    row = None
+    for _ in range(MAX_MERGE_HOPS):  # one prepared statement, one round trip, unless the record was merged
+        rows = await db.pg_fetch(PG_PHONE_TO_CALL, patient_id, phone_id)
+        row = rows[0] if rows else None
+        if row is None or row["merged_into_id"] is None:
+            break
+        patient_id = row["merged_into_id"]
     return row
+
+
+PG_PHONE_TO_CALL = """
+SELECT p.merged_into_id, p.assigned_agent_id, p.booking_date, p.arrival_date,
+       ph.id AS phone_id, ph.e164, ph.raw, ph.label
+FROM patients AS p LEFT OUTER JOIN patient_phones AS ph ON ph.patient_id = p.id AND ph.id = $2
+WHERE p.id = $1"""
 
 
 PHONE_TO_CALL = (

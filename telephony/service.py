@@ -65,6 +65,22 @@ CALLS = Call.__table__
 INSERT_CALL = insert(CALLS).returning(CALLS.c.id)
 TAG_CALL = update(CALLS).where(CALLS.c.id == bindparam("call_id"))
 
+# On PostgreSQL the id is drawn first, so the tags (clinicall-<installation>-<id>) go in with the row, and the
+# "call" audit row (crm_bridge's clause) with it.
+PG_INSERT_CALL = f"""
+WITH made AS (
+    INSERT INTO calls (id, direction, origin, state, agent_id, agent_extension, patient_id, phone_id, number, dialed,
+                       dial_string, hangup_requested, created_at, updated_at, action_id, channel_id, recording_path)
+    SELECT n.id, 'outbound', 'click_to_call', 'dialing', $1, $2, $3, $4, $5, $6, $7, false, $8, $8,
+           $9::text || n.id, $9::text || n.id, $10::text || n.id || '.wav'
+    FROM (SELECT nextval(pg_get_serial_sequence('calls', 'id'))::integer AS id) AS n
+    RETURNING id, agent_id, patient_id, created_at
+), audited AS (
+    {crm.pg_audit_insert("made", at="made.created_at", user_id="made.agent_id", patient_id="made.patient_id",
+                         action="'call'", detail="'call ' || made.id || $11::text")}
+)
+SELECT id FROM made"""  # noqa: S608 (constants only)
+
 
 class Telephony:
     """What the HTTP handlers need, bundled: database, bus, settings, the link, the call log."""
@@ -124,9 +140,9 @@ class Telephony:
 
     async def _insert_call(self, who: Principal, patient_id: int, phone_id: int, number: str, exten: str,
                            installation: str) -> Call:
-        """The call's row and the patient's audit row ("call"), committed together before the Originate leaves
-        (two statements for the call: its tags come from its id; on SQLite one hand-off to the writer thread);
-        returns the call detached."""
+        """The call's row and the patient's audit row ("call"), committed together before the Originate leaves;
+        returns the call detached. Its tags come from its id: on PostgreSQL one statement draws the id first, on
+        SQLite two statements in one hand-off to the writer thread."""
         now = utcnow()
         values: dict[str, Any] = {
             "direction": "outbound", "origin": "click_to_call", "state": "dialing", "agent_id": who.user_id,
@@ -135,17 +151,32 @@ class Telephony:
             "hangup_requested": False, "created_at": now, "updated_at": now}
         tel = self.tel
 
-        def write(connection: Connection) -> tuple[int, dict[str, Any]]:
-            call_id = connection.execute(INSERT_CALL, values).scalar_one()
+        def tags_of(call_id: int) -> dict[str, Any]:
             tag = call_tag(call_id, installation)
-            tags = {"action_id": tag, "channel_id": tag,
+            return {"action_id": tag, "channel_id": tag,
                     "recording_path": recording_path(tel, call_id, installation) if tel.record_calls else None}
-            connection.execute(TAG_CALL, tags | {"call_id": call_id, "updated_at": now})
-            crm.record_access_in(connection, who.user_id, patient_id, "call", f"call {call_id} to {number}")
-            return call_id, tags
 
-        call_id, tags = await self.db.run_sync(write)
-        return Call(id=call_id, **values, **tags)
+        def write(connection: Connection) -> int:
+            call_id = connection.execute(INSERT_CALL, values).scalar_one()
+            connection.execute(TAG_CALL, tags_of(call_id) | {"call_id": call_id, "updated_at": now})
+            crm.record_access_in(connection, who.user_id, patient_id, "call", f"call {call_id} to {number}")
+            return int(call_id)
+
+        if self.db.is_postgres:
+            call_id = await self._insert_call_pg(values, installation, number)
+        else:
+            call_id = await self.db.run_sync(write)
+        return Call(id=call_id, **values, **tags_of(call_id))
+
+    async def _insert_call_pg(self, values: dict[str, Any], installation: str, number: str) -> int:
+        """PostgreSQL: the call's row, its tags and its audit row in one statement (one round trip, committed)."""
+        prefix = call_tag(0, installation)[:-1]  # clinicall-<installation>-
+        recordings = str(PurePosixPath(self.tel.recording_dir) / prefix) if self.tel.record_calls else None
+        rows = await self.db.pg_fetch(
+            PG_INSERT_CALL, values["agent_id"], values["agent_extension"], values["patient_id"], values["phone_id"],
+            values["number"], values["dialed"], values["dial_string"], values["created_at"], prefix, recordings,
+            f" to {number}")
+        return int(rows[0]["id"])
 
     async def get_call(self, who: Principal, call_id: int) -> Call:
         async with self.db.session() as s:

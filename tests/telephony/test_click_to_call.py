@@ -24,7 +24,7 @@ from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_
 from telephony.wire import all_values, first
 from tests.conftest import Staff, health_details
 
-ON_BOTH_DATABASES: set[str] = {"test_click_to_call_answered_end_to_end"}
+ON_BOTH_DATABASES: set[str] = {"test_click_to_call_answered_end_to_end", "test_recording_file_name_comes_from_the_call_id"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -284,6 +284,19 @@ async def test_recording_file_name_comes_from_the_call_id(client: TestClient, st
     monitors = [a for a in client.app[DEMO_PBX_KEY].received if first(a, "Action") == "MixMonitor"]  # type: ignore[union-attr]
     assert len(monitors) == 1 and first(monitors[0], "File") == expected
     assert (first(monitors[0], "Channel") or "").startswith("Local/1001@agents-")
+    # the row as stored (PostgreSQL writes it in one statement), and the click's audit row committed with it
+    from sqlalchemy import select
+
+    from crm_bridge.models import PatientAudit
+    from telephony.models import Call
+
+    async with client.app[DB_KEY].session() as s:
+        row = await s.get(Call, call["id"])
+        audit = (await s.scalars(select(PatientAudit).where(PatientAudit.action == "call"))).all()
+    assert row is not None and (row.recording_path, row.action_id, row.channel_id) == (
+        expected, f"clinicall-{installation}-{call['id']}", f"clinicall-{installation}-{call['id']}")
+    assert [(a.patient_id, a.user_id, a.detail) for a in audit] == [
+        (patient_id, staff.ids["agent"], f"call {call['id']} to +84901234567")]
 
 
 async def test_an_unknown_caller_is_linked_once_the_agent_makes_the_card(client: TestClient, staff: Staff) -> None:
