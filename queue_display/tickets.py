@@ -24,6 +24,7 @@ from sqlalchemy import (
     ARRAY,
     Connection,
     Integer,
+    all_,
     and_,
     any_,
     bindparam,
@@ -330,11 +331,22 @@ class QueueView:
     names: dict[int, str] = field(default_factory=dict)  # patient id -> masked name (display.name_mask)
 
 
-def _statements() -> dict[str, Any]:
-    """call-next's statements, built once (building and keying a statement costs more than SQLite running it)."""
+def _statements(postgres: bool) -> dict[str, Any]:
+    """call-next's statements, built once (building and keying a statement costs more than SQLite running it).
+    A list of ids is an array on PostgreSQL (`= ANY`: one SQL text whatever its length, so nothing is rewritten
+    per execution and asyncpg keeps one prepared statement) and an expanding IN on SQLite."""
     t, v, r, x = Ticket.__table__.c, Visit.__table__.c, QueueRoom.__table__.c, QueueService.__table__.c
-    now, room, services = bindparam("now", type_=UTCDateTime()), bindparam("room"), bindparam("services", expanding=True)
-    claim = (update(Ticket.__table__).where(t.status == "waiting", t.service_id.in_(services))
+
+    def within(column: Any, name: str) -> Any:
+        return column == any_(bindparam(name, type_=ARRAY(Integer))) if postgres \
+            else column.in_(bindparam(name, expanding=True))
+
+    def not_within(column: Any, name: str) -> Any:
+        return column != all_(bindparam(name, type_=ARRAY(Integer))) if postgres \
+            else column.not_in(bindparam(name, expanding=True))
+
+    now, room = bindparam("now", type_=UTCDateTime()), bindparam("room")
+    claim = (update(Ticket.__table__).where(t.status == "waiting", within(t.service_id, "services"))
              .values(status="called", room_id=room, called_at=now, started_at=None, recall_count=0, updated_at=now)
              .returning(*t))
     candidates = bindparam("candidates", type_=ARRAY(Integer))
@@ -344,12 +356,12 @@ def _statements() -> dict[str, Any]:
     # who this room may call (ordering.may_serve through queue_item): no preferred room, this one, a closed or
     # gone one, or the preferred room's hold is over
     may_call = or_(t.preferred_room_id.is_(None), t.preferred_room_id == room,
-                   t.preferred_room_id.not_in(bindparam("open_rooms", expanding=True)),
+                   not_within(t.preferred_room_id, "open_rooms"),
                    t.enqueued_at <= bindparam("held_until", type_=UTCDateTime()))
 
     def head(*group: Any) -> Any:
         """The first HEADS of one group in call order, read down ix_queue_tickets_line."""
-        first = (select(*line).where(t.status == "waiting", *group, t.service_id.in_(services), may_call)
+        first = (select(*line).where(t.status == "waiting", *group, within(t.service_id, "services"), may_call)
                  .order_by(t.enqueued_at, t.id).limit(bindparam("heads")).subquery())
         return select(*first.c)
 
@@ -367,9 +379,9 @@ def _statements() -> dict[str, Any]:
         # one head start (ordering.head_group), whose call order is (enqueued_at, id)
         "candidates": union_all(select(*line).where(t.room_id == room, t.status.in_(("called", "in_service"))),
                                 *heads, *unknown),
-        "line": select(*line).where(t.status == "waiting", t.service_id.in_(services)),
+        "line": select(*line).where(t.status == "waiting", within(t.service_id, "services")),
         "finish": update(Ticket.__table__)
-        .where(t.id.in_(bindparam("current", expanding=True)), t.room_id == room,
+        .where(within(t.id, "current"), t.room_id == room,
                t.status.in_(("called", "in_service")), t.return_service_id.is_(None))
         .values(status="done", done_at=now, updated_at=now, started_at=func.coalesce(t.started_at, t.called_at, now))
         .returning(*t),
@@ -378,7 +390,7 @@ def _statements() -> dict[str, Any]:
         "claim_free": claim.where(t.id == select(t.id).where(t.id == any_(candidates), t.status == "waiting")
                                   .order_by(func.array_position(candidates, t.id)).limit(1)
                                   .with_for_update(skip_locked=True).scalar_subquery()),
-        "visits": update(Visit.__table__).where(v.id.in_(bindparam("visits", expanding=True))).values(
+        "visits": update(Visit.__table__).where(within(v.id, "visits")).values(
             room_id=case((is_call, room), else_=v.room_id),
             called_at=case((is_call, func.coalesce(v.called_at, now)), else_=v.called_at),
             started_at=case((is_call, v.started_at), else_=func.coalesce(v.started_at, v.called_at, now)),
@@ -388,7 +400,11 @@ def _statements() -> dict[str, Any]:
     }
 
 
-SQL = _statements()
+SQLITE_SQL, POSTGRES_SQL = _statements(False), _statements(True)
+
+
+def statements(conn: Connection) -> dict[str, Any]:
+    return POSTGRES_SQL if conn.dialect.name == "postgresql" else SQLITE_SQL
 
 
 async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: int | None = None,
@@ -421,7 +437,7 @@ def _call_next_in(conn: Connection, *, is_postgres: bool, settings: Settings, ro
     current = [row.id for row in rows if row.status != "waiting"]
     if any(row.return_service_id is not None for row in rows if row.status != "waiting"):
         return ROUND_TRIP
-    done = conn.execute(SQL["finish"], {"current": current, "room": room.id, "now": now}).all() if current else []
+    done = conn.execute(statements(conn)["finish"], {"current": current, "room": room.id, "now": now}).all() if current else []
     view.tickets.update({t.id: t for t in done})
     finished = [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room.id, t.service_id, t.called_at or t.started_at
                                                                     or now, now, t.priority, t.is_returning))
@@ -458,15 +474,15 @@ async def _call_next_round_trip(db: Database, settings: Settings, room_id: int, 
 
 def _read_room(conn: Connection, room_id: int) -> tuple[dict[int, Any], dict[int, Any]]:
     """Every room and service (lean rows); Problem when the room is unknown or closed."""
-    rooms = {r.id: r for r in conn.execute(SQL["rooms"]).all()}
+    rooms = {r.id: r for r in conn.execute(statements(conn)["rooms"]).all()}
     _check_open(rooms.get(room_id))
-    return rooms, {x.id: x for x in conn.execute(SQL["services"]).all()}
+    return rooms, {x.id: x for x in conn.execute(statements(conn)["services"]).all()}
 
 
 def _candidates(conn: Connection, room: Any, rooms: dict[int, Any], settings: Settings, now: dt.datetime) -> list[Any]:
     """The room's current ticket(s) and the head of the line it calls from (HEADS of each head_group)."""
     hold = dt.timedelta(minutes=settings.queue.return_hold_minutes)
-    return list(conn.execute(SQL["candidates"], {
+    return list(conn.execute(statements(conn)["candidates"], {
         "services": list(room.service_ids or [-1]), "room": room.id, "heads": HEADS, "held_until": now - hold,
         "open_rooms": [r.id for r in rooms.values() if r.open]}).all())
 
@@ -502,7 +518,7 @@ def _claim_next(conn: Connection, is_postgres: bool, settings: Settings, room: A
                                       room.service_ids, now, weights, starvation)
     claimed = _claim_first(conn, is_postgres, room, ordered, now)
     if claimed is None and not whole:
-        line = conn.execute(SQL["line"], {"services": list(room.service_ids or [-1])}).all()
+        line = conn.execute(statements(conn)["line"], {"services": list(room.service_ids or [-1])}).all()
         ordered = order_for_room([queue_item(row, settings, open_rooms) for row in line], room.id, room.service_ids,
                                  now, weights, starvation)
         claimed = _claim_first(conn, is_postgres, room, ordered, now)
@@ -519,11 +535,11 @@ def _claim_first(conn: Connection, is_postgres: bool, room: Any, ordered: list[Q
         return None
     params = {"services": list(room.service_ids or [-1]), "room": room.id, "now": now}
     if is_postgres:
-        claimed = conn.execute(SQL["claim_free"], {**params, "candidates": [i.ticket_id for i in ordered]}).first()
+        claimed = conn.execute(statements(conn)["claim_free"], {**params, "candidates": [i.ticket_id for i in ordered]}).first()
         if claimed is not None:
             return claimed
     for item in ordered[:CALL_ATTEMPTS]:
-        claimed = conn.execute(SQL["claim"], {**params, "pick": item.ticket_id}).first()
+        claimed = conn.execute(statements(conn)["claim"], {**params, "pick": item.ticket_id}).first()
         if claimed is not None:
             return claimed
     return None
@@ -536,13 +552,13 @@ def _record_call(conn: Connection, done: list[Any], called: Any | None, room_id:
     call = called.visit_id if called is not None else None
     ids = [*(t.visit_id for t in done if t.visit_id is not None), *([call] if call is not None else [])]
     if ids:
-        conn.execute(SQL["visits"], {"visits": ids, "call": call if call is not None else -1, "room": room_id,
+        conn.execute(statements(conn)["visits"], {"visits": ids, "call": call if call is not None else -1, "room": room_id,
                                      "now": now})
     log_rows = [_event_row(t, ev.TICKET_DONE, now, user_id, room_id) for t in done]
     if called is not None:
         log_rows.append(_event_row(called, ev.TICKET_CALLED, now, user_id, room_id, how="next"))
     if log_rows:
-        conn.execute(SQL["events"], log_rows)
+        conn.execute(statements(conn)["events"], log_rows)
 
 
 def _event_row(ticket: Ticket, kind: str, at: dt.datetime, user_id: int | None, room_id: int,

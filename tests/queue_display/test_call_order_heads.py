@@ -118,7 +118,7 @@ async def test_a_head_taken_meanwhile_falls_back_to_the_whole_line(
 
     def stale_claim(conn: Any) -> Any:
         heads = [row for row in tickets._candidates(conn, room, rooms, settings, NOW) if row.status == "waiting"]
-        conn.execute(tickets.SQL["claim"], {"services": room.service_ids, "room": names["two"], "now": NOW,
+        conn.execute(tickets.statements(conn)["claim"], {"services": room.service_ids, "room": names["two"], "now": NOW,
                                             "pick": order[0].ticket_id})  # another room takes the head first
         return tickets._claim_next(conn, db.is_postgres, settings, room, rooms, heads, NOW)
 
