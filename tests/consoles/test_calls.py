@@ -137,6 +137,12 @@ async def test_hang_up_unanswered_call_then_not_reached_worklist(live_server: An
     assert await page.locator("[data-count=not_reached]").inner_text() == "0"
     await page.get_by_role("button", name="Gọi số 0903 000 003").click()
     await page.locator("#call-state[data-state='ringing']").wait_for(timeout=15000)
+    # The page is reloaded while the patient's phone rings: the call bar follows the call again.
+    await page.goto(f"{live_server.base_url}/agent")
+    await page.wait_for_selector("body[data-ready='1'][data-ws='open']")
+    await page.locator("#call-state[data-state='ringing']").wait_for()
+    assert "Đặng Thu Hà" in await page.locator("#call-who").inner_text()
+    await page.get_by_role("heading", name="Đặng Thu Hà").wait_for()
     await page.get_by_role("button", name="Gác máy").click()
     dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
     await dialog.wait_for(timeout=15000)

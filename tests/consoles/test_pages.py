@@ -8,6 +8,7 @@ sideways. One browser per test, one page per role, reused from page to page."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 from typing import Any
@@ -99,14 +100,27 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     await dialog.wait_for(state="hidden")
     await page.locator("#card-phones [data-e164='+84977555666']").wait_for()
     assert await page.locator("#card-phones [data-e164='+84977555666']").inner_text() == "0977 555 666"
+    # The patient's old number is gone: removed from the card (after a confirmation), the new one is now
+    # the number SMS and reminder calls go to.
+    page.once("dialog", lambda confirm: asyncio.ensure_future(confirm.accept()))
+    await page.get_by_role("button", name="Xoá số 0912 345 678").click()
+    await page.locator("#card-status-msg").get_by_text("Đã xoá số 0912 345 678.").wait_for()
+    assert await page.locator("#card-phones li").all_inner_texts() == [
+        "0977 555 666\nngười nhà\nnhận nhắc lịch và SMS\nGọi\nXoá số"]
+    card = (await server.api("GET", f"/api/patients/{an}", who="agent"))["patient"]
+    assert [p["e164"] for p in card["phones"]] == ["+84977555666"]
 
-    # A message template, filled for this patient, copied.
+    # A message template, filled for this patient, copied; sent as an SMS to the number the card shows.
     await page.get_by_role("button", name="Tin nhắn mẫu").click()
     dialog = page.get_by_role("dialog", name="Tin nhắn mẫu")
     await dialog.get_by_label("Mẫu").select_option(label="Nhắc lịch")
     await page.wait_for_function("document.getElementById('tpl-text').value.includes('Nguyễn Văn An')")
     await dialog.get_by_role("button", name="Sao chép").click()
     await dialog.get_by_text("Đã sao chép.", exact=False).wait_for()
+    await dialog.get_by_role("button", name="Gửi SMS").click()
+    await page.locator("#card-messages li[data-message]").get_by_text("0977 555 666", exact=False).wait_for()
+    sent = (await server.api("GET", f"/api/patients/{an}/messages", who="agent"))["items"]
+    assert [m["to_e164"] for m in sent] == ["+84977555666"]
     await page.keyboard.press("Escape")
 
     # A follow-up plan in three days, typed as dd/mm/yyyy.
