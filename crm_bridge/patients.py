@@ -85,12 +85,13 @@ def checked_his_id(value: str | None) -> str | None:
     return text
 
 
-def checked_phone(raw: str, region: str) -> str:
+def checked_phone(raw: str, region: str, field: str = "number") -> str:
+    """E.164 of a phone written in any form; else 422 invalid_phone naming the form's field."""
     e164 = normalise(raw, region)
     if e164 is None:
         raise Problem(422, "Invalid phone number",
                       f"{raw[:40]!r} is not a phone number we can dial; write it like 0912345678 or +84912345678.",
-                      code="invalid_phone", errors=[{"field": "number", "code": "invalid_phone", "message": "not a phone number"}])
+                      code="invalid_phone", errors=[{"field": field, "code": "invalid_phone", "message": "not a phone number"}])
     return e164
 
 

@@ -471,7 +471,7 @@ function newPatientBody(fullName, phone, dob) {
 async function createPatient(form, errorBox, dialog) {
   const v = formObject(form);
   try {
-    const data = await api("/api/patients", {method: "POST", body: newPatientBody(v.full_name || "", v.phone || "", v.date_of_birth)});
+    const data = await api("/api/patients", {method: "POST", body: newPatientBody(v.full_name || "", v.number || "", v.date_of_birth)});
     const p = patientOf(data);
     if (dialog.id === "pop-dialog") {
       state.popPatientId = p.id;

@@ -57,6 +57,10 @@ async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser
     await login(ref, base, "refa", "/referrer")
     await ref.wait_for_selector("body[data-ready='1']")
     await ref.get_by_label("Họ tên").fill("Võ Thị Giới")
+    await ref.get_by_label("Số điện thoại").fill("091200022")  # a digit short: the sentence sits under the phone
+    await ref.get_by_role("button", name="Gửi giới thiệu").click()
+    assert await ref.locator("#r-phone + [data-field-error]").inner_text() == \
+        "Số điện thoại không hợp lệ; hãy viết như 0912 345 678."
     await ref.get_by_label("Số điện thoại").fill(PHONE)
     await ref.get_by_label("Dịch vụ quan tâm").fill("Nội soi")
     files = ref.get_by_label("Tệp đính kèm (PDF, JPEG, PNG, DICOM)")
