@@ -340,12 +340,13 @@ async def assign(request: web.Request) -> web.Response:
     patient_id = int_param(request, "id")
     body = await parse_body(request, AssignBody)
     db = request.app[DB_KEY]
-    if not manager(who):
-        current = await records.get_patient(db, patient_id)
-        if body.agent_id != who.user_id or current["assigned_agent_id"] is not None:
-            raise Problem(403, "Not allowed", "Agents may only take unassigned patients for themselves; "
-                                              "ask a supervisor, or request a transfer.")
-    await records.set_assignment(db, patient_id, body.agent_id, who.user_id)
+    if manager(who):
+        await records.set_assignment(db, patient_id, body.agent_id, who.user_id)
+    elif body.agent_id != who.user_id or who.user_id is None:
+        raise Problem(403, "Not allowed", "Agents may only take unassigned patients for themselves; "
+                                          "ask a supervisor, or request a transfer.")
+    else:
+        await records.take_patient(db, patient_id, who.user_id, who.user_id)
     return web.json_response({"patient": await records.get_patient(db, patient_id)})
 
 

@@ -194,6 +194,19 @@ async def set_assignment(db: Database, patient_id: int, agent_id: int | None, us
         await assign_patient(s, patient, agent_id, user_id)
 
 
+async def take_patient(db: Database, patient_id: int, agent_id: int, user_id: int | None) -> None:
+    """An agent takes an unassigned patient. Checked under the row's lock: of two agents taking one patient at
+    once, the second is told that someone else took them (409 already_assigned), not refused as unauthorised."""
+    async with db.transaction() as s:
+        patient = await live_patient(s, patient_id, lock=True)
+        if patient.assigned_agent_id == agent_id:
+            return
+        if patient.assigned_agent_id is not None:
+            raise Problem(409, "Already taken", "Another agent took this patient meanwhile; ask a supervisor, "
+                          "or request a transfer.", code="already_assigned")
+        await assign_patient(s, patient, agent_id, user_id)
+
+
 async def add_phone(db: Database, patient_id: int, number: str, label: str, user_id: int | None,
                     region: str = "VN") -> int:
     e164 = checked_phone(number, region)

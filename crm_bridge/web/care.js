@@ -53,7 +53,10 @@ async function unassignedSection(box) {
 async function assign(patientId, agentId) {
   if (!agentId) return;
   try { await api(`/api/patients/${patientId}/assign`, {method: "POST", body: {agent_id: agentId}}); done("assigned"); await render(); }
-  catch (err) { showError($("page-error"), err); }
+  catch (err) {
+    if (err.problem && err.problem.code === "already_assigned") await render();  // the list as it stands now
+    showError($("page-error"), err);
+  }
 }
 
 // ---------- transfers ----------

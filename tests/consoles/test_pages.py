@@ -64,6 +64,7 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     an = await patient(server, "Nguyễn Văn An", "0912345678", "agent")
     ha = await patient(server, "Đặng Thu Hà", "0903000002", "agent")  # the demo PBX: busy
     mai = await patient(server, "Lý Thị Mai", "0909000111", None)
+    quick = await patient(server, "Trịnh Văn Nhanh", "0909000222", None)
     await server.api("POST", "/api/templates", who="supervisor", json={
         "name": "Nhắc lịch", "body": "Chào {fullName}, {clinicName} nhắc lịch khám."})
     await server.api("POST", f"/api/patients/{an}/follow-ups", who="agent", json={
@@ -201,6 +202,11 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
 
     # Care lists: take the unassigned patient; the follow-ups in the 7-day and 1-month views.
     await goto(page, f"{server.base_url}/care/unassigned")
+    # agent2 takes one of them first: the page says so (not "not allowed") and lists what is left
+    await server.api("POST", f"/api/patients/{quick}/assign", who="agent2", json={"agent_id": server.ids["agent2"]})
+    await page.locator(f"tr[data-patient='{quick}']").get_by_role("button", name="Nhận chăm sóc").click()
+    await page.locator("#page-error").get_by_text("Bệnh nhân này vừa được tổng đài viên khác nhận", exact=False).wait_for()
+    await page.locator(f"tr[data-patient='{quick}']").wait_for(state="detached")
     await page.locator(f"tr[data-patient='{mai}']").get_by_role("button", name="Nhận chăm sóc").click()
     await page.get_by_text("Đã phân công.").wait_for()
     assert (await server.api("GET", f"/api/patients/{mai}", who="agent"))["patient"]["assigned_agent_id"] == server.ids["agent"]
