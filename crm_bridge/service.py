@@ -119,6 +119,17 @@ async def patient_brief(db: Database, patient_id: int) -> PatientBrief | None:
     return (await briefs(db, [patient]))[0]
 
 
+async def full_names(db: Database, patient_ids: Iterable[int]) -> dict[int, str]:
+    """patient id -> full name, for staff lists that name the patients they already show (the caller audits)."""
+    wanted = sorted({i for i in patient_ids if isinstance(i, int) and 0 < i < 2**63})
+    names: dict[int, str] = {}
+    async with db.session() as s:
+        for start in range(0, len(wanted), 500):
+            rows = await s.execute(select(Patient.id, Patient.full_name).where(Patient.id.in_(wanted[start:start + 500])))
+            names.update({pid: name for pid, name in rows.all()})
+    return names
+
+
 async def masked_names(db: Database, patient_ids: Iterable[int]) -> dict[int, str]:
     """patient id -> masked name ("Nguyễn V. A."), following merges, in one query (more only for merged ids)."""
     wanted = list(patient_ids)

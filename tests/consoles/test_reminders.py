@@ -49,6 +49,15 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
               for k in ("confirmed", "callback", "not_reached", "skipped", "called")}
     assert counts == {"confirmed": "1", "callback": "1", "not_reached": "1", "skipped": "1", "called": "4"}
     assert await row.locator("td.state").inner_text() == "Đã xong"
+    # who was called, on which number, and how it ended: on the page, each name opening the patient's card
+    await row.locator("[data-targets]").click()
+    await page.locator("#targets-table tbody tr").nth(3).wait_for()
+    shown = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#targets-table tbody tr')].map(
+        (r) => [r.cells[0].textContent, [r.cells[1].textContent, r.cells[2].textContent, r.cells[0].querySelector('a').getAttribute('href')]]))""")
+    assert shown["Phạm Thị Dung"] == ["0901 230 003", "Không liên lạc được", f"/agent#patient={ids[2]}"]
+    assert shown["Hoàng Văn Em"][1] == "Bỏ qua: không nhận cuộc gọi tự động"
+    assert (shown["Nguyễn Văn An"][0], shown["Trần Thị Bình"][0]) == ("0901 234 561", "0901 234 566")
+    assert {shown["Nguyễn Văn An"][1], shown["Trần Thị Bình"][1]} == {"Đã xác nhận", "Cần gọi lại"}
 
     # no SMS gateway: a waiting patient who opted in at reception gets a short call, listed on the same page
     ticket = await live_server.api("POST", "/api/tickets", who="reception",
