@@ -230,7 +230,8 @@ class Telephony:
         async with self.db.session() as s:
             calls = list((await s.scalars(query)).all())
         notes = await crm.notes_for_calls(self.db, [c.id for c in calls])
-        return [call_json(c) | {"outcome": notes.get(c.id)} for c in calls]
+        names = await crm.full_names(self.db, [c.patient_id for c in calls if c.patient_id is not None])
+        return [call_json(c) | {"outcome": notes.get(c.id), "patient_name": names.get(c.patient_id)} for c in calls]
 
     async def record_outcome(self, who: Principal, call_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         call = await self.get_call(who, call_id)

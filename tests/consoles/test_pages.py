@@ -305,11 +305,12 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
     await goto(page, f"{server.base_url}/care/calls")
     await page.locator("tr[data-call]").nth(1).wait_for()
     assert await page.locator("tr[data-call]").count() == 2
+    assert await page.locator(f"tr[data-call] a[href='/agent#patient={an}']").inner_text() == "Nguyễn Văn An"
     await page.get_by_label("Tổng đài viên").select_option(label="Agent2")
     await page.get_by_role("button", name="Xem").click()
     await page.wait_for_function("document.querySelectorAll('tr[data-call]').length === 1")
     rows = await download_rows(page, page.locator("a[data-export=xlsx]"))
-    assert len(rows) == 2 and rows[1][3] == "0903 000 002"
+    assert len(rows) == 2 and rows[1][3] == "0903 000 002" and rows[1][5] == "Đặng Thu Hà"
     await shots(page, "care-calls")
     assert await audit(page) == []
 

@@ -58,7 +58,6 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
     assert shown["Hoàng Văn Em"][1] == "Bỏ qua: không nhận cuộc gọi tự động"
     assert (shown["Nguyễn Văn An"][0], shown["Trần Thị Bình"][0]) == ("0901 234 561", "0901 234 566")
     assert {shown["Nguyễn Văn An"][1], shown["Trần Thị Bình"][1]} == {"Đã xác nhận", "Cần gọi lại"}
-
     # no SMS gateway: a waiting patient who opted in at reception gets a short call, listed on the same page
     ticket = await live_server.api("POST", "/api/tickets", who="reception",
                                    json={"service_id": live_server.services["A"], "patient_id": ids[0]})
@@ -68,3 +67,13 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
     answered = page.locator(f"#turn-near-table tr[data-ticket='{ticket['ticket']['id']}'][data-state='answered']")
     await answered.wait_for(timeout=60_000)
     assert (await answered.locator("td.state").inner_text()).startswith("Đã nghe máy")
+    # the calls list and the statistics name these calls as automated ones (not "unassigned", not "—")
+    await page.goto(f"{live_server.base_url}/care/calls")
+    await page.locator("tr[data-call]").nth(2).wait_for()
+    first = page.locator("tr[data-call]").filter(has_text="Phạm Thị Dung").first
+    assert "Cuộc gọi tự động" in await first.inner_text()
+    await page.goto(f"{live_server.base_url}/admin/stats")
+    rates = page.locator("details table").filter(has=page.locator("caption", has_text="Tỉ lệ nghe máy theo tổng đài viên"))
+    await rates.wait_for(state="attached")
+    assert "Cuộc gọi tự động (nhắc lịch)" in await rates.text_content()
+
