@@ -485,15 +485,25 @@ async function createPatient(form, errorBox, dialog) {
 }
 
 // ---------- websocket ----------
+// Lists changed elsewhere (a referral, an assignment, a transfer): read them again, once for a burst.
+function reloadWorklistsSoon() {
+  clearTimeout(state.worklistTimer);
+  state.worklistTimer = setTimeout(loadWorklists, 300);
+}
+
 function connect() {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/agent`);
   state.ws = ws;
-  ws.onopen = () => { state.wsRetry = 0; $("ws-state").textContent = t("wsOk"); document.body.dataset.ws = "open"; };
+  ws.onopen = () => {
+    if (state.wsRetry > 0) reloadWorklistsSoon();  // what changed while the socket was down
+    state.wsRetry = 0; $("ws-state").textContent = t("wsOk"); document.body.dataset.ws = "open";
+  };
   ws.onmessage = (m) => {
     let msg; try { msg = JSON.parse(m.data); } catch { return; }
     if (msg.type === "call.updated") onCallUpdated(msg.data || {});
     else if (msg.type === "call.screenpop") onScreenpop(msg.data || {});
-    else if (msg.type === "resync") resyncCall();
+    else if (msg.type === "worklists.changed") reloadWorklistsSoon();
+    else if (msg.type === "resync") { resyncCall(); reloadWorklistsSoon(); }
   };
   ws.onclose = () => {
     document.body.dataset.ws = "closed";

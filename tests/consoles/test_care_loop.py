@@ -67,6 +67,12 @@ async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser
     await files.set_input_files([upload("thu.pdf", b"<html><script>alert(1)</script></html>", "application/pdf")])
     await ref.get_by_role("button", name="Gửi giới thiệu").click()
     await ref.locator("#refer-error").filter(has_text="Chỉ nhận tệp PDF").wait_for()
+    # The care team's console is open meanwhile: the referral shows up in its new list by itself.
+    agent = await new_page("supervisor")
+    await agent.goto(f"{base}/agent")
+    await agent.wait_for_selector("body[data-ready='1'][data-ws='open']")
+    await agent.get_by_role("tab", name=re.compile("^Mới")).click()
+    new_count = int(await agent.locator("[data-count=new]").inner_text())
     await files.set_input_files([upload("sieu-am.pdf", PDF, "application/pdf"), upload("phim.png", PNG, "image/png")])
     await ref.get_by_role("button", name="Gửi giới thiệu").click()
     await ref.locator("#referrals li.referral-new").filter(has_text="Võ Thị Giới").wait_for()
@@ -74,11 +80,9 @@ async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser
     pid = next(p["id"] for p in mine["items"] if p["full_name"] == "Võ Thị Giới")
 
     # The care team: the referral first in the new list, highlighted; the card names the referrer; booked.
-    agent = await new_page("supervisor")
-    await agent.goto(f"{base}/agent")
-    await agent.wait_for_selector("body[data-ready='1']")
-    await agent.get_by_role("tab", name=re.compile("^Mới")).click()
+    await agent.locator("[data-count=new]").filter(has_text=str(new_count + 1)).wait_for()
     first = agent.locator("#worklist li").first
+    await first.filter(has_text="Võ Thị Giới").wait_for()
     assert "Võ Thị Giới" in await first.inner_text() and await first.locator("[data-referral=new]").count() == 1
     await first.get_by_role("button").click()
     await agent.get_by_role("heading", name="Võ Thị Giới").wait_for()
