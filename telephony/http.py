@@ -94,7 +94,8 @@ async def list_calls(request: web.Request) -> web.Response:
             raise Problem(400, "Invalid filter", f"{name} must be a numeric id.")
         ids[name] = int(raw)
     everyone = request.query.get("all") in ("1", "true")
-    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"], everyone=everyone)
+    live = request.query.get("live") in ("1", "true")  # only calls not ended yet (the console after a reload)
+    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"], everyone=everyone, live=live)
     audit_views(request, [c["patient_id"] for c in calls if c["patient_id"] is not None], "calls")
     return web.json_response({"calls": calls})
 

@@ -211,7 +211,7 @@ class Telephony:
         return await self.get_call(who, call_id)
 
     async def list_calls(self, who: Principal, patient_id: int | None, agent_id: int | None,
-                         limit: int = 100, *, everyone: bool = False) -> list[dict[str, Any]]:
+                         limit: int = 100, *, everyone: bool = False, live: bool = False) -> list[dict[str, Any]]:
         """Calls of a patient, of an agent, or (supervisors, `everyone`) of all agents; by default one's own."""
         if everyone and not who.has_any("supervisor"):
             raise Problem(403, "Not allowed", "Only supervisors see every agent's calls.", roles=["supervisor"])
@@ -227,6 +227,8 @@ class Telephony:
             query = query.where(Call.patient_id == patient_id)
         if agent_id is not None:
             query = query.where(Call.agent_id == agent_id)
+        if live:
+            query = query.where(Call.state != "ended")
         async with self.db.session() as s:
             calls = list((await s.scalars(query)).all())
         notes = await crm.notes_for_calls(self.db, [c.id for c in calls])

@@ -328,7 +328,7 @@ async function hangup() {
 // the outcome form when it ends), on the card of the patient on the line.
 async function restoreCall() {
   let calls = [];
-  try { calls = items(await api("/api/calls"), "calls"); } catch { return; }
+  try { calls = items(await api("/api/calls?live=1"), "calls"); } catch { return; }
   const live = calls.find((c) => c.state !== "ended" && state.me && c.agent_id === state.me.id);
   if (!live || (state.call && state.call.state !== "ended")) return;  // none, or its events came in meanwhile
   adoptCall(live);
