@@ -31,6 +31,7 @@ SOFTHANGUP_SHUTDOWN = "4"
 SHUTDOWN_CAUSE = "Asterisk shut down (core stop/restart now)"
 DIALPLAN_ENDS = frozenset({"Hangup", "Busy", "Congestion"})  # applications by which the PBX ends a call
 STATE_UP = "6"
+PAGE_ACTION_PREFIX = "clinicall-page-"  # the ActionID of audio.paging's Originates
 
 # OriginateResponse Reason (ast_control codes): 4 answered, 5 busy, 3 no answer, 8 congestion, 1 hangup, 0 other.
 REASON_DISPOSITION = {"5": "busy", "3": "no_answer", "8": "failed", "1": "no_answer"}
@@ -553,7 +554,15 @@ class CallTracker:
             return "trunk"
         if self.trunk_prefixes and any(c.name.startswith(self.trunk_prefixes) for c in side):
             return "trunk"
-        return None
+        return "unknown" if self._unplaced_call_over(linkedid) else None
+
+    def _unplaced_call_over(self, linkedid: str) -> bool:
+        """A group the settings cannot place is logged as `unknown` once every channel of it has hung up
+        (only then is it sure to be no part of another call); clinicall's own overhead pages are no call."""
+        chans = [c for u in self.groups.get(linkedid, ()) if (c := self.channels.get(u)) is not None]
+        if not chans or any(c.hangup_at is None for c in chans):
+            return False
+        return not self.seen_originate_uids.get(linkedid, "").startswith(PAGE_ACTION_PREFIX)
 
     def _agent_started(self, linkedid: str, side: list[Channel]) -> str | None:
         mine = {c.uniqueid for c in side}

@@ -15,6 +15,7 @@ from tests.telephony.conftest import LogHarness, make_harness
 from tests.telephony.traces import Step, Trace
 
 RIG = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk" / "rig"
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "asterisk"
 SETTINGS = {"inbound_contexts": ["inbound", "from-pstn"]}  # from-pstn: FreePBX's inbound context
 
 
@@ -264,19 +265,67 @@ async def test_calls_ended_while_nobody_listened_get_their_true_end_from_cel(sql
         base = wallclock("ended_while_disconnected_reconnect")
         await replay(h, "ended_while_disconnected_reconnect", base)
         assert await h.log.reconcile(set(), base, []) == []
-        rows = {r.id: r for r in await h.rows()}
-        assert len(rows) == 3 and all(r.state == "ended" for r in rows.values())
-        c201 = rows[click]
-        inbound = next(r for r in rows.values() if r.direction == "inbound")
-        desk = next(r for r in rows.values() if r.origin == "desk_phone")
-        assert (c201.disposition, c201.hangup_code) == ("answered", 16)
-        assert close(c201.talk_seconds, 4.5) and close(c201.ring_seconds, 2.0)
-        assert (inbound.disposition, inbound.number, inbound.patient_id, inbound.agent_extension) == (
-            "answered", "+84912345678", 42, "1002")
-        assert close(inbound.talk_seconds, 5.0)
-        assert (desk.direction, desk.disposition, desk.number, desk.agent_extension, desk.hangup_code) == (
-            "outbound", "answered", "+84901234568", "1001", 16)
-        assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
+        await assert_true_ends_from_cel(h, click)
+
+
+async def assert_true_ends_from_cel(h: LogHarness, click: int) -> None:
+    """The three calls of ended_while_disconnected as their CEL rows tell (MANIFEST.md)."""
+    rows = {r.id: r for r in await h.rows()}
+    assert len(rows) == 3 and all(r.state == "ended" for r in rows.values())
+    c201 = rows[click]
+    inbound = next(r for r in rows.values() if r.direction == "inbound")
+    desk = next(r for r in rows.values() if r.origin == "desk_phone")
+    assert (c201.disposition, c201.hangup_code) == ("answered", 16)
+    assert close(c201.talk_seconds, 4.5) and close(c201.ring_seconds, 2.0)
+    assert (inbound.disposition, inbound.number, inbound.patient_id, inbound.agent_extension) == (
+        "answered", "+84912345678", 42, "1002")
+    assert close(inbound.talk_seconds, 5.0)
+    assert (desk.direction, desk.disposition, desk.number, desk.agent_extension, desk.hangup_code) == (
+        "outbound", "answered", "+84901234568", "1001", 16)
+    assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
+
+
+async def test_an_unreachable_cel_database_leaves_calls_unknown_until_it_answers(sqlite_url: str, tmp_path: Path,
+                                                                                  postgres: Any) -> None:
+    """cel_pgsql's database does not answer at the reconnect: the calls are settled as interrupted with that
+    reason (not "no end in CEL"), nothing is guessed, and the call that began and ended in the outage is owed;
+    once the database answers, a later read gives every call its true end (the rows cel_pgsql wrote)."""
+    import asyncpg
+
+    from telephony.cel_source import CelSource
+    from tests.servers import free_port
+
+    name = f"cel_down_{free_port()}"
+    url = postgres.database_url(name).replace("postgresql+asyncpg://", "postgresql://", 1)
+    base = aligned_base("ended_while_disconnected", cel_database("ended_while_disconnected", tmp_path / "master.db"))
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        h.log.cel_source = CelSource(url, tz=dt.UTC, timeout=2.0)
+        h.log.cel_catch_up = 0.5
+        (click,) = await replay(h, "ended_while_disconnected", base)
+        h.log.link_lost()
+        again = wallclock("ended_while_disconnected_reconnect")
+        await replay(h, "ended_while_disconnected_reconnect", again)
+        assert sorted(await h.log.reconcile(set(), again, [])) == sorted(r.id for r in await h.rows())
+        rows = await h.rows()
+        assert len(rows) == 2 and {r.disposition for r in rows} == {"interrupted"}
+        assert all("CEL database" in (r.hangup_cause or "") for r in rows), [r.hangup_cause for r in rows]
+        assert h.log.cel_owed and not await h.log.retry_cel()  # still down: still owed, nothing changes
+        assert [summary(r) for r in await h.rows()] == [summary(r) for r in rows]
+
+        admin = await asyncpg.connect(postgres.url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute((CONFIG / "cel_pgsql.sql").read_text())
+            await conn.execute((CONFIG / "cdr_pgsql.sql").read_text())
+            await conn.execute((RIG / "ended_while_disconnected.cel.pgsql.sql").read_text())
+        finally:
+            await conn.close()
+        assert await h.log.retry_cel() and not h.log.cel_owed
+        await assert_true_ends_from_cel(h, click)
 
 
 async def assert_rebuild_changes_nothing(h: LogHarness) -> None:
