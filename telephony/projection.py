@@ -171,6 +171,13 @@ def final_party(view: View, uid: str) -> str:
     return uid
 
 
+def passes_on(view: View, uid: str) -> bool:
+    """A Local channel whose other half dialled on (a ring group's or a follow-me's `Local/1001@from-internal`):
+    answered or not, the party is the one it dialled."""
+    twins = view.twins({uid}) - {uid}
+    return bool(twins) and any(d.caller_uid in twins for d in view.dials)
+
+
 def _iso(epoch: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds") if epoch is not None else None
 
@@ -197,7 +204,7 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
         seen.add(base)
         if dial.dest_uid in patient:
             talk.setdefault(base, total)
-        elif not view.ext(dial.dest_uid) and final_party(view, dial.dest_uid) != dial.dest_uid:
+        elif not view.ext(dial.dest_uid) and passes_on(view, dial.dest_uid):
             continue  # a Local channel that only passed the call on (the party behind it has its own leg)
         legs.append({"party": "agent" if view.ext(dial.dest_uid) else "patient" if dial.dest_uid in patient else "other",
                      "channel": base[:80], "extension": view.ext(dial.dest_uid), "dialled_at": _iso(dial.begin_at),

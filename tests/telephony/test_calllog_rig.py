@@ -16,7 +16,7 @@ from tests.telephony.traces import Step, Trace
 
 RIG = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk" / "rig"
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "asterisk"
-SETTINGS = {"inbound_contexts": ["inbound", "from-pstn"]}  # from-pstn: FreePBX's inbound context
+SETTINGS = {"inbound_contexts": ["inbound", "from-pstn", "from-trunk"]}  # from-pstn, from-trunk: FreePBX's
 
 
 def rig_trace(name: str) -> Trace:
@@ -49,6 +49,23 @@ def seconds_from(start: dt.datetime, value: dt.datetime | None) -> float | None:
 
 
 # scenario: direction, origin, disposition, number, patient, agent, talk, ring, cause, legs (extension, status, talk)
+OTHER_PBX: dict[str, dict[str, Any]] = {
+    "freepbx_ringgroup_e164": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                   patient_id=None, agent_extension="1002", talk=6.0, ring=1.0, hangup_code=16,
+                                   legs=[("1001", "CANCEL", None), ("1002", "ANSWER", 6.0)]),
+    "freepbx_ivr_then_group": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                   patient_id=None, agent_extension="1001", talk=4.4, ring=3.6, hangup_code=16,
+                                   legs=[("1002", "CANCEL", None), ("1001", "ANSWER", 4.4)]),  # the IVR's answer is no one's
+    "freepbx_cfb_external": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=None, agent_extension="1001", talk=4.5, ring=2.2, hangup_code=16,
+                                 legs=[("1001", "BUSY", None), (None, "ANSWER", 4.5)]),  # forwarded on busy, outside
+    "wazo_user_chain": dict(direction="inbound", origin="trunk", disposition="answered", number="+84933333333",
+                            patient_id=None, agent_extension="1001", talk=5.0, ring=1.0, hangup_code=16,
+                            legs=[("1001", "ANSWER", 5.0)]),
+    "freepbx_outbound_prefix": dict(direction="outbound", origin="desk_phone", disposition="answered",
+                                    number="+84901234567", patient_id=None, agent_extension="1001", talk=4.5, ring=2.0,
+                                    hangup_code=16, legs=[(None, "ANSWER", 4.5), ("1001", None, 4.5)]),
+}
 EXPECTED: dict[str, dict[str, Any]] = {
     "desk_phone_outbound": dict(direction="outbound", origin="desk_phone", disposition="answered",
                                 number="+84901234567", patient_id=None, agent_extension="1001", talk=4.5, ring=2.0,
@@ -140,6 +157,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "parked_and_retrieved": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
                                  patient_id=42, agent_extension="1001", talk=8.0, ring=1.0, hangup_code=16,
                                  legs=[("1001", "ANSWER", 2.1), ("1002", "ANSWER", 6.0)]),  # 4 s parked: no talk
+    # MANIFEST.md "Other PBXs' dialplans": FreePBX / Wazo contexts, caller IDs +84 / 0084 / 84, Local chains
+    **OTHER_PBX,
 }
 CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [("1001", "1002")]}
 
@@ -192,6 +211,20 @@ async def test_internal_calls_are_logged_only_when_asked(sqlite_url: str, tmp_pa
         (call,) = await h.rows()
         assert (call.direction, call.origin, call.disposition, call.number) == ("internal", "internal", "answered", None)
         assert close(call.talk_seconds, 3.0) and call.agent_extension == "1001"
+
+
+@pytest.mark.parametrize("name", ["freepbx_ivr_then_group", "freepbx_cfb_external"])
+async def test_a_call_the_settings_cannot_place_is_logged_as_unknown(sqlite_url: str, name: str) -> None:
+    """A FreePBX/Wazo trace against settings that do not name its inbound context (from-trunk) or its trunk:
+    the call is still logged once over, with its facts, and direction `unknown` (never dropped, never guessed)."""
+    want = OTHER_PBX[name]
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents"):  # inbound_contexts: ["inbound"]
+        await replay(h, name)
+        (call,) = await h.rows()
+        assert (call.direction, call.origin, call.state) == ("unknown", "unknown", "ended")
+        assert (call.disposition, call.number, call.agent_extension) == (want["disposition"], want["number"],
+                                                                         want["agent_extension"])
+        assert close(call.talk_seconds, want["talk"]) and call.billsec == int(want["talk"])
 
 
 def cel_database(run: str, path: Path) -> Path:
