@@ -437,6 +437,39 @@ async def test_a_call_answered_while_the_ami_link_was_down_gets_its_true_answer(
         assert close(call.talk_seconds, 6.0), call.talk_seconds
 
 
+async def test_clinicall_killed_during_a_transfer_follows_the_call_again_from_journal_and_cel(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """clinicall is killed -9 while 1001 talks with the caller; 1001 blind-transfers the caller to 1002 while
+    it is away; a new clinicall process (same database, Asterisk still up) reloads the open call from the
+    journal, reconnects (CoreShowChannels lists 1002's channels) and reads CEL: one call, both legs, true times."""
+    from telephony.cel_source import CelSource
+
+    name = "transfer_while_clinicall_away"
+    database = cel_database(name, tmp_path / "master.db")
+    base = aligned_base(name, database)
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        await replay(h, name, base)
+        (before,) = await h.rows()
+        assert (before.state, before.agent_extension) == ("answered", "1001")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):  # the new process
+        h.log.cel_source = CelSource(str(database))
+        h.log.cel_catch_up = 0.3
+        assert await h.log.load_open_calls() == 1
+        messages = rig_trace(f"{name}_reconnect").timed_messages(base=base)
+        cut = next(i for i, (ev, _) in enumerate(messages) if ev.get("Event") == "CoreShowChannelsComplete") + 1
+        for ev, at in messages[:cut]:
+            await h.log.handle(ev, at)
+        assert await h.log.reconcile(live_channels(f"{name}_reconnect"), messages[0][1], []) == []
+        for ev, at in messages[cut:]:
+            await h.log.handle(ev, at)
+        (call,) = await h.rows()
+        legs = [(leg["extension"], leg["dial_status"], leg["talk_seconds"]) for leg in json.loads(call.legs)]
+        assert (call.state, call.disposition, call.agent_extension, call.patient_id) == ("ended", "answered", "1001", 42)
+        assert close(seconds_from(call.created_at, call.answered_at), 1.0) and close(call.ring_seconds, 1.0)
+        assert close(call.talk_seconds, 9.0) and call.hangup_code == 16
+        assert legs == [("1001", "ANSWER", 1.1), ("1002", None, 7.8)]  # 1002 reached by the transfer, seen in CEL
+
+
 async def test_a_restart_while_an_agent_rings_fails_the_call_and_a_graceful_one_waits(sqlite_url: str) -> None:
     """`core restart now` while 1001's phone rings: Asterisk hangs the call up (cause 16, DialEnd CANCEL, as
     if the caller had hung up), but its SoftHangupRequest says why (flag 4, shutdown): the call `failed`, it
