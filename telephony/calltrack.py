@@ -527,6 +527,17 @@ class CallTracker:
         match = self.agent_pattern.match(name)
         return match.group("ext") if match else None
 
+    def chan_ext(self, chan: Channel) -> str | None:
+        """The agent's extension of a channel; a channel in an inbound context is a trunk's, whatever its name
+        (`PJSIP/viettel-0000001a` fits `PJSIP/{ext}` too)."""
+        if chan.contexts & self.inbound_contexts:
+            return None
+        return self.agent_ext(chan.name)
+
+    def _dest_ext(self, dial: Dial) -> str | None:
+        chan = self.channels.get(dial.dest_uid)
+        return self.chan_ext(chan) if chan is not None else self.agent_ext(dial.dest_name)
+
     def origin_channel(self, linkedid: str) -> Channel | None:
         """Where the group started: the channel whose Uniqueid is the Linkedid, else the first seen."""
         chans = [self.channels[u] for u in self.groups.get(linkedid, ()) if u in self.channels]
@@ -548,7 +559,7 @@ class CallTracker:
         side = self.origin_side(linkedid)
         if not side:
             return None
-        if any(self.agent_ext(c.name) for c in side):
+        if any(self.chan_ext(c) for c in side):
             return self._agent_started(linkedid, side)
         if any(c.contexts & self.inbound_contexts for c in side):
             return "trunk"
@@ -569,7 +580,7 @@ class CallTracker:
         others = [c for u in self.groups.get(linkedid, ()) if (c := self.channels.get(u)) is not None
                   and c.uniqueid not in mine and c.name]
         dialled = [d for k in self.group_dials.get(linkedid, ()) if (d := self.dials.get(k)) and d.caller_uid in mine]
-        if any(not self.agent_ext(c.name) for c in others) or any(not self.agent_ext(d.dest_name) for d in dialled):
+        if any(not self.chan_ext(c) for c in others) or any(not self._dest_ext(d) for d in dialled):
             return "desk_phone"
         if self.internal_calls and (others or dialled):
             return "internal"

@@ -58,7 +58,7 @@ class View:
 
     def ext(self, uid: str) -> str | None:
         chan = self.chans.get(uid)
-        return self.tracker.agent_ext(chan.name) if chan else None
+        return self.tracker.chan_ext(chan) if chan else None
 
 
 def gather(tracker: CallTracker, spec: CallSpec) -> View:

@@ -227,6 +227,26 @@ async def test_a_call_the_settings_cannot_place_is_logged_as_unknown(sqlite_url:
         assert close(call.talk_seconds, want["talk"]) and call.billsec == int(want["talk"])
 
 
+async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk_when_its_context_is_inbound(sqlite_url: str) -> None:
+    """freepbx_ringgroup_e164 with its channels named as chan_pjsip names them (the trunk `PJSIP/viettel-…`,
+    the phones `PJSIP/1001-…`; every other byte as recorded): `PJSIP/{ext}` fits the trunk too, but a channel in
+    an inbound context is the trunk's. The call is inbound, answered by 1002 (not a desk phone of "viettel")."""
+    trace = rig_trace("freepbx_ringgroup_e164")
+    renames = ((b"Local/2873001234@from-trunk-", b"PJSIP/viettel-"), (b"Local/1001@agents-", b"PJSIP/1001-"),
+               (b"Local/1002@agents-", b"PJSIP/1002-"))
+    for step in trace.steps:
+        for old, new in renames:
+            step.data = step.data.replace(old, new)
+    async for h in make_harness(sqlite_url, agent_channel="PJSIP/{ext}", inbound_contexts=["from-trunk"]):
+        for ev, at in trace.timed_messages(base=wallclock("freepbx_ringgroup_e164")):
+            await h.log.handle(ev, at)
+        (call,) = await h.rows()
+        legs = [(leg["extension"], leg["dial_status"]) for leg in json.loads(call.legs)]
+        assert (call.direction, call.origin, call.disposition, call.number, call.agent_extension) == (
+            "inbound", "trunk", "answered", "+84912345678", "1002")
+        assert legs == [("1001", "CANCEL"), ("1002", "ANSWER")] and close(call.talk_seconds, 6.0)
+
+
 def cel_database(run: str, path: Path) -> Path:
     """The SQLite database cel_sqlite3_custom wrote during the run (tables cel and cdr)."""
     import sqlite3
