@@ -247,6 +247,17 @@ async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk_when_its_context_i
         assert legs == [("1001", "CANCEL"), ("1002", "ANSWER")] and close(call.talk_seconds, 6.0)
 
 
+async def test_agents_named_by_their_from_internal_local_channel_have_one_leg_each(sqlite_url: str) -> None:
+    """`agent_channel = "Local/{ext}@from-internal"` (FreePBX's channel for click-to-call): the ring group's
+    `Local/1002@from-internal` is the agent and the phone it rang behind it is the same party: one leg per agent,
+    with the talk, not an agent leg without talk plus an unnamed one with it."""
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@from-internal", inbound_contexts=["from-trunk"]):
+        await replay(h, "freepbx_ringgroup_e164")
+        (call,) = await h.rows()
+        legs = [(leg["extension"], leg["dial_status"], leg["talk_seconds"]) for leg in json.loads(call.legs)]
+        assert (call.agent_extension, legs) == ("1002", [("1001", "CANCEL", None), ("1002", "ANSWER", 6.0)])
+
+
 def cel_database(run: str, path: Path) -> Path:
     """The SQLite database cel_sqlite3_custom wrote during the run (tables cel and cdr)."""
     import sqlite3
