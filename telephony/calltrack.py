@@ -66,6 +66,7 @@ class Channel:
     dial_strings: list[str] = field(default_factory=list)  # CEL APP_START Dial data
     ended_by_dialplan: bool = False  # ran Hangup(), Busy() or Congestion(): the PBX ended it, not the caller
     on_ami: bool = False  # seen in an AMI channel event (not only in CEL records)
+    dialled_out: bool = False  # reached by a Dial of an outside number (PJSIP/0901234567@vnpt): a trunk's channel
     shutdown_at: float | None = None  # Asterisk hung it up because it was shutting down (core stop/restart now)
 
     @property
@@ -178,6 +179,15 @@ def _cel_extra(ev: dict[str, str]) -> dict[str, Any]:
     except ValueError:
         return {}
     return extra if isinstance(extra, dict) else {}
+
+
+OUTSIDE_NUMBER = re.compile(r"\+?[0-9]{7,}")  # longer than any extension: a phone number
+
+
+def _outside(dial_string: str, ext: str | None) -> bool:
+    """A Dial whose string names a phone number that is not the destination's own extension goes out through a
+    trunk (`0901234567@vnpt`, `vnpt/0901234567`); a phone's contact (`1001/sip:1001@10.0.0.5:5060`) does not."""
+    return ext is not None and any(n.lstrip("+") != ext for n in OUTSIDE_NUMBER.findall(dial_string))
 
 
 def agent_channel_pattern(template: str) -> re.Pattern[str]:
@@ -368,6 +378,7 @@ class CallTracker:
                 touched.add(chan.linkedid)
         if kind == "DialBegin":
             dial.begin_at = _first(dial.begin_at, at)
+            dest.dialled_out = dest.dialled_out or _outside(ev.get("DialString", ""), self.agent_ext(dest.name))
         elif kind == "DialState" and ev.get("DialStatus") in ("RINGING", "PROGRESS"):
             dial.ringing_at = _first(dial.ringing_at, at)
         elif kind == "DialEnd" and dial.status is None and ev.get("DialStatus"):
@@ -528,9 +539,9 @@ class CallTracker:
         return match.group("ext") if match else None
 
     def chan_ext(self, chan: Channel) -> str | None:
-        """The agent's extension of a channel; a channel in an inbound context is a trunk's, whatever its name
-        (`PJSIP/viettel-0000001a` fits `PJSIP/{ext}` too)."""
-        if chan.contexts & self.inbound_contexts:
+        """The agent's extension of a channel; a channel in an inbound context, or dialled with an outside
+        number, is a trunk's, whatever its name (`PJSIP/viettel-0000001a` fits `PJSIP/{ext}` too)."""
+        if chan.dialled_out or chan.contexts & self.inbound_contexts:
             return None
         return self.agent_ext(chan.name)
 

@@ -227,24 +227,45 @@ async def test_a_call_the_settings_cannot_place_is_logged_as_unknown(sqlite_url:
         assert close(call.talk_seconds, want["talk"]) and call.billsec == int(want["talk"])
 
 
-async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk_when_its_context_is_inbound(sqlite_url: str) -> None:
-    """freepbx_ringgroup_e164 with its channels named as chan_pjsip names them (the trunk `PJSIP/viettel-…`,
-    the phones `PJSIP/1001-…`; every other byte as recorded): `PJSIP/{ext}` fits the trunk too, but a channel in
-    an inbound context is the trunk's. The call is inbound, answered by 1002 (not a desk phone of "viettel")."""
-    trace = rig_trace("freepbx_ringgroup_e164")
-    renames = ((b"Local/2873001234@from-trunk-", b"PJSIP/viettel-"), (b"Local/1001@agents-", b"PJSIP/1001-"),
-               (b"Local/1002@agents-", b"PJSIP/1002-"))
+def as_pjsip(name: str, *renames: tuple[bytes, bytes]) -> Trace:
+    """A recorded trace with its channels named as chan_pjsip names them (every other byte as recorded)."""
+    trace = rig_trace(name)
     for step in trace.steps:
         for old, new in renames:
             step.data = step.data.replace(old, new)
+    return trace
+
+
+PJSIP_PHONES = ((b"Local/1001@agents-", b"PJSIP/1001-"), (b"Local/1002@agents-", b"PJSIP/1002-"))
+
+
+async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk(sqlite_url: str, tmp_path: Path) -> None:
+    """`PJSIP/{ext}` fits a trunk `PJSIP/viettel-…` too. Inbound (freepbx_ringgroup_e164 as chan_pjsip names it):
+    the trunk's channel sits in an inbound context, so the call is inbound, answered by 1002 (not a desk phone of
+    "viettel"). Outbound (freepbx_outbound_prefix, trunk context not listed): 1001's Dial names an outside number,
+    so the call goes out (not an internal call between "agents" 1001 and "vnpt", which is not logged)."""
+    import shutil
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/outbound.db"
+    shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
+    inbound = as_pjsip("freepbx_ringgroup_e164", (b"Local/2873001234@from-trunk-", b"PJSIP/viettel-"), *PJSIP_PHONES)
     async for h in make_harness(sqlite_url, agent_channel="PJSIP/{ext}", inbound_contexts=["from-trunk"]):
-        for ev, at in trace.timed_messages(base=wallclock("freepbx_ringgroup_e164")):
+        for ev, at in inbound.timed_messages(base=wallclock("freepbx_ringgroup_e164")):
             await h.log.handle(ev, at)
         (call,) = await h.rows()
         legs = [(leg["extension"], leg["dial_status"]) for leg in json.loads(call.legs)]
         assert (call.direction, call.origin, call.disposition, call.number, call.agent_extension) == (
             "inbound", "trunk", "answered", "+84912345678", "1002")
         assert legs == [("1001", "CANCEL"), ("1002", "ANSWER")] and close(call.talk_seconds, 6.0)
+
+    outbound = as_pjsip("freepbx_outbound_prefix", (b"Local/0901234567@vnpt-trunk-", b"PJSIP/vnpt-"), *PJSIP_PHONES)
+    async for h in make_harness(url, agent_channel="PJSIP/{ext}"):
+        for ev, at in outbound.timed_messages(base=wallclock("freepbx_outbound_prefix")):
+            await h.log.handle(ev, at)
+        (call,) = await h.rows()
+        assert (call.direction, call.origin, call.disposition, call.number, call.agent_extension) == (
+            "outbound", "desk_phone", "answered", "+84901234567", "1001")
+        assert close(call.talk_seconds, 4.5) and close(call.ring_seconds, 2.0)
 
 
 async def test_agents_named_by_their_from_internal_local_channel_have_one_leg_each(sqlite_url: str) -> None:
