@@ -100,6 +100,13 @@ async def test_the_past_days_leftovers_expire_and_todays_line_starts_clean(clini
     assert (statuses[left[0]["id"]], statuses[left[1]["id"]], statuses[left[2]["id"]]) == ("called", "expired", "expired")
     token = (await get_ticket(db, left[2]["id"])).token
     assert (await (await clinic.client.get(f"/api/t/{token}")).json())["status"] == "expired"  # the patient's page
+    # yesterday's patient still in the room is skipped after midnight: on today's set-aside list (the room page's)
+    await clinic.op(in_room["id"], "skip")
+    listed = {t["id"]: t["status"] for t in (await clinic.get(f"/api/tickets?service_id={clinic.services['A']}"))["tickets"]}
+    assert listed == {today["id"]: "waiting", in_room["id"]: "skipped"}
+    assert (await clinic.op(in_room["id"], "restore"))["ticket"]["status"] == "waiting"
+    again = await clinic.call_next("consult1")  # back where it stood: before today's
+    assert again is not None and again["id"] == in_room["id"]
     called = await clinic.call_next("consult1")  # finishes yesterday's patient in the room, calls today's
     assert called is not None and called["id"] == today["id"]
     assert (seconds := tickets.seconds_to_next_day(utcnow(), settings)) > 0 and seconds <= 24 * 3600 + 3600

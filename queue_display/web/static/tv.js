@@ -34,7 +34,7 @@ function backText(back) {
 }
 
 function renderCalls() {
-  $("calls").replaceChildren(...state.recent.slice(1, 9).map((ticket) => el("li", {},
+  $("calls").replaceChildren(...state.standingCalls().slice(1, 9).map((ticket) => el("li", {},
     el("span", {class: "num"}, ticket.number), el("span", {}, roomLabel(ticket.room, lang, t)))));
 }
 
@@ -47,7 +47,8 @@ function renderServices() {
         ticket.back_to ? el("span", {class: "back"}, backText(ticket.back_to)) : null),
       el("span", {class: "eta"}, waitRangeText(ticket, t))));
     boxes.push(el("div", {class: "service", "data-service": service.id},
-      el("h3", {}, `${serviceLabel(service, lang)} (${service.waiting.length})`),
+      el("h3", {}, `${serviceLabel(service, lang)} (${service.waiting.length})`,
+        waitRangeText(service, t) ? el("span", {class: "eta newcomer"}, ` · ${t("newcomer")}: ${waitRangeText(service, t)}`) : null),
       items.length ? el("ul", {class: "waiting"}, items) : el("p", {class: "eta"}, t("nobody"))));
   }
   $("services").replaceChildren(...boxes);
@@ -55,7 +56,7 @@ function renderServices() {
 
 function renderAll() {
   if (state.clinic) $("clinic").textContent = state.clinic;
-  renderNow(state.recent[0] || null, false);
+  renderNow(state.standingCalls()[0] || null, false);
   renderCalls();
   renderServices();
 }
@@ -127,7 +128,7 @@ const feed = new DisplayFeed({
   onEvent: (frame) => {
     if (frame.type === "announcement.ready") { announce(frame.data); return; }
     const called = state.applyEvent(frame.type, frame.data);
-    if (called) renderNow(called, true); else renderNow(state.recent[0] || null, false);
+    if (called) renderNow(called, true); else renderNow(state.standingCalls()[0] || null, false);
     renderCalls();
     renderServices();
   },
