@@ -33,6 +33,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
     update,
 )
@@ -58,6 +59,7 @@ from queue_display.models import (
 from queue_display.ordering import PRIORITIES, QueueItem, order_for_room, order_from_heads
 
 CALL_ATTEMPTS = 50
+PATIENT_LOCK_SPACE = 0x51554555  # pg_advisory_xact_lock(space, patient id): one ticket issued per patient at a time
 HEADS = 8  # call-next reads this many of each group at the head of the room's line
 
 
@@ -197,6 +199,9 @@ async def issue(db: Database, settings: Settings, *, service_id: int, source: st
                     raise conflict(f"{service.names.get('vi')} is closed now; it opens {service.opens_at} to "
                                    f"{service.closes_at}. Please ask at reception.", code="service_closed")
                 if patient_id is not None:
+                    if db.is_postgres:  # two desks checking one patient in at once: one after the other
+                        await s.execute(text("SELECT pg_advisory_xact_lock(:space, :patient)"),
+                                        {"space": PATIENT_LOCK_SPACE, "patient": patient_id})
                     existing = await s.scalar(select(Ticket).where(
                         Ticket.patient_id == patient_id, Ticket.local_day == day,
                         Ticket.status.in_(ACTIVE_STATUSES)))

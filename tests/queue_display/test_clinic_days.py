@@ -5,6 +5,7 @@ code its page translates."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -110,3 +111,21 @@ async def test_the_past_days_leftovers_expire_and_todays_line_starts_clean(clini
     called = await clinic.call_next("consult1")  # finishes yesterday's patient in the room, calls today's
     assert called is not None and called["id"] == today["id"]
     assert (seconds := tickets.seconds_to_next_day(utcnow(), settings)) > 0 and seconds <= 24 * 3600 + 3600
+
+
+async def test_two_desks_checking_in_one_patient_at_once_give_one_ticket(clinic: Clinic) -> None:
+    from crm_bridge import service as crm
+
+    app = clinic.client.app
+    db, settings = app[DB_KEY], app[SETTINGS_KEY]  # type: ignore[index]
+    made = await clinic.post("/api/patients", {"full_name": "Lê Văn Hai"}, who="admin", status=201)
+    patient_id = (made.get("patient") or made)["id"]
+    today = tickets.local_day(utcnow(), settings)
+    await crm.add_care_note(db, patient_id=patient_id, author_id=clinic.staff.ids["admin"], arrival_date=today,
+                            booking_date=today)
+    body = {"patient_id": patient_id, "service_id": clinic.services["A"]}
+    answers = await asyncio.gather(*(clinic.client.post(path, json=body, headers=clinic.staff.headers("reception"))
+                                     for path in ("/api/checkins", "/api/checkins", "/api/tickets")))
+    assert sorted(answer.status for answer in answers) == [201, 409, 409]
+    held = [t for t in (await clinic.get(f"/api/tickets?patient_ids={patient_id}"))["tickets"]]
+    assert len(held) == 1
