@@ -48,6 +48,16 @@ async def test_a_closed_room_says_so_and_is_not_named_as_the_way_back(clinic: Cl
     assert (await status_page(clinic, back))["back_to"]["room"]["number"] == 1
     assert await clinic.call_next("consult2") is None
     assert (await clinic.call_next("consult1"))["id"] == patient["id"]  # type: ignore[index]
+    # the lab is past its hours and its room is closed: the doctor cannot send the patient to wait for nobody
+    weekday = dt.datetime.now(clinic.client.app[SETTINGS_KEY].clinic.zone()).weekday()  # type: ignore[index]
+    await clinic.client.patch(f"/api/services/{clinic.services['B']}", headers=clinic.staff.headers("admin"),
+                              json={"open_days": [d for d in range(7) if d != weekday]})
+    await set_open(clinic, "lab1", False)
+    refused = await clinic.op(patient["id"], "transfer", {"service_id": clinic.services["B"]}, status=409)
+    assert refused["code"] == "transfer_target_closed"
+    assert (await clinic.get(f"/api/tickets/{patient['id']}"))["ticket"]["status"] == "called"  # still with the doctor
+    await set_open(clinic, "lab1", True)  # a lab room working late takes them
+    assert (await clinic.op(patient["id"], "transfer", {"service_id": clinic.services["B"]}))["ticket"]["status"] == "waiting"
 
 
 async def test_numbers_never_repeat_across_the_day_rollover_and_the_kiosk_says_closed(clinic: Clinic) -> None:
