@@ -196,7 +196,9 @@ async def rooms_update(request: web.Request) -> web.Response:
     changed = set(updated.service_ids)
     if before is not None and before != updated.open:
         await _runtime(request).room_state_changed(updated.id, updated.open, utcnow())
-        # the lab's and X-ray's lines too: their patients' way back names this room only while it is open
+    if (before is not None and before != updated.open) or "service_ids" in patch.model_fields_set:
+        # the lab's and X-ray's lines too: their patients' way back names this room only while it is open (and
+        # serves their doctor's service)
         changed |= {x.id for x in await service.list_services(request.app[DB_KEY])}
     await _runtime(request).refresh_and_publish(changed)
     return _json({"room": room_json(updated, request.app[SETTINGS_KEY].clinic.language)})

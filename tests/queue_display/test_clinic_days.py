@@ -139,3 +139,21 @@ async def test_two_desks_checking_in_one_patient_at_once_give_one_ticket(clinic:
     assert sorted(answer.status for answer in answers) == [201, 409, 409]
     held = [t for t in (await clinic.get(f"/api/tickets?patient_ids={patient_id}"))["tickets"]]
     assert len(held) == 1
+
+
+async def test_a_room_that_stops_serving_a_service_lets_its_returning_patients_go(clinic: Clinic) -> None:
+    first, second = await clinic.issue("A"), await clinic.issue("A")
+    for patient in (first, second):
+        await clinic.call_next("consult1")
+        await clinic.op(patient["id"], "transfer", {"service_id": clinic.services["B"]})  # back to consult 1
+    await clinic.call_next("lab1")
+    back = (await clinic.op(first["id"], "done"))["ticket"]  # waiting for consult 1 again
+    assert back["back_to"]["room"]["number"] == 1
+    response = await clinic.client.patch(f"/api/rooms/{clinic.rooms['consult1']}", json={"service_ids": [clinic.services["C"]]},
+                                         headers=clinic.staff.headers("admin"))  # its doctor does ultrasound now
+    assert response.status == 200, await response.text()
+    assert (await status_page(clinic, back))["back_to"]["room"] is None  # "back to Khám tổng quát": any room
+    at_lab = await clinic.get(f"/api/tickets/{second['id']}")
+    assert at_lab["ticket"]["return_room_id"] is None and at_lab["ticket"]["return_service_id"] == clinic.services["A"]
+    called = await clinic.call_next("consult2")  # not left waiting for a room that cannot call them
+    assert called is not None and called["id"] == first["id"]
