@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 FOR_THE_ESTIMATOR = frozenset(("served", "arrival", "round_trip", "hold"))  # in ticket events; no screen reads them
-FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "queue.room_state", "announcement.ready")
+FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "queue.room_state", "queue.catalog", "announcement.ready")
+CATALOG_CHANGED = "queue.catalog"
 SNAPSHOT_CACHE_SECONDS = 2.0
 QUEUE_CHANGED = "queue.changed"
 
@@ -214,7 +215,13 @@ class DisplayHub:
     # events ------------------------------------------------------------------------------------------
     def on_event(self, event: Event) -> None:
         """A bus tap: the events published together (one operation's) go out in one flush, as soon as their
-        publisher yields, before any bus subscriber (the announcer, messaging) has them."""
+        publisher yields, before any bus subscriber (the announcer, messaging) has them. A service or room
+        made or changed sends every screen a fresh snapshot instead (names and rooms are in snapshots only)."""
+        if event.type == CATALOG_CHANGED:
+            self.version += 1  # no cached snapshot of before the change is handed out
+            for client in list(self.feed.clients()):
+                self.hub.resync(client)
+            return
         self._pending.append(event)
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_soon(self.flush)

@@ -130,6 +130,7 @@ async def services_create(request: web.Request) -> web.Response:
     data = await parse_body(request, service.ServiceIn)
     created = await service.create_service(request.app[DB_KEY], data)
     await _runtime(request).apply(None)
+    await _runtime(request).catalog_changed()
     return _json({"service": service_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
 
 
@@ -140,6 +141,7 @@ async def services_update(request: web.Request) -> web.Response:
     patch = await parse_body(request, service.ServicePatch)
     updated = await service.update_service(request.app[DB_KEY], service_id, patch)
     await _runtime(request).refresh_and_publish({updated.id})
+    await _runtime(request).catalog_changed()
     return _json({"service": service_json(updated, request.app[SETTINGS_KEY].clinic.language)})
 
 
@@ -156,6 +158,7 @@ async def rooms_create(request: web.Request) -> web.Response:
     data = await parse_body(request, service.RoomIn)
     created = await service.create_room(request.app[DB_KEY], data)
     await _runtime(request).refresh_and_publish(set(created.service_ids))
+    await _runtime(request).catalog_changed()
     return _json({"room": room_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
 
 
@@ -201,6 +204,8 @@ async def rooms_update(request: web.Request) -> web.Response:
         # serves their doctor's service)
         changed |= {x.id for x in await service.list_services(request.app[DB_KEY])}
     await _runtime(request).refresh_and_publish(changed)
+    if set(patch.model_fields_set) - {"open"}:  # renamed, other services, another doctor: screens resync
+        await _runtime(request).catalog_changed()
     return _json({"room": room_json(updated, request.app[SETTINGS_KEY].clinic.language)})
 
 

@@ -338,6 +338,10 @@ class QueueRuntime:
         self._teach(learn_room_state, room_id, open, at)
         await self.bus.publish(ev.ROOM_STATE, {"room_id": room_id, "open": open, "at": at.isoformat()})
 
+    async def catalog_changed(self) -> None:
+        """A service or room was made or changed: every screen takes a fresh snapshot (names, rooms' services)."""
+        await self.bus.publish(ev.CATALOG_CHANGED, {"at": utcnow().isoformat()})
+
     async def on_remote_event(self, event: Event) -> None:
         """Another instance's operation: learn from it too (its estimates are already stored)."""
         if event.origin == getattr(self.bus, "instance_id", None):

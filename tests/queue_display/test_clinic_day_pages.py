@@ -4,7 +4,7 @@
 X-ray by the lab, and room 1 closes for lunch meanwhile; the patient's own phone page follows every step and never
 sends them to the closed door, nor does the TV; room 2's door shows them as next while room 1 is closed and not once it reopens;
 room 1's door says "closed" over lunch and lists them again once it reopens, live; the TV's big number never shows a
-call taken back by a transfer or a return to a line; room 1 calls them back with their own number; a receptionist's double click gives one number. No 5xx, no script
+call taken back by a transfer or a return to a line, and follows a service renamed during the day; room 1 calls them back with their own number; a receptionist's double click gives one number. No 5xx, no script
 error."""
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     await phone_says("Mời bạn vào", "Phòng khám số 1")
     await press("d", "A001: Xong")
     await phone_says("Đã hoàn tất")
+    await server.api("PATCH", f"/api/services/{A}", json={"names": {"vi": "Khám bệnh", "en": "Consultation"}})
+    await tv.locator(f"#services [data-service='{A}'] h3").filter(has_text="Khám bệnh").wait_for()  # renamed, live
     await room.goto(server.url("/room", room=str(lab)))  # the lab's own page: its walk-ins sent on do not come back
     await room.wait_for_selector("body[data-ready='1']")
     assert not await room.locator("#transfer-return").is_checked()
