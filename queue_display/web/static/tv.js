@@ -14,8 +14,13 @@ let lastStatus = "connecting";
 let flashTimer = null;
 const $ = (id) => document.getElementById(id);
 let timeZone;  // the clinic's, from the snapshot: a TV set to another zone still shows local clinic time
+let shownCall;  // the call on the big number ("id:called_at:recalls"); undefined before the first snapshot
+const RECENT_CALL_MS = 120000;  // a call this recent, made while the TV was cut off, still flashes on reconnecting
+
+const callKey = (ticket) => (ticket ? `${ticket.id}:${ticket.called_at}:${ticket.recall_count || 0}` : null);
 
 function renderNow(ticket, flash) {
+  shownCall = callKey(ticket);
   $("now-number").textContent = ticket ? ticket.number : "—";
   $("now-room").textContent = ticket && ticket.room ? roomLabel(ticket.room, lang, t) : "";
   if (flash) {
@@ -123,7 +128,16 @@ for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("cl
 const feed = new DisplayFeed({
   token, rooms: queryParam("rooms"), services: queryParam("services"),
   onStatus: setStatus,
-  onSnapshot: (data) => { timeZone = data.timezone || undefined; tick(); state.applySnapshot(data); renderAll(); },
+  onSnapshot: (data) => {
+    timeZone = data.timezone || undefined; tick();
+    const before = shownCall;
+    state.applySnapshot(data);
+    renderAll();
+    // a call made while the TV was cut off (network, restart) is still news: flash it as a live one
+    const now = state.standingCalls()[0];
+    if (before !== undefined && now && callKey(now) !== before && now.called_at
+        && Date.parse(data.at) - Date.parse(now.called_at) < RECENT_CALL_MS) renderNow(now, true);
+  },
   isStale: () => state.takeStale(),
   onEvent: (frame) => {
     if (frame.type === "announcement.ready") { announce(frame.data); return; }
