@@ -149,6 +149,16 @@ async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: Liv
     await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:3']}/call-next", who="doctor")
     await tv.locator("#now-number").filter(has_text=issued["ticket"]["number"]).wait_for(timeout=8000)
     assert await tv.locator("#now-room").inner_text() == "3号诊室"
+    # the network is cut and a number is called meanwhile: on reconnecting the TV shows it as a call (flashing)
+    await tv.context.set_offline(True)
+    for ws in list(live_server.app[WEBSOCKETS_KEY]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"cut")
+    await tv.wait_for_selector("#status:not([data-state='live'])")
+    await tv.evaluate("document.getElementById('now').classList.remove('flash')")
+    missed = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["C"]})
+    await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:3']}/call-next", who="doctor")
+    await tv.context.set_offline(False)
+    await tv.locator("#now.flash #now-number").filter(has_text=missed["ticket"]["number"]).wait_for(timeout=20000)
 
 
 async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_server: LiveServer,
