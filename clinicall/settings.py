@@ -183,6 +183,8 @@ class TelephonySettings(Section):
     cel_database: str = Field("", max_length=2000,
                               description="Asterisk's CEL database, read after every reconnect: a SQLite file "
                                           "(cel_sqlite3_custom) or a postgresql:// URL (cel_pgsql); empty = off")
+    cel_retry_seconds: float = Field(30.0, ge=1, le=3600, description="While the CEL database does not answer, "
+                                     "how often it is read again (the calls of the outage stay unknown until then)")
     log_internal_calls: bool = Field(False, description="Log agent-to-agent calls (direction internal)")
     trunk_channels: list[str] = Field(default_factory=list, description="Channel name prefixes of the trunk "
                                       "(e.g. PJSIP/trunk-): a call that starts on one is inbound")

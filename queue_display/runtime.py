@@ -31,6 +31,7 @@ from crm_bridge.events import PATIENT_MERGED
 from queue_display import events as ev
 from queue_display import state as qstate
 from queue_display.estimates import (
+    estimate_queue,
     estimate_ranges,
     learn_arrival,
     learn_hold,
@@ -121,6 +122,12 @@ class QueueRuntime:
                        away: list[Any] | None = None, held: list[Any] | None = None,
                        ) -> dict[int, tuple[float, float, float]]:
         return await self.on_worker(estimate_ranges, self.estimator, now, waiting, rooms, away, held)
+
+    async def estimate_queue(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
+                             away: list[Any] | None = None, held: list[Any] | None = None,
+                             newcomers: list[int] | None = None) -> tuple[qstate.Estimates, qstate.Estimates]:
+        """The waiting tickets' estimates and, per service in `newcomers`, a walk-in's taking a number now."""
+        return await self.on_worker(estimate_queue, self.estimator, now, waiting, rooms, away, held, newcomers or ())
 
     async def warm_up(self) -> None:
         await warm(self.estimator, self.db, utcnow(), run=self.on_worker)
@@ -275,7 +282,7 @@ class QueueRuntime:
                 return self._last_state
             covers = self._requested
             self.refreshes += 1
-            state = await qstate.refresh(self.db, self.settings, self.estimate, write_guard=self.serialised())
+            state = await qstate.refresh(self.db, self.settings, self.estimate_queue, write_guard=self.serialised())
             self._completed, self._last_state = covers, state
             return state
 
@@ -286,9 +293,11 @@ class QueueRuntime:
                                                                    for t in state.waiting.get(sid, [])])
         for service_id in sorted(changed):
             line = state.waiting.get(service_id, [])
+            joining = state.newcomer_wait(service_id)
             await self.bus.publish(ev.QUEUE_CHANGED, {
                 "service_id": service_id,
                 "waiting": qstate.tickets_json(state, line, language, names),
+                "newcomer": list(joining) if joining else None,  # a walk-in taking a number now
                 "at": utcnow().isoformat(),
             })
         return state
@@ -328,6 +337,10 @@ class QueueRuntime:
         """A room opened or closed: the estimator learns the room's timetable; other instances too."""
         self._teach(learn_room_state, room_id, open, at)
         await self.bus.publish(ev.ROOM_STATE, {"room_id": room_id, "open": open, "at": at.isoformat()})
+
+    async def catalog_changed(self) -> None:
+        """A service or room was made or changed: every screen takes a fresh snapshot (names, rooms' services)."""
+        await self.bus.publish(ev.CATALOG_CHANGED, {"at": utcnow().isoformat()})
 
     async def on_remote_event(self, event: Event) -> None:
         """Another instance's operation: learn from it too (its estimates are already stored)."""
