@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from telephony.keys import DEMO_PBX_KEY
 from tests.consoles.a11y import audit
 
 WATCH_STATES = """() => {
@@ -133,6 +134,9 @@ async def test_hang_up_unanswered_call_then_not_reached_worklist(live_server: An
     made = await live_server.api("POST", "/api/patients", json={
         "full_name": "Đặng Thu Hà", "assigned_agent_id": live_server.ids["agent"], "phones": [{"number": "0903000003"}]})
     patient_id = made["patient"]["id"]
+    pbx = live_server.app[DEMO_PBX_KEY]
+    assert pbx is not None
+    pbx.no_answer_seconds = 600  # the page is reloaded while the phone rings, however long that takes here
     page = await agent_console(new_page, live_server, f"#patient={patient_id}")
     assert await page.locator("[data-count=not_reached]").inner_text() == "0"
     await page.get_by_role("button", name="Gọi số 0903 000 003").click()
