@@ -19,6 +19,7 @@ from clinicall.auth.middleware import check_socket_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.client_address import client_address
+from clinicall.db import utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import service as crm
@@ -213,6 +214,10 @@ async def opt_in(request: web.Request, ticket: Any, phone: str, who: Principal |
     if ticket.status != "waiting":
         raise Problem(409, "Ticket not waiting", "This ticket is no longer waiting; no message is needed.",
                       code="ticket_not_waiting")
+    settings = request.app[SETTINGS_KEY]
+    if ticket.local_day != utcnow().astimezone(settings.clinic.zone()).date():
+        raise Problem(409, "Not today's ticket", "This ticket is from another day; only today's waiting tickets can "
+                      "be texted when their turn is near.", code="ticket_not_today")
     result = await request.app[MESSAGING_KEY].opt_in(
         ticket_id=ticket.id, phone=phone, patient_id=ticket.patient_id, created_by=who.user_id if who else None,
         current=await ticket_now(request, ticket.id), client=None if who else client_address(request)[:64])
@@ -255,7 +260,8 @@ async def gateway_receipts(request: web.Request) -> web.Response:
     if len(body) > receipts.MAX_BODY:
         raise too_large
     if not receipts.authentic(settings, request.headers, request.query, body):
-        raise Problem(401, "Receipt not authenticated", "The receipt's token or signature is missing or wrong.",
+        raise Problem(401, "Receipt not authenticated", "The receipt's token or signature is missing or wrong (a signed "
+                      "receipt also needs a timestamp within messaging.http_receipt_max_age_seconds).",
                       code="receipt_unauthorized")
     items = receipts.parse(settings, receipts.decode(request.content_type, body))
     service, dispatcher = request.app[MESSAGING_KEY], request.app.get(DISPATCHER_KEY)

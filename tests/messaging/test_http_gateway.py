@@ -184,10 +184,17 @@ def test_receipt_signatures() -> None:
     settings = MessagingSettings(adapter="http", http_url="http://127.0.0.1:1/x",
                                  http_receipt_hmac_secret="hmac-secret-0123456789")
     body = b'{"msg_id": "gw-1", "status": "DELIVRD"}'
-    good = hmac.new(b"hmac-secret-0123456789", body, hashlib.sha256).hexdigest()
-    assert authentic(settings, {"X-Signature": good}, {}, body)
-    assert authentic(settings, {"X-Signature": f"sha256={good.upper()}"}, {}, body)
-    assert not authentic(settings, {"X-Signature": good}, {}, body + b" ")
+    now = 1_800_000_000
+    good = hmac.new(b"hmac-secret-0123456789", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    signed = {"X-Signature": good, "X-Timestamp": str(now)}
+    assert authentic(settings, signed, {}, body, now=now + 299)
+    assert authentic(settings, {**signed, "X-Signature": f"sha256={good.upper()}"}, {}, body, now=now)
+    assert not authentic(settings, signed, {}, body + b" ", now=now)
+    # a captured receipt replayed later, or signed over the body alone, is refused
+    assert not authentic(settings, signed, {}, body, now=now + 301)
+    assert not authentic(settings, {**signed, "X-Timestamp": str(now + 1)}, {}, body, now=now)
+    assert not authentic(settings, {"X-Signature": hmac.new(b"hmac-secret-0123456789", body, hashlib.sha256)
+                                    .hexdigest()}, {}, body, now=now)
     assert not authentic(settings, {}, {"token": "hmac-secret-0123456789"}, body)  # a secret is not a token
     token = MessagingSettings(http_receipt_token=RECEIPT_TOKEN)
     assert authentic(token, {}, {"token": RECEIPT_TOKEN}, b"") and not authentic(token, {}, {}, b"")
