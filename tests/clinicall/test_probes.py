@@ -144,3 +144,30 @@ async def test_display_tokens_in_the_cookie_or_the_query_are_remembered(client: 
     client.session.cookie_jar.update_cookies({DISPLAY_COOKIE: token})
     assert (await client.get("/api/display/snapshot")).status == 200
     assert cache.hits - before == 2
+
+
+NUL_PROBES = [  # (who, method, path, body): PostgreSQL cannot store or even compare a NUL: a 500 before
+    ("admin", "POST", "/api/services", {"prefix": "N", "names": {"vi": "Khám\u0000"}}),
+    ("admin", "POST", "/api/display-tokens", {"name": "tv\u0000"}),
+    ("admin", "POST", "/api/users", {"username": "nul", "password": "a-long-password-9", "roles": ["agent"],
+                                     "display_name": "An\u0000"}),
+    ("admin", "POST", "/api/services", {"prefix": "N", "names": {"vi\u0000": "Khám"}}),
+    (None, "GET", "/t/%00%00%00%00%00%00%00%00%00%00", None),
+    (None, "POST", "/api/t/%00%00%00%00%00%00%00%00%00%00/turn-near", {"phone": "0912000666"}),
+    ("reception", "GET", "/api/tickets?status=%00", None),
+]
+
+
+async def test_nul_characters_are_refused_before_the_database(aiohttp_client: Callable[..., Any], pg_url: str,
+                                                              make_settings: Callable[..., Settings]) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings(pg_url)))
+    db = client.app[DB_KEY]
+    tokens = {}
+    for name, roles in (("admin", ["admin"]), ("reception", ["reception"])):
+        user = await auth_service.create_user(db, name, PASSWORD, roles)
+        tokens[name] = {"Authorization": f"Bearer {await auth_service.create_api_token(db, user.id, 't')}"}
+    for who, method, path, body in NUL_PROBES:
+        response = await client.request(method, path, json=body, headers=tokens.get(who or "", {}))
+        problem = await response.json()
+        assert (response.status, problem["code"]) in ((400, "invalid_characters"), (422, "invalid_characters")), \
+            (path, body, problem)
