@@ -98,7 +98,7 @@ class Telephony:
             state = "not configured" if link is None else link.state
             raise Problem(503, "Phone system unavailable",
                           f"Asterisk is not reachable ({state}); try again in a moment or call from your phone.")
-        self.limiter.check(who.user_id or 0)
+        await self.limiter.check(who.user_id or 0)
         row = await self._insert_call(who, patient_id, phone_id, target.e164, target.exten, installation)
         call_id = row.id
         payload = call_updated(row)

@@ -171,3 +171,22 @@ async def test_nul_characters_are_refused_before_the_database(aiohttp_client: Ca
         problem = await response.json()
         assert (response.status, problem["code"]) in ((400, "invalid_characters"), (422, "invalid_characters")), \
             (path, body, problem)
+
+
+async def test_click_to_call_limit_is_shared_through_redis(redis_url: str) -> None:
+    """Two instances behind one proxy: an agent's calls per minute count together (toll fraud from a stolen
+    session must not scale with the number of instances)."""
+    from clinicall.problem import Problem
+    from telephony.ratelimit import RateLimiter
+
+    one, two = RateLimiter(2, redis_url), RateLimiter(2, redis_url)
+    agent = random.randrange(10**6, 10**9)
+    try:
+        await one.check(agent)
+        await two.check(agent)
+        with pytest.raises(Problem) as refused:
+            await one.check(agent)
+        assert refused.value.code == "rate_limited" and int(refused.value.headers["Retry-After"]) > 0
+    finally:
+        await one.close()
+        await two.close()
