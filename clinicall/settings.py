@@ -351,7 +351,7 @@ class MessagingSettings(Section):
     http_body_template: str = Field(
         '{"to": "{to}", "text": "{text}", "ref": "{ref}"}',
         description="Request body; {to} (84912345678), {to_e164} (+84912345678), {text} and {ref} (our message "
-                    "id) are filled in JSON-escaped")
+                    "id) are filled in escaped for http_content_type: JSON, a form (percent-encoded) or XML")
     http_success_statuses: list[int] = Field(default_factory=lambda: [200, 201, 202])
     http_success_field: str = Field("", description="Dotted JSON field of the reply that must equal "
                                                     "http_success_value (e.g. error = 0); empty: status only")

@@ -13,6 +13,8 @@ import hmac
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
+from xml.etree import ElementTree
 
 import aiohttp
 import pytest
@@ -221,6 +223,13 @@ def test_settings_refuse_unknown_keys_and_unsafe_values() -> None:
             MessagingSettings(**bad)
     body = render_body('{"text": "{text}", "to": "{to}"}', Outgoing(1, "+84912000111", 'a"b\\c\u2028\x01'))
     assert json.loads(body) == {"text": 'a"b\\c\u2028\x01', "to": "84912000111"}
+    # a form or an XML (SOAP) gateway: a text cannot add a recipient or an element
+    hostile = Outgoing(2, "+84912000111", "hẹn mai&to=84900000000&x=</Content><Phone>84900000000</Phone>")
+    form = render_body("to={to}&text={text}", hostile, "application/x-www-form-urlencoded; charset=utf-8")
+    assert parse_qs(form) == {"to": ["84912000111"], "text": [hostile.text]}
+    xml = render_body("<Sms><Phone>{to}</Phone><Content>{text}</Content></Sms>", hostile, "text/xml")
+    parsed = ElementTree.fromstring(xml)
+    assert [e.tag for e in parsed] == ["Phone", "Content"] and parsed.findtext("Content") == hostile.text
 
 
 @pytest.mark.parametrize(("url", "shown"), [
