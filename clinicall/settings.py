@@ -378,6 +378,8 @@ class MessagingSettings(Section):
         description="The gateway's status values that are final (any other value is ignored: not final yet)")
     http_receipt_items_field: str = Field("", description="Dotted field holding a list of receipts (a batch); empty: "
                                                           "the body is one receipt or a JSON array of them")
+    sends_per_minute_per_user: int = Field(10, ge=1, le=10_000, description="Texts one staff user may send in a "
+                                           "minute (the card's Send; counted by every instance together with Redis)")
     turn_near_positions: int = Field(3, ge=0, le=100, description="Text a waiting patient who opted in when "
                                      "this many or fewer are ahead of them (0: off)")
     turn_near_minutes: float = Field(10.0, ge=0, le=600, description="... or when the estimated wait falls to "

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -25,7 +26,7 @@ from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import service as crm
 from messaging import receipts
 from messaging.events import MESSAGE_UPDATED
-from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY
+from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY, SEND_COUNTS_KEY
 from messaging.service import NO_GATEWAY, LogFilter, StoredMessage
 from queue_display import service as queue
 from queue_display.events import local_name
@@ -122,6 +123,12 @@ async def send_to_patient(request: web.Request) -> web.Response:
     patient_id = int_param(request, "id")
     body = await parse_body(request, SendBody)
     await checked_patient(request, who, patient_id)
+    limit = request.app[SETTINGS_KEY].messaging.sends_per_minute_per_user
+    count, remaining = await request.app[SEND_COUNTS_KEY].incr(str(who.user_id), 60)
+    if count > limit:
+        wait = max(1, math.ceil(remaining))
+        raise Problem(429, "Too many texts", f"You sent {limit} texts in the last minute; wait {wait} s.",
+                      code="rate_limited", retry_after=wait, headers={"Retry-After": str(wait)})
     service = request.app[MESSAGING_KEY]
     not_before = send_time(request, body.send_on)
     if body.text is not None:

@@ -33,7 +33,7 @@ def settings(sqlite_url: str, make_settings: Callable[..., Settings]) -> Setting
     return make_settings(sqlite_url, http={"cookie_secure": False, "trusted_proxies": ["127.0.0.1"]},
                          queue={"kiosk_printers": {"entrance": closed, "lobby": closed},
                                 "kiosk_clients": {"entrance": ["192.0.2.10", "198.51.100.0/24"]}},
-                         auth={"token_cache_seconds": 60})
+                         auth={"token_cache_seconds": 60}, messaging={"sends_per_minute_per_user": 3})
 
 
 async def new_service(client: TestClient, admin: dict[str, str]) -> int:
@@ -72,6 +72,19 @@ async def test_an_agents_own_calls_follow_the_patient_to_the_new_agent(client: T
     for who, url in (("agent2", f"/api/calls?patient_id={patient_id}"), ("supervisor", "/api/calls?all=1")):
         calls = (await (await client.get(url, headers=staff.headers(who))).json())["calls"]
         assert [c["outcome"]["note"] for c in calls if c["id"] == call_id] == ["đau dạ dày, hẹn tái khám"], who
+
+
+async def test_an_agent_cannot_text_without_a_limit(client: TestClient, staff: Staff) -> None:
+    created = await client.post("/api/patients", json={"full_name": "Vũ Thị Lan", "phones": [{"number": "0912000777"}],
+                                                       "assigned_agent_id": staff.ids["agent"]},
+                                headers=staff.headers("supervisor"))
+    patient_id = (await created.json())["patient"]["id"]
+    statuses = []
+    for who in ("agent", "agent", "agent", "agent", "supervisor"):
+        sent = await client.post(f"/api/patients/{patient_id}/messages", json={"text": "Nhắc lịch hẹn"},
+                                 headers=staff.headers(who))
+        statuses.append((sent.status, (await sent.json()).get("code")))
+    assert statuses == [(201, None)] * 3 + [(429, "rate_limited"), (201, None)]  # per user
 
 
 async def test_turn_near_only_for_todays_waiting_tickets(client: TestClient, staff: Staff) -> None:
