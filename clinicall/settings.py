@@ -242,6 +242,8 @@ class QueueSettings(Section):
             address = ipaddress.ip_address(client.strip("[]"))
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket names an IPv4 kiosk ::ffff:a.b.c.d
         allowed = self.kiosk_clients.get(kiosk)
         if allowed is None:
             return address.is_loopback
