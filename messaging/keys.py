@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from clinicall.counters import WindowCounters
 from messaging.service import MessagingService
 from messaging.turn_near import TurnNearChannel
 from messaging.turn_near_watch import TurnNearWatch
@@ -15,3 +16,4 @@ DISPATCHER_KEY = web.AppKey("messaging_dispatcher", Dispatcher | None)
 # call through Asterisk) whenever no SMS gateway is configured (messaging.adapter = none).
 TURN_NEAR_CHANNEL_KEY = web.AppKey("turn_near_channel", TurnNearChannel)
 TURN_NEAR_WATCH_KEY = web.AppKey("turn_near_watch", TurnNearWatch)
+SEND_COUNTS_KEY = web.AppKey("messaging_send_counts", WindowCounters)  # texts per staff user and minute

@@ -10,11 +10,18 @@ from typing import Any
 from aiohttp import web
 
 from clinicall.bus import Event
+from clinicall.counters import WindowCounters
 from clinicall.exports import register_exports
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.settings import MessagingSettings
 from messaging.events import PATIENT_MERGED, QUEUE_CHANGED
-from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY, TURN_NEAR_CHANNEL_KEY, TURN_NEAR_WATCH_KEY
+from messaging.keys import (
+    DISPATCHER_KEY,
+    MESSAGING_KEY,
+    SEND_COUNTS_KEY,
+    TURN_NEAR_CHANNEL_KEY,
+    TURN_NEAR_WATCH_KEY,
+)
 from messaging.senders.base import Sender
 from messaging.service import NO_GATEWAY, MessagingService
 from messaging.turn_near_watch import TurnNearWatch
@@ -55,6 +62,7 @@ async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
                      event.data["into_id"], moved)
 
     unsubscribe = [bus.subscribe(QUEUE_CHANGED, watch.offer), bus.subscribe(PATIENT_MERGED, on_merge)]
+    app[SEND_COUNTS_KEY] = WindowCounters("clinicall:texts-sent:", app[SETTINGS_KEY].bus.redis_url)
     dispatcher = Dispatcher(service, sender, app[SETTINGS_KEY].messaging) if sender else None
     app[DISPATCHER_KEY] = dispatcher
     if dispatcher is not None:
@@ -69,6 +77,7 @@ async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
         await watch.close()
         if dispatcher is not None:
             await dispatcher.stop()
+        await app[SEND_COUNTS_KEY].close()
 
 
 def setup(app: web.Application) -> None:

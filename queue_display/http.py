@@ -248,13 +248,18 @@ async def tickets_issue(request: web.Request) -> web.Response:
 @public
 async def kiosk_issue(request: web.Request) -> web.Response:
     body = await parse_body(request, KioskTicketIn)
-    if not _runtime(request).kiosk_allowed(client_address(request), asyncio.get_running_loop().time()):
+    settings, client = request.app[SETTINGS_KEY].queue, client_address(request)
+    printer = settings.kiosk_printers.get(body.kiosk or "")
+    if printer and not settings.kiosk_may_print(body.kiosk or "", client):
+        raise Problem(403, "Not this kiosk's printer", "Tickets print on a kiosk's printer only from that kiosk "
+                      "(queue.kiosk_clients); open the kiosk page on the kiosk itself.", code="kiosk_not_allowed")
+    if wait := await _runtime(request).kiosk_wait(client):
         raise Problem(429, "Too many tickets", "Too many tickets from this kiosk in the last minute; "
-                      "please wait a moment or ask at reception.")
+                      "please wait a moment or ask at reception.", code="rate_limited", retry_after=wait,
+                      headers={"Retry-After": str(wait)})
     outcome = await _run(request, service.issue, service_id=body.service_id,
                                   source="kiosk")
     issued = await _body(request, outcome)
-    printer = request.app[SETTINGS_KEY].queue.kiosk_printers.get(body.kiosk or "")
     if printer and issued["ticket"]:
         issued["printed"] = await print_ticket(request.app[SETTINGS_KEY], printer, issued["ticket"])
     return _json(issued, 201)

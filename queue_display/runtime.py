@@ -10,10 +10,10 @@ simulation."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from clinicall.bus import Event
+from clinicall.counters import WindowCounters
 from clinicall.db import Database, utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY
 from clinicall.settings import Settings
@@ -74,7 +75,7 @@ class QueueRuntime:
         self._closed = False
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
         self._write_lock = asyncio.Lock()
-        self._kiosk: dict[str, collections.deque[float]] = {}
+        self.kiosk_counts = WindowCounters("clinicall:kiosk-tickets:", settings.bus.redis_url)
         self._requested = 0
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
@@ -86,18 +87,11 @@ class QueueRuntime:
         self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
         self.warmed = False
 
-    def kiosk_allowed(self, client: str, now: float) -> bool:
-        """A sliding one-minute window per client address for the public kiosk API."""
-        window = self._kiosk.setdefault(client, collections.deque())
-        while window and now - window[0] > 60.0:
-            window.popleft()
-        if len(window) >= self.settings.queue.kiosk_tickets_per_minute:
-            return False
-        window.append(now)
-        if len(self._kiosk) > 10_000:  # forget idle addresses
-            for key in [k for k, v in self._kiosk.items() if not v or now - v[-1] > 60.0]:
-                del self._kiosk[key]
-        return True
+    async def kiosk_wait(self, client: str) -> int:
+        """The public kiosk API's limit per client address in a one-minute window, counted by every instance
+        together when Redis is configured: the seconds to wait when over it, else 0 (go ahead)."""
+        count, remaining = await self.kiosk_counts.incr(client[:64], 60)
+        return max(1, math.ceil(remaining)) if count > self.settings.queue.kiosk_tickets_per_minute else 0
 
     def serialised(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """On SQLite, queue writes from this process go one at a time: they would serialise on the
@@ -406,3 +400,4 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     for undo in unsubscribe:
         undo()
     await runtime.stop()
+    await runtime.kiosk_counts.close()
