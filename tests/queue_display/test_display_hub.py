@@ -328,7 +328,7 @@ async def first_frame_after(screen: Recorder, before: int, skip: str) -> dict[st
 
 
 async def screen_frames(screen: Recorder, count: int) -> list[str]:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         while len(screen.raw) < count:
             await screen.frames.get()
     return screen.raw

@@ -25,7 +25,7 @@ from tests.telephony.traces import FIXTURES, load
 async def read_messages(reader: asyncio.StreamReader, parser: StreamParser, count: int) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     while len(out) < count:
-        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        chunk = await asyncio.wait_for(reader.read(65536), 30)
         if not chunk:
             break
         out.extend(parser.feed(chunk))
@@ -82,7 +82,7 @@ async def test_demo_pbx_speaks_like_the_recorded_asterisk() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()
         writer.write(b"Action: Login\r\nUsername: clinic\r\nSecret: wrong\r\nActionID: login-bad\r\n\r\n")
-        rest = await asyncio.wait_for(reader.read(), 5)
+        rest = await asyncio.wait_for(reader.read(), 30)
         assert rest == b"Response: Error\r\nActionID: login-bad\r\nMessage: Authentication failed\r\n\r\n"
         writer.close()
     finally:
