@@ -57,6 +57,10 @@ async def request_log_middleware(request: web.Request, handler: web.Handler) -> 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     try:
+        if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in request.query.items()):
+            # an id, a token or a filter with a NUL reaches no handler: PostgreSQL cannot even compare one
+            raise Problem(400, "Invalid characters", "The address contains a NUL character (%00); remove it.",
+                          code="invalid_characters")
         return await handler(request)
     except Problem as problem:
         if problem.status == 403 and wants_page(request):

@@ -70,11 +70,40 @@ async def read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge:
         raise Problem(413, "Body too large", "The request body is too large; send less data at once.") from None
     try:
-        return json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Problem(400, "Malformed JSON", f"The body is not valid UTF-8 JSON ({exc}); fix it and send again.") from None
     except RecursionError:
         raise Problem(400, "Malformed JSON", "The JSON body is nested too deeply; send a flat object.") from None
+    if (field := nul_field(data)) is not None:
+        raise nul_problem(field)
+    return data
+
+
+def nul_field(data: Any) -> str | None:
+    """Where a NUL character hides in a JSON value (a key or a text), or None: no text field takes one, and
+    PostgreSQL cannot store it (it would fail as a 500 deep in a write)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "(body)"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    return name
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+    return None
+
+
+def nul_problem(field: str) -> Problem:
+    return Problem(422, "Invalid characters", f"{field[:100]} contains a NUL character; remove it.",
+                   code="invalid_characters", errors=[{"field": field[:100], "code": "invalid_characters",
+                                                        "message": "contains a NUL character"}])
 
 
 async def parse_body(request: web.Request, model: type[T]) -> T:

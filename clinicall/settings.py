@@ -183,6 +183,8 @@ class TelephonySettings(Section):
     cel_database: str = Field("", max_length=2000,
                               description="Asterisk's CEL database, read after every reconnect: a SQLite file "
                                           "(cel_sqlite3_custom) or a postgresql:// URL (cel_pgsql); empty = off")
+    cel_retry_seconds: float = Field(30.0, ge=1, le=3600, description="While the CEL database does not answer, "
+                                     "how often it is read again (the calls of the outage stay unknown until then)")
     log_internal_calls: bool = Field(False, description="Log agent-to-agent calls (direction internal)")
     trunk_channels: list[str] = Field(default_factory=list, description="Channel name prefixes of the trunk "
                                       "(e.g. PJSIP/trunk-): a call that starts on one is inbound")
@@ -219,7 +221,35 @@ class QueueSettings(Section):
     kiosk_printers: dict[str, str] = Field(
         default_factory=dict, description="ESC/POS ticket printer per kiosk (the kiosk page's ?kiosk=NAME): "
         "tcp://HOST:9100 or /dev/usb/lp0; a kiosk without one prints through the browser")
+    kiosk_clients: dict[str, list[str]] = Field(
+        default_factory=dict, description="Addresses or networks of each kiosk in kiosk_printers (the public kiosk "
+        "page prints on a kiosk's printer only from there); a kiosk not named here prints only from the loopback")
     printer_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Longest wait for a ticket printer")
+
+    @field_validator("kiosk_clients")
+    @classmethod
+    def _kiosk_networks(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kiosk, items in value.items():
+            for item in items:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"kiosk {kiosk!r}: {item!r} is not an IP address or network such as "
+                                     "192.168.1.60") from None
+        return value
+
+    def kiosk_may_print(self, kiosk: str, client: str) -> bool:
+        """Whether a kiosk request from `client` may print on `kiosk`'s printer: only from its own addresses."""
+        try:
+            address = ipaddress.ip_address(client.strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket names an IPv4 kiosk ::ffff:a.b.c.d
+        allowed = self.kiosk_clients.get(kiosk)
+        if allowed is None:
+            return address.is_loopback
+        return any(address in ipaddress.ip_network(item, strict=False) for item in allowed)
 
     @field_validator("kiosk_printers")
     @classmethod
@@ -325,7 +355,7 @@ class MessagingSettings(Section):
     http_body_template: str = Field(
         '{"to": "{to}", "text": "{text}", "ref": "{ref}"}',
         description="Request body; {to} (84912345678), {to_e164} (+84912345678), {text} and {ref} (our message "
-                    "id) are filled in JSON-escaped")
+                    "id) are filled in escaped for http_content_type: JSON, a form (percent-encoded) or XML")
     http_success_statuses: list[int] = Field(default_factory=lambda: [200, 201, 202])
     http_success_field: str = Field("", description="Dotted JSON field of the reply that must equal "
                                                     "http_success_value (e.g. error = 0); empty: status only")
@@ -336,9 +366,13 @@ class MessagingSettings(Section):
                                     "shared token (16+ characters) the gateway sends in http_receipt_token_header "
                                     "or ?token=; empty (and no HMAC secret): the endpoint is off")
     http_receipt_token_header: str = "X-Receipt-Token"
-    http_receipt_hmac_secret: str = Field("", description="Instead of a token: HMAC-SHA256 of the body with this "
-                                          "secret (16+ characters), hex in http_receipt_signature_header")
+    http_receipt_hmac_secret: str = Field("", description="Instead of a token: HMAC-SHA256 of '<timestamp>.<body>' "
+                                          "with this secret (16+ characters), hex in http_receipt_signature_header; "
+                                          "the timestamp (Unix seconds) in http_receipt_timestamp_header")
     http_receipt_signature_header: str = "X-Signature"
+    http_receipt_timestamp_header: str = "X-Timestamp"
+    http_receipt_max_age_seconds: int = Field(300, ge=10, le=86400, description="A signed receipt whose timestamp is "
+                                              "further than this from our clock is refused (a replay)")
     http_receipt_id_field: str = Field("msg_id", min_length=1,
                                        description="Dotted field of a receipt holding the gateway's message id")
     http_receipt_status_field: str = Field("status", min_length=1, description="Dotted field of a receipt's status")
@@ -348,6 +382,8 @@ class MessagingSettings(Section):
         description="The gateway's status values that are final (any other value is ignored: not final yet)")
     http_receipt_items_field: str = Field("", description="Dotted field holding a list of receipts (a batch); empty: "
                                                           "the body is one receipt or a JSON array of them")
+    sends_per_minute_per_user: int = Field(10, ge=1, le=10_000, description="Texts one staff user may send in a "
+                                           "minute (the card's Send; counted by every instance together with Redis)")
     turn_near_positions: int = Field(3, ge=0, le=100, description="Text a waiting patient who opted in when "
                                      "this many or fewer are ahead of them (0: off)")
     turn_near_minutes: float = Field(10.0, ge=0, le=600, description="... or when the estimated wait falls to "
@@ -379,7 +415,7 @@ class MessagingSettings(Section):
             raise ValueError("use at least 16 characters (or leave it empty)")
         return value
 
-    @field_validator("http_receipt_token_header", "http_receipt_signature_header")
+    @field_validator("http_receipt_token_header", "http_receipt_signature_header", "http_receipt_timestamp_header")
     @classmethod
     def _header_name(cls, value: str) -> str:
         if not value or not all(c.isalnum() or c in "-_" for c in value):

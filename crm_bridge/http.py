@@ -18,7 +18,7 @@ from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import accounts, audit, care, duplicates, followups, statuses, templates, transfers, worklists
 from crm_bridge import patients as records
-from crm_bridge.events import PATIENT_MERGED
+from crm_bridge.events import PATIENT_MERGED, WORKLISTS_CHANGED
 from crm_bridge.importer import decode, import_csv, parse_mapping
 from crm_bridge.service import (
     agent_may_access,
@@ -340,13 +340,20 @@ async def assign(request: web.Request) -> web.Response:
     patient_id = int_param(request, "id")
     body = await parse_body(request, AssignBody)
     db = request.app[DB_KEY]
-    if not manager(who):
-        current = await records.get_patient(db, patient_id)
-        if body.agent_id != who.user_id or current["assigned_agent_id"] is not None:
-            raise Problem(403, "Not allowed", "Agents may only take unassigned patients for themselves; "
-                                              "ask a supervisor, or request a transfer.")
-    await records.set_assignment(db, patient_id, body.agent_id, who.user_id)
+    if manager(who):
+        await records.set_assignment(db, patient_id, body.agent_id, who.user_id)
+    elif body.agent_id != who.user_id or who.user_id is None:
+        raise Problem(403, "Not allowed", "Agents may only take unassigned patients for themselves; "
+                                          "ask a supervisor, or request a transfer.")
+    else:
+        await records.take_patient(db, patient_id, who.user_id, who.user_id)
+    await lists_changed(request, patient_id, "assigned")
     return web.json_response({"patient": await records.get_patient(db, patient_id)})
+
+
+async def lists_changed(request: web.Request, patient_id: int, reason: str) -> None:
+    """The agents' consoles read their worklists again (who is on which list changed)."""
+    await request.app[BUS_KEY].publish(WORKLISTS_CHANGED, {"patient_id": patient_id, "reason": reason})
 
 
 @routes.get("/api/agents")
@@ -398,6 +405,8 @@ async def decide_transfer(request: web.Request) -> web.Response:
     transfer_id = int_param(request, "id")
     approve = request.match_info["decision"] == "approve"
     row = await transfers.decide_transfer(request.app[DB_KEY], transfer_id, approve, who.user_id)  # type: ignore[arg-type]
+    if approve:
+        await lists_changed(request, row["patient_id"], "transfer")
     return web.json_response(row)
 
 

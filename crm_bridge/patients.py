@@ -85,12 +85,13 @@ def checked_his_id(value: str | None) -> str | None:
     return text
 
 
-def checked_phone(raw: str, region: str) -> str:
+def checked_phone(raw: str, region: str, field: str = "number") -> str:
+    """E.164 of a phone written in any form; else 422 invalid_phone naming the form's field."""
     e164 = normalise(raw, region)
     if e164 is None:
         raise Problem(422, "Invalid phone number",
                       f"{raw[:40]!r} is not a phone number we can dial; write it like 0912345678 or +84912345678.",
-                      code="invalid_phone", errors=[{"field": "number", "code": "invalid_phone", "message": "not a phone number"}])
+                      code="invalid_phone", errors=[{"field": field, "code": "invalid_phone", "message": "not a phone number"}])
     return e164
 
 
@@ -190,6 +191,19 @@ async def assign_patient(s: AsyncSession, patient: Patient, agent_id: int | None
 async def set_assignment(db: Database, patient_id: int, agent_id: int | None, user_id: int | None) -> None:
     async with db.transaction() as s:
         patient = await live_patient(s, patient_id, lock=True)
+        await assign_patient(s, patient, agent_id, user_id)
+
+
+async def take_patient(db: Database, patient_id: int, agent_id: int, user_id: int | None) -> None:
+    """An agent takes an unassigned patient. Checked under the row's lock: of two agents taking one patient at
+    once, the second is told that someone else took them (409 already_assigned), not refused as unauthorised."""
+    async with db.transaction() as s:
+        patient = await live_patient(s, patient_id, lock=True)
+        if patient.assigned_agent_id == agent_id:
+            return
+        if patient.assigned_agent_id is not None:
+            raise Problem(409, "Already taken", "Another agent took this patient meanwhile; ask a supervisor, "
+                          "or request a transfer.", code="already_assigned")
         await assign_patient(s, patient, agent_id, user_id)
 
 

@@ -45,7 +45,7 @@ async def create_referral(db: Database, store: FileStore, data: ReferralIn, uplo
                           referrer_name: str, region: str) -> int:
     """The patient, their phone and the files the referrer attached, in one transaction."""
     name, folded = checked_name(data.full_name)
-    e164 = checked_phone(data.phone, region)
+    e164 = checked_phone(data.phone, region, field="phone")
     service = clean_text(data.service_of_interest, "service_of_interest", 200)
     note = clean_text(data.note, "note", 5000, multiline=True)
     async with db.transaction() as s:

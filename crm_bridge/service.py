@@ -38,6 +38,7 @@ __all__ = [
     "masked_names", "may_see",
     "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "phone_to_call",
     "pg_audit_insert", "record_access", "record_access_in", "record_outreach_result", "render_template",
+    "visible_patients",
 ]
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
@@ -117,6 +118,17 @@ async def patient_brief(db: Database, patient_id: int) -> PatientBrief | None:
     if patient is None:
         return None
     return (await briefs(db, [patient]))[0]
+
+
+async def full_names(db: Database, patient_ids: Iterable[int]) -> dict[int, str]:
+    """patient id -> full name, for staff lists that name the patients they already show (the caller audits)."""
+    wanted = sorted({i for i in patient_ids if isinstance(i, int) and 0 < i < 2**63})
+    names: dict[int, str] = {}
+    async with db.session() as s:
+        for start in range(0, len(wanted), 500):
+            rows = await s.execute(select(Patient.id, Patient.full_name).where(Patient.id.in_(wanted[start:start + 500])))
+            names.update({pid: name for pid, name in rows.all()})
+    return names
 
 
 async def masked_names(db: Database, patient_ids: Iterable[int]) -> dict[int, str]:
@@ -228,6 +240,26 @@ async def agent_may_access(db: Database, who: Principal, patient_id: int, *,
     if patient is None:
         return False
     return may_see(who, patient.assigned_agent_id, (patient.booking_date, patient.arrival_date), local_today(zone))
+
+
+async def visible_patients(db: Database, who: Principal, patient_ids: Iterable[int], *,
+                           zone: ZoneInfo | str | None = None) -> set[int]:
+    """Of these patients, the ones the card's rule lets `who` see now (a list's rows, in one query;
+    a merged-away id is followed to its surviving record)."""
+    wanted = {i for i in patient_ids if isinstance(i, int) and 0 < i < 2**63}
+    if not wanted or who.has_any("supervisor"):
+        return wanted if who.is_user else set()
+    today = local_today(zone)
+    async with db.session() as s:
+        rows = (await s.execute(select(Patient.id, Patient.merged_into_id, Patient.assigned_agent_id,
+                                       Patient.booking_date, Patient.arrival_date)
+                                .where(Patient.id.in_(wanted)))).all()
+    visible = {r.id for r in rows if r.merged_into_id is None
+               and may_see(who, r.assigned_agent_id, (r.booking_date, r.arrival_date), today)}
+    for row in rows:
+        if row.merged_into_id is not None and await agent_may_access(db, who, row.id, zone=zone):
+            visible.add(row.id)
+    return visible
 
 
 def front_desk_window(today: dt.date) -> tuple[dt.date, dt.date]:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -19,12 +20,13 @@ from clinicall.auth.middleware import check_socket_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.client_address import client_address
+from clinicall.db import utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import service as crm
 from messaging import receipts
 from messaging.events import MESSAGE_UPDATED
-from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY
+from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY, SEND_COUNTS_KEY
 from messaging.service import NO_GATEWAY, LogFilter, StoredMessage
 from queue_display import service as queue
 from queue_display.events import local_name
@@ -121,6 +123,12 @@ async def send_to_patient(request: web.Request) -> web.Response:
     patient_id = int_param(request, "id")
     body = await parse_body(request, SendBody)
     await checked_patient(request, who, patient_id)
+    limit = request.app[SETTINGS_KEY].messaging.sends_per_minute_per_user
+    count, remaining = await request.app[SEND_COUNTS_KEY].incr(str(who.user_id), 60)
+    if count > limit:
+        wait = max(1, math.ceil(remaining))
+        raise Problem(429, "Too many texts", f"You sent {limit} texts in the last minute; wait {wait} s.",
+                      code="rate_limited", retry_after=wait, headers={"Retry-After": str(wait)})
     service = request.app[MESSAGING_KEY]
     not_before = send_time(request, body.send_on)
     if body.text is not None:
@@ -213,6 +221,10 @@ async def opt_in(request: web.Request, ticket: Any, phone: str, who: Principal |
     if ticket.status != "waiting":
         raise Problem(409, "Ticket not waiting", "This ticket is no longer waiting; no message is needed.",
                       code="ticket_not_waiting")
+    settings = request.app[SETTINGS_KEY]
+    if ticket.local_day != utcnow().astimezone(settings.clinic.zone()).date():
+        raise Problem(409, "Not today's ticket", "This ticket is from another day; only today's waiting tickets can "
+                      "be texted when their turn is near.", code="ticket_not_today")
     result = await request.app[MESSAGING_KEY].opt_in(
         ticket_id=ticket.id, phone=phone, patient_id=ticket.patient_id, created_by=who.user_id if who else None,
         current=await ticket_now(request, ticket.id), client=None if who else client_address(request)[:64])
@@ -255,7 +267,8 @@ async def gateway_receipts(request: web.Request) -> web.Response:
     if len(body) > receipts.MAX_BODY:
         raise too_large
     if not receipts.authentic(settings, request.headers, request.query, body):
-        raise Problem(401, "Receipt not authenticated", "The receipt's token or signature is missing or wrong.",
+        raise Problem(401, "Receipt not authenticated", "The receipt's token or signature is missing or wrong (a signed "
+                      "receipt also needs a timestamp within messaging.http_receipt_max_age_seconds).",
                       code="receipt_unauthorized")
     items = receipts.parse(settings, receipts.decode(request.content_type, body))
     service, dispatcher = request.app[MESSAGING_KEY], request.app.get(DISPATCHER_KEY)

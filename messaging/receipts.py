@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +39,22 @@ def enabled(settings: MessagingSettings) -> bool:
     return settings.adapter == "http" and bool(settings.http_receipt_token or settings.http_receipt_hmac_secret)
 
 
-def authentic(settings: MessagingSettings, headers: Mapping[str, str], query: Mapping[str, str], body: bytes) -> bool:
-    """The HMAC-SHA256 of the body in the signature header (hex, "sha256=" allowed) when a secret is set;
-    else the token in the token header or the `token` query parameter. Compared in constant time."""
+def authentic(settings: MessagingSettings, headers: Mapping[str, str], query: Mapping[str, str], body: bytes,
+              now: float | None = None) -> bool:
+    """When a secret is set: the HMAC-SHA256 of "<timestamp>.<body>" in the signature header (hex, "sha256="
+    allowed), the timestamp (Unix seconds) in the timestamp header and within http_receipt_max_age_seconds of
+    our clock, so a captured receipt cannot be replayed later. Else the token in the token header or the
+    `token` query parameter. Compared in constant time."""
     if settings.http_receipt_hmac_secret:
+        stamp = headers.get(settings.http_receipt_timestamp_header, "").strip()
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
+            return False
+        if abs((time.time() if now is None else now) - int(stamp)) > settings.http_receipt_max_age_seconds:
+            return False
         given = headers.get(settings.http_receipt_signature_header, "").strip()
         given = given.removeprefix("sha256=").lower()
-        expected = hmac.new(settings.http_receipt_hmac_secret.encode(), body, hashlib.sha256).hexdigest()
+        expected = hmac.new(settings.http_receipt_hmac_secret.encode(), stamp.encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
         return hmac.compare_digest(given.encode(), expected.encode())
     token = headers.get(settings.http_receipt_token_header) or query.get("token") or ""
     return hmac.compare_digest(token.encode(), settings.http_receipt_token.encode())

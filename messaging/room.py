@@ -10,13 +10,21 @@ from typing import Any
 from aiohttp import web
 
 from clinicall.bus import Event
+from clinicall.counters import WindowCounters
 from clinicall.exports import register_exports
 from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.settings import MessagingSettings
 from messaging.events import PATIENT_MERGED, QUEUE_CHANGED
-from messaging.keys import DISPATCHER_KEY, MESSAGING_KEY, TURN_NEAR_CHANNEL_KEY
+from messaging.keys import (
+    DISPATCHER_KEY,
+    MESSAGING_KEY,
+    SEND_COUNTS_KEY,
+    TURN_NEAR_CHANNEL_KEY,
+    TURN_NEAR_WATCH_KEY,
+)
 from messaging.senders.base import Sender
 from messaging.service import NO_GATEWAY, MessagingService
+from messaging.turn_near_watch import TurnNearWatch
 from messaging.worker import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -41,11 +49,8 @@ async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
     fallback = app.get(TURN_NEAR_CHANNEL_KEY) if sender is None else None
     service = app[MESSAGING_KEY] = MessagingService(app[DB_KEY], bus, app[SETTINGS_KEY], turn_near_channel=fallback)
 
-    async def on_queue(event: Event) -> None:
-        try:
-            await service.turn_near(list(event.data.get("waiting") or []))
-        except Exception:
-            log.exception("messaging: turn-near check failed")
+    watch = app[TURN_NEAR_WATCH_KEY] = TurnNearWatch(service)
+    watch.start()
 
     async def on_merge(event: Event) -> None:
         try:
@@ -56,7 +61,8 @@ async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("patient %s merged into %s: %d message(s) re-pointed", event.data["from_id"],
                      event.data["into_id"], moved)
 
-    unsubscribe = [bus.subscribe(QUEUE_CHANGED, on_queue), bus.subscribe(PATIENT_MERGED, on_merge)]
+    unsubscribe = [bus.subscribe(QUEUE_CHANGED, watch.offer), bus.subscribe(PATIENT_MERGED, on_merge)]
+    app[SEND_COUNTS_KEY] = WindowCounters("clinicall:texts-sent:", app[SETTINGS_KEY].bus.redis_url)
     dispatcher = Dispatcher(service, sender, app[SETTINGS_KEY].messaging) if sender else None
     app[DISPATCHER_KEY] = dispatcher
     if dispatcher is not None:
@@ -68,8 +74,10 @@ async def messaging_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         for stop in unsubscribe:
             stop()
+        await watch.close()
         if dispatcher is not None:
             await dispatcher.stop()
+        await app[SEND_COUNTS_KEY].close()
 
 
 def setup(app: web.Application) -> None:

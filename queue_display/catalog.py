@@ -8,13 +8,13 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem, conflict, not_found
-from queue_display.models import QueueRoom, QueueService, RoomStateChange
+from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticket
 
 HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
 LANGUAGES = ("vi", "en", "zh")
@@ -238,7 +238,21 @@ async def update_room(db: Database, room_id: int, patch: RoomPatch, user_id: int
                 if key == "names":
                     value = {**room.names, **value}
                 setattr(room, key, value)
+            if "service_ids" in changes:
+                await _release_patients(s, room)
             await s.flush()
     except IntegrityError:
         raise conflict("Another room already has that kind and number (or the doctor user is unknown).") from None
     return room
+
+
+async def _release_patients(s: AsyncSession, room: QueueRoom) -> None:
+    """A room no longer serving a service lets go of that service's patients waiting for it (back from the lab,
+    or due back): any room of the service calls them, and their page names the service, not this door. They
+    would wait for a room that cannot call them until the hold ran out."""
+    kept = list(room.service_ids) or [-1]
+    left = ("waiting", "held", "skipped", "called", "in_service")
+    await s.execute(update(Ticket).where(Ticket.preferred_room_id == room.id, Ticket.service_id.not_in(kept),
+                                         Ticket.status.in_(left)).values(preferred_room_id=None))
+    await s.execute(update(Ticket).where(Ticket.return_room_id == room.id, Ticket.return_service_id.not_in(kept),
+                                         Ticket.status.in_(left)).values(return_room_id=None))

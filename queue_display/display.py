@@ -2,7 +2,7 @@
 
 Hub protocol (server -> screen, JSON text frames; see docs/display.md):
   {"type": "snapshot", "data": {...display_snapshot..., "filter": {...}, "name_mask": ..., "heartbeat_seconds": ...}}
-  {"type": "ticket.called" | ... | "queue.changed" | "announcement.ready", "id", "at", "data": {...}}
+  {"type": "ticket.called" | ... | "queue.changed" | "queue.room_state" | "announcement.ready", "id", "at", "data": {...}}
   {"type": "batch", "events": [event, ...]}  (the events the bus handed over together, e.g. one call-next's)
   {"type": "ping", "at": ...}
 Screen -> server: {"type": "resync"} asks for a fresh snapshot; anything else is ignored.
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 FOR_THE_ESTIMATOR = frozenset(("served", "arrival", "round_trip", "hold"))  # in ticket events; no screen reads them
-FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "announcement.ready")
+FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "queue.room_state", "queue.catalog", "announcement.ready")
+CATALOG_CHANGED = "queue.catalog"
 SNAPSHOT_CACHE_SECONDS = 2.0
 QUEUE_CHANGED = "queue.changed"
 
@@ -159,7 +160,7 @@ def screen_filter(query: Mapping[str, str], who: Principal) -> ScreenFilter:
 def event_scope(event: Event) -> tuple[int | None, int | None]:
     """(room_id, service_id) an event is about."""
     data = event.data if isinstance(event.data, dict) else {}
-    if event.type == "announcement.ready":
+    if event.type in ("announcement.ready", "queue.room_state"):
         return _int_or_none(data.get("room_id")), None
     if event.type == "queue.changed":
         return None, _int_or_none(data.get("service_id"))
@@ -214,7 +215,13 @@ class DisplayHub:
     # events ------------------------------------------------------------------------------------------
     def on_event(self, event: Event) -> None:
         """A bus tap: the events published together (one operation's) go out in one flush, as soon as their
-        publisher yields, before any bus subscriber (the announcer, messaging) has them."""
+        publisher yields, before any bus subscriber (the announcer, messaging) has them. A service or room
+        made or changed sends every screen a fresh snapshot instead (names and rooms are in snapshots only)."""
+        if event.type == CATALOG_CHANGED:
+            self.version += 1  # no cached snapshot of before the change is handed out
+            for client in list(self.feed.clients()):
+                self.hub.resync(client)
+            return
         self._pending.append(event)
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
@@ -384,7 +391,7 @@ async def room_page(request: web.Request) -> web.StreamResponse:
 
 
 KIOSK_SERVICE_FIELDS = ("id", "name", "names", "prefix", "open", "opens_at", "closes_at", "active", "waiting_count",
-                        "estimated_wait_seconds")
+                        "estimated_wait_seconds", "estimated_wait_range")
 
 
 @routes.get("/kiosk/services")

@@ -25,7 +25,7 @@ WARM_WEEKS = 8
 WARM_BATCH = 5000
 Run = Callable[..., Awaitable[Any]]  # runs a function where the estimator lives (its worker thread)
 
-__all__ = ["Away", "Held", "RoomState", "estimate_ranges", "learn_arrival", "learn_hold", "learn_no_show",
+__all__ = ["Away", "Held", "RoomState", "estimate_queue", "estimate_ranges", "learn_arrival", "learn_hold", "learn_no_show",
            "learn_room_state", "learn_round_trip", "learn_service", "make_estimator", "warm"]
 
 
@@ -40,6 +40,16 @@ def estimate_ranges(estimator: WaitEstimator, now: dt.datetime, waiting: Sequenc
     """ticket id -> (estimated seconds, low, high)."""
     return {ticket_id: (span.seconds, span.low, span.high)
             for ticket_id, span in estimator.estimate_ranges(now, waiting, rooms, away, held).items()}
+
+
+def estimate_queue(estimator: WaitEstimator, now: dt.datetime, waiting: Sequence[QueueItem],
+                   rooms: Sequence[RoomState], away: Sequence[Away] | None = None,
+                   held: Sequence[Held] | None = None, newcomers: Sequence[int] = (),
+                   ) -> tuple[dict[int, tuple[float, float, float]], dict[int, tuple[float, float, float]]]:
+    """(ticket id -> (seconds, low, high), service id -> the same for a normal walk-in taking a number now)."""
+    tickets, joining = estimator.estimate_with_newcomers(now, waiting, rooms, away, held, newcomers)
+    return ({ticket_id: (span.seconds, span.low, span.high) for ticket_id, span in tickets.items()},
+            {service_id: (span.seconds, span.low, span.high) for service_id, span in joining.items()})
 
 
 def learn_service(estimator: WaitEstimator, room_id: int, service_id: int, started_at: dt.datetime,

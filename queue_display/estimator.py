@@ -36,6 +36,7 @@ SLOT_SECONDS = 300  # room timetables are learned in 5-minute slots of the local
 SLOTS_PER_DAY = 86400 // SLOT_SECONDS
 FUTURE_TICKET_IDS = -(10**12)  # ids of the expected future arrivals in the simulation (never real)
 RETURN_TICKET_IDS = -(10**15)  # ids of the simulated returns from the lab (never real)
+NEWCOMER_TICKET_IDS = -(10**10)  # a phantom walk-in at the end of each service's line, minus its service id
 HELD_TICKET_IDS = -(10**14)  # ids of the held tickets coming back in the simulation (their place, not their wait)
 KEEP_HOLDS = 200  # the last holds' outcomes: seconds until resumed, or never
 DEFAULT_HOLD_SECONDS = 600.0  # a held ticket is expected back this long after its hold, before any is seen
@@ -707,18 +708,34 @@ class WaitEstimator:
         or imaging who come back to their doctor; each comes back in the simulation once the lab is done
         with them, and returning patients are no longer expected at random until that many could be.
         `held` (optional): today's held tickets; each may come back, in its old place, as past holds did."""
-        if not waiting:
-            return {}
-        plan = self._plan(now, waiting, rooms, away, held or ())
+        return self.estimate_with_newcomers(now, waiting, rooms, away, held)[0]
+
+    def estimate_with_newcomers(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
+                                away: Sequence[Away] | None = None, held: Sequence[Held] | None = None,
+                                newcomers: Collection[int] = ()) -> tuple[dict[int, WaitRange], dict[int, WaitRange]]:
+        """estimate_ranges, and for each service in `newcomers` what a normal walk-in taking a number now
+        would wait: every future carries a phantom one at the end of that service's line (after every
+        waiting ticket, as the queue would put them), so the kiosk promises what the ticket will then say.
+        Returns (ticket id -> range, service id -> a newcomer's range)."""
+        if not waiting and not newcomers:
+            return {}, {}
+        joining = now + dt.timedelta(microseconds=1)  # after everyone already waiting, ties included
+        phantoms = [QueueItem(NEWCOMER_TICKET_IDS - service_id, service_id, "normal", joining)
+                    for service_id in sorted(set(newcomers))]
+        everyone = [*waiting, *phantoms]
+        plan = self._plan(now, everyone, rooms, away, held or ())
         if self.samples <= 0:
             path = self._run(plan, None)
-            return {ticket_id: WaitRange(seconds, seconds, seconds) for ticket_id, seconds in path.items()}
-        rng = random.Random(int(plan.now_epoch) * 7919 + len(waiting))
-        count = max(MIN_SAMPLES, min(self.samples, SAMPLE_BUDGET // max(len(waiting), 1)))
-        # today's clinic-wide pace, the largest cause shared by every waiting ticket, is drawn stratified:
-        # one draw from each of `count` equally likely slices of its distribution (less noise in the mean)
-        paths = [self._run(plan, rng, _NORMAL.inv_cdf((index + rng.random()) / count)) for index in range(count)]
-        return _ranges(paths, self.coverage, self.range_scale)
+            spans = {ticket_id: WaitRange(seconds, seconds, seconds) for ticket_id, seconds in path.items()}
+        else:
+            rng = random.Random(int(plan.now_epoch) * 7919 + len(waiting))
+            count = max(MIN_SAMPLES, min(self.samples, SAMPLE_BUDGET // max(len(everyone), 1)))
+            # today's clinic-wide pace, the largest cause shared by every waiting ticket, is drawn stratified:
+            # one draw from each of `count` equally likely slices of its distribution (less noise in the mean)
+            paths = [self._run(plan, rng, _NORMAL.inv_cdf((index + rng.random()) / count)) for index in range(count)]
+            spans = _ranges(paths, self.coverage, self.range_scale)
+        return ({ticket_id: span for ticket_id, span in spans.items() if ticket_id >= 0},
+                {phantom.service_id: spans[phantom.ticket_id] for phantom in phantoms if phantom.ticket_id in spans})
 
     def _room_start(self, plan: _Plan, room: RoomState, now_day: float) -> _Start | None:
         """When a room starts taking tickets in the simulation (None: it does not), and its breaks to come."""

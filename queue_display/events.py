@@ -27,6 +27,7 @@ TICKET_RESTORED = "ticket.restored"
 TICKET_EXPIRED = "ticket.expired"  # its clinic day ended before it was called
 QUEUE_CHANGED = "queue.changed"
 ROOM_STATE = "queue.room_state"  # {"room_id", "open", "at"}: a room opened or closed
+CATALOG_CHANGED = "queue.catalog"  # {"at"}: a service or room was made or changed (renamed...): screens resync
 
 TICKET_EVENTS = (TICKET_ISSUED, TICKET_CALLED, TICKET_RECALLED, TICKET_SKIPPED, TICKET_NOSHOW, TICKET_HELD,
                  TICKET_RESUMED, TICKET_TRANSFERRED, TICKET_STARTED, TICKET_DONE, TICKET_RESTORED, TICKET_EXPIRED)

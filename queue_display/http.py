@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from clinicall.auth.access import display_feed, principal, public, require
@@ -22,7 +22,7 @@ from clinicall.problem import Problem, int_param, parse_body
 from crm_bridge.service import agent_may_access, audit_views, front_desk_window, patient_brief, record_access
 from queue_display import service
 from queue_display.events import room_json, service_json
-from queue_display.models import STATUSES, QueueRoom, Ticket
+from queue_display.models import ACTIVE_STATUSES, STATUSES, QueueRoom, Ticket
 from queue_display.runtime import RUNTIME_KEY, QueueRuntime
 from queue_display.state import load_state, masked_names, tickets_json
 from queue_display.stats import parse_range
@@ -130,6 +130,7 @@ async def services_create(request: web.Request) -> web.Response:
     data = await parse_body(request, service.ServiceIn)
     created = await service.create_service(request.app[DB_KEY], data)
     await _runtime(request).apply(None)
+    await _runtime(request).catalog_changed()
     return _json({"service": service_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
 
 
@@ -140,6 +141,7 @@ async def services_update(request: web.Request) -> web.Response:
     patch = await parse_body(request, service.ServicePatch)
     updated = await service.update_service(request.app[DB_KEY], service_id, patch)
     await _runtime(request).refresh_and_publish({updated.id})
+    await _runtime(request).catalog_changed()
     return _json({"service": service_json(updated, request.app[SETTINGS_KEY].clinic.language)})
 
 
@@ -156,6 +158,7 @@ async def rooms_create(request: web.Request) -> web.Response:
     data = await parse_body(request, service.RoomIn)
     created = await service.create_room(request.app[DB_KEY], data)
     await _runtime(request).refresh_and_publish(set(created.service_ids))
+    await _runtime(request).catalog_changed()
     return _json({"room": room_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
 
 
@@ -196,9 +199,13 @@ async def rooms_update(request: web.Request) -> web.Response:
     changed = set(updated.service_ids)
     if before is not None and before != updated.open:
         await _runtime(request).room_state_changed(updated.id, updated.open, utcnow())
-        # the lab's and X-ray's lines too: their patients' way back names this room only while it is open
+    if (before is not None and before != updated.open) or "service_ids" in patch.model_fields_set:
+        # the lab's and X-ray's lines too: their patients' way back names this room only while it is open (and
+        # serves their doctor's service)
         changed |= {x.id for x in await service.list_services(request.app[DB_KEY])}
     await _runtime(request).refresh_and_publish(changed)
+    if set(patch.model_fields_set) - {"open"}:  # renamed, other services, another doctor: screens resync
+        await _runtime(request).catalog_changed()
     return _json({"room": room_json(updated, request.app[SETTINGS_KEY].clinic.language)})
 
 
@@ -241,13 +248,18 @@ async def tickets_issue(request: web.Request) -> web.Response:
 @public
 async def kiosk_issue(request: web.Request) -> web.Response:
     body = await parse_body(request, KioskTicketIn)
-    if not _runtime(request).kiosk_allowed(client_address(request), asyncio.get_running_loop().time()):
+    settings, client = request.app[SETTINGS_KEY].queue, client_address(request)
+    printer = settings.kiosk_printers.get(body.kiosk or "")
+    if printer and not settings.kiosk_may_print(body.kiosk or "", client):
+        raise Problem(403, "Not this kiosk's printer", "Tickets print on a kiosk's printer only from that kiosk "
+                      "(queue.kiosk_clients); open the kiosk page on the kiosk itself.", code="kiosk_not_allowed")
+    if wait := await _runtime(request).kiosk_wait(client):
         raise Problem(429, "Too many tickets", "Too many tickets from this kiosk in the last minute; "
-                      "please wait a moment or ask at reception.")
+                      "please wait a moment or ask at reception.", code="rate_limited", retry_after=wait,
+                      headers={"Retry-After": str(wait)})
     outcome = await _run(request, service.issue, service_id=body.service_id,
                                   source="kiosk")
     issued = await _body(request, outcome)
-    printer = request.app[SETTINGS_KEY].queue.kiosk_printers.get(body.kiosk or "")
     if printer and issued["ticket"]:
         issued["printed"] = await print_ticket(request.app[SETTINGS_KEY], printer, issued["ticket"])
     return _json(issued, 201)
@@ -265,7 +277,9 @@ async def checkins_create(request: web.Request) -> web.Response:
 
 @routes.get("/api/tickets")
 async def tickets_list(request: web.Request) -> web.Response:
-    """Tickets of one local day (default today), newest first; filters: patient_ids=1,2 service_id= status=."""
+    """Tickets of one local day (default today), newest first; filters: patient_ids=1,2 service_id= status=.
+    Today's list also holds the past days' tickets that are not finished (called or in a room across midnight,
+    then set aside: the day's end expired what was waiting, so these are what a room still has to deal with)."""
     who = require(request, *OPERATORS, "supervisor")
     settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
     query = request.query
@@ -280,7 +294,7 @@ async def tickets_list(request: web.Request) -> web.Response:
     if status is not None and status not in STATUSES:
         raise Problem(422, "Invalid status", f"status must be one of {', '.join(STATUSES)}.")
     async with db.session() as s:
-        statement = select(Ticket).where(Ticket.local_day == day)
+        statement = select(Ticket).where(_of_day(day, settings))
         if patient_ids:
             statement = statement.where(Ticket.patient_id.in_(patient_ids))
         if service_ids:
@@ -297,6 +311,16 @@ async def tickets_list(request: web.Request) -> web.Response:
         tickets.append(staff_ticket(current, public_data, request))
     audit_views(request, [t.patient_id for t in rows if t.patient_id is not None], "tickets")
     return _json({"date": day.isoformat(), "tickets": tickets})
+
+
+def _of_day(day: dt.date, settings: Any) -> Any:
+    """A day's tickets; today's with the past days' still open ones (see tickets_list)."""
+    if day != local_day(utcnow(), settings):
+        return Ticket.local_day == day
+    began = dt.datetime.combine(day, dt.time(), settings.clinic.zone())
+    carried = and_(Ticket.local_day < day, or_(Ticket.status.in_(ACTIVE_STATUSES),
+                                               and_(Ticket.status == "noshow", Ticket.noshow_at >= began)))
+    return or_(Ticket.local_day == day, carried)
 
 
 @routes.get("/api/tickets/{id}")

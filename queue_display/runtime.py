@@ -10,10 +10,10 @@ simulation."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from clinicall.bus import Event
+from clinicall.counters import WindowCounters
 from clinicall.db import Database, utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY
 from clinicall.settings import Settings
@@ -31,6 +32,7 @@ from crm_bridge.events import PATIENT_MERGED
 from queue_display import events as ev
 from queue_display import state as qstate
 from queue_display.estimates import (
+    estimate_queue,
     estimate_ranges,
     learn_arrival,
     learn_hold,
@@ -73,7 +75,7 @@ class QueueRuntime:
         self._closed = False
         self._lock = asyncio.Lock()  # one refresh at a time; a burst of changes coalesces
         self._write_lock = asyncio.Lock()
-        self._kiosk: dict[str, collections.deque[float]] = {}
+        self.kiosk_counts = WindowCounters("clinicall:kiosk-tickets:", settings.bus.redis_url)
         self._requested = 0
         self._completed = 0
         self._last_state: qstate.QueueState | None = None
@@ -85,18 +87,11 @@ class QueueRuntime:
         self.refreshes = 0  # estimator runs so far (a burst of operations shares one)
         self.warmed = False
 
-    def kiosk_allowed(self, client: str, now: float) -> bool:
-        """A sliding one-minute window per client address for the public kiosk API."""
-        window = self._kiosk.setdefault(client, collections.deque())
-        while window and now - window[0] > 60.0:
-            window.popleft()
-        if len(window) >= self.settings.queue.kiosk_tickets_per_minute:
-            return False
-        window.append(now)
-        if len(self._kiosk) > 10_000:  # forget idle addresses
-            for key in [k for k, v in self._kiosk.items() if not v or now - v[-1] > 60.0]:
-                del self._kiosk[key]
-        return True
+    async def kiosk_wait(self, client: str) -> int:
+        """The public kiosk API's limit per client address in a one-minute window, counted by every instance
+        together when Redis is configured: the seconds to wait when over it, else 0 (go ahead)."""
+        count, remaining = await self.kiosk_counts.incr(client[:64], 60)
+        return max(1, math.ceil(remaining)) if count > self.settings.queue.kiosk_tickets_per_minute else 0
 
     def serialised(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """On SQLite, queue writes from this process go one at a time: they would serialise on the
@@ -121,6 +116,12 @@ class QueueRuntime:
                        away: list[Any] | None = None, held: list[Any] | None = None,
                        ) -> dict[int, tuple[float, float, float]]:
         return await self.on_worker(estimate_ranges, self.estimator, now, waiting, rooms, away, held)
+
+    async def estimate_queue(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
+                             away: list[Any] | None = None, held: list[Any] | None = None,
+                             newcomers: list[int] | None = None) -> tuple[qstate.Estimates, qstate.Estimates]:
+        """The waiting tickets' estimates and, per service in `newcomers`, a walk-in's taking a number now."""
+        return await self.on_worker(estimate_queue, self.estimator, now, waiting, rooms, away, held, newcomers or ())
 
     async def warm_up(self) -> None:
         await warm(self.estimator, self.db, utcnow(), run=self.on_worker)
@@ -275,7 +276,7 @@ class QueueRuntime:
                 return self._last_state
             covers = self._requested
             self.refreshes += 1
-            state = await qstate.refresh(self.db, self.settings, self.estimate, write_guard=self.serialised())
+            state = await qstate.refresh(self.db, self.settings, self.estimate_queue, write_guard=self.serialised())
             self._completed, self._last_state = covers, state
             return state
 
@@ -286,9 +287,11 @@ class QueueRuntime:
                                                                    for t in state.waiting.get(sid, [])])
         for service_id in sorted(changed):
             line = state.waiting.get(service_id, [])
+            joining = state.newcomer_wait(service_id)
             await self.bus.publish(ev.QUEUE_CHANGED, {
                 "service_id": service_id,
                 "waiting": qstate.tickets_json(state, line, language, names),
+                "newcomer": list(joining) if joining else None,  # a walk-in taking a number now
                 "at": utcnow().isoformat(),
             })
         return state
@@ -328,6 +331,10 @@ class QueueRuntime:
         """A room opened or closed: the estimator learns the room's timetable; other instances too."""
         self._teach(learn_room_state, room_id, open, at)
         await self.bus.publish(ev.ROOM_STATE, {"room_id": room_id, "open": open, "at": at.isoformat()})
+
+    async def catalog_changed(self) -> None:
+        """A service or room was made or changed: every screen takes a fresh snapshot (names, rooms' services)."""
+        await self.bus.publish(ev.CATALOG_CHANGED, {"at": utcnow().isoformat()})
 
     async def on_remote_event(self, event: Event) -> None:
         """Another instance's operation: learn from it too (its estimates are already stored)."""
@@ -393,3 +400,4 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     for undo in unsubscribe:
         undo()
     await runtime.stop()
+    await runtime.kiosk_counts.close()

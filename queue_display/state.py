@@ -31,11 +31,16 @@ ROOM_NEXT = 3
 Estimates = dict[int, tuple[float, float, float]]  # ticket id -> (seconds, low, high)
 
 
+NEWCOMER = "newcomer"  # the key of a service's stored row that holds a walk-in's wait, beside the tickets' ids
+
+
 class Estimate(Protocol):
-    """Runs the estimator on a snapshot of the queue (in the queue runtime: on its worker thread)."""
+    """Runs the estimator on a snapshot of the queue (in the queue runtime: on its worker thread): the
+    waiting tickets' estimates, and per service in `newcomers` a normal walk-in's taking a number now."""
 
     def __call__(self, now: dt.datetime, waiting: list[QueueItem], rooms: list[Any],
-                 away: list[Any] | None = None, held: list[Any] | None = None) -> Awaitable[Estimates]: ...
+                 away: list[Any] | None = None, held: list[Any] | None = None,
+                 newcomers: list[int] | None = None) -> Awaitable[tuple[Estimates, Estimates]]: ...
 
 
 @dataclass
@@ -49,6 +54,17 @@ class QueueState:
     settings: Settings
     stored_waits: dict[int, dict[str, Any]] = field(default_factory=dict)  # as last written
     held: list[Ticket] = field(default_factory=list)  # held today (the patient stepped out)
+    newcomer: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # service -> a walk-in's wait
+
+    def newcomer_wait(self, service_id: int) -> tuple[float, float, float] | None:
+        """What a normal walk-in taking a number now would wait (seconds, low, high), as last stored."""
+        found = self.newcomer.get(service_id)
+        if found is None:
+            stored = self.stored_waits.get(service_id, {}).get(NEWCOMER)
+            if isinstance(stored, list) and len(stored) >= 4 and stored[1] is not None:
+                found = (stored[1], stored[2] if stored[2] is not None else stored[1],
+                         stored[3] if stored[3] is not None else stored[1])
+        return found
 
     def waiting_ticket(self, ticket_id: int) -> Ticket | None:
         return next((t for line in self.waiting.values() for t in line if t.id == ticket_id), None)
@@ -107,7 +123,7 @@ async def load_state(db: Database, settings: Settings, now: dt.datetime | None =
     by_id = {t.id: t for t in waiting_rows}
     for line in stored_waits.values():
         for key, stored in line.items():
-            ticket = by_id.get(int(key))
+            ticket = by_id.get(int(key)) if key.isdigit() else None
             if ticket is not None:
                 ticket.estimated_wait_seconds = stored[1]
                 ticket.wait_range = (stored[2], stored[3]) if len(stored) >= 4 and stored[2] is not None else None
@@ -127,11 +143,13 @@ def positions(state: QueueState) -> dict[int, int]:
     return {t.id: index for line in state.waiting.values() for index, t in enumerate(line, start=1)}
 
 
-def apply_estimates(state: QueueState, estimates: Estimates) -> None:
+def apply_estimates(state: QueueState, estimates: Estimates, newcomers: Estimates | None = None) -> None:
     """Sets position, estimated_wait_seconds and wait_range on the waiting tickets in memory. Down each
     service's line, in call order, neither the wait nor its range ever decreases: a ticket shown below
-    another is not promised an earlier call (the displayed figure is the running maximum)."""
-    for line in state.waiting.values():
+    another is not promised an earlier call (the displayed figure is the running maximum). A newcomer
+    (a normal walk-in joins at the end of the call order) is floored by the line's last figures too."""
+    for service_id in {*state.services, *state.waiting}:
+        line = state.waiting.get(service_id, [])
         floor = (0.0, 0.0, 0.0)
         for position, ticket in enumerate(line, start=1):
             ticket.position = position
@@ -141,6 +159,10 @@ def apply_estimates(state: QueueState, estimates: Estimates) -> None:
             floor = (max(floor[0], estimate[0]), max(floor[1], estimate[1]), max(floor[2], estimate[2]))
             ticket.estimated_wait_seconds = round(floor[0], 1)
             ticket.wait_range = (round(min(floor[1], floor[0]), 1), round(max(floor[2], floor[0]), 1))
+        joining = (newcomers or {}).get(service_id)
+        if joining is not None:
+            seconds, low, high = (max(floor[0], joining[0]), max(floor[1], joining[1]), max(floor[2], joining[2]))
+            state.newcomer[service_id] = (round(seconds, 1), round(min(low, seconds), 1), round(max(high, seconds), 1))
 
 
 async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
@@ -151,17 +173,23 @@ async def refresh(db: Database, settings: Settings, estimate: Estimate | None,
     Operations never touch that table, so this write never waits for (or deadlocks with) them."""
     state = await load_state(db, settings, now)
     estimates: Estimates = {}
+    newcomers: Estimates = {}
     if estimate is not None:
         try:
-            estimates = await estimate(state.now, state.items(), state.room_states(), state.away(),
-                                       state.held_items())
+            estimates, newcomers = await estimate(
+                state.now, state.items(), state.room_states(), state.away(), state.held_items(),
+                [x.id for x in state.services.values() if x.active])
         except Exception:
             log.exception("the wait estimator failed; waits are left as they were")
-    apply_estimates(state, estimates)
+    apply_estimates(state, estimates, newcomers)
     rows = []
     for service_id in sorted(state.services):
-        waits = {str(t.id): [t.position, t.estimated_wait_seconds, *(t.wait_range or (None, None))]
-                 for t in state.waiting.get(service_id, [])}
+        line = state.waiting.get(service_id, [])
+        waits: dict[str, Any] = {str(t.id): [t.position, t.estimated_wait_seconds, *(t.wait_range or (None, None))]
+                                 for t in line}
+        joining = state.newcomer_wait(service_id)
+        if joining is not None:
+            waits[NEWCOMER] = [len(line) + 1, *joining]
         if waits != state.stored_waits.get(service_id, {}):
             rows.append({"service_id": service_id, "computed_at": state.now, "waits": waits})
     if rows:
@@ -237,13 +265,16 @@ async def display_snapshot(db: Database, settings: Settings, room_ids: Collectio
     service_list = []
     for x in services:
         line = state.waiting.get(x.id, [])
+        joining = state.newcomer_wait(x.id)
         waits = [t.estimated_wait_seconds for t in line if t.estimated_wait_seconds is not None]
         service_list.append({
             **service_json(x, language),
             "open": is_open_now(x, state.now, settings.clinic.zone()),
             "waiting_count": len(line),
-            # what a newcomer would wait: a little more than the last one in line
-            "estimated_wait_seconds": max(waits) if waits else (0.0 if not line else None),
+            # what a normal walk-in taking a number now would wait (the estimator's phantom newcomer at the end
+            # of the line); before the estimator has run, the last waiting ticket's
+            "estimated_wait_seconds": joining[0] if joining else max(waits) if waits else (0.0 if not line else None),
+            "estimated_wait_range": [joining[1], joining[2]] if joining else None,
             "waiting": tickets_json(state, line, language, names),
         })
     room_list = []

@@ -34,6 +34,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
     update,
 )
@@ -59,6 +60,7 @@ from queue_display.models import (
 from queue_display.ordering import PRIORITIES, QueueItem, order_for_room, order_from_heads
 
 CALL_ATTEMPTS = 50
+PATIENT_LOCK_SPACE = 0x51554555  # pg_advisory_xact_lock(space, patient id): one ticket issued per patient at a time
 HEADS = 8  # call-next reads this many of each group at the head of the room's line
 
 
@@ -198,6 +200,9 @@ async def issue(db: Database, settings: Settings, *, service_id: int, source: st
                     raise conflict(f"{service.names.get('vi')} is closed now; it opens {service.opens_at} to "
                                    f"{service.closes_at}. Please ask at reception.", code="service_closed")
                 if patient_id is not None:
+                    if db.is_postgres:  # two desks checking one patient in at once: one after the other
+                        await s.execute(text("SELECT pg_advisory_xact_lock(:space, :patient)"),
+                                        {"space": PATIENT_LOCK_SPACE, "patient": patient_id})
                     existing = await s.scalar(select(Ticket).where(
                         Ticket.patient_id == patient_id, Ticket.local_day == day,
                         Ticket.status.in_(ACTIVE_STATUSES)))
@@ -732,6 +737,8 @@ async def transfer(db: Database, settings: Settings, ticket_id: int, service_id:
             raise Problem(404, "Service not found", "No active service with that id; choose one from GET /api/services.")
         if target.id == ticket.service_id:
             raise conflict("The ticket is already in that service's line.")
+        if ticket.return_service_id != target.id:
+            await _check_takes_patients(s, target, now, settings)
         source_service, source_room, source_number = ticket.service_id, ticket.room_id, ticket.number
         served = await _end_leg(s, ticket, now)
         if ticket.return_service_id == target.id:
@@ -749,6 +756,18 @@ async def transfer(db: Database, settings: Settings, ticket_id: int, service_id:
         _log(s, ticket, ev.TICKET_TRANSFERRED, now, user_id, **detail)
         return Outcome(ticket.id, ev.TICKET_TRANSFERRED, {source_service, target.id}, served=served,
                        arrival=(target.id, now, ticket.priority, False), detail=detail)
+
+
+async def _check_takes_patients(s: AsyncSession, target: QueueService, now: dt.datetime, settings: Settings) -> None:
+    """A patient is sent on only to a service that will see them: within its hours, or with a room of it open
+    (a lab closed for the day would keep them waiting until the day's end, never back with their doctor)."""
+    if is_open_now(target, now, settings.clinic.zone()):
+        return
+    rooms = (await s.scalars(select(QueueRoom).where(QueueRoom.open.is_(True)))).all()
+    if not any(target.id in room.service_ids for room in rooms):
+        raise conflict(f"{target.names.get('vi')} is closed now (hours {target.opens_at}–{target.closes_at}) and "
+                       "none of its rooms is open: the patient would wait for nobody. Send them to another "
+                       "service, or open one of its rooms first.", code="transfer_target_closed")
 
 
 async def _end_leg(s: AsyncSession, ticket: Ticket, now: dt.datetime) -> Served | None:

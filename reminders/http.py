@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from clinicall.auth.access import require
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import int_param, parse_body
-from crm_bridge.service import audit_views
+from crm_bridge.service import audit_views, full_names
 from messaging.keys import MESSAGING_KEY
 from reminders import service, turn_near
 from reminders.keys import DIALLER_KEY
@@ -67,12 +67,14 @@ async def start_campaign(request: web.Request) -> web.Response:
 
 @routes.get("/api/reminders/campaigns/{campaign_id}")
 async def get_campaign(request: web.Request) -> web.Response:
-    """One campaign with its progress and its targets (patient id, state, attempts, key)."""
+    """One campaign with its progress and its targets (patient id and name, number, state, attempts, key)."""
     require(request, *SUPERVISOR)
     campaign_id = int_param(request, "campaign_id")
     db = request.app[DB_KEY]
     campaign = await service.get_campaign(db, campaign_id)
     targets = [service.target_json(t) for t in await service.list_targets(db, campaign_id)]
+    names = await full_names(db, [t["patient_id"] for t in targets])
+    targets = [t | {"patient_name": names.get(t["patient_id"])} for t in targets]
     audit_views(request, sorted({t["patient_id"] for t in targets}), "reminders")
     return web.json_response({"campaign": campaign, "targets": targets})
 

@@ -204,6 +204,8 @@ class AmiLink:
                                    secret=self.secret, loop=loop, ping_delay=10, ping_interval=10)
         self.manager.register_event("*", self._on_event)
         self._consumer = asyncio.create_task(self._consume(), name="ami-events")
+        retry = asyncio.create_task(self._retry_cel(), name="ami-cel-retry")
+        self._tasks.add(retry)
         self.set_state("connecting")
         self.attempts = 1
         self.manager.connect()
@@ -310,6 +312,13 @@ class AmiLink:
                 for _ in items:
                     self._queue.task_done()
 
+    async def _retry_cel(self) -> None:
+        """While a recovery could not read Asterisk's CEL database, it is read again now and then, in event order."""
+        while True:
+            await asyncio.sleep(self.calllog.settings.cel_retry_seconds)
+            if self.calllog.cel_owed:
+                self._queue.put_nowait(("cel_retry", None, time.time()))
+
     async def _handle_batch(self, batch: list[tuple[dict[str, str], float]]) -> None:
         try:
             await self.calllog.handle_batch(batch)
@@ -328,6 +337,8 @@ class AmiLink:
                 if ended:
                     log.info("recovered after (re)connect: calls %s interrupted (no live channel, no recorded end)",
                              ended)
+            elif kind == "cel_retry":
+                await self.calllog.retry_cel()
             elif kind == "not_confirmed":
                 await self.calllog.originate_not_confirmed(item)
             elif kind == "rejected":

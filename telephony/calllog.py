@@ -27,6 +27,7 @@ from telephony.journal import Entry
 from telephony.models import (
     AUTO_ORIGINS,
     CAUSE_LEN,
+    DIRECTION_OF,
     LEGS_LEN,
     NAME_LEN,
     NUMBER_LEN,
@@ -152,6 +153,9 @@ class CallLog:
         self._installation: str | None = None
         self._recheck: set[int] = set()  # interrupted calls whose CEL records are read again
         self.cel_catch_up = CEL_CATCH_UP
+        self.cel_error: str | None = None  # why the last read of the CEL database failed
+        self.cel_owed = False  # a recovery could not read the CEL database: read again until it answers
+        self.cel_owed_since: float | None = None  # and from when (the earliest outage not read yet)
 
     # ---- calls we start ---------------------------------------------------------------------------
     async def installation(self) -> str:
@@ -319,9 +323,9 @@ class CallLog:
         rows: list[dict[str, Any]] = []
         for linkedid, origin in new.items():
             created = to_dt(self.tracker.group_first_seen(linkedid) or time.time())
-            rows.append({"direction": {"trunk": "inbound", "internal": "internal"}.get(origin, "outbound"),
+            rows.append({"direction": DIRECTION_OF.get(origin, "outbound"),
                          "origin": origin, "state": "ringing", "linkedid": linkedid[:80], "created_at": created,
-                         "ringing_at": created if origin == "trunk" else None})
+                         "ringing_at": created if origin in ("trunk", "unknown") else None})
         async with self.db.engine.begin() as conn:
             ids = (await conn.scalars(insert(Call).returning(Call.id, sort_by_parameter_order=True), rows)).all()
         for (linkedid, origin), row, call_id in zip(new.items(), rows, ids, strict=True):
@@ -460,6 +464,8 @@ class CallLog:
         interrupted: list[int] = []
         reason = ("its end is in neither AMI nor Asterisk's CEL records" if self.cel_source is not None
                   else "its end was not seen (clinicall was not connected to Asterisk; no CEL database configured)")
+        if self.cel_owed:
+            reason = "its end is unknown until Asterisk's CEL database, unreachable now, answers again"
         seen = max((t for t in (self.outage_since, self.heard_until) if t is not None), default=None)
         last_seen = f"{seen:.6f}" if seen is not None else None
         for call_id in self._unsettled(live_ids, since):
@@ -479,16 +485,42 @@ class CallLog:
         shows that Asterisk's CEL writer has caught up, or CEL_CATCH_UP seconds have gone by."""
         if self.cel_source is None:
             return
-        outage = self.outage_since
+        outage = self._cel_window(self.outage_since)
         await self._reload_interrupted()
         newest = await self._read_cel(outage)
         waited, pause = 0.0, 0.25
         while (waited < self.cel_catch_up and (newest is None or newest < since)
-               and self._unsettled(live_ids, since)):
+               and (self.cel_error is not None or self._unsettled(live_ids, since))):
             await asyncio.sleep(pause)
             waited += pause
             pause = min(pause * 2, 1.0)
             newest = max(newest or 0.0, await self._read_cel(outage) or 0.0) or None
+        self._owe_cel(outage)
+
+    def _cel_window(self, outage: float | None) -> float | None:
+        """From when CEL is read: the last outage, or an earlier one whose records could not be read."""
+        if not self.cel_owed:
+            return outage
+        return min((t for t in (outage, self.cel_owed_since) if t is not None), default=None)
+
+    def _owe_cel(self, window: float | None) -> None:
+        """After a read: while the CEL database does not answer, what it holds stays owed (never guessed)."""
+        self.cel_owed = self.cel_error is not None
+        self.cel_owed_since = window if self.cel_owed else None
+
+    async def retry_cel(self) -> bool:
+        """The CEL database did not answer at the last recovery: read it again (the link asks every
+        `telephony.cel_retry_seconds`). The calls settled as interrupted meanwhile take their true end, the
+        calls that began and ended during the outage get their rows. Returns True once it answered."""
+        if self.cel_source is None or not self.cel_owed:
+            return False
+        window = self._cel_window(None)
+        await self._reload_interrupted()
+        await self._read_cel(window)
+        self._owe_cel(window)
+        if not self.cel_owed:
+            log.info("Asterisk's CEL database answers again: the calls of the outage are recovered")
+        return not self.cel_owed
 
     async def _reload_interrupted(self) -> None:
         """Calls settled as interrupted lately come back into memory, so that CEL records showing how they
@@ -510,12 +542,19 @@ class CallLog:
         calls = set(self.tracker.open_calls()) | {c for c in self._recheck if c in self.tracker.calls}
         linkedids = {lid for cid in calls for lid in self.tracker.linkedids_of(cid)}
         since = to_dt(outage - 1.0) if outage is not None else None
+        self.cel_error = None
         try:
-            rows = await self.cel_source.read(since=None, linkedids=linkedids) if linkedids else []
-            if since is not None:
+            rows: list[dict[str, str]] = []
+            if linkedids:
+                rows = await self.cel_source.read(since=None, linkedids=linkedids)
+                self.cel_error = getattr(self.cel_source, "last_error", None)
+            if since is not None and self.cel_error is None:
                 rows += await self.cel_source.read(since=since, linkedids=None)
-        except Exception:  # the calls stay open and are settled as interrupted, with the reason
+                self.cel_error = getattr(self.cel_source, "last_error", None)
+        except Exception as exc:  # the calls stay open and are settled as interrupted, with the reason
             log.exception("reading Asterisk's CEL records failed")
+            self.cel_error = f"{type(exc).__name__}: {exc}"
+        if self.cel_error is not None:
             return None
         now = time.time()
         for start in range(0, len(rows), 1000):

@@ -31,6 +31,7 @@ SOFTHANGUP_SHUTDOWN = "4"
 SHUTDOWN_CAUSE = "Asterisk shut down (core stop/restart now)"
 DIALPLAN_ENDS = frozenset({"Hangup", "Busy", "Congestion"})  # applications by which the PBX ends a call
 STATE_UP = "6"
+PAGE_ACTION_PREFIX = "clinicall-page-"  # the ActionID of audio.paging's Originates
 
 # OriginateResponse Reason (ast_control codes): 4 answered, 5 busy, 3 no answer, 8 congestion, 1 hangup, 0 other.
 REASON_DISPOSITION = {"5": "busy", "3": "no_answer", "8": "failed", "1": "no_answer"}
@@ -65,6 +66,7 @@ class Channel:
     dial_strings: list[str] = field(default_factory=list)  # CEL APP_START Dial data
     ended_by_dialplan: bool = False  # ran Hangup(), Busy() or Congestion(): the PBX ended it, not the caller
     on_ami: bool = False  # seen in an AMI channel event (not only in CEL records)
+    dialled_out: bool = False  # reached by a Dial of an outside number (PJSIP/0901234567@vnpt): a trunk's channel
     shutdown_at: float | None = None  # Asterisk hung it up because it was shutting down (core stop/restart now)
 
     @property
@@ -177,6 +179,15 @@ def _cel_extra(ev: dict[str, str]) -> dict[str, Any]:
     except ValueError:
         return {}
     return extra if isinstance(extra, dict) else {}
+
+
+OUTSIDE_NUMBER = re.compile(r"\+?[0-9]{7,}")  # longer than any extension: a phone number
+
+
+def _outside(dial_string: str, ext: str | None) -> bool:
+    """A Dial whose string names a phone number that is not the destination's own extension goes out through a
+    trunk (`0901234567@vnpt`, `vnpt/0901234567`); a phone's contact (`1001/sip:1001@10.0.0.5:5060`) does not."""
+    return ext is not None and any(n.lstrip("+") != ext for n in OUTSIDE_NUMBER.findall(dial_string))
 
 
 def agent_channel_pattern(template: str) -> re.Pattern[str]:
@@ -367,6 +378,7 @@ class CallTracker:
                 touched.add(chan.linkedid)
         if kind == "DialBegin":
             dial.begin_at = _first(dial.begin_at, at)
+            dest.dialled_out = dest.dialled_out or _outside(ev.get("DialString", ""), self.agent_ext(dest.name))
         elif kind == "DialState" and ev.get("DialStatus") in ("RINGING", "PROGRESS"):
             dial.ringing_at = _first(dial.ringing_at, at)
         elif kind == "DialEnd" and dial.status is None and ev.get("DialStatus"):
@@ -526,6 +538,17 @@ class CallTracker:
         match = self.agent_pattern.match(name)
         return match.group("ext") if match else None
 
+    def chan_ext(self, chan: Channel) -> str | None:
+        """The agent's extension of a channel; a channel in an inbound context, or dialled with an outside
+        number, is a trunk's, whatever its name (`PJSIP/viettel-0000001a` fits `PJSIP/{ext}` too)."""
+        if chan.dialled_out or chan.contexts & self.inbound_contexts:
+            return None
+        return self.agent_ext(chan.name)
+
+    def _dest_ext(self, dial: Dial) -> str | None:
+        chan = self.channels.get(dial.dest_uid)
+        return self.chan_ext(chan) if chan is not None else self.agent_ext(dial.dest_name)
+
     def origin_channel(self, linkedid: str) -> Channel | None:
         """Where the group started: the channel whose Uniqueid is the Linkedid, else the first seen."""
         chans = [self.channels[u] for u in self.groups.get(linkedid, ()) if u in self.channels]
@@ -547,20 +570,28 @@ class CallTracker:
         side = self.origin_side(linkedid)
         if not side:
             return None
-        if any(self.agent_ext(c.name) for c in side):
+        if any(self.chan_ext(c) for c in side):
             return self._agent_started(linkedid, side)
         if any(c.contexts & self.inbound_contexts for c in side):
             return "trunk"
         if self.trunk_prefixes and any(c.name.startswith(self.trunk_prefixes) for c in side):
             return "trunk"
-        return None
+        return "unknown" if self._unplaced_call_over(linkedid) else None
+
+    def _unplaced_call_over(self, linkedid: str) -> bool:
+        """A group the settings cannot place is logged as `unknown` once every channel of it has hung up
+        (only then is it sure to be no part of another call); clinicall's own overhead pages are no call."""
+        chans = [c for u in self.groups.get(linkedid, ()) if (c := self.channels.get(u)) is not None]
+        if not chans or any(c.hangup_at is None for c in chans):
+            return False
+        return not self.seen_originate_uids.get(linkedid, "").startswith(PAGE_ACTION_PREFIX)
 
     def _agent_started(self, linkedid: str, side: list[Channel]) -> str | None:
         mine = {c.uniqueid for c in side}
         others = [c for u in self.groups.get(linkedid, ()) if (c := self.channels.get(u)) is not None
                   and c.uniqueid not in mine and c.name]
         dialled = [d for k in self.group_dials.get(linkedid, ()) if (d := self.dials.get(k)) and d.caller_uid in mine]
-        if any(not self.agent_ext(c.name) for c in others) or any(not self.agent_ext(d.dest_name) for d in dialled):
+        if any(not self.chan_ext(c) for c in others) or any(not self._dest_ext(d) for d in dialled):
             return "desk_phone"
         if self.internal_calls and (others or dialled):
             return "internal"

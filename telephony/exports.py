@@ -7,7 +7,8 @@ from clinicall.exports import Column, ExportSpec, Sheet
 EXPORTS = {
     "/api/calls": ExportSpec("calls", (Sheet("calls", "calls", (
         Column("started_at", "datetime", "when"), Column("agent_id", "number"), Column("direction", "dir."),
-        Column("number", "phones"), Column("patient_id", "number"), Column("disposition", "disp."),
+        Column("number", "phones"), Column("patient_id", "number"), Column("patient_name", label="full_name"),
+        Column("disposition", "disp."),
         Column("billsec", "duration", "duration"), Column("outcome.customer_status", label="customer_status"),
         Column("outcome.detail_status", label="detail_status"), Column("outcome.note", label="note"))),), "patient_id"),
     "/api/stats/calls": ExportSpec("call-stats", (

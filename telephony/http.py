@@ -94,7 +94,8 @@ async def list_calls(request: web.Request) -> web.Response:
             raise Problem(400, "Invalid filter", f"{name} must be a numeric id.")
         ids[name] = int(raw)
     everyone = request.query.get("all") in ("1", "true")
-    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"], everyone=everyone)
+    live = request.query.get("live") in ("1", "true")  # only calls not ended yet (the console after a reload)
+    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"], everyone=everyone, live=live)
     audit_views(request, [c["patient_id"] for c in calls if c["patient_id"] is not None], "calls")
     return web.json_response({"calls": calls})
 
@@ -152,8 +153,13 @@ async def demo_inbound(request: web.Request) -> web.Response:
         data["number"] = SEPARATORS.sub("", data["number"])
     body = validate(DemoInboundIn, data)
     match = await lookup_caller(request.app[DB_KEY], body.number, request.app[SETTINGS_KEY].clinic.phone_region)
-    if match is not None and not who.has_any("supervisor") and match.assigned_agent_id not in (None, who.user_id):
-        # the call would pop up on the other agent's screen: an agent simulates only their own patients' calls
+    if match is not None and not who.has_any("supervisor") and match.assigned_agent_id != who.user_id:
+        # the call would pop the card up on another agent's screen (an unassigned patient's rings the whole
+        # team): an agent simulates only their own patients' calls, or an unknown number's
+        if match.assigned_agent_id is None:
+            raise Problem(403, "Rings the whole team", "This number belongs to an unassigned patient: its call would "
+                          "pop up on every agent's screen. Simulate a call from one of your own patients or an "
+                          "unknown number.", code="demo_team_call")
         raise Problem(403, "Not your patient", "This number belongs to another agent's patient; simulate a call from "
                       "one of your own or an unknown number.", code="not_your_patient")
     started = await pbx.inbound(body.number)

@@ -10,8 +10,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicall.db import Base, UTCDateTime, utcnow
 
-DIRECTIONS = ("outbound", "inbound", "internal")
-ORIGINS = ("click_to_call", "reminder", "turn_near", "desk_phone", "trunk", "internal")
+DIRECTIONS = ("outbound", "inbound", "internal", "unknown")
+# unknown: a call the settings cannot place (its first channel is no agent's phone, in no inbound context, on
+# no trunk): logged once it is over, with the facts alone, never left out and never given a guessed direction
+ORIGINS = ("click_to_call", "reminder", "turn_near", "desk_phone", "trunk", "internal", "unknown")
+DIRECTION_OF = {"trunk": "inbound", "internal": "internal", "unknown": "unknown"}  # origin -> direction; else outbound
 # Calls clinicall starts itself: their patient and number are the ones it dialled, never re-read from events.
 OWN_ORIGINS = (None, "click_to_call", "reminder", "turn_near")
 AUTO_ORIGINS = ("reminder", "turn_near")  # automated: no agent, the patient's phone is the Originate's channel

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from telephony.calltrack import CAUSE_DISPOSITION, Channel, Dial, Projection
+from telephony.models import DIRECTION_OF
 from telephony.projection import (
     View,
     dial_disposition,
@@ -20,6 +21,7 @@ from telephony.projection import (
 )
 
 NUMBER = re.compile(r"^\+?[0-9*#]{2,40}$")
+CALLER_FIRST = ("trunk", "unknown")  # projected from the party that started the call (its number, its dials)
 LAST_DIALS = 0.5  # seconds: dials ending this close to the last one ended together (a ring group's)
 
 
@@ -80,7 +82,7 @@ def _disposition(view: View, dials: list[Dial], side: set[str], code: int | None
         return dial_disposition(statuses, "no_answer")
     if code is not None and code in CAUSE_DISPOSITION and code != 16:
         return CAUSE_DISPOSITION[code]
-    if view.spec.origin == "trunk" and not any(view.chans[u].ended_by_dialplan for u in side):
+    if view.spec.origin in CALLER_FIRST and not any(view.chans[u].ended_by_dialplan for u in side):
         return "cancelled"  # no phone rang and the dialplan did not end it: the caller hung up (menu, queue)
     return "no_answer"
 
@@ -108,14 +110,14 @@ def project_group(view: View) -> Projection:
     side = origin_side(view)
     dials = sorted((d for d in view.dials if d.caller_uid is not None and d.caller_uid in view.twins(side)),
                    key=lambda d: (d.begin_at or d.end_at or 0.0, d.dest_uid))
-    if origin == "trunk":
+    if origin in CALLER_FIRST:
         patient = view.twins(side)
     else:
         patient = view.twins({d.dest_uid for d in dials if not view.ext(d.dest_uid)}) if origin == "desk_phone" \
             else view.twins({d.dest_uid for d in dials})
     ended = real_end(view)
     spans = talk_spans(view, patient, ended)
-    answered_at = _answered([d for d in dials if d.dest_uid not in patient] if origin == "trunk" else
+    answered_at = _answered([d for d in dials if d.dest_uid not in patient] if origin in CALLER_FIRST else
                             [d for d in dials if d.dest_uid in patient], spans)
     code, cause = hangup_cause(view, patient)
     disposition = None
@@ -123,7 +125,7 @@ def project_group(view: View) -> Projection:
         disposition = "answered" if answered_at is not None else _disposition(view, dials, side, code)
     done = finish(view, answered_at=answered_at, ended_at=ended, disposition=disposition, patient=patient,
                   cause=(code, cause))
-    if origin == "trunk":
+    if origin in CALLER_FIRST:
         number, network_name = _caller([view.chans[u] for u in side], answered_at)
         ringing_at: float | None = view.spec.created_at
     else:
@@ -137,7 +139,7 @@ def project_group(view: View) -> Projection:
         originate_reason=None, patient_id=done["patient_id"] if done["patient_id"] is not None
         else _cdr_patient(view), agent_extension=ext, number=number, caller_name=None,
         linkedid=view.linkedids[0] if view.linkedids else None, agent_channel=agent_channel,
-        direction={"trunk": "inbound", "internal": "internal"}.get(origin, "outbound"), origin=origin,
+        direction=DIRECTION_OF.get(origin, "outbound"), origin=origin,
         talk_seconds=done["talk_seconds"], ring_seconds=ring_seconds(ringing_at, answered_at, done["ended_at"]),
         legs=legs_json(view, patient, done["spans"], view.twins(side)), network_name=network_name)
 

@@ -58,7 +58,7 @@ class View:
 
     def ext(self, uid: str) -> str | None:
         chan = self.chans.get(uid)
-        return self.tracker.agent_ext(chan.name) if chan else None
+        return self.tracker.chan_ext(chan) if chan else None
 
 
 def gather(tracker: CallTracker, spec: CallSpec) -> View:
@@ -171,6 +171,14 @@ def final_party(view: View, uid: str) -> str:
     return uid
 
 
+def dialled_on(view: View, uid: str) -> set[str]:
+    """What a Local channel's other half dialled (a ring group's or a follow-me's `Local/1001@from-internal`
+    passing the call on to the phone): answered or not, that is the party behind it."""
+    twins = view.twins({uid}) - {uid}
+    return {view.chans[d.dest_uid].base if d.dest_uid in view.chans else d.dest_name
+            for d in view.dials if twins and d.caller_uid in twins}
+
+
 def _iso(epoch: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds") if epoch is not None else None
 
@@ -195,14 +203,19 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
         if base in seen:
             continue  # one party, two dials: a call picked up (the picker's own Originate, then the caller's)
         seen.add(base)
+        behind = dialled_on(view, dial.dest_uid)
         if dial.dest_uid in patient:
             talk.setdefault(base, total)
-        elif not view.ext(dial.dest_uid) and final_party(view, dial.dest_uid) != dial.dest_uid:
+        elif not view.ext(dial.dest_uid) and behind:
             continue  # a Local channel that only passed the call on (the party behind it has its own leg)
+        elif view.ext(dial.dest_uid):  # an agent's Local channel (agent_channel Local/{ext}@from-internal):
+            seen |= behind  # the phone it rang is this same leg
+        party = final_party(view, dial.dest_uid)
         legs.append({"party": "agent" if view.ext(dial.dest_uid) else "patient" if dial.dest_uid in patient else "other",
                      "channel": base[:80], "extension": view.ext(dial.dest_uid), "dialled_at": _iso(dial.begin_at),
-                     "answered_at": _iso(dial.end_at) if dial.status == "ANSWER" else None,
-                     "dial_status": dial.status, "talk_seconds": _tenths(talk.get(base))})
+                     "answered_at": _iso(dial.end_at) if dial.status == "ANSWER" else None, "dial_status": dial.status,
+                     "talk_seconds": _tenths(talk.get(base, talk.get(view.chans[party].base if party in view.chans
+                                                                     else party)))})
     for start, _end, partner in spans:
         uid = final_party(view, partner)
         chan = view.chans.get(uid)

@@ -1,27 +1,29 @@
-"""Per-agent click-to-call rate limit (a sliding one-minute window, per service instance)."""
+"""Per-agent click-to-call rate limit: a one-minute window per agent, counted by every instance together
+when Redis is configured (clinicall/counters.py), in this process otherwise."""
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import math
 
+from clinicall.counters import WindowCounters
 from clinicall.problem import Problem
+
+WINDOW_SECONDS = 60
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, window: float = 60.0) -> None:
+    def __init__(self, per_minute: int, redis_url: str | None = None) -> None:
         self.per_minute = per_minute
-        self.window = window
-        self._calls: dict[int, deque[float]] = {}
+        self.counters = WindowCounters("clinicall:click-to-call:", redis_url)
 
-    def check(self, agent_id: int, now: float | None = None) -> None:
-        """Counts one call for the agent, or raises 429 when the last minute already has `per_minute`."""
-        now = time.monotonic() if now is None else now
-        recent = self._calls.setdefault(agent_id, deque())
-        while recent and recent[0] <= now - self.window:
-            recent.popleft()
-        if len(recent) >= self.per_minute:
-            wait = int(recent[0] + self.window - now) + 1
-            raise Problem(429, "Too many calls", code="rate_limited", detail=f"You started {self.per_minute} calls in the last minute; "
-                          f"wait {wait} s before the next one.", retry_after=wait)
-        recent.append(now)
+    async def check(self, agent_id: int) -> None:
+        """Counts one call for the agent, or raises 429 when this minute already has `per_minute`."""
+        count, remaining = await self.counters.incr(str(agent_id), WINDOW_SECONDS)
+        if count > self.per_minute:
+            wait = max(1, math.ceil(remaining))
+            raise Problem(429, "Too many calls", code="rate_limited", detail=f"You started {self.per_minute} calls in "
+                          f"the last minute; wait {wait} s before the next one.", retry_after=wait,
+                          headers={"Retry-After": str(wait)})
+
+    async def close(self) -> None:
+        await self.counters.close()

@@ -49,9 +49,11 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     from telephony.ami import AmiLink
     from telephony.calllog import CallLog, cel_source_for
     from telephony.demo_pbx import DemoPbx
-    from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, TELEPHONY_METRICS_KEY
+    from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY, TELEPHONY_METRICS_KEY
+    from telephony.ratelimit import RateLimiter
 
     settings = app[SETTINGS_KEY].telephony
+    app[RATE_LIMIT_KEY] = RateLimiter(settings.calls_per_minute_per_agent, app[SETTINGS_KEY].bus.redis_url)
     calllog = CallLog(app[DB_KEY], app[BUS_KEY], settings, region=app[SETTINGS_KEY].clinic.phone_region,
                       cel_source=cel_source_for(settings))
     app[CALL_LOG_KEY] = calllog
@@ -99,6 +101,7 @@ async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
         await role.release()
         if pbx is not None:
             await pbx.close()
+        await app[RATE_LIMIT_KEY].close()
 
 
 async def hold_link(link: AmiLink, role: SoleRole, calllog: CallLog, every: float) -> None:
@@ -129,14 +132,12 @@ def setup(app: web.Application) -> None:
     """Register this room's routes, resources and subscriptions."""
     from telephony import agi, stats, ws
     from telephony import http as telephony_http
-    from telephony.keys import AMI_LINK_KEY, RATE_LIMIT_KEY, TELEPHONY_METRICS_KEY
-    from telephony.ratelimit import RateLimiter
+    from telephony.keys import AMI_LINK_KEY, TELEPHONY_METRICS_KEY
     from telephony.telemetry import TelephonyMetrics
 
     settings = app[SETTINGS_KEY].telephony
     if uses_demo_pbx(app):
         settings.agent_channel = DEMO_AGENT_CHANNEL
-    app[RATE_LIMIT_KEY] = RateLimiter(settings.calls_per_minute_per_agent)
     app[TELEPHONY_METRICS_KEY] = TelephonyMetrics(app[METRICS_KEY].registry)
     agi.setup(app)  # caller identification: FastAGI server and GET /api/callers/identify
     app.router.add_routes(telephony_http.routes)

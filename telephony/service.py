@@ -120,7 +120,7 @@ class Telephony:
             state = "not configured" if link is None else link.state
             raise Problem(503, "Phone system unavailable",
                           f"Asterisk is not reachable ({state}); try again in a moment or call from your phone.")
-        self.limiter.check(who.user_id or 0)
+        await self.limiter.check(who.user_id or 0)
         row = await self._insert_call(who, patient_id, phone_id, target.e164, target.exten, installation)
         call_id = row.id
         payload = call_updated(row)
@@ -203,11 +203,15 @@ class Telephony:
         return path
 
     async def _may_see(self, who: Principal, call: Call) -> None:
-        if who.has_any("supervisor") or call.agent_id == who.user_id:
+        """A patient's call is part of the patient's record: the card's rule decides, even for the agent
+        who made it once the patient has moved to another agent; a call with no patient is its agent's."""
+        if who.has_any("supervisor"):
+            return
+        if call.patient_id is None and call.agent_id == who.user_id:
             return
         if call.patient_id is not None and await crm.agent_may_access(self.db, who, call.patient_id):
             return
-        raise Problem(403, "Not your call", "This call belongs to another agent's patient.")
+        raise Problem(403, "Not your call", "This call belongs to another agent's patient.", code="not_your_patient")
 
     async def hangup(self, who: Principal, call_id: int) -> Call:
         call = await self.get_call(who, call_id)
@@ -249,7 +253,7 @@ class Telephony:
         return await self.get_call(who, call_id)
 
     async def list_calls(self, who: Principal, patient_id: int | None, agent_id: int | None,
-                         limit: int = 100, *, everyone: bool = False) -> list[dict[str, Any]]:
+                         limit: int = 100, *, everyone: bool = False, live: bool = False) -> list[dict[str, Any]]:
         """Calls of a patient, of an agent, or (supervisors, `everyone`) of all agents; by default one's own."""
         if everyone and not who.has_any("supervisor"):
             raise Problem(403, "Not allowed", "Only supervisors see every agent's calls.", roles=["supervisor"])
@@ -265,10 +269,16 @@ class Telephony:
             query = query.where(Call.patient_id == patient_id)
         if agent_id is not None:
             query = query.where(Call.agent_id == agent_id)
+        if live:
+            query = query.where(Call.state != "ended")
         async with self.db.session() as s:
             calls = list((await s.scalars(query)).all())
+        visible = await crm.visible_patients(self.db, who, {c.patient_id for c in calls if c.patient_id is not None})
+        calls = [c for c in calls if c.patient_id in visible or (c.patient_id is None and (
+            who.has_any("supervisor") or c.agent_id == who.user_id))]
         notes = await crm.notes_for_calls(self.db, [c.id for c in calls])
-        return [call_json(c) | {"outcome": notes.get(c.id)} for c in calls]
+        names = await crm.full_names(self.db, [c.patient_id for c in calls if c.patient_id is not None])
+        return [call_json(c) | {"outcome": notes.get(c.id), "patient_name": names.get(c.patient_id)} for c in calls]
 
     async def record_outcome(self, who: Principal, call_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         call = await self.get_call(who, call_id)

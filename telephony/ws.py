@@ -1,4 +1,5 @@
-"""`/ws/agent`: live progress of the agent's own calls and the screen pops addressed to them.
+"""`/ws/agent`: live progress of the agent's own calls, the screen pops addressed to them, and
+`worklists.changed` (crm_bridge: a referral arrived, a patient was assigned or transferred).
 
 The agents' feed on the app's websocket hub (clinicall/hub.py): one group per (user, extension), each
 event encoded once for everyone it is addressed to. An agent whose socket falls behind loses nothing
@@ -17,6 +18,7 @@ from clinicall.auth.middleware import check_socket_origin
 from clinicall.bus import Event
 from clinicall.hub import Feed, Frame, encode
 from clinicall.keys import BUS_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
+from crm_bridge.events import WORKLISTS_CHANGED
 from telephony.events import CALL_SCREENPOP, CALL_UPDATED
 
 routes = web.RouteTableDef()
@@ -31,7 +33,7 @@ def addressed_to(user_id: int | None, extension: str | None, event: Event) -> bo
     if event.type == CALL_SCREENPOP:
         return user_id in (data.get("agent_ids") or []) or (
             bool(extension) and extension in (data.get("agent_extensions") or []))
-    return False
+    return event.type == WORKLISTS_CHANGED  # every console: the unassigned list is everyone's
 
 
 def agent_key(user_id: int | None, extension: str | None, sees_everyone: bool = False) -> Hashable:
@@ -95,7 +97,8 @@ async def agent_feed_ctx(app: web.Application) -> AsyncIterator[None]:
             hub.publish(feed, key, frames[masked])
 
     bus = app[BUS_KEY]
-    unsubscribe = [bus.subscribe(CALL_UPDATED, on_event), bus.subscribe(CALL_SCREENPOP, on_event)]
+    unsubscribe = [bus.subscribe(CALL_UPDATED, on_event), bus.subscribe(CALL_SCREENPOP, on_event),
+                   bus.subscribe(WORKLISTS_CHANGED, on_event)]
     yield
     for stop in unsubscribe:
         stop()

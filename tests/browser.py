@@ -217,7 +217,7 @@ async def new_page(browser: Any, live_server: LiveServer,
         context = await browser.new_context(locale="vi-VN" if lang == "vi" else "en-GB")
         contexts.append(context)
         page = await context.new_page()
-        page.set_default_timeout(10000)
+        page.set_default_timeout(30000)
         pages.append(page)
         if who:
             await login(page, live_server.base_url, who)

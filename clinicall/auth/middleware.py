@@ -114,17 +114,17 @@ def metrics_principal(request: web.Request, token: str) -> Principal | None:
 
 async def authenticate(request: web.Request) -> Principal | None:
     db = request.app[DB_KEY]
+    bearer = partial(request.app[TOKEN_CACHE_KEY].principal, lookup=partial(service.principal_from_bearer, db))
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
-        who = metrics_principal(request, token) or await request.app[TOKEN_CACHE_KEY].principal(
-            token, partial(service.principal_from_bearer, db))
+        who = metrics_principal(request, token) or await bearer(token)
         if who is None:
             raise Problem(401, "Invalid token", "The bearer token is unknown or revoked; ask an admin for a new one.",
                           code="invalid_token")
         return who
     if (token := request.query.get("token")) and request.path.startswith(DISPLAY_PATHS):
-        who = await service.principal_from_bearer(db, token)
+        who = await bearer(token)
         if who is None:
             raise BadDisplayToken
         if who.kind == "display" and wants_html(request):
@@ -135,7 +135,7 @@ async def authenticate(request: web.Request) -> Principal | None:
         check_same_origin(request, required=bool(cookie))
     who = await service.principal_from_session(db, cookie) if cookie else None
     if who is None and (token := request.cookies.get(DISPLAY_COOKIE)) and request.path.startswith(DISPLAY_PATHS):
-        who = await service.principal_from_bearer(db, token)
+        who = await bearer(token)
         if who is None or who.kind != "display":
             raise BadDisplayToken
     return who

@@ -84,17 +84,21 @@ async def create_user(db: Database, username: str, password: str, roles: list[st
                       extension: str | None = None, language: str = "vi") -> User:
     username = username.strip().lower()
     if not USERNAME_RE.match(username):
-        raise Problem(422, "Invalid username", "Use 2-64 lowercase letters, digits, dot, dash or underscore for the username.")
+        raise Problem(422, "Invalid username", "Use 2-64 lowercase letters, digits, dot, dash or underscore for the username.",
+                      code="invalid_username", errors=[{"field": "username", "code": "invalid_username"}])
     if extension is not None and not EXTENSION_RE.match(extension):
-        raise Problem(422, "Invalid extension", "The phone extension must be 2 to 8 digits, e.g. 1001.")
+        raise Problem(422, "Invalid extension", "The phone extension must be 2 to 8 digits, e.g. 1001.",
+                      code="invalid_extension", errors=[{"field": "extension", "code": "invalid_extension"}])
     check_password_policy(password, username, extension)
     roles = validate_roles(roles)
     password_hash = await hash_password(password)
     async with db.transaction() as s:
         if await s.scalar(select(User.id).where(User.username == username)) is not None:
-            raise Problem(409, "Username taken", f"A user named '{username}' already exists; choose another name.")
+            raise Problem(409, "Username taken", f"A user named '{username}' already exists; choose another name.",
+                          code="username_taken", errors=[{"field": "username", "code": "username_taken"}])
         if extension and await s.scalar(select(User.id).where(User.extension == extension)) is not None:
-            raise Problem(409, "Extension taken", f"Extension {extension} already belongs to another user.")
+            raise Problem(409, "Extension taken", f"Extension {extension} already belongs to another user.",
+                          code="extension_taken", errors=[{"field": "extension", "code": "extension_taken"}])
         user = User(username=username, password_hash=password_hash, roles=roles,
                     display_name=display_name or username, extension=extension, language=language)
         s.add(user)
@@ -238,10 +242,12 @@ async def update_user(db: Database, user_id: int, *, roles: list[str] | None = N
             user.display_name = display_name
         if extension is not None:
             if extension and not EXTENSION_RE.match(extension):
-                raise Problem(422, "Invalid extension", "The phone extension must be 2 to 8 digits, e.g. 1001.")
+                raise Problem(422, "Invalid extension", "The phone extension must be 2 to 8 digits, e.g. 1001.",
+                      code="invalid_extension", errors=[{"field": "extension", "code": "invalid_extension"}])
             clash = await s.scalar(select(func.count()).select_from(User).where(User.extension == extension, User.id != user_id))
             if extension and clash:
-                raise Problem(409, "Extension taken", f"Extension {extension} already belongs to another user.")
+                raise Problem(409, "Extension taken", f"Extension {extension} already belongs to another user.",
+                          code="extension_taken", errors=[{"field": "extension", "code": "extension_taken"}])
             user.extension = extension or None
         if password is not None:
             check_password_policy(password, user.username, user.extension)

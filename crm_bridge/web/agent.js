@@ -114,16 +114,31 @@ async function openPatient(id, {focus = true} = {}) {
   dnc.onchange = () => setDoNotCall(p.id, dnc);
   const phones = $("card-phones");
   phones.replaceChildren();
-  for (const ph of items(p.phones)) {
+  // The first phone is the one reminder calls and SMS go to (a number that changed is removed here).
+  items(p.phones).forEach((ph, i) => {
     const text = phoneText(ph);
     phones.append(el("li", {}, el("span", {class: "number"}, phoneSpan(ph)), ph.label ? el("span", {class: "muted"}, ph.label) : null,
+      i === 0 ? el("span", {class: "muted", "data-main-phone": ""}, t("mainPhone")) : null,
       el("button", {type: "button", class: "call-button", "data-phone": ph.id, "aria-label": fill(t("callPhoneFull"), {n: text}),
-        onclick: () => startCall(p, ph)}, t("callPhone"))));
-  }
+        onclick: () => startCall(p, ph)}, t("callPhone")),
+      el("button", {type: "button", class: "secondary", "data-remove-phone": ph.id, "aria-label": fill(t("removePhoneFull"), {n: text}),
+        onclick: () => removePhone(p.id, ph)}, t("removePhone"))));
+  });
   renderNotes(Array.isArray(data.notes) ? data.notes : items(data.care_notes ?? p.care_notes ?? data.timeline));
   renderFollowups(t, items(data.follow_ups));
   await Promise.all([loadCalls(p.id), loadTickets(p.id, data), showCardMessages(p.id)]);
   if (focus) $("card").focus();
+}
+
+async function removePhone(patientId, phone) {
+  const n = phoneText(phone);
+  if (!window.confirm(fill(t("removePhoneConfirm"), {n}))) return;
+  $("page-error").hidden = true;
+  try {
+    await api(`/api/patients/${patientId}/phones/${phone.id}`, {method: "DELETE"});
+    await openPatient(patientId, {focus: false});
+    $("card-status-msg").textContent = fill(t("phoneRemoved"), {n});
+  } catch (err) { showError($("page-error"), err); }
 }
 
 // The patient's do-not-call flag: reminder campaigns skip the patient (agents may still call).
@@ -201,8 +216,12 @@ async function startCall(patient, phone) {
   try {
     const data = await api("/api/calls", {method: "POST", body: {patient_id: patient.id, phone_id: phone.id}});
     const call = data.call || data;
-    state.call = {id: call.id ?? call.call_id, patient_id: patient.id, name: patient.full_name, number: phoneText(phone), state: call.state || "dialing"};
-    showCall(state.call.state, call);
+    const id = call.id ?? call.call_id;
+    // the call's first events may have come over the websocket before this answer: keep the newer state
+    const known = state.call && state.call.id === id ? state.call : null;
+    state.call = {id, patient_id: patient.id, name: patient.full_name, number: phoneText(phone),
+                  state: known ? known.state : call.state || "dialing"};
+    showCall(state.call.state, known ? {} : call);
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) pollCall();
   } catch (err) { showError($("page-error"), err); }
 }
@@ -234,15 +253,30 @@ function showCall(callState, data = {}) {
   }
 }
 
+// A call of this agent's that the page is not following yet (an inbound call they answered, a call the
+// page was reloaded during, or one placed from another tab) becomes the current call.
+function adoptCall(data) {
+  const popped = state.pop && state.pop.patient;
+  const onCard = state.patient && data.patient_id && state.patient.id === data.patient_id ? state.patient : null;
+  state.call = {id: data.call_id ?? data.id, patient_id: data.patient_id || (popped ? popped.id : state.popPatientId) || null,
+                unlinked: !data.patient_id, name: (onCard && onCard.full_name) || (popped && popped.full_name) || "",
+                number: fmtPhone(data.number || ""), state: data.state};
+}
+
+// An adopted call's patient: their card opens and names the call bar.
+async function nameCall(call) {
+  if (!call.patient_id || call.name) return;
+  if (!state.patient || state.patient.id !== call.patient_id) await openPatient(call.patient_id, {focus: false});
+  if (state.patient && state.patient.id === call.patient_id) call.name = state.patient.full_name;
+  if (call === state.call) $("call-who").textContent = `${call.name || ""} ${call.number || ""}`.trim();
+}
+
 function onCallUpdated(data) {
   const id = data.call_id ?? data.id;
   if (!state.call || state.call.id !== id) {
-    // An inbound call that this agent answered becomes the current call.
-    if (data.direction === "inbound" && data.state !== "ended" && (!state.call || state.call.state === "ended")) {
-      const popped = state.pop && state.pop.patient;
-      state.call = {id, patient_id: data.patient_id || (popped ? popped.id : state.popPatientId) || null,
-                    unlinked: !data.patient_id,
-                    name: (popped && popped.full_name) || "", number: data.number, state: data.state};
+    if (data.state !== "ended" && (!state.call || state.call.state === "ended")) {
+      adoptCall(data);
+      nameCall(state.call);
     } else return;
   }
   if (data.patient_id && (!state.call.patient_id || state.call.unlinked)) { state.call.patient_id = data.patient_id; state.call.unlinked = false; }
@@ -288,6 +322,18 @@ async function resyncCall() {
 async function hangup() {
   if (!state.call) return;
   try { await api(`/api/calls/${state.call.id}/hangup`, {method: "POST", body: {}}); } catch (err) { showError($("page-error"), err); }
+}
+
+// The page (re)opened while one of the agent's calls is still on: the call bar follows it again (hang up,
+// the outcome form when it ends), on the card of the patient on the line.
+async function restoreCall() {
+  let calls = [];
+  try { calls = items(await api("/api/calls?live=1"), "calls"); } catch { return; }
+  const live = calls.find((c) => c.state !== "ended" && state.me && c.agent_id === state.me.id);
+  if (!live || (state.call && state.call.state !== "ended")) return;  // none, or its events came in meanwhile
+  adoptCall(live);
+  showCall(live.state, live);
+  await nameCall(state.call);
 }
 
 // ---------- outcome form ----------
@@ -425,7 +471,7 @@ function newPatientBody(fullName, phone, dob) {
 async function createPatient(form, errorBox, dialog) {
   const v = formObject(form);
   try {
-    const data = await api("/api/patients", {method: "POST", body: newPatientBody(v.full_name || "", v.phone || "", v.date_of_birth)});
+    const data = await api("/api/patients", {method: "POST", body: newPatientBody(v.full_name || "", v.number || "", v.date_of_birth)});
     const p = patientOf(data);
     if (dialog.id === "pop-dialog") {
       state.popPatientId = p.id;
@@ -439,15 +485,25 @@ async function createPatient(form, errorBox, dialog) {
 }
 
 // ---------- websocket ----------
+// Lists changed elsewhere (a referral, an assignment, a transfer): read them again, once for a burst.
+function reloadWorklistsSoon() {
+  clearTimeout(state.worklistTimer);
+  state.worklistTimer = setTimeout(loadWorklists, 300);
+}
+
 function connect() {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/agent`);
   state.ws = ws;
-  ws.onopen = () => { state.wsRetry = 0; $("ws-state").textContent = t("wsOk"); document.body.dataset.ws = "open"; };
+  ws.onopen = () => {
+    if (state.wsRetry > 0) reloadWorklistsSoon();  // what changed while the socket was down
+    state.wsRetry = 0; $("ws-state").textContent = t("wsOk"); document.body.dataset.ws = "open";
+  };
   ws.onmessage = (m) => {
     let msg; try { msg = JSON.parse(m.data); } catch { return; }
     if (msg.type === "call.updated") onCallUpdated(msg.data || {});
     else if (msg.type === "call.screenpop") onScreenpop(msg.data || {});
-    else if (msg.type === "resync") resyncCall();
+    else if (msg.type === "worklists.changed") reloadWorklistsSoon();
+    else if (msg.type === "resync") { resyncCall(); reloadWorklistsSoon(); }
   };
   ws.onclose = () => {
     document.body.dataset.ws = "closed";
@@ -500,6 +556,7 @@ async function main() {
   await Promise.all([loadStatuses(), loadWorklists(), setupDemo()]);
   const m = location.hash.match(/patient=(\d+)/);
   if (m) await openPatient(Number(m[1]), {focus: false});
+  await restoreCall();
   document.body.dataset.ready = "1";
 }
 

@@ -53,7 +53,10 @@ async function unassignedSection(box) {
 async function assign(patientId, agentId) {
   if (!agentId) return;
   try { await api(`/api/patients/${patientId}/assign`, {method: "POST", body: {agent_id: agentId}}); done("assigned"); await render(); }
-  catch (err) { showError($("page-error"), err); }
+  catch (err) {
+    if (err.problem && err.problem.code === "already_assigned") await render();  // the list as it stands now
+    showError($("page-error"), err);
+  }
 }
 
 // ---------- transfers ----------
@@ -127,8 +130,8 @@ async function callsSection(box) {
   box.append(form);
   box.append(el("p", {class: "toolbar"}, el("span", {}, fill(t("count"), {n: calls.length})), exportLinks(path)),
     table(["when", "agent", "direction", "number", "patient", "result", "duration", "outcome"], calls.map((c) => ({attrs: {"data-call": c.id},
-      cells: [fmtDateTime(c.started_at), agentName(c.agent_id), t("dir." + c.direction), phoneSpan(c.number || ""),
-        c.patient_id ? patientLink(c.patient_id) : "", c.disposition ? t("disp." + c.disposition) : t("state." + c.state),
+      cells: [fmtDateTime(c.started_at), c.agent_id || c.origin === "click_to_call" ? agentName(c.agent_id) : t("automatedCall"),
+        t("dir." + c.direction), phoneSpan(c.number || ""), c.patient_id ? patientLink(c.patient_id, c.patient_name) : "", c.disposition ? t("disp." + c.disposition) : t("state." + c.state),
         fmtDuration(c.billsec), c.outcome ? [c.outcome.customer_status, c.outcome.detail_status, c.outcome.note].filter(Boolean).join(" — ") : ""]}))));
 }
 

@@ -8,6 +8,8 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote_plus
+from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
 
@@ -19,12 +21,29 @@ RETRY_STATUSES = frozenset({408, 425, 429})
 MAX_REPLY = 2000
 
 
-def render_body(template: str, message: Outgoing) -> str:
-    """Each placeholder becomes its value as the inside of a JSON string (quotes, backslashes and every
-    control character escaped): a text cannot break out of the template's structure."""
+def render_body(template: str, message: Outgoing, content_type: str = "application/json") -> str:
+    """Each placeholder becomes its value escaped for the body's format, so a text cannot break out of the
+    template's structure: a form's value is percent-encoded (a text's "&to=..." would add a recipient),
+    XML's has its markup escaped (a SOAP gateway), anything else is the inside of a JSON string (quotes,
+    backslashes and every control character escaped)."""
     values = {"to": message.to_e164.lstrip("+"), "to_e164": message.to_e164, "text": message.text,
               "ref": str(message.ref)}
-    return PLACEHOLDER.sub(lambda m: json.dumps(values[m.group(1)], ensure_ascii=False)[1:-1], template)
+    kind = content_type.split(";", 1)[0].strip().lower()
+    escape = form_value if kind == "application/x-www-form-urlencoded" else xml_text if kind.endswith("xml") \
+        else json_string
+    return PLACEHOLDER.sub(lambda m: escape(values[m.group(1)]), template)
+
+
+def form_value(value: str) -> str:
+    return quote_plus(value, safe="")
+
+
+def xml_text(value: str) -> str:
+    return xml_escape(value, {'"': "&quot;", "'": "&apos;"})
+
+
+def json_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def field_at(body: Any, dotted: str) -> Any:
@@ -76,7 +95,7 @@ class HttpGatewaySender:
 
     async def send(self, message: Outgoing) -> Accepted:
         assert self._session is not None, "start() first"
-        body = render_body(self.settings.http_body_template, message).encode()
+        body = render_body(self.settings.http_body_template, message, self.settings.http_content_type).encode()
         try:
             async with self._session.request(self.settings.http_method, self.settings.http_url, data=body) as response:
                 text = await response.text(errors="replace")

@@ -1,6 +1,6 @@
 // The patient card's messages: send the chosen template as an SMS in one click, and the patient's
 // messages with their status, live (/ws/messages). Loaded by the agent console (crm_bridge/web/agent.js).
-import {api, el, items, fmtDateTime, showError} from "/static/admin/console.js";
+import {api, el, items, fmtDateTime, fmtPhone, showError} from "/static/admin/console.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {patientId: null, ws: null, messages: new Map(), t: (k) => k};
@@ -28,7 +28,7 @@ function render() {
   for (const m of all) {
     list.append(el("li", {"data-message": m.id, "data-status": m.status},
       el("strong", {class: `badge msg-${m.status}`}, statusText(m)), " ", el("span", {class: "muted"}, fmtDateTime(m.created_at)),
-      " · ", m.text, m.status === "failed" && m.gateway_reply ? el("span", {class: "muted"}, ` (${m.gateway_reply})`) : null));
+      m.to_e164 ? el("span", {class: "muted", title: m.to_e164}, ` → ${fmtPhone(m.to_e164)}`) : null, " · ", m.text, m.status === "failed" && m.gateway_reply ? el("span", {class: "muted"}, ` (${m.gateway_reply})`) : null));
   }
 }
 

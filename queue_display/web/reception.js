@@ -6,7 +6,7 @@ const DICT = {
        priority: "Ưu tiên", issue: "Cấp số", queue: "Hàng đợi", arrivals: "Bệnh nhân hẹn đến", date: "Ngày",
        checkinService: "Dịch vụ khi tiếp nhận", checkinPriority: "Ưu tiên khi tiếp nhận", auto: "Tự động (có hẹn)", show: "Xem", name: "Họ tên", phone: "Điện thoại", status: "Tình trạng", ticket: "Số",
        checkin: "Tiếp nhận", checkinFor: "Tiếp nhận {name}", noArrivals: "Không có bệnh nhân hẹn đến ngày này.", arrivalsCount: "{n} bệnh nhân hẹn đến.",
-       waiting: "đang chờ", empty: "Không có ai đang chờ.", wait: "Chờ khoảng", position: "Thứ tự", number: "Số", updated: "Cập nhật lúc {time}",
+       waiting: "đang chờ", empty: "Không có ai đang chờ.", wait: "Chờ khoảng", newcomer: "Lấy số bây giờ chờ", position: "Thứ tự", number: "Số", updated: "Cập nhật lúc {time}",
        minutes: "phút", "p.normal": "Thường", "p.emergency": "Cấp cứu", "p.elderly": "Người cao tuổi", "p.pregnant": "Phụ nữ mang thai",
        "p.disabled": "Người khuyết tật", "p.booked": "Có hẹn", issuedFor: "{number} — {service}", statusUrl: "Trang theo dõi", soon: "sắp tới",
        "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc"},
@@ -14,7 +14,7 @@ const DICT = {
        priority: "Priority", issue: "Issue ticket", queue: "Queue", arrivals: "Expected arrivals", date: "Date",
        checkinService: "Service at check-in", checkinPriority: "Priority at check-in", auto: "Automatic (booked)", show: "Show", name: "Name", phone: "Phone", status: "Status", ticket: "Ticket",
        checkin: "Check in", checkinFor: "Check in {name}", noArrivals: "No patients expected on this day.", arrivalsCount: "{n} patients expected.",
-       waiting: "waiting", empty: "Nobody is waiting.", wait: "Est. wait", position: "Position", number: "Number", updated: "Updated at {time}",
+       waiting: "waiting", empty: "Nobody is waiting.", wait: "Est. wait", newcomer: "A number taken now waits", position: "Position", number: "Number", updated: "Updated at {time}",
        minutes: "min", "p.normal": "Normal", "p.emergency": "Emergency", "p.elderly": "Elderly", "p.pregnant": "Pregnant",
        "p.disabled": "Disabled", "p.booked": "Booked", issuedFor: "{number} — {service}", statusUrl: "Status page", soon: "next",
        "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed"},
@@ -22,7 +22,7 @@ const DICT = {
        priority: "优先", issue: "取号", queue: "排队", arrivals: "预约到诊患者", date: "日期",
        checkinService: "登记时的服务", checkinPriority: "登记时的优先", auto: "自动（预约）", show: "查看", name: "姓名", phone: "电话", status: "状态", ticket: "号码",
        checkin: "登记", checkinFor: "为{name}登记", noArrivals: "这一天没有预约到诊的患者。", arrivalsCount: "预约到诊 {n} 人。",
-       waiting: "人候诊", empty: "无人候诊。", wait: "预计等候", position: "顺序", number: "号码", updated: "更新于 {time}",
+       waiting: "人候诊", empty: "无人候诊。", wait: "预计等候", newcomer: "现在取号约等", position: "顺序", number: "号码", updated: "更新于 {time}",
        minutes: "分钟", "p.normal": "普通", "p.emergency": "急诊", "p.elderly": "老人", "p.pregnant": "孕妇",
        "p.disabled": "残障", "p.booked": "预约", issuedFor: "{number} — {service}", statusUrl: "排队进度页", soon: "即将"},
 };
@@ -149,7 +149,8 @@ function queueGroups(data) {
   return groups.map((g) => {
     const id = g.service_id ?? g.id ?? (g.service && g.service.id);
     const service = state.services.find((s) => s.id === id) || g.service || g;
-    return {id, name: serviceName(service) || g.service_name, waiting: items(g.waiting ?? g.tickets)};
+    return {id, name: serviceName(service) || g.service_name, waiting: items(g.waiting ?? g.tickets),
+      newcomer: {estimated_wait_seconds: g.estimated_wait_seconds, estimated_wait_range: g.estimated_wait_range}};
   });
 }
 
@@ -166,7 +167,8 @@ async function loadQueue() {
         el("td", {}, String(tk.position ?? i + 1)), el("td", {}, el("strong", {}, tk.number)),
         el("td", {}, t("p." + (tk.priority || "normal"))), el("td", {}, waitRange(tk))))
         : el("tr", {}, el("td", {colspan: "4", class: "muted"}, t("empty")))));
-    box.append(el("section", {"data-service": g.id}, el("h3", {id: titleId}, `${g.name} — ${g.waiting.length} ${t("waiting")}`), table));
+    box.append(el("section", {"data-service": g.id}, el("h3", {id: titleId}, `${g.name} — ${g.waiting.length} ${t("waiting")}`,
+      el("span", {class: "muted newcomer"}, ` · ${t("newcomer")}: ${waitRange(g.newcomer)}`)), table));
   }
   $("queue-updated").textContent = fill(t("updated"), {time: new Date().toLocaleTimeString(LOCALES[lang] || "vi-VN")});
 }

@@ -1,10 +1,11 @@
 // Reminder campaigns (/reminders): start one now, pause or run it, its live progress, today's turn-near calls,
 // the settings.
-import {api, el, startPage, fmtDate, showError, clearFieldErrors} from "/static/admin/console.js";
+import {api, el, startPage, fmtDate, fmtPhone, showError, clearFieldErrors} from "/static/admin/console.js";
 
 const $ = (id) => document.getElementById(id);
 const COLUMNS = ["called", "confirmed", "callback", "not_reached", "failed", "pending", "skipped"];
 let t = (k) => k;
+let shown = null;  // the campaign whose patients are listed under the table
 
 function row(c) {
   const p = c.progress;
@@ -14,7 +15,30 @@ function row(c) {
   return el("tr", {"data-campaign": c.id, "data-state": c.state},
     el("td", {}, `#${c.id}`), el("td", {}, t("kind." + c.kind)), el("td", {}, fmtDate(c.about)),
     el("td", {class: "state"}, t("state." + c.state)),
-    ...COLUMNS.map((k) => el("td", {"data-count": k}, String(p[k] ?? 0))), el("td", {}, toggle));
+    ...COLUMNS.map((k) => el("td", {"data-count": k}, String(p[k] ?? 0))),
+    el("td", {class: "toolbar"}, toggle, el("button", {type: "button", class: "secondary small", "data-targets": c.id,
+      "aria-label": t("targetsOf").replace("{id}", c.id), onclick: () => showTargets(c.id)}, t("targets"))));
+}
+
+// Who a campaign calls, on which number, and how each call ended (to follow up from the patient's card).
+function targetRow(x) {
+  const why = x.state === "skipped" && x.skip_reason ? `: ${t("skip." + x.skip_reason)}` : "";
+  return el("tr", {"data-target": x.id, "data-patient": x.patient_id, "data-state": x.state},
+    el("td", {}, el("a", {href: `/agent#patient=${x.patient_id}`}, x.patient_name || `#${x.patient_id}`)),
+    el("td", {class: "nowrap"}, x.number ? el("span", {title: x.number}, fmtPhone(x.number)) : ""),
+    el("td", {class: "state"}, t("target." + x.state) + why), el("td", {}, String(x.attempts)), el("td", {}, x.key || ""));
+}
+
+async function showTargets(id) {
+  shown = id;
+  const data = await api(`/api/reminders/campaigns/${id}`);
+  if (shown !== id) return;
+  $("targets-title").textContent = t("targetsOf").replace("{id}", id);
+  const head = ["patient", "number", "state", "attempts", "keyPressed"];
+  $("targets").replaceChildren(data.targets.length ? el("div", {class: "table-wrap"}, el("table", {id: "targets-table"},
+    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {scope: "col"}, t(h))))),
+    el("tbody", {}, ...data.targets.map(targetRow)))) : el("p", {class: "muted"}, t("noTargets")));
+  $("targets-box").hidden = false;
 }
 
 function draw(data) {
@@ -52,6 +76,7 @@ async function refresh() {
     const data = await api("/api/reminders/campaigns");
     draw(data);
     drawTurnNear(data);
+    if (shown !== null) await showTargets(shown);
     $("page-error").hidden = true;
   }
   catch (err) { showError($("page-error"), err); }
@@ -74,6 +99,7 @@ async function main() {
     } catch (err) { showError($("page-error"), err, ev.target); }
   });
   await refresh();
+  document.body.dataset.ready = "1";
   setInterval(refresh, 2000);
 }
 main();

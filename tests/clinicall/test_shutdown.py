@@ -40,7 +40,7 @@ async def test_shutdown_closes_websockets_and_cancels_tasks(aiohttp_client: Call
     await asyncio.sleep(0.05)
     assert len(spawned) == 1 and not spawned[0].done()
     closing = asyncio.create_task(client.server.close())
-    message = await asyncio.wait_for(ws.receive(), 5)
+    message = await asyncio.wait_for(ws.receive(), 30)
     assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
     assert ws.close_code == WSCloseCode.GOING_AWAY or message.data == WSCloseCode.GOING_AWAY
     await asyncio.wait_for(closing, 10)

@@ -39,6 +39,13 @@ async def test_admin_console(live_server: Any, new_page: Any) -> None:
     await form.get_by_role("button", name="Thêm").click()
     assert await form.get_by_role("alert").inner_text() == "Mật khẩu phải có ít nhất 10 ký tự."
     assert await form.locator("[data-field-error=password]").inner_text() == "Mật khẩu quá ngắn."
+    # A user name already taken is named under the user name (it was a generic "changed or duplicate").
+    await form.get_by_label("Tên đăng nhập").fill("agent7")
+    await form.get_by_label("Mật khẩu (ít nhất 10 ký tự)").fill("another-password-123")
+    await form.get_by_role("button", name="Thêm").click()
+    assert await form.locator("[data-field-error=username]").inner_text() == \
+        "Tên đăng nhập này đã có người dùng; hãy chọn tên khác."
+    assert await form.locator("[data-field-error=password]").count() == 0
 
     await open_admin(page, base, "display-tokens")
     form = page.locator("form.panel")

@@ -128,6 +128,10 @@ async def test_worklists_search_card_note_and_keyboard(live_server: Any, new_pag
     await page.get_by_role("button", name="Bệnh nhân mới").click()
     new = page.get_by_role("dialog", name="Bệnh nhân mới")
     await new.get_by_label("Họ và tên").fill("Phạm Thị Dung")
+    await new.get_by_label("Số điện thoại").fill("0977 111")  # a digit short: the sentence sits under the phone
+    await new.get_by_role("button", name="Tạo hồ sơ").click()
+    assert await new.locator("#nf-phone + [data-field-error]").inner_text() == \
+        "Số điện thoại không hợp lệ; hãy viết như 0912 345 678."
     await new.get_by_label("Số điện thoại").fill("0977 111 222")
     await new.get_by_role("button", name="Tạo hồ sơ").click()
     await page.get_by_role("heading", name="Phạm Thị Dung").wait_for()

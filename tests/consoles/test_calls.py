@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from telephony.keys import DEMO_PBX_KEY
 from tests.consoles.a11y import audit
 
 WATCH_STATES = """() => {
@@ -36,11 +37,11 @@ async def test_click_to_call_live_state_and_outcome(live_server: Any, new_page: 
     await page.get_by_role("button", name="Gọi số 0912 345 678").click()
     callbar = page.locator("#callbar")
     await callbar.wait_for()
-    await page.locator("#call-state[data-state='answered']").wait_for(timeout=15000)
+    await page.locator("#call-state[data-state='answered']").wait_for(timeout=30000)
     assert await page.get_by_role("button", name="Gác máy").is_visible()
     # The outcome form opens by itself when the patient hangs up.
     dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
-    await dialog.wait_for(timeout=20000)
+    await dialog.wait_for(timeout=30000)
     states = await page.evaluate("window.__states")
     assert states[-2:] == ["answered", "ended"] and states[0] in ("dialing", "ringing"), states
     assert "Đã kết thúc (Nghe máy)" in await page.locator("#call-state").inner_text()
@@ -96,10 +97,10 @@ async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: 
     await page.wait_for_function("document.activeElement && document.activeElement.id === 'card'")
     # The inbound call becomes the current call (the agent's phone answers); hanging up from the call
     # bar ends it and opens the outcome form for that patient.
-    await page.locator("#call-state[data-state='answered']").wait_for(timeout=15000)
+    await page.locator("#call-state[data-state='answered']").wait_for(timeout=30000)
     await page.get_by_role("button", name="Gác máy").click()
     outcome = page.get_by_role("dialog", name="Kết quả liên hệ")
-    await outcome.wait_for(timeout=15000)
+    await outcome.wait_for(timeout=30000)
     assert "Trần Thị Bình" in await outcome.locator("#outcome-context").inner_text()
     await outcome.get_by_label("Ghi chú").fill("Bệnh nhân gọi hỏi lịch")
     await outcome.get_by_role("button", name="Lưu").click()
@@ -122,9 +123,9 @@ async def test_inbound_screenpops_known_and_unknown(live_server: Any, new_page: 
     await page.get_by_role("heading", name="Võ Minh Khang").wait_for()
     found = (await live_server.api("GET", "/api/patients?q=0909888777", who="agent"))["items"]
     assert [p["full_name"] for p in found] == ["Võ Minh Khang"]
-    await page.locator("#call-state[data-state='answered']").wait_for(timeout=15000)
+    await page.locator("#call-state[data-state='answered']").wait_for(timeout=30000)
     await page.get_by_role("button", name="Gác máy").click()
-    await outcome.wait_for(timeout=15000)
+    await outcome.wait_for(timeout=30000)
     assert "Võ Minh Khang" in await outcome.locator("#outcome-context").inner_text()
     await page.keyboard.press("Escape")
 
@@ -133,13 +134,22 @@ async def test_hang_up_unanswered_call_then_not_reached_worklist(live_server: An
     made = await live_server.api("POST", "/api/patients", json={
         "full_name": "Đặng Thu Hà", "assigned_agent_id": live_server.ids["agent"], "phones": [{"number": "0903000003"}]})
     patient_id = made["patient"]["id"]
+    pbx = live_server.app[DEMO_PBX_KEY]
+    assert pbx is not None
+    pbx.no_answer_seconds = 600  # the page is reloaded while the phone rings, however long that takes here
     page = await agent_console(new_page, live_server, f"#patient={patient_id}")
     assert await page.locator("[data-count=not_reached]").inner_text() == "0"
     await page.get_by_role("button", name="Gọi số 0903 000 003").click()
-    await page.locator("#call-state[data-state='ringing']").wait_for(timeout=15000)
+    await page.locator("#call-state[data-state='ringing']").wait_for(timeout=30000)
+    # The page is reloaded while the patient's phone rings: the call bar follows the call again.
+    await page.goto(f"{live_server.base_url}/agent")
+    await page.wait_for_selector("body[data-ready='1'][data-ws='open']")
+    await page.locator("#call-state[data-state='ringing']").wait_for()
+    assert "Đặng Thu Hà" in await page.locator("#call-who").inner_text()
+    await page.get_by_role("heading", name="Đặng Thu Hà").wait_for()
     await page.get_by_role("button", name="Gác máy").click()
     dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
-    await dialog.wait_for(timeout=15000)
+    await dialog.wait_for(timeout=30000)
     assert await page.locator("#call-state").get_attribute("data-state") == "ended"
     await dialog.get_by_label("Trạng thái khách hàng").select_option("Không liên lạc được")
     await dialog.get_by_label("Chi tiết").select_option("Không nghe máy")

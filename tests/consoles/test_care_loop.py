@@ -30,7 +30,7 @@ def upload(name: str, data: bytes, mime: str) -> dict[str, Any]:
 async def patient_page(browser: Any, base_url: str, phone: str, password: str, new_password: str) -> Any:
     context = await browser.new_context(locale="vi-VN", viewport=PHONE_SIZE, is_mobile=True)
     page = await context.new_page()
-    page.set_default_timeout(20000)
+    page.set_default_timeout(30000)
     await page.goto(f"{base_url}/me")
     await page.get_by_label("Số điện thoại").fill(phone)
     await page.get_by_label("Mật khẩu", exact=True).fill(password)
@@ -57,12 +57,22 @@ async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser
     await login(ref, base, "refa", "/referrer")
     await ref.wait_for_selector("body[data-ready='1']")
     await ref.get_by_label("Họ tên").fill("Võ Thị Giới")
+    await ref.get_by_label("Số điện thoại").fill("091200022")  # a digit short: the sentence sits under the phone
+    await ref.get_by_role("button", name="Gửi giới thiệu").click()
+    assert await ref.locator("#r-phone + [data-field-error]").inner_text() == \
+        "Số điện thoại không hợp lệ; hãy viết như 0912 345 678."
     await ref.get_by_label("Số điện thoại").fill(PHONE)
     await ref.get_by_label("Dịch vụ quan tâm").fill("Nội soi")
     files = ref.get_by_label("Tệp đính kèm (PDF, JPEG, PNG, DICOM)")
     await files.set_input_files([upload("thu.pdf", b"<html><script>alert(1)</script></html>", "application/pdf")])
     await ref.get_by_role("button", name="Gửi giới thiệu").click()
     await ref.locator("#refer-error").filter(has_text="Chỉ nhận tệp PDF").wait_for()
+    # The care team's console is open meanwhile: the referral shows up in its new list by itself.
+    agent = await new_page("supervisor")
+    await agent.goto(f"{base}/agent")
+    await agent.wait_for_selector("body[data-ready='1'][data-ws='open']")
+    await agent.get_by_role("tab", name=re.compile("^Mới")).click()
+    new_count = int(await agent.locator("[data-count=new]").inner_text())
     await files.set_input_files([upload("sieu-am.pdf", PDF, "application/pdf"), upload("phim.png", PNG, "image/png")])
     await ref.get_by_role("button", name="Gửi giới thiệu").click()
     await ref.locator("#referrals li.referral-new").filter(has_text="Võ Thị Giới").wait_for()
@@ -70,11 +80,9 @@ async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser
     pid = next(p["id"] for p in mine["items"] if p["full_name"] == "Võ Thị Giới")
 
     # The care team: the referral first in the new list, highlighted; the card names the referrer; booked.
-    agent = await new_page("supervisor")
-    await agent.goto(f"{base}/agent")
-    await agent.wait_for_selector("body[data-ready='1']")
-    await agent.get_by_role("tab", name=re.compile("^Mới")).click()
+    await agent.locator("[data-count=new]").filter(has_text=str(new_count + 1)).wait_for()
     first = agent.locator("#worklist li").first
+    await first.filter(has_text="Võ Thị Giới").wait_for()
     assert "Võ Thị Giới" in await first.inner_text() and await first.locator("[data-referral=new]").count() == 1
     await first.get_by_role("button").click()
     await agent.get_by_role("heading", name="Võ Thị Giới").wait_for()

@@ -8,6 +8,7 @@ sideways. One browser per test, one page per role, reused from page to page."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 from typing import Any
@@ -63,6 +64,7 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     an = await patient(server, "Nguyễn Văn An", "0912345678", "agent")
     ha = await patient(server, "Đặng Thu Hà", "0903000002", "agent")  # the demo PBX: busy
     mai = await patient(server, "Lý Thị Mai", "0909000111", None)
+    quick = await patient(server, "Trịnh Văn Nhanh", "0909000222", None)
     await server.api("POST", "/api/templates", who="supervisor", json={
         "name": "Nhắc lịch", "body": "Chào {fullName}, {clinicName} nhắc lịch khám."})
     await server.api("POST", f"/api/patients/{an}/follow-ups", who="agent", json={
@@ -99,14 +101,27 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     await dialog.wait_for(state="hidden")
     await page.locator("#card-phones [data-e164='+84977555666']").wait_for()
     assert await page.locator("#card-phones [data-e164='+84977555666']").inner_text() == "0977 555 666"
+    # The patient's old number is gone: removed from the card (after a confirmation), the new one is now
+    # the number SMS and reminder calls go to.
+    page.once("dialog", lambda confirm: asyncio.ensure_future(confirm.accept()))
+    await page.get_by_role("button", name="Xoá số 0912 345 678").click()
+    await page.locator("#card-status-msg").get_by_text("Đã xoá số 0912 345 678.").wait_for()
+    assert await page.locator("#card-phones li").all_inner_texts() == [
+        "0977 555 666\nngười nhà\nnhận nhắc lịch và SMS\nGọi\nXoá số"]
+    card = (await server.api("GET", f"/api/patients/{an}", who="agent"))["patient"]
+    assert [p["e164"] for p in card["phones"]] == ["+84977555666"]
 
-    # A message template, filled for this patient, copied.
+    # A message template, filled for this patient, copied; sent as an SMS to the number the card shows.
     await page.get_by_role("button", name="Tin nhắn mẫu").click()
     dialog = page.get_by_role("dialog", name="Tin nhắn mẫu")
     await dialog.get_by_label("Mẫu").select_option(label="Nhắc lịch")
     await page.wait_for_function("document.getElementById('tpl-text').value.includes('Nguyễn Văn An')")
     await dialog.get_by_role("button", name="Sao chép").click()
     await dialog.get_by_text("Đã sao chép.", exact=False).wait_for()
+    await dialog.get_by_role("button", name="Gửi SMS").click()
+    await page.locator("#card-messages li[data-message]").get_by_text("0977 555 666", exact=False).wait_for()
+    sent = (await server.api("GET", f"/api/patients/{an}/messages", who="agent"))["items"]
+    assert [m["to_e164"] for m in sent] == ["+84977555666"]
     await page.keyboard.press("Escape")
 
     # A follow-up plan in three days, typed as dd/mm/yyyy.
@@ -142,14 +157,14 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     await demo.get_by_role("button", name="Gọi đến").click()
     await page.locator("#demo-status").get_by_text("Đã gửi cuộc gọi đến từ 0912 300 099.").wait_for()
     assert await demo.locator("[data-field-error]").count() == 0
-    await page.get_by_role("dialog", name="Cuộc gọi đến").wait_for(timeout=15000)
+    await page.get_by_role("dialog", name="Cuộc gọi đến").wait_for(timeout=30000)
     await page.keyboard.press("Escape")
 
     # A busy call: the outcome form pre-selects "not reached / busy"; "call back" needs a date.
     await goto(page, f"{server.base_url}/agent#patient={ha}")
     await page.get_by_role("button", name="Gọi số 0903 000 002").click()
     dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
-    await dialog.wait_for(timeout=20000)
+    await dialog.wait_for(timeout=30000)
     assert await dialog.get_by_label("Trạng thái khách hàng").input_value() == "Không liên lạc được"
     assert await dialog.get_by_label("Chi tiết").input_value() == "Máy bận"
     await dialog.get_by_label("Trạng thái khách hàng").select_option("Hẹn gọi lại")
@@ -187,6 +202,11 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
 
     # Care lists: take the unassigned patient; the follow-ups in the 7-day and 1-month views.
     await goto(page, f"{server.base_url}/care/unassigned")
+    # agent2 takes one of them first: the page says so (not "not allowed") and lists what is left
+    await server.api("POST", f"/api/patients/{quick}/assign", who="agent2", json={"agent_id": server.ids["agent2"]})
+    await page.locator(f"tr[data-patient='{quick}']").get_by_role("button", name="Nhận chăm sóc").click()
+    await page.locator("#page-error").get_by_text("Bệnh nhân này vừa được tổng đài viên khác nhận", exact=False).wait_for()
+    await page.locator(f"tr[data-patient='{quick}']").wait_for(state="detached")
     await page.locator(f"tr[data-patient='{mai}']").get_by_role("button", name="Nhận chăm sóc").click()
     await page.get_by_text("Đã phân công.").wait_for()
     assert (await server.api("GET", f"/api/patients/{mai}", who="agent"))["patient"]["assigned_agent_id"] == server.ids["agent"]
@@ -285,11 +305,12 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
     await goto(page, f"{server.base_url}/care/calls")
     await page.locator("tr[data-call]").nth(1).wait_for()
     assert await page.locator("tr[data-call]").count() == 2
+    assert await page.locator(f"tr[data-call] a[href='/agent#patient={an}']").inner_text() == "Nguyễn Văn An"
     await page.get_by_label("Tổng đài viên").select_option(label="Agent2")
     await page.get_by_role("button", name="Xem").click()
     await page.wait_for_function("document.querySelectorAll('tr[data-call]').length === 1")
     rows = await download_rows(page, page.locator("a[data-export=xlsx]"))
-    assert len(rows) == 2 and rows[1][3] == "0903 000 002"
+    assert len(rows) == 2 and rows[1][3] == "0903 000 002" and rows[1][5] == "Đặng Thu Hà"
     await shots(page, "care-calls")
     assert await audit(page) == []
 

@@ -49,7 +49,15 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
               for k in ("confirmed", "callback", "not_reached", "skipped", "called")}
     assert counts == {"confirmed": "1", "callback": "1", "not_reached": "1", "skipped": "1", "called": "4"}
     assert await row.locator("td.state").inner_text() == "Đã xong"
-
+    # who was called, on which number, and how it ended: on the page, each name opening the patient's card
+    await row.locator("[data-targets]").click()
+    await page.locator("#targets-table tbody tr").nth(3).wait_for()
+    shown = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#targets-table tbody tr')].map(
+        (r) => [r.cells[0].textContent, [r.cells[1].textContent, r.cells[2].textContent, r.cells[0].querySelector('a').getAttribute('href')]]))""")
+    assert shown["Phạm Thị Dung"] == ["0901 230 003", "Không liên lạc được", f"/agent#patient={ids[2]}"]
+    assert shown["Hoàng Văn Em"][1] == "Bỏ qua: không nhận cuộc gọi tự động"
+    assert (shown["Nguyễn Văn An"][0], shown["Trần Thị Bình"][0]) == ("0901 234 561", "0901 234 566")
+    assert {shown["Nguyễn Văn An"][1], shown["Trần Thị Bình"][1]} == {"Đã xác nhận", "Cần gọi lại"}
     # no SMS gateway: a waiting patient who opted in at reception gets a short call, listed on the same page
     ticket = await live_server.api("POST", "/api/tickets", who="reception",
                                    json={"service_id": live_server.services["A"], "patient_id": ids[0]})
@@ -59,3 +67,13 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
     answered = page.locator(f"#turn-near-table tr[data-ticket='{ticket['ticket']['id']}'][data-state='answered']")
     await answered.wait_for(timeout=60_000)
     assert (await answered.locator("td.state").inner_text()).startswith("Đã nghe máy")
+    # the calls list and the statistics name these calls as automated ones (not "unassigned", not "—")
+    await page.goto(f"{live_server.base_url}/care/calls")
+    await page.locator("tr[data-call]").nth(2).wait_for()
+    first = page.locator("tr[data-call]").filter(has_text="Phạm Thị Dung").first
+    assert "Cuộc gọi tự động" in await first.inner_text()
+    await page.goto(f"{live_server.base_url}/admin/stats")
+    rates = page.locator("details table").filter(has=page.locator("caption", has_text="Tỉ lệ nghe máy theo tổng đài viên"))
+    await rates.wait_for(state="attached")
+    assert "Cuộc gọi tự động (nhắc lịch)" in await rates.text_content()
+

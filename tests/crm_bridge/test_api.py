@@ -150,7 +150,10 @@ async def test_worklists_assignment_transfer_followups(client: TestClient, staff
     assert taken.status == 200
     stolen = await client.post(f"/api/patients/{free['id']}/assign", json={"agent_id": staff.ids["agent"]},
                                headers=staff.headers("agent"))
-    assert stolen.status == 403
+    assert (stolen.status, (await stolen.json())["code"]) == (409, "already_assigned")  # someone was first
+    for_another = await client.post(f"/api/patients/{free['id']}/assign", json={"agent_id": staff.ids["agent2"]},
+                                    headers=staff.headers("agent"))
+    assert for_another.status == 403
     # Transfer: agent2 asks to hand the patient to agent; a supervisor approves.
     asked = await client.post(f"/api/patients/{free['id']}/transfer-requests",
                               json={"to_agent_id": staff.ids["agent"], "reason": "quen khách"},

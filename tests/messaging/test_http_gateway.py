@@ -13,6 +13,8 @@ import hmac
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
+from xml.etree import ElementTree
 
 import aiohttp
 import pytest
@@ -184,10 +186,17 @@ def test_receipt_signatures() -> None:
     settings = MessagingSettings(adapter="http", http_url="http://127.0.0.1:1/x",
                                  http_receipt_hmac_secret="hmac-secret-0123456789")
     body = b'{"msg_id": "gw-1", "status": "DELIVRD"}'
-    good = hmac.new(b"hmac-secret-0123456789", body, hashlib.sha256).hexdigest()
-    assert authentic(settings, {"X-Signature": good}, {}, body)
-    assert authentic(settings, {"X-Signature": f"sha256={good.upper()}"}, {}, body)
-    assert not authentic(settings, {"X-Signature": good}, {}, body + b" ")
+    now = 1_800_000_000
+    good = hmac.new(b"hmac-secret-0123456789", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    signed = {"X-Signature": good, "X-Timestamp": str(now)}
+    assert authentic(settings, signed, {}, body, now=now + 299)
+    assert authentic(settings, {**signed, "X-Signature": f"sha256={good.upper()}"}, {}, body, now=now)
+    assert not authentic(settings, signed, {}, body + b" ", now=now)
+    # a captured receipt replayed later, or signed over the body alone, is refused
+    assert not authentic(settings, signed, {}, body, now=now + 301)
+    assert not authentic(settings, {**signed, "X-Timestamp": str(now + 1)}, {}, body, now=now)
+    assert not authentic(settings, {"X-Signature": hmac.new(b"hmac-secret-0123456789", body, hashlib.sha256)
+                                    .hexdigest()}, {}, body, now=now)
     assert not authentic(settings, {}, {"token": "hmac-secret-0123456789"}, body)  # a secret is not a token
     token = MessagingSettings(http_receipt_token=RECEIPT_TOKEN)
     assert authentic(token, {}, {"token": RECEIPT_TOKEN}, b"") and not authentic(token, {}, {}, b"")
@@ -214,6 +223,13 @@ def test_settings_refuse_unknown_keys_and_unsafe_values() -> None:
             MessagingSettings(**bad)
     body = render_body('{"text": "{text}", "to": "{to}"}', Outgoing(1, "+84912000111", 'a"b\\c\u2028\x01'))
     assert json.loads(body) == {"text": 'a"b\\c\u2028\x01', "to": "84912000111"}
+    # a form or an XML (SOAP) gateway: a text cannot add a recipient or an element
+    hostile = Outgoing(2, "+84912000111", "hẹn mai&to=84900000000&x=</Content><Phone>84900000000</Phone>")
+    form = render_body("to={to}&text={text}", hostile, "application/x-www-form-urlencoded; charset=utf-8")
+    assert parse_qs(form) == {"to": ["84912000111"], "text": [hostile.text]}
+    xml = render_body("<Sms><Phone>{to}</Phone><Content>{text}</Content></Sms>", hostile, "text/xml")
+    parsed = ElementTree.fromstring(xml)
+    assert [e.tag for e in parsed] == ["Phone", "Content"] and parsed.findtext("Content") == hostile.text
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -3,7 +3,8 @@
 (a closed service is greyed out with its hours), is called, sent to the lab with the page's defaults, sent on to
 X-ray by the lab, and room 1 closes for lunch meanwhile; the patient's own phone page follows every step and never
 sends them to the closed door, nor does the TV; room 2's door shows them as next while room 1 is closed and not once it reopens;
-room 1 calls them back with their own number; a receptionist's double click gives one number. No 5xx, no script
+room 1's door says "closed" over lunch and lists them again once it reopens, live; the TV's big number never shows a
+call taken back by a transfer or a return to a line, and follows a service renamed during the day; room 1 calls them back with their own number; a receptionist's double click gives one number. No 5xx, no script
 error."""
 
 from __future__ import annotations
@@ -87,7 +88,13 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     watch(tv, problems)
     await tv.goto(server.url("/tv", token=server.display_token))
     await tv.locator("#services li").filter(has_text="D001").filter(has_text="Sau đó quay lại Phòng khám số 1").wait_for()
+    assert await tv.locator("#now-number").inner_text() == "—"  # their calls were taken back by the transfers
+    door1 = await new_page()
+    watch(door1, problems)
+    await door1.goto(server.url("/door", token=server.display_token, room=str(room1)))
+    await door1.locator("#status[data-state='live']").wait_for()
     await press("o", "Đã đóng phòng")  # lunch, while the patient is at X-ray
+    await door1.locator("#next[data-closed='true']").filter(has_text="Phòng đang đóng").wait_for()  # live
     await phone_says("D001", "Xong Chụp X-quang, mời bạn quay lại Khám tổng quát.")  # not the closed door
     await tv.locator("#services li").filter(has_text="D001").filter(has_text="Sau đó quay lại Khám tổng quát").wait_for()
 
@@ -96,12 +103,15 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     await door.goto(server.url("/door", token=server.display_token, room=str(room2)))
     await door.locator("#status[data-state='live']").wait_for()
     await server.api("POST", f"/api/rooms/{imaging}/call-next", who="doctor")
+    await tv.locator("#now-number").filter(has_text="D001").wait_for()
     back = (await server.api("POST", f"/api/tickets/{patient['id']}/done", who="doctor"))["ticket"]
     assert back["number"] == "A001" and back["status"] == "waiting"
+    await tv.locator("#now-number").filter(has_text="—").wait_for()  # back in a line: no longer called
     await phone_says("A001", "Mời bạn quay lại Khám tổng quát")
     await door.locator("#next").filter(has_text="A001").wait_for()  # room 1 is closed: room 2 may call them
 
     await press("o", "Đã mở phòng")  # back from lunch before anyone called them: their own doctor again
+    await door1.locator("#next[data-closed='false']").filter(has_text="A001").wait_for()
     await phone_says("A001", "Mời bạn quay lại Phòng khám số 1")
     await door.reload()
     await door.locator("#status[data-state='live']").wait_for()
@@ -111,6 +121,8 @@ async def test_a_late_doctor_a_lab_and_xray_round_trip_and_lunch(live_server: Li
     await phone_says("Mời bạn vào", "Phòng khám số 1")
     await press("d", "A001: Xong")
     await phone_says("Đã hoàn tất")
+    await server.api("PATCH", f"/api/services/{A}", json={"names": {"vi": "Khám bệnh", "en": "Consultation"}})
+    await tv.locator(f"#services [data-service='{A}'] h3").filter(has_text="Khám bệnh").wait_for()  # renamed, live
     await room.goto(server.url("/room", room=str(lab)))  # the lab's own page: its walk-ins sent on do not come back
     await room.wait_for_selector("body[data-ready='1']")
     assert not await room.locator("#transfer-return").is_checked()

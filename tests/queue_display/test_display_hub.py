@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
+from clinicall.auth.token_cache import forget_tokens
 from clinicall.hub import encode
 from clinicall.keys import BUS_KEY, DB_KEY, HUB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
@@ -83,6 +84,7 @@ async def test_handshakes_refused(hub_client: TestClient) -> None:
     assert await refused(hub_client, "/ws/display") == 403
     assert await refused(hub_client, "/ws/display", headers={"Origin": "https://evil.example"}) == 403
     await auth_service.revoke_display_token(hub_client.app[DB_KEY], token_id)
+    await forget_tokens(hub_client.app)  # as DELETE /api/display-tokens/{id} does: the remembered token is gone
     hub_client.session.cookie_jar.clear()
     assert await refused(hub_client, f"/ws/display?token={token}") == 401
     # a display token reads the feed, nothing else
@@ -326,7 +328,7 @@ async def first_frame_after(screen: Recorder, before: int, skip: str) -> dict[st
 
 
 async def screen_frames(screen: Recorder, count: int) -> list[str]:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         while len(screen.raw) < count:
             await screen.frames.get()
     return screen.raw

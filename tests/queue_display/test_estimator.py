@@ -417,3 +417,16 @@ def test_the_range_of_few_sampled_futures_holds_its_stated_share(futures: int) -
         span = _ranges(paths, 0.8, 1.0)[1]
         held += span.low <= rng.lognormvariate(7.0, 0.5) <= span.high
     assert 0.77 <= held / trials <= 0.83
+
+
+def test_a_newcomer_waits_one_visit_more_than_the_last_in_line_and_changes_nobody_elses_wait() -> None:
+    estimator = WaitEstimator(TZ, WEIGHTS, 30.0)
+    now = local(2, 9.0)
+    waiting = [item(i, now - dt.timedelta(minutes=10 - i)) for i in range(1, 5)]
+    alone = estimator.estimate(now, waiting, [idle(1)])
+    tickets, newcomers = estimator.estimate_with_newcomers(now, waiting, [idle(1)], newcomers=[1])
+    assert {ticket_id: span.seconds for ticket_id, span in tickets.items()} == pytest.approx(alone)
+    visit = alone[2] - alone[1]
+    assert newcomers[1].seconds == pytest.approx(alone[4] + visit)
+    empty = estimator.estimate_with_newcomers(now, [], [idle(1)], newcomers=[1])[1]
+    assert empty[1].seconds == pytest.approx(0.0)  # nobody waits and the room is free: called at once

@@ -89,6 +89,15 @@ async def test_the_estimator_runs_off_the_loop_and_screens_read_stored_estimates
     for ticket in line["waiting"]:
         low, high = ticket["estimated_wait_range"]
         assert low <= ticket["estimated_wait_seconds"] <= high
+    # the kiosk promises what a walk-in taking a number now waits (not the last waiting ticket's wait), and
+    # the ticket it then gets says so
+    kiosk = {s["id"]: s for s in (await (await clinic.client.get("/kiosk/services")).json())["services"]}
+    promised = kiosk[clinic.services["A"]]
+    low, high = promised["estimated_wait_range"]
+    assert waits[-1] < promised["estimated_wait_seconds"] and low <= promised["estimated_wait_seconds"] <= high
+    taken = await clinic.client.post("/api/kiosk/tickets", json={"service_id": clinic.services["A"]})
+    assert taken.status == 201
+    assert low <= (await taken.json())["ticket"]["estimated_wait_seconds"] <= high
 
 
 async def add_room_state(clinic: Clinic, live: QueueRuntime, room: int, open: bool, at: dt.datetime) -> None:

@@ -32,7 +32,7 @@ def settings(rig_settings: Callable[..., Settings], asterisk: Asterisk, sqlite_u
     base = rig_settings(sqlite_url, str(asterisk.sqlite_path))
     base.reminders = base.reminders.model_copy(update={
         "dial_channel": "Local/{number}@patients", "daily_kinds": [], "calling_hours": ["00:00-24:00"],
-        "max_attempts": 2, "retry_minutes": 0, "key_timeout_seconds": 3.0})
+        "max_attempts": 2, "retry_minutes": 0, "key_timeout_seconds": 8.0})
     return base
 
 
@@ -72,7 +72,7 @@ async def test_reminder_calls_on_the_real_asterisk(client: TestClient, staff: St
         body = await (await client.get(f"/api/reminders/campaigns/{campaign_id}",
                                        headers=staff.headers("supervisor"))).json()
         return body if body["campaign"]["state"] == "done" else None
-    body = await until(done, 90, "the campaign done")
+    body = await until(done, 240, "the campaign done")
     targets = {t["patient_id"]: (t["state"], t["key"], t["attempts"]) for t in body["targets"]}
     assert targets == {confirms: ("confirmed", "1", 1), wants_call: ("callback", "2", 1), busy: ("not_reached", None, 2)}
 

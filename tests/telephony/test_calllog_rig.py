@@ -15,7 +15,8 @@ from tests.telephony.conftest import LogHarness, make_harness
 from tests.telephony.traces import Step, Trace
 
 RIG = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk" / "rig"
-SETTINGS = {"inbound_contexts": ["inbound", "from-pstn"]}  # from-pstn: FreePBX's inbound context
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "asterisk"
+SETTINGS = {"inbound_contexts": ["inbound", "from-pstn", "from-trunk"]}  # from-pstn, from-trunk: FreePBX's
 
 
 def rig_trace(name: str) -> Trace:
@@ -48,6 +49,23 @@ def seconds_from(start: dt.datetime, value: dt.datetime | None) -> float | None:
 
 
 # scenario: direction, origin, disposition, number, patient, agent, talk, ring, cause, legs (extension, status, talk)
+OTHER_PBX: dict[str, dict[str, Any]] = {
+    "freepbx_ringgroup_e164": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                   patient_id=None, agent_extension="1002", talk=6.0, ring=1.0, hangup_code=16,
+                                   legs=[("1001", "CANCEL", None), ("1002", "ANSWER", 6.0)]),
+    "freepbx_ivr_then_group": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                   patient_id=None, agent_extension="1001", talk=4.4, ring=3.6, hangup_code=16,
+                                   legs=[("1002", "CANCEL", None), ("1001", "ANSWER", 4.4)]),  # the IVR's answer is no one's
+    "freepbx_cfb_external": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=None, agent_extension="1001", talk=4.5, ring=2.2, hangup_code=16,
+                                 legs=[("1001", "BUSY", None), (None, "ANSWER", 4.5)]),  # forwarded on busy, outside
+    "wazo_user_chain": dict(direction="inbound", origin="trunk", disposition="answered", number="+84933333333",
+                            patient_id=None, agent_extension="1001", talk=5.0, ring=1.0, hangup_code=16,
+                            legs=[("1001", "ANSWER", 5.0)]),
+    "freepbx_outbound_prefix": dict(direction="outbound", origin="desk_phone", disposition="answered",
+                                    number="+84901234567", patient_id=None, agent_extension="1001", talk=4.5, ring=2.0,
+                                    hangup_code=16, legs=[(None, "ANSWER", 4.5), ("1001", None, 4.5)]),
+}
 EXPECTED: dict[str, dict[str, Any]] = {
     "desk_phone_outbound": dict(direction="outbound", origin="desk_phone", disposition="answered",
                                 number="+84901234567", patient_id=None, agent_extension="1001", talk=4.5, ring=2.0,
@@ -139,6 +157,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "parked_and_retrieved": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
                                  patient_id=42, agent_extension="1001", talk=8.0, ring=1.0, hangup_code=16,
                                  legs=[("1001", "ANSWER", 2.1), ("1002", "ANSWER", 6.0)]),  # 4 s parked: no talk
+    # MANIFEST.md "Other PBXs' dialplans": FreePBX / Wazo contexts, caller IDs +84 / 0084 / 84, Local chains
+    **OTHER_PBX,
 }
 CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [("1001", "1002")]}
 
@@ -191,6 +211,72 @@ async def test_internal_calls_are_logged_only_when_asked(sqlite_url: str, tmp_pa
         (call,) = await h.rows()
         assert (call.direction, call.origin, call.disposition, call.number) == ("internal", "internal", "answered", None)
         assert close(call.talk_seconds, 3.0) and call.agent_extension == "1001"
+
+
+@pytest.mark.parametrize("name", ["freepbx_ivr_then_group", "freepbx_cfb_external"])
+async def test_a_call_the_settings_cannot_place_is_logged_as_unknown(sqlite_url: str, name: str) -> None:
+    """A FreePBX/Wazo trace against settings that do not name its inbound context (from-trunk) or its trunk:
+    the call is still logged once over, with its facts, and direction `unknown` (never dropped, never guessed)."""
+    want = OTHER_PBX[name]
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents"):  # inbound_contexts: ["inbound"]
+        await replay(h, name)
+        (call,) = await h.rows()
+        assert (call.direction, call.origin, call.state) == ("unknown", "unknown", "ended")
+        assert (call.disposition, call.number, call.agent_extension) == (want["disposition"], want["number"],
+                                                                         want["agent_extension"])
+        assert close(call.talk_seconds, want["talk"]) and call.billsec == int(want["talk"])
+
+
+def as_pjsip(name: str, *renames: tuple[bytes, bytes]) -> Trace:
+    """A recorded trace with its channels named as chan_pjsip names them (every other byte as recorded)."""
+    trace = rig_trace(name)
+    for step in trace.steps:
+        for old, new in renames:
+            step.data = step.data.replace(old, new)
+    return trace
+
+
+PJSIP_PHONES = ((b"Local/1001@agents-", b"PJSIP/1001-"), (b"Local/1002@agents-", b"PJSIP/1002-"))
+
+
+async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk(sqlite_url: str, tmp_path: Path) -> None:
+    """`PJSIP/{ext}` fits a trunk `PJSIP/viettel-…` too. Inbound (freepbx_ringgroup_e164 as chan_pjsip names it):
+    the trunk's channel sits in an inbound context, so the call is inbound, answered by 1002 (not a desk phone of
+    "viettel"). Outbound (freepbx_outbound_prefix, trunk context not listed): 1001's Dial names an outside number,
+    so the call goes out (not an internal call between "agents" 1001 and "vnpt", which is not logged)."""
+    import shutil
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/outbound.db"
+    shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
+    inbound = as_pjsip("freepbx_ringgroup_e164", (b"Local/2873001234@from-trunk-", b"PJSIP/viettel-"), *PJSIP_PHONES)
+    async for h in make_harness(sqlite_url, agent_channel="PJSIP/{ext}", inbound_contexts=["from-trunk"]):
+        for ev, at in inbound.timed_messages(base=wallclock("freepbx_ringgroup_e164")):
+            await h.log.handle(ev, at)
+        (call,) = await h.rows()
+        legs = [(leg["extension"], leg["dial_status"]) for leg in json.loads(call.legs)]
+        assert (call.direction, call.origin, call.disposition, call.number, call.agent_extension) == (
+            "inbound", "trunk", "answered", "+84912345678", "1002")
+        assert legs == [("1001", "CANCEL"), ("1002", "ANSWER")] and close(call.talk_seconds, 6.0)
+
+    outbound = as_pjsip("freepbx_outbound_prefix", (b"Local/0901234567@vnpt-trunk-", b"PJSIP/vnpt-"), *PJSIP_PHONES)
+    async for h in make_harness(url, agent_channel="PJSIP/{ext}"):
+        for ev, at in outbound.timed_messages(base=wallclock("freepbx_outbound_prefix")):
+            await h.log.handle(ev, at)
+        (call,) = await h.rows()
+        assert (call.direction, call.origin, call.disposition, call.number, call.agent_extension) == (
+            "outbound", "desk_phone", "answered", "+84901234567", "1001")
+        assert close(call.talk_seconds, 4.5) and close(call.ring_seconds, 2.0)
+
+
+async def test_agents_named_by_their_from_internal_local_channel_have_one_leg_each(sqlite_url: str) -> None:
+    """`agent_channel = "Local/{ext}@from-internal"` (FreePBX's channel for click-to-call): the ring group's
+    `Local/1002@from-internal` is the agent and the phone it rang behind it is the same party: one leg per agent,
+    with the talk, not an agent leg without talk plus an unnamed one with it."""
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@from-internal", inbound_contexts=["from-trunk"]):
+        await replay(h, "freepbx_ringgroup_e164")
+        (call,) = await h.rows()
+        legs = [(leg["extension"], leg["dial_status"], leg["talk_seconds"]) for leg in json.loads(call.legs)]
+        assert (call.agent_extension, legs) == ("1002", [("1001", "CANCEL", None), ("1002", "ANSWER", 6.0)])
 
 
 def cel_database(run: str, path: Path) -> Path:
@@ -264,19 +350,67 @@ async def test_calls_ended_while_nobody_listened_get_their_true_end_from_cel(sql
         base = wallclock("ended_while_disconnected_reconnect")
         await replay(h, "ended_while_disconnected_reconnect", base)
         assert await h.log.reconcile(set(), base, []) == []
-        rows = {r.id: r for r in await h.rows()}
-        assert len(rows) == 3 and all(r.state == "ended" for r in rows.values())
-        c201 = rows[click]
-        inbound = next(r for r in rows.values() if r.direction == "inbound")
-        desk = next(r for r in rows.values() if r.origin == "desk_phone")
-        assert (c201.disposition, c201.hangup_code) == ("answered", 16)
-        assert close(c201.talk_seconds, 4.5) and close(c201.ring_seconds, 2.0)
-        assert (inbound.disposition, inbound.number, inbound.patient_id, inbound.agent_extension) == (
-            "answered", "+84912345678", 42, "1002")
-        assert close(inbound.talk_seconds, 5.0)
-        assert (desk.direction, desk.disposition, desk.number, desk.agent_extension, desk.hangup_code) == (
-            "outbound", "answered", "+84901234568", "1001", 16)
-        assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
+        await assert_true_ends_from_cel(h, click)
+
+
+async def assert_true_ends_from_cel(h: LogHarness, click: int) -> None:
+    """The three calls of ended_while_disconnected as their CEL rows tell (MANIFEST.md)."""
+    rows = {r.id: r for r in await h.rows()}
+    assert len(rows) == 3 and all(r.state == "ended" for r in rows.values())
+    c201 = rows[click]
+    inbound = next(r for r in rows.values() if r.direction == "inbound")
+    desk = next(r for r in rows.values() if r.origin == "desk_phone")
+    assert (c201.disposition, c201.hangup_code) == ("answered", 16)
+    assert close(c201.talk_seconds, 4.5) and close(c201.ring_seconds, 2.0)
+    assert (inbound.disposition, inbound.number, inbound.patient_id, inbound.agent_extension) == (
+        "answered", "+84912345678", 42, "1002")
+    assert close(inbound.talk_seconds, 5.0)
+    assert (desk.direction, desk.disposition, desk.number, desk.agent_extension, desk.hangup_code) == (
+        "outbound", "answered", "+84901234568", "1001", 16)
+    assert close(desk.talk_seconds, 4.5) and close(desk.ring_seconds, 2.0)
+
+
+async def test_an_unreachable_cel_database_leaves_calls_unknown_until_it_answers(sqlite_url: str, tmp_path: Path,
+                                                                                  postgres: Any) -> None:
+    """cel_pgsql's database does not answer at the reconnect: the calls are settled as interrupted with that
+    reason (not "no end in CEL"), nothing is guessed, and the call that began and ended in the outage is owed;
+    once the database answers, a later read gives every call its true end (the rows cel_pgsql wrote)."""
+    import asyncpg
+
+    from telephony.cel_source import CelSource
+    from tests.servers import free_port
+
+    name = f"cel_down_{free_port()}"
+    url = postgres.database_url(name).replace("postgresql+asyncpg://", "postgresql://", 1)
+    base = aligned_base("ended_while_disconnected", cel_database("ended_while_disconnected", tmp_path / "master.db"))
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        h.log.cel_source = CelSource(url, tz=dt.UTC, timeout=2.0)
+        h.log.cel_catch_up = 0.5
+        (click,) = await replay(h, "ended_while_disconnected", base)
+        h.log.link_lost()
+        again = wallclock("ended_while_disconnected_reconnect")
+        await replay(h, "ended_while_disconnected_reconnect", again)
+        assert sorted(await h.log.reconcile(set(), again, [])) == sorted(r.id for r in await h.rows())
+        rows = await h.rows()
+        assert len(rows) == 2 and {r.disposition for r in rows} == {"interrupted"}
+        assert all("CEL database" in (r.hangup_cause or "") for r in rows), [r.hangup_cause for r in rows]
+        assert h.log.cel_owed and not await h.log.retry_cel()  # still down: still owed, nothing changes
+        assert [summary(r) for r in await h.rows()] == [summary(r) for r in rows]
+
+        admin = await asyncpg.connect(postgres.url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute((CONFIG / "cel_pgsql.sql").read_text())
+            await conn.execute((CONFIG / "cdr_pgsql.sql").read_text())
+            await conn.execute((RIG / "ended_while_disconnected.cel.pgsql.sql").read_text())
+        finally:
+            await conn.close()
+        assert await h.log.retry_cel() and not h.log.cel_owed
+        await assert_true_ends_from_cel(h, click)
 
 
 async def assert_rebuild_changes_nothing(h: LogHarness) -> None:
@@ -353,6 +487,39 @@ async def test_a_call_answered_while_the_ami_link_was_down_gets_its_true_answer(
         assert (call.state, call.disposition, call.agent_extension, call.patient_id) == ("ended", "answered", "1001", 42)
         assert close(seconds_from(call.created_at, call.answered_at), 2.1), call.answered_at
         assert close(call.talk_seconds, 6.0), call.talk_seconds
+
+
+async def test_clinicall_killed_during_a_transfer_follows_the_call_again_from_journal_and_cel(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """clinicall is killed -9 while 1001 talks with the caller; 1001 blind-transfers the caller to 1002 while
+    it is away; a new clinicall process (same database, Asterisk still up) reloads the open call from the
+    journal, reconnects (CoreShowChannels lists 1002's channels) and reads CEL: one call, both legs, true times."""
+    from telephony.cel_source import CelSource
+
+    name = "transfer_while_clinicall_away"
+    database = cel_database(name, tmp_path / "master.db")
+    base = aligned_base(name, database)
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        await replay(h, name, base)
+        (before,) = await h.rows()
+        assert (before.state, before.agent_extension) == ("answered", "1001")
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):  # the new process
+        h.log.cel_source = CelSource(str(database))
+        h.log.cel_catch_up = 0.3
+        assert await h.log.load_open_calls() == 1
+        messages = rig_trace(f"{name}_reconnect").timed_messages(base=base)
+        cut = next(i for i, (ev, _) in enumerate(messages) if ev.get("Event") == "CoreShowChannelsComplete") + 1
+        for ev, at in messages[:cut]:
+            await h.log.handle(ev, at)
+        assert await h.log.reconcile(live_channels(f"{name}_reconnect"), messages[0][1], []) == []
+        for ev, at in messages[cut:]:
+            await h.log.handle(ev, at)
+        (call,) = await h.rows()
+        legs = [(leg["extension"], leg["dial_status"], leg["talk_seconds"]) for leg in json.loads(call.legs)]
+        assert (call.state, call.disposition, call.agent_extension, call.patient_id) == ("ended", "answered", "1001", 42)
+        assert close(seconds_from(call.created_at, call.answered_at), 1.0) and close(call.ring_seconds, 1.0)
+        assert close(call.talk_seconds, 9.0) and call.hangup_code == 16
+        assert legs == [("1001", "ANSWER", 1.1), ("1002", None, 7.8)]  # 1002 reached by the transfer, seen in CEL
 
 
 async def test_a_restart_while_an_agent_rings_fails_the_call_and_a_graceful_one_waits(sqlite_url: str) -> None:

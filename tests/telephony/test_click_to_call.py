@@ -185,7 +185,8 @@ async def test_control_characters_never_reach_asterisk(client: TestClient, staff
     before = len(originates(client))
     for body in INJECTIONS:
         response = await client.post("/api/calls", headers=staff.headers("agent"), json=body)
-        assert response.status == 400, (body, await response.text())
+        # a NUL is refused for every JSON body before any handler (422 invalid_characters)
+        assert response.status == (422 if "\\u0000" in json.dumps(body) else 400), (body, await response.text())
         assert response.content_type == "application/problem+json"
     # the agent's extension (set by an admin) carrying CR/LF
     async with client.app[DB_KEY].transaction() as s:

@@ -25,7 +25,7 @@ from tests.telephony.traces import FIXTURES, load
 async def read_messages(reader: asyncio.StreamReader, parser: StreamParser, count: int) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     while len(out) < count:
-        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        chunk = await asyncio.wait_for(reader.read(65536), 30)
         if not chunk:
             break
         out.extend(parser.feed(chunk))
@@ -82,7 +82,7 @@ async def test_demo_pbx_speaks_like_the_recorded_asterisk() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()
         writer.write(b"Action: Login\r\nUsername: clinic\r\nSecret: wrong\r\nActionID: login-bad\r\n\r\n")
-        rest = await asyncio.wait_for(reader.read(), 5)
+        rest = await asyncio.wait_for(reader.read(), 30)
         assert rest == b"Response: Error\r\nActionID: login-bad\r\nMessage: Authentication failed\r\n\r\n"
         writer.close()
     finally:
@@ -173,6 +173,11 @@ async def test_demo_inbound_endpoint_with_the_services_fastagi(client: TestClien
     # another agent cannot pop this patient's call up on the agent's screen through the demo
     other = await client.post("/api/demo/inbound", headers=staff.headers("agent2"), json={"number": "0912345678"})
     assert other.status == 403 and (await other.json())["code"] == "not_your_patient"
+    # nor an unassigned patient's card on every agent's screen (the team rings); a supervisor may
+    await client.post("/api/patients", headers=staff.headers("admin"), json={
+        "full_name": "Đỗ Văn Chung", "assigned_agent_id": None, "phones": [{"number": "0912345699"}]})
+    team = await client.post("/api/demo/inbound", headers=staff.headers("agent"), json={"number": "0912345699"})
+    assert team.status == 403 and (await team.json())["code"] == "demo_team_call"
     async with client.ws_connect("/ws/agent", headers=staff.headers("agent")) as ws:
         await ws.receive()
         response = await client.post("/api/demo/inbound", headers=staff.headers("agent"), json={"number": "0912345678"})

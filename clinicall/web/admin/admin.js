@@ -266,7 +266,8 @@ function unavailable(title, data) { return [el("section", {class: "panel"}, el("
 function callCharts(data) {
   if (data.error) return unavailable(t("calls"), data);
   const days = data.days.map((d) => d.day);
-  const agents = data.agents;
+  // calls with no agent are the automated ones (reminder and turn-near calls)
+  const agents = data.agents.map((a) => (a.agent_id == null ? {...a, agent_name: t("automatedCalls")} : a));
   const perAgentDay = agents.map((a) => ({name: a.agent_name, values: days.map((day) => {
     const row = data.per_agent_day.find((r) => r.day === day && r.agent_id === a.agent_id); return row ? row.calls : 0; })}));
   const disp = Object.entries(data.dispositions);

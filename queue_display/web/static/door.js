@@ -32,9 +32,11 @@ function render() {
   }
   shownId = id;
   const serviceIds = room && room.service_ids ? room.service_ids : [...state.services.keys()];
-  const upcoming = state.waitingFor(serviceIds)
+  // a closed room calls nobody: its door lists no one as next (room state follows live, queue.room_state)
+  const upcoming = room && room.open === false ? [] : state.waitingFor(serviceIds)
     .filter((ticket) => !forAnotherRoom(ticket)).slice(0, 3);
-  $("next").replaceChildren(...(upcoming.length ? upcoming.map((ticket) => el("span", {class: "next-ticket"},
+  $("next").dataset.closed = String(Boolean(room && room.open === false));
+  $("next").replaceChildren(...(room && room.open === false ? [t("door_closed")] : upcoming.length ? upcoming.map((ticket) => el("span", {class: "next-ticket"},
     el("span", {class: "num"}, ticket.number), el("span", {class: "eta"}, waitRangeText(ticket, t)))) : [t("none")]));
 }
 

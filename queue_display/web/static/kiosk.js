@@ -1,6 +1,6 @@
 // The kiosk: choose a service, get a ticket with its number, estimated wait and a QR code to the status page.
 import {el, translate} from "/static/clinicall/api.js";
-import {queryParam, serviceLabel, waitRangeText, waitText} from "/static/queue_display/feed.js";
+import {queryParam, serviceLabel, waitRangeText} from "/static/queue_display/feed.js";
 import {LABELS, LANGUAGES} from "/static/queue_display/labels.js";
 
 let lang = LANGUAGES.includes(queryParam("lang")) ? queryParam("lang") : "vi";
@@ -20,7 +20,7 @@ async function fetchJson(path, init = {}) {
 // A closed service says so, with its hours, and takes no number (reception can still give one).
 function serviceMeta(service) {
   if (service.open === false) return t("service_closed").replace("{hours}", `${service.opens_at || ""}–${service.closes_at || ""}`);
-  const wait = waitText(service.estimated_wait_seconds, t);
+  const wait = waitRangeText(service, t);  // what a walk-in taking a number now waits (its 80% range)
   return `${service.waiting_count ?? 0} ${t("people_waiting")}` + (wait ? ` · ${wait}` : "");
 }
 

@@ -22,8 +22,8 @@ export const LABELS = {
     called: "đã gọi", in_service: "đang khám", waiting_status: "đang chờ", skipped: "bỏ qua", no_current: "Chưa gọi ai",
     prio_emergency: "Cấp cứu", prio_elderly: "Người cao tuổi", prio_pregnant: "Phụ nữ mang thai", prio_disabled: "Người khuyết tật", prio_booked: "Có hẹn", prio_normal: "Thường", soon: "sắp tới",
     close_room: "Đóng phòng", open_room: "Mở phòng", room_closed_note: "Phòng đang đóng: không ai được gọi vào phòng này. Bấm Mở phòng (O) khi bắt đầu làm việc.", room_now_open: "Đã mở phòng", room_now_closed: "Đã đóng phòng; bệnh nhân hẹn quay lại phòng này sẽ được phòng khác cùng dịch vụ gọi", err_room_closed: "Phòng đang đóng. Bấm Mở phòng (O) trước khi gọi số.",
-    service_closed: "Đang đóng cửa (giờ làm việc {hours})", err_service_closed: "Dịch vụ này đang đóng cửa. Vui lòng hỏi quầy lễ tân.", err_rate_limited: "Máy đang bận, vui lòng thử lại sau một phút hoặc hỏi quầy lễ tân.", err_kiosk: "Không lấy được số. Vui lòng thử lại hoặc hỏi quầy lễ tân.",
-    error: "Lỗi", priority: "Ưu tiên", number: "Số", wait: "Chờ", home: "Trang chính",
+    service_closed: "Đang đóng cửa (giờ làm việc {hours})", err_service_closed: "Dịch vụ này đang đóng cửa. Vui lòng hỏi quầy lễ tân.", err_rate_limited: "Máy đang bận, vui lòng thử lại sau một phút hoặc hỏi quầy lễ tân.", err_kiosk: "Không lấy được số. Vui lòng thử lại hoặc hỏi quầy lễ tân.", err_kiosk_not_allowed: "Máy này không được in trên máy in của quầy lấy số đó. Vui lòng hỏi quầy lễ tân.",
+    door_closed: "Phòng đang đóng", err_transfer_target_closed: "Dịch vụ đó đang ngoài giờ và không có phòng nào mở: bệnh nhân chưa được chuyển. Chọn dịch vụ khác hoặc mở một phòng của dịch vụ đó trước.", newcomer: "Lấy số bây giờ", error: "Lỗi", priority: "Ưu tiên", number: "Số", wait: "Chờ", home: "Trang chính",
   },
   en: {
     hold: "Hold", resume: "Resume", restore: "Restore", held: "on hold", resumed: "resumed", restored: "restored to its place",
@@ -47,8 +47,8 @@ export const LABELS = {
     called: "called", in_service: "in service", waiting_status: "waiting", skipped: "skipped", no_current: "Nobody called yet",
     prio_emergency: "Emergency", prio_elderly: "Elderly", prio_pregnant: "Pregnant", prio_disabled: "Disability", prio_booked: "Booked", prio_normal: "Normal", soon: "next",
     close_room: "Close room", open_room: "Open room", room_closed_note: "This room is closed: nobody is called to it. Press Open room (O) when you start.", room_now_open: "Room open", room_now_closed: "Room closed; patients due back to this room are called by another room of the service", err_room_closed: "The room is closed. Press Open room (O) before calling.",
-    service_closed: "Closed now (hours {hours})", err_service_closed: "This service is closed now. Please ask at reception.", err_rate_limited: "The kiosk is busy; please try again in a minute or ask at reception.", err_kiosk: "No number could be issued. Please try again or ask at reception.",
-    error: "Error", priority: "Priority", number: "Number", wait: "Wait", home: "Home",
+    service_closed: "Closed now (hours {hours})", err_service_closed: "This service is closed now. Please ask at reception.", err_rate_limited: "The kiosk is busy; please try again in a minute or ask at reception.", err_kiosk: "No number could be issued. Please try again or ask at reception.", err_kiosk_not_allowed: "This device may not print on that kiosk's printer. Please ask at reception.",
+    door_closed: "Room closed", err_transfer_target_closed: "That service is outside its hours and none of its rooms is open: the patient was not sent. Choose another service or open one of its rooms first.", newcomer: "New number", error: "Error", priority: "Priority", number: "Number", wait: "Wait", home: "Home",
   },
   zh: {
     hold: "暂停", resume: "继续", restore: "恢复", held: "已暂停", resumed: "已继续", restored: "已恢复原位",
@@ -72,8 +72,8 @@ export const LABELS = {
     called: "已叫号", in_service: "就诊中", waiting_status: "候诊", skipped: "过号", no_current: "尚未叫号",
     prio_emergency: "急诊", prio_elderly: "老人", prio_pregnant: "孕妇", prio_disabled: "残障", prio_booked: "预约", prio_normal: "普通", soon: "即将",
     close_room: "关闭诊室", open_room: "开放诊室", room_closed_note: "本诊室已关闭：不会叫号到本诊室。开始工作时请按开放诊室（O）。", room_now_open: "诊室已开放", room_now_closed: "诊室已关闭；应回到本诊室的患者将由同一服务的其他诊室叫号", err_room_closed: "诊室已关闭。叫号前请先按开放诊室（O）。",
-    service_closed: "暂停服务（服务时间 {hours}）", err_service_closed: "该服务现在不开放，请到服务台咨询。", err_rate_limited: "取号机繁忙，请一分钟后再试或到服务台咨询。", err_kiosk: "无法取号，请重试或到服务台咨询。",
-    error: "错误", priority: "优先", number: "号码", wait: "等候", home: "首页",
+    service_closed: "暂停服务（服务时间 {hours}）", err_service_closed: "该服务现在不开放，请到服务台咨询。", err_rate_limited: "取号机繁忙，请一分钟后再试或到服务台咨询。", err_kiosk: "无法取号，请重试或到服务台咨询。", err_kiosk_not_allowed: "本设备不能使用该取号机的打印机，请到服务台咨询。",
+    door_closed: "诊室已关闭", err_transfer_target_closed: "该服务已过服务时间且没有开放的诊室：患者未转出。请选择其他服务，或先开放该服务的一个诊室。", newcomer: "现在取号", error: "错误", priority: "优先", number: "号码", wait: "等候", home: "首页",
   },
 };
 

@@ -1,5 +1,7 @@
 // What a screen knows about the waiting room, rebuilt from each snapshot and kept current by events.
 const ACTIVE_IN_ROOM = new Set(["called", "in_service"]);
+// A call that no longer stands: the ticket went back to a line, was set aside or its day ended.
+const CALL_TAKEN_BACK = new Set(["waiting", "held", "skipped", "noshow", "expired"]);
 
 export class ScreenState {
   constructor() { this.clear(); }
@@ -51,10 +53,19 @@ export class ScreenState {
 
   // Applies one event; returns the ticket to announce when it is a call.
   applyEvent(type, data) {
+    if (type === "queue.room_state") {
+      const room = this.rooms.get(data.room_id);
+      if (room || data.room) this.rooms.set(data.room_id, {...(room || {}), ...(data.room || {}), open: Boolean(data.open)});
+      return null;
+    }
     if (type === "queue.changed") {
       const service = this.serviceOf(data.service_id, (data.waiting || [])[0]);
       const line = Array.isArray(data.line) ? this.expandLine(data.line) : data.waiting || [];
       if (line) service.waiting = line; else this.stale = true;
+      if (Array.isArray(data.newcomer)) {  // [seconds, low, high]: a walk-in taking a number now
+        service.estimated_wait_seconds = data.newcomer[0];
+        service.estimated_wait_range = [data.newcomer[1], data.newcomer[2]];
+      }
       return null;
     }
     const ticket = data.ticket;
@@ -102,6 +113,12 @@ export class ScreenState {
     const stale = Boolean(this.stale);
     this.stale = false;
     return stale;
+  }
+
+  // The calls that still stand, newest first: a ticket put on hold, skipped, sent to another line or
+  // back to one since its call is no longer "now calling".
+  standingCalls() {
+    return this.recent.filter((t) => !CALL_TAKEN_BACK.has(t.status));
   }
 
   waitingFor(serviceIds) {

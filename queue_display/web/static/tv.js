@@ -14,8 +14,13 @@ let lastStatus = "connecting";
 let flashTimer = null;
 const $ = (id) => document.getElementById(id);
 let timeZone;  // the clinic's, from the snapshot: a TV set to another zone still shows local clinic time
+let shownCall;  // the call on the big number ("id:called_at:recalls"); undefined before the first snapshot
+const RECENT_CALL_MS = 120000;  // a call this recent, made while the TV was cut off, still flashes on reconnecting
+
+const callKey = (ticket) => (ticket ? `${ticket.id}:${ticket.called_at}:${ticket.recall_count || 0}` : null);
 
 function renderNow(ticket, flash) {
+  shownCall = callKey(ticket);
   $("now-number").textContent = ticket ? ticket.number : "—";
   $("now-room").textContent = ticket && ticket.room ? roomLabel(ticket.room, lang, t) : "";
   if (flash) {
@@ -34,7 +39,7 @@ function backText(back) {
 }
 
 function renderCalls() {
-  $("calls").replaceChildren(...state.recent.slice(1, 9).map((ticket) => el("li", {},
+  $("calls").replaceChildren(...state.standingCalls().slice(1, 9).map((ticket) => el("li", {},
     el("span", {class: "num"}, ticket.number), el("span", {}, roomLabel(ticket.room, lang, t)))));
 }
 
@@ -47,7 +52,8 @@ function renderServices() {
         ticket.back_to ? el("span", {class: "back"}, backText(ticket.back_to)) : null),
       el("span", {class: "eta"}, waitRangeText(ticket, t))));
     boxes.push(el("div", {class: "service", "data-service": service.id},
-      el("h3", {}, `${serviceLabel(service, lang)} (${service.waiting.length})`),
+      el("h3", {}, `${serviceLabel(service, lang)} (${service.waiting.length})`,
+        waitRangeText(service, t) ? el("span", {class: "eta newcomer"}, ` · ${t("newcomer")}: ${waitRangeText(service, t)}`) : null),
       items.length ? el("ul", {class: "waiting"}, items) : el("p", {class: "eta"}, t("nobody"))));
   }
   $("services").replaceChildren(...boxes);
@@ -55,7 +61,7 @@ function renderServices() {
 
 function renderAll() {
   if (state.clinic) $("clinic").textContent = state.clinic;
-  renderNow(state.recent[0] || null, false);
+  renderNow(state.standingCalls()[0] || null, false);
   renderCalls();
   renderServices();
 }
@@ -122,12 +128,21 @@ for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("cl
 const feed = new DisplayFeed({
   token, rooms: queryParam("rooms"), services: queryParam("services"),
   onStatus: setStatus,
-  onSnapshot: (data) => { timeZone = data.timezone || undefined; tick(); state.applySnapshot(data); renderAll(); },
+  onSnapshot: (data) => {
+    timeZone = data.timezone || undefined; tick();
+    const before = shownCall;
+    state.applySnapshot(data);
+    renderAll();
+    // a call made while the TV was cut off (network, restart) is still news: flash it as a live one
+    const now = state.standingCalls()[0];
+    if (before !== undefined && now && callKey(now) !== before && now.called_at
+        && Date.parse(data.at) - Date.parse(now.called_at) < RECENT_CALL_MS) renderNow(now, true);
+  },
   isStale: () => state.takeStale(),
   onEvent: (frame) => {
     if (frame.type === "announcement.ready") { announce(frame.data); return; }
     const called = state.applyEvent(frame.type, frame.data);
-    if (called) renderNow(called, true); else renderNow(state.recent[0] || null, false);
+    if (called) renderNow(called, true); else renderNow(state.standingCalls()[0] || null, false);
     renderCalls();
     renderServices();
   },

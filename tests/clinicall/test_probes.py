@@ -1,0 +1,205 @@
+"""Hostile probes of the second red team, each as it was found: an agent's own call list after the patient
+moved on, a waiting ticket of another day signed up for a turn-near text, any client printing on any kiosk's
+printer, the kiosk limit counted per instance, display tokens looked up on every request."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import update
+
+from clinicall.app import create_app
+from clinicall.auth import service as auth_service
+from clinicall.auth.middleware import DISPLAY_COOKIE
+from clinicall.auth.token_cache import TOKEN_CACHE_KEY
+from clinicall.keys import DB_KEY
+from clinicall.settings import Settings
+from queue_display.models import Ticket
+from telephony.models import Call
+from tests.conftest import PASSWORD, Staff
+from tests.servers import free_port
+
+
+@pytest.fixture
+def settings(sqlite_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    """Access rules live above the database: SQLite is enough. nginx is the trusted proxy on the loopback;
+    the kiosk "entrance" prints only from its own address, "lobby" (named nowhere) only from the loopback."""
+    closed = f"tcp://127.0.0.1:{free_port()}"
+    return make_settings(sqlite_url, http={"cookie_secure": False, "trusted_proxies": ["127.0.0.1"]},
+                         queue={"kiosk_printers": {"entrance": closed, "lobby": closed},
+                                "kiosk_clients": {"entrance": ["192.0.2.10", "198.51.100.0/24"]}},
+                         auth={"token_cache_seconds": 60}, messaging={"sends_per_minute_per_user": 3})
+
+
+async def new_service(client: TestClient, admin: dict[str, str]) -> int:
+    created = await client.post("/api/services", json={"prefix": "A", "names": {"vi": "Khám"}}, headers=admin)
+    assert created.status == 201, await created.text()
+    return int((await created.json())["service"]["id"])
+
+
+async def test_an_agents_own_calls_follow_the_patient_to_the_new_agent(client: TestClient, staff: Staff) -> None:
+    created = await client.post("/api/patients", json={"full_name": "Lê Thị Hoa", "phones": [{"number": "0912000333"}],
+                                                       "assigned_agent_id": staff.ids["agent"]},
+                                headers=staff.headers("supervisor"))
+    patient_id = (await created.json())["patient"]["id"]
+    async with client.app[DB_KEY].transaction() as s:
+        call = Call(direction="outbound", origin="click_to_call", state="ended", disposition="answered",
+                    agent_id=staff.ids["agent"], patient_id=patient_id, number="+84912000333")
+        s.add(call)
+        s.add(Call(direction="inbound", state="ended", disposition="answered", agent_id=staff.ids["agent"],
+                   number="+84912999888"))  # a caller never linked to a card stays the agent's
+        await s.flush()
+        call_id = call.id
+    noted = await client.post(f"/api/calls/{call_id}/outcome", json={"note": "đau dạ dày, hẹn tái khám"},
+                              headers=staff.headers("agent"))
+    assert noted.status == 201, await noted.text()
+    moved = await client.post(f"/api/patients/{patient_id}/assign", json={"agent_id": staff.ids["agent2"]},
+                              headers=staff.headers("supervisor"))
+    assert moved.status == 200, await moved.text()
+
+    listed = await client.get("/api/calls", headers=staff.headers("agent"))
+    assert [c["number"] for c in (await listed.json())["calls"]] == ["+84912999888"]
+    exported = await client.get("/api/calls?export=csv", headers=staff.headers("agent"))
+    assert exported.status == 200 and "dạ dày" not in await exported.text()
+    one = await client.get(f"/api/calls/{call_id}", headers=staff.headers("agent"))
+    assert (one.status, (await one.json())["code"]) == (403, "not_your_patient")
+    # the patient's new agent and the supervisor read it, with its outcome
+    for who, url in (("agent2", f"/api/calls?patient_id={patient_id}"), ("supervisor", "/api/calls?all=1")):
+        calls = (await (await client.get(url, headers=staff.headers(who))).json())["calls"]
+        assert [c["outcome"]["note"] for c in calls if c["id"] == call_id] == ["đau dạ dày, hẹn tái khám"], who
+
+
+async def test_an_agent_cannot_text_without_a_limit(client: TestClient, staff: Staff) -> None:
+    created = await client.post("/api/patients", json={"full_name": "Vũ Thị Lan", "phones": [{"number": "0912000777"}],
+                                                       "assigned_agent_id": staff.ids["agent"]},
+                                headers=staff.headers("supervisor"))
+    patient_id = (await created.json())["patient"]["id"]
+    statuses = []
+    for who in ("agent", "agent", "agent", "agent", "supervisor"):
+        sent = await client.post(f"/api/patients/{patient_id}/messages", json={"text": "Nhắc lịch hẹn"},
+                                 headers=staff.headers(who))
+        statuses.append((sent.status, (await sent.json()).get("code")))
+    assert statuses == [(201, None)] * 3 + [(429, "rate_limited"), (201, None)]  # per user
+
+
+async def test_turn_near_only_for_todays_waiting_tickets(client: TestClient, staff: Staff) -> None:
+    service_id = await new_service(client, staff.headers("admin"))
+    tickets = []
+    for _ in range(2):
+        issued = await client.post("/api/tickets", json={"service_id": service_id}, headers=staff.headers("reception"))
+        assert issued.status == 201, await issued.text()
+        tickets.append((await issued.json())["ticket"])
+    async with client.app[DB_KEY].transaction() as s:  # tickets a past day left waiting (no day-end expiry)
+        await s.execute(update(Ticket).where(Ticket.id.in_([t["id"] for t in tickets]))
+                        .values(local_day=dt.date.today() - dt.timedelta(days=3)))
+        token = (await s.get(Ticket, tickets[1]["id"])).token  # type: ignore[union-attr]
+    by_reception = await client.post("/api/turn-near", json={"ticket_id": tickets[0]["id"], "phone": "0912000444"},
+                                     headers=staff.headers("reception"))
+    by_link = await client.post(f"/api/t/{token}/turn-near", json={"phone": "0912000555"})
+    for response in (by_reception, by_link):
+        assert (response.status, (await response.json())["code"]) == (409, "ticket_not_today")
+
+
+KIOSK_PROBES = [  # (kiosk, X-Forwarded-For, status)
+    ("entrance", None, 403),             # the loopback is not the entrance kiosk
+    ("entrance", "203.0.113.7", 403),    # nor is a client on the internet
+    ("entrance", "192.0.2.10", 201),     # the entrance kiosk itself
+    ("entrance", "198.51.100.23", 201),  # its network
+    ("lobby", "192.0.2.10", 403),        # the entrance kiosk may not print in the lobby
+    ("lobby", None, 201),                # a kiosk named nowhere prints from the loopback only
+    ("nowhere", "203.0.113.7", 201),     # no such printer: the browser prints
+]
+
+
+async def test_a_kiosk_prints_only_on_its_own_printer(client: TestClient, staff: Staff) -> None:
+    service_id = await new_service(client, staff.headers("admin"))
+    for kiosk, forwarded, status in KIOSK_PROBES:
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        response = await client.post("/api/kiosk/tickets", json={"service_id": service_id, "kiosk": kiosk},
+                                     headers=headers)
+        body = await response.json()
+        assert response.status == status, (kiosk, forwarded, body)
+        if status == 403:
+            assert body["code"] == "kiosk_not_allowed"
+        else:
+            assert body.get("printed") is (None if kiosk == "nowhere" else False), body  # the printer is off
+
+
+async def test_the_kiosk_limit_is_shared_through_redis(aiohttp_client: Callable[..., Any], sqlite_url: str,
+                                                       redis_url: str, make_settings: Callable[..., Settings]) -> None:
+    shared = make_settings(sqlite_url, bus={"redis_url": redis_url, "channel": f"t:{id(object())}"},
+                           http={"trusted_proxies": ["127.0.0.1"]}, queue={"kiosk_tickets_per_minute": 2})
+    one: TestClient = await aiohttp_client(create_app(shared))
+    two: TestClient = await aiohttp_client(create_app(shared))
+    admin = await auth_service.create_user(one.app[DB_KEY], "boss", PASSWORD, ["admin"])
+    token = await auth_service.create_api_token(one.app[DB_KEY], admin.id, "t")
+    service_id = await new_service(one, {"Authorization": f"Bearer {token}"})
+    kiosk = {"X-Forwarded-For": f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"}
+    statuses = [(await instance.post("/api/kiosk/tickets", json={"service_id": service_id}, headers=kiosk)).status
+                for instance in (one, two, two)]
+    assert statuses == [201, 201, 429]
+    refused = await one.post("/api/kiosk/tickets", json={"service_id": service_id}, headers=kiosk)
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+    assert (await refused.json())["code"] == "rate_limited"
+
+
+async def test_display_tokens_in_the_cookie_or_the_query_are_remembered(client: TestClient) -> None:
+    _, token = await auth_service.create_display_token(client.app[DB_KEY], "tv")
+    cache = client.app[TOKEN_CACHE_KEY]
+    before = cache.hits
+    for _ in range(2):
+        assert (await client.get(f"/api/display/snapshot?token={token}")).status == 200
+    client.session.cookie_jar.update_cookies({DISPLAY_COOKIE: token})
+    assert (await client.get("/api/display/snapshot")).status == 200
+    assert cache.hits - before == 2
+
+
+NUL_PROBES = [  # (who, method, path, body): PostgreSQL cannot store or even compare a NUL: a 500 before
+    ("admin", "POST", "/api/services", {"prefix": "N", "names": {"vi": "Khám\u0000"}}),
+    ("admin", "POST", "/api/display-tokens", {"name": "tv\u0000"}),
+    ("admin", "POST", "/api/users", {"username": "nul", "password": "a-long-password-9", "roles": ["agent"],
+                                     "display_name": "An\u0000"}),
+    ("admin", "POST", "/api/services", {"prefix": "N", "names": {"vi\u0000": "Khám"}}),
+    (None, "GET", "/t/%00%00%00%00%00%00%00%00%00%00", None),
+    (None, "POST", "/api/t/%00%00%00%00%00%00%00%00%00%00/turn-near", {"phone": "0912000666"}),
+    ("reception", "GET", "/api/tickets?status=%00", None),
+]
+
+
+async def test_nul_characters_are_refused_before_the_database(aiohttp_client: Callable[..., Any], pg_url: str,
+                                                              make_settings: Callable[..., Settings]) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings(pg_url)))
+    db = client.app[DB_KEY]
+    tokens = {}
+    for name, roles in (("admin", ["admin"]), ("reception", ["reception"])):
+        user = await auth_service.create_user(db, name, PASSWORD, roles)
+        tokens[name] = {"Authorization": f"Bearer {await auth_service.create_api_token(db, user.id, 't')}"}
+    for who, method, path, body in NUL_PROBES:
+        response = await client.request(method, path, json=body, headers=tokens.get(who or "", {}))
+        problem = await response.json()
+        assert (response.status, problem["code"]) in ((400, "invalid_characters"), (422, "invalid_characters")), \
+            (path, body, problem)
+
+
+async def test_click_to_call_limit_is_shared_through_redis(redis_url: str) -> None:
+    """Two instances behind one proxy: an agent's calls per minute count together (toll fraud from a stolen
+    session must not scale with the number of instances)."""
+    from clinicall.problem import Problem
+    from telephony.ratelimit import RateLimiter
+
+    one, two = RateLimiter(2, redis_url), RateLimiter(2, redis_url)
+    agent = random.randrange(10**6, 10**9)
+    try:
+        await one.check(agent)
+        await two.check(agent)
+        with pytest.raises(Problem) as refused:
+            await one.check(agent)
+        assert refused.value.code == "rate_limited" and int(refused.value.headers["Retry-After"]) > 0
+    finally:
+        await one.close()
+        await two.close()
