@@ -178,7 +178,7 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, speech_cache: Path) -> Callable[..., Settings]:
     def build(database_url: str, **overrides: object) -> Settings:
         base: dict[str, object] = {
             "data_dir": str(tmp_path / "var"),
@@ -186,7 +186,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "http": {"cookie_secure": False},
             # a loaded test machine must not send a test's caller on unidentified
             "telephony": {"agi_enabled": False, "agi_lookup_timeout_seconds": 30.0},
-            "audio": {"cache_dir": str(tmp_path / "audio"), "engines": ["espeak"]},
+            "audio": {"cache_dir": str(speech_cache), "engines": ["espeak"]},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -196,6 +196,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**base)  # type: ignore[arg-type]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def speech_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One speech cache per worker, as an installation keeps one: a phrase is spoken by espeak-ng once,
+    then read back (tests of the cache itself give their own directory)."""
+    return tmp_path_factory.mktemp("speech-cache")
 
 
 @pytest.fixture
