@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -168,6 +169,19 @@ async def pg_url(postgres: Postgres, pg_template: str) -> AsyncIterator[str]:
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh, migrated database: the test runs once on SQLite and once on PostgreSQL."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+def db_url_on_both_for(*tests: str) -> Any:
+    """A module's own `db_url`: only the named tests (what depends on the database) also run on
+    PostgreSQL; the module's other tests run on SQLite."""
+
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def db_url(request: pytest.FixtureRequest) -> str:
+        if request.param == "postgresql" and request.node.originalname not in tests:
+            pytest.skip("database-independent; what depends on the database runs on PostgreSQL too")
+        return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+    return db_url
 
 
 @pytest.fixture

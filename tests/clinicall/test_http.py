@@ -1,6 +1,8 @@
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import PASSWORD, Staff
+from tests.conftest import PASSWORD, Staff, db_url_on_both_for
+
+db_url = db_url_on_both_for("test_healthz_reports_database_and_bus")
 
 
 async def test_healthz_reports_database_and_bus(client: TestClient) -> None:

@@ -15,6 +15,9 @@ from clinicall.auth import service as auth_service
 from clinicall.db import Database
 from queue_display import demo
 from queue_display.runtime import RUNTIME_KEY
+from tests.conftest import db_url_on_both_for
+
+db_url = db_url_on_both_for()
 
 
 async def test_demo_history_warms_estimator_and_feeds_stats(db_url: str, make_settings: Any, aiohttp_client: Any,

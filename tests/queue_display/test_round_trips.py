@@ -10,7 +10,10 @@ import datetime as dt
 from clinicall.db import utcnow
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from queue_display import service
+from tests.conftest import db_url_on_both_for
 from tests.queue_display.conftest import Clinic
+
+db_url = db_url_on_both_for("test_a_transfer_takes_a_number_of_its_new_service_and_comes_back_with_its_own")
 
 
 async def send_to_lab(clinic: Clinic, room: str) -> dict:  # type: ignore[type-arg]

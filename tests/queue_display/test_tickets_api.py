@@ -7,7 +7,10 @@ from typing import Any
 
 from clinicall.bus import Event
 from clinicall.keys import BUS_KEY
+from tests.conftest import db_url_on_both_for
 from tests.queue_display.conftest import Clinic
+
+db_url = db_url_on_both_for("test_issue_numbers_and_call_next_in_priority_order", "test_transfer_to_lab_and_back_to_the_same_doctor")
 
 
 def collect(clinic: Clinic) -> list[Event]:

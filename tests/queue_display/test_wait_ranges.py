@@ -20,7 +20,10 @@ from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticke
 from queue_display.runtime import RUNTIME_KEY, QueueRuntime
 from queue_display.sim.harness import evaluate
 from queue_display.sim.scenarios import scenario
+from tests.conftest import db_url_on_both_for
 from tests.queue_display.conftest import Clinic
+
+db_url = db_url_on_both_for("test_the_estimator_runs_off_the_loop_and_screens_read_stored_estimates")
 
 
 def waiting_ticket(ticket_id: int, service_id: int) -> Ticket:

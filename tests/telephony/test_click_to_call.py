@@ -22,17 +22,12 @@ from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.settings import Settings
 from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY
 from telephony.wire import all_values, first
-from tests.conftest import Staff, health_details
+from tests.conftest import Staff, db_url_on_both_for, health_details
 
 ON_BOTH_DATABASES: set[str] = {"test_click_to_call_answered_end_to_end", "test_recording_file_name_comes_from_the_call_id"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest) -> str:
-    """Only what depends on the database runs twice; the rest of this module runs on SQLite."""
-    if request.param == "postgresql" and request.node.originalname not in ON_BOTH_DATABASES:
-        pytest.skip("database-independent; covered on PostgreSQL by the end-to-end test")
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+db_url = db_url_on_both_for(*ON_BOTH_DATABASES)
 
 
 @pytest.fixture
