@@ -192,6 +192,7 @@ class AmiLink:
         self.sent: list[bytes] = []  # last actions written, for diagnostics (bounded)
         self.manager: LinkManager | None = None
         self._queue: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+        self._cel_retry_queued = False  # at most one CEL re-read waits in the queue
         self._consumer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ever_ready = asyncio.Event()
@@ -316,7 +317,8 @@ class AmiLink:
         """While a recovery could not read Asterisk's CEL database, it is read again now and then, in event order."""
         while True:
             await asyncio.sleep(self.calllog.settings.cel_retry_seconds)
-            if self.calllog.cel_owed:
+            if self.calllog.cel_owed and not self._cel_retry_queued:
+                self._cel_retry_queued = True
                 self._queue.put_nowait(("cel_retry", None, time.time()))
 
     async def _handle_batch(self, batch: list[tuple[dict[str, str], float]]) -> None:
@@ -338,6 +340,7 @@ class AmiLink:
                     log.info("recovered after (re)connect: calls %s interrupted (no live channel, no recorded end)",
                              ended)
             elif kind == "cel_retry":
+                self._cel_retry_queued = False
                 await self.calllog.retry_cel()
             elif kind == "not_confirmed":
                 await self.calllog.originate_not_confirmed(item)

@@ -490,7 +490,7 @@ class CallLog:
         newest = await self._read_cel(outage)
         waited, pause = 0.0, 0.25
         while (waited < self.cel_catch_up and (newest is None or newest < since)
-               and (self.cel_error is not None or self._unsettled(live_ids, since))):
+               and self._unsettled(live_ids, since)):  # an unreachable database is read again later (retry_cel)
             await asyncio.sleep(pause)
             waited += pause
             pause = min(pause * 2, 1.0)

@@ -187,7 +187,8 @@ OUTSIDE_NUMBER = re.compile(r"\+?[0-9]{7,}")  # longer than any extension: a pho
 def _outside(dial_string: str, ext: str | None) -> bool:
     """A Dial whose string names a phone number that is not the destination's own extension goes out through a
     trunk (`0901234567@vnpt`, `vnpt/0901234567`); a phone's contact (`1001/sip:1001@10.0.0.5:5060`) does not."""
-    return ext is not None and any(n.lstrip("+") != ext for n in OUTSIDE_NUMBER.findall(dial_string))
+    target = dial_string.split(";", 1)[0]  # a contact's URI parameters (`;rinstance=4d5c61234567ab`) name no number
+    return ext is not None and any(n.lstrip("+") != ext for n in OUTSIDE_NUMBER.findall(target))
 
 
 def agent_channel_pattern(template: str) -> re.Pattern[str]:
