@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -51,6 +52,8 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
     except OSError as exc:
+        # start-up work cut short by the cleanup may leave a pooled connection mid-reset: not worth a traceback
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
         await runner.cleanup()
         if is_unavailable(exc):
             raise
