@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -35,6 +36,21 @@ async def prepare_database(settings: Settings) -> None:
         await db.dispose()
 
 
+def bind_http(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
@@ -45,16 +61,20 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await prepare_database(settings)
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
+        sock = bind_http(settings.http.host, settings.http.port)  # before anything starts: a taken port stops here
+        app = create_app(settings)
+        runner = web.AppRunner(app, access_log=None)
+        try:
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            # a listener of a room (FastAGI) could not bind: start-up work cut short may leave a pooled
+            # connection mid-reset, not worth a traceback
+            logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+            await runner.cleanup()
+            raise
     except OSError as exc:
-        # start-up work cut short by the cleanup may leave a pooled connection mid-reset: not worth a traceback
-        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-        await runner.cleanup()
         if is_unavailable(exc):
             raise
         print(f"clinicall could not start: {exc}.\nAnother program (perhaps another clinicall) uses that address: "
