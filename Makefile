@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-# The tests mostly wait on real servers and a browser: three workers fit two cores.
+# Four workers on two cores (the tests also wait on real servers and a browser). --maxschedchunk 1 hands
+# each worker one test at a time in the order of tests/conftest.py (longest first): xdist's default first
+# hands each worker a quarter of its share as one consecutive block, which put every long test on one worker.
 TEST_WORKERS ?= 4
 
 .PHONY: run test test-deploy test-container lint system-deps clean bench fuzz
@@ -43,7 +45,7 @@ lint: $(TEST_STAMP)
 
 test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1 --durations=15
 
 # schemathesis over every operation and role, with many more examples than the suite's run
 FUZZ_EXAMPLES ?= 60

@@ -42,8 +42,7 @@ def bind_http(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(1024)
+        sock.bind(address)  # listening starts once the app serves: until then connections are refused, not queued
     except BaseException:
         sock.close()
         raise
