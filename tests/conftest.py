@@ -113,7 +113,7 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    server = start_postgres()
+    server = start_postgres(throwaway=True)
     yield server
     server.stop()
 

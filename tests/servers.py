@@ -52,15 +52,23 @@ def _asyncpg_url(uri: str) -> str:
     return uri.replace("postgresql://", "postgresql+asyncpg://", 1)  # postgresql://postgres:@/postgres?host=/tmp/...
 
 
-def start_postgres(own: bool = False) -> Postgres:
+# A throwaway server's data need not survive a crash of the machine: commits skip the disk flush.
+THROWAWAY_SETTINGS = "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; " \
+    "ALTER SYSTEM SET full_page_writes = off; SELECT pg_reload_conf();"
+
+
+def start_postgres(own: bool = False, throwaway: bool = False) -> Postgres:
     """A PostgreSQL to test against: CLINICALL_TEST_DATABASE_URL, else a pgserver one.
-    own=True always starts a private one (for tests that stop and restart it)."""
+    own=True always starts a private one (for tests that stop and restart it); throwaway=True (tests, not
+    benches) skips the disk flush at each commit."""
     if not own and (url := os.environ.get("CLINICALL_TEST_DATABASE_URL")):
         return Postgres(url=url)
     import pgserver
 
     directory = tempfile.mkdtemp(prefix="clinicall-pg-")
     server = pgserver.get_server(directory, cleanup_mode="stop")
+    if throwaway:
+        server.psql(THROWAWAY_SETTINGS)
     return Postgres(url=_asyncpg_url(server.get_uri()), _server=server, _dir=directory)
 
 
