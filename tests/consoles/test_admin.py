@@ -82,6 +82,10 @@ async def catalogue_templates_statuses_and_audit(live_server: Any, page: Any) ->
 
     await open_admin(page, base, "services")
     form = page.locator("form.panel")
+    await form.get_by_label("Tên (tiếng Anh)").fill("Ultrasound")
+    await form.get_by_role("button", name="Thêm").click()  # the required fields, named in the page's language
+    assert await form.locator("[data-field-error=name_vi]").inner_text() == "Ô này là bắt buộc."
+    assert await form.locator("[data-field-error=prefix]").inner_text() == "Ô này là bắt buộc."
     await form.get_by_label("Tên (tiếng Việt)").fill("Siêu âm")
     await form.get_by_label("Tên (tiếng Anh)").fill("Ultrasound")
     await form.get_by_label("Ký hiệu số").fill("D")

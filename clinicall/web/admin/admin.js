@@ -65,14 +65,25 @@ function readFields(form, specs) {
   return out;
 }
 
+// Required fields left empty are named under their field in the page's language (the forms are
+// `novalidate`: the browser's own pop-ups speak the browser's language, not the page's).
+function missingFields(form, specs) {
+  const missing = specs.filter((spec) => spec.required && !["checks", "checkbox"].includes(spec.type)
+    && form.querySelector(`[name="${spec.name}"]`).value.trim() === "");
+  if (!missing.length) return null;
+  return {problem: {code: "invalid_input", errors: missing.map((spec) => ({field: spec.name, code: "missing"}))}};
+}
+
 function createForm(titleKey, specs, submit) {
   const error = el("p", {class: "error", role: "alert", hidden: true});
-  const form = el("form", {class: "panel"}, el("h2", {}, t(titleKey)), error, ...specs.map(field),
+  const form = el("form", {class: "panel", novalidate: true}, el("h2", {}, t(titleKey)), error, ...specs.map(field),
     el("div", {class: "actions"}, el("button", {type: "submit"}, t("add"))));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     error.hidden = true;
     clearFieldErrors(form);
+    const missing = missingFields(form, specs);
+    if (missing) { showError(error, missing, form); return; }
     try { await submit(readFields(form, specs), form); form.reset(); saved(); } catch (err) { showError(error, err, form); }
   });
   return form;
@@ -84,9 +95,12 @@ function editDialog(title, specs, submit) {
   $("edit-title").textContent = title;
   $("edit-error").hidden = true;
   $("edit-fields").replaceChildren(...specs.map(field));
+  form.noValidate = true;
   form.onsubmit = async (e) => {
     e.preventDefault();
     clearFieldErrors(form);
+    const missing = missingFields(form, specs);
+    if (missing) { showError($("edit-error"), missing, form); return; }
     try { await submit(readFields(form, specs)); dialog.close(); saved(); } catch (err) { showError($("edit-error"), err, form); }
   };
   openDialog(dialog);
