@@ -135,6 +135,7 @@ async def create_patient(request: web.Request) -> web.Response:
     patient_id = await records.create_patient(db, data, who.user_id, region(request))
     patient = await records.get_patient(db, patient_id)
     same_phone = await duplicates.same_phone_patients(db, patient_id)
+    await lists_changed(request, patient_id, "created")
     return web.json_response({"patient": patient, "possible_duplicates": same_phone}, status=201)
 
 
@@ -351,7 +352,7 @@ async def assign(request: web.Request) -> web.Response:
     return web.json_response({"patient": await records.get_patient(db, patient_id)})
 
 
-async def lists_changed(request: web.Request, patient_id: int, reason: str) -> None:
+async def lists_changed(request: web.Request, patient_id: int | None, reason: str) -> None:
     """The agents' consoles read their worklists again (who is on which list changed)."""
     await request.app[BUS_KEY].publish(WORKLISTS_CHANGED, {"patient_id": patient_id, "reason": reason})
 
@@ -380,6 +381,7 @@ async def request_transfer(request: web.Request) -> web.Response:
         # Handing one's patient to a colleague needs access; asking for a patient for oneself does not.
         await checked_access(request, who, patient_id, write=True)
     row = await transfers.request_transfer(request.app[DB_KEY], patient_id, body.to_agent_id, who.user_id, body.reason)
+    await lists_changed(request, patient_id, "transfer_requested")  # the supervisors' list of requests
     return web.json_response(row, status=201)
 
 
@@ -405,8 +407,7 @@ async def decide_transfer(request: web.Request) -> web.Response:
     transfer_id = int_param(request, "id")
     approve = request.match_info["decision"] == "approve"
     row = await transfers.decide_transfer(request.app[DB_KEY], transfer_id, approve, who.user_id)  # type: ignore[arg-type]
-    if approve:
-        await lists_changed(request, row["patient_id"], "transfer")
+    await lists_changed(request, row["patient_id"], "transfer" if approve else "transfer_rejected")
     return web.json_response(row)
 
 
@@ -541,6 +542,7 @@ async def merge(request: web.Request) -> web.Response:
     result = await duplicates.merge_patients(request.app[DB_KEY], body.from_id, body.into_id, who.user_id)
     await forget_tokens(request.app)  # the merged record's patient login may have been closed
     await request.app[BUS_KEY].publish(PATIENT_MERGED, {"from_id": result["from_id"], "into_id": result["into_id"]})
+    await lists_changed(request, result["into_id"], "merged")
     return web.json_response(result)
 
 
@@ -641,6 +643,7 @@ async def import_patients(request: web.Request) -> web.Response:
     decode(data)
     summary = await import_csv(request.app[DB_KEY], bytes(data), mapping=mapping, user_id=who.user_id,
                                region=region(request))
+    await lists_changed(request, None, "imported")
     return web.json_response(summary.as_json())
 
 

@@ -217,6 +217,33 @@ async function render() {
   document.body.dataset.ready = "1";
 }
 
+// The unassigned list and the transfer requests follow other users' changes (`worklists.changed` on
+// /ws/agent). A list the user is working in (a select open, a field focused) is read again when they leave it.
+const LIVE = ["unassigned", "transfers"];
+let liveTimer = null;
+
+function refreshSoon() {
+  if (!LIVE.includes(section())) return;
+  clearTimeout(liveTimer);
+  liveTimer = setTimeout(() => {
+    if ($("section").contains(document.activeElement) && document.activeElement.matches("select, input, textarea")) {
+      document.activeElement.addEventListener("blur", refreshSoon, {once: true});
+      return;
+    }
+    render();
+  }, 300);
+}
+
+function follow(retry = 0) {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/agent`);
+  ws.onopen = () => { if (retry > 0) refreshSoon(); retry = 0; document.body.dataset.ws = "open"; };
+  ws.onmessage = (m) => {
+    let msg; try { msg = JSON.parse(m.data); } catch { return; }
+    if (msg.type === "worklists.changed" || msg.type === "resync") refreshSoon();
+  };
+  ws.onclose = () => { document.body.dataset.ws = "closed"; setTimeout(() => follow(retry + 1), Math.min(15000, 500 * 2 ** retry)); };
+}
+
 async function main() {
   const page = await startPage("/static/crm_bridge/i18n/care.json");
   t = page.t; me = page.me;
@@ -228,6 +255,7 @@ async function main() {
     el("a", {href: `/care/${s}`, "aria-current": s === current ? "page" : false}, t("s." + s)))));
   window.addEventListener("popstate", render);
   await render();
+  follow();
 }
 
 main().catch((err) => showError($("page-error"), err));

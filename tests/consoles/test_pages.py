@@ -272,6 +272,10 @@ async def test_supervisor_pages_and_refusals(live_server: Any, new_page: Any) ->
     # Unassigned: assign the twin to agent.
     await goto(page, f"{server.base_url}/care/unassigned")
     await shots(page, "care-unassigned")
+    await page.wait_for_selector("body[data-ws='open']")  # another desk's new patient appears without a reload
+    made = await server.api("POST", "/api/patients", who="agent2", json={
+        "full_name": "Lê Thị Mới", "phones": [{"number": "0938555666"}], "assigned_agent_id": None})
+    await page.locator(f"tr[data-patient='{made['patient']['id']}']").wait_for()
     row = page.locator(f"tr[data-patient='{twin}']")
     await row.get_by_label("Phân công Ho Van Nam").select_option(label="Agent")
     await row.get_by_role("button", name="Phân công").click()
