@@ -23,10 +23,10 @@ from clinicall.problem import Problem, int_param, parse_body, parse_query, valid
 from crm_bridge import accounts, referrals, results, treatment
 from crm_bridge.audit import audit_views, record_access
 from crm_bridge.filestore import FILE_STORE_KEY
-from crm_bridge.http import checked_access, lists_changed, today
+from crm_bridge.http import checked_access, today
 from crm_bridge.patients import get_patient
 from crm_bridge.phones import normalise
-from crm_bridge.service import ARRIVAL_DAYS_KEY, TICKETS_OF_DAY_KEY
+from crm_bridge.service import ARRIVAL_DAYS_KEY, TICKETS_OF_DAY_KEY, worklists_changed
 from crm_bridge.sniff import checked_file
 
 routes = web.RouteTableDef()
@@ -251,7 +251,7 @@ async def create_referral(request: web.Request) -> web.Response:
     patient_id = await referrals.create_referral(request.app[DB_KEY], request.app[FILE_STORE_KEY], data, uploads,
                                                  who.user_id or 0, who.display_name,
                                                  request.app[SETTINGS_KEY].clinic.phone_region)
-    await lists_changed(request, patient_id, "referral")
+    await worklists_changed(request.app, patient_id, "referral")
     return web.json_response({"id": patient_id}, status=201)
 
 

@@ -14,11 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from clinicall.auth.access import require
 from clinicall.auth.service import Principal, list_users
 from clinicall.auth.token_cache import forget_tokens
-from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
+from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body, parse_query
 from crm_bridge import accounts, audit, care, duplicates, followups, statuses, templates, transfers, worklists
 from crm_bridge import patients as records
-from crm_bridge.events import PATIENT_MERGED, WORKLISTS_CHANGED
 from crm_bridge.importer import decode, import_csv, parse_mapping
 from crm_bridge.service import (
     agent_may_access,
@@ -27,6 +26,8 @@ from crm_bridge.service import (
     front_desk_window,
     may_see,
     patient_brief,
+    patients_merged,
+    worklists_changed,
 )
 from crm_bridge.text import has_control
 
@@ -135,7 +136,7 @@ async def create_patient(request: web.Request) -> web.Response:
     patient_id = await records.create_patient(db, data, who.user_id, region(request))
     patient = await records.get_patient(db, patient_id)
     same_phone = await duplicates.same_phone_patients(db, patient_id)
-    await lists_changed(request, patient_id, "created")
+    await worklists_changed(request.app, patient_id, "created")
     return web.json_response({"patient": patient, "possible_duplicates": same_phone}, status=201)
 
 
@@ -348,13 +349,8 @@ async def assign(request: web.Request) -> web.Response:
                                           "ask a supervisor, or request a transfer.")
     else:
         await records.take_patient(db, patient_id, who.user_id, who.user_id)
-    await lists_changed(request, patient_id, "assigned")
+    await worklists_changed(request.app, patient_id, "assigned")
     return web.json_response({"patient": await records.get_patient(db, patient_id)})
-
-
-async def lists_changed(request: web.Request, patient_id: int | None, reason: str) -> None:
-    """The agents' consoles read their worklists again (who is on which list changed)."""
-    await request.app[BUS_KEY].publish(WORKLISTS_CHANGED, {"patient_id": patient_id, "reason": reason})
 
 
 @routes.get("/api/agents")
@@ -381,7 +377,7 @@ async def request_transfer(request: web.Request) -> web.Response:
         # Handing one's patient to a colleague needs access; asking for a patient for oneself does not.
         await checked_access(request, who, patient_id, write=True)
     row = await transfers.request_transfer(request.app[DB_KEY], patient_id, body.to_agent_id, who.user_id, body.reason)
-    await lists_changed(request, patient_id, "transfer_requested")  # the supervisors' list of requests
+    await worklists_changed(request.app, patient_id, "transfer_requested")  # the supervisors' list of requests
     return web.json_response(row, status=201)
 
 
@@ -407,7 +403,7 @@ async def decide_transfer(request: web.Request) -> web.Response:
     transfer_id = int_param(request, "id")
     approve = request.match_info["decision"] == "approve"
     row = await transfers.decide_transfer(request.app[DB_KEY], transfer_id, approve, who.user_id)  # type: ignore[arg-type]
-    await lists_changed(request, row["patient_id"], "transfer" if approve else "transfer_rejected")
+    await worklists_changed(request.app, row["patient_id"], "transfer" if approve else "transfer_rejected")
     return web.json_response(row)
 
 
@@ -541,8 +537,7 @@ async def merge(request: web.Request) -> web.Response:
     body = await parse_body(request, MergeBody)
     result = await duplicates.merge_patients(request.app[DB_KEY], body.from_id, body.into_id, who.user_id)
     await forget_tokens(request.app)  # the merged record's patient login may have been closed
-    await request.app[BUS_KEY].publish(PATIENT_MERGED, {"from_id": result["from_id"], "into_id": result["into_id"]})
-    await lists_changed(request, result["into_id"], "merged")
+    await patients_merged(request.app, result["from_id"], result["into_id"])
     return web.json_response(result)
 
 
@@ -643,7 +638,7 @@ async def import_patients(request: web.Request) -> web.Response:
     decode(data)
     summary = await import_csv(request.app[DB_KEY], bytes(data), mapping=mapping, user_id=who.user_id,
                                region=region(request))
-    await lists_changed(request, None, "imported")
+    await worklists_changed(request.app, None, "imported")
     return web.json_response(summary.as_json())
 
 

@@ -14,10 +14,12 @@ from sqlalchemy import Connection, bindparam, or_, select
 
 from clinicall.auth.service import Principal
 from clinicall.db import Database
+from clinicall.keys import BUS_KEY
 from crm_bridge.accounts import mask_one_time_passwords
 from crm_bridge.audit import audit_views, pg_audit_insert, record_access, record_access_in
 from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_matches, caller_e164, lookup_key
 from crm_bridge.care import add_care_note, notes_for_calls
+from crm_bridge.events import PATIENT_MERGED, WORKLISTS_CHANGED
 from crm_bridge.models import Patient, PatientPhone
 from crm_bridge.names import masked_name
 from crm_bridge.outreach import (
@@ -36,8 +38,9 @@ __all__ = [
     "PhoneBrief", "add_automated_note", "add_care_note", "agent_may_access", "audit_views", "caller_e164",
     "do_not_call", "expected_arrivals", "front_desk_window", "lookup_caller", "mask_one_time_passwords", "masked_name",
     "masked_names", "may_see",
-    "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "phone_to_call",
+    "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "patients_merged", "phone_to_call",
     "pg_audit_insert", "record_access", "record_access_in", "record_outreach_result", "render_template",
+    "worklists_changed",
     "visible_patients",
 ]
 
@@ -310,3 +313,14 @@ async def bookings_in(db: Database, day_from: dt.date, day_to: dt.date) -> set[t
         current = (await s.execute(select(Patient.id, Patient.booking_date).where(
             Patient.booking_date >= day_from, Patient.booking_date <= day_to, Patient.merged_into_id.is_(None)))).all()
     return {(p, d) for p, d in [*noted, *current] if d is not None}
+
+
+async def worklists_changed(app: web.Application, patient_id: int | None, reason: str) -> None:
+    """The agents' consoles and the care lists read their lists again (who is on which list changed)."""
+    await app[BUS_KEY].publish(WORKLISTS_CHANGED, {"patient_id": patient_id, "reason": reason})
+
+
+async def patients_merged(app: web.Application, from_id: int, into_id: int) -> None:
+    """Telephony re-points the merged record's calls; the lists are read again."""
+    await app[BUS_KEY].publish(PATIENT_MERGED, {"from_id": from_id, "into_id": into_id})
+    await worklists_changed(app, into_id, "merged")
