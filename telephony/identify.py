@@ -138,8 +138,11 @@ def safe_uniqueid(raw: str | None) -> str | None:
 
 def agent_dial_string(template: str, extensions: list[str]) -> str | None:
     """The Dial() string that rings these extensions, from the agent channel template."""
-    if not extensions:
-        return None
+    return _dial_string(template, tuple(extensions)) if extensions else None
+
+
+@functools.lru_cache(maxsize=64)  # the same team rings call after call
+def _dial_string(template: str, extensions: tuple[str, ...]) -> str | None:
     dial = "&".join(template.replace("{ext}", ext) for ext in extensions)
     return dial if DIAL_STRING.match(dial) else None
 
