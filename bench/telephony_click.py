@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import gc
 import json
 import os
+import pstats
 import socket
 import statistics
 import sys
@@ -79,12 +82,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class GcPauses:
+    """The garbage collector's pauses during the measured clicks, by generation (they stall the event loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, object]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[int(info["generation"])].append(time.perf_counter() - self._started)  # type: ignore[call-overload]
+
+    def summary(self) -> str:
+        return "; ".join(f"gen{gen} {len(p)} x, max {max(p, default=0) * 1000:.1f} ms" for gen, p in self.pauses.items())
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -> None:
+async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None, profile: str | None = None) -> None:
     url = url or f"sqlite+aiosqlite:///{tmp}/bench.db"
     db = Database(url)
     await migrate(db)
@@ -145,11 +165,19 @@ async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -
             await one()
         wire.clear()
         answered.clear()
+        gc_pauses = GcPauses()
+        gc.callbacks.append(gc_pauses)
+        profiler = cProfile.Profile(time.process_time) if profile else None
         began = time.perf_counter()
         cpu = time.process_time()
+        if profiler is not None:
+            profiler.enable()
         await asyncio.gather(*(one() for _ in range(calls)))
+        if profiler is not None:
+            profiler.disable()
         total = time.perf_counter() - began
         cpu = time.process_time() - cpu
+        gc.callbacks.remove(gc_pauses)
     await runner.cleanup()
     peer.stdin.close()
     await peer.wait()
@@ -164,6 +192,11 @@ async def run(calls: int, concurrency: int, tmp: Path, url: str | None = None) -
     print(f"HTTP 202 returned:                                  p50 {pct(answered, 0.5) * ms:.1f} ms, "
           f"p99 {pct(answered, 0.99) * ms:.1f} ms; {calls / total:.0f} clicks/s; "
           f"CPU of this process (app and HTTP client) {cpu / calls * ms:.1f} ms per click")
+    print(f"garbage collector pauses: {gc_pauses.summary()}")
+    if profiler is not None:
+        profiler.dump_stats(profile)
+        stats = pstats.Stats(profiler)
+        print(f"Python function calls per click (app and HTTP client, cProfile): {stats.total_calls / calls:,.0f}")
 
 
 def main() -> None:
@@ -171,10 +204,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100 if os.environ.get("CLINICALL_BENCH_SMALL") == "1" else 300)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL (pgserver) instead of SQLite")
+    parser.add_argument("--profile", help="write a cProfile of the measured clicks to this file (and count the calls)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.postgres:
-            asyncio.run(run(args.calls, args.concurrency, Path(tmp)))
+            asyncio.run(run(args.calls, args.concurrency, Path(tmp), profile=args.profile))
             return
         from tests.servers import start_postgres
 
@@ -189,7 +223,8 @@ def main() -> None:
                 await conn.close()
 
             asyncio.run(create())
-            asyncio.run(run(args.calls, args.concurrency, Path(tmp), server.database_url("clinicall_bench_click")))
+            asyncio.run(run(args.calls, args.concurrency, Path(tmp), server.database_url("clinicall_bench_click"),
+                            profile=args.profile))
         finally:
             server.stop()
 

@@ -72,6 +72,7 @@ class LocalDispatcher:
     def __init__(self) -> None:
         self._subscriptions: list[tuple[str, Handler]] = []
         self._taps: list[tuple[str, Tap]] = []
+        self._routes: dict[str, tuple[list[Tap], list[Handler]]] = {}  # event type -> (taps, handlers) matching it
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -79,10 +80,12 @@ class LocalDispatcher:
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
         entry = (pattern, handler)
         self._subscriptions.append(entry)
+        self._routes.clear()
 
         def unsubscribe() -> None:
             with contextlib.suppress(ValueError):
                 self._subscriptions.remove(entry)
+            self._routes.clear()
 
         return unsubscribe
 
@@ -93,20 +96,31 @@ class LocalDispatcher:
         loop, so it can send them as one. It must not block."""
         entry = (pattern, callback)
         self._taps.append(entry)
+        self._routes.clear()
 
         def remove() -> None:
             with contextlib.suppress(ValueError):
                 self._taps.remove(entry)
+            self._routes.clear()
 
         return remove
 
+    def _route(self, event_type: str) -> tuple[list[Tap], list[Handler]]:
+        """The taps and the handlers an event type goes to, worked out once per type (until the next change)."""
+        route = self._routes.get(event_type)
+        if route is None:
+            if len(self._routes) > 1000:
+                self._routes.clear()
+            route = self._routes[event_type] = ([c for p, c in self._taps if matches(p, event_type)],
+                                                [h for p, h in self._subscriptions if matches(p, event_type)])
+        return route
+
     def put(self, event: Event) -> None:
-        for pattern, callback in list(self._taps):
-            if matches(pattern, event.type):
-                try:
-                    callback(event)
-                except Exception:
-                    log.exception("bus tap %r failed on %s", callback, event.type)
+        for callback in self._route(event.type)[0]:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("bus tap %r failed on %s", callback, event.type)
         self._queue.put_nowait(event)
 
     def start(self) -> None:
@@ -127,12 +141,11 @@ class LocalDispatcher:
         while True:
             event = await self._queue.get()
             try:
-                for pattern, handler in list(self._subscriptions):
-                    if matches(pattern, event.type):
-                        try:
-                            await handler(event)
-                        except Exception:
-                            log.exception("bus handler %r failed on %s", handler, event.type)
+                for handler in self._route(event.type)[1]:
+                    try:
+                        await handler(event)
+                    except Exception:
+                        log.exception("bus handler %r failed on %s", handler, event.type)
                 self.delivered += 1
             finally:
                 self._queue.task_done()
@@ -175,6 +188,7 @@ class InProcessBus(_LocalSubscribers):
 
 
 CLOSE_SECONDS = 5.0
+WRITE_BATCH = 200  # outbox events sent in one pipeline at most
 
 
 class Backoff:
@@ -252,12 +266,16 @@ class RedisBus(_LocalSubscribers):
                 "error": None if self.connected else self.last_error}
 
     async def _write_loop(self) -> None:
+        """Sends the outbox in order: what waits there when Redis answers goes in one pipeline (one round trip;
+        a burst of screen-pops costs one write, not one each)."""
         backoff = Backoff(most=self.backoff_max)
         while True:
-            message = await self._outbox.get()
+            batch = [await self._outbox.get()]
+            while len(batch) < WRITE_BATCH and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
             while True:
                 try:
-                    await self._redis.xadd(self.channel, {"e": message}, maxlen=self.stream_length, approximate=True)
+                    await self._send(batch)
                 except Exception as exc:  # redis.ConnectionError, TimeoutError, OSError
                     self._retrying = True
                     self._set("writer", False, exc)
@@ -270,6 +288,15 @@ class RedisBus(_LocalSubscribers):
                 self._set("writer", True)
                 backoff.reset()
                 break
+
+    async def _send(self, batch: list[str]) -> None:
+        if len(batch) == 1:
+            await self._redis.xadd(self.channel, {"e": batch[0]}, maxlen=self.stream_length, approximate=True)
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for message in batch:
+                pipe.xadd(self.channel, {"e": message}, maxlen=self.stream_length, approximate=True)
+            await pipe.execute()
 
     async def _read_loop(self) -> None:
         backoff = Backoff(most=self.backoff_max)

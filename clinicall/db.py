@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import fcntl
 import os
@@ -16,7 +17,13 @@ from typing import Any, TypeVar
 import asyncpg
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -100,6 +107,7 @@ class Database:
             self.read_engine = self.engine
             self.writer_engine = None
             self.reader_engine = None
+        self._held = HeldConnections()  # pg_fetch's (PostgreSQL)
         self._writer: ThreadPoolExecutor | None = None  # run_sync's thread on SQLite, made when first needed
         self._reader: ThreadPoolExecutor | None = None  # read_sync's thread on SQLite, likewise
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -152,15 +160,20 @@ class Database:
 
     async def pg_fetch(self, sql: str, *args: Any) -> list[Any]:
         """PostgreSQL only: one statement through asyncpg itself (kept prepared on each connection), outside any
-        transaction block, so a data-modifying one commits on its own: one round trip. asyncpg Records."""
-        async with self.engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            try:
-                return await driver.fetch(sql, *args)  # type: ignore[no-any-return, union-attr]
-            except BaseException as exc:
-                if not isinstance(exc, asyncpg.PostgresError):  # a lost or interrupted connection: not back to the pool
-                    await connection.invalidate()
+        transaction block, so a data-modifying one commits on its own: one round trip. asyncpg Records.
+        The connection is one of a few kept checked out of the pool for this (`HeldConnections`): a pool
+        checkout and return cost several times the statement's own CPU."""
+        held = await self._held.take(self.engine)
+        try:
+            rows = await held.driver.fetch(sql, *args)
+        except BaseException as error:
+            if not isinstance(error, asyncpg.PostgresError):  # a lost or interrupted connection: not kept
+                await self._held.drop(held)
                 raise
+            self._held.give_back(held)
+            raise
+        self._held.give_back(held)
+        return rows  # type: ignore[no-any-return]
 
     @asynccontextmanager
     async def startup_lock(self) -> AsyncIterator[None]:
@@ -192,6 +205,7 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self._held.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
@@ -250,6 +264,67 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 
 IDLE_PING_SECONDS = 10.0
+
+
+class Held:
+    __slots__ = ("connection", "driver", "used_at")
+
+    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
+        self.connection, self.driver, self.used_at = connection, driver, time.monotonic()
+
+
+class HeldConnections:
+    """pg_fetch's connections: up to MOST in use at once, checked out of the engine's pool once and kept.
+    One that sat idle over IDLE_PING_SECONDS goes back to the pool and a fresh one (pinged by the pool's
+    checkout) is taken instead, as a pooled connection would be; one that failed is invalidated."""
+
+    MOST = 4
+
+    def __init__(self) -> None:
+        self._idle: list[Held] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def take(self, engine: AsyncEngine) -> Held:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:  # a new event loop: nothing of the old one is usable
+            self._loop, self._slots, self._idle = loop, asyncio.Semaphore(self.MOST), []
+        await self._slots.acquire()
+        try:
+            while self._idle:
+                held = self._idle.pop()
+                if time.monotonic() - held.used_at <= IDLE_PING_SECONDS:
+                    return held
+                with contextlib.suppress(Exception):
+                    await held.connection.close()
+            connection = await engine.connect()
+            try:
+                return Held(connection, (await connection.get_raw_connection()).driver_connection)
+            except BaseException:
+                await connection.close()
+                raise
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def give_back(self, held: Held) -> None:
+        held.used_at = time.monotonic()
+        self._idle.append(held)
+        if self._slots is not None:
+            self._slots.release()
+
+    async def drop(self, held: Held) -> None:
+        if self._slots is not None:
+            self._slots.release()
+        with contextlib.suppress(Exception):
+            await held.connection.invalidate()
+            await held.connection.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for held in idle:
+            with contextlib.suppress(Exception):
+                await held.connection.close()
 
 
 def _ping_when_idle(engine: Engine) -> None:

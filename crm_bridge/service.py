@@ -38,7 +38,8 @@ __all__ = [
     "PhoneBrief", "add_automated_note", "add_care_note", "agent_may_access", "audit_views", "caller_e164",
     "do_not_call", "expected_arrivals", "front_desk_window", "lookup_caller", "mask_one_time_passwords", "masked_name",
     "masked_names", "may_see",
-    "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "patients_merged", "phone_to_call",
+    "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "patients_merged",
+    "phone_to_call", "phone_to_call_in",
     "pg_audit_insert", "record_access", "record_access_in", "record_outreach_result", "render_template",
     "worklists_changed",
     "visible_patients",
@@ -177,16 +178,31 @@ async def phone_to_call(db: Database, who: Principal, patient_id: int, phone_id:
                         zone: ZoneInfo | str | None = None) -> tuple[bool, PhoneBrief | None]:
     """Click-to-call in one read hand-off (Database.read_sync): (may `who` reach this patient, as
     agent_may_access says; the phone, as patient_phone finds it)."""
-    if not all(isinstance(v, int) and 0 < v < 2**63 for v in (patient_id, phone_id)) or who is None \
-            or not who.is_user:
+    if not _may_ask(who, patient_id, phone_id):
         return False, None
+    today = local_today(zone)
     if db.is_postgres:
-        row = await _phone_to_call_pg(db, patient_id, phone_id)
-    else:
-        row = await db.read_sync(lambda connection: _phone_to_call_row(connection, patient_id, phone_id))
+        return _phone_to_call_answer(who, await _phone_to_call_pg(db, patient_id, phone_id), today)
+    return await db.read_sync(lambda connection: phone_to_call_in(connection, who, patient_id, phone_id, today))
+
+
+def phone_to_call_in(connection: Connection, who: Principal, patient_id: int, phone_id: int,
+                     today: dt.date) -> tuple[bool, PhoneBrief | None]:
+    """phone_to_call inside the caller's own transaction (a hot path's Database.run_sync)."""
+    if not _may_ask(who, patient_id, phone_id):
+        return False, None
+    return _phone_to_call_answer(who, _phone_to_call_row(connection, patient_id, phone_id), today)
+
+
+def _may_ask(who: Principal, patient_id: int, phone_id: int) -> bool:
+    return all(isinstance(v, int) and 0 < v < 2**63 for v in (patient_id, phone_id)) and who is not None \
+        and who.is_user
+
+
+def _phone_to_call_answer(who: Principal, row: Any, today: dt.date) -> tuple[bool, PhoneBrief | None]:
     if row is None or row["merged_into_id"] is not None:
         return False, None
-    allowed = may_see(who, row["assigned_agent_id"], (row["booking_date"], row["arrival_date"]), local_today(zone))
+    allowed = may_see(who, row["assigned_agent_id"], (row["booking_date"], row["arrival_date"]), today)
     phone = PhoneBrief(id=row["phone_id"], e164=row["e164"], raw=row["raw"], label=row["label"]) \
         if row["phone_id"] else None
     return allowed, phone

@@ -164,6 +164,14 @@ class FastAGIMetrics:
                                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                                           registry=registry)
         self.active = Gauge("clinicall_fastagi_active_sessions", "FastAGI sessions in progress", registry=registry)
+        self._outcomes: dict[tuple[str, str], Any] = {}
+
+    def ended(self, script: str, outcome: str) -> None:
+        """One session ended (the labelled counter's child is looked up once per label pair)."""
+        child = self._outcomes.get((script, outcome))
+        if child is None:
+            child = self._outcomes[(script, outcome)] = self.sessions.labels(script, outcome)
+        child.inc()
 
 
 class FastAGIServer:
@@ -202,6 +210,7 @@ class FastAGIServer:
         self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES,
                                                   reuse_port=self.reuse_port or None, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.metrics.active.set_function(lambda: len(self._sessions))
         self._watchdog = asyncio.create_task(self._watch(), name="fastagi-watchdog")
         log.info("FastAGI listening on %s", self.address)
 
@@ -243,7 +252,6 @@ class FastAGIServer:
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
-        self.metrics.active.inc()
         script = "-"
         outcome = "ok"
         deadline = Deadline(writer.transport)
@@ -273,8 +281,7 @@ class FastAGIServer:
                 self.served += 1
             elif outcome != "handed_over":
                 self.failed += 1
-            self.metrics.sessions.labels(script, outcome).inc()
-            self.metrics.active.dec()
+            self.metrics.ended(script, outcome)
             self._deadlines.discard(deadline)
             _close(writer)  # after a hand-over this drops only our copy: the connection stays open
             if task is not None:

@@ -165,6 +165,7 @@ async def serve_worker(settings: Settings, port: int, channel: socket.socket) ->
     finally:
         with contextlib.suppress(StopAsyncIteration):
             await anext(context)
+        await app[AGENT_DIRECTORY_KEY].close()
         await bus.close()
         await db.dispose()
 

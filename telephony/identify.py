@@ -11,18 +11,20 @@ mangled by many of them. `telephony.callerid_ascii = false` keeps the Vietnamese
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import select
 
-from clinicall.auth import service as auth_service
 from clinicall.auth.access import require
+from clinicall.auth.models import User
 from clinicall.db import Database, utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem
@@ -136,8 +138,11 @@ def safe_uniqueid(raw: str | None) -> str | None:
 
 def agent_dial_string(template: str, extensions: list[str]) -> str | None:
     """The Dial() string that rings these extensions, from the agent channel template."""
-    if not extensions:
-        return None
+    return _dial_string(template, tuple(extensions)) if extensions else None
+
+
+@functools.lru_cache(maxsize=64)  # the same team rings call after call
+def _dial_string(template: str, extensions: tuple[str, ...]) -> str | None:
     dial = "&".join(template.replace("{ext}", ext) for ext in extensions)
     return dial if DIAL_STRING.match(dial) else None
 
@@ -159,35 +164,69 @@ class AgentPhone:
     is_agent: bool
 
 
+PHONES = select(User.id, User.extension, User.roles).where(User.active.is_(True), User.extension.is_not(None),
+                                                            User.extension != "")
+
+
 class AgentDirectory:
-    """Who can take a call: active users with an extension, re-read from the users table at most
-    every `ttl` seconds (one query shared by every concurrent call instead of one per call)."""
+    """Who can take a call: active users with an extension, read from the users table once and then
+    re-read in the background once `ttl` seconds old: a call never waits for that read (the first one
+    does), and one query serves every call in between. `ttl=0` reads on every call."""
 
     def __init__(self, ttl: float = 5.0) -> None:
         self.ttl = ttl
         self._phones: dict[int, AgentPhone] = {}
+        self._team: list[AgentPhone] = []  # the agents' phones in ringing order
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
 
     async def phones(self, db: Database) -> dict[int, AgentPhone]:
+        await self._fresh(db)
+        return self._phones
+
+    async def _fresh(self, db: Database) -> None:
         loop = asyncio.get_running_loop()
-        if loop.time() - self._loaded_at > self.ttl:
+        if loop.time() - self._loaded_at <= self.ttl:
+            return
+        if self.ttl <= 0 or self._loaded_at == float("-inf"):
             async with self._lock:
                 if loop.time() - self._loaded_at > self.ttl:
-                    users = await auth_service.list_users(db)
-                    self._phones = {int(u.id): AgentPhone(int(u.id), str(u.extension), "agent" in (u.roles or []))
-                                    for u in users if u.active and u.extension}
-                    self._loaded_at = loop.time()
-        return self._phones
+                    await self._load(db)
+        elif self._refresh is None:
+            self._refresh = asyncio.create_task(self._reload(db), name="agent-directory")
+
+    async def _reload(self, db: Database) -> None:
+        try:
+            async with self._lock:
+                await self._load(db)
+        except Exception:
+            log.exception("could not re-read the agents' phones; the last list stays in use")
+        finally:
+            self._refresh = None
+
+    async def _load(self, db: Database) -> None:
+        async with db.session() as s:
+            rows = (await s.execute(PHONES)).all()
+        phones = {int(row.id): AgentPhone(int(row.id), str(row.extension), "agent" in (row.roles or []))
+                  for row in rows}
+        self._phones = phones
+        self._team = sorted((p for p in phones.values() if p.is_agent), key=lambda p: (p.extension, p.user_id))
+        self._loaded_at = asyncio.get_running_loop().time()
 
     async def ringing(self, db: Database, assigned_agent_id: int | None) -> tuple[list[AgentPhone], bool]:
         """The phones that ring: the assigned agent's when active with an extension, else every
         active agent's. Returns (phones, assigned)."""
-        phones = await self.phones(db)
-        if assigned_agent_id is not None and assigned_agent_id in phones:
-            return [phones[assigned_agent_id]], True
-        team = sorted((p for p in phones.values() if p.is_agent), key=lambda p: (p.extension, p.user_id))
-        return team, False
+        await self._fresh(db)
+        if assigned_agent_id is not None and assigned_agent_id in self._phones:
+            return [self._phones[assigned_agent_id]], True
+        return list(self._team), False
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
 
 
 async def identify_caller(db: Database, settings: Settings, raw_callerid: str | None,
@@ -324,6 +363,12 @@ def others_patient(identity: CallerIdentity, settings: Settings) -> dict[str, An
 AGENT_DIRECTORY_KEY = web.AppKey("agent_directory", AgentDirectory)
 
 
+async def agent_directory_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[AGENT_DIRECTORY_KEY].close()
+
+
 def setup(app: web.Application) -> None:
     app[AGENT_DIRECTORY_KEY] = AgentDirectory()
+    app.cleanup_ctx.append(agent_directory_ctx)
     app.router.add_routes(routes)

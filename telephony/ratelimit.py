@@ -25,5 +25,9 @@ class RateLimiter:
                           f"the last minute; wait {wait} s before the next one.", retry_after=wait,
                           headers={"Retry-After": str(wait)})
 
+    async def release(self, agent_id: int) -> None:
+        """Gives back the call `check` counted (the click was refused for another reason)."""
+        await self.counters.decr(str(agent_id))
+
     async def close(self) -> None:
         await self.counters.close()

@@ -20,7 +20,7 @@ from telephony.ami import AmiLink
 from telephony.calllog import CallLog
 from telephony.events import CALL_UPDATED, call_json, call_updated
 from telephony.models import Call
-from telephony.policy import dial_target
+from telephony.policy import DialTarget, dial_target
 from telephony.ratelimit import RateLimiter
 from telephony.wire import Header, UnsafeField, encode_action
 
@@ -96,77 +96,127 @@ class Telephony:
             self.metrics.clicks.labels(outcome).inc()
 
     async def start_call(self, who: Principal, patient_id: int, phone_id: int) -> Call:
+        """Refusals in this order: the agent's extension (409/400), the patient and the phone (403, 404, 400),
+        the link (503), the rate limit (429); the call's row and its audit row are committed before the
+        Originate leaves."""
         if not who.extension:
             raise Problem(409, "No phone extension", "Your account has no phone extension; ask an admin to set it.",
                           code="no_extension")
         if not SAFE_EXTENSION.match(who.extension):
             raise UnsafeField("extension", "has characters a phone extension cannot have")
-        allowed, phone = await crm.phone_to_call(self.db, who, patient_id, phone_id)
-        if not allowed:
-            raise Problem(403, "Not your patient", "You may only call your own or unassigned patients.",
-                          code="not_your_patient")
-        if phone is None:
-            raise not_found("Phone", "This patient has no phone with that id; reload the patient's card.")
-        target = dial_target(phone.e164 or phone.raw, self.tel, self.settings.clinic.phone_region)
-        # Every field is checked before anything is written or sent (the id is digits only).
         installation = await self.calllog.installation()
-        encode_action(originate_headers(self.tel, call_id=1, extension=who.extension, exten=target.exten,
-                                        patient_id=patient_id, installation=installation))
-        if self.tel.record_calls:
-            encode_action([("Action", "MixMonitor"), ("File", recording_path(self.tel, 1, installation))])
+        if self.db.is_postgres:
+            row = await self._start_call_pg(who, patient_id, phone_id, installation)
+        else:
+            row = await self._start_call_sqlite(who, patient_id, phone_id, installation)
         link = self.link
-        if link is None or not link.ready:
-            self._count("unavailable")
-            state = "not configured" if link is None else link.state
-            raise Problem(503, "Phone system unavailable",
-                          f"Asterisk is not reachable ({state}); try again in a moment or call from your phone.")
-        await self.limiter.check(who.user_id or 0)
-        row = await self._insert_call(who, patient_id, phone_id, target.e164, target.exten, installation)
-        call_id = row.id
+        assert link is not None
         payload = call_updated(row)
         self.calllog.register(row)
-        headers = originate_headers(self.tel, call_id=call_id, extension=who.extension, exten=target.exten,
+        headers = originate_headers(self.tel, call_id=row.id, extension=who.extension, exten=row.dialed or "",
                                     patient_id=patient_id, installation=installation)
         try:
-            link.send_own(headers, call_id=call_id, recording_path=row.recording_path)
+            link.send_own(headers, call_id=row.id, recording_path=row.recording_path)
         except ConnectionError:
             self._count("lost")
-            await self.calllog.originate_not_confirmed(call_id)
+            await self.calllog.originate_not_confirmed(row.id)
             raise Problem(503, "Phone system unavailable",
                           "The link to Asterisk dropped just now; the call was not placed. Try again.") from None
         self._count("sent")
         await self.bus.publish(CALL_UPDATED, payload)
         return row
 
-    async def _insert_call(self, who: Principal, patient_id: int, phone_id: int, number: str, exten: str,
-                           installation: str) -> Call:
-        """The call's row and the patient's audit row ("call"), committed together before the Originate leaves;
-        returns the call detached. Its tags come from its id: on PostgreSQL one statement draws the id first, on
-        SQLite two statements in one hand-off to the writer thread."""
+    def _target(self, who: Principal, patient_id: int, allowed: bool, phone: crm.PhoneBrief | None,
+                installation: str) -> DialTarget:
+        """The number to dial, once the patient, the phone and every field going to Asterisk are checked
+        (nothing is written or sent before; the id is digits only)."""
+        if not allowed:
+            raise Problem(403, "Not your patient", "You may only call your own or unassigned patients.",
+                          code="not_your_patient")
+        if phone is None:
+            raise not_found("Phone", "This patient has no phone with that id; reload the patient's card.")
+        target = dial_target(phone.e164 or phone.raw, self.tel, self.settings.clinic.phone_region)
+        encode_action(originate_headers(self.tel, call_id=1, extension=who.extension or "", exten=target.exten,
+                                        patient_id=patient_id, installation=installation))
+        if self.tel.record_calls:
+            encode_action([("Action", "MixMonitor"), ("File", recording_path(self.tel, 1, installation))])
+        return target
+
+    def _link_ready(self) -> bool:
+        return self.link is not None and self.link.ready
+
+    def _unavailable(self) -> Problem:
+        self._count("unavailable")
+        state = "not configured" if self.link is None else self.link.state
+        return Problem(503, "Phone system unavailable",
+                       f"Asterisk is not reachable ({state}); try again in a moment or call from your phone.")
+
+    async def _start_call_pg(self, who: Principal, patient_id: int, phone_id: int, installation: str) -> Call:
+        allowed, phone = await crm.phone_to_call(self.db, who, patient_id, phone_id)
+        target = self._target(who, patient_id, allowed, phone, installation)
+        if not self._link_ready():
+            raise self._unavailable()
+        await self.limiter.check(who.user_id or 0)
+        values = self._call_values(who, patient_id, phone_id, target.e164, target.exten)
+        call_id = await self._insert_call_pg(values, installation, target.e164)
+        return Call(id=call_id, **values, **self._tags(call_id, installation))
+
+    async def _start_call_sqlite(self, who: Principal, patient_id: int, phone_id: int, installation: str) -> Call:
+        """One hand-off to the writer thread reads the patient and the phone, checks them and, when the link is
+        up and the rate limit allows, writes the call with its audit row. The limit is counted first (it is
+        async) and given back when the patient or the phone is refused, as if it had never been asked."""
+        ready = self._link_ready()
+        limited: Problem | None = None
+        if ready:
+            try:
+                await self.limiter.check(who.user_id or 0)
+            except Problem as exc:
+                limited = exc
+        today = crm.local_today()
+
+        def work(connection: Connection) -> Call | None:
+            allowed, phone = crm.phone_to_call_in(connection, who, patient_id, phone_id, today)
+            target = self._target(who, patient_id, allowed, phone, installation)
+            if not ready or limited is not None:
+                return None
+            values = self._call_values(who, patient_id, phone_id, target.e164, target.exten)
+            call_id = self._write_call(connection, values, who, patient_id, target.e164, installation)
+            return Call(id=call_id, **values, **self._tags(call_id, installation))
+
+        try:
+            row = await self.db.run_sync(work)
+        except Exception:
+            if ready:
+                await self.limiter.release(who.user_id or 0)
+            raise
+        if not ready:
+            raise self._unavailable()
+        if limited is not None:
+            raise limited
+        assert row is not None
+        return row
+
+    def _call_values(self, who: Principal, patient_id: int, phone_id: int, number: str, exten: str) -> dict[str, Any]:
         now = utcnow()
-        values: dict[str, Any] = {
-            "direction": "outbound", "origin": "click_to_call", "state": "dialing", "agent_id": who.user_id,
-            "agent_extension": who.extension, "patient_id": patient_id, "phone_id": phone_id, "number": number,
-            "dialed": exten, "dial_string": self.tel.agent_channel.replace("{ext}", who.extension or ""),
-            "hangup_requested": False, "created_at": now, "updated_at": now}
-        tel = self.tel
+        return {"direction": "outbound", "origin": "click_to_call", "state": "dialing", "agent_id": who.user_id,
+                "agent_extension": who.extension, "patient_id": patient_id, "phone_id": phone_id, "number": number,
+                "dialed": exten, "dial_string": self.tel.agent_channel.replace("{ext}", who.extension or ""),
+                "hangup_requested": False, "created_at": now, "updated_at": now}
 
-        def tags_of(call_id: int) -> dict[str, Any]:
-            tag = call_tag(call_id, installation)
-            return {"action_id": tag, "channel_id": tag,
-                    "recording_path": recording_path(tel, call_id, installation) if tel.record_calls else None}
+    def _tags(self, call_id: int, installation: str) -> dict[str, Any]:
+        tag = call_tag(call_id, installation)
+        return {"action_id": tag, "channel_id": tag,
+                "recording_path": recording_path(self.tel, call_id, installation) if self.tel.record_calls else None}
 
-        def write(connection: Connection) -> int:
-            call_id = connection.execute(INSERT_CALL, values).scalar_one()
-            connection.execute(TAG_CALL, tags_of(call_id) | {"call_id": call_id, "updated_at": now})
-            crm.record_access_in(connection, who.user_id, patient_id, "call", f"call {call_id} to {number}")
-            return int(call_id)
-
-        if self.db.is_postgres:
-            call_id = await self._insert_call_pg(values, installation, number)
-        else:
-            call_id = await self.db.run_sync(write)
-        return Call(id=call_id, **values, **tags_of(call_id))
+    def _write_call(self, connection: Connection, values: dict[str, Any], who: Principal, patient_id: int,
+                    number: str, installation: str) -> int:
+        """SQLite: the call's row, its tags (they come from its id) and the patient's audit row ("call"), in the
+        caller's transaction."""
+        call_id = connection.execute(INSERT_CALL, values).scalar_one()
+        connection.execute(TAG_CALL, self._tags(call_id, installation) | {"call_id": call_id,
+                                                                          "updated_at": values["updated_at"]})
+        crm.record_access_in(connection, who.user_id, patient_id, "call", f"call {call_id} to {number}")
+        return int(call_id)
 
     async def _insert_call_pg(self, values: dict[str, Any], installation: str, number: str) -> int:
         """PostgreSQL: the call's row, its tags and its audit row in one statement (one round trip, committed)."""

@@ -241,6 +241,9 @@ async def test_number_policy_access_and_rate_limit(client: TestClient, staff: St
                                      json={"patient_id": patient_id, "phone_id": phones[2]})
         statuses.append(response.status)
     assert statuses == [202, 202, 429]
+    response = await client.post("/api/calls", headers=staff.headers("agent"),  # the phone is refused first
+                                 json={"patient_id": patient_id, "phone_id": other_phone})
+    assert response.status == 404
     assert len(originates(client)) == 2
 
 
