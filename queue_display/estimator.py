@@ -1131,16 +1131,23 @@ class _Future:
         """The log-shift of a visit called at `at` for the service's line then (rush.py): the simulated
         tickets left in it and the arrivals the simulation leaves out, who join behind them."""
         self.line_lengths[service_id] -= 1
-        if not self.plan.rushed:
+        plan = self.plan
+        if not plan.rushed:
+            return 0.0
+        terms = plan.rush_terms.get((service_id, hour))
+        if terms is None:
+            terms = plan.rush_terms[(service_id, hour)] = self.est._rush.terms(service_id, hour)
+        slope, rooms, usual = terms
+        if not slope:
             return 0.0
         waiting = float(self.line_lengths[service_id])
-        unseen = self.plan.unseen.get(service_id)
+        unseen = plan.unseen.get(service_id)
         if unseen is not None:
-            position = min(max(at - self.plan.now_epoch, 0.0) / UNSEEN_STEP, len(unseen) - 1.0)
+            position = min(max(at - plan.now_epoch, 0.0) / UNSEEN_STEP, len(unseen) - 1.0)
             below = int(position)
             above = min(below + 1, len(unseen) - 1)
             waiting += unseen[below] + (unseen[above] - unseen[below]) * (position - below)
-        return self.est._rush.shift(service_id, hour, waiting)
+        return slope * (math.log1p(waiting / rooms) - usual)
 
     def _wake(self, room: RoomState, keys: list[_LineKey], at: float) -> float | None:
         """Nothing this room may take yet: when to look again (the next expected arrival or patient back
@@ -1223,6 +1230,7 @@ class _Plan:
     holds: list[tuple[float, QueueItem]] = field(default_factory=list)  # (held at, the ticket as it resumes)
     rushed: bool = False  # visits shorten when the line is long (a slope is learned)
     unseen: dict[int, list[float]] = field(default_factory=dict)  # service -> arrivals left out, by UNSEEN_STEP
+    rush_terms: dict[tuple[int, int], tuple[float, int, float]] = field(default_factory=dict)  # rush.terms
     head_starts: dict[tuple[str, bool], float] = field(default_factory=dict)
 
     def head_start(self, item: QueueItem, weights: Mapping[str, float], cap_minutes: float) -> float:

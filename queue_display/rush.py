@@ -97,23 +97,32 @@ class LineRush:
             self._pending.append((room_id, service_id, hour, called, residual, weight))
             self._scale = max(self._scale, weight)
 
-    def load(self, service_id: int, waiting: float) -> float:
-        """z for `waiting` patients left in the service's line."""
+    def rooms(self, service_id: int) -> int:
+        """The rooms that served the service in the last ROOM_DAYS days of its visits (at least 1)."""
         count = self._room_counts.get(service_id)
         if count is None:
             rooms = self._rooms.get(service_id, {})
             newest = max(rooms.values(), default=0.0)
             count = max(sum(1 for last in rooms.values() if newest - last <= ROOM_DAYS * 86400.0), 1)
             self._room_counts[service_id] = count
-        return math.log1p(max(waiting, 0.0) / count)
+        return count
 
-    def shift(self, service_id: int, hour: int, waiting: float) -> float:
-        """Log-shift of a visit of this service at this local hour called with `waiting` left in line."""
+    def terms(self, service_id: int, hour: int) -> tuple[float, int, float]:
+        """(β, rooms, z̄) of a visit of this service at this local hour; β 0 when nothing is learned."""
         slope = self.slopes().get(service_id, 0.0)
         cross = self._cross.get((service_id, hour))
         if not slope or cross is None or cross.w <= 0.0:
-            return 0.0
-        return slope * (self.load(service_id, waiting) - cross.z / cross.w)
+            return 0.0, 1, 0.0
+        return slope, self.rooms(service_id), cross.z / cross.w
+
+    def load(self, service_id: int, waiting: float) -> float:
+        """z for `waiting` patients left in the service's line."""
+        return math.log1p(max(waiting, 0.0) / self.rooms(service_id))
+
+    def shift(self, service_id: int, hour: int, waiting: float) -> float:
+        """Log-shift of a visit of this service at this local hour called with `waiting` left in line."""
+        slope, rooms, usual = self.terms(service_id, hour)
+        return slope * (math.log1p(max(waiting, 0.0) / rooms) - usual) if slope else 0.0
 
     def slopes(self) -> dict[int, float]:
         """β per service (shrunk toward the clinic's, which is shrunk toward 0)."""
