@@ -29,7 +29,6 @@ from zoneinfo import ZoneInfo
 
 from queue_display.ordering import URGENT, QueueItem, head_start_minutes, next_for_room
 from queue_display.pace import DayPace, Pace
-from queue_display.rush import LineRush
 
 SQRT2 = math.sqrt(2.0)
 LN2 = math.log(2.0)
@@ -51,7 +50,6 @@ LATE_START_SECONDS = 3600.0  # a room later than every past first opening by les
 KEEP_OPENINGS = 60  # the last days' first openings of each room
 PACE_MIN_HISTORY = 30.0  # today's pace is learned once the service has this many (recent) visits
 LATE_START_WAIT = 600.0  # ... is expected this much later; later than that, it is not coming today
-UNSEEN_STEP = 600.0  # the arrivals the simulation leaves out are counted in the line in 10-minute steps
 _NORMAL = NormalDist()
 
 
@@ -297,7 +295,6 @@ class WaitEstimator:
         self._holds: list[float] = []  # seconds from a hold until the ticket resumed (inf: it never did)
         self._pending_holds: dict[int, dt.datetime] = {}  # ticket -> held at, not resumed yet
         self._pace = DayPace()
-        self._rush = LineRush()
         self._first_openings: dict[int, list[float]] = {}  # room -> local seconds of its first opening, by day
         self._opened_on: dict[int, dt.date] = {}  # room -> the last day it opened
         self._origin: float | None = None  # epoch seconds of the first observation (weight 1)
@@ -357,15 +354,11 @@ class WaitEstimator:
                 stats = table[key] = _Moments()  # type: ignore[index]
             stats.add(x, weight)
         kind = _patient_class(priority, returning)
-        day = started_at.astimezone(self.tz).date()
-        called = started_at.timestamp()
-        self._rush.call(service_id, called, day)
-        shift, _ = self.class_shift(service_id, kind)
-        residual = x - self.service_time(room_id, service_id, hour).mu - shift
-        self._rush.visit(room_id, service_id, hour, called, day, residual, weight)
-        if self._by_service[service_id].w / self._newest_weight >= PACE_MIN_HISTORY:
-            rush = self._rush.shift(service_id, hour, self._rush.line(service_id, called))
-            self._pace.add(day, room_id, residual - rush)
+        if self._by_service.get(service_id) is not None and \
+                self._by_service[service_id].w / self._newest_weight >= PACE_MIN_HISTORY:
+            shift, _ = self.class_shift(service_id, kind)
+            expected = self.service_time(room_id, service_id, hour).mu + shift
+            self._pace.add(started_at.astimezone(self.tz).date(), room_id, x - expected)
         if kind is not None:
             for table, key in ((self._by_class, kind), (self._by_service_class, (service_id, kind))):
                 stats = table.get(key)  # type: ignore[attr-defined]
@@ -382,7 +375,6 @@ class WaitEstimator:
         """Optional: a called ticket that never came; the room lost (ended_at - called_at)."""
         counts = self._no_shows.setdefault(service_id, [0.0, 0.0, 0.0])
         counts[0] += 1.0
-        self._rush.call(service_id, called_at.timestamp(), called_at.astimezone(self.tz).date())
         counts[2] += max((ended_at - called_at).total_seconds(), 0.0)
 
     def record_round_trip(self, sent_at: dt.datetime, lab_done_at: dt.datetime, back_at: dt.datetime) -> None:
@@ -453,7 +445,6 @@ class WaitEstimator:
                     self._arrivals[key] = self._arrivals.get(key, 0.0) + count
             self._arrival_today, self._today_arrivals = day, {}
         counts = self._today_arrivals if day == self._arrival_today else self._arrivals
-        self._rush.arrival(service_id, at.timestamp(), day)
         key = (service_id, priority, returning, local.hour)
         counts[key] = counts.get(key, 0.0) + 1.0
         self._arrival_plan.clear()
@@ -672,26 +663,6 @@ class WaitEstimator:
         return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds, self.arrival_threshold,
                                  returning_after=returning_after)
 
-    def _unseen_arrivals(self, now: dt.datetime, service_ids: set[int],
-                         simulated: Collection[tuple[int, str, bool]]) -> dict[int, list[float]]:
-        """Per service, the expected count of the arrivals the simulation leaves out (they join behind every
-        waiting ticket) by each UNSEEN_STEP from now: they lengthen the line a doctor sees (rush.py)."""
-        steps = int(self.arrival_horizon_seconds // UNSEEN_STEP)
-        hours = [(now + dt.timedelta(seconds=(step + 0.5) * UNSEEN_STEP)).astimezone(self.tz).hour
-                 for step in range(steps)]
-        unseen: dict[int, list[float]] = {}
-        for service_id in service_ids:
-            rates = [by_hour for (priority, returning), by_hour in self.arrival_rates(service_id).items()
-                     if (service_id, priority, returning) not in simulated]
-            if not rates:
-                continue
-            total, counts = 0.0, [0.0]
-            for hour in hours:
-                total += UNSEEN_STEP * sum(by_hour.get(hour, 0.0) for by_hour in rates)
-                counts.append(total)
-            unseen[service_id] = counts
-        return unseen
-
     def _choose_exact(self, keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
                       room: RoomState, at: float, closed: Collection[int]) -> _LineKey | None:
         """The room's choice by ordering.next_for_room itself. Within one (head start, preferred room)
@@ -804,12 +775,9 @@ class WaitEstimator:
         serving = None
         if room.serving_since is not None and room.serving_service_id is not None:
             elapsed = max(now_epoch - room.serving_since.timestamp(), 0.0)
-            hour = self._hour(room.serving_since)
-            base = self.service_time(room.room_id, room.serving_service_id, hour)
+            base = self.service_time(room.room_id, room.serving_service_id, self._hour(room.serving_since))
             pace = plan.pace[room.room_id]
-            line = self._rush.line(room.serving_service_id, room.serving_since.timestamp())
-            rush = self._rush.shift(room.serving_service_id, hour, line)
-            serving = (Lognormal(base.mu + pace.mu + rush, base.sigma), elapsed)
+            serving = (Lognormal(base.mu + pace.mu, base.sigma), elapsed)
         return _Start(start, choices, serving, tuple(pending), called if room.open else 0.0)
 
     def _had_break(self, room_id: int, usual: _Break, now_epoch: float) -> bool:
@@ -882,9 +850,6 @@ class WaitEstimator:
         # a room shared with another service may take that service's priority newcomers first
         sharing = {service for room in rooms if lines.intersection(room.service_ids) for service in room.service_ids}
         plan.stream = self._expected_arrivals(now, sharing, min_head_start, plan.returning_after)
-        plan.rushed = any(self._rush.slopes().values())
-        if plan.rushed:
-            plan.unseen = self._unseen_arrivals(now, sharing, {(c[0], c[1], c[2]) for c in plan.stream.classes})
         plan.real_count = sum(1 for item in waiting if item.service_id in served)
         plan.holds = [(hold.held_at.timestamp(), replace(hold.item, ticket_id=HELD_TICKET_IDS - index))
                       for index, hold in enumerate(held) if hold.item.service_id in served
@@ -913,7 +878,7 @@ class WaitEstimator:
             mu = base.mu + shift + pace.mu
             mean = math.exp(mu + 0.5 * sigma * sigma)
             found = plan.occupations[slot] = _Occupation((1.0 - probability) * mean + probability * lost,
-                                                         mu, sigma, probability, lost, hour)
+                                                         mu, sigma, probability, lost)
         return found
 
     def _run(self, plan: _Plan, rng: random.Random | None, shared: float | None = None) -> dict[int, float]:
@@ -951,9 +916,6 @@ class _Future:
         self.closed_until = [math.inf] * len(plan.rooms)  # a closed room's preferred tickets are anyone's
         self.lines = {key: list(line) for key, line in plan.lines.items()}
         self.heads = dict.fromkeys(self.lines, 0)
-        self.line_lengths: dict[int, int] = {}  # service -> tickets in its simulated lines (for the rush)
-        for key, line in plan.lines.items():
-            self.line_lengths[key[0]] = self.line_lengths.get(key[0], 0) + len(line)
         self.room_lines: dict[int, list[_LineKey]] = {}  # room index -> its lines with someone in them
         self.room_prefers: dict[int, bool] = {}  # room index -> some of its lines prefer a room
         self.returns: list[tuple[float, int, QueueItem]] = []  # patients back from the lab, by time
@@ -1037,7 +999,6 @@ class _Future:
             self.lines[key] = []
             self.heads[key] = 0
         line = self.lines[key]
-        self.line_lengths[item.service_id] = self.line_lengths.get(item.service_id, 0) + 1
         if self.heads[key] >= len(line):  # a new or emptied line: back in its rooms' lists
             self.room_lines.clear()
         entry = (epoch, item.ticket_id, item)
@@ -1117,8 +1078,7 @@ class _Future:
                     room_keys.remove(line_key)
         trip = plan.trips.get(chosen.ticket_id)
         occupation = est._occupation(plan, room, chosen, at, trip is not None)
-        rush = self._rush(chosen.service_id, occupation.hour, at)
-        busy = occupation.busy(rush) if self.draw is None else self.draw.occupation(occupation, index, rush)
+        busy = occupation.mean if self.draw is None else self.draw.occupation(occupation, index)
         heapq.heappush(self.free_at, (at + busy, index))
         if trip is not None:
             self._back_at(trip, at + busy + self._delay(0.0))
@@ -1126,28 +1086,6 @@ class _Future:
             self.result[chosen.ticket_id] = max(at - plan.now_epoch, 0.0)
             return 1
         return 0
-
-    def _rush(self, service_id: int, hour: int, at: float) -> float:
-        """The log-shift of a visit called at `at` for the service's line then (rush.py): the simulated
-        tickets left in it and the arrivals the simulation leaves out, who join behind them."""
-        self.line_lengths[service_id] -= 1
-        plan = self.plan
-        if not plan.rushed:
-            return 0.0
-        terms = plan.rush_terms.get((service_id, hour))
-        if terms is None:
-            terms = plan.rush_terms[(service_id, hour)] = self.est._rush.terms(service_id, hour)
-        slope, rooms, usual = terms
-        if not slope:
-            return 0.0
-        waiting = float(self.line_lengths[service_id])
-        unseen = plan.unseen.get(service_id)
-        if unseen is not None:
-            position = min(max(at - plan.now_epoch, 0.0) / UNSEEN_STEP, len(unseen) - 1.0)
-            below = int(position)
-            above = min(below + 1, len(unseen) - 1)
-            waiting += unseen[below] + (unseen[above] - unseen[below]) * (position - below)
-        return slope * (math.log1p(waiting / rooms) - usual)
 
     def _wake(self, room: RoomState, keys: list[_LineKey], at: float) -> float | None:
         """Nothing this room may take yet: when to look again (the next expected arrival or patient back
@@ -1188,14 +1126,6 @@ class _Occupation:
     sigma: float
     no_show: float  # probability the called patient does not come
     lost: float  # seconds a no-show costs
-    hour: int = 0  # local hour of the call
-
-    def busy(self, rush: float) -> float:
-        """The expected occupation with a visit's log-length shifted by `rush` (rush.py)."""
-        if not rush:
-            return self.mean
-        attended = self.mean - self.no_show * self.lost
-        return attended * math.exp(rush) + self.no_show * self.lost
 
 
 @dataclass(frozen=True)
@@ -1228,9 +1158,6 @@ class _Plan:
     results: list[Away] = field(default_factory=list)  # done at the lab, results due
     returning_after: float = 0.0  # returning patients are expected at random from now + this
     holds: list[tuple[float, QueueItem]] = field(default_factory=list)  # (held at, the ticket as it resumes)
-    rushed: bool = False  # visits shorten when the line is long (a slope is learned)
-    unseen: dict[int, list[float]] = field(default_factory=dict)  # service -> arrivals left out, by UNSEEN_STEP
-    rush_terms: dict[tuple[int, int], tuple[float, int, float]] = field(default_factory=dict)  # rush.terms
     head_starts: dict[tuple[str, bool], float] = field(default_factory=dict)
 
     def head_start(self, item: QueueItem, weights: Mapping[str, float], cap_minutes: float) -> float:
@@ -1253,10 +1180,10 @@ class _Draw:
                          + math.sqrt(plan.pace[room.room_id].room_var) * rng.gauss(0.0, 1.0)
                          for room in plan.rooms]
 
-    def occupation(self, occupation: _Occupation, index: int, rush: float = 0.0) -> float:
+    def occupation(self, occupation: _Occupation, index: int) -> float:
         if occupation.no_show > 0.0 and self.rng.random() < occupation.no_show:
             return occupation.lost
-        return math.exp(occupation.mu + rush + self.log_pace[index] + occupation.sigma * self.rng.gauss(0.0, 1.0))
+        return math.exp(occupation.mu + self.log_pace[index] + occupation.sigma * self.rng.gauss(0.0, 1.0))
 
     def residual(self, dist: Lognormal, elapsed: float, index: int) -> float:
         """The rest of a visit that has lasted `elapsed`: a draw of S - t given S > t."""

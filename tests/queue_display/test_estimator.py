@@ -21,7 +21,6 @@ from queue_display.estimator import (
     clinic_estimator,
 )
 from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
-from queue_display.rush import LineRush
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 WEIGHTS = {"emergency": 100.0, "elderly": 20.0, "pregnant": 20.0, "disabled": 20.0, "booked": 10.0, "normal": 0.0}
@@ -513,42 +512,3 @@ def test_a_newcomer_waits_one_visit_more_than_the_last_in_line_and_changes_nobod
     assert newcomers[1].seconds == pytest.approx(alone[4] + visit)
     empty = estimator.estimate_with_newcomers(now, [], [idle(1)], newcomers=[1])[1]
     assert empty[1].seconds == pytest.approx(0.0)  # nobody waits and the room is free: called at once
-
-
-def _rushed_days(estimator: WaitEstimator, slope: float, days: int = 12) -> None:
-    """One room, first come first served; each day a burst of patients at 8:00 and a steady trickle after.
-    A visit called with L left waiting lasts (1 + L) ** slope of its usual 10 minutes, times noise; today's
-    pace (the whole day slower or quicker) on top, which lengthens the line and the visits alike."""
-    rng = random.Random(11)
-    for day in range(days):
-        pace = rng.lognormvariate(0.0, 0.15)
-        arrivals = sorted([local(day, 8.0)] * rng.randint(0, 25) +
-                          [local(day, rng.uniform(8.0, 15.0)) for _ in range(rng.randint(15, 35))])
-        for at in arrivals:
-            estimator.record_arrival(GENERAL, at)
-        free = local(day, 8.0)
-        for index, at in enumerate(arrivals):
-            called = max(free, at)
-            waiting = sum(1 for later in arrivals[index + 1:] if later <= called)
-            seconds = 600.0 * pace * (1.0 + waiting) ** slope * rng.lognormvariate(0.0, 0.2)
-            free = called + dt.timedelta(seconds=seconds)
-            estimator.record_service(1, GENERAL, called, free)
-    estimator.record_arrival(GENERAL, local(days, 7.0))  # a new day: the last one joins the slope
-
-
-def test_learns_that_visits_shorten_when_the_line_is_long() -> None:
-    rushed, steady = make(), make()
-    _rushed_days(rushed, -0.2)
-    _rushed_days(steady, 0.0)
-    assert rushed._rush.slopes()[GENERAL] == pytest.approx(-0.2, abs=0.08)
-    assert steady._rush.slopes()[GENERAL] == pytest.approx(0.0, abs=0.08)  # a slow day is not a rush
-    now = local(12, 8.5)
-    waiting = [item(n, now - dt.timedelta(minutes=30 - n)) for n in range(1, 26)]
-    rooms = [RoomState(1, (GENERAL,), True, now - dt.timedelta(minutes=2), GENERAL)]
-    hurried = rushed.estimate(now, waiting, rooms)
-    unhurried = make()
-    _rushed_days(unhurried, -0.2)
-    unhurried._rush = LineRush()  # the same history without the slope
-    calm = unhurried.estimate(now, waiting, rooms)
-    assert hurried[25] < 0.9 * calm[25]  # a line far longer than usual at 8:30 moves faster
-    assert all(0.0 <= seconds < 86400.0 for seconds in hurried.values())
