@@ -198,9 +198,18 @@ class ClinicDay:
                 return factor
         return 1.0
 
+    def _rush(self, service_id: int) -> float:
+        """Doctors hurry when the line is long: (1 + waiting for the service per room serving it) ** -rush."""
+        if self.scenario.rush <= 0.0:
+            return 1.0
+        waiting = sum(1 for entry in self.waiting.values() if entry.service_id == service_id)
+        rooms = sum(1 for room in self.rooms.values() if service_id in room.spec.service_ids)
+        return (1.0 + waiting / max(rooms, 1)) ** -self.scenario.rush
+
     def _service_seconds(self, room: RoomSpec, service: ServiceSpec, entry: Entry) -> float:
         """The room's occupation from the call: the walk to the room, then the visit itself."""
         mean = service.mean_minutes * 60.0 * room.speed * self._hour_factor(self.hour_of(self.now))
+        mean *= self._rush(service.service_id)
         mean *= PRIORITY_SLOWER.get(entry.priority, 1.0) * self.rooms[room.room_id].pace
         if entry.returning:
             mean *= service.return_mean_minutes

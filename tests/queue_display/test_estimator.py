@@ -10,7 +10,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from queue_display.estimator import Away, Held, Lognormal, RoomState, WaitEstimator, _ranges
+from queue_display.estimator import (
+    Away,
+    Held,
+    Lognormal,
+    RoomState,
+    WaitEstimator,
+    WaitRange,
+    _ranges,
+    clinic_estimator,
+)
 from queue_display.ordering import PRIORITIES, QueueItem, next_for_room
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -45,6 +54,22 @@ def train_service(estimator: WaitEstimator, room_id: int, service_id: int, minut
         estimator.record_service(room_id, service_id, start, start + dt.timedelta(seconds=seconds))
 
 
+def _assert_sane(spans: dict[int, WaitRange], waiting: list[QueueItem]) -> None:
+    """Every waiting ticket has a finite, non-negative wait inside its range, and down one line of one kind
+    of ticket (called first come, first served) neither the wait nor its range ends decrease."""
+    assert set(spans) == {i.ticket_id for i in waiting}
+    for span in spans.values():
+        assert all(math.isfinite(v) for v in (span.seconds, span.low, span.high))
+        assert 0.0 <= span.low <= span.seconds <= span.high < 7 * 86400.0
+    lines: dict[tuple[int, str, bool, int | None], list[QueueItem]] = {}
+    for i in sorted(waiting, key=lambda i: (i.enqueued_at, i.ticket_id)):
+        lines.setdefault((i.service_id, i.priority, i.returning, i.preferred_room_id), []).append(i)
+    for line in lines.values():
+        for end in ("seconds", "low", "high"):
+            values = [getattr(spans[i.ticket_id], end) for i in line]
+            assert values == sorted(values)
+
+
 def test_no_data_gives_sensible_defaults() -> None:
     estimator = make()
     now = local(0, 9)
@@ -56,6 +81,63 @@ def test_no_data_gives_sensible_defaults() -> None:
     assert 600.0 <= result[3] < 24 * 3600  # no room serves it: still a finite, honest guess
     assert estimator.estimate(now, [], [idle(1)]) == {}
     assert estimator.service_time(5, 5, 9).mean == pytest.approx(600.0)
+
+
+def test_days_unlike_the_ones_it_learned_from_give_sane_waits() -> None:
+    """The clinic's sampled estimator on days it has not seen: a room with no history, a service created
+    today, a doctor who never closes, no room or one, 500 waiting, clocks that jump back or far ahead,
+    a zone changing its clocks. Waits stay finite, non-negative, inside their ranges, and never
+    decrease down a line of one kind; a newcomer's too."""
+    new_service = 77
+    learned = clinic_estimator(TZ, WEIGHTS, 30)
+    train_service(learned, 1, GENERAL, 9.0, 80)
+    train_service(learned, 3, LAB, 4.0, 40, seed=3)
+    rng = random.Random(3)
+    for day in range(12):
+        for n in range(30):
+            learned.record_arrival(rng.choice((GENERAL, LAB)), local(day, 7 + n / 4), rng.choice(PRIORITIES))
+        for room_id, hour, open in ((1, 7.0, True), (1, 11.5, False), (1, 12.5, True), (1, 17.0, False)):
+            learned.record_room_state(room_id, open, local(day, hour))
+        learned.record_no_show(1, GENERAL, local(day, 10), local(day, 10.05))
+    now = local(30, 10)
+
+    def line(count: int, service_id: int = GENERAL, start: int = 1, spread: float = 90.0) -> list[QueueItem]:
+        return [item(start + n, now - dt.timedelta(minutes=spread * (count - n) / count),
+                     PRIORITIES[n % len(PRIORITIES)], service_id, n % 7 == 3, 1 if n % 11 == 5 else None)
+                for n in range(count)]
+
+    long_visit = RoomState(1, (GENERAL,), True, now - dt.timedelta(hours=10), GENERAL)  # "done" never pressed
+    strange = RoomState(9, (GENERAL, new_service), True, now - dt.timedelta(minutes=5), new_service)  # no history
+    cases: list[tuple[WaitEstimator, dt.datetime, list[QueueItem], list[RoomState]]] = [
+        (learned, now, line(30), [long_visit, strange]),
+        (learned, now, [*line(5), *line(8, new_service, start=100)], [strange]),  # a service created today
+        (learned, now, line(12), []),  # no room at all
+        (learned, now, line(12), [idle(1, open=False)]),  # its only room closed
+        (learned, now, line(12), [RoomState(4, (LAB,), True, None, None)]),  # a room for another service
+        (learned, now, line(500, spread=240.0), [long_visit, idle(2), RoomState(3, (LAB, GENERAL), True, None, None)]),
+        # clocks: the tickets and the visit in progress stamped up to an hour after "now" (a clock put back)
+        (learned, now - dt.timedelta(hours=1), line(20), [RoomState(1, (GENERAL,), True, now, GENERAL)]),
+        (learned, now + dt.timedelta(days=400), line(20), [idle(1)]),  # a year on: nothing learned is recent
+        (learned, local(-400, 3), line(20), [idle(1)]),  # long before anything learned, at 3 in the night
+        # a zone that changes its clocks tonight (plan.fixed is None), with nothing learned
+        (clinic_estimator(ZoneInfo("Europe/Paris"), WEIGHTS, 30), dt.datetime(2026, 3, 28, 23, tzinfo=dt.UTC),
+         [item(n, dt.datetime(2026, 3, 28, 22, n, tzinfo=dt.UTC)) for n in range(1, 15)], [idle(1)]),
+    ]
+    # a room serving nothing, one listed twice, results due an hour from now, a hold stamped in the future
+    odd_rooms = [RoomState(5, (), True, None, None), idle(2), idle(2), RoomState(3, (LAB,), True, now, LAB, 999)]
+    odd = {"away": [Away(1, GENERAL, "normal", done_at=now + dt.timedelta(hours=1)), Away(2, GENERAL, "normal", 999)],
+           "held": [Held(item(998, now - dt.timedelta(minutes=3)), now + dt.timedelta(minutes=10))]}
+    tickets = learned.estimate_with_newcomers(now, line(25), odd_rooms, newcomers=[GENERAL], **odd)[0]
+    _assert_sane(tickets, line(25))
+    for estimator, at, waiting, rooms in cases:
+        tickets, newcomers = estimator.estimate_with_newcomers(at, waiting, rooms, newcomers=[GENERAL, new_service])
+        _assert_sane(tickets, waiting)
+        for service_id, joining in newcomers.items():
+            assert math.isfinite(joining.high) and 0.0 <= joining.low <= joining.seconds <= joining.high
+            ahead = [tickets[i.ticket_id].seconds for i in waiting if i.service_id == service_id and i.enqueued_at <= at
+                     and (i.priority, i.returning, i.preferred_room_id) == ("normal", False, None)]
+            assert joining.seconds >= max(ahead, default=0.0) - 1e-6  # behind every normal walk-in of its line
+        _assert_sane(make().estimate_ranges(at, waiting, rooms), waiting)  # the expected path too
 
 
 def test_learns_service_times_per_room_with_shrinkage_for_thin_data() -> None:
