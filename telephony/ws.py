@@ -56,6 +56,15 @@ def masked_screenpop(data: dict[str, Any]) -> dict[str, Any]:
             "masked_name": masked_name(str(patient.get("full_name") or ""))}
 
 
+def audit_screenpop(app: web.Application, user_id: int | None, data: dict[str, Any]) -> None:
+    """A screen-pop shows the agent the caller's card (name, status): a view of the patient, audited per agent."""
+    from crm_bridge.service import audit_pushed
+
+    patient_id = (data.get("patient") or {}).get("id")
+    if isinstance(patient_id, int):
+        audit_pushed(app, user_id, [patient_id], "screenpop", f"inbound call {data.get('call_uniqueid') or ''}".strip())
+
+
 @routes.get("/ws/agent")
 async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     who = require(request, "agent", "supervisor")
@@ -95,6 +104,8 @@ async def agent_feed_ctx(app: web.Application) -> AsyncIterator[None]:
                 data = masked_screenpop(event.data) if masked else event.data
                 frames[masked] = encode({"type": event.type, "data": data, "id": event.id, "at": event.at})
             hub.publish(feed, key, frames[masked])
+            if event.type == CALL_SCREENPOP and not masked:
+                audit_screenpop(app, user_id, event.data)
 
     bus = app[BUS_KEY]
     unsubscribe = [bus.subscribe(CALL_UPDATED, on_event), bus.subscribe(CALL_SCREENPOP, on_event),
