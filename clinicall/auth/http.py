@@ -221,7 +221,10 @@ async def me(request: web.Request) -> web.Response:
 @routes.get("/api/users")
 async def users_list(request: web.Request) -> web.Response:
     require(request, "admin", "supervisor")
-    return web.json_response({"users": [user_json(u) for u in await service.list_users(request.app[DB_KEY])]})
+    # patients' own logins are named after the patient and their phone: they are patient data, listed (and
+    # audited) at /api/patient-accounts, not among the staff
+    users = [u for u in await service.list_users(request.app[DB_KEY]) if "patient" not in (u.roles or [])]
+    return web.json_response({"users": [user_json(u) for u in users]})
 
 
 @routes.post("/api/users")
