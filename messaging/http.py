@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import public, require
+from clinicall.auth.live import watch_socket
 from clinicall.auth.middleware import check_socket_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
@@ -302,6 +303,7 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS_KEY].display.heartbeat_seconds)
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
+    unwatch = watch_socket(request, ws, lambda now: now.has_any(*STAFF))
     outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_LIMIT)
 
     async def on_event(event: Event) -> None:
@@ -331,6 +333,7 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
+        unwatch()
         unsubscribe()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -24,7 +24,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import display_feed, principal, public, require
+from clinicall.auth.live import watch_socket
 from clinicall.auth.middleware import check_socket_origin
+from clinicall.auth.models import STAFF_ROLES
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.hub import Client, Frame, Hub, encode
@@ -353,6 +355,7 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
         raise Problem(400, "Websocket expected", "Connect to /ws/display with a websocket client.")
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
+    unwatch = watch_socket(request, ws, lambda now: now.kind == "display" or now.has_any(*STAFF_ROLES))
     hub = request.app[HUB_KEY]
     screen = hub.add(ws, request, request.app[DISPLAY_HUB_KEY].feed, chosen, resync_first=True)
     try:
@@ -360,6 +363,7 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
             if message.type == WSMsgType.TEXT and _asks_resync(message.data):
                 hub.resync(screen)
     finally:
+        unwatch()
         await hub.remove(screen)
     return ws
 

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import require
+from clinicall.auth.live import watch_socket
 from clinicall.auth.middleware import check_socket_origin
 from clinicall.bus import Event
 from clinicall.hub import Feed, Frame, encode
@@ -73,6 +74,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds, compress=False)
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
+    unwatch = watch_socket(request, ws, lambda now: now.has_any("agent", "supervisor"))
     hub = request.app[HUB_KEY]
     client = hub.add(ws, request, request.app[AGENT_FEED_KEY], agent_key(who.user_id, who.extension,
                                                                                  who.has_any("supervisor")))
@@ -84,6 +86,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
+        unwatch()
         await hub.remove(client)
     return ws
 

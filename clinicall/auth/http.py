@@ -202,6 +202,7 @@ async def login_api(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.StreamResponse:
     if token := request.cookies.get(SESSION_COOKIE):
         await service.end_session(request.app[DB_KEY], token)
+        await forget_tokens(request.app)  # the session's open sockets close too (clinicall/auth/live.py)
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response

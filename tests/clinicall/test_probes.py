@@ -290,3 +290,30 @@ async def test_a_finished_tickets_link_expires(client: TestClient, staff: Staff)
     page = await client.get(f"/t/{token}")
     assert (page.status, page.content_type) == (410, "text/html")  # the page says it in the patient's language
     assert (await client.get(f"/t/{token}/qr.svg")).status == 410
+
+
+async def test_open_sockets_close_when_access_ends(client: TestClient, staff: Staff) -> None:
+    """A socket is authenticated when it opens: a user disabled, a screen's token revoked or a logout left it
+    streaming (screen-pops with patients' names, the waiting room) to whoever held the credential."""
+    own = f"http://{client.host}:{client.port}"
+    agent = await client.ws_connect("/ws/agent", headers=staff.headers("agent"))
+    token_id, token = await auth_service.create_display_token(client.app[DB_KEY], "tv")
+    screen = await client.ws_connect(f"/ws/display?token={token}")
+    logged_in = await client.post("/api/login", json={"username": "doctor", "password": PASSWORD})
+    assert logged_in.status == 200
+    doctors = await client.ws_connect("/ws/display", headers={"Origin": own})
+    for ws in (agent, screen, doctors):
+        assert (await ws.receive_json(timeout=30))["type"] in ("hello", "snapshot")
+
+    async def closed_with(ws: Any) -> int | None:
+        while (await ws.receive(timeout=30)).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED):
+            pass  # frames sent before the close
+        return ws.close_code  # type: ignore[no-any-return]
+
+    off = await client.patch(f"/api/users/{staff.ids['agent']}", json={"active": False}, headers=staff.headers("admin"))
+    assert off.status == 200
+    assert await closed_with(agent) == 4401
+    assert (await client.delete(f"/api/display-tokens/{token_id}", headers=staff.headers("admin"))).status == 200
+    assert await closed_with(screen) == 4401
+    assert (await client.post("/logout", headers={"Origin": own}, allow_redirects=False)).status == 303
+    assert await closed_with(doctors) == 4401
