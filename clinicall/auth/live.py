@@ -2,10 +2,12 @@
 reset, a user disabled or stripped of a role, a token revoked or a logout (each publishes `auth.changed`)
 must not leave it streaming patients' names to whoever held the session. On every such change each open
 socket's own request is authenticated again, afresh, and the socket is closed (4401) when that no longer
-admits its user."""
+admits its user. Every few minutes too: a session that expired, or a user disabled from the command line
+(which publishes nothing), ends its sockets within that time."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -20,6 +22,7 @@ from clinicall.problem import Problem
 
 log = logging.getLogger(__name__)
 ACCESS_ENDED = 4401  # websocket close code: log in again
+RECHECK_SECONDS = 300.0
 Allowed = Callable[[Principal], bool]
 
 
@@ -66,6 +69,15 @@ async def live_sockets_ctx(app: web.Application) -> AsyncIterator[None]:
         app[TOKEN_CACHE_KEY].clear()  # whichever subscriber runs first: no remembered token answers the check
         app[TASKS_KEY].spawn(sockets.recheck(), name="recheck-sockets")  # database reads: off the dispatcher
 
+    async def every_few_minutes() -> None:
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            try:
+                await sockets.recheck()
+            except Exception:
+                log.exception("could not check the open websockets' access again; next try in %.0f s", RECHECK_SECONDS)
+
     unsubscribe = app[BUS_KEY].subscribe(AUTH_CHANGED, on_change)
+    app[TASKS_KEY].spawn(every_few_minutes(), name="recheck-sockets-periodically")
     yield
     unsubscribe()
