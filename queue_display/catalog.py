@@ -16,7 +16,7 @@ from clinicall.db import Database, utcnow
 from clinicall.problem import OneLine, Problem, conflict, not_found
 from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticket
 
-HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
+HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z|^24:00\Z")
 LANGUAGES = ("vi", "en", "zh")
 ROOM_WORDS = {
     "consult": ("Phòng khám số {n}", "Consultation room {n}", "{n}号诊室"),

@@ -25,7 +25,7 @@ from telephony.ratelimit import RateLimiter
 from telephony.wire import Header, UnsafeField, encode_action
 
 log = logging.getLogger(__name__)
-SAFE_EXTENSION = re.compile(r"^[0-9A-Za-z*#+_.]{1,40}$")
+SAFE_EXTENSION = re.compile(r"^[0-9A-Za-z*#+_.]{1,40}\Z")
 
 
 def call_tag(call_id: int, installation: str) -> str:
