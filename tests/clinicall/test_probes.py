@@ -225,8 +225,9 @@ async def test_a_json_body_is_bounded_before_it_is_parsed(client: TestClient) ->
         assert (response.status, (await response.json())["code"]) == (413, "too_large")
 
 
-async def test_a_display_token_keeps_to_its_own_rooms(client: TestClient, staff: Staff) -> None:
-    """A door's token for room 1 asked for ?services=<another service> and saw that line, live too."""
+async def test_screens_and_ticket_links_keep_to_their_scope(client: TestClient, staff: Staff) -> None:
+    """A door's token for room 1 asked for ?services=<another service> and saw that line, live too; a ticket's
+    public link (a photo of the paper) opened for ever."""
     admin = staff.headers("admin")
     own, other = await new_service(client, admin), int((await (await client.post(
         "/api/services", json={"prefix": "B", "names": {"vi": "Xét nghiệm"}}, headers=admin)).json())["service"]["id"])
@@ -240,22 +241,19 @@ async def test_a_display_token_keeps_to_its_own_rooms(client: TestClient, staff:
     mine = await (await client.get(f"/api/display/snapshot?token={token}")).json()
     assert [s["id"] for s in mine["services"]] == [own]
 
-
-async def test_the_message_feed_stops_when_the_patient_moves_to_another_agent(client: TestClient, staff: Staff) -> None:
-    created = await client.post("/api/patients", json={"full_name": "Đỗ Thị Mai", "phones": [{"number": "0912000888"}],
-                                                       "assigned_agent_id": staff.ids["agent"]},
-                                headers=staff.headers("supervisor"))
-    patient_id = (await created.json())["patient"]["id"]
-    ws = await client.ws_connect(f"/ws/messages?patient_id={patient_id}", headers=staff.headers("agent"))
-    assert (await ws.receive_json(timeout=30))["type"] == "hello"
-    moved = await client.post(f"/api/patients/{patient_id}/assign", json={"agent_id": staff.ids["agent2"]},
-                              headers=staff.headers("supervisor"))
-    assert moved.status == 200, await moved.text()
-    sent = await client.post(f"/api/patients/{patient_id}/messages", json={"text": "Kết quả xét nghiệm đã có"},
-                             headers=staff.headers("supervisor"))
-    assert sent.status == 201, await sent.text()
-    closing = await ws.receive(timeout=30)
-    assert (closing.type, closing.data) == (WSMsgType.CLOSE, 4403), closing
+    issued = await client.post("/api/tickets", json={"service_id": own}, headers=staff.headers("reception"))
+    ticket_id = (await issued.json())["ticket"]["id"]
+    async with client.app[DB_KEY].transaction() as s:
+        link = (await s.get(Ticket, ticket_id)).token  # type: ignore[union-attr]
+    assert (await client.get(f"/api/t/{link}")).status == 200
+    async with client.app[DB_KEY].transaction() as s:  # the day before yesterday's, finished
+        await s.execute(update(Ticket).where(Ticket.id == ticket_id)
+                        .values(status="done", local_day=dt.date.today() - dt.timedelta(days=3)))
+    status = await client.get(f"/api/t/{link}")
+    assert (status.status, (await status.json())["code"]) == (410, "ticket_link_expired")
+    page = await client.get(f"/t/{link}")
+    assert (page.status, page.content_type) == (410, "text/html")  # the page says it in the patient's language
+    assert (await client.get(f"/t/{link}/qr.svg")).status == 410
 
 
 BIDI_NAMES = [  # (path, body, field): a right-to-left override turns "Khám 1" round on every screen
@@ -282,26 +280,25 @@ async def test_names_set_by_staff_refuse_controls_and_direction_marks(client: Te
         assert (response.status, (await response.json())["code"]) == (422, "invalid_extension"), path
 
 
-async def test_a_finished_tickets_link_expires(client: TestClient, staff: Staff) -> None:
-    service_id = await new_service(client, staff.headers("admin"))
-    issued = await client.post("/api/tickets", json={"service_id": service_id}, headers=staff.headers("reception"))
-    ticket_id = (await issued.json())["ticket"]["id"]
-    async with client.app[DB_KEY].transaction() as s:
-        token = (await s.get(Ticket, ticket_id)).token  # type: ignore[union-attr]
-    assert (await client.get(f"/api/t/{token}")).status == 200
-    async with client.app[DB_KEY].transaction() as s:  # the day before yesterday's, finished
-        await s.execute(update(Ticket).where(Ticket.id == ticket_id)
-                        .values(status="done", local_day=dt.date.today() - dt.timedelta(days=3)))
-    status = await client.get(f"/api/t/{token}")
-    assert (status.status, (await status.json())["code"]) == (410, "ticket_link_expired")
-    page = await client.get(f"/t/{token}")
-    assert (page.status, page.content_type) == (410, "text/html")  # the page says it in the patient's language
-    assert (await client.get(f"/t/{token}/qr.svg")).status == 410
+async def test_live_feeds_end_with_access(client: TestClient, staff: Staff) -> None:
+    """A socket is authenticated when it opens: a patient moved to another agent kept streaming their texts to
+    the old agent's card; a user disabled, a screen's token revoked or a logout left a socket streaming
+    (screen-pops with patients' names, the waiting room) to whoever held the credential."""
+    created = await client.post("/api/patients", json={"full_name": "Đỗ Thị Mai", "phones": [{"number": "0912000888"}],
+                                                       "assigned_agent_id": staff.ids["agent"]},
+                                headers=staff.headers("supervisor"))
+    patient_id = (await created.json())["patient"]["id"]
+    card = await client.ws_connect(f"/ws/messages?patient_id={patient_id}", headers=staff.headers("agent"))
+    assert (await card.receive_json(timeout=30))["type"] == "hello"
+    moved = await client.post(f"/api/patients/{patient_id}/assign", json={"agent_id": staff.ids["agent2"]},
+                              headers=staff.headers("supervisor"))
+    assert moved.status == 200, await moved.text()
+    sent = await client.post(f"/api/patients/{patient_id}/messages", json={"text": "Kết quả xét nghiệm đã có"},
+                             headers=staff.headers("supervisor"))
+    assert sent.status == 201, await sent.text()
+    closing = await card.receive(timeout=30)
+    assert (closing.type, closing.data) == (WSMsgType.CLOSE, 4403), closing
 
-
-async def test_open_sockets_close_when_access_ends(client: TestClient, staff: Staff) -> None:
-    """A socket is authenticated when it opens: a user disabled, a screen's token revoked or a logout left it
-    streaming (screen-pops with patients' names, the waiting room) to whoever held the credential."""
     own = f"http://{client.host}:{client.port}"
     agent = await client.ws_connect("/ws/agent", headers=staff.headers("agent"))
     token_id, token = await auth_service.create_display_token(client.app[DB_KEY], "tv")
