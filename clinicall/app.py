@@ -12,6 +12,7 @@ from aiohttp import WSCloseCode, web
 from clinicall import admin_pages, health, openapi, pages
 from clinicall.auth import http as auth_http
 from clinicall.auth import service as auth_service
+from clinicall.auth.live import live_sockets_ctx
 from clinicall.auth.middleware import auth_middleware
 from clinicall.auth.throttle import throttle_ctx
 from clinicall.auth.token_cache import token_cache_ctx
@@ -107,7 +108,8 @@ def create_app(settings: Settings) -> web.Application:
     app[WEBSOCKETS_KEY] = weakref.WeakSet()
     app[NAV_KEY] = []
     # Order matters: cleanup runs in reverse, so tasks stop before the bus and the database close.
-    app.cleanup_ctx.extend([database_ctx, bus_ctx, token_cache_ctx, tasks_ctx, hub_ctx, throttle_ctx, retention_ctx])
+    app.cleanup_ctx.extend([database_ctx, bus_ctx, token_cache_ctx, tasks_ctx, live_sockets_ctx, hub_ctx, throttle_ctx,
+                            retention_ctx])
     app.on_shutdown.append(close_websockets)
     app.router.add_routes(health.routes)
     app.router.add_routes(auth_http.routes)

@@ -23,7 +23,7 @@ from clinicall.auth.access import access_of, public
 STATIC_NAME = "{filename}"
 DOCS_PAGE = Path(__file__).resolve().parent / "web" / "apidocs.html"
 ERROR_STATUSES = {400: "Bad request", 401: "Login required or invalid credentials", 403: "Not allowed",
-                  404: "Not found", 409: "Conflict", 413: "Body too large", 415: "Unsupported media type",
+                  404: "Not found", 409: "Conflict", 410: "Gone (an expired link)", 413: "Body too large", 415: "Unsupported media type",
                   422: "Invalid input (per-field codes in errors)", 429: "Too many requests (see Retry-After)",
                   503: "A dependency is unavailable"}
 MEDIA = re.compile(r"[\"'](text/(?:html|csv|plain|javascript)|audio/wav|image/svg\+xml|application/(?:pdf|zip))[\"';]")
@@ -55,6 +55,7 @@ OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
                 "type": "string", "contentMediaType": "application/octet-stream"}}}}}}}},
     ("GET", "/api/files/{id}"): {"x-media": ["application/pdf", "image/jpeg", "image/png", "application/dicom"]},
     ("GET", "/metrics"): {"x-media": ["text/plain"]},
+    ("GET", "/t/{token}"): {"x-success": {200: "text/html", 410: "text/html"}},
     ("GET", "/api/docs"): {"x-media": ["text/html"]},
 }
 

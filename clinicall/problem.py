@@ -4,13 +4,19 @@ malformed input into a 4xx with a sentence a person can act on."""
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import unicodedata
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 PROBLEM_TYPE = "application/problem+json"
 T = TypeVar("T", bound=BaseModel)
+# No JSON API takes more (files and imports come as multipart or CSV): a bigger body, however cheap to send,
+# would hold the event loop (and every other user) while it is parsed and checked.
+MAX_JSON_BYTES = 256 * 1024
+MAX_FIELD_ERRORS = 20
 # A problem's stable `code` (what pages translate) when the raiser names none: from the status.
 STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                 409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_input",
@@ -65,19 +71,51 @@ def bad_request(detail: str, **extra: Any) -> Problem:
 async def read_json(request: web.Request) -> Any:
     if request.content_type not in ("application/json", "application/merge-patch+json"):
         raise Problem(415, "Unsupported media type", "Send the body as JSON with Content-Type: application/json.")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Problem(413, "Body too large", "The request body is too large; send less data at once.") from None
+    raw = await read_at_most(request, MAX_JSON_BYTES)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Problem(400, "Malformed JSON", f"The body is not valid UTF-8 JSON ({exc}); fix it and send again.") from None
     except RecursionError:
         raise Problem(400, "Malformed JSON", "The JSON body is nested too deeply; send a flat object.") from None
-    if (field := nul_field(data)) is not None:
+    # JSON can only carry a NUL as the escape \u0000 (a raw one is malformed): no escape, no walk
+    if b"\\u0000" in raw and (field := nul_field(data)) is not None:
         raise nul_problem(field)
     return data
+
+
+async def read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (whatever Content-Length says)."""
+    too_large = Problem(413, "Body too large", f"The request body is larger than {limit // 1024} KB; send less data "
+                        "at once.", code="too_large")
+    if (request.content_length or 0) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+# Control characters, format characters (bidi overrides and isolates, zero-width marks), surrogates, private and
+# unassigned code points, line and paragraph separators: none belongs in a name or a one-line text.
+CONTROL_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+
+def has_control(text: str, allowed: str = "") -> bool:
+    return any(unicodedata.category(ch) in CONTROL_CATEGORIES and ch not in allowed for ch in text)
+
+
+def _one_line(value: str) -> str:
+    if has_control(value):
+        raise PydanticCustomError("invalid_characters", "contains a line break, a control or a direction mark")
+    return value
+
+
+# A name set by staff (a service, a room, a doctor, a user, a screen): it reaches screens, printed tickets,
+# spoken announcements and exports, where a direction mark or an escape sequence would disguise it.
+OneLine = Annotated[str, AfterValidator(_one_line)]
 
 
 def nul_field(data: Any) -> str | None:
@@ -125,10 +163,10 @@ def parse_query(request: web.Request, model: type[T]) -> T:
 def validation_problem(exc: ValidationError) -> Problem:
     errors = [
         {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "code": err["type"], "message": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False)
+        for err in exc.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]
     ]
-    first = errors[0]
-    detail = f"{first['field']}: {first['message']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+    first, more = errors[0], exc.error_count() - 1
+    detail = f"{first['field']}: {first['message']}" + (f" (and {more} more)" if more else "")
     return Problem(422, "Invalid input", f"Please correct the input. {detail}.", errors=errors)
 
 

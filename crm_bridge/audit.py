@@ -166,3 +166,9 @@ def audit_views(request: web.Request, patient_ids: Iterable[int], action: str) -
     who = principal(request)
     detail = f"{request.method} {request.path_qs}"[:MAX_DETAIL]
     request.app[AUDIT_BATCH_KEY].add(who.user_id if who else None, patient_ids, action, detail)
+
+
+def audit_pushed(app: web.Application, user_id: int | None, patient_ids: Iterable[int], action: str, detail: str) -> None:
+    """Notes that a live feed showed this user these patients (a screen-pop on the agent's socket)."""
+    if (batch := app.get(AUDIT_BATCH_KEY)) is not None:
+        batch.add(user_id, patient_ids, action, detail[:MAX_DETAIL])

@@ -6,7 +6,7 @@ import re
 
 import phonenumbers
 
-_PHONE_CHARS = re.compile(r"^[\d\s+().\-/]{6,32}$")
+_PHONE_CHARS = re.compile(r"^[\d\s+().\-/]{6,32}\Z")
 MAX_RAW = 64
 
 

@@ -16,7 +16,7 @@ from clinicall.auth.service import Principal
 from clinicall.db import Database
 from clinicall.keys import BUS_KEY
 from crm_bridge.accounts import mask_one_time_passwords
-from crm_bridge.audit import audit_views, pg_audit_insert, record_access, record_access_in
+from crm_bridge.audit import audit_pushed, audit_views, pg_audit_insert, record_access, record_access_in
 from crm_bridge.caller_lookup import MATCHES, CallerLookup, CallerMatch, best_matches, caller_e164, lookup_key
 from crm_bridge.care import add_care_note, notes_for_calls
 from crm_bridge.events import PATIENT_MERGED, WORKLISTS_CHANGED
@@ -35,7 +35,7 @@ from crm_bridge.templates import render_template
 
 __all__ = [
     "ARRIVAL_DAYS_KEY", "TICKETS_OF_DAY_KEY", "CallerLookup", "CallerMatch", "OutreachCandidate", "PatientBrief",
-    "PhoneBrief", "add_automated_note", "add_care_note", "agent_may_access", "audit_views", "caller_e164",
+    "PhoneBrief", "add_automated_note", "add_care_note", "agent_may_access", "audit_pushed", "audit_views", "caller_e164",
     "do_not_call", "expected_arrivals", "front_desk_window", "lookup_caller", "mask_one_time_passwords", "masked_name",
     "masked_names", "may_see",
     "notes_for_calls", "number_do_not_call", "outreach_candidates", "patient_brief", "patient_phone", "patients_merged",

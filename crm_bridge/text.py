@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import unicodedata
 
-from clinicall.problem import Problem
+from clinicall.problem import Problem, has_control
 
-
-def has_control(text: str, allowed: str = "") -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") and ch not in allowed for ch in text)
+__all__ = ["clean_text", "has_control"]
 
 
 def clean_text(value: str, field: str, max_len: int, multiline: bool = False) -> str:
@@ -18,7 +16,9 @@ def clean_text(value: str, field: str, max_len: int, multiline: bool = False) ->
     text = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
     if has_control(text, "\n\t" if multiline else ""):
         raise Problem(422, "Invalid characters",
-                      f"{field} contains control characters{'' if multiline else ' or line breaks'}; remove them.")
+                      f"{field} contains control characters{'' if multiline else ' or line breaks'}; remove them.",
+                      code="invalid_characters", errors=[{"field": field, "code": "invalid_characters",
+                                                          "message": "contains control characters"}])
     text = text.strip() if multiline else " ".join(text.split())
     if len(text) > max_len:
         raise Problem(422, "Invalid input", f"{field} is {len(text)} characters long; keep it to {max_len}.")

@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import public, require
+from clinicall.auth.live import watch_socket
 from clinicall.auth.middleware import check_socket_origin
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
@@ -35,6 +36,7 @@ routes = web.RouteTableDef()
 STAFF = ("agent", "supervisor")
 SECRET_FIELDS = ("smpp_password", "http_basic_password", "http_receipt_token", "http_receipt_hmac_secret")
 QUEUE_LIMIT = 200
+NOT_YOURS_ANY_MORE = 4403  # websocket close code: the patient is no longer this user's to see
 
 
 class SendBody(BaseModel):
@@ -245,7 +247,7 @@ async def turn_near_reception(request: web.Request) -> web.Response:
 async def turn_near_self(request: web.Request) -> web.Response:
     """The kiosk or the patient's own page (the ticket's link is the proof): text me when my turn is near."""
     body = await parse_body(request, TurnNearSelfBody)
-    ticket = await queue.ticket_by_token(request.app[DB_KEY], request.match_info["token"])
+    ticket = await queue.ticket_by_token(request.app[DB_KEY], request.app[SETTINGS_KEY], request.match_info["token"])
     return await opt_in(request, ticket, body.phone, None)
 
 
@@ -301,6 +303,7 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=request.app[SETTINGS_KEY].display.heartbeat_seconds)
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
+    unwatch = watch_socket(request, ws, lambda now: now.has_any(*STAFF))
     outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_LIMIT)
 
     async def on_event(event: Event) -> None:
@@ -312,8 +315,15 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
                 outbox.put_nowait(json.dumps({"type": event.type, "data": message}, ensure_ascii=False))
 
     async def pump() -> None:
+        """Each message goes out only while the card's rule still lets this user see the patient: a patient
+        moved to another agent (or out of reception's days) closes the socket instead."""
+        db, zone = request.app[DB_KEY], request.app[SETTINGS_KEY].clinic.zone()
         while True:
-            await ws.send_str(await outbox.get())
+            frame = await outbox.get()
+            if not await crm.agent_may_access(db, who, query.patient_id, zone=zone):
+                await ws.close(code=NOT_YOURS_ANY_MORE, message=b"not_your_patient")
+                return
+            await ws.send_str(frame)
 
     unsubscribe = request.app[BUS_KEY].subscribe(MESSAGE_UPDATED, on_event)
     sender = asyncio.create_task(pump(), name=f"ws-messages-{who.user_id}")
@@ -323,6 +333,7 @@ async def messages_socket(request: web.Request) -> web.WebSocketResponse:
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
+        unwatch()
         unsubscribe()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.db import Database, utcnow
-from clinicall.problem import Problem, conflict, not_found
+from clinicall.problem import OneLine, Problem, conflict, not_found
 from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticket
 
-HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
+HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z|^24:00\Z")
 LANGUAGES = ("vi", "en", "zh")
 ROOM_WORDS = {
     "consult": ("Phòng khám số {n}", "Consultation room {n}", "{n}号诊室"),
@@ -42,7 +42,7 @@ class ServiceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prefix: str = Field(pattern=r"^[A-Z]{1,2}$", description="ticket letter(s), e.g. A")
-    names: dict[str, str]
+    names: dict[str, OneLine]
     open_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
     opens_at: str = "00:00"
     closes_at: str = "24:00"
@@ -75,7 +75,7 @@ class ServicePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prefix: str | None = Field(None, pattern=r"^[A-Z]{1,2}$")
-    names: dict[str, str] | None = None
+    names: dict[str, OneLine] | None = None
     open_days: list[int] | None = None
     opens_at: str | None = None
     closes_at: str | None = None
@@ -102,9 +102,9 @@ class RoomIn(BaseModel):
 
     kind: Literal["consult", "counter", "lab", "imaging"]
     number: int = Field(ge=1, le=999)
-    names: dict[str, str] | None = None
+    names: dict[str, OneLine] | None = None
     service_ids: list[int] = Field(default_factory=list, max_length=50)
-    doctor_name: str = Field("", max_length=200)
+    doctor_name: OneLine = Field("", max_length=200)
     doctor_user_id: int | None = Field(None, ge=1)
     open: bool = True
 
@@ -119,9 +119,9 @@ class RoomPatch(BaseModel):
 
     kind: Literal["consult", "counter", "lab", "imaging"] | None = None
     number: int | None = Field(None, ge=1, le=999)
-    names: dict[str, str] | None = None
+    names: dict[str, OneLine] | None = None
     service_ids: list[int] | None = Field(None, max_length=50)
-    doctor_name: str | None = Field(None, max_length=200)
+    doctor_name: OneLine | None = Field(None, max_length=200)
     doctor_user_id: int | None = Field(None, ge=1)
     open: bool | None = None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import display_feed, principal, public, require
+from clinicall.auth.live import watch_socket
 from clinicall.auth.middleware import check_socket_origin
+from clinicall.auth.models import STAFF_ROLES
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.hub import Client, Frame, Hub, encode
@@ -147,13 +149,26 @@ def _intersect(asked: frozenset[int] | None, allowed: tuple[int, ...], name: str
     if not kept:
         raise Problem(403, "Not on this display token",
                       f"This display token may show {name} {', '.join(map(str, sorted(allowed)))} only; "
-                      "ask an admin for a token that covers the others.")
+                      "ask an admin for a token that covers the others.", code="not_on_display_token")
     return kept
+
+
+def check_token_scope(who: Principal, rooms: Collection[int] | None, services: Collection[int] | None) -> None:
+    """A display token limited to some rooms (or services) shows those only: asking for the other kind would add
+    lines it does not cover (a door token for room 1 with ?services=2 saw service 2's line)."""
+    if who.kind != "display" or not (who.room_ids or who.service_ids):
+        return
+    for name, asked, allowed in (("rooms", rooms, who.room_ids), ("services", services, who.service_ids)):
+        if asked and not allowed:
+            raise Problem(403, "Not on this display token", f"This display token is limited to its own "
+                          f"{'services' if name == 'rooms' else 'rooms'}; it may not choose {name}.",
+                          code="not_on_display_token")
 
 
 def screen_filter(query: Mapping[str, str], who: Principal) -> ScreenFilter:
     rooms = parse_ids(query.get("rooms") or query.get("room"), "rooms")
     services = parse_ids(query.get("services"), "services")
+    check_token_scope(who, rooms, services)
     return ScreenFilter(_intersect(rooms, who.room_ids, "rooms"), _intersect(services, who.service_ids, "services"))
 
 
@@ -340,6 +355,7 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
         raise Problem(400, "Websocket expected", "Connect to /ws/display with a websocket client.")
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
+    unwatch = watch_socket(request, ws, lambda now: now.kind == "display" or now.has_any(*STAFF_ROLES))
     hub = request.app[HUB_KEY]
     screen = hub.add(ws, request, request.app[DISPLAY_HUB_KEY].feed, chosen, resync_first=True)
     try:
@@ -347,6 +363,7 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
             if message.type == WSMsgType.TEXT and _asks_resync(message.data):
                 hub.resync(screen)
     finally:
+        unwatch()
         await hub.remove(screen)
     return ws
 

@@ -21,6 +21,7 @@ from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, int_param, parse_body
 from crm_bridge.service import agent_may_access, audit_views, front_desk_window, patient_brief, record_access
 from queue_display import service
+from queue_display.display import check_token_scope
 from queue_display.events import room_json, service_json
 from queue_display.models import ACTIVE_STATUSES, STATUSES, QueueRoom, Ticket
 from queue_display.runtime import RUNTIME_KEY, QueueRuntime
@@ -413,14 +414,17 @@ async def display_snapshot(request: web.Request) -> web.Response:
     services = _ids(request.query.get("services"), "services")
     who = principal(request)
     if who is not None and who.kind == "display":  # a screen's token limits what it may see
+        check_token_scope(who, rooms, services)
         if who.room_ids:
             rooms = [r for r in (rooms or who.room_ids) if r in who.room_ids]
             if not rooms:
-                raise Problem(403, "Not this screen's rooms", "This display token may only show its own rooms.")
+                raise Problem(403, "Not this screen's rooms", "This display token may only show its own rooms.",
+                              code="not_on_display_token")
         if who.service_ids:
             services = [x for x in (services or who.service_ids) if x in who.service_ids]
             if not services:
-                raise Problem(403, "Not this screen's services", "This display token may only show its own services.")
+                raise Problem(403, "Not this screen's services", "This display token may only show its own services.",
+                              code="not_on_display_token")
     data = await service.display_snapshot(request.app[DB_KEY], request.app[SETTINGS_KEY], rooms, services)
     return _json(data)
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from clinicall.auth.access import public
 from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.problem import Problem
 from queue_display import state as qstate
 from queue_display.events import back_to_json, local_name, room_brief
 from queue_display.tokens import status_url, ticket_by_token
@@ -22,7 +23,7 @@ NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Ro
 
 async def ticket_status(request: web.Request, token: str) -> dict[str, Any]:
     db, settings = request.app[DB_KEY], request.app[SETTINGS_KEY]
-    ticket = await ticket_by_token(db, token)
+    ticket = await ticket_by_token(db, settings, token)
     state = await qstate.load_state(db, settings)  # with the stored estimates: the estimator never runs here
     if ticket.status == "waiting":
         live = state.waiting_ticket(ticket.id)
@@ -59,8 +60,15 @@ async def status_json(request: web.Request) -> web.Response:
 @routes.get("/t/{token}")
 @public
 async def status_page(request: web.Request) -> web.Response:
-    await ticket_by_token(request.app[DB_KEY], request.match_info["token"])
-    return web.Response(text=PAGE.read_text(encoding="utf-8"), content_type="text/html", headers=NO_STORE)
+    """The page; for an expired link the same page with status 410, which it then explains in the patient's language."""
+    status = 200
+    try:
+        await ticket_by_token(request.app[DB_KEY], request.app[SETTINGS_KEY], request.match_info["token"])
+    except Problem as problem:
+        if problem.code != "ticket_link_expired":
+            raise
+        status = problem.status
+    return web.Response(text=PAGE.read_text(encoding="utf-8"), status=status, content_type="text/html", headers=NO_STORE)
 
 
 @routes.get("/t/{token}/qr.svg")
@@ -69,7 +77,7 @@ async def status_qr(request: web.Request) -> web.Response:
     import qrcode
     import qrcode.image.svg
 
-    ticket = await ticket_by_token(request.app[DB_KEY], request.match_info["token"])
+    ticket = await ticket_by_token(request.app[DB_KEY], request.app[SETTINGS_KEY], request.match_info["token"])
     image = qrcode.make(status_url(request.app[SETTINGS_KEY], ticket.token),
                         image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)
     out = BytesIO()

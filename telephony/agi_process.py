@@ -43,7 +43,7 @@ from typing import Any, TextIO  # noqa: E402
 
 DEFAULT_CONFIG = "/etc/clinicall/agi.toml"
 ALLOWED_VARIABLES = ("CALLERID(name)", "PATIENT_ID", "CLINICALL_AGENT_EXT", "CLINICALL_AGENT_DIAL")
-SAFE_VALUE = re.compile(r"^[^\x00-\x1f\x7f\"\\]{1,2000}$")
+SAFE_VALUE = re.compile(r"^[^\x00-\x1f\x7f\"\\]{1,2000}\Z")
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,12 @@ log = logging.getLogger(__name__)
 SCREENPOP = "call.screenpop"
 WITHHELD = frozenset({"", "unknown", "<unknown>", "anonymous", "private", "restricted", "unavailable", "withheld"})
 NUMBER_SEPARATORS = re.compile(r"[ \-.()/]")
-DIALLABLE = re.compile(r"^\+?[0-9]{2,20}$")
+DIALLABLE = re.compile(r"^\+?[0-9]{2,20}\Z")
 NAME_MAX_CHARS = 40
 NAME_MAX_BYTES = 80
-DIAL_STRING = re.compile(r"^[A-Za-z0-9/@&_.:;+-]{1,2000}$")
-UNIQUEID = re.compile(r"^[A-Za-z0-9._;@/-]{1,150}$")
-VARIABLE_VALUE = re.compile(r"^[^\x00-\x1f\x7f\"\\]*$")
+DIAL_STRING = re.compile(r"^[A-Za-z0-9/@&_.:;+-]{1,2000}\Z")
+UNIQUEID = re.compile(r"^[A-Za-z0-9._;@/-]{1,150}\Z")
+VARIABLE_VALUE = re.compile(r"^[^\x00-\x1f\x7f\"\\]*\Z")
 ASCII_FOLDS = str.maketrans({"đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L",
                              "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE"})
 

@@ -20,7 +20,7 @@ from telephony.projection import (
     talk_spans,
 )
 
-NUMBER = re.compile(r"^\+?[0-9*#]{2,40}$")
+NUMBER = re.compile(r"^\+?[0-9*#]{2,40}\Z")
 CALLER_FIRST = ("trunk", "unknown")  # projected from the party that started the call (its number, its dials)
 LAST_DIALS = 0.5  # seconds: dials ending this close to the last one ended together (a ring group's)
 

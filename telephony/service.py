@@ -25,7 +25,7 @@ from telephony.ratelimit import RateLimiter
 from telephony.wire import Header, UnsafeField, encode_action
 
 log = logging.getLogger(__name__)
-SAFE_EXTENSION = re.compile(r"^[0-9A-Za-z*#+_.]{1,40}$")
+SAFE_EXTENSION = re.compile(r"^[0-9A-Za-z*#+_.]{1,40}\Z")
 
 
 def call_tag(call_id: int, installation: str) -> str:
@@ -229,11 +229,15 @@ class Telephony:
         return int(rows[0]["id"])
 
     async def get_call(self, who: Principal, call_id: int) -> Call:
+        call = await self._call(call_id)
+        await self._may_see(who, call)
+        return call
+
+    async def _call(self, call_id: int) -> Call:
         async with self.db.session() as s:
             call = await s.get(Call, call_id)
         if call is None:
             raise not_found("Call")
-        await self._may_see(who, call)
         return call
 
     async def recording_file(self, who: Principal, call_id: int) -> Path:
@@ -264,9 +268,13 @@ class Telephony:
         raise Problem(403, "Not your call", "This call belongs to another agent's patient.", code="not_your_patient")
 
     async def hangup(self, who: Principal, call_id: int) -> Call:
-        call = await self.get_call(who, call_id)
-        if call.agent_id != who.user_id and not who.has_any("supervisor"):
-            raise Problem(403, "Not your call", "Only the agent on the call (or a supervisor) can hang it up.")
+        """The agent on the call hangs it up even if its patient has since moved to another agent (the call's
+        own live updates reach that agent all the same); anyone else needs the card's rule and the supervisor role."""
+        call = await self._call(call_id)
+        if call.agent_id != who.user_id:
+            await self._may_see(who, call)
+            if not who.has_any("supervisor"):
+                raise Problem(403, "Not your call", "Only the agent on the call (or a supervisor) can hang it up.")
         if call.state == "ended":
             raise Problem(409, "Call already ended", "This call has already ended.", code="call_ended")
         link = self.link
@@ -280,7 +288,7 @@ class Telephony:
                            ("ActionID", f"{call.action_id or channel}-hangup")], call_id=call.id)
         except ConnectionError:
             raise Problem(503, "Phone system unavailable", "Asterisk is not reachable; hang up on your phone.") from None
-        return await self.get_call(who, call_id)
+        return await self._call(call_id)
 
     async def link_patient(self, who: Principal, call_id: int, patient_id: int) -> Call:
         """The agent made or picked the card of the caller of a call with an unknown number: from now on

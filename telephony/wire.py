@@ -14,7 +14,7 @@ from clinicall.problem import Problem
 EOL = "\r\n"
 GREETING_PREFIX = "Asterisk Call Manager/"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
-_HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 MAX_VALUE_LENGTH = 1024
 
 Header = tuple[str, str]

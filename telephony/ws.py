@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from clinicall.auth.access import require
+from clinicall.auth.live import watch_socket
 from clinicall.auth.middleware import check_socket_origin
 from clinicall.bus import Event
 from clinicall.hub import Feed, Frame, encode
@@ -56,6 +57,15 @@ def masked_screenpop(data: dict[str, Any]) -> dict[str, Any]:
             "masked_name": masked_name(str(patient.get("full_name") or ""))}
 
 
+def audit_screenpop(app: web.Application, user_id: int | None, data: dict[str, Any]) -> None:
+    """A screen-pop shows the agent the caller's card (name, status): a view of the patient, audited per agent."""
+    from crm_bridge.service import audit_pushed
+
+    patient_id = (data.get("patient") or {}).get("id")
+    if isinstance(patient_id, int):
+        audit_pushed(app, user_id, [patient_id], "screenpop", f"inbound call {data.get('call_uniqueid') or ''}".strip())
+
+
 @routes.get("/ws/agent")
 async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     who = require(request, "agent", "supervisor")
@@ -64,6 +74,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=settings.display.heartbeat_seconds, compress=False)
     await ws.prepare(request)
     request.app[WEBSOCKETS_KEY].add(ws)
+    unwatch = watch_socket(request, ws, lambda now: now.has_any("agent", "supervisor"))
     hub = request.app[HUB_KEY]
     client = hub.add(ws, request, request.app[AGENT_FEED_KEY], agent_key(who.user_id, who.extension,
                                                                                  who.has_any("supervisor")))
@@ -75,6 +86,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
+        unwatch()
         await hub.remove(client)
     return ws
 
@@ -95,6 +107,8 @@ async def agent_feed_ctx(app: web.Application) -> AsyncIterator[None]:
                 data = masked_screenpop(event.data) if masked else event.data
                 frames[masked] = encode({"type": event.type, "data": data, "id": event.id, "at": event.at})
             hub.publish(feed, key, frames[masked])
+            if event.type == CALL_SCREENPOP and not masked:
+                audit_screenpop(app, user_id, event.data)
 
     bus = app[BUS_KEY]
     unsubscribe = [bus.subscribe(CALL_UPDATED, on_event), bus.subscribe(CALL_SCREENPOP, on_event),

@@ -23,7 +23,7 @@ from clinicall.auth.token_cache import forget_tokens
 from clinicall.client_address import client_address as forwarded_client_address
 from clinicall.keys import DB_KEY, SETTINGS_KEY
 from clinicall.nav import NAV_KEY
-from clinicall.problem import Problem, int_param, parse_body, validate
+from clinicall.problem import OneLine, Problem, int_param, parse_body, validate
 
 routes = web.RouteTableDef()
 LOGIN_PAGE = Path(__file__).resolve().parent.parent / "web" / "login.html"
@@ -38,7 +38,7 @@ class NewUser(BaseModel):
     username: str = Field(min_length=2, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
     roles: list[str] = Field(min_length=1)
-    display_name: str = Field("", max_length=200)
+    display_name: OneLine = Field("", max_length=200)
     extension: str | None = Field(None, max_length=8)
     language: Literal["vi", "en", "zh"] = "vi"
 
@@ -46,17 +46,17 @@ class NewUser(BaseModel):
 class UserPatch(BaseModel):
     roles: list[str] | None = None
     active: bool | None = None
-    display_name: str | None = Field(None, max_length=200)
+    display_name: OneLine | None = Field(None, max_length=200)
     extension: str | None = Field(None, max_length=8)
     password: str | None = Field(None, max_length=1024)
 
 
 class NewToken(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: OneLine = Field(min_length=1, max_length=100)
 
 
 class NewDisplayToken(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: OneLine = Field(min_length=1, max_length=100)
     room_ids: list[int] = Field(default_factory=list)
     service_ids: list[int] = Field(default_factory=list)
 
@@ -202,6 +202,7 @@ async def login_api(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.StreamResponse:
     if token := request.cookies.get(SESSION_COOKIE):
         await service.end_session(request.app[DB_KEY], token)
+        await forget_tokens(request.app)  # the session's open sockets close too (clinicall/auth/live.py)
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -221,7 +222,10 @@ async def me(request: web.Request) -> web.Response:
 @routes.get("/api/users")
 async def users_list(request: web.Request) -> web.Response:
     require(request, "admin", "supervisor")
-    return web.json_response({"users": [user_json(u) for u in await service.list_users(request.app[DB_KEY])]})
+    # patients' own logins are named after the patient and their phone: they are patient data, listed (and
+    # audited) at /api/patient-accounts, not among the staff
+    users = [u for u in await service.list_users(request.app[DB_KEY]) if "patient" not in (u.roles or [])]
+    return web.json_response({"users": [user_json(u) for u in users]})
 
 
 @routes.post("/api/users")

@@ -18,8 +18,8 @@ from clinicall.auth.passwords import check_password
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem
 
-USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}\Z")
+EXTENSION_RE = re.compile(r"^[0-9]{2,8}\Z")
 
 
 @dataclass(frozen=True)

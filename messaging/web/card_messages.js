@@ -39,7 +39,8 @@ function listen(patientId) {
     const event = JSON.parse(e.data);
     if (event.type === "message.updated" && state.patientId === patientId) { state.messages.set(event.data.id, event.data); render(); }
   };
-  ws.onclose = () => { if (state.patientId === patientId) setTimeout(() => state.patientId === patientId && listen(patientId), 2000); };
+  // 4403: the patient is no longer this user's to see (moved to another agent): no reconnect
+  ws.onclose = (e) => { if (e.code !== 4403 && state.patientId === patientId) setTimeout(() => state.patientId === patientId && listen(patientId), 2000); };
   state.ws = ws;
 }
 

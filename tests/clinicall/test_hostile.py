@@ -122,6 +122,9 @@ async def test_patient_logins_close_at_once(client: TestClient, staff: Staff) ->
     merged, merged_user, merged_password = await patient_account(client, staff, "Trần Văn Hợp", "0912000301")
     survivor, survivor_user, _ = await patient_account(client, staff, "Trần Văn Hợp", "0912000302")
     old, kept = await bearer_of(client, merged_user), await bearer_of(client, survivor_user)
+    for who in ("admin", "supervisor"):  # patients' logins (their phone, their name) are not among the staff
+        users = (await (await client.get("/api/users", headers=staff.headers(who))).json())["users"]
+        assert {merged_user, survivor_user}.isdisjoint(u["username"] for u in users) and len(users) > 1, who
     for headers in (old, kept):  # both remembered now
         assert (await client.get("/api/patient/me", headers=headers)).status == 200
     merge = await client.post("/api/merges", json={"from_id": merged, "into_id": survivor},

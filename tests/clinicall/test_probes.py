@@ -1,6 +1,8 @@
-"""Hostile probes of the second red team, each as it was found: an agent's own call list after the patient
-moved on, a waiting ticket of another day signed up for a turn-near text, any client printing on any kiosk's
-printer, the kiosk limit counted per instance, display tokens looked up on every request."""
+"""Hostile probes of the second and third red teams, each as it was found: an agent's own call list after the
+patient moved on, a waiting ticket of another day signed up for a turn-near text, any client printing on any
+kiosk's printer, the kiosk limit counted per instance, display tokens looked up on every request; a huge JSON
+body holding the loop, a display token choosing another axis, the message feed after the patient moved,
+direction marks in staff-set names, a ticket link that never expired."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
@@ -203,3 +206,118 @@ async def test_click_to_call_limit_is_shared_through_redis(redis_url: str) -> No
     finally:
         await one.close()
         await two.close()
+
+
+# ---- the third red team -----------------------------------------------------------------------------------
+
+async def test_a_json_body_is_bounded_before_it_is_parsed(client: TestClient) -> None:
+    """An anonymous 30 MB body of empty lists held the event loop 100 s (parsing, then the NUL walk) and took
+    1.6 GB: every JSON body is refused past 256 KB, announced or chunked."""
+    big = b"[" + b"[]," * 100_000 + b"[]]"
+    announced = await client.post("/api/kiosk/tickets", data=big, headers={"Content-Type": "application/json"})
+
+    async def chunks() -> Any:
+        for start in range(0, len(big), 65536):
+            yield big[start:start + 65536]
+
+    chunked = await client.post("/api/kiosk/tickets", data=chunks(), headers={"Content-Type": "application/json"})
+    for response in (announced, chunked):
+        assert (response.status, (await response.json())["code"]) == (413, "too_large")
+
+
+async def test_screens_and_ticket_links_keep_to_their_scope(client: TestClient, staff: Staff) -> None:
+    """A door's token for room 1 asked for ?services=<another service> and saw that line, live too; a ticket's
+    public link (a photo of the paper) opened for ever."""
+    admin = staff.headers("admin")
+    own, other = await new_service(client, admin), int((await (await client.post(
+        "/api/services", json={"prefix": "B", "names": {"vi": "Xét nghiệm"}}, headers=admin)).json())["service"]["id"])
+    room = await client.post("/api/rooms", json={"kind": "consult", "number": 1, "service_ids": [own]}, headers=admin)
+    _, token = await auth_service.create_display_token(client.app[DB_KEY], "door 1", [(await room.json())["room"]["id"]])
+    snapshot = await client.get(f"/api/display/snapshot?token={token}&services={other}")
+    assert (snapshot.status, (await snapshot.json())["code"]) == (403, "not_on_display_token")
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect(f"/ws/display?token={token}&services={other}")
+    assert refused.value.status == 403
+    mine = await (await client.get(f"/api/display/snapshot?token={token}")).json()
+    assert [s["id"] for s in mine["services"]] == [own]
+
+    issued = await client.post("/api/tickets", json={"service_id": own}, headers=staff.headers("reception"))
+    ticket_id = (await issued.json())["ticket"]["id"]
+    async with client.app[DB_KEY].transaction() as s:
+        link = (await s.get(Ticket, ticket_id)).token  # type: ignore[union-attr]
+    assert (await client.get(f"/api/t/{link}")).status == 200
+    async with client.app[DB_KEY].transaction() as s:  # the day before yesterday's, finished
+        await s.execute(update(Ticket).where(Ticket.id == ticket_id)
+                        .values(status="done", local_day=dt.date.today() - dt.timedelta(days=3)))
+    status = await client.get(f"/api/t/{link}")
+    assert (status.status, (await status.json())["code"]) == (410, "ticket_link_expired")
+    page = await client.get(f"/t/{link}")
+    assert (page.status, page.content_type) == (410, "text/html")  # the page says it in the patient's language
+    assert (await client.get(f"/t/{link}/qr.svg")).status == 410
+
+
+BIDI_NAMES = [  # (path, body, field): a right-to-left override turns "Khám 1" round on every screen
+    ("/api/services", {"prefix": "K", "names": {"vi": "Khám\u202e 1"}}, "names.vi"),
+    ("/api/rooms", {"kind": "consult", "number": 7, "doctor_name": "BS.\u2066 An"}, "doctor_name"),
+    ("/api/users", {"username": "bidi", "password": "a-long-password-9Q", "roles": ["agent"],
+                    "display_name": "An\u001b[2J"}, "display_name"),
+    ("/api/display-tokens", {"name": "tv\u200f\nsảnh"}, "name"),
+]
+
+
+async def test_names_set_by_staff_refuse_controls_and_direction_marks(client: TestClient, staff: Staff) -> None:
+    for path, body, field in BIDI_NAMES:
+        response = await client.post(path, json=body, headers=staff.headers("admin"))
+        problem = await response.json()
+        assert response.status == 422, (path, problem)
+        assert {"field": field, "code": "invalid_characters"}.items() <= problem["errors"][0].items(), problem
+    # a regular expression's "$" also matched before a final line break: "1001\n" was a valid extension (it
+    # reaches the Originate's channel and the FastAGI's SET VARIABLE)
+    for method, path, body in (("POST", "/api/users", {"username": "nl", "password": "a-long-password-9Q",
+                                                       "roles": ["agent"], "extension": "1077\n"}),
+                               ("PATCH", f"/api/users/{staff.ids['agent']}", {"extension": "1001\n"})):
+        response = await client.request(method, path, json=body, headers=staff.headers("admin"))
+        assert (response.status, (await response.json())["code"]) == (422, "invalid_extension"), path
+
+
+async def test_live_feeds_end_with_access(client: TestClient, staff: Staff) -> None:
+    """A socket is authenticated when it opens: a patient moved to another agent kept streaming their texts to
+    the old agent's card; a user disabled, a screen's token revoked or a logout left a socket streaming
+    (screen-pops with patients' names, the waiting room) to whoever held the credential."""
+    created = await client.post("/api/patients", json={"full_name": "Đỗ Thị Mai", "phones": [{"number": "0912000888"}],
+                                                       "assigned_agent_id": staff.ids["agent"]},
+                                headers=staff.headers("supervisor"))
+    patient_id = (await created.json())["patient"]["id"]
+    card = await client.ws_connect(f"/ws/messages?patient_id={patient_id}", headers=staff.headers("agent"))
+    assert (await card.receive_json(timeout=30))["type"] == "hello"
+    moved = await client.post(f"/api/patients/{patient_id}/assign", json={"agent_id": staff.ids["agent2"]},
+                              headers=staff.headers("supervisor"))
+    assert moved.status == 200, await moved.text()
+    sent = await client.post(f"/api/patients/{patient_id}/messages", json={"text": "Kết quả xét nghiệm đã có"},
+                             headers=staff.headers("supervisor"))
+    assert sent.status == 201, await sent.text()
+    closing = await card.receive(timeout=30)
+    assert (closing.type, closing.data) == (WSMsgType.CLOSE, 4403), closing
+
+    own = f"http://{client.host}:{client.port}"
+    agent = await client.ws_connect("/ws/agent", headers=staff.headers("agent"))
+    token_id, token = await auth_service.create_display_token(client.app[DB_KEY], "tv")
+    screen = await client.ws_connect(f"/ws/display?token={token}")
+    logged_in = await client.post("/api/login", json={"username": "doctor", "password": PASSWORD})
+    assert logged_in.status == 200
+    doctors = await client.ws_connect("/ws/display", headers={"Origin": own})
+    for ws in (agent, screen, doctors):
+        assert (await ws.receive_json(timeout=30))["type"] in ("hello", "snapshot")
+
+    async def closed_with(ws: Any) -> int | None:
+        while (message := await ws.receive(timeout=30)).type != WSMsgType.CLOSE:
+            assert message.type in (WSMsgType.TEXT, WSMsgType.BINARY), message  # frames sent before the close
+        return message.data  # type: ignore[no-any-return]  # the close frame's code
+
+    off = await client.patch(f"/api/users/{staff.ids['agent']}", json={"active": False}, headers=staff.headers("admin"))
+    assert off.status == 200
+    assert await closed_with(agent) == 4401
+    assert (await client.delete(f"/api/display-tokens/{token_id}", headers=staff.headers("admin"))).status == 200
+    assert await closed_with(screen) == 4401
+    assert (await client.post("/logout", headers={"Origin": own}, allow_redirects=False)).status == 303
+    assert await closed_with(doctors) == 4401

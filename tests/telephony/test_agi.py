@@ -223,3 +223,6 @@ async def test_screenpop_of_another_agents_patient_is_masked_on_the_agent_socket
     assert pops["agent"]["type"] == "call.screenpop" and "Cường" not in str(seen)
     assert seen["patient"] == {"assigned_agent_id": staff.ids["agent2"]} and patient_id != seen.get("patient_id")
     assert seen["known"] is True and seen["other_agents_patient"] is True and seen["masked_name"] == "Lê V. C."
+    # the supervisor's screen showed the card: audited for the supervisor (the agent saw a masked name only)
+    trail = await client.get(f"/api/audit?patient_id={patient_id}&action=screenpop", headers=staff.headers("admin"))
+    assert [row["user_id"] for row in (await trail.json())["items"]] == [staff.ids["supervisor"]]

@@ -156,6 +156,10 @@ async def test_hangup_while_ringing_cancels(client: TestClient, staff: Staff) ->
                     body["data"].get("ringing_at"):
                 break
         await asyncio.sleep(0.05)
+        # the patient moves to agent2 mid-call: the agent on the call still hangs up from the console
+        moved = await client.post(f"/api/patients/{patient_id}/assign", json={"agent_id": staff.ids["agent2"]},
+                                  headers=staff.headers("supervisor"))
+        assert moved.status == 200, await moved.text()
         other = await client.post(f"/api/calls/{call_id}/hangup", headers=staff.headers("agent2"))
         assert other.status == 403
         hung = await client.post(f"/api/calls/{call_id}/hangup", headers=staff.headers("agent"))

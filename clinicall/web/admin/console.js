@@ -236,14 +236,17 @@ export function showError(target, err, form) {
     clearFieldErrors(form);
     const problem = (err && err.problem) || {};
     for (const item of problem.errors || [{field: problem.field, code: problem.code}]) {
-      if (item.field) markField(form, String(item.field).split(".").pop(), item.code);
+      if (item.field) markField(form, String(item.field), item.code);
     }
   }
   return text;
 }
 
-function markField(form, name, code) {
-  let input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+function markField(form, field, code) {
+  // "names.vi" is the input "name_vi" (a name in one language), else the field's last part
+  const parts = field.split("."), name = parts[parts.length - 1];
+  const joined = parts.length > 1 ? `${parts[parts.length - 2].replace(/s$/, "")}_${name}` : name;
+  let input = form.querySelector(`[name="${CSS.escape(joined)}"]`) || form.querySelector(`[name="${CSS.escape(name)}"]`);
   if (!input) return;
   if (input.dataset.date) input = input.parentElement.querySelector(".date-text");
   const t = ctx.t;
