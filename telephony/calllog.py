@@ -407,6 +407,7 @@ class CallLog:
         if not changes:
             return 0
         publish = publish and self.bus is not None
+        await self._keep_linkedids_unique(changes)
         payloads = await self._write(changes, publish)
         for call_id, values in changes.items():
             self._written[call_id] = {**self._written.get(call_id, {}), **values}
@@ -415,6 +416,22 @@ class CallLog:
         for payload in payloads:
             await self.bus.publish(CALL_UPDATED, payload)
         return len(changes)
+
+    async def _keep_linkedids_unique(self, changes: dict[int, dict[str, Any]]) -> None:
+        """A row never takes a Linkedid another row holds (calls.linkedid is unique): one made for the group
+        before this call claimed it (a recovery reading CEL rows of a call clinicall had not linked yet) keeps
+        it, and this row keeps its own; nothing else of either row changes."""
+        wanted = {values["linkedid"]: call_id for call_id, values in changes.items() if values.get("linkedid")
+                  and self._written.get(call_id, {}).get("linkedid") != values["linkedid"]}
+        if not wanted:
+            return
+        async with self.db.read_engine.connect() as conn:
+            held = (await conn.execute(select(Call.id, Call.linkedid).where(Call.linkedid.in_(sorted(wanted))))).all()
+        for other, linkedid in held:
+            call_id = wanted[linkedid]
+            if other != call_id:
+                log.warning("call %s keeps its Linkedid: %s is call %s's", call_id, linkedid, other)
+                changes[call_id] = {**changes[call_id], "linkedid": self._written.get(call_id, {}).get("linkedid")}
 
     async def _write(self, changes: dict[int, dict[str, Any]], payloads: bool) -> list[dict[str, Any]]:
         """The changed rows written in one transaction; their `call.updated` payloads when asked."""

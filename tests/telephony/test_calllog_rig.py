@@ -630,25 +630,32 @@ async def test_hostile_caller_ids_are_stored_as_text_and_never_as_a_number(sqlit
 async def test_the_new_shapes_do_not_depend_on_the_order_across_event_types(sqlite_url: str, tmp_path: Path,
                                                                             name: str) -> None:
     """A pickup (Linkedid changing under a channel) and Local channels optimised away (a party behind two
-    channels at once): the same row, legs included, whatever order the event types come in."""
+    channels at once): the same row, legs included, whatever order the event types come in, and whatever the
+    link does (tests/telephony/mutations.py: bytes split across reads, FullyBooted again mid-call, a reconnect
+    mid-call; scripts/trace_mutations.py runs these over every recorded session)."""
     import random
     import shutil
 
+    from tests.telephony import mutations
     from tests.telephony.test_calllog_traces import shuffle_across_types
 
     results = []
-    for order in ("recorded", "shuffled"):
+    for order in ("recorded", "shuffled", *mutations.MUTATIONS):
         url = f"sqlite+aiosqlite:///{tmp_path}/{order}.db"
         shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
         async for h in make_harness(url, agent_channel="Local/{ext}@agents", **SETTINGS):
-            messages = rig_trace(name).timed_messages(base=wallclock(name))
-            if order == "shuffled":
-                messages = shuffle_across_types(messages, random.Random(name))
-            for ev, at in messages:
-                await h.log.handle(ev, at)
+            if order in mutations.MUTATIONS:
+                await mutations.replay(h, rig_trace(name), wallclock(name), order)
+            else:
+                messages = rig_trace(name).timed_messages(base=wallclock(name))
+                if order == "shuffled":
+                    messages = shuffle_across_types(messages, random.Random(name))
+                for ev, at in messages:
+                    await h.log.handle(ev, at)
             results.append([summary(r) for r in await h.rows()])
-    diff = {k: (v, results[1][0][k]) for k, v in results[0][0].items() if results[1][0][k] != v}
-    assert not diff and len(results[0]) == 1, diff
+    for other in results[1:]:
+        diff = {k: (v, other[0][k]) for k, v in results[0][0].items() if other[0][k] != v}
+        assert not diff and len(other) == len(results[0]) == 1, diff
 
 
 async def test_two_instances_overlapping_on_the_link_give_one_call_one_row(db_url: str) -> None:
