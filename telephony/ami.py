@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 import time
@@ -50,6 +51,16 @@ class PendingAction:
 
 class LinkProtocol(AMIProtocol):
     """AMIProtocol that routes messages for our own actions to the link, then behaves as usual."""
+
+    def data_received(self, data: bytes) -> None:
+        """panoramisk decodes each read on its own and drops what does not decode: a character cut between two
+        TCP reads (a caller's name in Vietnamese, an emoji) would be lost. Whole characters only go on."""
+        decoder = getattr(self, "_decoder", None)
+        if decoder is None:
+            decoder = self._decoder = codecs.getincrementaldecoder(getattr(self, "encoding", "utf-8"))("replace")
+        text = decoder.decode(data)
+        if text:
+            super().data_received(text.encode(getattr(self, "encoding", "utf-8")))
 
     def handle_message(self, message: Any) -> None:
         """Never lets one odd message (say a repeated Event header) kill the connection."""

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clinicall.auth import service as auth_service
@@ -326,14 +326,25 @@ class CallLog:
             rows.append({"direction": DIRECTION_OF.get(origin, "outbound"),
                          "origin": origin, "state": "ringing", "linkedid": linkedid[:80], "created_at": created,
                          "ringing_at": created if origin in ("trunk", "unknown") else None})
+        dialect = postgresql if self.db.is_postgres else sqlite
         async with self.db.engine.begin() as conn:
-            ids = (await conn.scalars(insert(Call).returning(Call.id, sort_by_parameter_order=True), rows)).all()
-        for (linkedid, origin), row, call_id in zip(new.items(), rows, ids, strict=True):
-            self.tracker.register(CallSpec(call_id=call_id, direction=row["direction"],
-                                           created_at=to_epoch(row["created_at"]), linkedid=linkedid, origin=origin))
-            self._written[call_id] = {}
-            log.info("%s call %s (Linkedid %s)", origin, call_id, linkedid)
-        return set(ids)
+            # calls.linkedid is unique: an instance overlapping this one on the AMI link (a takeover) may have
+            # made the row since this one looked; then that row is the call's
+            made = dict((await conn.execute(dialect.insert(Call).values(rows).on_conflict_do_nothing(
+                index_elements=["linkedid"]).returning(Call.linkedid, Call.id))).tuples().all())
+            taken = [row["linkedid"] for row in rows if row["linkedid"] not in made]
+            others = dict((await conn.execute(select(Call.linkedid, Call.id).where(Call.linkedid.in_(taken)))).tuples()
+                          .all()) if taken else {}
+        for (linkedid, origin), row in zip(new.items(), rows, strict=True):
+            if row["linkedid"] in made:
+                call_id = made[row["linkedid"]]
+                self.tracker.register(CallSpec(call_id=call_id, direction=row["direction"], linkedid=linkedid,
+                                               created_at=to_epoch(row["created_at"]), origin=origin))
+                self._written[call_id] = {}
+                log.info("%s call %s (Linkedid %s)", origin, call_id, linkedid)
+            elif row["linkedid"] in others:
+                await self._follow_again(others[row["linkedid"]])
+        return set(made.values()) | set(others.values())
 
     # ---- rows ---------------------------------------------------------------------------------------
     async def _agent_id(self, extension: str | None) -> int | None:
@@ -396,6 +407,7 @@ class CallLog:
         if not changes:
             return 0
         publish = publish and self.bus is not None
+        await self._keep_linkedids_unique(changes)
         payloads = await self._write(changes, publish)
         for call_id, values in changes.items():
             self._written[call_id] = {**self._written.get(call_id, {}), **values}
@@ -404,6 +416,22 @@ class CallLog:
         for payload in payloads:
             await self.bus.publish(CALL_UPDATED, payload)
         return len(changes)
+
+    async def _keep_linkedids_unique(self, changes: dict[int, dict[str, Any]]) -> None:
+        """A row never takes a Linkedid another row holds (calls.linkedid is unique): one made for the group
+        before this call claimed it (a recovery reading CEL rows of a call clinicall had not linked yet) keeps
+        it, and this row keeps its own; nothing else of either row changes."""
+        wanted = {values["linkedid"]: call_id for call_id, values in changes.items() if values.get("linkedid")
+                  and self._written.get(call_id, {}).get("linkedid") != values["linkedid"]}
+        if not wanted:
+            return
+        async with self.db.read_engine.connect() as conn:
+            held = (await conn.execute(select(Call.id, Call.linkedid).where(Call.linkedid.in_(sorted(wanted))))).all()
+        for other, linkedid in held:
+            call_id = wanted[linkedid]
+            if other != call_id:
+                log.warning("call %s keeps its Linkedid: %s is call %s's", call_id, linkedid, other)
+                changes[call_id] = {**changes[call_id], "linkedid": self._written.get(call_id, {}).get("linkedid")}
 
     async def _write(self, changes: dict[int, dict[str, Any]], payloads: bool) -> list[dict[str, Any]]:
         """The changed rows written in one transaction; their `call.updated` payloads when asked."""

@@ -68,6 +68,7 @@ class Channel:
     on_ami: bool = False  # seen in an AMI channel event (not only in CEL records)
     dialled_out: bool = False  # reached by a Dial of an outside number (PJSIP/0901234567@vnpt): a trunk's channel
     shutdown_at: float | None = None  # Asterisk hung it up because it was shutting down (core stop/restart now)
+    transferred: str | None = None  # "blind" / "attended": this party transferred the call (the phone's keys, AMI)
 
     @property
     def base(self) -> str:
@@ -339,7 +340,17 @@ class CallTracker:
     def _handlers(self) -> dict[str, Callable[[dict[str, str], float], set[int]]]:
         return {"OriginateResponse": self._originate_response, "Cdr": self._cdr, "DialBegin": self._dial,
                 "DialEnd": self._dial, "DialState": self._dial, "BridgeEnter": self._bridge_event,
-                "BridgeLeave": self._bridge_event, "CEL": self._cel}
+                "BridgeLeave": self._bridge_event, "CEL": self._cel, "BlindTransfer": self._transfer,
+                "AttendedTransfer": self._transfer}
+
+    def _transfer(self, ev: dict[str, str], at: float) -> set[int]:
+        """A transfer that succeeded, by the transferer's keys (blindxfer, atxfer) or by AMI: who transferred."""
+        blind = ev["Event"] == "BlindTransfer"
+        chan = self._channel_facts(ev, at, "Transferer" if blind else "OrigTransferer")
+        if chan is None or ev.get("Result") != "Success":
+            return set()
+        chan.transferred = chan.transferred or ("blind" if blind else "attended")
+        return self._calls_for({chan.linkedid})
 
     def _originate_response(self, ev: dict[str, str], at: float) -> set[int]:
         action_id = ev.get("ActionID", "")
@@ -480,6 +491,8 @@ class CallTracker:
                 touched |= self._bridge_groups(bridge)
         elif name == "APP_START":
             self._cel_app(chan, ev, at)
+        elif name in ("BLINDTRANSFER", "ATTENDEDTRANSFER"):
+            chan.transferred = chan.transferred or ("blind" if name == "BLINDTRANSFER" else "attended")
         return self._calls_for(touched)
 
     def _cel_app(self, chan: Channel, ev: dict[str, str], at: float) -> None:

@@ -55,7 +55,7 @@ class Call(Base):
     action_id: Mapped[str | None] = mapped_column(String(80), nullable=True, unique=True)
     channel_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     dial_string: Mapped[str | None] = mapped_column(String(120), nullable=True)  # Originate Channel
-    linkedid: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    linkedid: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True, unique=True)
     agent_channel: Mapped[str | None] = mapped_column(String(120), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     ringing_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

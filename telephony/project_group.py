@@ -101,8 +101,12 @@ def _agent(view: View, dials: list[Dial], spans: list[tuple[float, float, str]],
     answered = [d for d in dials if d.status == "ANSWER" and view.ext(d.dest_uid)]
     if answered:
         return view.ext(answered[0].dest_uid), answered[0].dest_name
-    rung = [d for d in dials if view.ext(d.dest_uid)]
-    return (view.ext(rung[0].dest_uid), None) if rung else (None, None)
+    for dial in dials:  # the first agent rung, also behind a Local channel that passed the call on (a queue's)
+        rung = next((d for d in [dial, *sorted(view.dials, key=lambda d: d.begin_at or 0.0)]
+                     if view.ext(d.dest_uid) and (d is dial or d.caller_uid in view.twins({dial.dest_uid}))), None)
+        if rung is not None:
+            return view.ext(rung.dest_uid), None
+    return None, None
 
 
 def project_group(view: View) -> Projection:

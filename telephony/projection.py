@@ -112,11 +112,27 @@ def talk_spans(view: View, patient: set[str], until: float | None) -> list[tuple
         spans = tracker.bridges.get(bridge, [])
         for mine in (s for s in spans if s.uniqueid in patient):
             for other in (s for s in spans if s.uniqueid not in patient):
-                start = max(mine.enter, other.enter)
+                reached = answered_behind(view, other.uniqueid)
+                if reached is None:
+                    continue  # a Local channel whose party never answered: the patient waited, nobody talked
+                start = max(mine.enter, other.enter, reached)
                 ends = [t for t in (mine.leave, other.leave, until) if t is not None]
                 if ends and min(ends) > start:
                     out.append((start, min(ends), other.uniqueid))
     return sorted(out)
+
+
+def answered_behind(view: View, uid: str) -> float | None:
+    """When the party behind a channel could talk: a Local channel that dials the call on (a transfer's
+    `Local/1002@transfer`, a queue's `Local/1001@from-queue`) can sit in the patient's bridge while the phone
+    behind it still rings (an attended transfer completed before the target answered): its answer, or None
+    if it never answered. Any other channel: at once (-inf)."""
+    twins = view.twins({uid}) - {uid}
+    onward = [d for d in view.dials if twins and d.caller_uid in twins]
+    if not onward:
+        return float("-inf")
+    answered = [d.end_at for d in onward if d.status == "ANSWER" and d.end_at is not None]
+    return min(answered) if answered else None
 
 
 def union_seconds(spans: list[tuple[float, float, str]]) -> float:
@@ -179,6 +195,22 @@ def dialled_on(view: View, uid: str) -> set[str]:
             for d in view.dials if twins and d.caller_uid in twins}
 
 
+def leg_status(view: View, dial: Dial) -> str | None:
+    """A dial made by a Local channel that only passes the call on (a queue's `Local/1003@from-queue/n`)
+    ends CANCEL whenever its own dialler gives up on it: how the dial that reached that Local channel ended
+    says why (the queue's NOANSWER when the member's ring time ran out)."""
+    status = dial.status
+    for _ in range(5):
+        if status != "CANCEL" or dial.caller_uid is None:
+            return status
+        twins = view.twins({dial.caller_uid}) - {dial.caller_uid}
+        outer = next((d for d in view.dials if d.dest_uid in twins), None)
+        if outer is None or outer.caller_uid is None or outer.status in (None, "ANSWER"):  # None: an Originate's
+            return status
+        status, dial = outer.status, outer
+    return status
+
+
 def _iso(epoch: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds") if epoch is not None else None
 
@@ -211,9 +243,10 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
         elif view.ext(dial.dest_uid):  # an agent's Local channel (agent_channel Local/{ext}@from-internal):
             seen |= behind  # the phone it rang is this same leg
         party = final_party(view, dial.dest_uid)
-        legs.append({"party": "agent" if view.ext(dial.dest_uid) else "patient" if dial.dest_uid in patient else "other",
+        legs.append({**transferred(view, base), "party": "agent" if view.ext(dial.dest_uid) else "patient" if dial.dest_uid in patient else "other",
                      "channel": base[:80], "extension": view.ext(dial.dest_uid), "dialled_at": _iso(dial.begin_at),
-                     "answered_at": _iso(dial.end_at) if dial.status == "ANSWER" else None, "dial_status": dial.status,
+                     "answered_at": _iso(dial.end_at) if dial.status == "ANSWER" else None,
+                     "dial_status": leg_status(view, dial),
                      "talk_seconds": _tenths(talk.get(base, talk.get(view.chans[party].base if party in view.chans
                                                                      else party)))})
     for start, _end, partner in spans:
@@ -222,11 +255,17 @@ def legs_json(view: View, patient: set[str], spans: list[tuple[float, float, str
         base = chan.base if chan else uid
         if base not in seen:
             seen.add(base)
-            legs.append({"party": "agent" if view.ext(uid) else "other", "channel": base[:80],
+            legs.append({**transferred(view, base), "party": "agent" if view.ext(uid) else "other", "channel": base[:80],
                          "extension": view.ext(uid), "dialled_at": None, "answered_at": _iso(start),
                          "dial_status": None, "talk_seconds": _tenths(talk.get(base))})
     legs += consultations(view, patient)
     return json.dumps(legs[:MAX_LEGS], separators=(",", ":"))
+
+
+def transferred(view: View, base: str) -> dict[str, str]:
+    """`{"transferred": "blind"|"attended"}` for the party (either half of a Local pair) that transferred the call."""
+    kind = next((c.transferred for c in view.chans.values() if c.transferred and c.base == base), None)
+    return {"transferred": kind} if kind else {}
 
 
 def _reached(view: View, uid: str) -> tuple[float, str, float, str | None]:

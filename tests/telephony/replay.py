@@ -40,8 +40,10 @@ class Session:
 
 class ReplayPeer:
     def __init__(self, traces: list[Trace], *, speed: float = 0.0, hold_open: bool = True,
-                 stop_at_logoff: bool = True, drop_on: str | None = None, ack_before_drop: bool = False) -> None:
+                 stop_at_logoff: bool = True, drop_on: str | None = None, ack_before_drop: bool = False,
+                 split_characters: bool = False) -> None:
         self.traces = list(traces)
+        self.split_characters = split_characters  # write recorded chunks with non-ASCII bytes a byte at a time
         self.speed = speed  # 0: no pauses; 1.0: the recorded timing
         self.hold_open = hold_open
         self.stop_at_logoff = stop_at_logoff
@@ -119,7 +121,13 @@ class ReplayPeer:
             if self.speed and step.t > last_t:
                 await asyncio.sleep((step.t - last_t) * self.speed)
             last_t = step.t
-            if step.direction == "recv":
+            if step.direction == "recv" and self.split_characters and not step.data.isascii():
+                cuts = [i + 1 for i, b in enumerate(step.data) if b >= 0xC0]  # just after each character's lead byte
+                for start, end in zip([0, *cuts], [*cuts, len(step.data)], strict=True):
+                    writer.write(step.data[start:end])
+                    await writer.drain()
+                    await asyncio.sleep(0.001)  # the client reads each piece on its own
+            elif step.direction == "recv":
                 writer.write(step.data)
                 await writer.drain()
             elif step.direction == "send":

@@ -132,6 +132,20 @@ async def test_inbound_call_over_tcp(harness: LogHarness, link_factory: Callable
         "inbound", "answered", "+84912345678", "0912345678", 42, "1001")
     await peer.close()
 
+    # a caller's name in Vietnamese with an emoji, every character cut between two TCP reads somewhere
+    split = ReplayPeer([load("rig/inbound_hostile_caller_id")], split_characters=True)
+    await (await link_factory(await split.start())).wait_ready()
+    await asyncio.wait_for(split.sessions[0].finished.wait(), 30)
+
+    async def both_ended() -> bool:
+        rows = await harness.rows()
+        return len(rows) == 3 and all(r.state == "ended" for r in rows)
+
+    await eventually(both_ended, 30)
+    names = sorted(r.network_name or "" for r in (await harness.rows())[1:])
+    assert names == ["Nguy\u1ec5n Th\u1ecb \u00c1nh <b>x</b> \U0001F600", "\\'; DROP TABLE calls; --"], names
+    await split.close()
+
 
 async def test_login_failure_is_reported(harness: LogHarness, link_factory: Callable[[int], Awaitable[AmiLink]]) -> None:
     peer = ReplayPeer([load("login_failure")])

@@ -159,8 +159,36 @@ EXPECTED: dict[str, dict[str, Any]] = {
                                  legs=[("1001", "ANSWER", 2.1), ("1002", "ANSWER", 6.0)]),  # 4 s parked: no talk
     # MANIFEST.md "Other PBXs' dialplans": FreePBX / Wazo contexts, caller IDs +84 / 0084 / 84, Local chains
     **OTHER_PBX,
+    # MANIFEST.md "Queues with FreePBX members, transfers by the phones' keys"
+    "queue_fpbx_ringall": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                               patient_id=42, agent_extension="1002", talk=5.0, ring=2.1, hangup_code=16,
+                               legs=[("1002", "ANSWER", 5.0), ("1001", "CANCEL", None)]),
+    "queue_fpbx_rrmemory": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                patient_id=42, agent_extension="1001", talk=5.0, ring=5.0, hangup_code=16,
+                                legs=[("1003", "NOANSWER", None), ("1001", "ANSWER", 5.0)]),  # its ring time ran out
+    "queue_fpbx_abandoned": dict(direction="inbound", origin="trunk", disposition="cancelled", number="+84912345678",
+                                 patient_id=42, agent_extension="1002", talk=0.0, ring=3.1, hangup_code=16,
+                                 legs=[("1002", "CANCEL", None), ("1001", "CANCEL", None)]),
+    "queue_timeout_voicemail": dict(direction="inbound", origin="trunk", disposition="no_answer",
+                                    number="+84912345678", patient_id=42, agent_extension="1002", talk=0.0, ring=9.1,
+                                    hangup_code=0, legs=[("1002", "NOANSWER", None), ("1001", "NOANSWER", None)]),
+    "dtmf_blind_transfer": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                patient_id=42, agent_extension="1001", talk=9.0, ring=1.0, hangup_code=16,
+                                legs=[("1001", "ANSWER", 3.0), ("1002", "ANSWER", 6.0)]),
+    "dtmf_attended_transfer": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                   patient_id=42, agent_extension="1001", talk=9.6, ring=1.1, hangup_code=16,
+                                   legs=[("1001", "ANSWER", 3.4), ("1002", "ANSWER", 6.3), ("1002", None, 2.0)]),
+    "dtmf_attended_transfer_blonde": dict(direction="inbound", origin="trunk", disposition="answered",
+                                          number="+84912345678", patient_id=42, agent_extension="1001", talk=9.0,
+                                          ring=1.0, hangup_code=16,  # the caller waited while 1002 rang: no talk
+                                          legs=[("1001", "ANSWER", 3.3), ("1002", "ANSWER", 5.7)]),
 }
-CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [("1001", "1002")]}
+CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [("1001", "1002")],
+             "dtmf_attended_transfer": [("1001", "1002")]}
+TRANSFERRED = {"blind_transfer": "blind", "dtmf_blind_transfer": "blind", "click_to_call_blind_transfer": "blind",
+               "blind_transfer_external": "blind",
+               "attended_transfer": "attended", "dtmf_attended_transfer": "attended",
+               "dtmf_attended_transfer_blonde": "attended"}  # each by agent 1001
 
 
 def close(a: float | None, b: float | None) -> bool:
@@ -196,6 +224,8 @@ async def test_each_call_is_logged_as_the_manifest_says(sqlite_url: str, name: s
             assert (ext, status) == (w_ext, w_status) and close(talk, w_talk), legs
         consulted = [leg for leg in json.loads(call.legs or "[]") if leg.get("consultation")]
         assert [(leg["with_extension"], leg["extension"]) for leg in consulted] == CONSULTED.get(name, [])
+        transfers = [(leg["extension"], leg["transferred"]) for leg in json.loads(call.legs) if "transferred" in leg]
+        assert transfers == ([("1001", TRANSFERRED[name])] if name in TRANSFERRED else []), transfers
 
 
 async def test_internal_calls_are_logged_only_when_asked(sqlite_url: str, tmp_path: Path) -> None:
@@ -236,7 +266,8 @@ def as_pjsip(name: str, *renames: tuple[bytes, bytes]) -> Trace:
     return trace
 
 
-PJSIP_PHONES = ((b"Local/1001@agents-", b"PJSIP/1001-"), (b"Local/1002@agents-", b"PJSIP/1002-"))
+PJSIP_PHONES = ((b"Local/1001@agents-", b"PJSIP/1001-"), (b"Local/1002@agents-", b"PJSIP/1002-"),
+                (b"Local/1003@agents-", b"PJSIP/1003-"))
 
 
 async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk(sqlite_url: str, tmp_path: Path) -> None:
@@ -246,8 +277,9 @@ async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk(sqlite_url: str, t
     so the call goes out (not an internal call between "agents" 1001 and "vnpt", which is not logged)."""
     import shutil
 
-    url = f"sqlite+aiosqlite:///{tmp_path}/outbound.db"
-    shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
+    url, queues = (f"sqlite+aiosqlite:///{tmp_path}/{db}.db" for db in ("outbound", "queues"))
+    for copy in (url, queues):
+        shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), copy.removeprefix("sqlite+aiosqlite:///"))
     inbound = as_pjsip("freepbx_ringgroup_e164", (b"Local/2873001234@from-trunk-", b"PJSIP/viettel-"), *PJSIP_PHONES)
     async for h in make_harness(sqlite_url, agent_channel="PJSIP/{ext}", inbound_contexts=["from-trunk"]):
         for ev, at in inbound.timed_messages(base=wallclock("freepbx_ringgroup_e164")):
@@ -266,6 +298,21 @@ async def test_a_pjsip_trunk_named_like_an_agent_is_the_trunk(sqlite_url: str, t
         assert (call.direction, call.origin, call.disposition, call.number, call.agent_extension) == (
             "outbound", "desk_phone", "answered", "+84901234567", "1001")
         assert close(call.talk_seconds, 4.5) and close(call.ring_seconds, 2.0)
+
+    async for h in make_harness(queues, agent_channel="PJSIP/{ext}"):  # app_queue with plain `PJSIP/<ext>` members
+        for name in ("queue_rrmemory", "queue_abandoned"):
+            for ev, at in as_pjsip(name, *PJSIP_PHONES).timed_messages(base=wallclock(name)):
+                await h.log.handle(ev, at)
+            call = next(r for r in await h.rows() if r.linkedid and r.linkedid.startswith(queue_linkedid(name)))
+            want = EXPECTED[name]
+            legs = [(leg["extension"], leg["dial_status"], leg["talk_seconds"]) for leg in json.loads(call.legs)]
+            assert (call.direction, call.disposition, call.agent_extension, legs) == (
+                "inbound", want["disposition"], want["agent_extension"], want["legs"])
+            assert close(call.talk_seconds, want["talk"]) and close(call.ring_seconds, want["ring"])
+
+
+def queue_linkedid(name: str) -> str:
+    return next(ev["Linkedid"] for ev, _ in rig_trace(name).timed_messages(base=0.0) if ev.get("Event") == "Newchannel")
 
 
 async def test_agents_named_by_their_from_internal_local_channel_have_one_leg_each(sqlite_url: str) -> None:
@@ -583,22 +630,51 @@ async def test_hostile_caller_ids_are_stored_as_text_and_never_as_a_number(sqlit
 async def test_the_new_shapes_do_not_depend_on_the_order_across_event_types(sqlite_url: str, tmp_path: Path,
                                                                             name: str) -> None:
     """A pickup (Linkedid changing under a channel) and Local channels optimised away (a party behind two
-    channels at once): the same row, legs included, whatever order the event types come in."""
+    channels at once): the same row, legs included, whatever order the event types come in, and whatever the
+    link does (tests/telephony/mutations.py: bytes split across reads, FullyBooted again mid-call, a reconnect
+    mid-call; scripts/trace_mutations.py runs these over every recorded session)."""
     import random
     import shutil
 
+    from tests.telephony import mutations
     from tests.telephony.test_calllog_traces import shuffle_across_types
 
     results = []
-    for order in ("recorded", "shuffled"):
+    for order in ("recorded", "shuffled", *mutations.MUTATIONS):
         url = f"sqlite+aiosqlite:///{tmp_path}/{order}.db"
         shutil.copyfile(sqlite_url.removeprefix("sqlite+aiosqlite:///"), url.removeprefix("sqlite+aiosqlite:///"))
         async for h in make_harness(url, agent_channel="Local/{ext}@agents", **SETTINGS):
-            messages = rig_trace(name).timed_messages(base=wallclock(name))
-            if order == "shuffled":
-                messages = shuffle_across_types(messages, random.Random(name))
-            for ev, at in messages:
-                await h.log.handle(ev, at)
+            if order in mutations.MUTATIONS:
+                await mutations.replay(h, rig_trace(name), wallclock(name), order)
+            else:
+                messages = rig_trace(name).timed_messages(base=wallclock(name))
+                if order == "shuffled":
+                    messages = shuffle_across_types(messages, random.Random(name))
+                for ev, at in messages:
+                    await h.log.handle(ev, at)
             results.append([summary(r) for r in await h.rows()])
-    diff = {k: (v, results[1][0][k]) for k, v in results[0][0].items() if results[1][0][k] != v}
-    assert not diff and len(results[0]) == 1, diff
+    for other in results[1:]:
+        diff = {k: (v, other[0][k]) for k, v in results[0][0].items() if other[0][k] != v}
+        assert not diff and len(other) == len(results[0]) == 1, diff
+
+
+async def test_two_instances_overlapping_on_the_link_give_one_call_one_row(db_url: str) -> None:
+    """A takeover: the standby already reads the AMI link while the holder still does, and its look for the new
+    call's row came just before the holder's insert (the window `_create_group_calls` starts in): the standby's
+    insert meets the holder's row (calls.linkedid is unique), follows it, and both project it to the same end."""
+    name = "ring_group"
+    messages = rig_trace(name).timed_messages(base=wallclock(name))
+    linkedid = queue_linkedid(name)
+    half = len(messages) // 2
+    async for holder in make_harness(db_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        for ev, at in messages[:half]:
+            await holder.log.handle(ev, at)
+        (first,) = await holder.rows()
+        async for standby in make_harness(db_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+            assert await standby.log._create_group_calls({linkedid: "trunk"}) == {first.id}
+            for ev, at in messages[half:]:
+                await standby.log.handle(ev, at)
+                await holder.log.handle(ev, at)
+            (call,) = await holder.rows()
+            assert (call.id, call.state, call.agent_extension, call.linkedid) == (first.id, "ended", "1002", linkedid)
+            assert close(call.talk_seconds, 6.0) and standby.log.tracker.calls.keys() == {call.id}
