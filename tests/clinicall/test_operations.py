@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from clinicall.auth import service as auth_service
@@ -40,7 +39,6 @@ def test_version() -> None:
     assert result.returncode == 0 and result.stdout.startswith("clinicall ") and result.stdout.split()[1][0].isdigit()
 
 
-@pytest.mark.timeout(600)  # several processes, each importing the whole service: slow on a loaded machine
 def test_user_list_passwd_disable_end_sessions(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     assert run(env, "user", "add", "nurse", "--role", "reception", stdin="first-password\n").returncode == 0
@@ -83,7 +81,6 @@ def test_user_list_passwd_disable_end_sessions(tmp_path: Path) -> None:
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nobody" in missing.stderr
 
 
-@pytest.mark.timeout(600)
 def test_unreachable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://clinicall:secret@127.0.0.1:{free_port()}/clinicall"
     for args in (["migrate"], ["user", "list"], ["serve"]):
@@ -162,12 +159,10 @@ def _backup_restore_round_trip(tmp_path: Path, url: str) -> None:
     assert recording.read_bytes() == b"RIFF-fake-but-real-bytes"
 
 
-@pytest.mark.timeout(600)
 def test_backup_purge_restore_sqlite(tmp_path: Path) -> None:
     _backup_restore_round_trip(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/clinic.db")
 
 
-@pytest.mark.timeout(600)
 def test_backup_purge_restore_postgresql(tmp_path: Path, pg_url: str) -> None:
     _backup_restore_round_trip(tmp_path, pg_url)
 

@@ -49,7 +49,6 @@ async def _admins(url: str) -> list[str]:
         await db.dispose()
 
 
-@pytest.mark.timeout(600)  # six processes importing the whole service at once: slow on a loaded machine
 async def test_instances_starting_together_on_one_postgresql(postgres: Postgres, tmp_path: Path) -> None:
     name = f"clinicall_race_{tmp_path.name[-8:].replace('-', '_')}"
     await _admin_execute(postgres, f"DROP DATABASE IF EXISTS {name}")
@@ -63,7 +62,6 @@ async def test_instances_starting_together_on_one_postgresql(postgres: Postgres,
         await _admin_execute(postgres, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.mark.timeout(600)  # six processes importing the whole service at once: slow on a loaded machine
 async def test_instances_starting_together_on_one_sqlite_file(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/race.db"
     results = await _start_together(url, tmp_path)

@@ -11,8 +11,6 @@ import datetime as dt
 import re
 from typing import Any
 
-import pytest
-
 from clinicall.keys import SETTINGS_KEY
 from tests.browser import login
 from tests.conftest import PASSWORD
@@ -43,7 +41,6 @@ async def patient_page(browser: Any, base_url: str, phone: str, password: str, n
     return page
 
 
-@pytest.mark.timeout(300)  # the one walk through every role: seven logins, each a deliberately slow password hash
 async def test_referral_to_results_walk(live_server: Any, new_page: Any, browser: Any) -> None:
     base = live_server.base_url
     today = dt.datetime.now(live_server.app[SETTINGS_KEY].clinic.zone()).date()
