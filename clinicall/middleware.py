@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
 
 from clinicall.client_address import client_address
 from clinicall.db import is_unavailable
@@ -23,6 +25,9 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
 STATUS_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Body too large", 401: "Login required",
                  403: "Forbidden", 400: "Bad request"}
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before the answer
 
 
 @web.middleware
@@ -44,6 +49,10 @@ async def request_log_middleware(request: web.Request, handler: web.Handler) -> 
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        if request.transport is None or request.transport.is_closing():
+            status = CLIENT_CLOSED_REQUEST  # aiohttp cancels the handler of a client that went away: not a 500
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -72,11 +81,22 @@ async def problem_middleware(request: web.Request, handler: web.Handler) -> web.
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else _default_detail(exc.status, request)
         return problem_response(exc.status, STATUS_TITLES.get(exc.status, exc.reason), detail, instance=request.path)
     except Exception as exc:
+        if body_cut_short(request, exc):
+            log.info("%s %s: the client sent part of its body and went away", request.method, request.path)
+            return problem_response(400, "Incomplete request", "The request body ended before its declared length; "
+                                    "nothing was saved.", instance=request.path, code="incomplete_body")
         if is_unavailable(exc):
             return database_unavailable(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(500, "Internal error", "Something went wrong on our side; nothing was half-saved. "
                                 "Try again, and tell the administrator if it keeps happening.", instance=request.path)
+
+
+def body_cut_short(request: web.Request, exc: Exception) -> bool:
+    """The client stopped sending its body (a disconnect, or fewer bytes than it declared): not our error."""
+    if isinstance(exc, PayloadEncodingError):
+        return True
+    return isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing())
 
 
 DATABASE_RETRY_SECONDS = 5

@@ -6,7 +6,9 @@ direction marks in staff-set names, a ticket link that never expired."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import random
 from collections.abc import Callable
 from typing import Any
@@ -210,7 +212,7 @@ async def test_click_to_call_limit_is_shared_through_redis(redis_url: str) -> No
 
 # ---- the third red team -----------------------------------------------------------------------------------
 
-async def test_a_json_body_is_bounded_before_it_is_parsed(client: TestClient) -> None:
+async def test_a_json_body_is_bounded_before_it_is_parsed(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     """An anonymous 30 MB body of empty lists held the event loop 100 s (parsing, then the NUL walk) and took
     1.6 GB: every JSON body is refused past 256 KB, announced or chunked."""
     big = b"[" + b"[]," * 100_000 + b"[]]"
@@ -223,6 +225,23 @@ async def test_a_json_body_is_bounded_before_it_is_parsed(client: TestClient) ->
     chunked = await client.post("/api/kiosk/tickets", data=chunks(), headers={"Content-Type": "application/json"})
     for response in (announced, chunked):
         assert (response.status, (await response.json())["code"]) == (413, "too_large")
+
+    # a client that sends part of its body and goes away is not a server error in the log
+    went_away = asyncio.Event()
+    watch = logging.Handler()
+    watch.emit = lambda record: went_away.set() if "tickets 499" in record.getMessage() else None  # type: ignore[method-assign]
+    logging.getLogger("clinicall").addHandler(watch)
+    try:
+        with caplog.at_level(logging.INFO, logger="clinicall"):
+            _, writer = await asyncio.open_connection(client.host, client.port)
+            writer.write(b"POST /api/kiosk/tickets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"service_id\":")
+            await writer.drain()
+            writer.close()
+            await asyncio.wait_for(went_away.wait(), 30)
+    finally:
+        logging.getLogger("clinicall").removeHandler(watch)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_screens_and_ticket_links_keep_to_their_scope(client: TestClient, staff: Staff) -> None:
