@@ -301,10 +301,11 @@ async def test_a_screen_that_falls_behind_is_resynchronised_and_others_get_every
 
 async def test_one_frame_per_call_next_with_the_call_first(hub_client: TestClient) -> None:
     app = hub_client.app
+    app[DISPLAY_HUB_KEY].ride_seconds = 600  # the estimates wait for the next frame, however slow the machine
     clinic = await make_clinic(app)
-    first, second = await issue(app, clinic["A"]), await issue(app, clinic["A"])
+    first, second, third = [await issue(app, clinic["A"]) for _ in range(3)]
     await call_next(app, clinic["room1"])
-    await runtime_of(app).settled()
+    await runtime_of(app).settled()  # the line's new estimates (second, third) wait to ride along
     _, token = await display_token(hub_client)
     screen = Recorder(await hub_client.ws_connect(f"/ws/display?token={token}&rooms={clinic['room1']}"))
     await screen.next("snapshot")
@@ -312,9 +313,11 @@ async def test_one_frame_per_call_next_with_the_call_first(hub_client: TestClien
     await call_next(app, clinic["room1"])
     frame = await first_frame_after(screen, before, skip="announcement.ready")  # the first call's clip may follow late
     assert frame["type"] == "batch"
-    ticket_events = [e for e in frame["events"] if e["type"] != "announcement.ready"]  # a burst may carry the clip
-    assert [(e["type"], e["data"]["ticket"]["id"]) for e in ticket_events] == [
-        ("ticket.called", second["id"]), ("ticket.done", first["id"])]
+    events = [e for e in frame["events"] if e["type"] != "announcement.ready"]  # a burst may carry the clip
+    assert [(e["type"], e["data"].get("ticket", {}).get("id")) for e in events] == [
+        ("ticket.called", second["id"]), ("ticket.done", first["id"]), ("queue.changed", None)]
+    line = events[2]["data"]["line"]  # the estimates rode along, without the ticket just called
+    assert [entry if isinstance(entry, int) else entry[0] for entry in line] == [third["id"]]
     await screen.close()
 
 
