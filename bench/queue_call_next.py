@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -82,12 +83,21 @@ async def run(db: Database, settings: Settings, room_ids: list[int], callers: in
     engines = [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine is not None else [])]
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
+    if db.is_postgres:  # statements sent through asyncpg itself (Database.pg_transaction) count too
+        await db.engine.dispose()
+
+        def log_raw(dbapi_connection: Any, _record: object) -> None:
+            dbapi_connection.driver_connection.add_query_logger(count)
+
+        event.listen(db.engine.sync_engine, "connect", log_raw)
     began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(caller(i % len(room_ids)) for i in range(callers)))
     await runtime.settled()  # the estimates of the last calls are stored too
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     for engine in engines:
         event.remove(engine, "before_cursor_execute", count)
+    if db.is_postgres:
+        event.remove(db.engine.sync_engine, "connect", log_raw)
     await runtime.stop()
     await runtime.bus.close()
     assert len(called) == expected and Counter(called).most_common(1)[0][1] == 1, "a ticket was called twice or lost"
