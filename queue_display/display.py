@@ -42,6 +42,8 @@ FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "queue.room_state", "queue.ca
 CATALOG_CHANGED = "queue.catalog"
 SNAPSHOT_CACHE_SECONDS = 2.0
 QUEUE_CHANGED = "queue.changed"
+TICKET_DONE = "ticket.done"
+DONE_TICKET_KEYS = ("id", "number", "service_id", "status", "room")  # what a screen needs of a finished ticket
 RIDE_SECONDS = 2.0  # a line of new estimates only waits this long at most for a frame to ride along with
 
 # Keys that may carry who the patient is; they never reach a screen, wherever they appear.
@@ -323,7 +325,11 @@ class DisplayHub:
         """A waiting line goes out as a delta against the one sent before (queue_display/lines.py)."""
         waiting = data.get("waiting")
         if event.type != QUEUE_CHANGED or not isinstance(waiting, list):
-            return {k: v for k, v in data.items() if k not in FOR_THE_ESTIMATOR}
+            sent = {k: v for k, v in data.items() if k not in FOR_THE_ESTIMATOR}
+            ticket = sent.get("ticket")
+            if event.type == TICKET_DONE and isinstance(ticket, dict):  # screens only drop it from where it was
+                sent["ticket"] = {k: ticket[k] for k in DONE_TICKET_KEYS if k in ticket}
+            return sent
         service_id = data.get("service_id")
         entries, self.lines[service_id] = line_delta(self.lines.get(service_id, {}), waiting)
         return {**{k: v for k, v in data.items() if k != "waiting"}, "line": entries}
