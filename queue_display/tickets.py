@@ -559,7 +559,7 @@ async def _call_next_pg(db: Database, settings: Settings, room_id: int, user_id:
         if not ordered and not whole:
             raise _Elsewhere
         written = await conn.fetch(PG_CALL, [row.id for row in current], room.id, now,
-                                   [item.ticket_id for item in ordered[:CALL_ATTEMPTS]], service_ids, user_id)
+                                   [item.ticket_id for item in ordered], service_ids, user_id)
         if ordered and not any(row["was_called"] for row in written):
             raise _Elsewhere  # every head was taken meanwhile: the full path waits for them or reads the line
     done = [_Lean(row) for row in written if not row["was_called"]]
