@@ -80,10 +80,12 @@ async def run(db: Database, settings: Settings, room_ids: list[int], callers: in
         nonlocal statements
         statements += 1
 
-    engines = [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine is not None else [])]
+    # SQLite: SQLAlchemy's statements (BEGIN IMMEDIATE included); PostgreSQL: every statement asyncpg sends (BEGIN
+    # and COMMIT included), through SQLAlchemy or straight (Database.pg_transaction)
+    engines = [] if db.is_postgres else [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine else [])]
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
-    if db.is_postgres:  # statements sent through asyncpg itself (Database.pg_transaction) count too
+    if db.is_postgres:
         await db.engine.dispose()
 
         def log_raw(dbapi_connection: Any, _record: object) -> None:
@@ -114,7 +116,7 @@ async def bench(fresh_url: Callable[[], Awaitable[str]], label: str, args: argpa
         rate, per_call, refreshes, cpu = await run(db, settings, room_ids, args.callers, full, args.tickets)
         kind = "full (op + events + estimates)" if full else "db-only"
         print(f"{label:10s} {kind:32s} {args.callers} callers: {rate:8.1f} call-next/s, {per_call:4.1f} SQL "
-              f"statements per call-next incl. BEGIN, {cpu * 1000:5.2f} ms CPU per call-next in this process "
+              f"statements per call-next incl. BEGIN{' and COMMIT' if db.is_postgres else ''}, {cpu * 1000:5.2f} ms CPU per call-next in this process "
               f"({args.tickets} tickets, {refreshes} estimate refreshes), goal >= 500/s", flush=True)
         await db.dispose()
 
