@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
 REFRESH_DELAY_SECONDS = 0.1  # after call-next: its events reach the screens before the estimator runs
 REFRESH_TASK = "queue-refresh"
-REFRESH_SPACING = 3.0  # under a stream of changes, the pause after a refresh, in multiples of how long it took
 CALLS = (ev.TICKET_CALLED, ev.TICKET_RECALLED)
 T = TypeVar("T")
 
@@ -249,13 +248,11 @@ class QueueRuntime:
             self._refresher = asyncio.create_task(self._refresh_soon(), name=REFRESH_TASK)
 
     async def _refresh_soon(self) -> None:
-        """Under a stream of changes the refreshes are spaced by at least three times as long as the last one
-        took, so the refreshes (their reads, and the estimator, whose thread shares the interpreter with the
-        event loop) take at most about a quarter of the time; the screens' estimates ride along with the next
-        frame anyway (display.RIDE_SECONDS)."""
+        """Under a stream of changes the refreshes are spaced by at least as long as the last one took, so
+        the estimator (its thread shares the interpreter with the event loop) takes at most about half."""
         loop = asyncio.get_running_loop()
         while self._stale:
-            await asyncio.sleep(max(self.refresh_delay, REFRESH_SPACING * self._refresh_seconds))
+            await asyncio.sleep(max(self.refresh_delay, self._refresh_seconds))
             changed, self._wanted, self._stale = self._wanted, set(), False
             began = loop.time()
             try:
