@@ -153,7 +153,7 @@ class Recorder:
                     self.frames.put_nowait(event)
         self.frames.put_nowait({"type": "closed", "data": {}})
 
-    async def next(self, wanted: str, within: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def next(self, wanted: str, within: float = 30.0, **match: Any) -> dict[str, Any]:
         async with asyncio.timeout(within):
             while True:
                 frame = await self.frames.get()
@@ -162,7 +162,7 @@ class Recorder:
                 if frame["type"] == wanted and all(ticket.get(k) == v for k, v in match.items()):
                     return frame
 
-    async def collect(self, *wanted: str, within: float = 5.0) -> dict[str, dict[str, Any]]:
+    async def collect(self, *wanted: str, within: float = 30.0) -> dict[str, dict[str, Any]]:
         """The first frame of each wanted type, waiting for all of them (never for a fixed time)."""
         seen: dict[str, dict[str, Any]] = {}
         async with asyncio.timeout(within):
