@@ -80,9 +80,10 @@ async def run(db: Database, settings: Settings, room_ids: list[int], callers: in
         nonlocal statements
         statements += 1
 
-    # SQLite: SQLAlchemy's statements (BEGIN IMMEDIATE included); PostgreSQL: every statement asyncpg sends (BEGIN
-    # and COMMIT included), through SQLAlchemy or straight (Database.pg_transaction)
-    engines = [] if db.is_postgres else [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine else [])]
+    # SQLAlchemy's statements (SQLite's BEGIN IMMEDIATE included); on PostgreSQL also what asyncpg's query logger
+    # sees: its transactions' BEGIN and COMMIT and the statements sent straight (Database.pg_transaction), not
+    # SQLAlchemy's (those run as prepared statements, which the logger does not see)
+    engines = [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine else [])]
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
     if db.is_postgres:
