@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -79,15 +80,27 @@ async def run(db: Database, settings: Settings, room_ids: list[int], callers: in
         nonlocal statements
         statements += 1
 
-    engines = [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine is not None else [])]
+    # SQLAlchemy's statements (SQLite's BEGIN IMMEDIATE included); on PostgreSQL also what asyncpg's query logger
+    # sees: its transactions' BEGIN and COMMIT and the statements sent straight (Database.pg_transaction), not
+    # SQLAlchemy's (those run as prepared statements, which the logger does not see)
+    engines = [db.engine.sync_engine, *([db.writer_engine] if db.writer_engine else [])]
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
+    if db.is_postgres:
+        await db.engine.dispose()
+
+        def log_raw(dbapi_connection: Any, _record: object) -> None:
+            dbapi_connection.driver_connection.add_query_logger(count)
+
+        event.listen(db.engine.sync_engine, "connect", log_raw)
     began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(caller(i % len(room_ids)) for i in range(callers)))
     await runtime.settled()  # the estimates of the last calls are stored too
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     for engine in engines:
         event.remove(engine, "before_cursor_execute", count)
+    if db.is_postgres:
+        event.remove(db.engine.sync_engine, "connect", log_raw)
     await runtime.stop()
     await runtime.bus.close()
     assert len(called) == expected and Counter(called).most_common(1)[0][1] == 1, "a ticket was called twice or lost"
@@ -104,7 +117,7 @@ async def bench(fresh_url: Callable[[], Awaitable[str]], label: str, args: argpa
         rate, per_call, refreshes, cpu = await run(db, settings, room_ids, args.callers, full, args.tickets)
         kind = "full (op + events + estimates)" if full else "db-only"
         print(f"{label:10s} {kind:32s} {args.callers} callers: {rate:8.1f} call-next/s, {per_call:4.1f} SQL "
-              f"statements per call-next incl. BEGIN, {cpu * 1000:5.2f} ms CPU per call-next in this process "
+              f"statements per call-next incl. BEGIN{' and COMMIT' if db.is_postgres else ''}, {cpu * 1000:5.2f} ms CPU per call-next in this process "
               f"({args.tickets} tickets, {refreshes} estimate refreshes), goal >= 500/s", flush=True)
         await db.dispose()
 

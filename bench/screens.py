@@ -12,7 +12,9 @@ sessions; the same reader code for both) and then alternates: one call-next on c
 request until the last screen has the frame with the called number. Printed: p50/p95/p99 of that time for
 both and clinicall's ratio to the floor, the goal (p95 <= 1.1x at 200 screens, p99 <= 1.2x at 1,000),
 and clinicall's frames and bytes per screen per call-next by type (everything a screen receives until
-the next call, pings excluded: the call itself, the waiting lines' estimates that follow, the announcement).
+the next call, pings excluded: the call itself, the waiting lines' estimates that follow, the announcement),
+and each server's CPU time per call (every thread of its process; clinicall's includes the estimates and the
+announcement's rendering, not espeak's own processes).
 Caches: the first --warmup calls are not counted; the announcement clips of the numbers are rendered
 as they are called (espeak, the piece cache warms within the first calls).
 """
@@ -67,11 +69,20 @@ async def serve_clinicall(directory: str, port: int) -> None:
     _, display = await auth_service.create_display_token(db, "bench screens")
     await db.dispose()
     logging.basicConfig(level=logging.WARNING)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    app = create_app(settings)
+    app.router.add_get("/bench/cpu", cpu_seconds)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
     print(json.dumps({"token": token, "display": display}), flush=True)
     await asyncio.Event().wait()
+
+
+async def cpu_seconds(_request: Any) -> Any:
+    """The serving process's CPU time so far (every thread), for the CPU per call-next."""
+    from aiohttp import web
+
+    return web.json_response({"cpu": time.process_time()})
 
 
 async def serve_floor(port: int) -> None:
@@ -100,6 +111,7 @@ async def serve_floor(port: int) -> None:
         return web.json_response({"ticket": {"number": number}})
 
     app = web.Application()
+    app.router.add_get("/bench/cpu", cpu_seconds)
     app.router.add_get("/ws", ws_handler)
     app.router.add_post("/call", call)
     runner = web.AppRunner(app, access_log=None)
@@ -217,7 +229,14 @@ async def run(args: argparse.Namespace) -> None:
 
             times: dict[str, list[float]] = {"clinicall": [], "floor": [], "clinicall: reply": [],
                                              "clinicall: first screen": []}
+
+            async def cpu(session: aiohttp.ClientSession) -> float:
+                async with session.get("/bench/cpu") as resp:
+                    return float((await resp.json())["cpu"])
+
             for call in range(total):
+                if call == args.warmup:
+                    cpu_before = {"clinicall": await cpu(api), "floor": await cpu(floor_api)}
                 counted = call >= args.warmup
                 ours.counting = counted
                 sent = time.perf_counter()
@@ -238,6 +257,9 @@ async def run(args: argparse.Namespace) -> None:
                     times["clinicall: reply"].append(replied)
                     times["clinicall: first screen"].append(first)
                 await asyncio.sleep(args.pause / 2)
+            await asyncio.sleep(args.pause)  # the last call's estimates and announcement
+            times["cpu"] = [(await cpu(api) - cpu_before["clinicall"]) / args.calls,
+                            (await cpu(floor_api) - cpu_before["floor"]) / args.calls]
             await ours.close()
             await bare.close()
     finally:
@@ -266,6 +288,9 @@ def report(args: argparse.Namespace, times: dict[str, list[float]], ours: Screen
     goal = (1, 1.1, "p95") if args.screens <= 200 else (2, 1.2, "p99")
     verdict = "met" if ratios[goal[0]] <= goal[1] else "NOT met"
     print(f"goal: {goal[2]} <= {goal[1]}x the floor: {verdict} (a loaded machine says little: re-measure quietly)")
+    ours_cpu, floor_cpu = times["cpu"]
+    print(f"server CPU per call (every thread; clinicall's includes the estimates and the announcement's rendering): "
+          f"clinicall {ours_cpu * 1000:.1f} ms, floor {floor_cpu * 1000:.1f} ms")
     per = args.calls * args.screens
     frames = sum(ours.frames.values())
     print(f"per screen per call-next: {frames / per:.2f} frames, {sum(ours.bytes.values()) / per:.0f} bytes: " +

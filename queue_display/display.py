@@ -44,6 +44,9 @@ FORWARDED_PATTERNS = ("ticket.*", "queue.changed", "queue.room_state", "queue.ca
 CATALOG_CHANGED = "queue.catalog"
 SNAPSHOT_CACHE_SECONDS = 2.0
 QUEUE_CHANGED = "queue.changed"
+TICKET_DONE = "ticket.done"
+DONE_TICKET_KEYS = ("id", "number", "service_id", "status", "room")  # what a screen needs of a finished ticket
+RIDE_SECONDS = 2.0  # a line of new estimates only waits this long at most for a frame to ride along with
 
 # Keys that may carry who the patient is; they never reach a screen, wherever they appear.
 IDENTIFYING_KEYS = frozenset({
@@ -219,6 +222,9 @@ class DisplayHub:
         self._snapshots: dict[Any, tuple[int, float, asyncio.Task[dict[str, Any]]]] = {}
         self._frames: dict[Any, tuple[int, float, Frame]] = {}  # encoded snapshots, shared by screens
         self._pending: list[Event] = []
+        self._riding: dict[Any, tuple[Event, dict[str, Any]]] = {}  # service id -> a line of new estimates only
+        self._ride_timer: asyncio.TimerHandle | None = None
+        self.ride_seconds = RIDE_SECONDS
         self.lines: dict[Any, dict[Any, Sent]] = {}  # service id -> the waiting line as last sent
         self.forwarded = 0
         self.frames = 0  # frames encoded for batches
@@ -243,18 +249,44 @@ class DisplayHub:
 
     def flush(self) -> None:
         """One frame per screen with the pending events its filter takes, in the order they were published
-        (an operation publishes its call first); a service's waiting line only in its latest version."""
+        (an operation publishes its call first); a service's waiting line only in its latest version. A line
+        whose only news is its estimates rides along with the next frame (within RIDE_SECONDS)."""
         events, self._pending = self._pending, []
         if not events:
             return
-        self.version += 1
         self.forwarded += len(events)
-        latest_line = {event.data.get("service_id"): event for event in events if event.type == QUEUE_CHANGED}
-        kept = [e for e in events if e.type != QUEUE_CHANGED or latest_line.get(e.data.get("service_id")) is e]
         keep_masked = self.keep_masked
-        bodies = [{"type": e.type, "id": e.id, "at": e.at, "data": self._as_sent(e, scrub(e.data, keep_masked))}
-                  for e in kept]
-        scopes = [event_scope(e) for e in kept]
+        latest_line = {event.data.get("service_id"): event for event in events if event.type == QUEUE_CHANGED}
+        now: list[tuple[Event, dict[str, Any]]] = []
+        self.version += 1  # a snapshot read from now on has this batch's changes (cached ones are stale)
+        for event in events:
+            if event.type != QUEUE_CHANGED:
+                data = scrub(event.data, keep_masked)
+                self._left_line(data)
+                now.append((event, data))
+                continue
+            service_id = event.data.get("service_id")
+            if latest_line.get(service_id) is not event:
+                continue
+            data = scrub(event.data, keep_masked)
+            self._riding.pop(service_id, None)  # a newer line replaces one waiting to ride
+            if self._only_estimates(service_id, data):
+                self._riding[service_id] = (event, data)
+            else:
+                now.append((event, data))
+        if not now:
+            self._ride_later()
+            return
+        now.extend(self._riding.values())
+        self._riding.clear()
+        if self._ride_timer is not None:
+            self._ride_timer.cancel()
+            self._ride_timer = None
+        self._send(now)
+
+    def _send(self, events: list[tuple[Event, dict[str, Any]]]) -> None:
+        bodies = [{"type": e.type, "id": e.id, "at": e.at, "data": self._as_sent(e, data)} for e, data in events]
+        scopes = [event_scope(e) for e, _data in events]
         encoded: dict[tuple[int, ...], Frame] = {}
         for key in self.feed.keys():
             assert isinstance(key, ScreenFilter)
@@ -268,11 +300,51 @@ class DisplayHub:
                 self.frames += 1
             self.hub.publish(self.feed, key, frame)
 
+    def _only_estimates(self, service_id: Any, data: dict[str, Any]) -> bool:
+        """The line holds the tickets last sent, in the same places, changed in their estimates at most."""
+        waiting, sent = data.get("waiting"), self.lines.get(service_id)
+        if not isinstance(waiting, list) or sent is None \
+                or list(sent) != [t.get("id") if isinstance(t, dict) else None for t in waiting]:
+            return False
+        entries, _ = line_delta(sent, waiting)
+        return all(not isinstance(entry, dict) for entry in entries)
+
+    def _left_line(self, data: dict[str, Any]) -> None:
+        """A ticket that is no longer waiting leaves the lines as sent, as screens drop it themselves (state.js);
+        a line waiting to ride loses it too, its places closed up as the screens close them."""
+        ticket = data.get("ticket")
+        if not isinstance(ticket, dict) or ticket.get("status") == "waiting":
+            return
+        gone = ticket.get("id")
+        for line in self.lines.values():
+            line.pop(gone, None)
+        for _event, riding in self._riding.values():
+            waiting = riding.get("waiting")
+            if isinstance(waiting, list) and any(isinstance(t, dict) and t.get("id") == gone for t in waiting):
+                kept = [t for t in waiting if not (isinstance(t, dict) and t.get("id") == gone)]
+                riding["waiting"] = [{**t, "position": place} if isinstance(t, dict) else t
+                                     for place, t in enumerate(kept, start=1)]
+
+    def _ride_later(self) -> None:
+        if self._ride_timer is None:
+            self._ride_timer = asyncio.get_running_loop().call_later(self.ride_seconds, self._ride_now)
+
+    def _ride_now(self) -> None:
+        """No frame came to ride along with: the estimates go on their own."""
+        self._ride_timer = None
+        riding, self._riding = list(self._riding.values()), {}
+        if riding:
+            self._send(riding)
+
     def _as_sent(self, event: Event, data: dict[str, Any]) -> dict[str, Any]:
         """A waiting line goes out as a delta against the one sent before (queue_display/lines.py)."""
         waiting = data.get("waiting")
         if event.type != QUEUE_CHANGED or not isinstance(waiting, list):
-            return {k: v for k, v in data.items() if k not in FOR_THE_ESTIMATOR}
+            sent = {k: v for k, v in data.items() if k not in FOR_THE_ESTIMATOR}
+            ticket = sent.get("ticket")
+            if event.type == TICKET_DONE and isinstance(ticket, dict):  # screens only drop it from where it was
+                sent["ticket"] = {k: ticket[k] for k in DONE_TICKET_KEYS if k in ticket}
+            return sent
         service_id = data.get("service_id")
         entries, self.lines[service_id] = line_delta(self.lines.get(service_id, {}), waiting)
         return {**{k: v for k, v in data.items() if k != "waiting"}, "line": entries}
@@ -328,6 +400,9 @@ class DisplayHub:
         return list(self.feed.clients())
 
     def close(self) -> None:
+        if self._ride_timer is not None:
+            self._ride_timer.cancel()
+            self._ride_timer = None
         for _version, _at, task in self._snapshots.values():
             task.cancel()
         self._snapshots.clear()

@@ -5,7 +5,8 @@ The bus event carries the whole line (`"waiting": [ticket, ...]`, for messaging 
 display hub remembers the line it last sent for each service and sends `"line"` instead, in call order:
 
 - a ticket id (a number): the ticket as last sent, at this place (position = index + 1);
-- `[id, seconds, low, high]`: the same ticket with a new estimated wait and range (low/high null: none);
+- `[id, seconds, low, high]`: the same ticket with a new estimated wait and range, in whole seconds (low/high
+  null: none);
 - a ticket object: a ticket new to the line, or changed in anything besides its place and estimate.
 
 A screen rebuilds the line from the tickets it holds (state.js); one that does not hold a ticket a line
@@ -22,8 +23,13 @@ Sent = tuple[dict[str, Any], list[Any]]  # what a ticket was sent as: everything
 
 
 def wait_of(ticket: Mapping[str, Any]) -> list[Any]:
+    """[seconds, low, high] in whole seconds (screens show minutes): a tenth of a second more is no news."""
     low, high = ticket.get("estimated_wait_range") or (None, None)
-    return [ticket.get("estimated_wait_seconds"), low, high]
+    return [_whole(ticket.get("estimated_wait_seconds")), _whole(low), _whole(high)]
+
+
+def _whole(seconds: Any) -> Any:
+    return round(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else seconds
 
 
 def line_delta(previous: Mapping[Any, Sent], waiting: list[Any]) -> tuple[list[Any], dict[Any, Sent]]:

@@ -38,6 +38,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -382,7 +383,7 @@ def _statements(postgres: bool) -> dict[str, Any]:
         "services": select(x.id, x.prefix, x.names),
         # the room's current ticket(s), and the head of its line: the first HEADS it may call of each group of
         # one head start (ordering.head_group), whose call order is (enqueued_at, id)
-        "candidates": union_all(select(*line).where(t.room_id == room, t.status.in_(("called", "in_service"))),
+        "candidates": union_all(select(*line).where(t.room_id == room, or_(t.status == "called", t.status == "in_service")),
                                 *heads, *unknown),
         "line": select(*line).where(t.status == "waiting", within(t.service_id, "services")),
         "finish": update(Ticket.__table__)
@@ -408,6 +409,75 @@ def _statements(postgres: bool) -> dict[str, Any]:
 SQLITE_SQL, POSTGRES_SQL = _statements(False), _statements(True)
 
 
+class _PgStatement:
+    """A prebuilt statement compiled once for asyncpg: its SQL text and its parameters in order."""
+
+    def __init__(self, statement: Any) -> None:
+        compiled = statement.compile(dialect=asyncpg_dialect.dialect())
+        self.sql = str(compiled)
+        self.names = list(compiled.positiontup or ())
+        self.defaults = {name: compiled.params[name] for name in self.names}
+
+    def args(self, **given: Any) -> list[Any]:
+        return [given[name] if name in given else self.defaults[name] for name in self.names]
+
+
+PG_READ = {name: _PgStatement(POSTGRES_SQL[name]) for name in ("rooms", "services", "candidates")}
+# finish the room's current ticket(s), claim the first candidate no one else holds, end and start their visits
+# and log their events: one statement (its parts see the same snapshot and touch different rows)
+PG_CALL = """
+WITH done AS (
+    UPDATE queue_tickets SET status = 'done', done_at = $3::timestamptz, updated_at = $3,
+                             started_at = coalesce(started_at, called_at, $3)
+    WHERE id = ANY($1::integer[]) AND room_id = $2::integer AND status IN ('called', 'in_service')
+          AND return_service_id IS NULL
+    RETURNING *
+), pick AS (
+    SELECT id FROM queue_tickets WHERE id = ANY($4::integer[]) AND status = 'waiting' AND service_id = ANY($5::integer[])
+    ORDER BY array_position($4::integer[], id) LIMIT 1 FOR UPDATE SKIP LOCKED
+), called AS (
+    UPDATE queue_tickets t SET status = 'called', room_id = $2, called_at = $3, started_at = NULL, recall_count = 0,
+                               updated_at = $3
+    FROM pick WHERE t.id = pick.id AND t.status = 'waiting'
+    RETURNING t.*
+), visits AS (
+    UPDATE queue_visits v SET
+        room_id = CASE WHEN c.id IS NULL THEN v.room_id ELSE $2 END,
+        called_at = CASE WHEN c.id IS NULL THEN v.called_at ELSE coalesce(v.called_at, $3) END,
+        started_at = CASE WHEN c.id IS NULL THEN coalesce(v.started_at, v.called_at, $3) ELSE v.started_at END,
+        ended_at = CASE WHEN c.id IS NULL THEN $3 ELSE v.ended_at END,
+        outcome = CASE WHEN c.id IS NULL THEN 'done' ELSE v.outcome END
+    FROM (SELECT visit_id, NULL::integer AS id FROM done UNION ALL SELECT visit_id, id FROM called) c
+    WHERE v.id = c.visit_id
+), logged AS (
+    INSERT INTO queue_ticket_events (ticket_id, type, at, service_id, room_id, user_id, detail)
+    SELECT id, 'ticket.done', $3::timestamptz, service_id, $2::integer, $6::integer, '{}'::json FROM done
+    UNION ALL SELECT id, 'ticket.called', $3::timestamptz, service_id, $2::integer, $6::integer, '{"how": "next"}'::json
+    FROM called
+)
+SELECT true AS was_called, * FROM called UNION ALL SELECT false, * FROM done
+"""
+
+
+class _Lean:
+    """An asyncpg record read by attribute, as the lean rows of the SQLAlchemy path are."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._record[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Elsewhere(Exception):
+    """The fast path cannot finish this call-next (a round trip, every head taken): roll back, take the full one."""
+
+
 def statements(conn: Connection) -> dict[str, Any]:
     return POSTGRES_SQL if conn.dialect.name == "postgresql" else SQLITE_SQL
 
@@ -421,6 +491,11 @@ async def call_next(db: Database, settings: Settings, room_id: int, *, user_id: 
     on a round trip goes back to its doctor through the full path (_call_next_round_trip). Returns None
     (after finishing the current one) when nobody waits."""
     now = now or utcnow()
+    if db.is_postgres:
+        try:
+            return await _call_next_pg(db, settings, room_id, user_id, now)
+        except _Elsewhere:
+            pass
     work = partial(_call_next_in, is_postgres=db.is_postgres, settings=settings, room_id=room_id, user_id=user_id,
                    now=now)
     outcome = await db.run_sync(work)
@@ -456,6 +531,60 @@ def _call_next_in(conn: Connection, *, is_postgres: bool, settings: Settings, ro
     if called is None:
         return _only_finished(finished, view) if finished else None
     return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished, view=view)
+
+
+async def _call_next_pg(db: Database, settings: Settings, room_id: int, user_id: int | None,
+                        now: dt.datetime) -> Outcome | None:
+    """call-next on PostgreSQL straight through asyncpg: one transaction of four prepared statements (the rooms,
+    the services, the room's candidates, then PG_CALL). Raises _Elsewhere (after rolling back) when the full path
+    must do it: the current ticket goes back to its doctor, or no head of the line could be claimed."""
+    async with db.pg_transaction() as conn:
+        rooms = {r["id"]: _Lean(r) for r in await conn.fetch(PG_READ["rooms"].sql)}
+        room = rooms.get(room_id)
+        _check_open(room)
+        services = {x["id"]: _Lean(x) for x in await conn.fetch(PG_READ["services"].sql)}
+        service_ids = list(room.service_ids or [-1])
+        open_rooms = [r.id for r in rooms.values() if r.open]
+        hold = dt.timedelta(minutes=settings.queue.return_hold_minutes)
+        statement = PG_READ["candidates"]
+        rows = [_Lean(r) for r in await conn.fetch(statement.sql, *statement.args(
+            services=service_ids, room=room.id, heads=HEADS, held_until=now - hold, open_rooms=open_rooms))]
+        current = [row for row in rows if row.status != "waiting"]
+        if any(row.return_service_id is not None for row in current):
+            raise _Elsewhere
+        weights, starvation = settings.queue.priority_weights, float(settings.queue.anti_starvation_minutes)
+        ordered, whole = order_from_heads([queue_item(row, settings, set(open_rooms)) for row in rows
+                                           if row.status == "waiting"], HEADS, room.id, room.service_ids, now,
+                                          weights, starvation)
+        if not ordered and not whole:
+            raise _Elsewhere
+        written = await conn.fetch(PG_CALL, [row.id for row in current], room.id, now,
+                                   [item.ticket_id for item in ordered], service_ids, user_id)
+        if ordered and not any(row["was_called"] for row in written):
+            raise _Elsewhere  # every head was taken meanwhile: the full path waits for them or reads the line
+    done = [_Lean(row) for row in written if not row["was_called"]]
+    called = next((_Lean(row) for row in written if row["was_called"]), None)
+    view = QueueView(services, rooms, {t.id: t for t in done})
+    finished = [Outcome(t.id, ev.TICKET_DONE, set(), served=Served(room.id, t.service_id, t.called_at or t.started_at
+                                                                    or now, now, t.priority, t.is_returning))
+                for t in done]
+    if called is not None:
+        view.tickets[called.id] = called
+    view.names = await _masked_names_after(db, settings, view.tickets.values())
+    if called is None:
+        return _only_finished(finished, view) if finished else None
+    return Outcome(called.id, ev.TICKET_CALLED, {called.service_id}, before=finished, view=view)
+
+
+async def _masked_names_after(db: Database, settings: Settings, rows: Collection[Any]) -> dict[int, str]:
+    wanted = {row.patient_id for row in rows if row.patient_id is not None}
+    if settings.display.name_mask == "none" or not wanted:
+        return {}
+    try:
+        from crm_bridge.service import masked_names
+    except ImportError:
+        return {}
+    return await masked_names(db, wanted)
 
 
 async def _call_next_round_trip(db: Database, settings: Settings, room_id: int, *, user_id: int | None,

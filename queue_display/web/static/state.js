@@ -71,8 +71,11 @@ export class ScreenState {
     const ticket = data.ticket;
     if (!ticket || !type.startsWith("ticket.")) return null;
     if (ticket.room && !this.rooms.has(ticket.room.id)) this.rooms.set(ticket.room.id, ticket.room);
-    if (ticket.status !== "waiting") {
-      for (const service of this.services.values()) service.waiting = service.waiting.filter((t) => t.id !== ticket.id);
+    if (ticket.status !== "waiting") {  // it leaves its line; the places behind it close up (as the hub counts them)
+      for (const service of this.services.values()) {
+        if (!service.waiting.some((t) => t.id === ticket.id)) continue;
+        service.waiting = service.waiting.filter((t) => t.id !== ticket.id).map((t, index) => ({...t, position: index + 1}));
+      }
     }
     for (const [roomId, shown] of this.current) {
       if (shown.id === ticket.id && (!ticket.room || ticket.room.id !== roomId || !ACTIVE_IN_ROOM.has(ticket.status))) this.current.delete(roomId);
