@@ -34,14 +34,29 @@ def statements_by_task(db: Database) -> Iterator[dict[str, list[str]]]:
                 task = None
             seen.setdefault(task.get_name() if task else WRITER, []).append(statement)
 
+    def raw(record: Any) -> None:  # what is sent through asyncpg itself (Database.pg_transaction), on PostgreSQL
+        before(None, None, record.query)
+
+    def log_raw(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(raw)
+
+    def stop_raw(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection.remove_query_logger(raw)
+
     engines = {db.engine.sync_engine, db.read_engine.sync_engine, *([db.writer_engine] if db.writer_engine else [])}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", before)
+        if db.is_postgres:
+            event.listen(engine, "checkout", log_raw)
+            event.listen(engine, "checkin", stop_raw)
     try:
         yield seen
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", before)
+            if db.is_postgres:
+                event.remove(engine, "checkout", log_raw)
+                event.remove(engine, "checkin", stop_raw)
 
 
 async def test_call_next_is_one_short_transaction_and_its_estimates_follow_once(clinic: Clinic) -> None:
