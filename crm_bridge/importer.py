@@ -278,7 +278,7 @@ async def write_batch(db: Database, rows: list[PatientRow], user_id: int | None,
                  "service_of_interest": "", "notes": "", "date_of_birth": None, "gender": None, **r.values}
                 for r in fresh])
             by_his = dict((await s.execute(select(Patient.his_id, Patient.id).where(
-                Patient.his_id.in_([r.his_id for r in fresh])))).tuples().all())
+                Patient.his_id.in_([r.his_id for r in fresh])))).all())
             ids = [by_his[r.his_id] for r in fresh]
             keys = [{"patient_id": pid, "key": k} for pid, r in zip(ids, fresh, strict=True)
                     for k in search_keys(r.folded)]

@@ -444,9 +444,11 @@ async def display_socket(request: web.Request) -> web.StreamResponse:
 
 
 def _asks_resync(raw: str) -> bool:
+    if len(raw) > 1024:  # a screen only ever sends {"type": "resync"} (or "ping")
+        return False
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(body, dict) and body.get("type") == "resync"
 

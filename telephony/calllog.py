@@ -331,10 +331,9 @@ class CallLog:
             # calls.linkedid is unique: an instance overlapping this one on the AMI link (a takeover) may have
             # made the row since this one looked; then that row is the call's
             made = dict((await conn.execute(dialect.insert(Call).values(rows).on_conflict_do_nothing(
-                index_elements=["linkedid"]).returning(Call.linkedid, Call.id))).tuples().all())
+                index_elements=["linkedid"]).returning(Call.linkedid, Call.id))).all())
             taken = [row["linkedid"] for row in rows if row["linkedid"] not in made]
-            others = dict((await conn.execute(select(Call.linkedid, Call.id).where(Call.linkedid.in_(taken)))).tuples()
-                          .all()) if taken else {}
+            others = dict((await conn.execute(select(Call.linkedid, Call.id).where(Call.linkedid.in_(taken)))).all()) if taken else {}
         for (linkedid, origin), row in zip(new.items(), rows, strict=True):
             if row["linkedid"] in made:
                 call_id = made[row["linkedid"]]

@@ -244,6 +244,9 @@ async def users_update(request: web.Request) -> web.Response:
     user_id = int_param(request, "user_id")
     body = await parse_body(request, UserPatch)
     no_patient_role(body.roles or [])
+    target = await service.get_user(request.app[DB_KEY], user_id)
+    if target is None or "patient" in (target.roles or []):  # a patient's login is managed from their record
+        raise Problem(404, "User not found", "No staff user with that id exists.", code="user_not_found")
     if user_id == who.user_id and (body.active is False or (body.roles is not None and "admin" not in body.roles)):
         raise Problem(409, "Cannot lock yourself out", "You cannot remove your own admin role or deactivate yourself.")
     user = await service.update_user(request.app[DB_KEY], user_id, **body.model_dump(exclude_unset=True))

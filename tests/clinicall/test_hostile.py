@@ -125,6 +125,10 @@ async def test_patient_logins_close_at_once(client: TestClient, staff: Staff) ->
     for who in ("admin", "supervisor"):  # patients' logins (their phone, their name) are not among the staff
         users = (await (await client.get("/api/users", headers=staff.headers(who))).json())["users"]
         assert {merged_user, survivor_user}.isdisjoint(u["username"] for u in users) and len(users) > 1, who
+    patient_login = await auth_service.user_by_name(client.app[DB_KEY], survivor_user)  # type: ignore[index]
+    assert patient_login is not None  # nor can the staff's user form change one (a new password, a role)
+    renamed = await client.patch(f"/api/users/{patient_login.id}", json={"display_name": "x"}, headers=staff.headers("admin"))
+    assert (renamed.status, (await renamed.json())["code"]) == (404, "user_not_found")
     for headers in (old, kept):  # both remembered now
         assert (await client.get("/api/patient/me", headers=headers)).status == 200
     merge = await client.post("/api/merges", json={"from_id": merged, "into_id": survivor},

@@ -240,7 +240,8 @@ async def test_snapshot_then_changes_filtered_and_never_full_names(masked_client
     assert line[0] == child["id"] or line[0][0] == child["id"]  # sent before: its id (and a new estimate)
     assert line[1]["number"] == second["number"]
 
-    # a screen asking to resynchronise gets a fresh snapshot; heartbeats keep coming
+    # a screen asking to resynchronise gets a fresh snapshot (after junk nested too deep to parse); heartbeats
+    await room_screen.ws.send_str("[" * 1000)
     await room_screen.ws.send_str(json.dumps({"type": "resync"}))
     fresh = (await room_screen.next("snapshot"))["data"]
     assert fresh["rooms"][0]["current"]["number"] == first["number"]
