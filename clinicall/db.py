@@ -108,8 +108,7 @@ class Database:
             self.writer_engine = None
             self.reader_engine = None
         self._held = HeldConnections()  # pg_fetch's (PostgreSQL)
-        self._writer: ThreadPoolExecutor | None = None  # run_sync's thread on SQLite, made when first needed
-        self._reader: ThreadPoolExecutor | None = None  # read_sync's thread on SQLite, likewise
+        self._threads: dict[Engine, ThreadPoolExecutor] = {}  # SQLite: run_sync's and read_sync's, made when needed
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -131,32 +130,25 @@ class Database:
         and cursor to its thread and back, which costs far more than SQLite itself); on PostgreSQL on the
         event loop, each statement a round trip (AsyncConnection.run_sync)."""
         if self.writer_engine is not None:
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-            return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_writer, work)
+            return await self._on_own_thread(self.writer_engine, "sqlite-writer", work)
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
-
-    def _in_writer(self, work: Callable[[Connection], T]) -> T:
-        assert self.writer_engine is not None
-        with self.writer_engine.begin() as connection:
-            return work(connection)
 
     async def read_sync(self, work: Callable[[Connection], T]) -> T:
         """`work(connection)` (Core statements) in one read transaction: run_sync's counterpart for a hot
         path's reads. On SQLite one hand-off to a reader thread with a plain sqlite3 connection (deferred
         BEGIN: under WAL it never waits for the writer); on PostgreSQL on the event loop."""
         if self.reader_engine is not None:
-            if self._reader is None:
-                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
-            return await asyncio.get_running_loop().run_in_executor(self._reader, self._in_reader, work)
+            return await self._on_own_thread(self.reader_engine, "sqlite-reader", work)
         async with self.read_engine.connect() as connection:
             return await connection.run_sync(work)
 
-    def _in_reader(self, work: Callable[[Connection], T]) -> T:
-        assert self.reader_engine is not None
-        with self.reader_engine.connect() as connection, connection.begin():
-            return work(connection)
+    async def _on_own_thread(self, engine: Engine, name: str, work: Callable[[Connection], T]) -> T:
+        """One hand-off to the engine's own thread (one thread, one plain sqlite3 connection per engine)."""
+        executor = self._threads.get(engine)
+        if executor is None:
+            executor = self._threads[engine] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return await asyncio.get_running_loop().run_in_executor(executor, _in_transaction, engine, work)
 
     async def pg_fetch(self, sql: str, *args: Any) -> list[Any]:
         """PostgreSQL only: one statement through asyncpg itself (kept prepared on each connection), outside any
@@ -223,11 +215,15 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
-        for executor, engine in ((self._writer, self.writer_engine), (self._reader, self.reader_engine)):
-            if executor is not None and engine is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, engine.dispose)
-                executor.shutdown(wait=False)
-        self._writer = self._reader = None
+        threads, self._threads = self._threads, {}
+        for engine, executor in threads.items():
+            await asyncio.get_running_loop().run_in_executor(executor, engine.dispose)
+            executor.shutdown(wait=False)
+
+
+def _in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.begin() as connection:
+        return work(connection)
 
 
 DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy")
