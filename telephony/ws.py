@@ -1,5 +1,5 @@
 """`/ws/agent`: live progress of the agent's own calls, the screen pops addressed to them, and
-`worklists.changed` (crm_bridge: a referral arrived, a patient was assigned or transferred).
+`worklists.changed` (crm_bridge: who is on which list changed).
 
 The agents' feed on the app's websocket hub (clinicall/hub.py): one group per (user, extension), each
 event encoded once for everyone it is addressed to. An agent whose socket falls behind loses nothing
