@@ -3,6 +3,7 @@ malformed input into a 4xx with a sentence a person can act on."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import unicodedata
 from typing import Annotated, Any, TypeVar
@@ -116,6 +117,29 @@ def _one_line(value: str) -> str:
 # A name set by staff (a service, a room, a doctor, a user, a screen): it reaches screens, printed tickets,
 # spoken announcements and exports, where a direction mark or an escape sequence would disguise it.
 OneLine = Annotated[str, AfterValidator(_one_line)]
+
+
+# The days a person can mean. Past them the date arithmetic of a filter (a week's end, a day's start in UTC, the day
+# after) overflows, a 500; a stored one would break every list that later reads it.
+EARLIEST_DAY = dt.date(1900, 1, 1)
+LATEST_DAY = dt.date(2200, 1, 1)
+
+
+def _real_day(value: dt.date) -> dt.date:
+    if not EARLIEST_DAY <= value < LATEST_DAY:
+        raise PydanticCustomError("invalid_date", "out of range: use a day from 1900 to 2199")
+    return value
+
+
+# A day in a body or a query (a filter's from, to or date; a due day): 422 `invalid_date` under the field past the range.
+Day = Annotated[dt.date, AfterValidator(_real_day)]
+
+
+def check_day(value: dt.date | None, field: str) -> None:
+    """The same bounds for a day parsed by hand (or already in a model): 422 `invalid_date` naming the field."""
+    if value is not None and not EARLIEST_DAY <= value < LATEST_DAY:
+        raise Problem(422, "Invalid date", f"{field} {value.isoformat()} is out of range; use a real date.",
+                      code="invalid_date", errors=[{"field": field, "code": "invalid_date", "message": "out of range"}])
 
 
 def nul_field(data: Any) -> str | None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.auth.models import User
 from clinicall.db import Database, utcnow
-from clinicall.problem import Problem
+from clinicall.problem import Problem, check_day
 from crm_bridge.audit import add_audit
 from crm_bridge.models import CARE_STATUSES, CareNote, CareStatusChange, CustomerStatus, Patient
 from crm_bridge.text import clean_text
@@ -24,8 +24,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 STATUS_LABELS = {"new": "mới", "in_treatment": "đang điều trị", "treatment_finished": "kết thúc điều trị",
                  "care_closed": "đóng chăm sóc"}
 MAX_NOTE = 5000
-EARLIEST = dt.date(1900, 1, 1)
-LATEST = dt.date(2200, 1, 1)
 
 
 def check_transition(current: str, target: str) -> None:
@@ -52,12 +50,6 @@ def change_care_status(s: AsyncSession, patient: Patient, target: str, user_id: 
     patient.care_status_changed_by = user_id
     patient.last_activity_at = now
     return True
-
-
-def check_date(value: dt.date | None, field: str) -> None:
-    if value is not None and not EARLIEST <= value < LATEST:
-        raise Problem(422, "Invalid date", f"{field} {value.isoformat()} is out of range; use a real date.",
-                      code="invalid_date", errors=[{"field": field, "code": "invalid_date", "message": "out of range"}])
 
 
 async def resolve_customer_status(s: AsyncSession, customer_status: str | None,
@@ -119,7 +111,7 @@ async def add_care_note(db: Database, *, patient_id: int, author_id: int, call_i
         detail_status = clean_text(detail_status, "detail_status", 120)
     for value, field in ((callback_date, "callback_date"), (booking_date, "booking_date"),
                          (arrival_date, "arrival_date")):
-        check_date(value, field)
+        check_day(value, field)
     if call_id is not None and not 0 < call_id < 2**63:
         raise Problem(422, "Invalid call id", "call_id must be a positive call id.")
     async with db.transaction() as s:

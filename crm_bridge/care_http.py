@@ -9,8 +9,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import public, require
@@ -19,7 +18,7 @@ from clinicall.auth.service import Principal, authenticate, get_user, start_sess
 from clinicall.auth.throttle import LOGIN_THROTTLE_KEY
 from clinicall.auth.token_cache import forget_tokens
 from clinicall.keys import DB_KEY, SETTINGS_KEY
-from clinicall.problem import Problem, int_param, parse_body, parse_query, validate
+from clinicall.problem import Day, Problem, int_param, parse_body, parse_query, validate
 from crm_bridge import accounts, referrals, results, treatment
 from crm_bridge.audit import audit_views, record_access
 from crm_bridge.filestore import FILE_STORE_KEY
@@ -27,12 +26,10 @@ from crm_bridge.http import checked_access, today
 from crm_bridge.patients import get_patient
 from crm_bridge.phones import normalise
 from crm_bridge.service import ARRIVAL_DAYS_KEY, TICKETS_OF_DAY_KEY, worklists_changed
-from crm_bridge.sniff import checked_file
+from crm_bridge.uploads import read_multipart
 
 routes = web.RouteTableDef()
 CARE_WRITERS = ("agent", "supervisor", "doctor")
-MAX_FILES = 10
-MAX_FIELD = 10_000
 TRUE = ("1", "true", "on", "yes")
 # Served files: never rendered by the browser, never sniffed, no script, no framing.
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store, private",
@@ -46,43 +43,6 @@ def max_bytes(request: web.Request) -> int:
 
 def patient_link(request: web.Request) -> str:
     return request.app[SETTINGS_KEY].http.base_url() + "/me"
-
-
-async def read_multipart(request: web.Request) -> tuple[dict[str, str], list[results.Upload]]:
-    """Form fields and the files (each checked by content, name and size) of a multipart upload. Every file
-    is checked before anything is stored: one bad file refuses the whole upload."""
-    if request.content_type != "multipart/form-data":
-        raise Problem(415, "Upload as a form", "Send the files as multipart/form-data (form field 'files').",
-                      code="upload_not_multipart")
-    fields: dict[str, str] = {}
-    raw: list[tuple[str, bytes]] = []
-    limit = max_bytes(request)
-    try:
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, BodyPartReader):
-                raise Problem(400, "Malformed form", "Nested multipart bodies are not accepted.", code="malformed_form")
-            if part.filename is not None:
-                if len(raw) >= MAX_FILES:
-                    raise Problem(422, "Too many files", f"Send at most {MAX_FILES} files at once.", code="too_many_files")
-                raw.append((part.filename, await read_part(part, limit, part.filename)))
-            elif part.name:
-                fields[part.name] = (await read_part(part, MAX_FIELD, part.name)).decode("utf-8", "replace")
-    except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, LookupError, HttpProcessingError) as exc:
-        raise Problem(400, "Malformed form", f"The upload cannot be read ({type(exc).__name__}).",
-                      code="malformed_form") from None
-    return fields, [results.Upload(*checked_file(name, data, limit), data) for name, data in raw]
-
-
-async def read_part(part: BodyPartReader, limit: int, name: str) -> bytes:
-    data = bytearray()
-    while chunk := await part.read_chunk(65536):
-        data += chunk
-        if len(data) > limit:
-            raise Problem(413, "File too large", f"{name[:60]}: a file may have at most {limit // (1024 * 1024)} MB.",
-                          code="file_too_large",
-                          errors=[{"field": "files", "code": "file_too_large", "message": name[:60]}])
-    return bytes(data)
 
 
 def flag(fields: dict[str, str], name: str) -> bool:
@@ -165,7 +125,7 @@ async def upload_files(request: web.Request) -> web.Response:
     who = require(request, *CARE_WRITERS)
     patient_id = int_param(request, "id")
     await checked_access(request, who, patient_id)
-    fields, uploads = await read_multipart(request)
+    fields, uploads = await read_multipart(request, max_bytes(request))
     if not uploads:
         raise Problem(422, "No file", "Choose one or more files to upload.", code="file_missing",
                       errors=[{"field": "files", "code": "file_missing", "message": "no file"}])
@@ -246,7 +206,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
 async def create_referral(request: web.Request) -> web.Response:
     """A referring doctor sends a patient (multipart: full_name, phone, service_of_interest, note, files)."""
     who = require(request, "referrer")
-    fields, uploads = await read_multipart(request)
+    fields, uploads = await read_multipart(request, max_bytes(request))
     data = validate(referrals.ReferralIn, {k: v for k, v in fields.items() if k in referrals.ReferralIn.model_fields})
     patient_id = await referrals.create_referral(request.app[DB_KEY], request.app[FILE_STORE_KEY], data, uploads,
                                                  who.user_id or 0, who.display_name,
@@ -425,8 +385,8 @@ async def patch_account(request: web.Request) -> web.Response:
 
 class RangeQuery(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
-    start: dt.date | None = Field(None, alias="from")
-    end: dt.date | None = Field(None, alias="to")
+    start: Day | None = Field(None, alias="from")
+    end: Day | None = Field(None, alias="to")
 
 
 @routes.get("/api/stats/referrals")

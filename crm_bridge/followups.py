@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from clinicall.db import Database, utcnow
-from clinicall.problem import Problem
+from clinicall.problem import Problem, check_day
 from crm_bridge.audit import add_audit
-from crm_bridge.care import check_date, live_patient
+from crm_bridge.care import live_patient
 from crm_bridge.models import FollowUp, Patient
 from crm_bridge.patients import check_agent, scope_condition
 from crm_bridge.text import clean_text
@@ -40,7 +40,7 @@ def _check(method: str | None, status: str | None) -> None:
 async def create_followup(db: Database, patient_id: int, *, method: str, theme: str, due_date: dt.date,
                           agent_id: int | None, created_by: int, status: str = "pending") -> dict[str, Any]:
     _check(method, status)
-    check_date(due_date, "due_date")
+    check_day(due_date, "due_date")
     theme = clean_text(theme, "theme", 200)
     if not theme:
         raise Problem(422, "Theme needed", "Say what the follow-up is about in theme.")
@@ -70,7 +70,7 @@ async def update_followup(db: Database, followup_id: int, changes: dict[str, Any
     if "due_date" in changes:
         if changes["due_date"] is None:
             raise Problem(422, "Due date needed", "A follow-up plan needs a due date.")
-        check_date(changes["due_date"], "due_date")
+        check_day(changes["due_date"], "due_date")
     if "theme" in changes:
         changes["theme"] = clean_text(changes["theme"] or "", "theme", 200)
         if not changes["theme"]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,10 +15,10 @@ from clinicall.auth.access import require
 from clinicall.auth.service import Principal, list_users
 from clinicall.auth.token_cache import forget_tokens
 from clinicall.keys import DB_KEY, SETTINGS_KEY
-from clinicall.problem import Problem, int_param, parse_body, parse_query
+from clinicall.problem import Day, Problem, int_param, parse_body, parse_query
 from crm_bridge import accounts, audit, care, duplicates, followups, statuses, templates, transfers, worklists
 from crm_bridge import patients as records
-from crm_bridge.importer import decode, import_csv, parse_mapping
+from crm_bridge.importer import MAX_FILE_BYTES, import_csv, parse_mapping
 from crm_bridge.service import (
     agent_may_access,
     audit_views,
@@ -30,6 +30,7 @@ from crm_bridge.service import (
     worklists_changed,
 )
 from crm_bridge.text import has_control
+from crm_bridge.uploads import MAX_FIELD, read_part
 
 routes = web.RouteTableDef()
 STAFF = ("agent", "supervisor")
@@ -209,9 +210,9 @@ class NoteBody(BaseModel):
     customer_status: str | None = Field(None, min_length=1, max_length=120)
     detail_status: str | None = Field(None, min_length=1, max_length=120)
     note: str = Field("", max_length=care.MAX_NOTE)
-    callback_date: dt.date | None = None
-    booking_date: dt.date | None = None
-    arrival_date: dt.date | None = None
+    callback_date: Day | None = None
+    booking_date: Day | None = None
+    arrival_date: Day | None = None
     care_status: str | None = Field(None, max_length=24)
     reached: bool | None = None
 
@@ -290,7 +291,7 @@ async def patch_status(request: web.Request) -> web.Response:
 
 class WorklistQuery(BaseModel):
     agent_id: int | None = Field(None, gt=0, lt=2**63)
-    date: dt.date | None = None
+    date: Day | None = None
     limit: int = Field(100, ge=1, le=MAX_PAGE)
     offset: int = Field(0, ge=0, le=10**7)
 
@@ -413,7 +414,7 @@ class FollowUpBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str = Field(max_length=10)
     theme: str = Field(min_length=1, max_length=200)
-    due_date: dt.date
+    due_date: Day
     status: str = Field("pending", max_length=16)
     agent_id: int | None = Field(None, gt=0, lt=2**63)
 
@@ -422,14 +423,14 @@ class FollowUpPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str | None = Field(None, max_length=10)
     theme: str | None = Field(None, min_length=1, max_length=200)
-    due_date: dt.date | None = None
+    due_date: Day | None = None
     status: str | None = Field(None, max_length=16)
     agent_id: int | None = Field(None, gt=0, lt=2**63)
 
 
 class FollowUpQuery(BaseModel):
     view: str = Field("week", max_length=8)
-    start: dt.date | None = Field(None, alias="from")
+    start: Day | None = Field(None, alias="from")
     agent_id: int | None = Field(None, gt=0, lt=2**63)
     open_only: bool = False
 
@@ -485,7 +486,7 @@ async def list_followups(request: web.Request) -> web.Response:
 # ---- reception ---------------------------------------------------------------------------------
 
 class ArrivalsQuery(BaseModel):
-    date: dt.date | None = None
+    date: Day | None = None
 
 
 def arrivals_day(request: web.Request, who: Principal, asked: dt.date | None) -> dt.date:
@@ -621,10 +622,12 @@ async def import_patients(request: web.Request) -> web.Response:
         try:
             reader = await request.multipart()
             async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    raise Problem(400, "Malformed form", "Nested multipart bodies are not accepted.", code="malformed_form")
                 if part.name == "file":
-                    data = await part.read(decode=False)  # type: ignore[union-attr]
+                    data = await read_part(part, MAX_FILE_BYTES, part.filename or "file")
                 elif part.name == "mapping":
-                    mapping_text = (await part.text())[:10000]  # type: ignore[union-attr]
+                    mapping_text = (await read_part(part, MAX_FIELD, "mapping")).decode("utf-8", "replace")
         except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError, AttributeError, HttpProcessingError) as exc:
             raise Problem(400, "Malformed form", f"The multipart body cannot be read ({exc}); "
                                                 "send the CSV as form field 'file'.") from None
@@ -635,7 +638,6 @@ async def import_patients(request: web.Request) -> web.Response:
     else:
         raise Problem(415, "Unsupported media type", "Send the CSV as text/csv or as multipart/form-data field 'file'.")
     mapping = parse_mapping(mapping_text)
-    decode(data)
     summary = await import_csv(request.app[DB_KEY], bytes(data), mapping=mapping, user_id=who.user_id,
                                region=region(request))
     await worklists_changed(request.app, None, "imported")

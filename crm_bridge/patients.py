@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.auth.models import User
 from clinicall.db import Database, utcnow
-from clinicall.problem import Problem
+from clinicall.problem import Problem, check_day
 from crm_bridge.audit import add_audit
-from crm_bridge.care import change_care_status, check_date, live_patient
+from crm_bridge.care import change_care_status, live_patient
 from crm_bridge.models import CARE_STATUSES, GENDERS, Patient, PatientNameKey, PatientPhone
 from crm_bridge.names import clean_name, fold, search_keys
 from crm_bridge.phones import looks_like_phone, normalise
@@ -112,7 +112,7 @@ async def check_agent(s: AsyncSession, agent_id: int | None) -> None:
 
 async def create_patient(db: Database, data: PatientIn, user_id: int | None, region: str = "VN") -> int:
     name, folded = checked_name(data.full_name)
-    check_date(data.date_of_birth, "date_of_birth")
+    check_day(data.date_of_birth, "date_of_birth")
     phones = [(checked_phone(p.number, region), clean_text(p.number, "phone", 64), clean_text(p.label, "label", 40))
               for p in data.phones]
     texts = {f: clean_text(getattr(data, f), f, n, multiline=f == "notes") for f, n in TEXT_LIMITS.items()}
@@ -147,7 +147,7 @@ async def update_patient(db: Database, patient_id: int, patch: PatientPatch, use
     if "care_status" in sent and sent["care_status"] is None:
         raise Problem(422, "Invalid care status", f"care_status must be one of {', '.join(CARE_STATUSES)}.")
     for field in ("date_of_birth", "booking_date", "arrival_date"):
-        check_date(sent.get(field), field)
+        check_day(sent.get(field), field)
     changes: dict[str, Any] = {}
     for field, limit in TEXT_LIMITS.items():
         if field in sent:

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from clinicall.db import Database, utcnow
-from clinicall.problem import Problem
+from clinicall.problem import Problem, check_day
 from crm_bridge.audit import add_audit
-from crm_bridge.care import change_care_status, check_date, live_patient
+from crm_bridge.care import change_care_status, live_patient
 from crm_bridge.models import Patient, TreatmentEntry
 from crm_bridge.text import clean_text
 
@@ -48,8 +48,8 @@ async def add_entry(db: Database, patient_id: int, data: EntryIn, user_id: int |
     texts = {"doctor": clean_text(data.doctor, "doctor", 200), "technician": clean_text(data.technician, "technician", 200),
              "progress": clean_text(data.progress, "progress", MAX_TEXT, multiline=True),
              "orders": clean_text(data.orders, "orders", MAX_TEXT, multiline=True)}
-    check_date(data.day, "day")
-    check_date(data.revisit_date, "revisit_date")
+    check_day(data.day, "day")
+    check_day(data.revisit_date, "revisit_date")
     if data.revisit_date is not None and data.revisit_date < data.day:
         raise Problem(422, "Re-visit before the visit", "The re-visit date must be on or after the entry's date.",
                       code="revisit_before_visit",

@@ -23,7 +23,7 @@ from clinicall.bus import Event
 from clinicall.client_address import client_address
 from clinicall.db import utcnow
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
-from clinicall.problem import Problem, int_param, parse_body, parse_query
+from clinicall.problem import Day, Problem, int_param, parse_body, parse_query
 from crm_bridge import service as crm
 from messaging import receipts
 from messaging.events import MESSAGE_UPDATED
@@ -43,7 +43,7 @@ class SendBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template_id: int | None = Field(None, gt=0, lt=2**63, description="Render this template for the patient")
     text: str | None = Field(None, max_length=5000, description="The text as the agent wrote or edited it")
-    send_on: dt.date | None = Field(None, description="Send at 08:00 clinic time on this day (e.g. the day before a "
+    send_on: Day | None = Field(None, description="Send at 08:00 clinic time on this day (e.g. the day before a "
                                                       "re-visit); today or earlier: at once")
 
 
@@ -74,8 +74,8 @@ class LogQuery(BaseModel):
     status: str | None = Field(None, pattern="^(queued|sent|delivered|failed)$")
     origin: str | None = Field(None, max_length=64, pattern="^[a-z_:0-9]*$")
     patient_id: int | None = Field(None, gt=0, lt=2**63)
-    day_from: dt.date | None = Field(None, alias="from")
-    day_to: dt.date | None = Field(None, alias="to")
+    day_from: Day | None = Field(None, alias="from")
+    day_to: Day | None = Field(None, alias="to")
     limit: int = Field(200, ge=1, le=5000)
     export: str | None = Field(None, pattern="^(xlsx|csv)$")
     lang: str | None = Field(None, pattern="^(vi|en|zh)$")

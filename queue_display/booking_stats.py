@@ -15,7 +15,7 @@ from aiohttp import web
 from clinicall.auth.access import require
 from clinicall.db import Database
 from clinicall.keys import DB_KEY, SETTINGS_KEY
-from clinicall.problem import Problem
+from clinicall.problem import Problem, check_day
 from crm_bridge import service as crm
 from queue_display.reception import patient_arrival_days
 
@@ -33,6 +33,7 @@ def parse_range(query: Any, today: dt.date) -> tuple[dt.date, dt.date]:
             values[name] = dt.date.fromisoformat(raw) if raw else default
         except ValueError:
             raise Problem(400, "Invalid date", f"?{name}= must be a date like 2026-11-22; got {raw[:40]!r}.") from None
+        check_day(values[name], name)
     if values["to"] < values["from"]:
         raise Problem(400, "Invalid range", "?from= must be on or before ?to=.")
     if (values["to"] - values["from"]).days >= MAX_DAYS:

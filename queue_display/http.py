@@ -18,7 +18,7 @@ from clinicall.auth.service import Principal
 from clinicall.client_address import client_address
 from clinicall.db import utcnow
 from clinicall.keys import DB_KEY, SETTINGS_KEY
-from clinicall.problem import Problem, int_param, parse_body
+from clinicall.problem import Problem, check_day, int_param, parse_body
 from crm_bridge.service import agent_may_access, audit_views, front_desk_window, patient_brief, record_access
 from queue_display import service
 from queue_display.display import check_token_scope
@@ -288,6 +288,7 @@ async def tickets_list(request: web.Request) -> web.Response:
         day = dt.date.fromisoformat(query["date"]) if query.get("date") else local_day(utcnow(), settings)
     except ValueError:
         raise Problem(422, "Invalid date", "Give date as YYYY-MM-DD, e.g. date=2026-11-22.") from None
+    check_day(day, "date")
     check_front_desk_day(request, who, day)
     patient_ids = _ids(query.get("patient_ids"), "patient_ids", limit=500)
     service_ids = _ids(query.get("service_id"), "service_id")

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from clinicall.db import Database
-from clinicall.problem import Problem
+from clinicall.problem import Problem, check_day
 from clinicall.settings import Settings
 from queue_display.events import local_name
 from queue_display.models import QueueRoom, QueueService, Visit
@@ -57,7 +57,9 @@ class _Acc:
 def parse_range(raw_from: str | None, raw_to: str | None, today: dt.date) -> tuple[dt.date, dt.date]:
     try:
         day_to = dt.date.fromisoformat(raw_to) if raw_to else today
+        check_day(day_to, "to")
         day_from = dt.date.fromisoformat(raw_from) if raw_from else day_to - dt.timedelta(days=6)
+        check_day(day_from, "from")
     except ValueError:
         raise Problem(422, "Invalid date", "Give from and to as dates YYYY-MM-DD, e.g. from=2026-11-01&to=2026-11-22.") from None
     if day_from > day_to:

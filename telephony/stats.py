@@ -15,7 +15,7 @@ from clinicall.auth.access import require
 from clinicall.auth.service import users_by_ids
 from clinicall.db import Database
 from clinicall.keys import DB_KEY, SETTINGS_KEY
-from clinicall.problem import Problem
+from clinicall.problem import Problem, check_day
 from crm_bridge.service import notes_for_calls
 from telephony.models import Call
 
@@ -34,6 +34,7 @@ def date_range(request: web.Request, zone: ZoneInfo) -> tuple[dt.date, dt.date]:
             values[name] = dt.date.fromisoformat(raw) if raw else default
         except ValueError:
             raise Problem(400, "Invalid date", f"?{name}= must be a date like 2026-11-22; got {raw[:40]!r}.") from None
+        check_day(values[name], name)
     start, end = values["from"], values["to"]
     if end < start:
         raise Problem(400, "Invalid range", "?from= must be on or before ?to=.")

@@ -2,7 +2,8 @@
 patient moved on, a waiting ticket of another day signed up for a turn-near text, any client printing on any
 kiosk's printer, the kiosk limit counted per instance, display tokens looked up on every request; a huge JSON
 body holding the loop, a display token choosing another axis, the message feed after the patient moved,
-direction marks in staff-set names, a ticket link that never expired."""
+direction marks in staff-set names, a ticket link that never expired; then the fourth: days out of any range,
+upload forms with any number of fields."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, WSServerHandshakeError
+from aiohttp import FormData, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
@@ -24,6 +25,7 @@ from clinicall.auth.middleware import DISPLAY_COOKIE
 from clinicall.auth.token_cache import TOKEN_CACHE_KEY
 from clinicall.keys import DB_KEY
 from clinicall.settings import Settings
+from crm_bridge.uploads import MAX_FIELDS
 from queue_display.models import Ticket
 from telephony.models import Call
 from tests.conftest import PASSWORD, Staff
@@ -340,3 +342,30 @@ async def test_live_feeds_end_with_access(client: TestClient, staff: Staff) -> N
     assert await closed_with(screen) == 4401
     assert (await client.post("/logout", headers={"Origin": own}, allow_redirects=False)).status == 303
     assert await closed_with(doctors) == 4401
+
+
+OUT_OF_RANGE_DAYS = ("/api/messages?from=0001-01-01", "/api/messages?to=9999-12-31", "/api/worklists?date=9999-12-31",
+                     "/api/worklists/due_today?date=0001-01-01", "/api/follow-ups?from=9999-12-31",
+                     "/api/stats/queue?to=0001-01-01", "/api/stats/referrals?to=9999-12-31",
+                     "/api/stats/calls?from=0001-01-01", "/api/stats/bookings?to=9999-12-31",
+                     "/api/tickets?date=9999-12-31")
+
+
+async def test_days_and_form_fields_are_bounded(client: TestClient, staff: Staff) -> None:
+    """(redteam4) A day of year 1 or 9999 in a filter was a 500 on six lists (the filter's arithmetic overflowed);
+    an upload form took any number of distinct text fields, each kept in memory."""
+    for url in OUT_OF_RANGE_DAYS:
+        response = await client.get(url, headers=staff.headers("supervisor"))
+        problem = await response.json()
+        assert response.status == 422 and [e["code"] for e in problem["errors"]] == ["invalid_date"], (url, problem)
+
+    created = await client.post("/api/patients", json={"full_name": "Lê Thị Hoa", "phones": [{"number": "0912000444"}],
+                                                       "assigned_agent_id": staff.ids["agent"]},
+                                headers=staff.headers("supervisor"))
+    patient_id = (await created.json())["patient"]["id"]
+    form = FormData()
+    for i in range(MAX_FIELDS + 1):
+        form.add_field(f"field{i}", "x")
+    form.add_field("files", b"%PDF-1.4 result", filename="kq.pdf", content_type="application/pdf")
+    flooded = await client.post(f"/api/patients/{patient_id}/files", data=form, headers=staff.headers("agent"))
+    assert (flooded.status, (await flooded.json())["code"]) == (413, "too_many_fields")
