@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clinicall.auth.models import User
 from clinicall.db import Database, utcnow
 from clinicall.problem import OneLine, Problem, conflict, not_found
 from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticket
@@ -211,6 +212,7 @@ async def create_room(db: Database, data: RoomIn) -> QueueRoom:
     try:
         async with db.transaction() as s:
             values["service_ids"] = await _check_service_ids(s, data.service_ids)
+            await _check_doctor(s, data.doctor_user_id)
             room = QueueRoom(**values)
             s.add(room)
             await s.flush()
@@ -235,6 +237,8 @@ async def update_room(db: Database, room_id: int, patch: RoomPatch, user_id: int
                     raise Problem(422, "Invalid input", f"{key} cannot be empty; leave it out to keep it.")
                 if key == "service_ids":
                     value = await _check_service_ids(s, value)
+                if key == "doctor_user_id":
+                    await _check_doctor(s, value)
                 if key == "names":
                     value = {**room.names, **value}
                 setattr(room, key, value)
@@ -244,6 +248,18 @@ async def update_room(db: Database, room_id: int, patch: RoomPatch, user_id: int
     except IntegrityError:
         raise conflict("Another room already has that kind and number (or the doctor user is unknown).") from None
     return room
+
+
+async def _check_doctor(s: AsyncSession, user_id: int | None) -> None:
+    """The doctor on duty is an active user with the doctor role: anyone else (a referrer, a patient's login, an
+    agent) put on duty by reception would lock the room's own doctors out of its queue (403 not_your_room)."""
+    if user_id is None:
+        return
+    user = await s.get(User, user_id)
+    if user is None or not user.active or "doctor" not in (user.roles or []):
+        raise Problem(422, "Not a doctor", f"User {user_id} is not an active doctor; choose one of the clinic's doctors.",
+                      code="not_a_doctor", errors=[{"field": "doctor_user_id", "code": "not_a_doctor",
+                                                    "message": "not an active doctor"}])
 
 
 async def _release_patients(s: AsyncSession, room: QueueRoom) -> None:

@@ -327,3 +327,11 @@ async def test_a_doctor_works_only_their_own_rooms_queue(client: TestClient, sta
     assert (await client.post(f"/api/tickets/{ticket_id}/recall", json={}, headers=doctor)).status == 200
     assert (await client.post(f"/api/rooms/{room_id}/call-next", json={},
                               headers=staff.headers("reception"))).status == 200  # reception runs every room
+    # (redteam4) reception put any user on duty, an agent or a patient's login too, locking the doctors out
+    for user_id in (staff.ids["agent"], staff.ids["reception"]):
+        named = await client.patch(f"/api/rooms/{room_id}", json={"doctor_user_id": user_id},
+                                   headers=staff.headers("reception"))
+        problem = await named.json()
+        assert (named.status, problem["code"], problem["errors"][0]["field"]) == (422, "not_a_doctor", "doctor_user_id")
+    assert (await client.patch(f"/api/rooms/{room_id}", json={"doctor_user_id": other.id},
+                               headers=staff.headers("reception"))).status == 200
