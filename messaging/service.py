@@ -323,8 +323,13 @@ class MessagingService:
                 row = TurnNearOptIn(ticket_id=ticket_id, to_e164=e164, patient_id=patient_id, created_by=created_by,
                                     client_address=client)
                 s.add(row)
-            else:
-                row.to_e164, row.created_by, row.client_address = e164, created_by, client
+            else:  # only while not texted: a sign-up racing the text must not rename the number it went to
+                replaced = await s.execute(update(TurnNearOptIn).where(
+                    TurnNearOptIn.id == row.id, TurnNearOptIn.notified_at.is_(None)).values(
+                    to_e164=e164, created_by=created_by, client_address=client))
+                if replaced.rowcount != 1:  # type: ignore[attr-defined]
+                    raise Problem(409, "Already texted", "This ticket's turn-near message was already sent.",
+                                  code="turn_near_already_sent")
         sent = await self.turn_near([current]) if current else 0
         return {"ticket_id": ticket_id, "to": e164, "texted": bool(sent), "channel": self.turn_near_channel_name}
 
@@ -376,6 +381,8 @@ class MessagingService:
             async with self.db.transaction() as s:
                 claimed = await s.execute(update(TurnNearOptIn).where(
                     TurnNearOptIn.id == optin.id, TurnNearOptIn.notified_at.is_(None)).values(notified_at=utcnow()))
+                # the number as claimed: a sign-up may have replaced it since the list above was read
+                optin.to_e164 = await s.scalar(select(TurnNearOptIn.to_e164).where(TurnNearOptIn.id == optin.id))
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 continue
             text = render(near[optin.ticket_id], self.settings.messaging, self.settings.clinic.name)

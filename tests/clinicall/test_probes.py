@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData, WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from clinicall.app import create_app
 from clinicall.auth import service as auth_service
@@ -26,6 +26,7 @@ from clinicall.auth.token_cache import TOKEN_CACHE_KEY
 from clinicall.keys import DB_KEY
 from clinicall.settings import Settings
 from crm_bridge.uploads import MAX_FIELDS
+from messaging.models import Message, TurnNearOptIn
 from queue_display.models import Ticket
 from telephony.models import Call
 from tests.conftest import PASSWORD, Staff
@@ -110,6 +111,18 @@ async def test_turn_near_only_for_todays_waiting_tickets(client: TestClient, sta
     by_link = await client.post(f"/api/t/{token}/turn-near", json={"phone": "0912000555"})
     for response in (by_reception, by_link):
         assert (response.status, (await response.json())["code"]) == (409, "ticket_not_today")
+
+    # (redteam4) sign-ups racing the text renamed the number on record after the text had gone to another one
+    issued = await client.post("/api/tickets", json={"service_id": service_id}, headers=staff.headers("reception"))
+    ticket_id = (await issued.json())["ticket"]["id"]  # the first waiting today: near at once
+    signed = await asyncio.gather(*(client.post("/api/turn-near", json={"ticket_id": ticket_id, "phone": f"09120007{i:02d}"},
+                                                headers=staff.headers("reception")) for i in range(12)))
+    assert {r.status for r in signed} <= {201, 409}, [r.status for r in signed]
+    async with client.app[DB_KEY].session() as s:
+        optin = await s.scalar(select(TurnNearOptIn).where(TurnNearOptIn.ticket_id == ticket_id))
+        assert optin is not None and optin.message_id is not None
+        message = await s.get(Message, optin.message_id)
+    assert message is not None and message.to_e164 == optin.to_e164
 
 
 KIOSK_PROBES = [  # (kiosk, X-Forwarded-For, status)
