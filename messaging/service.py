@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinicall.bus import Bus
@@ -313,6 +314,15 @@ class MessagingService:
         `client`: the address of a sign-up without login (kiosk, the ticket's page), which is bounded
         per address and per clinic day; every sign-up is bounded per number and clinic day (429)."""
         e164 = checked_number(phone, self.settings)
+        try:
+            await self._store_optin(ticket_id, e164, patient_id, created_by, client)
+        except IntegrityError:  # another sign-up stored this ticket's first opt-in meanwhile: replace it as usual
+            await self._store_optin(ticket_id, e164, patient_id, created_by, client)
+        sent = await self.turn_near([current]) if current else 0
+        return {"ticket_id": ticket_id, "to": e164, "texted": bool(sent), "channel": self.turn_near_channel_name}
+
+    async def _store_optin(self, ticket_id: int, e164: str, patient_id: int | None, created_by: int | None,
+                           client: str | None) -> None:
         async with self.db.transaction() as s:
             row = await s.scalar(select(TurnNearOptIn).where(TurnNearOptIn.ticket_id == ticket_id))
             if row is not None and row.notified_at is not None:
@@ -330,8 +340,6 @@ class MessagingService:
                 if replaced.rowcount != 1:  # type: ignore[attr-defined]
                     raise Problem(409, "Already texted", "This ticket's turn-near message was already sent.",
                                   code="turn_near_already_sent")
-        sent = await self.turn_near([current]) if current else 0
-        return {"ticket_id": ticket_id, "to": e164, "texted": bool(sent), "channel": self.turn_near_channel_name}
 
     async def _within_limits(self, s: AsyncSession, ticket_id: int, e164: str, client: str | None) -> None:
         """Every kiosk ticket may ask for one text: without these bounds the public kiosk would text any

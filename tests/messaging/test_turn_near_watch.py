@@ -1,6 +1,7 @@
 """The turn-near check runs off the bus dispatcher: while the database does not answer it (a PostgreSQL lock
 held by another session here), every later event still reaches its subscribers, and once the database
-answers the newest line of the service is checked."""
+answers the newest line of the service is checked. Then (redteam4, on PostgreSQL) sign-ups racing for one
+ticket's first opt-in: the loser of the insert was a 500."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from clinicall.app import create_app
 from clinicall.bus import Event
 from clinicall.keys import BUS_KEY
 from clinicall.settings import Settings
-from messaging.keys import TURN_NEAR_WATCH_KEY
+from messaging.keys import MESSAGING_KEY, TURN_NEAR_WATCH_KEY
 
 
 async def test_a_stuck_turn_near_check_holds_up_no_other_subscriber(
@@ -44,3 +45,8 @@ async def test_a_stuck_turn_near_check_holds_up_no_other_subscriber(
         await locker.close()
     async with asyncio.timeout(60):
         await watch.settled()
+
+    service = app[MESSAGING_KEY]
+    signed = await asyncio.gather(*(service.opt_in(ticket_id=77, phone=f"09120008{i:02d}", patient_id=None, created_by=None,
+                                                   current=None) for i in range(4)), return_exceptions=True)
+    assert [s["ticket_id"] for s in signed if isinstance(s, dict)] == [77] * 4, signed
