@@ -131,7 +131,8 @@ def _real_day(value: dt.date) -> dt.date:
     return value
 
 
-# A day in a body or a query (a filter's from, to or date; a due day): 422 `invalid_date` under the field past the range.
+# A day in a query (a filter's from, to or date): 422 `invalid_date` under the field past the range. Days in a body
+# are checked where they are stored (check_day), which answers `invalid_date` as the problem's own code.
 Day = Annotated[dt.date, AfterValidator(_real_day)]
 
 

@@ -210,9 +210,9 @@ class NoteBody(BaseModel):
     customer_status: str | None = Field(None, min_length=1, max_length=120)
     detail_status: str | None = Field(None, min_length=1, max_length=120)
     note: str = Field("", max_length=care.MAX_NOTE)
-    callback_date: Day | None = None
-    booking_date: Day | None = None
-    arrival_date: Day | None = None
+    callback_date: dt.date | None = None
+    booking_date: dt.date | None = None
+    arrival_date: dt.date | None = None
     care_status: str | None = Field(None, max_length=24)
     reached: bool | None = None
 
@@ -414,7 +414,7 @@ class FollowUpBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str = Field(max_length=10)
     theme: str = Field(min_length=1, max_length=200)
-    due_date: Day
+    due_date: dt.date
     status: str = Field("pending", max_length=16)
     agent_id: int | None = Field(None, gt=0, lt=2**63)
 
@@ -423,7 +423,7 @@ class FollowUpPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str | None = Field(None, max_length=10)
     theme: str | None = Field(None, min_length=1, max_length=200)
-    due_date: Day | None = None
+    due_date: dt.date | None = None
     status: str | None = Field(None, max_length=16)
     agent_id: int | None = Field(None, gt=0, lt=2**63)
 

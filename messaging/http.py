@@ -43,7 +43,7 @@ class SendBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template_id: int | None = Field(None, gt=0, lt=2**63, description="Render this template for the patient")
     text: str | None = Field(None, max_length=5000, description="The text as the agent wrote or edited it")
-    send_on: Day | None = Field(None, description="Send at 08:00 clinic time on this day (e.g. the day before a "
+    send_on: dt.date | None = Field(None, description="Send at 08:00 clinic time on this day (e.g. the day before a "
                                                       "re-visit); today or earlier: at once")
 
 

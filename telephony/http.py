@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clinicall.auth.access import require
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
-from clinicall.problem import Day, Problem, int_param, read_json, validate
+from clinicall.problem import Problem, int_param, read_json, validate
 from crm_bridge.service import audit_views, lookup_caller
 from telephony.events import call_json
 from telephony.keys import AMI_LINK_KEY, CALL_LOG_KEY, DEMO_PBX_KEY, RATE_LIMIT_KEY, TELEPHONY_METRICS_KEY
@@ -33,9 +34,9 @@ class OutcomeIn(BaseModel):
     customer_status: str | None = Field(None, max_length=80)
     detail_status: str | None = Field(None, max_length=80)
     note: str = Field("", max_length=4000)
-    callback_date: Day | None = None
-    booking_date: Day | None = None
-    arrival_date: Day | None = None
+    callback_date: dt.date | None = None
+    booking_date: dt.date | None = None
+    arrival_date: dt.date | None = None
     care_status: str | None = Field(None, max_length=40)
     reached: bool | None = None
 
