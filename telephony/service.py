@@ -311,8 +311,10 @@ class Telephony:
         return await self.get_call(who, call_id)
 
     async def list_calls(self, who: Principal, patient_id: int | None, agent_id: int | None,
-                         limit: int = 100, *, everyone: bool = False, live: bool = False) -> list[dict[str, Any]]:
-        """Calls of a patient, of an agent, or (supervisors, `everyone`) of all agents; by default one's own."""
+                         limit: int = 100, *, everyone: bool = False, live: bool = False,
+                         unlogged: bool = False) -> list[dict[str, Any]]:
+        """Calls of a patient, of an agent, or (supervisors, `everyone`) of all agents; by default one's own.
+        `unlogged`: only the last day's ended calls of a patient whose outcome nobody has logged yet."""
         if everyone and not who.has_any("supervisor"):
             raise Problem(403, "Not allowed", "Only supervisors see every agent's calls.", roles=["supervisor"])
         if patient_id is None and agent_id is None and not everyone:
@@ -329,12 +331,17 @@ class Telephony:
             query = query.where(Call.agent_id == agent_id)
         if live:
             query = query.where(Call.state != "ended")
+        if unlogged:
+            query = query.where(Call.state == "ended", Call.patient_id.is_not(None),
+                                Call.created_at >= utcnow() - dt.timedelta(days=1))
         async with self.db.session() as s:
             calls = list((await s.scalars(query)).all())
         visible = await crm.visible_patients(self.db, who, {c.patient_id for c in calls if c.patient_id is not None})
         calls = [c for c in calls if c.patient_id in visible or (c.patient_id is None and (
             who.has_any("supervisor") or c.agent_id == who.user_id))]
         notes = await crm.notes_for_calls(self.db, [c.id for c in calls])
+        if unlogged:
+            calls = [c for c in calls if c.id not in notes]
         names = await crm.full_names(self.db, [c.patient_id for c in calls if c.patient_id is not None])
         return [call_json(c) | {"outcome": notes.get(c.id), "patient_name": names.get(c.patient_id)} for c in calls]
 

@@ -151,11 +151,20 @@ async def test_hang_up_unanswered_call_then_not_reached_worklist(live_server: An
     dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
     await dialog.wait_for(timeout=30000)
     assert await page.locator("#call-state").get_attribute("data-state") == "ended"
+    # Reloaded before the outcome is saved: the call is on the list of calls to log and its form opens again.
+    await page.goto(f"{live_server.base_url}/agent")
+    await page.wait_for_selector("body[data-ready='1']")
+    await dialog.wait_for()
+    assert "Đặng Thu Hà" in await dialog.locator("#outcome-context").inner_text()
+    to_log = page.get_by_role("region", name="Cuộc gọi chưa ghi kết quả")
+    assert "Đặng Thu Hà" in await to_log.inner_text()
     await dialog.get_by_label("Trạng thái khách hàng").select_option("Không liên lạc được")
     await dialog.get_by_label("Chi tiết").select_option("Không nghe máy")
     await dialog.get_by_role("button", name="Lưu").click()
     await dialog.wait_for(state="hidden")
     await page.locator("[data-count=not_reached]").filter(has_text="1").wait_for()
+    await to_log.wait_for(state="hidden")
+    assert (await live_server.api("GET", "/api/calls?unlogged=1", who="agent"))["calls"] == []
     call = (await live_server.api("GET", f"/api/calls?patient_id={patient_id}", who="agent"))["calls"][0]
     assert call["state"] == "ended" and call["disposition"] in ("cancelled", "no_answer")
     assert call["outcome"]["customer_status"] == "Không liên lạc được"
