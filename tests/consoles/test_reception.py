@@ -42,6 +42,9 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await page.wait_for_selector("body[data-ready='1']")
     await row.locator("[data-ticket='A001']").wait_for()
     assert await row.get_by_role("button").count() == 0
+    exports = page.locator("#arrivals-export a[data-export='xlsx']")
+    assert [await a.get_attribute("href") for a in await exports.all()] == [
+        f"/api/arrivals?date={today}&export=xlsx&lang=vi", f"/api/tickets?date={today}&export=xlsx&lang=vi"]
 
     # Walk-in with a priority.
     await page.get_by_label("Dịch vụ", exact=True).select_option(str(live_server.services["B"]))
