@@ -163,6 +163,16 @@ async def rooms_create(request: web.Request) -> web.Response:
     return _json({"room": room_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
 
 
+@routes.delete("/api/rooms/{id}")
+async def rooms_delete(request: web.Request) -> web.Response:
+    """A room set up by mistake (nobody was ever called to it); one with history is closed instead (409)."""
+    require(request, "admin")
+    deleted = await service.delete_room(request.app[DB_KEY], int_param(request, "id"))
+    await _runtime(request).refresh_and_publish(set(deleted.service_ids))
+    await _runtime(request).catalog_changed()
+    return web.Response(status=204)
+
+
 ROOM_FIELDS_FOR_OPERATORS = {"open", "doctor_name", "doctor_user_id"}
 
 
