@@ -75,7 +75,7 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:1']}/call-next", who="doctor")
     await tv.locator("#now-number").filter(has_text="A001").wait_for()
     # ... and reception's queue drops it on its next refresh.
-    await queue.locator("tr[data-ticket='A001']").wait_for(state="detached", timeout=30000)
+    await queue.locator("tr[data-ticket='A001']").wait_for(state="detached")
 
     # The agent's patient card lists the patient's tickets.
     tickets = (await live_server.api("GET", f"/api/patient-tickets?patient_id={patient_id}", who="agent"))["tickets"]
