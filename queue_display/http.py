@@ -345,6 +345,19 @@ async def tickets_get(request: web.Request) -> web.Response:
     return _json({"ticket": staff_ticket(ticket, data, request)})
 
 
+@routes.post("/api/tickets/{id}/slip")
+async def tickets_slip(request: web.Request) -> web.Response:
+    """Reception prints a ticket's slip again: the same number; the print is kept in the ticket's history."""
+    who = require(request, "reception")
+    ticket = await service.get_ticket(request.app[DB_KEY], int_param(request, "id"))
+    check_front_desk_day(request, who, ticket.local_day)
+    printed = await service.record_slip(request.app[DB_KEY], ticket.id, who.user_id)
+    data = await _runtime(request).ticket_data(ticket.id)
+    assert data is not None
+    return _json({"ticket": staff_ticket(ticket, data, request), "printed": printed,
+                  "clinic": request.app[SETTINGS_KEY].clinic.name})
+
+
 @routes.get("/api/queue")
 async def queue_view(request: web.Request) -> web.Response:
     require(request, *OPERATORS, "supervisor")

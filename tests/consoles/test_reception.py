@@ -58,6 +58,13 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await queue.locator("tr[data-ticket='B001']").wait_for()
     b_row = await queue.locator("tr[data-ticket='B001']").inner_text()
     assert "Người cao tuổi" in b_row and ("phút" in b_row or "sắp tới" in b_row), b_row  # an idle room: next
+    # The patient lost the slip: reception prints it again (same number), kept in the ticket's history.
+    async with page.context.expect_page() as opened:
+        await queue.get_by_role("button", name="In lại phiếu số B001").click()
+    slip = await opened.value
+    await slip.wait_for_selector("body[data-ready='1']")
+    assert (await slip.locator("#number").inner_text(), await slip.locator("#copy").inner_text()) == ("B001", "In lại lần 1")
+    await slip.close()
     assert await audit(page) == []
     walked = await tab_walk(page, 30)
     assert {"w-service", "w-priority", "a-date", "a-service", "a-priority"} <= set(walked), walked

@@ -163,6 +163,27 @@ async def test_delete_only_a_room_set_up_by_mistake(clinic: Clinic) -> None:
     assert response.status == 404
 
 
+async def test_reprint_a_slip_keeps_the_number_and_its_history(clinic: Clinic) -> None:
+    from sqlalchemy import select
+
+    from clinicall.keys import DB_KEY
+    from queue_display.models import TicketEvent
+
+    ticket = (await clinic.post("/api/tickets", {"service_id": clinic.services["A"]}, status=201))["ticket"]
+    await clinic.post(f"/api/tickets/{ticket['id']}/slip", who="doctor", status=403)
+    for copy in (1, 2):
+        slip = await clinic.post(f"/api/tickets/{ticket['id']}/slip", status=200)
+        assert (slip["ticket"]["number"], slip["printed"]) == (ticket["number"], copy)
+    async with clinic.client.app[DB_KEY].session() as s:  # type: ignore[index]
+        users = (await s.scalars(select(TicketEvent.user_id).where(TicketEvent.type == "ticket.slip_printed"))).all()
+    assert users == [clinic.staff.ids["reception"]] * 2
+    called = await clinic.call_next("consult1")
+    assert called is not None
+    await clinic.op(called["id"], "done")
+    problem = await clinic.post(f"/api/tickets/{ticket['id']}/slip", status=409)
+    assert problem["code"] == "ticket_finished"
+
+
 async def test_kiosk_ticket_status_page_and_qr(clinic: Clinic) -> None:
     client = clinic.client
     response = await client.post("/api/kiosk/tickets", json={"service_id": clinic.services["C"]})
