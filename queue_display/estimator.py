@@ -983,13 +983,13 @@ class WaitEstimator:
 
 
 CLINIC_SAMPLES = 40  # simulated futures per estimate in the clinic (and in `clinicall sim`)
-CLINIC_RANGE_SCALE = 1.0  # calibrated on the tuned simulated scenarios (docs/estimator.md)
+CLINIC_RANGE_SCALE = 1.05  # calibrated on simulated days, over the predictions that are a range (docs/estimator.md §8)
 
 
 def clinic_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float,
                      **options: Any) -> WaitEstimator:
     """The estimator as the clinic runs it: sampled futures with a calibrated 80% range, each room's choice
-    made by `_choose`, ordering.next_for_room's rule on epoch floats (tests check the two agree; a third
+    made by `_Lines.pick`, ordering.next_for_room's rule on epoch floats (tests check the two agree; a third
     less CPU than calling next_for_room at every step)."""
     settings: dict[str, Any] = {"samples": CLINIC_SAMPLES, "coverage": 0.8, "range_scale": CLINIC_RANGE_SCALE}
     settings.update(options)
