@@ -1295,15 +1295,16 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def _ranges(paths: list[dict[int, float]], coverage: float, scale: float) -> dict[int, WaitRange]:
-    """The mean of the simulated waits, and the central `coverage` range of their spread widened by
-    `scale` around the median (the simulation knows its model's noise, not the model's own error)."""
-    tail = (1.0 - coverage) / 2.0
+    """The mean of the simulated waits, and the range between two of their quantiles: a central `coverage`
+    range widened by `scale` as a normal one would be (each tail at Φ(scale · Φ⁻¹(tail)); the simulation
+    knows its model's noise, not the model's own error). Quantiles at fixed levels keep a line's order:
+    in every future a ticket behind another is called after it, so neither end decreases down a line."""
+    tail = _NORMAL.cdf(scale * _NORMAL.inv_cdf((1.0 - coverage) / 2.0))
     result: dict[int, WaitRange] = {}
     for ticket_id in paths[0]:
         values = sorted(path[ticket_id] for path in paths)
         mean = sum(values) / len(values)
-        median = _quantile(values, 0.5)
-        low = max(median - scale * (median - _quantile(values, tail)), 0.0)
-        high = median + scale * (_quantile(values, 1.0 - tail) - median)
+        low = max(_quantile(values, tail), 0.0)
+        high = _quantile(values, 1.0 - tail)
         result[ticket_id] = WaitRange(mean, min(low, mean), max(high, mean))
     return result
