@@ -230,12 +230,13 @@ def script_name(network_script: str) -> str:
     return network_script.split("?", 1)[0].strip().strip("/").lower()
 
 
-HEADER_LINE = re.compile(r"^[ \t]*(agi_[A-Za-z0-9_]*)[ \t]*:(.*)$", re.MULTILINE)
+# the value without the blanks around it (what str.strip() removes, short of a line break)
+HEADER_LINE = re.compile(r"^[ \t]*(agi_[A-Za-z0-9_]*)[ \t]*:[^\S\n]*(.*?)[^\S\n]*$", re.MULTILINE)
 
 
 def parse_header(raw: bytes) -> dict[str, str]:
     """agi_* lines to a dict; lines without a colon or not starting with agi_ are ignored."""
-    return {key: value.strip() for key, value in HEADER_LINE.findall(raw.decode("utf-8", "replace"))}
+    return dict(HEADER_LINE.findall(raw.decode("utf-8", "replace")))
 
 
 ScriptHandler = Callable[[AGISession], Awaitable[None]]
