@@ -71,7 +71,11 @@ class AGISession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._header = header  # given when another worker read it and handed the connection over
         self._buffer = bytearray()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[list[tuple[str, bool]]] | None = None  # an exchange() in progress
+        self._commands: list[bytes] = []  # its commands not sent yet, the next one last
+        self._replies: list[tuple[str, bool]] = []
+        self._hangup_before = False  # HANGUP came before the reply being read
+        self._usage_lines = 0  # inside a multi-line 520 usage message: its lines read so far
         self._lost = False
         self._task: asyncio.Task[None] | None = None
 
@@ -102,12 +106,8 @@ class AGISession(asyncio.Protocol):
             self.until = None
             self._start(raw)
             return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if b"\n" in data:
-                waiter.set_result(None)
-            elif len(buffer) > MAX_HEADER_BYTES:
-                waiter.set_exception(AGIProtocolError("reply line too long"))
+        if self._waiter is not None:
+            self._pump()
         elif len(buffer) > 4 * MAX_HEADER_BYTES:  # nobody asked: a flood, not Asterisk
             self.transport.abort()  # type: ignore[union-attr]
 
@@ -143,59 +143,73 @@ class AGISession(asyncio.Protocol):
 
     # -- what scripts use
     async def command(self, line: str) -> AGIReply:
-        if "\n" in line or "\r" in line or "\x00" in line:
-            raise ValueError("an AGI command must be one line")
-        return await self.send(line.encode() + b"\n")
+        [(reply, hung_up)] = await self.exchange([command_line(line)])
+        return parse_reply(reply, hung_up)
 
-    async def send(self, command: bytes) -> AGIReply:
-        """One command already encoded as one line ending in LF (a script's pre-encoded constants)."""
+    async def set_variable(self, name: str, value: str) -> AGIReply:
+        return await self.command(set_variable_line(name, value))
+
+    async def exchange(self, commands: list[bytes]) -> list[tuple[str, bool]]:
+        """Sends each command (one line ending in LF, see `command_line`) once the reply to the one before has
+        come, never two at once (res_agi reads its socket through stdio and would stall on the second), and
+        returns each reply's line with whether Asterisk said HANGUP before it; a multi-line 520 usage message
+        is one reply (its first line). The replies are read in data_received, which sends the next command
+        itself: one wake-up of the script for all of them."""
+        if not commands:
+            return []
         if self._lost:
             raise AGIProtocolError("Asterisk closed the connection before the command")
-        self.until = self.server.loop_time() + self.timeout
+        self._commands = commands[::-1]
+        self._replies = []
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
         try:
-            self.transport.write(command)  # type: ignore[union-attr]
-            return await self._reply()
+            self._send_next()
+            if self._buffer:
+                self._pump()
+            return await waiter
         except (AGIProtocolError, ConnectionError) as exc:
             if self.expired:
                 raise TimeoutError(f"no reply within {self.timeout:g} s") from exc
             raise
         finally:
+            self._waiter = None
             self.until = None
 
-    async def set_variable(self, name: str, value: str) -> AGIReply:
-        quoted = value if value.isdigit() else f'"{value}"'
-        return await self.command(f"SET VARIABLE {name} {quoted}")
+    def _send_next(self) -> None:
+        self.until = self.server.loop_time() + self.timeout
+        self.transport.write(self._commands.pop())  # type: ignore[union-attr]
 
-    async def _read_line(self) -> str:
-        buffer = self._buffer
-        end = buffer.find(b"\n")
-        if end < 0:
-            if self._lost:
-                raise AGIProtocolError("Asterisk closed the connection before replying")
-            if len(buffer) > MAX_HEADER_BYTES:
-                raise AGIProtocolError("reply line too long")
-            self._waiter = waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-            end = buffer.find(b"\n")
-        line = buffer[:end].decode("utf-8", "replace").rstrip("\r")
-        del buffer[:end + 1]
-        return line
+    def _pump(self) -> None:
+        """Reads the reply lines that came in; each complete reply sends the next command or ends the exchange."""
+        buffer, waiter = self._buffer, self._waiter
+        assert waiter is not None
+        while not waiter.done() and (end := buffer.find(b"\n")) >= 0:
+            line = buffer[:end].decode("utf-8", "replace").rstrip("\r")
+            del buffer[:end + 1]
+            if self._usage_lines:  # the rest of a usage message, up to "520 End of proper usage."
+                self._usage_lines += 1
+                if line.startswith("520 ") or self._usage_lines > MAX_USAGE_LINES:
+                    self._usage_lines = 0
+                    self._answered()
+                continue
+            if line.startswith("HANGUP"):  # res_agi tells a FastAGI script once that the channel hung up
+                self.hung_up = self._hangup_before = True
+                continue
+            self._replies.append((line, self._hangup_before))
+            self._hangup_before = False
+            if line.startswith("520-"):
+                self._usage_lines = 1
+                continue
+            self._answered()
+        if not waiter.done() and len(buffer) > MAX_HEADER_BYTES:
+            waiter.set_exception(AGIProtocolError("reply line too long"))
 
-    async def _reply(self) -> AGIReply:
-        hung_up = False
-        line = await self._read_line()
-        if line.startswith("HANGUP"):  # res_agi tells a FastAGI script once that the channel hung up
-            self.hung_up = hung_up = True
-            line = await self._read_line()
-        if line.startswith("520-"):  # multi-line usage message, ends with "520 End of proper usage."
-            for _ in range(MAX_USAGE_LINES):
-                if (await self._read_line()).startswith("520 "):
-                    break
-            return AGIReply(520, "", None, line, hung_up)
-        return parse_reply(line, hung_up)
+    def _answered(self) -> None:
+        if self._commands:
+            self._send_next()
+        else:
+            self.until = None
+            self._waiter.set_result(self._replies)  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Closes without waiting: nothing is left to send once the last reply was read (a peer that
@@ -211,6 +225,18 @@ class AGISession(asyncio.Protocol):
     def peer(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+
+
+def command_line(line: str) -> bytes:
+    """An AGI command as sent: checked to be one line."""
+    if "\n" in line or "\r" in line or "\x00" in line:
+        raise ValueError("an AGI command must be one line")
+    return line.encode() + b"\n"
+
+
+def set_variable_line(name: str, value: str) -> str:
+    quoted = value if value.isdigit() else f'"{value}"'
+    return f"SET VARIABLE {name} {quoted}"
 
 
 def parse_reply(line: str, hung_up: bool = False) -> AGIReply:
@@ -427,10 +453,11 @@ def identify_script(app: web.Application) -> ScriptHandler:
         identity = await identify.identify_caller(db, settings, session.env.get("agi_callerid"), directory,
                                                   lambda number: lookups.lookup(number, detail))
         await identify.publish_screenpop(app, identity, uniqueid)
-        for name, value in identity.channel_variables():
-            reply = await session.set_variable(name, value)
-            if reply.code != 200:
-                log.warning("FastAGI: Asterisk answered %r to SET VARIABLE %s", reply.line[:120], name)
+        variables = identity.channel_variables()
+        replies = await session.exchange([command_line(set_variable_line(name, value)) for name, value in variables])
+        for (name, _), (line, _) in zip(variables, replies, strict=True):
+            if line.partition(" ")[0] != "200":
+                log.warning("FastAGI: Asterisk answered %r to SET VARIABLE %s", line[:120], name)
         app[FASTAGI_KEY].metrics.identify_seconds.observe(time.perf_counter() - started)
 
     return run
