@@ -214,13 +214,17 @@ class RedisBus(_LocalSubscribers):
     Redis. While Redis is unreachable, outgoing events wait in a bounded outbox; the reader and the
     writer retry with exponential back-off (one log line when Redis goes away, one when it is back),
     then the reader resumes from the last event it saw, so a short outage loses nothing in either
-    direction. health() is ok exactly when both the reader and the writer last succeeded."""
+    direction. health() is ok exactly when both the reader and the writer last succeeded. Each entry names
+    its instance (field `o`) beside the event, so an instance skips its own without decoding them; one
+    made with read=False (a FastAGI worker, which has no subscribers) only publishes."""
 
     def __init__(self, url: str, channel: str = "clinicall:events", outbox_limit: int = 10_000,
-                 stream_length: int = 10_000, backoff_max: float = 10.0) -> None:
+                 stream_length: int = 10_000, backoff_max: float = 10.0, read: bool = True) -> None:
         import redis.asyncio as redis
 
         self.instance_id = uuid.uuid4().hex[:12]
+        self._origin = self.instance_id.encode()
+        self.read = read  # False: a process with no subscribers (a FastAGI worker) only publishes
         self.url = url
         self.channel = channel
         self.stream_length = stream_length
@@ -231,7 +235,7 @@ class RedisBus(_LocalSubscribers):
         self._local = LocalDispatcher()
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_limit)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._up = {"reader": False, "writer": True}
+        self._up = {"reader": not read, "writer": True}
         self._retrying = False  # the writer holds an event it could not send yet
         self._reconnected = asyncio.Event()  # set by the reader: the writer retries at once
         self.subscribed = asyncio.Event()
@@ -246,9 +250,11 @@ class RedisBus(_LocalSubscribers):
 
     async def start(self) -> None:
         self._local.start()
-        for name, coro in (("bus-redis-reader", self._read_loop()), ("bus-redis-writer", self._write_loop())):
-            task = asyncio.create_task(coro, name=name)
-            self._tasks.add(task)
+        self._tasks.add(asyncio.create_task(self._write_loop(), name="bus-redis-writer"))
+        if self.read:
+            self._tasks.add(asyncio.create_task(self._read_loop(), name="bus-redis-reader"))
+        else:
+            self.subscribed.set()
 
     async def publish(self, event_type: str, data: dict[str, Any]) -> Event:
         event = Event(type=event_type, data=data, origin=self.instance_id)
@@ -291,11 +297,12 @@ class RedisBus(_LocalSubscribers):
 
     async def _send(self, batch: list[str]) -> None:
         if len(batch) == 1:
-            await self._redis.xadd(self.channel, {"e": batch[0]}, maxlen=self.stream_length, approximate=True)
+            await self._redis.xadd(self.channel, {"e": batch[0], "o": self._origin}, maxlen=self.stream_length,
+                                   approximate=True)
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for message in batch:
-                pipe.xadd(self.channel, {"e": message}, maxlen=self.stream_length, approximate=True)
+                pipe.xadd(self.channel, {"e": message, "o": self._origin}, maxlen=self.stream_length, approximate=True)
             await pipe.execute()
 
     async def _read_loop(self) -> None:
@@ -318,7 +325,8 @@ class RedisBus(_LocalSubscribers):
                     for _stream, entries in batches:
                         for entry_id, fields in entries:
                             self._last_id = entry_id.decode()
-                            self._deliver(fields.get(b"e", b""))
+                            if fields.get(b"o") != self._origin:  # its own events were delivered at once
+                                self._deliver(fields.get(b"e", b""))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

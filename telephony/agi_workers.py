@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from clinicall.bus import make_bus
+from clinicall.bus import RedisBus, make_bus
 from clinicall.db import Database
 from clinicall.heap import freeze_startup_objects
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
@@ -151,7 +151,9 @@ async def serve_worker(settings: Settings, port: int, channel: socket.socket) ->
     app = web.Application()
     app[SETTINGS_KEY] = settings
     app[DB_KEY] = db = Database(settings.database.url)
-    app[BUS_KEY] = bus = make_bus(settings.bus.redis_url, settings.bus.channel)
+    # a worker publishes (screen-pops) and subscribes to nothing: it does not read the other instances' events
+    app[BUS_KEY] = bus = RedisBus(settings.bus.redis_url, settings.bus.channel, read=False) \
+        if settings.bus.redis_url else make_bus(None, settings.bus.channel)
     app[AGENT_DIRECTORY_KEY] = AgentDirectory()
     await bus.start()
     context = fastagi_ctx(app, worker=True)
