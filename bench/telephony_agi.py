@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 TRACE = ROOT / "tests" / "fixtures" / "asterisk" / "inbound_call.fastagi.recv.raw"
 MOBILE_PREFIXES = ("90", "91", "93", "94", "96", "97", "98")
 AGENTS = 20
+WARM_UP = 200  # sessions before the measured ones
 
 
 def phone_of(index: int) -> str:
@@ -146,7 +147,7 @@ async def open_loop(port: int, headers: list[tuple[bytes, bool]], rate: float, s
 
 
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
-    warm = make_headers(args.patients, 200, args.seed + 1)
+    warm = make_headers(args.patients, WARM_UP, args.seed + 1)
     await closed_loop(args.port, warm, 50)
     opened = make_headers(args.patients, max(1, int(args.rate * args.seconds)), args.seed + 2)
     closed = make_headers(args.patients, args.sessions, args.seed + 3)
@@ -308,6 +309,9 @@ async def server_main(args: argparse.Namespace) -> None:
         gc.callbacks.append(gc_pauses)
         cpu_before = time.process_time()
         times_before = os.times()
+        pool = app[FASTAGI_KEY].pool
+        worker_pids = [p.pid for p in pool.processes.values()] if pool is not None else []
+        workers_before = sum(process_cpu(pid) for pid in worker_pids)
         profiler = cProfile.Profile(time.process_time) if args.profile else None
         if profiler is not None:
             profiler.enable()
@@ -319,6 +323,7 @@ async def server_main(args: argparse.Namespace) -> None:
         out, _ = await child.communicate()
         server_cpu = time.process_time() - cpu_before
         kernel_cpu = os.times().system - times_before.system
+        workers_cpu = sum(process_cpu(pid) for pid in worker_pids) - workers_before
         gc.callbacks.remove(gc_pauses)
         if profiler is not None:
             profiler.disable()
@@ -332,7 +337,13 @@ async def server_main(args: argparse.Namespace) -> None:
             pg.stop()
         if redis is not None:
             redis.stop()
-    report(args, result, health, (server_cpu, kernel_cpu), uptime_before, uptime_after, gc_pauses)
+    report(args, result, health, (server_cpu, kernel_cpu, workers_cpu), uptime_before, uptime_after, gc_pauses)
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user and kernel) another process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class GcPauses:
@@ -365,7 +376,7 @@ def verdict(ok: bool) -> str:
     return "meets the goal" if ok else "MISSES the goal"
 
 
-def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, Any], cpu: tuple[float, float],
+def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, Any], cpu: tuple[float, float, float],
            before: str, after: str, gc_pauses: GcPauses) -> None:
     opened, closed = result["open"], result["closed"]
     print(f"FastAGI identify, {args.patients:,} patients on PostgreSQL, {args.workers} worker process(es) "
@@ -385,7 +396,11 @@ def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, A
     print(f"    goal >= 1,500 sessions/s, none unidentified: "
           f"{verdict(rate >= 1500 and closed['unidentified'] == 0)}")
     served = max(1, health["served"])
-    print(f"  the Asterisk side (client process, {args.loop}): CPU {result['client_cpu'] / served * 1000:.2f} ms per session")
+    driven = opened["sessions"] + closed["sessions"] + WARM_UP
+    print(f"  the Asterisk side (client process, {args.loop}): CPU {result['client_cpu'] / driven * 1000:.2f} ms per session")
+    if args.workers > 1:
+        print(f"  every FastAGI process together: CPU {(cpu[0] + cpu[2]) / driven * 1000:.2f} ms per session "
+              f"(this one {cpu[0]:.1f} s, the other workers {cpu[2]:.1f} s)")
     print(f"  this process: served {health['served']}, failed {health['failed']}; CPU "
           f"{cpu[0] / served * 1000:.2f} ms per session it served, {cpu[1] / served * 1000:.2f} ms of it in the "
           f"kernel (PostgreSQL, the client"

@@ -215,16 +215,14 @@ class RedisBus(_LocalSubscribers):
     writer retry with exponential back-off (one log line when Redis goes away, one when it is back),
     then the reader resumes from the last event it saw, so a short outage loses nothing in either
     direction. health() is ok exactly when both the reader and the writer last succeeded. Each entry names
-    its instance (field `o`) beside the event, so an instance skips its own without decoding them; one
-    made with read=False (a FastAGI worker, which has no subscribers) only publishes."""
+    its instance (field `o`) beside the event, so an instance skips its own without decoding them."""
 
     def __init__(self, url: str, channel: str = "clinicall:events", outbox_limit: int = 10_000,
-                 stream_length: int = 10_000, backoff_max: float = 10.0, read: bool = True) -> None:
+                 stream_length: int = 10_000, backoff_max: float = 10.0) -> None:
         import redis.asyncio as redis
 
         self.instance_id = uuid.uuid4().hex[:12]
         self._origin = self.instance_id.encode()
-        self.read = read  # False: a process with no subscribers (a FastAGI worker) only publishes
         self.url = url
         self.channel = channel
         self.stream_length = stream_length
@@ -235,7 +233,7 @@ class RedisBus(_LocalSubscribers):
         self._local = LocalDispatcher()
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_limit)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._up = {"reader": not read, "writer": True}
+        self._up = {"reader": False, "writer": True}
         self._retrying = False  # the writer holds an event it could not send yet
         self._reconnected = asyncio.Event()  # set by the reader: the writer retries at once
         self.subscribed = asyncio.Event()
@@ -250,11 +248,9 @@ class RedisBus(_LocalSubscribers):
 
     async def start(self) -> None:
         self._local.start()
-        self._tasks.add(asyncio.create_task(self._write_loop(), name="bus-redis-writer"))
-        if self.read:
-            self._tasks.add(asyncio.create_task(self._read_loop(), name="bus-redis-reader"))
-        else:
-            self.subscribed.set()
+        for name, coro in (("bus-redis-reader", self._read_loop()), ("bus-redis-writer", self._write_loop())):
+            task = asyncio.create_task(coro, name=name)
+            self._tasks.add(task)
 
     async def publish(self, event_type: str, data: dict[str, Any]) -> Event:
         event = Event(type=event_type, data=data, origin=self.instance_id)

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.metrics import METRICS_KEY
 from crm_bridge.service import CallerLookup
 from telephony import identify
@@ -471,9 +471,6 @@ async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterat
     """The FastAGI server (and, in the serve process with agi_workers > 1, the other workers)."""
     settings = app[SETTINGS_KEY].telephony
     shared = settings.agi_workers > 1
-    if shared and not app[SETTINGS_KEY].bus.redis_url:
-        raise RuntimeError("telephony.agi_workers > 1 needs the Redis bus (bus.redis_url): screen-pops from the "
-                           "other FastAGI workers reach the agents' screens through it")
     metrics_holder = app.get(METRICS_KEY)
     server = FastAGIServer(settings.agi_host, settings.agi_port, settings.agi_timeout_seconds, {},
                            FastAGIMetrics(metrics_holder.registry if metrics_holder else None),
@@ -488,7 +485,8 @@ async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterat
     pool = None
     try:
         if shared and not worker:
-            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1, server.adopt)
+            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1, server.adopt,
+                                            app[BUS_KEY].publish)
             await pool.start()
         yield
     finally:
