@@ -286,12 +286,6 @@ async def server_main(args: argparse.Namespace) -> None:
     from telephony.agi import FASTAGI_KEY
 
     url, pg = await prepare_database(args)
-    redis = None
-    if args.workers > 1 and not args.redis_url:
-        from tests.servers import start_redis
-
-        redis = start_redis(own=True)
-        args.redis_url = redis.url
     data_dir = tempfile.mkdtemp(prefix="bench-agi-")
     telephony = {"agi_enabled": True, "agi_port": 0, "agi_timeout_seconds": 10.0}
     if args.workers > 1:
@@ -335,8 +329,6 @@ async def server_main(args: argparse.Namespace) -> None:
         await runner.cleanup()
         if not args.database_url and hasattr(pg, "stop"):
             pg.stop()
-        if redis is not None:
-            redis.stop()
     report(args, result, health, (server_cpu, kernel_cpu, workers_cpu), uptime_before, uptime_after, gc_pauses)
 
 
@@ -421,7 +413,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=os.environ.get("CLINICALL_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("CLINICALL_BENCH_REDIS_URL"),
-                        help="a Redis bus (several workers publish screen-pops through it)")
+                        help="a Redis bus (as several hosts would have; the workers of one host need none)")
     parser.add_argument("--profile", help="write a cProfile of this process (the server) to this file")
     parser.add_argument("--fresh", action="store_true", help="drop and reload the bench database")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
