@@ -33,7 +33,7 @@ from clinicall.settings import Settings
 
 log = logging.getLogger(__name__)
 READY = b"ready\n"
-MAX_MESSAGE_BYTES = 256 * 1024  # a header handed over, or one event
+MAX_MESSAGE_BYTES = 64 * 1024  # a header handed over, or one event (each receive allocates this much)
 START_SECONDS = 60.0
 
 
@@ -213,7 +213,10 @@ class ForwardingBus:
         self.channel = channel
 
     async def publish(self, event_type: str, data: dict[str, Any]) -> None:
-        self.channel.send(json.dumps({"type": event_type, "data": data}, ensure_ascii=False, default=str).encode())
+        message = json.dumps({"type": event_type, "data": data}, ensure_ascii=False, default=str).encode()
+        if len(message) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"a {event_type} event of {len(message)} bytes is too large to forward")
+        self.channel.send(message)
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "kind": "forwarded to the serve process"}
