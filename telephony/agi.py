@@ -56,8 +56,8 @@ class AGIReply:
 
 class AGISession(asyncio.Protocol):
     """One FastAGI connection, read without a StreamReader: the bytes Asterisk sends go into one buffer,
-    the header (up to the blank line) starts the script's task, and `command()` writes one line and waits for
-    its reply line. While the connection waits for Asterisk (the header, a reply), `until` holds the loop
+    the header (up to the blank line) starts the script's task, and `exchange()` (`command()` for one) sends
+    commands one at a time and collects their reply lines. While the connection waits for Asterisk (the header, a reply), `until` holds the loop
     time by which it must have answered; the server's watchdog aborts it once that is past (`expire`), so a
     session arms no timer of its own: the wait fails and the session reports the timeout."""
 
@@ -127,11 +127,11 @@ class AGISession(asyncio.Protocol):
         self.env = parse_header(raw)
         self._task = asyncio.get_running_loop().create_task(self.server._serve(self, raw))
 
-    def _header_failed(self, why: str) -> None:
+    def _header_failed(self, why: str, outcome: str = "protocol_error") -> None:
         """The connection ended (or is ended now) before its header was complete: no script ran."""
         if self in self.server._sessions:
             self.server._sessions.discard(self)
-            self.server.ended("-", "protocol_error")
+            self.server.ended("-", outcome)
             log.info("FastAGI session from %s ended early: %s", self.peer(), why)
         if not self._lost and self.transport is not None:
             self.transport.abort()
@@ -359,7 +359,7 @@ class FastAGIServer:
                 await task
         for session in sessions:
             if session._task is None:
-                session._header_failed("the server is stopping")
+                session._header_failed("the server is stopping", "cancelled")
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
