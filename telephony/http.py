@@ -78,7 +78,7 @@ async def start_call(request: web.Request) -> web.Response:
     refuse_control_characters(data)
     body = validate(CallIn, data)
     call = await telephony(request).start_call(who, body.patient_id, body.phone_id)
-    return web.json_response({"call": call_json(call)}, status=202)
+    return web.json_response({"call": call}, status=202)
 
 
 @routes.get("/api/calls")

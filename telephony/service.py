@@ -18,7 +18,7 @@ from clinicall.settings import Settings, TelephonySettings
 from crm_bridge import service as crm
 from telephony.ami import AmiLink
 from telephony.calllog import CallLog
-from telephony.events import CALL_UPDATED, call_json, call_updated
+from telephony.events import CALL_UPDATED, call_json, updated_payload
 from telephony.models import Call
 from telephony.policy import DialTarget, dial_target
 from telephony.ratelimit import RateLimiter
@@ -95,10 +95,10 @@ class Telephony:
         if self.metrics is not None:
             self.metrics.clicks.labels(outcome).inc()
 
-    async def start_call(self, who: Principal, patient_id: int, phone_id: int) -> Call:
-        """Refusals in this order: the agent's extension (409/400), the patient and the phone (403, 404, 400),
-        the link (503), the rate limit (429); the call's row and its audit row are committed before the
-        Originate leaves."""
+    async def start_call(self, who: Principal, patient_id: int, phone_id: int) -> dict[str, Any]:
+        """The call's JSON (`call_json`). Refusals in this order: the agent's extension (409/400), the patient
+        and the phone (403, 404, 400), the link (503), the rate limit (429); the call's row and its audit row
+        are committed before the Originate leaves."""
         if not who.extension:
             raise Problem(409, "No phone extension", "Your account has no phone extension; ask an admin to set it.",
                           code="no_extension")
@@ -111,7 +111,7 @@ class Telephony:
             row = await self._start_call_sqlite(who, patient_id, phone_id, installation)
         link = self.link
         assert link is not None
-        payload = call_updated(row)
+        body = call_json(row)
         self.calllog.register(row)
         headers = originate_headers(self.tel, call_id=row.id, extension=who.extension, exten=row.dialed or "",
                                     patient_id=patient_id, installation=installation)
@@ -123,8 +123,8 @@ class Telephony:
             raise Problem(503, "Phone system unavailable",
                           "The link to Asterisk dropped just now; the call was not placed. Try again.") from None
         self._count("sent")
-        await self.bus.publish(CALL_UPDATED, payload)
-        return row
+        await self.bus.publish(CALL_UPDATED, updated_payload(body))
+        return body
 
     def _target(self, who: Principal, patient_id: int, allowed: bool, phone: crm.PhoneBrief | None,
                 installation: str) -> DialTarget:
