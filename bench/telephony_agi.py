@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 TRACE = ROOT / "tests" / "fixtures" / "asterisk" / "inbound_call.fastagi.recv.raw"
 MOBILE_PREFIXES = ("90", "91", "93", "94", "96", "97", "98")
 AGENTS = 20
+WARM_UP = 200  # sessions before the measured ones
 
 
 def phone_of(index: int) -> str:
@@ -57,19 +58,40 @@ def header_template() -> bytes:
 
 
 # ---------------------------------------------------------------- Asterisk side (child process)
+class AsteriskSide(asyncio.Protocol):
+    """One session as res_agi plays it: the header on connect, `200 result=1` to every command line; a protocol
+    rather than streams, so that the client's own CPU per session stays small beside the server's."""
+
+    def __init__(self, header: bytes, done: asyncio.Future[tuple[float, int, bool]], started: float) -> None:
+        self.header, self.done, self.started = header, done, started
+        self.buffer = b""
+        self.commands = 0
+        self.identified = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self.header)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.commands += 1
+            self.identified = self.identified or line.startswith(b"SET VARIABLE PATIENT_ID ")
+            self.transport.write(b"200 result=1\n")  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result((time.perf_counter() - self.started, self.commands, self.identified))
+
+
 async def one_session(port: int, header: bytes) -> tuple[float, int, bool]:
     """(seconds from connect to the server closing, commands answered, PATIENT_ID set)"""
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(header)
-    commands = 0
-    identified = False
-    while line := await reader.readline():
-        commands += 1
-        identified = identified or line.startswith(b"SET VARIABLE PATIENT_ID ")
-        writer.write(b"200 result=1\n")
-    writer.close()
-    return time.perf_counter() - started, commands, identified
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[float, int, bool]] = loop.create_future()
+    await loop.create_connection(lambda: AsteriskSide(header, done, started), "127.0.0.1", port)
+    return await done
 
 
 def make_headers(patients: int, sessions: int, seed: int) -> list[tuple[bytes, bool]]:
@@ -125,7 +147,7 @@ async def open_loop(port: int, headers: list[tuple[bytes, bool]], rate: float, s
 
 
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
-    warm = make_headers(args.patients, 200, args.seed + 1)
+    warm = make_headers(args.patients, WARM_UP, args.seed + 1)
     await closed_loop(args.port, warm, 50)
     opened = make_headers(args.patients, max(1, int(args.rate * args.seconds)), args.seed + 2)
     closed = make_headers(args.patients, args.sessions, args.seed + 3)
@@ -134,7 +156,18 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def client_main(args: argparse.Namespace) -> None:
-    print(json.dumps(asyncio.run(drive(args))))
+    cpu = time.process_time()
+    result = run_loop(args.loop, drive(args))
+    print(json.dumps(result | {"client_cpu": time.process_time() - cpu}))
+
+
+def run_loop(kind: str, main: Any) -> Any:
+    if kind == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)
 
 
 # ---------------------------------------------------------------- server side
@@ -253,12 +286,6 @@ async def server_main(args: argparse.Namespace) -> None:
     from telephony.agi import FASTAGI_KEY
 
     url, pg = await prepare_database(args)
-    redis = None
-    if args.workers > 1 and not args.redis_url:
-        from tests.servers import start_redis
-
-        redis = start_redis(own=True)
-        args.redis_url = redis.url
     data_dir = tempfile.mkdtemp(prefix="bench-agi-")
     telephony = {"agi_enabled": True, "agi_port": 0, "agi_timeout_seconds": 10.0}
     if args.workers > 1:
@@ -276,17 +303,21 @@ async def server_main(args: argparse.Namespace) -> None:
         gc.callbacks.append(gc_pauses)
         cpu_before = time.process_time()
         times_before = os.times()
+        pool = app[FASTAGI_KEY].pool
+        worker_pids = [p.pid for p in pool.processes.values()] if pool is not None else []
+        workers_before = sum(process_cpu(pid) for pid in worker_pids)
         profiler = cProfile.Profile(time.process_time) if args.profile else None
         if profiler is not None:
             profiler.enable()
         child = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--client", "--port", str(port), "--patients", str(args.patients),
             "--sessions", str(args.sessions), "--concurrency", str(args.concurrency), "--seed", str(args.seed),
-            "--rate", str(args.rate), "--seconds", str(args.seconds),
+            "--rate", str(args.rate), "--seconds", str(args.seconds), "--loop", args.loop,
             stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         out, _ = await child.communicate()
         server_cpu = time.process_time() - cpu_before
         kernel_cpu = os.times().system - times_before.system
+        workers_cpu = sum(process_cpu(pid) for pid in worker_pids) - workers_before
         gc.callbacks.remove(gc_pauses)
         if profiler is not None:
             profiler.disable()
@@ -298,9 +329,13 @@ async def server_main(args: argparse.Namespace) -> None:
         await runner.cleanup()
         if not args.database_url and hasattr(pg, "stop"):
             pg.stop()
-        if redis is not None:
-            redis.stop()
-    report(args, result, health, (server_cpu, kernel_cpu), uptime_before, uptime_after, gc_pauses)
+    report(args, result, health, (server_cpu, kernel_cpu, workers_cpu), uptime_before, uptime_after, gc_pauses)
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user and kernel) another process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class GcPauses:
@@ -333,7 +368,7 @@ def verdict(ok: bool) -> str:
     return "meets the goal" if ok else "MISSES the goal"
 
 
-def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, Any], cpu: tuple[float, float],
+def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, Any], cpu: tuple[float, float, float],
            before: str, after: str, gc_pauses: GcPauses) -> None:
     opened, closed = result["open"], result["closed"]
     print(f"FastAGI identify, {args.patients:,} patients on PostgreSQL, {args.workers} worker process(es) "
@@ -353,6 +388,11 @@ def report(args: argparse.Namespace, result: dict[str, Any], health: dict[str, A
     print(f"    goal >= 1,500 sessions/s, none unidentified: "
           f"{verdict(rate >= 1500 and closed['unidentified'] == 0)}")
     served = max(1, health["served"])
+    driven = opened["sessions"] + closed["sessions"] + WARM_UP
+    print(f"  the Asterisk side (client process, {args.loop}): CPU {result['client_cpu'] / driven * 1000:.2f} ms per session")
+    if args.workers > 1:
+        print(f"  every FastAGI process together: CPU {(cpu[0] + cpu[2]) / driven * 1000:.2f} ms per session "
+              f"(this one {cpu[0]:.1f} s, the other workers {cpu[2]:.1f} s)")
     print(f"  this process: served {health['served']}, failed {health['failed']}; CPU "
           f"{cpu[0] / served * 1000:.2f} ms per session it served, {cpu[1] / served * 1000:.2f} ms of it in the "
           f"kernel (PostgreSQL, the client"
@@ -373,16 +413,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=os.environ.get("CLINICALL_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("CLINICALL_BENCH_REDIS_URL"),
-                        help="a Redis bus (several workers publish screen-pops through it)")
+                        help="a Redis bus (as several hosts would have; the workers of one host need none)")
     parser.add_argument("--profile", help="write a cProfile of this process (the server) to this file")
     parser.add_argument("--fresh", action="store_true", help="drop and reload the bench database")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the event loop of the server (telephony.agi_event_loop) and of the client")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         client_main(args)
     else:
-        asyncio.run(server_main(args))
+        run_loop(args.loop, server_main(args))
 
 
 if __name__ == "__main__":

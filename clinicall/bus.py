@@ -214,13 +214,15 @@ class RedisBus(_LocalSubscribers):
     Redis. While Redis is unreachable, outgoing events wait in a bounded outbox; the reader and the
     writer retry with exponential back-off (one log line when Redis goes away, one when it is back),
     then the reader resumes from the last event it saw, so a short outage loses nothing in either
-    direction. health() is ok exactly when both the reader and the writer last succeeded."""
+    direction. health() is ok exactly when both the reader and the writer last succeeded. Each entry names
+    its instance (field `o`) beside the event, so an instance skips its own without decoding them."""
 
     def __init__(self, url: str, channel: str = "clinicall:events", outbox_limit: int = 10_000,
                  stream_length: int = 10_000, backoff_max: float = 10.0) -> None:
         import redis.asyncio as redis
 
         self.instance_id = uuid.uuid4().hex[:12]
+        self._origin = self.instance_id.encode()
         self.url = url
         self.channel = channel
         self.stream_length = stream_length
@@ -291,11 +293,12 @@ class RedisBus(_LocalSubscribers):
 
     async def _send(self, batch: list[str]) -> None:
         if len(batch) == 1:
-            await self._redis.xadd(self.channel, {"e": batch[0]}, maxlen=self.stream_length, approximate=True)
+            await self._redis.xadd(self.channel, {"e": batch[0], "o": self._origin}, maxlen=self.stream_length,
+                                   approximate=True)
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for message in batch:
-                pipe.xadd(self.channel, {"e": message}, maxlen=self.stream_length, approximate=True)
+                pipe.xadd(self.channel, {"e": message, "o": self._origin}, maxlen=self.stream_length, approximate=True)
             await pipe.execute()
 
     async def _read_loop(self) -> None:
@@ -318,7 +321,8 @@ class RedisBus(_LocalSubscribers):
                     for _stream, entries in batches:
                         for entry_id, fields in entries:
                             self._last_id = entry_id.decode()
-                            self._deliver(fields.get(b"e", b""))
+                            if fields.get(b"o") != self._origin:  # its own events were delivered at once
+                                self._deliver(fields.get(b"e", b""))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -156,7 +156,7 @@ class TelephonySettings(Section):
     agi_allow_remote: bool = Field(False, description="Allow agi_host to be a non-loopback address (FastAGI has no authentication)")
     agi_timeout_seconds: float = Field(5.0, gt=0, le=60, description="FastAGI: longest wait for the agi_* header and for each reply")
     agi_lookup_timeout_seconds: float = Field(2.0, gt=0, le=30, description="Longest patient lookup before the call goes on unidentified")
-    agi_workers: int = Field(1, ge=1, le=32, description="FastAGI processes sharing agi_port (SO_REUSEPORT); more than 1 needs bus.redis_url")
+    agi_workers: int = Field(1, ge=1, le=32, description="FastAGI processes sharing agi_port (SO_REUSEPORT)")
     callerid_ascii: bool = Field(True, description="Fold caller ID names to ASCII (Nguyen Van An); false keeps Vietnamese letters")
     new_caller_name: str = Field("Khach moi", max_length=40, description="Caller ID name shown on agents' phones for an unknown caller")
     demo_pbx: bool = Field(False, description="Start the built-in demo PBX when no ami_host is set")

@@ -18,6 +18,9 @@ PATIENT_COLUMNS = (
 
 EXPORTS = {
     "/api/worklists/{kind}": ExportSpec("worklist", (Sheet("worklist", "items", PATIENT_COLUMNS),), "id"),
+    "/api/arrivals": ExportSpec("arrivals", (Sheet("arrivals", "items", (
+        Column("id", "number", "patient_id"), Column("full_name"), Column("phones", "phones"), Column("date_of_birth", "date"),
+        Column("care_status", "care."), Column("booking_date", "date"), Column("arrival_date", "date"))),), "id"),
     "/api/patients": ExportSpec("patients", (Sheet("patients", "items", PATIENT_COLUMNS),), "id"),
     "/api/follow-ups": ExportSpec("follow-ups", (Sheet("followups", "items", (
         Column("due_date", "date"), Column("patient_id", "number"), Column("patient_name", label="full_name"),

@@ -8,14 +8,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clinicall.auth.models import User
+from clinicall.auth.models import DisplayToken, User
 from clinicall.db import Database, utcnow
 from clinicall.problem import OneLine, Problem, conflict, not_found
-from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticket
+from queue_display.models import QueueRoom, QueueService, RoomStateChange, Ticket, TicketEvent, Visit
 
 HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z|^24:00\Z")
 LANGUAGES = ("vi", "en", "zh")
@@ -260,6 +260,27 @@ async def _check_doctor(s: AsyncSession, user_id: int | None) -> None:
         raise Problem(422, "Not a doctor", f"User {user_id} is not an active doctor; choose one of the clinic's doctors.",
                       code="not_a_doctor", errors=[{"field": "doctor_user_id", "code": "not_a_doctor",
                                                     "message": "not an active doctor"}])
+
+
+async def delete_room(db: Database, room_id: int) -> QueueRoom:
+    """Removes a room set up by mistake. A room that has called anyone (tickets, visits, events name it) or
+    that a display token shows is kept: its history is the statistics'; close it and take its services away."""
+    async with db.transaction() as s:
+        room = await s.get(QueueRoom, room_id)
+        if room is None:
+            raise not_found("Room")
+        used = or_(Ticket.room_id == room_id, Ticket.preferred_room_id == room_id, Ticket.return_room_id == room_id)
+        if await s.scalar(select(exists().where(used) | exists().where(Visit.room_id == room_id)
+                                 | exists().where(TicketEvent.room_id == room_id))):
+            raise Problem(409, "Room has history", "Patients have been called to this room: it stays for the "
+                          "statistics. Close it and take its services away instead.", code="room_has_history")
+        tokens = (await s.scalars(select(DisplayToken.room_ids).where(DisplayToken.revoked.is_(False)))).all()
+        if any(room_id in (ids or []) for ids in tokens):
+            raise Problem(409, "Room on a display", "A display token shows this room; revoke that token first.",
+                          code="room_on_display_token")
+        await s.execute(delete(RoomStateChange).where(RoomStateChange.room_id == room_id))
+        await s.delete(room)
+    return room
 
 
 async def _release_patients(s: AsyncSession, room: QueueRoom) -> None:

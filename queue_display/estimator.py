@@ -21,7 +21,7 @@ import datetime as dt
 import heapq
 import math
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
@@ -161,6 +161,30 @@ def _shrink(stats: _Moments | None, scale: float, prior_mu: float, prior_var: fl
     return mu, var
 
 
+class _Arrival:
+    """An expected future ticket in one simulated future: a QueueItem's fields that the simulation reads,
+    with its time as an epoch (cheaper to make than a QueueItem; `_as_item` makes one)."""
+
+    __slots__ = ("ticket_id", "service_id", "priority", "returning", "epoch")
+    preferred_room_id = None
+    preferred_until = None
+
+    def __init__(self, ticket_id: int, service_id: int, priority: str, returning: bool, epoch: float) -> None:
+        self.ticket_id = ticket_id
+        self.service_id = service_id
+        self.priority = priority
+        self.returning = returning
+        self.epoch = epoch
+
+
+def _as_item(head: _Head) -> QueueItem:
+    item = head[2]
+    if isinstance(item, _Arrival):
+        return QueueItem(item.ticket_id, item.service_id, item.priority,
+                         dt.datetime.fromtimestamp(item.epoch, dt.UTC), item.returning)
+    return item
+
+
 class _ExpectedArrivals:
     """Stand-ins for future arrivals, generated an hour at a time as the simulation needs them: one ticket
     of a class wherever its cumulative expected count crosses k + 1/2 or, with `rng` (one sampled
@@ -181,7 +205,7 @@ class _ExpectedArrivals:
         self.local_hour = local.hour
         self.horizon = self.start + horizon_seconds if classes else self.start
         self.generated_until = self.start
-        self.items: list[QueueItem] = []
+        self.items: list[_Arrival] = []
         self.epochs: list[float] = []
 
     def extend(self) -> bool:
@@ -206,15 +230,14 @@ class _ExpectedArrivals:
             progress[0], progress[1] = expected + gained, threshold
         block.sort()
         for at, service_id, priority, returning in block:
-            self.items.append(QueueItem(FUTURE_TICKET_IDS - len(self.items), service_id, priority,
-                                        dt.datetime.fromtimestamp(at, dt.UTC), returning))
+            self.items.append(_Arrival(FUTURE_TICKET_IDS - len(self.items), service_id, priority, returning, at))
             self.epochs.append(at)
         self.generated_until = end
         return True
 
 
 _LineKey = tuple[int, float, int | None]  # (service, head start minutes, preferred room)
-_Head = tuple[float, int, QueueItem]  # (enqueued epoch, ticket id, item)
+_Head = tuple[float, int, "QueueItem | _Arrival"]  # (enqueued epoch, ticket id, item)
 
 
 def _patient_class(priority: str | None, returning: bool) -> str | None:
@@ -224,44 +247,120 @@ def _patient_class(priority: str | None, returning: bool) -> str | None:
 URGENT_LINE = math.inf  # the head start that marks a line of emergencies (always served first)
 
 
-def _eligible(key: _LineKey, head: _Head, room_id: int, at: float, closed: Collection[int] = ()) -> bool:
-    """ordering.may_serve on a line head: a preferred-room ticket waits for its room until preferred_until,
-    or until that room closes (tickets.queue_item drops the preferred room of a closed room)."""
-    if key[2] is None or key[2] == room_id or key[2] in closed:
-        return True
-    until = getattr(head[2], "preferred_until", None)
-    return until is not None and at >= until.timestamp()
+class _Line:
+    """A FIFO line of tickets that prefer one room, of one service and head start: its entries
+    (enqueued epoch, ticket id, item, preferred_until epoch or inf) in call order, and the position of its
+    head."""
+
+    __slots__ = ("key", "offset", "urgent", "preferred", "entries", "head")
+
+    def __init__(self, key: _LineKey, entries: list[_Head]) -> None:
+        self.key = key
+        self.urgent = key[1] == URGENT_LINE
+        self.offset = 0.0 if self.urgent else key[1] * 60.0  # the head start in seconds
+        self.preferred = key[2]
+        self.entries = entries
+        self.head = 0
 
 
-def _choose(keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
-            room_id: int, at: float, closed: Collection[int] = ()) -> _LineKey | None:
-    """ordering.next_for_room's rule on epoch floats (tests check the two always agree): emergencies
-    first, oldest first; otherwise the earliest enqueued_at minus (capped) head start; then
-    enqueued_at, id. Each line is FIFO under this rule, so only line heads are compared. Returns the
-    line whose head the room takes."""
-    urgent: _Head | None = None  # the best emergency head
-    urgent_key: _LineKey | None = None
-    best_key: _LineKey | None = None
-    best_value = best_enqueued = 0.0
-    best_id = 0
-    for key in keys:
-        line = lines[key]
-        position = heads[key]
-        if position >= len(line):
-            continue
-        head = line[position]
-        if key[2] is not None and not _eligible(key, head, room_id, at, closed):
-            continue
-        if key[1] == URGENT_LINE:
-            if urgent is None or head[:2] < urgent[:2]:
-                urgent, urgent_key = head, key
-        elif urgent is None:
-            enqueued = head[0]
-            value = enqueued - key[1] * 60.0
-            if best_key is None or value < best_value or value == best_value and (
-                    enqueued < best_enqueued or enqueued == best_enqueued and head[1] < best_id):
-                best_key, best_value, best_enqueued, best_id = key, value, enqueued, head[1]
-    return urgent_key if urgent is not None else best_key
+class _Lines:
+    """The waiting tickets of one simulated future as ordering.next_for_room reads them. Per service, a heap
+    of its ordinary tickets by (enqueued − head start, enqueued, id) and a heap of its emergencies by
+    (enqueued, id); tickets that prefer a room in FIFO lines of (service, head start, room), whose heads only
+    are looked at (ordering.may_serve on each head). A room compares the tops of its services' heaps and the
+    heads of their preferred lines: `pick` is next_for_room's rule on epoch floats (tests check the two
+    always agree)."""
+
+    __slots__ = ("ordinary", "urgent", "preferred")
+
+    def __init__(self, plan: _Plan) -> None:
+        self.ordinary = {service: list(heap) for service, heap in plan.ordinary.items()}
+        self.urgent = {service: list(heap) for service, heap in plan.urgent.items()}
+        self.preferred = {service: [_Line(key, list(entries)) for key, entries in lines]
+                          for service, lines in plan.preferred.items()}
+
+    @staticmethod
+    def preferred_entry(entry: _Head) -> tuple[float, int, Any, float]:
+        until = getattr(entry[2], "preferred_until", None)
+        return (*entry, math.inf if until is None else until.timestamp())
+
+    def join(self, key: _LineKey, entry: _Head) -> None:
+        service, head_start, preferred = key
+        if preferred is None:
+            if head_start == URGENT_LINE:
+                heapq.heappush(self.urgent.setdefault(service, []), entry)
+            else:
+                heapq.heappush(self.ordinary.setdefault(service, []), (entry[0] - head_start * 60.0, *entry))
+            return
+        lines = self.preferred.setdefault(service, [])
+        line = next((line for line in lines if line.key == key), None)
+        if line is None:
+            line = _Line(key, [])
+            lines.append(line)
+        entries = line.entries
+        if not entries or entries[-1][:2] < entry[:2]:
+            entries.append(self.preferred_entry(entry))
+        else:
+            bisect.insort(entries, self.preferred_entry(entry), lo=line.head, key=lambda head: head[:2])
+
+    def pick(self, services: Sequence[int], room_id: int, at: float, closed_until: dict[int, float],
+             ) -> list[Any] | _Line | None:
+        """Where the room takes its next ticket from: emergencies first, oldest first; otherwise the earliest
+        enqueued_at minus (capped) head start; then enqueued_at, id. None: nothing it may take. A ticket
+        preferring another room is eligible (ordering.may_serve) from its preferred_until, or while that
+        room is closed (`closed_until`: room id -> closed until then; tickets.queue_item drops the preferred
+        room of a closed room)."""
+        urgent: tuple[Any, ...] | None = None
+        best: tuple[Any, ...] | None = None
+        urgent_from: list[Any] | _Line | None = None
+        best_from: list[Any] | _Line | None = None
+        for service in services:
+            heap = self.urgent.get(service)
+            if heap and (urgent is None or heap[0][:2] < urgent[:2]):
+                urgent, urgent_from = heap[0], heap
+            heap = self.ordinary.get(service)
+            if heap and (best is None or heap[0][:3] < best[:3]):
+                best, best_from = heap[0], heap
+            for line in self.preferred.get(service, ()):
+                if line.head >= len(line.entries):
+                    continue
+                head = line.entries[line.head]
+                if line.preferred != room_id and at < head[3] and at >= closed_until.get(line.preferred, -math.inf):
+                    continue  # it waits for its room
+                if line.urgent:
+                    if urgent is None or head[:2] < urgent[:2]:
+                        urgent, urgent_from = head, line
+                elif best is None or (head[0] - line.offset, head[0], head[1]) < best[:3]:
+                    best, best_from = (head[0] - line.offset, *head), line
+        return urgent_from if urgent is not None else best_from
+
+    def candidates(self, services: Sequence[int]) -> list[tuple[_Head, list[Any] | _Line]]:
+        """The head of every heap and preferred line of these services (what `pick` chooses among)."""
+        found: list[tuple[_Head, list[Any] | _Line]] = []
+        for service in services:
+            for heap in (self.urgent.get(service), self.ordinary.get(service)):
+                if heap:
+                    found.append((heap[0][-3:], heap))
+            found.extend((line.entries[line.head], line) for line in self.preferred.get(service, ())
+                         if line.head < len(line.entries))
+        return found
+
+    def take(self, source: list[Any] | _Line) -> QueueItem | _Arrival:
+        if isinstance(source, _Line):
+            source.head += 1
+            if source.head >= len(source.entries):  # emptied: no longer looked at (join makes it anew)
+                self.preferred[source.key[0]].remove(source)
+            return source.entries[source.head - 1][2]
+        return heapq.heappop(source)[-1]
+
+    def preferred_until(self, services: Sequence[int]) -> list[float]:
+        """When the heads of these services' preferred lines become anyone's."""
+        found = []
+        for service in services:
+            for line in self.preferred.get(service, ()):
+                if line.head < len(line.entries) and line.entries[line.head][3] < math.inf:
+                    found.append(line.entries[line.head][3])
+        return found
 
 
 class WaitEstimator:
@@ -663,35 +762,22 @@ class WaitEstimator:
         return _ExpectedArrivals(classes, now, self.tz, self.arrival_horizon_seconds, self.arrival_threshold,
                                  returning_after=returning_after)
 
-    def _choose_exact(self, keys: list[_LineKey], lines: dict[_LineKey, list[_Head]], heads: dict[_LineKey, int],
-                      room: RoomState, at: float, closed: Collection[int]) -> _LineKey | None:
-        """The room's choice by ordering.next_for_room itself. Within one (head start, preferred room)
-        group the ordering key is monotone in (enqueued_at, ticket_id), across services too, so only
-        each group's earliest head can win and next_for_room sees a handful of candidates. A ticket whose
-        preferred room is `closed` is anyone's, as tickets.queue_item makes it. Returns the line taken from."""
-        best: dict[tuple[float, int | None], tuple[_Head, _LineKey]] = {}
-        for key in keys:
-            position = heads[key]
-            line = lines[key]
-            if position < len(line):
-                head = line[position]
-                group = (key[1], key[2])
-                current = best.get(group)
-                if current is None or head[:2] < current[0][:2]:
-                    best[group] = (head, key)
-        if not best:
-            return None
+    def _choose_exact(self, lines: _Lines, room: RoomState, at: float,
+                      closed: Callable[[int, float], bool]) -> list[Any] | _Line | None:
+        """The room's choice by ordering.next_for_room itself, among the heads `_Lines.pick` compares (each
+        heap's and preferred line's earliest under the policy's key). A ticket whose preferred room is
+        `closed` is anyone's, as tickets.queue_item makes it. Returns where the ticket is taken from."""
         candidates = []
-        line_of: dict[int, _LineKey] = {}
-        for head, key in best.values():
-            item = head[2]
-            if key[2] is not None and key[2] in closed:
+        source_of: dict[int, list[Any] | _Line] = {}
+        for head, source in lines.candidates(room.service_ids):
+            item = _as_item(head)
+            if isinstance(source, _Line) and source.preferred != room.room_id and closed(source.preferred, at):
                 item = replace(item, preferred_room_id=None, preferred_until=None)
             candidates.append(item)
-            line_of[item.ticket_id] = key
+            source_of[item.ticket_id] = source
         picked = next_for_room(candidates, room.room_id, room.service_ids, dt.datetime.fromtimestamp(at, dt.UTC),
                                self.weights, self.starvation_minutes)
-        return None if picked is None else line_of[picked.ticket_id]
+        return None if picked is None else source_of[picked.ticket_id]
 
     def estimate(self, now: dt.datetime, waiting: Sequence[QueueItem], rooms: Sequence[RoomState],
                  away: Sequence[Away] | None = None, held: Sequence[Held] | None = None) -> dict[int, float]:
@@ -834,8 +920,17 @@ class WaitEstimator:
         for item in waiting:
             key = (item.service_id, plan.head_start(item, weights, self.starvation_minutes), item.preferred_room_id)
             plan.lines.setdefault(key, []).append((item.enqueued_at.timestamp(), item.ticket_id, item))
-        for line in plan.lines.values():
+        for (service, head_start, preferred), line in plan.lines.items():
             line.sort(key=lambda entry: entry[:2])
+            if preferred is not None:
+                plan.preferred.setdefault(service, []).append(
+                    ((service, head_start, preferred), [_Lines.preferred_entry(entry) for entry in line]))
+            elif head_start == URGENT_LINE:
+                plan.urgent.setdefault(service, []).extend(line)
+            else:
+                plan.ordinary.setdefault(service, []).extend((entry[0] - head_start * 60.0, *entry) for entry in line)
+        for heap in (*plan.urgent.values(), *plan.ordinary.values()):
+            heap.sort(key=lambda entry: entry[:-1])  # a sorted list is a heap
         min_head_start = min(min(key[1] for key in plan.lines), head_start_minutes(
             QueueItem(0, 0, URGENT, now), weights, self.starvation_minutes))
         served = {service for room in rooms for service in room.service_ids}
@@ -888,13 +983,13 @@ class WaitEstimator:
 
 
 CLINIC_SAMPLES = 40  # simulated futures per estimate in the clinic (and in `clinicall sim`)
-CLINIC_RANGE_SCALE = 1.0  # calibrated on the tuned simulated scenarios (docs/estimator.md)
+CLINIC_RANGE_SCALE = 1.05  # calibrated on simulated days, over the predictions that are a range (docs/estimator.md §8)
 
 
 def clinic_estimator(tz: ZoneInfo, weights: Mapping[str, float], starvation_minutes: float,
                      **options: Any) -> WaitEstimator:
     """The estimator as the clinic runs it: sampled futures with a calibrated 80% range, each room's choice
-    made by `_choose`, ordering.next_for_room's rule on epoch floats (tests check the two agree; a third
+    made by `_Lines.pick`, ordering.next_for_room's rule on epoch floats (tests check the two agree; a third
     less CPU than calling next_for_room at every step)."""
     settings: dict[str, Any] = {"samples": CLINIC_SAMPLES, "coverage": 0.8, "range_scale": CLINIC_RANGE_SCALE}
     settings.update(options)
@@ -913,11 +1008,9 @@ class _Future:
         self.draw = _Draw(rng, plan, shared) if rng is not None else None
         self.free_at: list[tuple[float, int]] = []
         self.pending_breaks: list[list[tuple[float, float, _Break]]] = []
-        self.closed_until = [math.inf] * len(plan.rooms)  # a closed room's preferred tickets are anyone's
-        self.lines = {key: list(line) for key, line in plan.lines.items()}
-        self.heads = dict.fromkeys(self.lines, 0)
-        self.room_lines: dict[int, list[_LineKey]] = {}  # room index -> its lines with someone in them
-        self.room_prefers: dict[int, bool] = {}  # room index -> some of its lines prefer a room
+        # room id -> closed until then (a closed room's preferred tickets are anyone's)
+        self.closed_until = {room.room_id: math.inf for room in plan.rooms}
+        self.lines = _Lines(plan)
         self.returns: list[tuple[float, int, QueueItem]] = []  # patients back from the lab, by time
         self.sent_back = 0
         self.stream = plan.stream
@@ -933,12 +1026,16 @@ class _Future:
     def run(self) -> dict[int, float]:
         self._start_rooms()
         real_left = self.plan.real_count
-        while self.free_at and real_left > 0:
-            at, index = heapq.heappop(self.free_at)
-            self._admit(at)
-            if self._off_duty(index, at):
+        free_at, admit, off_duty, take = self.free_at, self._admit, self._off_duty, self._take
+        stream, returns = self.stream, self.returns
+        while free_at and real_left > 0:
+            at, index = heapq.heappop(free_at)
+            if stream.generated_until < at or returns and returns[0][0] <= at or \
+                    self.next_future < len(stream.epochs) and stream.epochs[self.next_future] <= at:
+                admit(at)
+            if off_duty(index, at):
                 continue
-            real_left -= self._take(index, at)
+            real_left -= take(index, at)
         result = self.result
         fallback = self.est.closed_room_seconds + sum(result.values()) / max(len(result), 1)
         for item in self.plan.waiting:  # no room can serve it: a long, honest guess rather than none
@@ -954,7 +1051,7 @@ class _Future:
                 continue
             room = plan.rooms[index]
             at = start.at if draw is None or not start.choices else draw.rng.choice(start.choices)
-            self.closed_until[index] = -math.inf if room.open else at
+            self.closed_until[room.room_id] = -math.inf if room.open else at
             if start.serving is not None:
                 dist, elapsed = start.serving
                 at += dist.residual(elapsed) if draw is None else draw.residual(dist, elapsed, index)
@@ -991,21 +1088,11 @@ class _Future:
                          None if trip.back_room_id is None else enqueued + self.est.return_hold)
         heapq.heappush(self.returns, (at, item.ticket_id, item))
 
-    def _join(self, item: QueueItem, epoch: float) -> None:
+    def _join(self, item: QueueItem | _Arrival, epoch: float) -> None:
         """Into its line at its place: `epoch` is when it entered the line (a resumed ticket's is old)."""
-        plan, est = self.plan, self.est
-        key = (item.service_id, plan.head_start(item, est.weights, est.starvation_minutes), item.preferred_room_id)
-        if key not in self.lines:
-            self.lines[key] = []
-            self.heads[key] = 0
-        line = self.lines[key]
-        if self.heads[key] >= len(line):  # a new or emptied line: back in its rooms' lists
-            self.room_lines.clear()
-        entry = (epoch, item.ticket_id, item)
-        if not line or line[-1][:2] < entry[:2]:
-            line.append(entry)
-        else:
-            bisect.insort(line, entry, lo=self.heads[key], key=lambda head: head[:2])
+        est = self.est
+        key = (item.service_id, self.plan.head_start(item, est.weights, est.starvation_minutes), item.preferred_room_id)
+        self.lines.join(key, (epoch, item.ticket_id, item))
 
     def _admit(self, at: float) -> None:
         """Everyone who joins a line by `at`: expected arrivals and patients back from the lab."""
@@ -1021,15 +1108,16 @@ class _Future:
             self._join(item, item.enqueued_at.timestamp())
 
     def _close(self, index: int, until: float) -> None:
-        self.closed_until[index] = until
+        self.closed_until[self.plan.rooms[index].room_id] = until
         heapq.heappush(self.free_at, (until, index))
 
     def _off_duty(self, index: int, at: float) -> bool:
         """A room free at `at` that goes on its usual break, or is usually closed then: it is back later."""
-        plan, est = self.plan, self.est
+        plan = self.plan
         timetable = plan.timetables[index]
         if timetable is None or at <= plan.now_epoch:
             return False
+        est = self.est
         fixed = plan.fixed
         day_seconds = (at + fixed) % 86400.0 if fixed is not None else est._day_seconds(at)
         pending = self.pending_breaks[index]
@@ -1040,54 +1128,46 @@ class _Future:
                 return True
         slot = int(day_seconds // SLOT_SECONDS)
         seen, opened = timetable
-        room_id = plan.rooms[index].room_id
-        if seen[slot] > 0.0 and opened[slot] < 0.5 * seen[slot] and not any(
-                usual.due <= day_seconds < usual.window_end() for usual in est.typical_breaks(room_id)):
-            reopening = est.next_opening(room_id, at, day_seconds=day_seconds)
-            if reopening is not None:  # usually closed now (not a break it takes when free)
-                self._close(index, reopening)
-                return True
+        if seen[slot] > 0.0 and opened[slot] < 0.5 * seen[slot]:
+            room_id = plan.rooms[index].room_id
+            if not any(usual.due <= day_seconds < usual.window_end() for usual in est.typical_breaks(room_id)):
+                reopening = est.next_opening(room_id, at, day_seconds=day_seconds)
+                if reopening is not None:  # usually closed now (not a break it takes when free)
+                    self._close(index, reopening)
+                    return True
         return False
+
+    def _closed(self, room_id: int, at: float) -> bool:
+        """Whether a room (by id) is closed at `at` in this future."""
+        return at < self.closed_until.get(room_id, -math.inf)
 
     def _take(self, index: int, at: float) -> int:
         """The room free at `at` calls its next ticket (1 if a real waiting one), or waits for one."""
-        plan, est, lines, heads = self.plan, self.est, self.lines, self.heads
+        plan, est = self.plan, self.est
         room = plan.rooms[index]
-        keys = self.room_lines.get(index)
-        if keys is None:  # the lines this room serves that have someone in them
-            services = set(room.service_ids)
-            keys = self.room_lines[index] = [key for key in lines if key[0] in services and heads[key] < len(lines[key])]
-            self.room_prefers[index] = any(key[2] is not None for key in keys)
-        closed: list[int] = []
-        if self.room_prefers[index]:
-            closed = [plan.rooms[i].room_id for i, until in enumerate(self.closed_until) if at < until]
         if est.exact_policy:
-            line_key = est._choose_exact(keys, lines, heads, room, at, closed)
+            source = est._choose_exact(self.lines, room, at, self._closed)
         else:
-            line_key = _choose(keys, lines, heads, room.room_id, at, closed)
-        if line_key is None:
-            wake = self._wake(room, keys, at)
+            source = self.lines.pick(room.service_ids, room.room_id, at, self.closed_until)
+        if source is None:
+            wake = self._wake(room, at)
             if wake is not None:
                 heapq.heappush(self.free_at, (wake, index))
             return 0
-        chosen = lines[line_key][heads[line_key]][2]
-        heads[line_key] += 1
-        if heads[line_key] >= len(lines[line_key]):  # emptied: out of the rooms' lists until it refills
-            for room_keys in self.room_lines.values():
-                if line_key in room_keys:
-                    room_keys.remove(line_key)
-        trip = plan.trips.get(chosen.ticket_id)
+        chosen = self.lines.take(source)
+        ticket_id = chosen.ticket_id
+        trip = plan.trips.get(ticket_id)
         occupation = est._occupation(plan, room, chosen, at, trip is not None)
         busy = occupation.mean if self.draw is None else self.draw.occupation(occupation, index)
         heapq.heappush(self.free_at, (at + busy, index))
         if trip is not None:
             self._back_at(trip, at + busy + self._delay(0.0))
-        if chosen.ticket_id > FUTURE_TICKET_IDS:
-            self.result[chosen.ticket_id] = max(at - plan.now_epoch, 0.0)
+        if ticket_id > FUTURE_TICKET_IDS:
+            self.result[ticket_id] = max(at - plan.now_epoch, 0.0)
             return 1
         return 0
 
-    def _wake(self, room: RoomState, keys: list[_LineKey], at: float) -> float | None:
+    def _wake(self, room: RoomState, at: float) -> float | None:
         """Nothing this room may take yet: when to look again (the next expected arrival or patient back
         from the lab it could take, or a preferred ticket reaching its `preferred_until`)."""
         stream = self.stream
@@ -1102,12 +1182,7 @@ class _Future:
             upcoming += 1
         wake = [future_epochs[upcoming]] if upcoming < len(future) else []
         wake.extend(epoch for epoch, _, item in self.returns if item.service_id in services)
-        lines, heads = self.lines, self.heads
-        for key in keys:
-            if key[2] is not None and heads[key] < len(lines[key]):
-                until = getattr(lines[key][heads[key]][2], "preferred_until", None)
-                if until is not None:
-                    wake.append(until.timestamp())
+        wake.extend(self.lines.preferred_until(room.service_ids))
         later = [w for w in wake if w > at]
         return min(later) if later else None
 
@@ -1159,6 +1234,9 @@ class _Plan:
     returning_after: float = 0.0  # returning patients are expected at random from now + this
     holds: list[tuple[float, QueueItem]] = field(default_factory=list)  # (held at, the ticket as it resumes)
     head_starts: dict[tuple[str, bool], float] = field(default_factory=dict)
+    ordinary: dict[int, list[tuple[float, float, int, Any]]] = field(default_factory=dict)  # see _Lines
+    urgent: dict[int, list[_Head]] = field(default_factory=dict)
+    preferred: dict[int, list[tuple[_LineKey, list[_Head]]]] = field(default_factory=dict)
 
     def head_start(self, item: QueueItem, weights: Mapping[str, float], cap_minutes: float) -> float:
         minutes = self.head_starts.get((item.priority, item.returning))
@@ -1217,15 +1295,16 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def _ranges(paths: list[dict[int, float]], coverage: float, scale: float) -> dict[int, WaitRange]:
-    """The mean of the simulated waits, and the central `coverage` range of their spread widened by
-    `scale` around the median (the simulation knows its model's noise, not the model's own error)."""
-    tail = (1.0 - coverage) / 2.0
+    """The mean of the simulated waits, and the range between two of their quantiles: a central `coverage`
+    range widened by `scale` as a normal one would be (each tail at Φ(scale · Φ⁻¹(tail)); the simulation
+    knows its model's noise, not the model's own error). Quantiles at fixed levels keep a line's order:
+    in every future a ticket behind another is called after it, so neither end decreases down a line."""
+    tail = _NORMAL.cdf(scale * _NORMAL.inv_cdf((1.0 - coverage) / 2.0))
     result: dict[int, WaitRange] = {}
     for ticket_id in paths[0]:
         values = sorted(path[ticket_id] for path in paths)
         mean = sum(values) / len(values)
-        median = _quantile(values, 0.5)
-        low = max(median - scale * (median - _quantile(values, tail)), 0.0)
-        high = median + scale * (_quantile(values, 1.0 - tail) - median)
+        low = max(_quantile(values, tail), 0.0)
+        high = _quantile(values, 1.0 - tail)
         result[ticket_id] = WaitRange(mean, min(low, mean), max(high, mean))
     return result

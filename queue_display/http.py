@@ -163,6 +163,16 @@ async def rooms_create(request: web.Request) -> web.Response:
     return _json({"room": room_json(created, request.app[SETTINGS_KEY].clinic.language)}, 201)
 
 
+@routes.delete("/api/rooms/{id}")
+async def rooms_delete(request: web.Request) -> web.Response:
+    """A room set up by mistake (nobody was ever called to it); one with history is closed instead (409)."""
+    require(request, "admin")
+    deleted = await service.delete_room(request.app[DB_KEY], int_param(request, "id"))
+    await _runtime(request).refresh_and_publish(set(deleted.service_ids))
+    await _runtime(request).catalog_changed()
+    return web.Response(status=204)
+
+
 ROOM_FIELDS_FOR_OPERATORS = {"open", "doctor_name", "doctor_user_id"}
 
 
@@ -334,6 +344,19 @@ async def tickets_get(request: web.Request) -> web.Response:
     data = await _runtime(request).ticket_data(ticket.id)
     assert data is not None
     return _json({"ticket": staff_ticket(ticket, data, request)})
+
+
+@routes.post("/api/tickets/{id}/slip")
+async def tickets_slip(request: web.Request) -> web.Response:
+    """Reception prints a ticket's slip again: the same number; the print is kept in the ticket's history."""
+    who = require(request, "reception")
+    ticket = await service.get_ticket(request.app[DB_KEY], int_param(request, "id"))
+    check_front_desk_day(request, who, ticket.local_day)
+    printed = await service.record_slip(request.app[DB_KEY], ticket.id, who.user_id)
+    data = await _runtime(request).ticket_data(ticket.id)
+    assert data is not None
+    return _json({"ticket": staff_ticket(ticket, data, request), "printed": printed,
+                  "clinic": request.app[SETTINGS_KEY].clinic.name})
 
 
 @routes.get("/api/queue")

@@ -28,6 +28,18 @@ async def reception_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(WEB_DIR / "reception.html", headers={"Cache-Control": "no-store"})
 
 
+@routes.get("/reception/tickets/{id}/slip")
+async def slip_page(request: web.Request) -> web.StreamResponse:
+    """A ticket's slip, laid out for a receipt printer, printed again when the patient lost theirs."""
+    require(request, "reception")
+    return web.FileResponse(WEB_DIR / "slip.html", headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/static/reception/slip.js")
+async def slip_script(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(WEB_DIR / "slip.js", headers={"Content-Type": "text/javascript; charset=utf-8"})
+
+
 @routes.get("/static/reception/reception.js")
 async def reception_script(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(WEB_DIR / "reception.js", headers={"Content-Type": "text/javascript; charset=utf-8"})

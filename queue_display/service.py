@@ -14,12 +14,14 @@ from queue_display.catalog import (
     ServicePatch,
     create_room,
     create_service,
+    delete_room,
     list_rooms,
     list_services,
     update_room,
     update_service,
 )
 from queue_display.checkin import checkin, expected_today
+from queue_display.slips import record_slip
 from queue_display.state import display_snapshot, load_state
 from queue_display.stats import queue_stats
 from queue_display.tickets import (
@@ -40,7 +42,7 @@ from queue_display.tokens import get_ticket, status_url, ticket_by_token
 
 __all__ = [
     "Outcome", "RoomIn", "RoomPatch", "ServiceIn", "ServicePatch", "call_next", "call_ticket", "checkin",
-    "create_room", "create_service", "display_snapshot", "done", "expected_today", "get_ticket", "hold", "issue",
-    "list_rooms", "list_services", "load_state", "queue_stats", "recall", "restore", "resume", "skip", "start",
+    "create_room", "create_service", "delete_room", "display_snapshot", "done", "expected_today", "get_ticket", "hold", "issue",
+    "list_rooms", "list_services", "load_state", "queue_stats", "recall", "record_slip", "restore", "resume", "skip", "start",
     "status_url", "ticket_by_token", "transfer", "update_room", "update_service",
 ]

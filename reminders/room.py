@@ -56,6 +56,8 @@ async def reminders_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
+    from clinicall.exports import register_exports
+    from reminders.exports import EXPORTS
     from reminders.http import WEB_DIR, routes
     from reminders.keys import DIALLER_KEY
     from telephony.room import uses_demo_pbx
@@ -69,6 +71,7 @@ def setup(app: web.Application) -> None:
 
         app[TURN_NEAR_CHANNEL_KEY] = CallChannel(app)  # messaging uses it only with no SMS gateway
     app.router.add_routes(routes)
+    register_exports(app, EXPORTS)
     app.router.add_static("/static/reminders/", WEB_DIR)
     app[NAV_KEY].append(NavLink("/reminders", "Cuộc gọi nhắc lịch", "Reminder calls", ("supervisor",), "提醒电话"))
     app.cleanup_ctx.append(reminders_ctx)

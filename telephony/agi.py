@@ -4,10 +4,12 @@ Protocol (res_agi, LF line endings): Asterisk sends `agi_key: value` lines and a
 then waits for commands; each command gets one `200 result=...` reply line. Closing the socket
 ends AGI() with AGISTATUS=SUCCESS and the dialplan goes on.
 
-The header is read with `readuntil(b"\\n\\n")` under a timeout and a size cap, so a client that
-disconnects early, stalls, or floods never blocks anyone else (panoramisk 1.4's FastAGI loop
-spins forever on an early disconnect, which is why it is not used here). An unknown script or
-any error closes the session cleanly: the call never fails because of clinicall.
+Each connection is an `asyncio.Protocol` (`AGISession`): its bytes go into one buffer, the header
+(up to the blank line, capped at 16 KiB) starts the script's task, and each command waits for one reply
+line. A client that disconnects early, stalls, or floods never blocks anyone else (panoramisk 1.4's
+FastAGI loop spins forever on an early disconnect, which is why it is not used here): the server's
+watchdog ends waits past the timeout. An unknown script or any error closes the session cleanly: the
+call never fails because of clinicall.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from clinicall.keys import DB_KEY, HEALTH_KEY, SETTINGS_KEY
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
 from clinicall.metrics import METRICS_KEY
 from crm_bridge.service import CallerLookup
 from telephony import identify
@@ -52,79 +54,189 @@ class AGIReply:
     hung_up: bool = False
 
 
-class Deadline:
-    """A connection's wait for Asterisk (the header, a reply): `until` (loop time) while waiting, else None.
-    The server's watchdog aborts a connection whose wait is overdue (`expired`), so a session arms no timer
-    of its own: the read or write in progress fails, and the session reports the timeout."""
+class AGISession(asyncio.Protocol):
+    """One FastAGI connection, read without a StreamReader: the bytes Asterisk sends go into one buffer,
+    the header (up to the blank line) starts the script's task, and `exchange()` (`command()` for one) sends
+    commands one at a time and collects their reply lines. While the connection waits for Asterisk (the header, a reply), `until` holds the loop
+    time by which it must have answered; the server's watchdog aborts it once that is past (`expire`), so a
+    session arms no timer of its own: the wait fails and the session reports the timeout."""
 
-    __slots__ = ("until", "expired", "transport")
-
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
+    def __init__(self, server: FastAGIServer, header: bytes | None = None) -> None:
+        self.server = server
+        self.timeout = server.timeout
+        self.env: dict[str, str] = {}
+        self.hung_up = False
         self.until: float | None = None
         self.expired = False
-        self.transport = transport
-
-    def expire(self) -> None:
-        self.expired = True
-        self.transport.abort()
-
-
-@dataclass
-class AGISession:
-    """One FastAGI connection after its header: `env` and `command()`."""
-
-    env: dict[str, str]
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    timeout: float
-    deadline: Deadline
-    hung_up: bool = False
+        self.transport: asyncio.Transport | None = None
+        self._header = header  # given when another worker read it and handed the connection over
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[list[tuple[str, bool]]] | None = None  # an exchange() in progress
+        self._commands: list[bytes] = []  # its commands not sent yet, the next one last
+        self._replies: list[tuple[str, bool]] = []
+        self._hangup_before = False  # HANGUP came before the reply being read
+        self._usage_lines = 0  # inside a multi-line 520 usage message: its lines read so far
+        self._lost = False
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def script(self) -> str:
         return script_name(self.env.get("agi_network_script", ""))
 
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server._sessions.add(self)
+        if self._header is not None:
+            self._start(self._header)
+        else:
+            self.until = self.server.loop_time() + self.timeout
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        if self._task is None:  # still reading the header
+            end = buffer.find(b"\n\n")
+            if end < 0 or end + 2 > MAX_HEADER_BYTES:
+                if len(buffer) > MAX_HEADER_BYTES:
+                    self._header_failed(f"header larger than {MAX_HEADER_BYTES} bytes")
+                return
+            raw = bytes(buffer[:end + 2])
+            del buffer[:end + 2]
+            self.until = None
+            self._start(raw)
+            return
+        if self._waiter is not None:
+            self._pump()
+        elif len(buffer) > 4 * MAX_HEADER_BYTES:  # nobody asked: a flood, not Asterisk
+            self.transport.abort()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._task is None:
+            if self.expired:
+                self._header_failed(f"no complete header within {self.timeout:g} s")
+            else:
+                self._header_failed(f"disconnected after {len(self._buffer)} bytes, before the blank line")
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(AGIProtocolError("Asterisk closed the connection before replying"))
+
+    def _start(self, raw: bytes) -> None:
+        self.env = parse_header(raw)
+        self._task = asyncio.get_running_loop().create_task(self.server._serve(self, raw))
+
+    def _header_failed(self, why: str, outcome: str = "protocol_error") -> None:
+        """The connection ended (or is ended now) before its header was complete: no script ran."""
+        if self in self.server._sessions:
+            self.server._sessions.discard(self)
+            self.server.ended("-", outcome)
+            log.info("FastAGI session from %s ended early: %s", self.peer(), why)
+        if not self._lost and self.transport is not None:
+            self.transport.abort()
+
+    def expire(self) -> None:
+        self.expired = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- what scripts use
     async def command(self, line: str) -> AGIReply:
-        if "\n" in line or "\r" in line or "\x00" in line:
-            raise ValueError("an AGI command must be one line")
-        deadline = self.deadline
-        deadline.until = asyncio.get_running_loop().time() + self.timeout
+        [(reply, hung_up)] = await self.exchange([command_line(line)])
+        return parse_reply(reply, hung_up)
+
+    async def set_variable(self, name: str, value: str) -> AGIReply:
+        return await self.command(set_variable_line(name, value))
+
+    async def exchange(self, commands: list[bytes]) -> list[tuple[str, bool]]:
+        """Sends each command (one line ending in LF, see `command_line`) once the reply to the one before has
+        come, never two at once (res_agi reads its socket through stdio and would stall on the second), and
+        returns each reply's line with whether Asterisk said HANGUP before it; a multi-line 520 usage message
+        is one reply (its first line). The replies are read in data_received, which sends the next command
+        itself: one wake-up of the script for all of them."""
+        if not commands:
+            return []
+        if self._lost:
+            raise AGIProtocolError("Asterisk closed the connection before the command")
+        self._commands = commands[::-1]
+        self._replies = []
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
         try:
-            self.writer.write(line.encode() + b"\n")
-            await self.writer.drain()
-            return await self._reply()
+            self._send_next()
+            if self._buffer:
+                self._pump()
+            return await waiter
         except (AGIProtocolError, ConnectionError) as exc:
-            if deadline.expired:
+            if self.expired:
                 raise TimeoutError(f"no reply within {self.timeout:g} s") from exc
             raise
         finally:
-            deadline.until = None
+            self._waiter = None
+            self.until = None
 
-    async def set_variable(self, name: str, value: str) -> AGIReply:
-        quoted = value if value.isdigit() else f'"{value}"'
-        return await self.command(f"SET VARIABLE {name} {quoted}")
+    def _send_next(self) -> None:
+        self.until = self.server.loop_time() + self.timeout
+        self.transport.write(self._commands.pop())  # type: ignore[union-attr]
 
-    async def _read_line(self) -> str:
-        try:
-            raw = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            raise AGIProtocolError("Asterisk closed the connection before replying") from exc
-        except asyncio.LimitOverrunError as exc:
-            raise AGIProtocolError("reply line too long") from exc
-        return raw.decode("utf-8", "replace").rstrip("\r\n")
+    def _pump(self) -> None:
+        """Reads the reply lines that came in; each complete reply sends the next command or ends the exchange."""
+        buffer, waiter = self._buffer, self._waiter
+        assert waiter is not None
+        while not waiter.done() and (end := buffer.find(b"\n")) >= 0:
+            line = buffer[:end].decode("utf-8", "replace").rstrip("\r")
+            del buffer[:end + 1]
+            if self._usage_lines:  # the rest of a usage message, up to "520 End of proper usage."
+                self._usage_lines += 1
+                if line.startswith("520 ") or self._usage_lines > MAX_USAGE_LINES:
+                    self._usage_lines = 0
+                    self._answered()
+                continue
+            if line.startswith("HANGUP"):  # res_agi tells a FastAGI script once that the channel hung up
+                self.hung_up = self._hangup_before = True
+                continue
+            self._replies.append((line, self._hangup_before))
+            self._hangup_before = False
+            if line.startswith("520-"):
+                self._usage_lines = 1
+                continue
+            self._answered()
+        if not waiter.done() and len(buffer) > MAX_HEADER_BYTES:
+            waiter.set_exception(AGIProtocolError("reply line too long"))
 
-    async def _reply(self) -> AGIReply:
-        hung_up = False
-        line = await self._read_line()
-        if line.startswith("HANGUP"):  # res_agi tells a FastAGI script once that the channel hung up
-            self.hung_up = hung_up = True
-            line = await self._read_line()
-        if line.startswith("520-"):  # multi-line usage message, ends with "520 End of proper usage."
-            for _ in range(MAX_USAGE_LINES):
-                if (await self._read_line()).startswith("520 "):
-                    break
-            return AGIReply(520, "", None, line, hung_up)
-        return parse_reply(line, hung_up)
+    def _answered(self) -> None:
+        if self._commands:
+            self._send_next()
+        else:
+            self.until = None
+            self._waiter.set_result(self._replies)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        """Closes without waiting: nothing is left to send once the last reply was read (a peer that
+        stopped reading has its unsent bytes dropped)."""
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+    def peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+
+
+def command_line(line: str) -> bytes:
+    """An AGI command as sent: checked to be one line."""
+    if "\n" in line or "\r" in line or "\x00" in line:
+        raise ValueError("an AGI command must be one line")
+    return line.encode() + b"\n"
+
+
+def set_variable_line(name: str, value: str) -> str:
+    quoted = value if value.isdigit() else f'"{value}"'
+    return f"SET VARIABLE {name} {quoted}"
 
 
 def parse_reply(line: str, hung_up: bool = False) -> AGIReply:
@@ -144,12 +256,13 @@ def script_name(network_script: str) -> str:
     return network_script.split("?", 1)[0].strip().strip("/").lower()
 
 
-HEADER_LINE = re.compile(r"^[ \t]*(agi_[A-Za-z0-9_]*)[ \t]*:(.*)$", re.MULTILINE)
+# the value without the blanks around it (what str.strip() removes, short of a line break)
+HEADER_LINE = re.compile(r"^[ \t]*(agi_[A-Za-z0-9_]*)[ \t]*:[^\S\n]*(.*?)[^\S\n]*$", re.MULTILINE)
 
 
 def parse_header(raw: bytes) -> dict[str, str]:
     """agi_* lines to a dict; lines without a colon or not starting with agi_ are ignored."""
-    return {key: value.strip() for key, value in HEADER_LINE.findall(raw.decode("utf-8", "replace"))}
+    return dict(HEADER_LINE.findall(raw.decode("utf-8", "replace")))
 
 
 ScriptHandler = Callable[[AGISession], Awaitable[None]]
@@ -187,9 +300,10 @@ class FastAGIServer:
         self.pool: WorkerPool | None = None  # the other workers on this port (serve process only)
         self.hand_over: Callable[[bytes, int], None] | None = None  # a worker: scripts it does not have
         self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[Any]] = set()
-        self._deadlines: set[Deadline] = set()
+        self._sessions: set[AGISession] = set()  # every open connection, its header read or not
+        self._adopting: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self.loop_time: Callable[[], float] = time.monotonic  # the running loop's clock, once started
         self.served = 0
         self.failed = 0
 
@@ -207,8 +321,10 @@ class FastAGIServer:
                 f"FastAGI refuses to listen on {self.host!r}: it has no authentication, so it listens on "
                 "loopback only. Set CLINICALL_TELEPHONY__AGI_HOST=127.0.0.1, or set "
                 "CLINICALL_TELEPHONY__AGI_ALLOW_REMOTE=true behind a firewall that admits only Asterisk.")
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEADER_BYTES,
-                                                  reuse_port=self.reuse_port or None, backlog=1024)
+        loop = asyncio.get_running_loop()
+        self.loop_time = loop.time
+        self._server = await loop.create_server(lambda: AGISession(self), self.host, self.port,
+                                                reuse_port=self.reuse_port or None, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         self.metrics.active.set_function(lambda: len(self._sessions))
         self._watchdog = asyncio.create_task(self._watch(), name="fastagi-watchdog")
@@ -221,8 +337,8 @@ class FastAGIServer:
         while True:
             await asyncio.sleep(min(1.0, self.timeout / 4))
             now = loop.time()
-            for deadline in [d for d in self._deadlines if d.until is not None and d.until <= now]:
-                deadline.expire()
+            for session in [s for s in self._sessions if s.until is not None and s.until <= now]:
+                session.expire()
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -232,11 +348,18 @@ class FastAGIServer:
             self._watchdog = None
         if self._server is not None:
             self._server.close()
-        for task in list(self._sessions):
+        for task in list(self._adopting):
             task.cancel()
-        for task in list(self._sessions):
+        sessions = list(self._sessions)
+        tasks = [session._task for session in sessions if session._task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for session in sessions:
+            if session._task is None:
+                session._header_failed("the server is stopping", "cancelled")
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -246,56 +369,47 @@ class FastAGIServer:
         return {"ok": self.listening, "listening": self.listening, "address": self.address,
                 "active_sessions": len(self._sessions), "served": self.served, "failed": self.failed} | workers_health(self.pool)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      header: bytes | None = None) -> None:
-        """One connection; `header` when another worker already read it and handed the connection over."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._sessions.add(task)
-        script = "-"
+    def ended(self, script: str, outcome: str) -> None:
+        if outcome in ("ok", "unknown_script"):
+            self.served += 1
+        elif outcome != "handed_over":
+            self.failed += 1
+        self.metrics.ended(script, outcome)
+
+    async def _serve(self, session: AGISession, raw: bytes) -> None:
+        """One connection once its header is read (here, or by the worker that handed it over)."""
+        script = session.script or "-"
         outcome = "ok"
-        deadline = Deadline(writer.transport)
-        self._deadlines.add(deadline)
         try:
-            raw = header if header is not None else await self._read_header(reader, deadline)
-            session = AGISession(env=parse_header(raw), reader=reader, writer=writer, timeout=self.timeout,
-                                 deadline=deadline)
-            script = session.script or "-"
-            script, outcome = await self._run_script(script, session, raw, writer)
+            script, outcome = await self._run_script(script, session, raw)
         except AGIProtocolError as exc:
             outcome = "protocol_error"
-            log.info("FastAGI session from %s ended early: %s", _peer(writer), exc)
+            log.info("FastAGI session from %s ended early: %s", session.peer(), exc)
         except TimeoutError:
             outcome = "timeout"
-            log.info("FastAGI session from %s timed out", _peer(writer))
+            log.info("FastAGI session from %s timed out", session.peer())
         except (ConnectionError, OSError) as exc:
             outcome = "connection_lost"
-            log.info("FastAGI session from %s lost: %s", _peer(writer), exc)
+            log.info("FastAGI session from %s lost: %s", session.peer(), exc)
         except asyncio.CancelledError:  # shutdown: end this connection quietly, the task is done
             outcome = "cancelled"
         except Exception:
             outcome = "error"
             log.exception("FastAGI script %s failed; the call goes on", script)
         finally:
-            if outcome in ("ok", "unknown_script"):
-                self.served += 1
-            elif outcome != "handed_over":
-                self.failed += 1
-            self.metrics.ended(script, outcome)
-            self._deadlines.discard(deadline)
-            _close(writer)  # after a hand-over this drops only our copy: the connection stays open
-            if task is not None:
-                self._sessions.discard(task)
+            self.ended(script, outcome)
+            self._sessions.discard(session)
+            session.close()  # after a hand-over this drops only our copy: the connection stays open
 
-    async def _run_script(self, script: str, session: AGISession, raw: bytes,
-                          writer: asyncio.StreamWriter) -> tuple[str, str]:
+    async def _run_script(self, script: str, session: AGISession, raw: bytes) -> tuple[str, str]:
         """(script label, outcome)"""
         handler = self.scripts.get(script)
         if handler is not None:
             await handler(session)
             return script, "ok"
         if self.hand_over is not None:  # a worker: the serve process has every room's scripts
-            self.hand_over(raw, writer.get_extra_info("socket").fileno())
+            assert session.transport is not None
+            self.hand_over(raw, session.transport.get_extra_info("socket").fileno())
             return script, "handed_over"
         log.warning("FastAGI: unknown script %r from channel %r; ending the session so the dialplan goes on",
                     session.env.get("agi_network_script", "")[:80], session.env.get("agi_channel", "")[:80])
@@ -303,45 +417,11 @@ class FastAGIServer:
 
     def adopt(self, header: bytes, fd: int) -> None:
         """A connection a worker handed over (its header already read): served here like any other."""
-        async def serve() -> None:
-            reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd), limit=MAX_HEADER_BYTES)
-            await self._handle(reader, writer, header)
-
-        task = asyncio.create_task(serve(), name="fastagi-adopted")
-        self._sessions.add(task)
-        task.add_done_callback(self._sessions.discard)
-
-    async def _read_header(self, reader: asyncio.StreamReader, deadline: Deadline) -> bytes:
-        deadline.until = asyncio.get_running_loop().time() + self.timeout
-        try:
-            raw = await reader.readuntil(b"\n\n")
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            if deadline.expired:
-                raise AGIProtocolError(f"no complete header within {self.timeout:g} s") from exc
-            if isinstance(exc, ConnectionError):
-                raise
-            raise AGIProtocolError(f"disconnected after {len(exc.partial)} bytes, before the blank line") from exc
-        except asyncio.LimitOverrunError as exc:
-            raise AGIProtocolError(f"header larger than {MAX_HEADER_BYTES} bytes") from exc
-        finally:
-            deadline.until = None
-        return raw
-
-
-def _close(writer: asyncio.StreamWriter) -> None:
-    """Closes without waiting: nothing is left to send once the last reply was read (a peer that
-    stopped reading has its unsent bytes dropped)."""
-    with contextlib.suppress(Exception):
-        transport = writer.transport
-        if transport.get_write_buffer_size():
-            transport.abort()
-        else:
-            transport.close()
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(lambda: AGISession(self, header),
+                                                             sock=socket.socket(fileno=fd)), name="fastagi-adopted")
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
 
 
 async def is_loopback(host: str) -> bool:
@@ -373,10 +453,11 @@ def identify_script(app: web.Application) -> ScriptHandler:
         identity = await identify.identify_caller(db, settings, session.env.get("agi_callerid"), directory,
                                                   lambda number: lookups.lookup(number, detail))
         await identify.publish_screenpop(app, identity, uniqueid)
-        for name, value in identity.channel_variables():
-            reply = await session.set_variable(name, value)
-            if reply.code != 200:
-                log.warning("FastAGI: Asterisk answered %r to SET VARIABLE %s", reply.line[:120], name)
+        variables = identity.channel_variables()
+        replies = await session.exchange([command_line(set_variable_line(name, value)) for name, value in variables])
+        for (name, _), (line, _) in zip(variables, replies, strict=True):
+            if line.partition(" ")[0] != "200":
+                log.warning("FastAGI: Asterisk answered %r to SET VARIABLE %s", line[:120], name)
         app[FASTAGI_KEY].metrics.identify_seconds.observe(time.perf_counter() - started)
 
     return run
@@ -390,9 +471,6 @@ async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterat
     """The FastAGI server (and, in the serve process with agi_workers > 1, the other workers)."""
     settings = app[SETTINGS_KEY].telephony
     shared = settings.agi_workers > 1
-    if shared and not app[SETTINGS_KEY].bus.redis_url:
-        raise RuntimeError("telephony.agi_workers > 1 needs the Redis bus (bus.redis_url): screen-pops from the "
-                           "other FastAGI workers reach the agents' screens through it")
     metrics_holder = app.get(METRICS_KEY)
     server = FastAGIServer(settings.agi_host, settings.agi_port, settings.agi_timeout_seconds, {},
                            FastAGIMetrics(metrics_holder.registry if metrics_holder else None),
@@ -407,7 +485,8 @@ async def fastagi_ctx(app: web.Application, worker: bool = False) -> AsyncIterat
     pool = None
     try:
         if shared and not worker:
-            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1, server.adopt)
+            server.pool = pool = WorkerPool(app[SETTINGS_KEY], server.port, settings.agi_workers - 1, server.adopt,
+                                            app[BUS_KEY].publish)
             await pool.start()
         yield
     finally:

@@ -7,25 +7,25 @@ worker runs `identify` itself; a connection for any other script (the ones other
 the serve process) is handed to the serve process with its header, over a Unix socket (SCM_RIGHTS),
 and served there. A worker gets its settings as one JSON line on stdin and stops when stdin closes
 (the serve process ended, however it ended) or on SIGTERM; one that dies is started again a second
-later. Screen-pops from a worker reach /ws/agent through the bus, so more than one worker needs
-`bus.redis_url`.
+later. A worker's events (screen-pops) go to the serve process over the same Unix socket and serve
+publishes them on its bus (`ForwardingBus`), so the workers of one host need no Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from clinicall.bus import make_bus
 from clinicall.db import Database
 from clinicall.heap import freeze_startup_objects
 from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY
@@ -33,20 +33,24 @@ from clinicall.settings import Settings
 
 log = logging.getLogger(__name__)
 READY = b"ready\n"
+MAX_MESSAGE_BYTES = 64 * 1024  # a header handed over, or one event (each receive allocates this much)
 START_SECONDS = 60.0
 
 
 class WorkerPool:
     """The serve process's side: starts, watches and stops the extra workers."""
 
-    def __init__(self, settings: Settings, port: int, count: int, adopt: Callable[[bytes, int], None]) -> None:
+    def __init__(self, settings: Settings, port: int, count: int, adopt: Callable[[bytes, int], None],
+                 publish: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:
         self.settings = settings
         self.port = port
         self.count = count
         self.adopt = adopt  # the serve process's FastAGI server takes a handed-over connection
+        self.publish = publish  # the serve process's bus publishes an event a worker made
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self.channels: dict[int, socket.socket] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        self._publishing: set[asyncio.Task[None]] = set()
         self._closing = False
         self.restarts = 0
 
@@ -105,19 +109,35 @@ class WorkerPool:
         loop.add_reader(channel, self._receive, index, channel)
 
     def _receive(self, index: int, channel: socket.socket) -> None:
-        from telephony.agi import MAX_HEADER_BYTES
+        """What the worker sent: a connection with its header (one descriptor), or events (no descriptor)."""
+        events = []
+        while True:
+            try:
+                message, fds, _flags, _address = socket.recv_fds(channel, MAX_MESSAGE_BYTES, 1)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                message, fds = b"", []
+            if fds:
+                for fd in fds:
+                    self.adopt(message, fd)
+            elif message:
+                events.append(message)
+            else:  # the worker is gone
+                asyncio.get_running_loop().remove_reader(channel)
+                break
+        if events:
+            task = asyncio.create_task(self._publish(events), name="fastagi-worker-events")
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
 
-        try:
-            header, fds, _flags, _address = socket.recv_fds(channel, MAX_HEADER_BYTES + 1, 1)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            header, fds = b"", []
-        if not header and not fds:  # the worker is gone
-            asyncio.get_running_loop().remove_reader(channel)
-            return
-        for fd in fds:
-            self.adopt(header, fd)
+    async def _publish(self, events: list[bytes]) -> None:
+        for raw in events:
+            try:
+                event = json.loads(raw)
+                await self.publish(event["type"], event["data"])
+            except Exception:
+                log.exception("could not publish an event a FastAGI worker made")
 
     def alive(self) -> int:
         return sum(1 for p in self.processes.values() if p.returncode is None)
@@ -151,7 +171,7 @@ async def serve_worker(settings: Settings, port: int, channel: socket.socket) ->
     app = web.Application()
     app[SETTINGS_KEY] = settings
     app[DB_KEY] = db = Database(settings.database.url)
-    app[BUS_KEY] = bus = make_bus(settings.bus.redis_url, settings.bus.channel)
+    app[BUS_KEY] = bus = ForwardingBus(channel)  # type: ignore[assignment]
     app[AGENT_DIRECTORY_KEY] = AgentDirectory()
     await bus.start()
     context = fastagi_ctx(app, worker=True)
@@ -182,6 +202,30 @@ async def _until_told_to_stop(address: str) -> None:
     for task in (eof, stopped):
         task.cancel()
     log.info("FastAGI worker on %s stopping", address)
+
+
+class ForwardingBus:
+    """A worker's bus: publishes only (a worker has no subscribers). Each event goes to the serve process as
+    one message on the worker's channel, and serve publishes it on its own bus, as if made there: no Redis
+    between the processes of one host, and no process reads events it has no use for."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+
+    async def publish(self, event_type: str, data: dict[str, Any]) -> None:
+        message = json.dumps({"type": event_type, "data": data}, ensure_ascii=False, default=str).encode()
+        if len(message) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"a {event_type} event of {len(message)} bytes is too large to forward")
+        self.channel.send(message)
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "kind": "forwarded to the serve process"}
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

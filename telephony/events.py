@@ -59,6 +59,9 @@ def call_json(call: Call) -> dict[str, Any]:
 
 def call_updated(call: Call) -> dict[str, Any]:
     """The `call.updated` bus payload (see docs/telephony.md and the cross-room contract)."""
-    body = call_json(call)
-    body.pop("id")
-    return body
+    return updated_payload(call_json(call))
+
+
+def updated_payload(body: dict[str, Any]) -> dict[str, Any]:
+    """`call.updated`'s payload from the call's JSON (`call_json`): the same fields but `id`."""
+    return {key: value for key, value in body.items() if key != "id"}

@@ -78,7 +78,7 @@ async def start_call(request: web.Request) -> web.Response:
     refuse_control_characters(data)
     body = validate(CallIn, data)
     call = await telephony(request).start_call(who, body.patient_id, body.phone_id)
-    return web.json_response({"call": call_json(call)}, status=202)
+    return web.json_response({"call": call}, status=202)
 
 
 @routes.get("/api/calls")
@@ -95,7 +95,9 @@ async def list_calls(request: web.Request) -> web.Response:
         ids[name] = int(raw)
     everyone = request.query.get("all") in ("1", "true")
     live = request.query.get("live") in ("1", "true")  # only calls not ended yet (the console after a reload)
-    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"], everyone=everyone, live=live)
+    unlogged = request.query.get("unlogged") in ("1", "true")  # ended, no outcome yet (the agent's to-do)
+    calls = await telephony(request).list_calls(who, ids["patient_id"], ids["agent_id"], everyone=everyone, live=live,
+                                                unlogged=unlogged)
     audit_views(request, [c["patient_id"] for c in calls if c["patient_id"] is not None], "calls")
     return web.json_response({"calls": calls})
 

@@ -18,7 +18,7 @@ from clinicall.settings import Settings, TelephonySettings
 from crm_bridge import service as crm
 from telephony.ami import AmiLink
 from telephony.calllog import CallLog
-from telephony.events import CALL_UPDATED, call_json, call_updated
+from telephony.events import CALL_UPDATED, call_json, updated_payload
 from telephony.models import Call
 from telephony.policy import DialTarget, dial_target
 from telephony.ratelimit import RateLimiter
@@ -95,10 +95,10 @@ class Telephony:
         if self.metrics is not None:
             self.metrics.clicks.labels(outcome).inc()
 
-    async def start_call(self, who: Principal, patient_id: int, phone_id: int) -> Call:
-        """Refusals in this order: the agent's extension (409/400), the patient and the phone (403, 404, 400),
-        the link (503), the rate limit (429); the call's row and its audit row are committed before the
-        Originate leaves."""
+    async def start_call(self, who: Principal, patient_id: int, phone_id: int) -> dict[str, Any]:
+        """The call's JSON (`call_json`). Refusals in this order: the agent's extension (409/400), the patient
+        and the phone (403, 404, 400), the link (503), the rate limit (429); the call's row and its audit row
+        are committed before the Originate leaves."""
         if not who.extension:
             raise Problem(409, "No phone extension", "Your account has no phone extension; ask an admin to set it.",
                           code="no_extension")
@@ -111,7 +111,7 @@ class Telephony:
             row = await self._start_call_sqlite(who, patient_id, phone_id, installation)
         link = self.link
         assert link is not None
-        payload = call_updated(row)
+        body = call_json(row)
         self.calllog.register(row)
         headers = originate_headers(self.tel, call_id=row.id, extension=who.extension, exten=row.dialed or "",
                                     patient_id=patient_id, installation=installation)
@@ -123,8 +123,8 @@ class Telephony:
             raise Problem(503, "Phone system unavailable",
                           "The link to Asterisk dropped just now; the call was not placed. Try again.") from None
         self._count("sent")
-        await self.bus.publish(CALL_UPDATED, payload)
-        return row
+        await self.bus.publish(CALL_UPDATED, updated_payload(body))
+        return body
 
     def _target(self, who: Principal, patient_id: int, allowed: bool, phone: crm.PhoneBrief | None,
                 installation: str) -> DialTarget:
@@ -311,8 +311,10 @@ class Telephony:
         return await self.get_call(who, call_id)
 
     async def list_calls(self, who: Principal, patient_id: int | None, agent_id: int | None,
-                         limit: int = 100, *, everyone: bool = False, live: bool = False) -> list[dict[str, Any]]:
-        """Calls of a patient, of an agent, or (supervisors, `everyone`) of all agents; by default one's own."""
+                         limit: int = 100, *, everyone: bool = False, live: bool = False,
+                         unlogged: bool = False) -> list[dict[str, Any]]:
+        """Calls of a patient, of an agent, or (supervisors, `everyone`) of all agents; by default one's own.
+        `unlogged`: only the last day's ended calls of a patient whose outcome nobody has logged yet."""
         if everyone and not who.has_any("supervisor"):
             raise Problem(403, "Not allowed", "Only supervisors see every agent's calls.", roles=["supervisor"])
         if patient_id is None and agent_id is None and not everyone:
@@ -329,12 +331,17 @@ class Telephony:
             query = query.where(Call.agent_id == agent_id)
         if live:
             query = query.where(Call.state != "ended")
+        if unlogged:
+            query = query.where(Call.state == "ended", Call.patient_id.is_not(None),
+                                Call.created_at >= utcnow() - dt.timedelta(days=1))
         async with self.db.session() as s:
             calls = list((await s.scalars(query)).all())
         visible = await crm.visible_patients(self.db, who, {c.patient_id for c in calls if c.patient_id is not None})
         calls = [c for c in calls if c.patient_id in visible or (c.patient_id is None and (
             who.has_any("supervisor") or c.agent_id == who.user_id))]
         notes = await crm.notes_for_calls(self.db, [c.id for c in calls])
+        if unlogged:
+            calls = [c for c in calls if c.id not in notes]
         names = await crm.full_names(self.db, [c.patient_id for c in calls if c.patient_id is not None])
         return [call_json(c) | {"outcome": notes.get(c.id), "patient_name": names.get(c.patient_id)} for c in calls]
 

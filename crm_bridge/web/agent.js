@@ -250,6 +250,7 @@ function showCall(callState, data = {}) {
     // the call) gets its outcome as a plain care note on the new card.
     if (call.patient_id) openOutcome({callId: call.unlinked ? null : call.id, patientId: call.patient_id, name: call.name,
                                       disposition: data.disposition});
+    loadUnlogged();  // a form dismissed without saving leaves the call on the to-log list
   }
 }
 
@@ -334,6 +335,25 @@ async function restoreCall() {
   adoptCall(live);
   showCall(live.state, live);
   await nameCall(state.call);
+}
+
+// ---------- calls still to log ----------
+// The agent's ended calls of the last day with no outcome (the page was reloaded or closed, the form dismissed):
+// each opens the outcome form. After a reload, a call that ended minutes ago opens it at once.
+async function loadUnlogged({openRecent = false} = {}) {
+  let calls = [];
+  try { calls = items(await api("/api/calls?unlogged=1"), "calls"); } catch { return; }
+  $("unlogged").replaceChildren(...calls.map((c) => el("li", {}, el("button", {type: "button", "data-call": c.id, onclick: () => logCall(c)},
+    el("strong", {}, c.patient_name || fmtPhone(c.number || "")),
+    el("span", {class: "sub"}, [fmtDateTime(c.ended_at || c.created_at, lang), c.disposition ? t("disp." + c.disposition) : ""].filter(Boolean).join(" · "))))));
+  $("unlogged-panel").hidden = !calls.length;
+  const recent = calls[0];
+  const endedAgo = recent ? Date.now() - new Date(recent.ended_at || recent.created_at).getTime() : Infinity;
+  if (openRecent && endedAgo < 10 * 60 * 1000 && !$("outcome-dialog").open) logCall(recent);
+}
+
+function logCall(c) {
+  openOutcome({callId: c.id, patientId: c.patient_id, name: c.patient_name, disposition: c.disposition});
 }
 
 // ---------- outcome form ----------
@@ -428,6 +448,7 @@ async function saveOutcome(e) {
     if (state.call && String(state.call.id) === callId) $("callbar").hidden = true;
     if (patientId) await openPatient(Number(patientId), {focus: false});
     loadWorklists();
+    loadUnlogged();
   } catch (err) { showError($("outcome-error"), err, form); }
 }
 
@@ -557,6 +578,7 @@ async function main() {
   const m = location.hash.match(/patient=(\d+)/);
   if (m) await openPatient(Number(m[1]), {focus: false});
   await restoreCall();
+  await loadUnlogged({openRecent: !state.call});
   document.body.dataset.ready = "1";
 }
 

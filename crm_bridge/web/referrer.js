@@ -1,7 +1,7 @@
 // The referring doctor's page (/referrer): send a patient with files; his own referred patients in four
 // lists (new ones highlighted); for each, the status, visits, the entries and results the clinic marked for
 // him, and what he sent.
-import {api, el, startPage, fmtDate, fmtDateTime, showError, clearFieldErrors} from "/static/admin/console.js";
+import {api, el, startPage, fmtDate, fmtDateTime, showError, clearFieldErrors, exportLinks} from "/static/admin/console.js";
 
 const LISTS = ["new", "in_treatment", "finished", "closed"];
 const $ = (id) => document.getElementById(id);
@@ -27,6 +27,7 @@ async function loadList() {
     el("button", {type: "button", class: "link", onclick: () => openDetail(p.id)}, p.full_name),
     ` · ${t("care." + p.care_status)} · ${fmtDate(p.created_at)}`)));
   if (!data.items.length) list.append(el("li", {class: "muted"}, t("empty")));
+  $("referrals-export").replaceChildren(data.items.length ? exportLinks(`/api/referrals?list=${current}`) : "");
 }
 
 function fileItem(f) {

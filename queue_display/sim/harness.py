@@ -4,7 +4,10 @@ At the moment each ticket enters a waiting line (issued, transferred to the lab,
 predictor estimates its wait; the truth is the time until the ticket is called. Every predictor learns
 online, as the live service does: clinicall's WaitEstimator is told each arrival, finished visit, no-show
 and room opening or closing when it happens, so it never sees anything after the moment it predicts for.
-clinicall's range (e.g. 80%) is scored by how often it holds the real wait.
+clinicall's range (e.g. 80%) is scored by how often it holds the real wait, over the predictions that
+are a range: a point (every simulated future calls the ticket at the same moment, mostly at once, when
+a room is idle) holds its wait by construction and would only inflate the share; their share is reported
+beside it.
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ class Scorer:
     every_change: bool = False  # also predict every waiting ticket's remaining wait at every queue change
     snapshots: dict[int, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)
     change_errors: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PREDICTORS})
-    covered: list[bool] = field(default_factory=list)  # clinicall's range held the real wait
-    change_covered: list[bool] = field(default_factory=list)
+    covered: list[bool | None] = field(default_factory=list)  # clinicall's range held the real wait (None: a point)
+    change_covered: list[bool | None] = field(default_factory=list)
 
     def _snapshot(self, day: ClinicDay) -> None:
         """Remaining-wait predictions for every waiting ticket now (rolling and LES: their wait minus the
@@ -182,10 +185,16 @@ def _in_line_since(entry: Entry) -> float:
     return entry.resumed_at if entry.resumed_at is not None else entry.enqueued
 
 
-def _score(predicted: dict[str, float], truth: float, errors: dict[str, list[float]], covered: list[bool]) -> None:
+POINT_SECONDS = 1.0  # a range this narrow is a point: the futures agree (mostly: called at once)
+
+
+def _score(predicted: dict[str, float], truth: float, errors: dict[str, list[float]],
+           covered: list[bool | None]) -> None:
+    """`covered` gets whether the range held the truth, or None for a point (not a range)."""
     for name in PREDICTORS:
         errors[name].append((predicted[name] - truth) / 60.0)
-    covered.append(predicted["low"] <= truth <= predicted["high"])
+    ranged = predicted["high"] - predicted["low"] > POINT_SECONDS
+    covered.append(predicted["low"] <= truth <= predicted["high"] if ranged else None)
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,8 @@ class ScenarioResult:
     estimate_cpu_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # median, 95th percentile, max
     largest_queue: int = 0
     changes: ScenarioResult | None = None  # the same, predicting at every queue change
-    coverage: float = float("nan")  # the share of real waits inside clinicall's range
+    coverage: float = float("nan")  # the share of real waits inside clinicall's range (ranges, not points)
+    ranged: int = 0  # predictions whose range is not a point
 
 
 def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
@@ -225,13 +235,20 @@ def evaluate(scenario: Scenario, *, seed: int, train_days: int, days: int,
     if every_change:
         changes = ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days,
                                  len(scorer.change_errors["clinicall"]), *_scores(scorer.change_errors),
-                                 coverage=_share(scorer.change_covered))
+                                 coverage=_share(scorer.change_covered), ranged=_ranged(scorer.change_covered))
     return ScenarioResult(scenario.name, scenario.tuned, seed, train_days, days, len(scorer.errors["clinicall"]),
-                          *_scores(scorer.errors), timing, scorer.largest_queue, changes, _share(scorer.covered))
+                          *_scores(scorer.errors), timing, scorer.largest_queue, changes, _share(scorer.covered),
+                          _ranged(scorer.covered))
 
 
-def _share(flags: list[bool]) -> float:
-    return sum(flags) / len(flags) if flags else float("nan")
+def _share(flags: list[bool | None]) -> float:
+    """The share of ranges that held the real wait (points left out)."""
+    ranged = [flag for flag in flags if flag is not None]
+    return sum(ranged) / len(ranged) if ranged else float("nan")
+
+
+def _ranged(flags: list[bool | None]) -> int:
+    return sum(1 for flag in flags if flag is not None)
 
 
 def _scores(errors: Mapping[str, list[float]]) -> tuple[dict[str, float], dict[str, float]]:
@@ -251,19 +268,19 @@ def _mean(values: Iterable[float]) -> float:
 def format_table(results: list[ScenarioResult]) -> str:
     """MAE (minutes) and MSE (minutes squared) per scenario and overall (pooled over all predictions)."""
     header = f"{'scenario':<16} {'set':<9} {'n':>6}  " + "  ".join(
-        f"{name + ' MAE':>13} {name + ' MSE':>13}" for name in PREDICTORS) + f"  {'MSE/best':>8} {'range':>6}"
+        f"{name + ' MAE':>13} {name + ' MSE':>13}" for name in PREDICTORS) + f"  {'MSE/best':>8} {'range':>6} {'points':>6}"
     lines = [header, "-" * len(header)]
 
     def row(label: str, kind: str, n: int, mae: Mapping[str, float], mse: Mapping[str, float],
-            coverage: float) -> str:
+            coverage: float, ranged: int) -> str:
         best = min(mse[name] for name in PREDICTORS if name != "clinicall")
         return f"{label:<16} {kind:<9} {n:>6}  " + "  ".join(
             f"{mae[name]:>13.2f} {mse[name]:>13.1f}" for name in PREDICTORS) + \
-            f"  {100 * mse['clinicall'] / best:>7.1f}% {100 * coverage:>5.1f}%"
+            f"  {100 * mse['clinicall'] / best:>7.1f}% {100 * coverage:>5.1f}% {100 * (n - ranged) / max(n, 1):>5.0f}%"
 
     for result in results:
         lines.append(row(result.scenario, "tuned" if result.tuned else "held-out", result.predictions,
-                         result.mae, result.mse, result.coverage))
+                         result.mae, result.mse, result.coverage, result.ranged))
     for label, chosen in (("ALL held-out", [r for r in results if not r.tuned]),
                           ("ALL tuned", [r for r in results if r.tuned]), ("ALL", results)):
         n = sum(r.predictions for r in chosen)
@@ -271,6 +288,7 @@ def format_table(results: list[ScenarioResult]) -> str:
             continue
         mae = {p: sum(r.mae[p] * r.predictions for r in chosen) / n for p in PREDICTORS}
         mse = {p: sum(r.mse[p] * r.predictions for r in chosen) / n for p in PREDICTORS}
-        coverage = sum(r.coverage * r.predictions for r in chosen) / n
-        lines.append(row(label, "", n, mae, mse, coverage))
+        ranged = sum(r.ranged for r in chosen)
+        coverage = sum(r.coverage * r.ranged for r in chosen if r.ranged) / max(ranged, 1)
+        lines.append(row(label, "", n, mae, mse, coverage, ranged))
     return "\n".join(lines)

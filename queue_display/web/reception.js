@@ -1,8 +1,8 @@
 // Reception console: expected arrivals with check-in, walk-in tickets, the live queue per service.
-import {api, el, startPage, items, showError} from "/static/admin/console.js";
+import {api, el, startPage, items, showError, exportLinks} from "/static/admin/console.js";
 
 const DICT = {
-  vi: {title: "Lễ tân", logout: "Đăng xuất", issuedTicket: "Số thứ tự vừa cấp", walkin: "Cấp số cho khách vãng lai", service: "Dịch vụ",
+  vi: {reprint: "In lại phiếu", reprintOf: "In lại phiếu số {number}", exportArrivals: "Danh sách hẹn:", exportTickets: "Số thứ tự trong ngày:", title: "Lễ tân", logout: "Đăng xuất", issuedTicket: "Số thứ tự vừa cấp", walkin: "Cấp số cho khách vãng lai", service: "Dịch vụ",
        priority: "Ưu tiên", issue: "Cấp số", queue: "Hàng đợi", arrivals: "Bệnh nhân hẹn đến", date: "Ngày",
        checkinService: "Dịch vụ khi tiếp nhận", checkinPriority: "Ưu tiên khi tiếp nhận", auto: "Tự động (có hẹn)", show: "Xem", name: "Họ tên", phone: "Điện thoại", status: "Tình trạng", ticket: "Số",
        checkin: "Tiếp nhận", checkinFor: "Tiếp nhận {name}", noArrivals: "Không có bệnh nhân hẹn đến ngày này.", arrivalsCount: "{n} bệnh nhân hẹn đến.",
@@ -10,7 +10,7 @@ const DICT = {
        minutes: "phút", "p.normal": "Thường", "p.emergency": "Cấp cứu", "p.elderly": "Người cao tuổi", "p.pregnant": "Phụ nữ mang thai",
        "p.disabled": "Người khuyết tật", "p.booked": "Có hẹn", issuedFor: "{number} — {service}", statusUrl: "Trang theo dõi", soon: "sắp tới",
        "care.new": "Mới", "care.in_treatment": "Đang điều trị", "care.treatment_finished": "Đã điều trị xong", "care.care_closed": "Ngừng chăm sóc"},
-  en: {title: "Reception", logout: "Log out", issuedTicket: "Ticket just issued", walkin: "Walk-in ticket", service: "Service",
+  en: {reprint: "Reprint slip", reprintOf: "Reprint the slip of {number}", exportArrivals: "Expected arrivals:", exportTickets: "The day's tickets:", title: "Reception", logout: "Log out", issuedTicket: "Ticket just issued", walkin: "Walk-in ticket", service: "Service",
        priority: "Priority", issue: "Issue ticket", queue: "Queue", arrivals: "Expected arrivals", date: "Date",
        checkinService: "Service at check-in", checkinPriority: "Priority at check-in", auto: "Automatic (booked)", show: "Show", name: "Name", phone: "Phone", status: "Status", ticket: "Ticket",
        checkin: "Check in", checkinFor: "Check in {name}", noArrivals: "No patients expected on this day.", arrivalsCount: "{n} patients expected.",
@@ -18,7 +18,7 @@ const DICT = {
        minutes: "min", "p.normal": "Normal", "p.emergency": "Emergency", "p.elderly": "Elderly", "p.pregnant": "Pregnant",
        "p.disabled": "Disabled", "p.booked": "Booked", issuedFor: "{number} — {service}", statusUrl: "Status page", soon: "next",
        "care.new": "New", "care.in_treatment": "In treatment", "care.treatment_finished": "Treatment finished", "care.care_closed": "Care closed"},
-  zh: {title: "前台", logout: "退出登录", issuedTicket: "刚发的号码", walkin: "为未预约患者取号", service: "服务",
+  zh: {reprint: "补打号码条", reprintOf: "补打 {number} 的号码条", exportArrivals: "预约名单：", exportTickets: "当日号码：", title: "前台", logout: "退出登录", issuedTicket: "刚发的号码", walkin: "为未预约患者取号", service: "服务",
        priority: "优先", issue: "取号", queue: "排队", arrivals: "预约到诊患者", date: "日期",
        checkinService: "登记时的服务", checkinPriority: "登记时的优先", auto: "自动（预约）", show: "查看", name: "姓名", phone: "电话", status: "状态", ticket: "号码",
        checkin: "登记", checkinFor: "为{name}登记", noArrivals: "这一天没有预约到诊的患者。", arrivalsCount: "预约到诊 {n} 人。",
@@ -69,7 +69,14 @@ function showIssued(ticket) {
   $("issued-number").textContent = ticket.number;
   box.dataset.ticketId = ticket.id;  // messaging's turn-near opt-in follows it
   $("issued-detail").replaceChildren(ticket.service_name || serviceName(state.services.find((s) => s.id === ticket.service_id)),
-    ticket.status_url ? el("span", {}, " · ", el("a", {href: ticket.status_url, target: "_blank", rel: "noopener"}, t("statusUrl"))) : "");
+    ticket.status_url ? el("span", {}, " · ", el("a", {href: ticket.status_url, target: "_blank", rel: "noopener"}, t("statusUrl"))) : "",
+    " ", reprintButton(ticket));
+}
+
+// The slip again, same number (the patient lost theirs): a page laid out for the receipt printer.
+function reprintButton(ticket) {
+  return el("button", {type: "button", class: "secondary small", "data-reprint": ticket.id, "aria-label": fill(t("reprintOf"), {number: ticket.number}),
+    onclick: () => window.open(`/reception/tickets/${ticket.id}/slip?lang=${lang}`, "_blank", "noopener")}, t("reprint"));
 }
 
 let arrivalsRun = 0;  // a reload started later (another desk's check-in) wins over an earlier one still loading
@@ -98,6 +105,9 @@ async function loadArrivals() {
   }
   if (run !== arrivalsRun) return;
   state.checkedIn = checkedIn;
+  const shown = encodeURIComponent($("a-date").value);
+  $("arrivals-export").replaceChildren(t("exportArrivals"), " ", exportLinks(`/api/arrivals?date=${shown}`), " · ",
+    t("exportTickets"), " ", exportLinks(`/api/tickets?date=${shown}`));
   $("arrivals-status").textContent = list.length ? fill(t("arrivalsCount"), {n: list.length}) : t("noArrivals");
   body.replaceChildren(...list.map((raw) => {
     const p = raw.patient || raw;
@@ -162,11 +172,11 @@ async function loadQueue() {
   for (const g of queueGroups(data)) {
     const titleId = `q-${g.id}`;
     const table = el("table", {class: "compact", "aria-labelledby": titleId},
-      el("thead", {}, el("tr", {}, el("th", {}, t("position")), el("th", {}, t("number")), el("th", {}, t("priority")), el("th", {}, t("wait")))),
+      el("thead", {}, el("tr", {}, el("th", {}, t("position")), el("th", {}, t("number")), el("th", {}, t("priority")), el("th", {}, t("wait")), el("th", {}, ""))),
       el("tbody", {}, g.waiting.length ? g.waiting.map((tk, i) => el("tr", {"data-ticket": tk.number},
         el("td", {}, String(tk.position ?? i + 1)), el("td", {}, el("strong", {}, tk.number)),
-        el("td", {}, t("p." + (tk.priority || "normal"))), el("td", {}, waitRange(tk))))
-        : el("tr", {}, el("td", {colspan: "4", class: "muted"}, t("empty")))));
+        el("td", {}, t("p." + (tk.priority || "normal"))), el("td", {}, waitRange(tk)), el("td", {}, reprintButton(tk))))
+        : el("tr", {}, el("td", {colspan: "5", class: "muted"}, t("empty")))));
     box.append(el("section", {"data-service": g.id}, el("h3", {id: titleId}, `${g.name} — ${g.waiting.length} ${t("waiting")}`,
       el("span", {class: "muted newcomer"}, ` · ${t("newcomer")}: ${waitRange(g.newcomer)}`)), table));
   }

@@ -1,6 +1,6 @@
 // Reminder campaigns (/reminders): start one now, pause or run it, its live progress, today's turn-near calls,
 // the settings.
-import {api, el, startPage, fmtDate, fmtPhone, showError, clearFieldErrors} from "/static/admin/console.js";
+import {api, el, startPage, fmtDate, fmtPhone, showError, clearFieldErrors, exportLinks} from "/static/admin/console.js";
 
 const $ = (id) => document.getElementById(id);
 const COLUMNS = ["called", "confirmed", "callback", "not_reached", "failed", "pending", "skipped"];
@@ -38,6 +38,7 @@ async function showTargets(id) {
   $("targets").replaceChildren(data.targets.length ? el("div", {class: "table-wrap"}, el("table", {id: "targets-table"},
     el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {scope: "col"}, t(h))))),
     el("tbody", {}, ...data.targets.map(targetRow)))) : el("p", {class: "muted"}, t("noTargets")));
+  if (data.targets.length) $("targets").append(el("p", {}, exportLinks(`/api/reminders/campaigns/${id}`)));
   $("targets-box").hidden = false;
 }
 

@@ -23,7 +23,7 @@ from crm_bridge.models import PatientAccount
 from crm_bridge.worklists import clinic_today
 from messaging.models import Message
 from tests.conftest import PASSWORD, STAFF, Staff
-from tests.messaging.helpers import until
+from tests.waiting import until
 
 SCRAPE_TOKEN = "scrape-token-0123456789abcdef"
 

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from clinicall.keys import SETTINGS_KEY
-from tests.browser import login
+from tests.browser import PAGE_TIMEOUT_MS, login
 from tests.conftest import PASSWORD
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -28,7 +28,7 @@ def upload(name: str, data: bytes, mime: str) -> dict[str, Any]:
 async def patient_page(browser: Any, base_url: str, phone: str, password: str, new_password: str) -> Any:
     context = await browser.new_context(locale="vi-VN", viewport=PHONE_SIZE, is_mobile=True)
     page = await context.new_page()
-    page.set_default_timeout(30000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     await page.goto(f"{base_url}/me")
     await page.get_by_label("Số điện thoại").fill(phone)
     await page.get_by_label("Mật khẩu", exact=True).fill(password)

@@ -92,3 +92,35 @@ async def test_statistics_exports(live_server: Any) -> None:
     assert status == 200 and load_workbook(io.BytesIO(data)).sheetnames == ["Theo tổng đài viên", "Theo ngày"]
     status, _, _ = await fetch(live_server, "/api/stats/queue?export=xlsx", "agent")
     assert status == 403
+
+
+async def test_front_desk_and_campaign_exports(live_server: Any) -> None:
+    """Reception exports the day's tickets and expected arrivals (its own days only); a supervisor a reminder
+    campaign's call list; codes come out as the pages' words."""
+    today = dt.datetime.now(live_server.app[SETTINGS_KEY].clinic.zone()).date().isoformat()
+    made = await live_server.api("POST", "/api/patients", json={
+        "full_name": "Phạm Văn Đức", "assigned_agent_id": live_server.ids["agent"], "phones": [{"number": "0912000222"}]})
+    await live_server.api("POST", f"/api/patients/{made['patient']['id']}/notes", who="agent", json={
+        "booking_date": today, "note": "đặt lịch"})
+    issued = await live_server.api("POST", "/api/tickets", who="reception", json={
+        "service_id": live_server.services["A"], "priority": "elderly"})
+    status, _, data = await fetch(live_server, f"/api/tickets?date={today}&export=xlsx&lang=vi", "reception")
+    assert status == 200
+    rows = list(load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
+    assert rows[0][:4] == ("Số", "Dịch vụ", "Ưu tiên", "Trạng thái")
+    assert rows[1][:4] == (issued["ticket"]["number"], issued["ticket"]["service_name"], "Người cao tuổi", "Đang chờ")
+    status, _, data = await fetch(live_server, f"/api/arrivals?date={today}&export=csv&lang=en", "reception")
+    table = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert status == 200 and [r[1] for r in table[1:]] == ["Phạm Văn Đức"] and table[1][0] == str(made["patient"]["id"])
+    status, _, data = await fetch(live_server, "/api/arrivals?date=2020-01-01&export=xlsx", "reception")
+    assert status == 403 and b"date_outside_window" in data
+
+    campaign = await live_server.api("POST", "/api/reminders/campaigns", who="supervisor", json={"kind": "callback"})
+    path = f"/api/reminders/campaigns/{campaign['campaign']['id']}"
+    listed = await live_server.api("GET", path, who="supervisor")
+    status, _, data = await fetch(live_server, f"{path}?export=xlsx&lang=zh", "supervisor")
+    book = load_workbook(io.BytesIO(data))
+    assert status == 200 and book.sheetnames == ["呼叫名单"]
+    assert len(list(book.active.iter_rows())) == 1 + len(listed["targets"])
+    status, _, _ = await fetch(live_server, f"{path}?export=xlsx", "agent")
+    assert status == 403

@@ -157,14 +157,14 @@ async def test_agent_card_tools_outcome_and_care_lists(live_server: Any, new_pag
     await demo.get_by_role("button", name="Gọi đến").click()
     await page.locator("#demo-status").get_by_text("Đã gửi cuộc gọi đến từ 0912 300 099.").wait_for()
     assert await demo.locator("[data-field-error]").count() == 0
-    await page.get_by_role("dialog", name="Cuộc gọi đến").wait_for(timeout=30000)
+    await page.get_by_role("dialog", name="Cuộc gọi đến").wait_for()
     await page.keyboard.press("Escape")
 
     # A busy call: the outcome form pre-selects "not reached / busy"; "call back" needs a date.
     await goto(page, f"{server.base_url}/agent#patient={ha}")
     await page.get_by_role("button", name="Gọi số 0903 000 002").click()
     dialog = page.get_by_role("dialog", name="Kết quả liên hệ")
-    await dialog.wait_for(timeout=30000)
+    await dialog.wait_for()
     assert await dialog.get_by_label("Trạng thái khách hàng").input_value() == "Không liên lạc được"
     assert await dialog.get_by_label("Chi tiết").input_value() == "Máy bận"
     await dialog.get_by_label("Trạng thái khách hàng").select_option("Hẹn gọi lại")

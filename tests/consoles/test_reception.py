@@ -42,6 +42,9 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await page.wait_for_selector("body[data-ready='1']")
     await row.locator("[data-ticket='A001']").wait_for()
     assert await row.get_by_role("button").count() == 0
+    exports = page.locator("#arrivals-export a[data-export='xlsx']")
+    assert [await a.get_attribute("href") for a in await exports.all()] == [
+        f"/api/arrivals?date={today}&export=xlsx&lang=vi", f"/api/tickets?date={today}&export=xlsx&lang=vi"]
 
     # Walk-in with a priority.
     await page.get_by_label("Dịch vụ", exact=True).select_option(str(live_server.services["B"]))
@@ -55,6 +58,13 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await queue.locator("tr[data-ticket='B001']").wait_for()
     b_row = await queue.locator("tr[data-ticket='B001']").inner_text()
     assert "Người cao tuổi" in b_row and ("phút" in b_row or "sắp tới" in b_row), b_row  # an idle room: next
+    # The patient lost the slip: reception prints it again (same number), kept in the ticket's history.
+    async with page.context.expect_page() as opened:
+        await queue.get_by_role("button", name="In lại phiếu số B001").click()
+    slip = await opened.value
+    await slip.wait_for_selector("body[data-ready='1']")
+    assert (await slip.locator("#number").inner_text(), await slip.locator("#copy").inner_text()) == ("B001", "In lại lần 1")
+    await slip.close()
     assert await audit(page) == []
     walked = await tab_walk(page, 30)
     assert {"w-service", "w-priority", "a-date", "a-service", "a-priority"} <= set(walked), walked
@@ -72,7 +82,7 @@ async def test_checkin_walkin_queue_and_tv(live_server: Any, new_page: Any) -> N
     await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:1']}/call-next", who="doctor")
     await tv.locator("#now-number").filter(has_text="A001").wait_for()
     # ... and reception's queue drops it on its next refresh.
-    await queue.locator("tr[data-ticket='A001']").wait_for(state="detached", timeout=30000)
+    await queue.locator("tr[data-ticket='A001']").wait_for(state="detached")
 
     # The agent's patient card lists the patient's tickets.
     tickets = (await live_server.api("GET", f"/api/patient-tickets?patient_id={patient_id}", who="agent"))["tickets"]

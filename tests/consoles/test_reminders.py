@@ -44,7 +44,7 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
     await page.get_by_role("button", name="Bắt đầu chiến dịch").click()
     row = page.locator("#campaign-table tbody tr").first
     await row.wait_for()
-    await page.locator("#campaign-table tr[data-state='done']").wait_for(timeout=60_000)
+    await page.locator("#campaign-table tr[data-state='done']").wait_for()
     counts = {k: await row.locator(f"td[data-count='{k}']").inner_text()
               for k in ("confirmed", "callback", "not_reached", "skipped", "called")}
     assert counts == {"confirmed": "1", "callback": "1", "not_reached": "1", "skipped": "1", "called": "4"}
@@ -65,7 +65,7 @@ async def test_supervisor_starts_a_campaign_and_sees_it_progress(live_server: An
                                   json={"ticket_id": ticket["ticket"]["id"], "phone": "0901234561"})
     assert opted["channel"] == "call"
     answered = page.locator(f"#turn-near-table tr[data-ticket='{ticket['ticket']['id']}'][data-state='answered']")
-    await answered.wait_for(timeout=60_000)
+    await answered.wait_for()
     assert (await answered.locator("td.state").inner_text()).startswith("Đã nghe máy")
     # the calls list and the statistics name these calls as automated ones (not "unassigned", not "—")
     await page.goto(f"{live_server.base_url}/care/calls")

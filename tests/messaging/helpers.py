@@ -1,15 +1,12 @@
-"""Shared by the messaging tests: wait for a message state (never for time), make patients."""
+"""Shared by the messaging tests: make patients and read their messages."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Staff
-
-WAIT_SECONDS = 60.0
 
 
 async def make_patient(client: TestClient, staff: Staff, name: str, number: str, agent: str | None = "agent") -> int:
@@ -26,15 +23,3 @@ async def messages_of(client: TestClient, staff: Staff, patient_id: int, who: st
     assert response.status == 200, await response.text()
     items: list[dict[str, Any]] = (await response.json())["items"]
     return items
-
-
-async def until(check: Any, what: str, limit: float = WAIT_SECONDS) -> Any:
-    """Polls `check()` (an async callable) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {result!r}")
-        await asyncio.sleep(0.05)

@@ -34,8 +34,9 @@ from messaging.senders.base import Outgoing
 from messaging.senders.http_gateway import render_body
 from messaging.service import LogFilter
 from tests.conftest import PASSWORD, STAFF, Staff
-from tests.messaging.helpers import make_patient, messages_of, until
+from tests.messaging.helpers import make_patient, messages_of
 from tests.servers import free_port
+from tests.waiting import until
 
 RECEIPT_TOKEN = "receipt-token-0123456789"
 

@@ -16,9 +16,10 @@ from clinicall.problem import Problem
 from clinicall.settings import Settings
 from messaging.keys import MESSAGING_KEY
 from tests.conftest import Staff
-from tests.messaging.helpers import make_patient, messages_of, until
+from tests.messaging.helpers import make_patient, messages_of
 from tests.messaging.smsc import Smsc
 from tests.queue_display.conftest import build_clinic
+from tests.waiting import until
 
 
 @pytest.fixture

@@ -95,10 +95,10 @@ async def test_call_next_on_the_room_page_is_seen_on_the_tv_and_the_door(live_se
     await room.locator("#waiting").filter(has_text=number).wait_for()
     await room.keyboard.press("n")  # the shortcut for "call next"
 
-    await tv.locator("#now-number").filter(has_text=number).wait_for(timeout=30000)
+    await tv.locator("#now-number").filter(has_text=number).wait_for()
     assert await tv.locator("#now-room").inner_text() == "Phòng khám số 1"
     assert "flash" in (await tv.locator("#now").get_attribute("class"))
-    await door.locator("#current").filter(has_text=number).wait_for(timeout=30000)
+    await door.locator("#current").filter(has_text=number).wait_for()
     await room.locator("#current-number").filter(has_text=number).wait_for()
 
     await room.locator("#message").filter(has_text=f"{number}: đã gọi").wait_for()  # the call's answer is in
@@ -143,11 +143,11 @@ async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: Liv
     assert shown in {(clinic_now + dt.timedelta(minutes=m)).strftime("%H:%M") for m in (-1, 0, 1)}, shown
     for ws in list(live_server.app[WEBSOCKETS_KEY]):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"restart")
-    await tv.wait_for_function("window.clinicallTv.feed.connects >= 2", timeout=30000)
+    await tv.wait_for_function("window.clinicallTv.feed.connects >= 2")
     await tv.wait_for_selector("#status[data-state='live']")
     issued = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["C"]})
     await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:3']}/call-next", who="doctor")
-    await tv.locator("#now-number").filter(has_text=issued["ticket"]["number"]).wait_for(timeout=30000)
+    await tv.locator("#now-number").filter(has_text=issued["ticket"]["number"]).wait_for()
     assert await tv.locator("#now-room").inner_text() == "3号诊室"
     # the network is cut and a number is called meanwhile: on reconnecting the TV shows it as a call (flashing)
     await tv.context.set_offline(True)
@@ -158,7 +158,7 @@ async def test_tv_reconnects_after_the_server_closes_its_socket(live_server: Liv
     missed = await live_server.api("POST", "/api/tickets", who="reception", json={"service_id": live_server.services["C"]})
     await live_server.api("POST", f"/api/rooms/{live_server.rooms['consult:3']}/call-next", who="doctor")
     await tv.context.set_offline(False)
-    await tv.locator("#now.flash #now-number").filter(has_text=missed["ticket"]["number"]).wait_for(timeout=30000)
+    await tv.locator("#now.flash #now-number").filter(has_text=missed["ticket"]["number"]).wait_for()
 
 
 async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_server: LiveServer,
@@ -184,8 +184,8 @@ async def test_done_when_called_on_the_room_page_seen_and_heard_on_the_tv(live_s
     await room.locator("#waiting").filter(has_text=number).wait_for()
     await room.get_by_role("button", name="Gọi số tiếp").click()
 
-    await tv.locator("#now-number").filter(has_text=number).wait_for(timeout=30000)
-    await tv.wait_for_function("window.clinicallTv.audio.played.length > 0", timeout=30000)
+    await tv.locator("#now-number").filter(has_text=number).wait_for()
+    await tv.wait_for_function("window.clinicallTv.audio.played.length > 0")
     for _ in range(50):
         if clips:
             break

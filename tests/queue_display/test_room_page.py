@@ -114,6 +114,6 @@ async def test_reception_arrivals_follow_another_desks_check_in(live_server: Liv
     data = await server.api("POST", "/api/checkins", who="reception",
                             json={"patient_id": patient_id, "service_id": server.services["A"]})
     number = data["ticket"]["number"]
-    await row.locator(f"[data-ticket='{number}']").wait_for(timeout=30000)
+    await row.locator(f"[data-ticket='{number}']").wait_for()
     assert await row.get_by_role("button").count() == 0
     await desk.locator(f"#queue tr[data-ticket='{number}']").wait_for()

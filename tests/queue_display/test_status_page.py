@@ -27,7 +27,7 @@ async def test_status_page_follows_the_ticket(live_server: LiveServer, page: Any
     room = live_server.rooms["consult:1"]
     await live_server.api("POST", f"/api/tickets/{first['id']}/call", who="doctor", json={"room_id": room})
     await live_server.api("POST", f"/api/tickets/{mine['id']}/call", who="doctor", json={"room_id": room})
-    await page.locator("#state").filter(has_text="Consultation room 1").wait_for(timeout=30000)
+    await page.locator("#state").filter(has_text="Consultation room 1").wait_for()
     assert "Please go to" in await page.locator("#state").inner_text()
 
     qr = await page.request.get(live_server.base_url + mine["qr_svg_url"])

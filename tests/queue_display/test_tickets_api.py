@@ -142,6 +142,48 @@ async def test_bad_input_is_a_clear_problem(clinic: Clinic) -> None:
     await clinic.post("/api/services", {"prefix": "A", "names": {"vi": "Trùng"}}, who="admin", status=409)
 
 
+async def test_delete_only_a_room_set_up_by_mistake(clinic: Clinic) -> None:
+    client, admin = clinic.client, clinic.staff.headers("admin")
+    mistake = (await clinic.post("/api/rooms", {"kind": "consult", "number": 8, "service_ids": [clinic.services["A"]]},
+                                 who="admin", status=201))["room"]["id"]
+    shown = (await clinic.post("/api/rooms", {"kind": "consult", "number": 9}, who="admin", status=201))["room"]["id"]
+    await clinic.post("/api/display-tokens", {"name": "Cửa 9", "room_ids": [shown]}, who="admin", status=201)
+    response = await client.delete(f"/api/rooms/{mistake}", headers=clinic.staff.headers("reception"))
+    assert response.status == 403
+    response = await client.delete(f"/api/rooms/{mistake}", headers=admin)
+    assert response.status == 204
+    assert mistake not in [r["id"] for r in (await clinic.get("/api/rooms"))["rooms"]]
+    response = await client.delete(f"/api/rooms/{shown}", headers=admin)
+    assert response.status == 409 and (await response.json())["code"] == "room_on_display_token"
+    await clinic.post("/api/tickets", {"service_id": clinic.services["A"]}, status=201)
+    await clinic.call_next("consult1")
+    response = await client.delete(f"/api/rooms/{clinic.rooms['consult1']}", headers=admin)
+    assert response.status == 409 and (await response.json())["code"] == "room_has_history"
+    response = await client.delete("/api/rooms/99999", headers=admin)
+    assert response.status == 404
+
+
+async def test_reprint_a_slip_keeps_the_number_and_its_history(clinic: Clinic) -> None:
+    from sqlalchemy import select
+
+    from clinicall.keys import DB_KEY
+    from queue_display.models import TicketEvent
+
+    ticket = (await clinic.post("/api/tickets", {"service_id": clinic.services["A"]}, status=201))["ticket"]
+    await clinic.post(f"/api/tickets/{ticket['id']}/slip", who="doctor", status=403)
+    for copy in (1, 2):
+        slip = await clinic.post(f"/api/tickets/{ticket['id']}/slip", status=200)
+        assert (slip["ticket"]["number"], slip["printed"]) == (ticket["number"], copy)
+    async with clinic.client.app[DB_KEY].session() as s:  # type: ignore[index]
+        users = (await s.scalars(select(TicketEvent.user_id).where(TicketEvent.type == "ticket.slip_printed"))).all()
+    assert users == [clinic.staff.ids["reception"]] * 2
+    called = await clinic.call_next("consult1")
+    assert called is not None
+    await clinic.op(called["id"], "done")
+    problem = await clinic.post(f"/api/tickets/{ticket['id']}/slip", status=409)
+    assert problem["code"] == "ticket_finished"
+
+
 async def test_kiosk_ticket_status_page_and_qr(clinic: Clinic) -> None:
     client = clinic.client
     response = await client.post("/api/kiosk/tickets", json={"service_id": clinic.services["C"]})

@@ -7,9 +7,8 @@ short spoken call (FastAGI `turn_near`) where no SMS gateway is configured."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from telephony.keys import AMI_LINK_KEY, DEMO_PBX_KEY
 from telephony.models import Call
 from telephony.wire import first
 from tests.conftest import Staff
+from tests.waiting import until
 
 ON_BOTH_DATABASES = {"test_campaign_confirms_calls_back_retries_and_skips"}
 
@@ -45,17 +45,6 @@ def settings(db_url: str, make_settings: Callable[..., Settings]) -> Settings:
                    "reconnect_max_seconds": 0.5},
         reminders={"daily_kinds": [], "calling_hours": ["00:00-24:00"], "max_channels": 3, "max_attempts": 2,
                    "retry_minutes": 0, "key_timeout_seconds": 0.2})
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, seconds: float = 60) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def tomorrow(client: TestClient) -> str:
@@ -171,7 +160,7 @@ async def test_asterisk_down_then_up_loses_no_attempt(client: TestClient, staff:
     await until(link_down, "the AMI link sees the PBX gone")
     campaign_id = await start(client, staff)
     rounds = dialler.rounds
-    await until(lambda: _true(dialler.rounds >= rounds + 3), "three dialler rounds while Asterisk is down")
+    await until(lambda: dialler.rounds >= rounds + 3, "three dialler rounds while Asterisk is down")
     async with client.app[DB_KEY].session() as s:
         assert set((await s.scalars(select(Target.state).where(Target.campaign_id == campaign_id))).all()) == {"pending"}
         assert (await s.scalars(select(Attempt))).all() == []
@@ -227,10 +216,6 @@ async def test_a_service_restart_mid_campaign_resumes_it(client: TestClient, sta
                                   .where(Attempt.counted.is_(True)).group_by(Target.patient_id))).all()
     assert dict(called) == dict.fromkeys(patients, 1)
     assert all(dialled(again, numbers[p]) == 0 for p in settled_before)  # settled before the stop: not again
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_queue_position_by_phone(client: TestClient, staff: Staff) -> None:
@@ -318,11 +303,11 @@ async def test_turn_near_is_a_short_spoken_call_without_an_sms_gateway(client: T
     # Asterisk away: the call waits (no Originate), then is placed exactly once when it is back
     port = pbx.port
     await pbx.close()
-    await until(lambda: _true(not link.ready), "the AMI link sees the PBX gone")
+    await until(lambda: not link.ready, "the AMI link sees the PBX gone")
     walk_in = await ticket(None)
     await opt_in(walk_in, "0901234571")
     rounds = client.app[DIALLER_KEY].rounds
-    await until(lambda: _true(client.app[DIALLER_KEY].rounds >= rounds + 3), "three dialler rounds while Asterisk is down")
+    await until(lambda: client.app[DIALLER_KEY].rounds >= rounds + 3, "three dialler rounds while Asterisk is down")
     async with client.app[DB_KEY].session() as s:
         assert await s.scalar(select(TurnNearCall.state).where(TurnNearCall.ticket_id == walk_in)) == "pending"
     await pbx.start(port=port)

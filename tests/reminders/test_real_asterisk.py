@@ -24,7 +24,8 @@ from telephony.agi import AGIReply, AGISession
 from telephony.models import Call
 from tests.conftest import Staff
 from tests.telephony.asterisk_rig import Asterisk
-from tests.telephony.real_asterisk import link_ready, until
+from tests.telephony.real_asterisk import link_ready
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ async def test_reminder_calls_on_the_real_asterisk(client: TestClient, staff: St
         body = await (await client.get(f"/api/reminders/campaigns/{campaign_id}",
                                        headers=staff.headers("supervisor"))).json()
         return body if body["campaign"]["state"] == "done" else None
-    body = await until(done, 240, "the campaign done")
+    body = await until(done, "the campaign done", 240)
     targets = {t["patient_id"]: (t["state"], t["key"], t["attempts"]) for t in body["targets"]}
     assert targets == {confirms: ("confirmed", "1", 1), wants_call: ("callback", "2", 1), busy: ("not_reached", None, 2)}
 
@@ -111,7 +112,7 @@ async def turn_near_call(client: TestClient, staff: Staff, asterisk: Asterisk, s
         async with client.app[DB_KEY].session() as s:
             row = await s.scalar(select(TurnNearCall).where(TurnNearCall.ticket_id == ticket_id))
         return row if row is not None and row.state not in ("pending", "calling") else None
-    row = await until(settled, 90, "the turn-near call settled")
+    row = await until(settled, "the turn-near call settled", 90)
     assert (row.state, row.disposition, row.played) == ("answered", "answered", True)
     assert len([line for line in streamed if re.match(r"turn_near 200 result=0 endpos=[1-9]", line)]) == 2 * len(row.speech)
     async with client.app[DB_KEY].session() as s:
@@ -124,4 +125,4 @@ async def turn_near_call(client: TestClient, staff: Staff, asterisk: Asterisk, s
     def heard() -> list[str]:
         played = [line for line in streamed if re.match(r"queue_position 200 result=0 endpos=[1-9]", line)]
         return played if len(played) >= 4 else []  # intro, the number, people ahead, (the wait,) "press 0"
-    await until(heard, 60, "the caller heard the queue position")
+    await until(heard, "the caller heard the queue position", 60)

@@ -4,9 +4,7 @@ test session on free loopback ports, skipped with the reason when none is found.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -17,6 +15,7 @@ from clinicall.settings import Settings
 from telephony.keys import AMI_LINK_KEY
 from tests.servers import Postgres
 from tests.telephony.asterisk_rig import CLINICALL_SECRET, REPO, Asterisk, PgTarget, find_prefix, runs_here
+from tests.waiting import until
 
 # Short rings and talks keep the suite quick; the dialplan is otherwise the recorded rig's.
 FAST = {"AGENT_RING": "0.5", "PATIENT_RING": "2", "PATIENT_TALK": "2", "PATIENT_DIAL_TIMEOUT": "3"}
@@ -88,29 +87,15 @@ def rig_settings(asterisk: Asterisk, cel_postgres: str, make_settings: Callable[
     return build
 
 
-async def until(predicate: Callable[[], Any], seconds: float = 20.0, what: str = "") -> Any:
-    """Poll (sync or async predicate) until it gives something true."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what or predicate}")
-        await asyncio.sleep(0.1)
-
-
 async def link_ready(client: TestClient, readies: int = 1, seconds: float = 30.0) -> None:
     """The AMI link has become ready `readies` times (a reconnect after a restart is the second)."""
     link = client.app[AMI_LINK_KEY]
     assert link is not None
-    await until(lambda: link.ready and link.history.count("ready") >= readies, seconds, f"AMI ready x{readies}")
+    await until(lambda: link.ready and link.history.count("ready") >= readies, f"AMI ready x{readies}", seconds)
 
 
 async def asterisk_idle(asterisk: Asterisk, seconds: float = 30.0) -> None:
-    await until(lambda: "0 active channels" in asterisk.cli("core show channels count"), seconds, "no channels")
+    await until(lambda: "0 active channels" in asterisk.cli("core show channels count"), "no channels", seconds)
 
 
 def inbound_call(asterisk: Asterisk, name: str, number: str, talk_seconds: int) -> None:

@@ -135,6 +135,17 @@ async def test_asterisk_hanging_up_mid_session(client: TestClient, staff: Staff)
         first = False
     writer.close()
     assert commands == [NEW_CALLER, TEAM_DIAL]
+    # A multi-line 520 usage message is one reply (res_agi's answer to a command it cannot parse)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(client))
+    writer.write(trace.header)
+    commands = []
+    usage = b"520-Invalid command syntax.  Proper usage follows:\nUsage: SET VARIABLE <variablename> <value>\n" \
+            b"520 End of proper usage.\n"
+    while line := await asyncio.wait_for(reader.readline(), 5):
+        commands.append(line.decode().rstrip("\n"))
+        writer.write(usage if len(commands) == 1 else b"200 result=1\n")
+    writer.close()
+    assert commands == [NEW_CALLER, TEAM_DIAL]
     # A peer that closes instead of replying: the session ends, logged as a protocol error.
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(client))
     writer.write(trace.header)

@@ -1,13 +1,12 @@
-"""FastAGI in two processes on one port (telephony.agi_workers = 2): every session is answered and
-audited, and every screen-pop reaches the serve process through the Redis bus, whichever process the
-kernel handed the connection to; a script only the serve process has is served there, whichever
-process accepted the connection."""
+"""FastAGI in two processes on one port (telephony.agi_workers = 2, no Redis): every session is answered and
+audited, and every screen-pop reaches the serve process's bus (a worker forwards its events over its Unix
+socket), whichever process the kernel handed the connection to; a script only the serve process has is
+served there, whichever process accepted the connection."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import Callable
 
 import pytest
@@ -24,9 +23,8 @@ from tests.telephony.agi_peer import Collector, load_trace, run_session, with_ca
 
 
 @pytest.fixture
-def settings(pg_url: str, redis_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(pg_url, bus={"redis_url": redis_url, "channel": f"test-{secrets.token_hex(6)}"},
-                         telephony={"agi_enabled": True, "agi_port": 0, "agi_workers": 2, "agi_timeout_seconds": 30.0,
+def settings(pg_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(pg_url, telephony={"agi_enabled": True, "agi_port": 0, "agi_workers": 2, "agi_timeout_seconds": 30.0,
                                     "agi_lookup_timeout_seconds": 30.0})
 
 
@@ -62,7 +60,7 @@ async def test_two_workers_share_the_port(client: TestClient, staff: Staff) -> N
     assert server.health()["served"] < 40  # the other process took some (the kernel spreads by address and port)
     rows = await list_audit(db, patient_id=patient_id, action="caller_identified", limit=100)
     assert len(rows) == 30
-    async with asyncio.timeout(60):  # a state to wait for: the worker's screen-pops cross the Redis bus
+    async with asyncio.timeout(60):  # a state to wait for: the worker's screen-pops cross its socket
         await pops.all_in.wait()
     assert sorted(event.data["known"] for event in pops.events) == [False] * 10 + [True] * 30
 

@@ -5,7 +5,6 @@ the guarantee that an Originate is never sent twice."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -16,6 +15,7 @@ from tests.telephony.conftest import LogHarness
 from tests.telephony.replay import ReplayPeer
 from tests.telephony.test_calllog_traces import OUTBOUND
 from tests.telephony.traces import load
+from tests.waiting import until
 
 
 async def quiet(link: AmiLink) -> None:
@@ -25,14 +25,6 @@ async def quiet(link: AmiLink) -> None:
         seen = link.calllog.events_seen
         await asyncio.sleep(0.2)
         await link.drain()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -78,7 +70,7 @@ async def test_replayed_click_to_call(harness: LogHarness, link_factory: Callabl
     async def all_ended() -> bool:
         return all([(await harness.row(i)).state == "ended" for i in ids])
 
-    await eventually(all_ended)
+    await until(all_ended, seconds=10)
     await quiet(link)
     for call_id, (_, disposition, code, billsec) in zip(ids, expected, strict=True):
         call = await harness.row(call_id)
@@ -108,7 +100,7 @@ async def test_bad_sync_originate_is_failed_with_asterisks_message(
     async def ended() -> bool:
         return (await harness.row(sync_id)).state == "ended"
 
-    await eventually(ended)
+    await until(ended, seconds=10)
     call = await harness.row(sync_id)
     assert call.disposition == "failed" and "Originate failed" in (call.hangup_cause or "")
     await peer.close()
@@ -126,7 +118,7 @@ async def test_inbound_call_over_tcp(harness: LogHarness, link_factory: Callable
         rows = await harness.rows()
         return len(rows) == 1 and rows[0].state == "ended"
 
-    await eventually(ended)
+    await until(ended, seconds=10)
     call = (await harness.rows())[0]
     assert (call.direction, call.disposition, call.number, call.number_raw, call.patient_id, call.agent_extension) == (
         "inbound", "answered", "+84912345678", "0912345678", 42, "1001")
@@ -141,7 +133,7 @@ async def test_inbound_call_over_tcp(harness: LogHarness, link_factory: Callable
         rows = await harness.rows()
         return len(rows) == 3 and all(r.state == "ended" for r in rows)
 
-    await eventually(both_ended, 30)
+    await until(both_ended, "both calls ended", 30)
     names = sorted(r.network_name or "" for r in (await harness.rows())[1:])
     assert names == ["Nguy\u1ec5n Th\u1ecb \u00c1nh <b>x</b> \U0001F600", "\\'; DROP TABLE calls; --"], names
     await split.close()
@@ -154,7 +146,7 @@ async def test_login_failure_is_reported(harness: LogHarness, link_factory: Call
     async def refused() -> bool:
         return "auth_failed" in link.history
 
-    await eventually(refused)
+    await until(refused, seconds=10)
     assert not link.ready
     health = link.health()
     assert health["ok"] is False
@@ -180,11 +172,11 @@ async def test_reconnect_after_shutdown_with_back_off(harness: LogHarness, first
     async def back() -> bool:
         return len(peer.sessions) == 2 and link.ready
 
-    await eventually(back)
+    await until(back, seconds=10)
     assert link.reconnects == 1
     history = list(link.history)
     assert history.index("down") < len(history) - 1 - history[::-1].index("ready")
-    await eventually(lambda: _asked(peer))  # reconcile asked CoreShowChannels on FullyBooted
+    await until(lambda: _asked(peer), seconds=10)  # reconcile asked CoreShowChannels on FullyBooted
     await peer.close()
 
 
@@ -200,7 +192,7 @@ async def test_shutdown_during_call_ends_it(harness: LogHarness,
     async def ended() -> bool:
         return (await harness.row(call_id)).state == "ended" and link.state == "down" or "down" in link.history
 
-    await eventually(ended)
+    await until(ended, seconds=10)
     await quiet(link)
     call = await harness.row(call_id)
     assert (call.state, call.disposition) == ("ended", "failed")
@@ -227,7 +219,7 @@ async def test_originate_is_never_sent_twice(harness: LogHarness, acknowledged: 
         async def second_session_ready() -> bool:
             return len(peer.sessions) == 2 and link.ready and (await h.row(call_id)).state == "ended"
 
-        await eventually(second_session_ready)
+        await until(second_session_ready, seconds=10)
         await asyncio.sleep(0.3)  # panoramisk would re-send on FullyBooted: give it every chance
         originates = [a for a in peer.all_received() if first(a, "Action") == "Originate"]
         assert len(originates) == 1

@@ -4,10 +4,7 @@ ends the holder's lock connection."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,6 +17,7 @@ from clinicall.sole import role_key
 from telephony.ami import AmiLink
 from telephony.demo_pbx import DemoPbx
 from telephony.keys import AMI_LINK_KEY
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -28,13 +26,6 @@ async def pbx() -> AsyncIterator[DemoPbx]:
     await server.start()
     yield server
     await server.close()
-
-
-async def until(check: Callable[[], Any], what: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
 
 
 async def instance(settings: Settings) -> TestClient:

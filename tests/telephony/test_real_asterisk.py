@@ -29,7 +29,8 @@ from telephony.models import Call
 from tests.conftest import Staff
 from tests.servers import free_port
 from tests.telephony.asterisk_rig import Asterisk
-from tests.telephony.real_asterisk import asterisk_idle, inbound_call, link_ready, until
+from tests.telephony.real_asterisk import asterisk_idle, inbound_call, link_ready
+from tests.waiting import until
 
 # test -> (clinicall's database, the CEL database it recovers from); SQLite for both otherwise
 DATABASES = {
@@ -81,7 +82,7 @@ async def ended(client: TestClient, staff: Staff, call_id: int, seconds: float =
     async def done() -> dict[str, Any] | None:
         row = await call(client, call_id)
         return row if row["state"] == "ended" else None
-    return dict(await until(done, seconds, f"call {call_id} ended"))
+    return dict(await until(done, f"call {call_id} ended", seconds))
 
 
 async def settled(client: TestClient, staff: Staff, call_id: int) -> dict[str, Any]:
@@ -99,7 +100,7 @@ async def answered(client: TestClient, staff: Staff, call_id: int) -> dict[str, 
     async def up() -> dict[str, Any] | None:
         row = await call(client, call_id)
         return row if row["answered_at"] else None
-    return dict(await until(up, 20, f"call {call_id} answered"))
+    return dict(await until(up, f"call {call_id} answered", 20))
 
 
 async def test_click_to_call_answered_busy_and_no_answer(client: TestClient, staff: Staff) -> None:
@@ -126,14 +127,14 @@ async def test_inbound_caller_identified_screen_pop_and_row(client: TestClient, 
     async with client.ws_connect("/ws/agent", headers=staff.headers("agent")) as ws:
         assert json.loads((await ws.receive()).data)["type"] == "hello"
         inbound_call(asterisk, "inbound-known", "0912345678", 2)
-        pop = await until(lambda: receive_type(ws, "call.screenpop"), 20, "the screen-pop")
+        pop = await until(lambda: receive_type(ws, "call.screenpop"), "the screen-pop", 20)
     assert pop["data"]["known"] is True and pop["data"]["patient"]["id"] == patient_id
     assert pop["data"]["agent_extensions"] == ["1001"] and pop["data"]["number"] == "+84912345678"
 
     async def logged() -> dict[str, Any] | None:
         calls = await calls_of(client, patient_id)
         return calls[0] if calls and calls[0]["state"] == "ended" else None
-    row = await until(logged, 20, "the inbound call's row")
+    row = await until(logged, "the inbound call's row", 20)
     assert (row["direction"], row["disposition"], row["patient_id"]) == ("inbound", "answered", patient_id)
     assert row["number"] == "+84912345678" and row["caller_name"] == "Nguyễn Văn An"
     assert row["agent_extension"] == "1001" and 1 <= row["talk_seconds"] <= 3
@@ -159,7 +160,7 @@ async def test_restart_and_stop_mid_call_leave_finished_calls_exactly_as_they_we
     inbound_call(asterisk, "inbound-restart", "0912345678", 60)
     long_call = await dial(client, staff, "0901230005")  # the patient talks 60 s
     await answered(client, staff, long_call)
-    await until(lambda: "Local/1002@agents" in asterisk.cli("core show channels"), 20, "agent 1002 up")
+    await until(lambda: "Local/1002@agents" in asterisk.cli("core show channels"), "agent 1002 up", 20)
     asterisk.cli("core restart now")
     asterisk.wait_booted()
     await link_ready(client, readies=2)
@@ -220,8 +221,8 @@ async def test_a_call_that_ends_while_clinicall_is_killed_gets_its_true_end_from
                     return None
                 assert response.status == 202, await response.text()
                 return int((await response.json())["call"]["id"])
-            call_id = await until(started, 60, "clinicall serve took the call")
-            await until(lambda: answered_in(settings, call_id), 20, "the call answered")
+            call_id = await until(started, "clinicall serve took the call", 60)
+            await until(lambda: answered_in(settings, call_id), "the call answered", 20)
         server.kill()  # kill -9 while the patient talks
         await server.wait()
     finally:

@@ -165,7 +165,11 @@ async function roomsSection(box) {
     (r.service_ids || []).map((id) => (serviceOptions.find((o) => o.value === id) || {label: id}).label).join(", "), r.doctor_name || "",
     r.open ? t("yes") : t("no"),
     el("button", {type: "button", class: "secondary small", "aria-label": `${t("edit")} ${names(r) || r.number}`, onclick: () => editDialog(`${t("edit")} ${names(r) || r.number}`, specsFor(r),
-      async (v) => { await api(`/api/rooms/${r.id}`, {method: "PATCH", body: toBody(v)}); render(); })}, t("edit"))])));
+      async (v) => { await api(`/api/rooms/${r.id}`, {method: "PATCH", body: toBody(v)}); render(); })}, t("edit")), " ",
+    el("button", {type: "button", class: "danger small", "aria-label": `${t("deleteRoom")} ${names(r) || r.number}`, onclick: async () => {
+      if (!window.confirm(`${t("deleteRoomConfirm")} ${names(r) || r.number}`)) return;
+      try { await api(`/api/rooms/${r.id}`, {method: "DELETE"}); saved(); render(); } catch (err) { showError($("page-error"), err); }
+    }}, t("deleteRoom"))])));
   box.append(createForm("addRoom", specsFor(), async (v) => { await api("/api/rooms", {method: "POST", body: toBody(v)}); render(); }));
 }
 
