@@ -187,6 +187,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
                                                number="+84901230006", patient_id=42, agent_extension="1001",
                                                talk=0.0, ring=2.2, hangup_code=1,  # Dial says NOANSWER; cause 1 says why
                                                legs=[("1001", "ANSWER", None), (None, "NOANSWER", 0.0)]),
+    "desk_phone_early_media_rejected": dict(direction="outbound", origin="desk_phone", disposition="failed",
+                                            number="+84901230006", patient_id=None, agent_extension="1001", talk=0.0,
+                                            ring=None, hangup_code=1, legs=[(None, "NOANSWER", 0.0)]),
     "inbound_abandoned_during_early_media": dict(direction="inbound", origin="trunk", disposition="cancelled",
                                                  number="+84912345678", patient_id=42, agent_extension="1001",
                                                  talk=0.0, ring=2.1, hangup_code=16, legs=[("1001", "CANCEL", None)]),
