@@ -202,6 +202,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "supervisor_whisper": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
                                patient_id=42, agent_extension="1001", talk=8.0, ring=1.0, hangup_code=16,
                                legs=[("1001", "ANSWER", 8.0)]),  # the supervisor listening is no party of it
+    "followme_second_step": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=42, agent_extension="1002", talk=5.5, ring=5.3, hangup_code=16,
+                                 legs=[("1001", None, None), ("1002", "ANSWER", 5.5)]),  # FollowMe: no DialBegin
     "dial_screening_gosub": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
                                  patient_id=42, agent_extension="1001", talk=8.0, ring=3.0, hangup_code=16,
                                  legs=[("1001", "ANSWER", 8.0)]),  # put through after the 2 s U() screening
