@@ -205,6 +205,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "followme_second_step": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
                                  patient_id=42, agent_extension="1002", talk=5.5, ring=5.3, hangup_code=16,
                                  legs=[("1001", None, None), ("1002", "ANSWER", 5.5)]),  # FollowMe: no DialBegin
+    "dtmf_park_and_retrieve": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                   patient_id=42, agent_extension="1001", talk=7.8, ring=1.1, hangup_code=16,
+                                   legs=[("1001", "ANSWER", 2.8), ("1002", "ANSWER", 5.0)]),  # parked 3.5 s: no talk
     "dial_screening_gosub": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
                                  patient_id=42, agent_extension="1001", talk=8.0, ring=3.0, hangup_code=16,
                                  legs=[("1001", "ANSWER", 8.0)]),  # put through after the 2 s U() screening
@@ -214,7 +217,8 @@ CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [(
 TRANSFERRED = {"blind_transfer": "blind", "dtmf_blind_transfer": "blind", "click_to_call_blind_transfer": "blind",
                "blind_transfer_external": "blind",
                "attended_transfer": "attended", "dtmf_attended_transfer": "attended",
-               "dtmf_attended_transfer_blonde": "attended"}  # each by agent 1001
+               "dtmf_attended_transfer_blonde": "attended",
+               "dtmf_park_and_retrieve": "blind"}  # #700: a blind transfer to the parking lot  # each by agent 1001
 
 
 def close(a: float | None, b: float | None) -> bool:
