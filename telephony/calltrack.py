@@ -44,6 +44,9 @@ DIAL_DISPOSITION = {"BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "cancelle
 # (completed / no-answer / busy / rejected / failed); rejected is reported as busy here.
 CAUSE_DISPOSITION = {17: "busy", 21: "busy", 18: "no_answer", 19: "no_answer", 16: "cancelled"}
 CDR_DISPOSITION = {"BUSY": "busy", "NO ANSWER": "no_answer", "FAILED": "failed", "CONGESTION": "failed"}
+# Q.850 causes that say the number or the network failed, not the person: Dial() still ends such a leg NOANSWER
+# when the far end hangs up before answering (a carrier's announcement as early media, then cause 1)
+UNREACHED_CAUSES = frozenset({1, 2, 3, 22, 27, 28, 34, 38, 41, 42, 47, 88, 127})
 
 
 @dataclass
@@ -172,6 +175,12 @@ def _withheld(ev: dict[str, str], prefix: str) -> bool:
     pres = ev.get(prefix + "CID-CallingPres", "")
     num = (ev.get(prefix + "CallerIDNum") or ev.get(prefix + "CallerIDnum") or "").strip().lower()
     return "prohibited" in pres.lower() or "restricted" in pres.lower() or num in WITHHELD
+
+
+def moved(transferee: str | None) -> bool:
+    """An attended transfer moved someone: `core restart now` during the consultation ends it as a "Success"
+    with both bridges empty and no transferee (AMI: no TransfereeChannel; CEL: transferee_channel_name N/A)."""
+    return bool(transferee) and transferee != "N/A"
 
 
 def _cel_extra(ev: dict[str, str]) -> dict[str, Any]:
@@ -347,7 +356,7 @@ class CallTracker:
         """A transfer that succeeded, by the transferer's keys (blindxfer, atxfer) or by AMI: who transferred."""
         blind = ev["Event"] == "BlindTransfer"
         chan = self._channel_facts(ev, at, "Transferer" if blind else "OrigTransferer")
-        if chan is None or ev.get("Result") != "Success":
+        if chan is None or ev.get("Result") != "Success" or not (blind or moved(ev.get("TransfereeChannel"))):
             return set()
         chan.transferred = chan.transferred or ("blind" if blind else "attended")
         return self._calls_for({chan.linkedid})
@@ -491,7 +500,8 @@ class CallTracker:
                 touched |= self._bridge_groups(bridge)
         elif name == "APP_START":
             self._cel_app(chan, ev, at)
-        elif name in ("BLINDTRANSFER", "ATTENDEDTRANSFER"):
+        elif name == "BLINDTRANSFER" or (name == "ATTENDEDTRANSFER"
+                                          and moved(str(_cel_extra(ev).get("transferee_channel_name") or ""))):
             chan.transferred = chan.transferred or ("blind" if name == "BLINDTRANSFER" else "attended")
         return self._calls_for(touched)
 

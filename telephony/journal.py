@@ -180,7 +180,9 @@ def entry(ev: Any, received: float, source: str = "ami") -> Entry:
     else:
         key = event_key({str(k): v if isinstance(v, str) else str(v) for k, v in ev.items()}, at)
     kind = cleaned.get("EventName") if cleaned.get("Event") == "CEL" else cleaned.get("Event", "")
-    linkedid = cleaned.get("Linkedid") or cleaned.get("LinkedID") or (
+    # an Originate's own Dial events have no caller channel: their call is the dialled channel's (DestLinkedid),
+    # so that a call followed again from the journal (a restart, a late event) keeps the agent's leg
+    linkedid = cleaned.get("Linkedid") or cleaned.get("LinkedID") or cleaned.get("DestLinkedid") or (
         cleaned.get("ActionID") if cleaned.get("Event") == "OriginateResponse" else None)
     return Entry(key=key, source="cel" if cleaned.get("Event") == "CEL" else source, kind=(kind or "?")[:MAX_KIND],
                  linkedid=linkedid[:MAX_LINKEDID] if linkedid else None, at=at, received=received, event=cleaned,

@@ -78,8 +78,8 @@ def _disposition(view: View, dials: list[Dial], side: set[str], code: int | None
     # CEL's HANGUP dialstatus is the DIALSTATUS variable: a Dial cut by the caller leaves the one before it
     # there, so it only counts when no DialEnd was seen (a call known from CEL alone)
     statuses = _last_statuses(dials) or [s for u in sorted(side) if (s := view.chans[u].dialstatus) and s != "ANSWER"]
-    if statuses:
-        return dial_disposition(statuses, "no_answer")
+    if statuses:  # the called party's cause counts where the patient was called (a desk phone dialling out)
+        return dial_disposition(statuses, "no_answer", None if view.spec.origin in CALLER_FIRST else code)
     if code is not None and code in CAUSE_DISPOSITION and code != 16:
         return CAUSE_DISPOSITION[code]
     if view.spec.origin in CALLER_FIRST and not any(view.chans[u].ended_by_dialplan for u in side):

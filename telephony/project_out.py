@@ -54,7 +54,7 @@ def _disposition(view: View, dials: list[Dial], code: int | None) -> str:
         return REASON_DISPOSITION.get(orig.reason, "failed")
     statuses = [d.status for d in dials if d.status]
     if statuses:
-        return dial_disposition(statuses, "failed")
+        return dial_disposition(statuses, "failed", code)
     if spec.hangup_requested:
         return "cancelled"
     if code is not None and code in CAUSE_DISPOSITION:

@@ -25,6 +25,7 @@ from telephony.calltrack import (
     REASON_CAUSE,
     REASON_DISPOSITION,
     SHUTDOWN_CAUSE,
+    UNREACHED_CAUSES,
     CallSpec,
     Channel,
     Dial,
@@ -400,7 +401,11 @@ def cdr_disposition(cdrs: list[dict[str, str]]) -> str | None:
     return found[0] if found else None
 
 
-def dial_disposition(statuses: list[str], default: str) -> str:
+def dial_disposition(statuses: list[str], default: str, code: int | None = None) -> str:
+    """How the dials ended; `code`, the called party's Q.850 cause, makes a NOANSWER to a number or network
+    that failed (UNREACHED_CAUSES) `failed`."""
+    if statuses and set(statuses) == {"NOANSWER"} and code in UNREACHED_CAUSES:
+        return "failed"
     return DIAL_DISPOSITION.get(sorted(statuses)[0], default) if statuses else default
 
 

@@ -182,13 +182,43 @@ EXPECTED: dict[str, dict[str, Any]] = {
                                           number="+84912345678", patient_id=42, agent_extension="1001", talk=9.0,
                                           ring=1.0, hangup_code=16,  # the caller waited while 1002 rang: no talk
                                           legs=[("1001", "ANSWER", 3.3), ("1002", "ANSWER", 5.7)]),
+    # MANIFEST.md "Faults with calls in every state; pickups, a supervisor, early media, dial gosubs"
+    "click_to_call_early_media_rejected": dict(direction="outbound", origin="click_to_call", disposition="failed",
+                                               number="+84901230006", patient_id=42, agent_extension="1001",
+                                               talk=0.0, ring=2.2, hangup_code=1,  # Dial says NOANSWER; cause 1 says why
+                                               legs=[("1001", "ANSWER", None), (None, "NOANSWER", 0.0)]),
+    "desk_phone_early_media_rejected": dict(direction="outbound", origin="desk_phone", disposition="failed",
+                                            number="+84901230006", patient_id=None, agent_extension="1001", talk=0.0,
+                                            ring=None, hangup_code=1, legs=[(None, "NOANSWER", 0.0)]),
+    "inbound_abandoned_during_early_media": dict(direction="inbound", origin="trunk", disposition="cancelled",
+                                                 number="+84912345678", patient_id=42, agent_extension="1001",
+                                                 talk=0.0, ring=2.1, hangup_code=16, legs=[("1001", "CANCEL", None)]),
+    "pickup_group_star8": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                               patient_id=42, agent_extension="1002", talk=6.0, ring=3.0, hangup_code=16,
+                               legs=[("1001", None, None), ("1002", "ANSWER", 6.0)]),
+    "pickup_directed": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                            patient_id=42, agent_extension="1003", talk=6.1, ring=3.3, hangup_code=16,
+                            legs=[("1001", None, None), ("1003", "ANSWER", 6.1)]),
+    "supervisor_whisper": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                               patient_id=42, agent_extension="1001", talk=8.0, ring=1.0, hangup_code=16,
+                               legs=[("1001", "ANSWER", 8.0)]),  # the supervisor listening is no party of it
+    "followme_second_step": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=42, agent_extension="1002", talk=5.5, ring=5.3, hangup_code=16,
+                                 legs=[("1001", None, None), ("1002", "ANSWER", 5.5)]),  # FollowMe: no DialBegin
+    "dtmf_park_and_retrieve": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                   patient_id=42, agent_extension="1001", talk=7.8, ring=1.1, hangup_code=16,
+                                   legs=[("1001", "ANSWER", 2.8), ("1002", "ANSWER", 5.0)]),  # parked 3.5 s: no talk
+    "dial_screening_gosub": dict(direction="inbound", origin="trunk", disposition="answered", number="+84912345678",
+                                 patient_id=42, agent_extension="1001", talk=8.0, ring=3.0, hangup_code=16,
+                                 legs=[("1001", "ANSWER", 8.0)]),  # put through after the 2 s U() screening
 }
 CONSULTED = {"attended_transfer": [("1001", "1002")], "conference_three_way": [("1001", "1002")],
              "dtmf_attended_transfer": [("1001", "1002")]}
 TRANSFERRED = {"blind_transfer": "blind", "dtmf_blind_transfer": "blind", "click_to_call_blind_transfer": "blind",
                "blind_transfer_external": "blind",
                "attended_transfer": "attended", "dtmf_attended_transfer": "attended",
-               "dtmf_attended_transfer_blonde": "attended"}  # each by agent 1001
+               "dtmf_attended_transfer_blonde": "attended",
+               "dtmf_park_and_retrieve": "blind"}  # #700: a blind transfer to the parking lot  # each by agent 1001
 
 
 def close(a: float | None, b: float | None) -> bool:
@@ -467,7 +497,9 @@ async def assert_rebuild_changes_nothing(h: LogHarness) -> None:
 
     before = [summary(r) for r in await h.rows()]
     report = await rebuild(h.db, telephony_settings(**SETTINGS), since=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
-    assert report.changed == 0 and [summary(r) for r in await h.rows()] == before
+    after = [summary(r) for r in await h.rows()]
+    diff = [{k: (v, b[k]) for k, v in a.items() if b[k] != v} for a, b in zip(before, after, strict=True) if a != b]
+    assert report.changed == 0 and not diff, [{k: (json.loads(a), json.loads(b)) for k, (a, b) in d.items()} for d in diff]
 
 
 def live_channels(name: str) -> set[str]:
@@ -678,3 +710,75 @@ async def test_two_instances_overlapping_on_the_link_give_one_call_one_row(db_ur
             (call,) = await holder.rows()
             assert (call.id, call.state, call.agent_extension, call.linkedid) == (first.id, "ended", "1002", linkedid)
             assert close(call.talk_seconds, 6.0) and standby.log.tracker.calls.keys() == {call.id}
+
+
+# number -> (disposition, agent, talk) of every call of a fault recording (MANIFEST.md, "Faults with calls in
+# every state"); +84901234567 is click-to-call 601, finished just before the fault
+EVERY_STATE: dict[str, dict[str, tuple[str, str | None, float]]] = {
+    "restart_every_state": {"+84901234567": ("answered", "1001", 4.5), "+84912345678": ("failed", "1003", 0.0),
+                            "+84933333333": ("answered", "1002", 7.0), "+84944444444": ("failed", None, 0.0),
+                            "+84955555555": ("answered", "1001", 1.5)},
+    "killed_every_state": {"+84901234567": ("answered", "1001", 4.5), "+84901230003": ("interrupted", "1002", 0.0),
+                           "+84912345678": ("interrupted", "1003", 0.0), "+84933333333": ("interrupted", "1002", 6.6),
+                           "+84944444444": ("interrupted", None, 0.0), "+84955555555": ("interrupted", "1001", 1.5)},
+    "away_every_state": {"+84901234567": ("answered", "1001", 4.5), "+84901230003": ("cancelled", "1002", 0.0),
+                         "+84912345678": ("cancelled", "1003", 0.0), "+84933333333": ("answered", "1002", 12.1),
+                         "+84944444444": ("cancelled", None, 0.0), "+84955555555": ("answered", "1001", 5.6),
+                         "+84901234568": ("answered", "1001", 4.5)},  # a desk phone's call begun and ended while away
+    "cel_locked_while_away": {"+84912345678": ("answered", "1001", 4.5), "+84901234568": ("answered", "1002", 4.5),
+                              "+84933333333": ("interrupted", "1002", 2.0)},  # its end's CEL rows were lost
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_STATE))
+async def test_a_fault_with_calls_in_every_state_rewrites_no_finished_call(sqlite_url: str, tmp_path: Path,
+                                                                           name: str) -> None:
+    """Calls ringing, talking, queued, on hold in an attended transfer and one just finished, then `core restart
+    now`, kill -9 of Asterisk, or clinicall killed -9 (the calls go on and end while it is away, with the CEL/CDR
+    database locked for a while in cel_locked_while_away: Asterisk drops the rows it cannot write). One row per
+    call; the finished call as it was; every other call ended as AMI or CEL says, else `interrupted` (never a
+    guessed end); an attended transfer cut by the restart is no transfer."""
+    from telephony.calltrack import SHUTDOWN_CAUSE
+    from telephony.cel_source import CelSource
+
+    database = cel_database(name, tmp_path / "master.db")
+    base = aligned_base(name, database)
+    after = f"{name}_after_restart" if (RIG / f"{name}_after_restart.recv.raw").exists() else f"{name}_reconnect"
+    trace = rig_trace(name)
+    shutdown = any(ev.get("Event") == "Shutdown" for ev, _ in trace.timed_messages(base))
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):
+        for i in range(len(trace.originates())):
+            await h.outbound_from_trace(trace, i, base=base)
+        messages = trace.timed_messages(base)
+        for start in range(0, len(messages), 50):  # as the link hands them over: consecutive events in one batch
+            await h.log.handle_batch(messages[start:start + 50])
+        finished = {r.id: summary(r) for r in await h.rows() if r.state == "ended"}
+        h.log.link_lost(messages[-1][1])
+        if shutdown:
+            await h.log.asterisk_shutdown()
+    async for h in make_harness(sqlite_url, agent_channel="Local/{ext}@agents", **SETTINGS):  # clinicall again
+        h.log.cel_source = CelSource(str(database))
+        h.log.cel_catch_up = 0.3
+        await h.log.load_open_calls()
+        messages = rig_trace(after).timed_messages(base if after.endswith("_reconnect") else wallclock(after))
+        cut = next(i for i, (ev, _) in enumerate(messages) if ev.get("Event") == "CoreShowChannelsComplete") + 1
+        for ev, at in messages[:cut]:
+            await h.log.handle(ev, at)
+        await h.log.reconcile(live_channels(after), messages[0][1], [])
+        for ev, at in messages[cut:]:
+            await h.log.handle(ev, at)
+        rows = await h.rows()
+        assert {r.id: summary(r) for r in rows if r.id in finished} == finished, "a fault rewrote a finished call"
+        assert len({r.linkedid for r in rows}) == len(rows) == len(EVERY_STATE[name]), [r.number for r in rows]
+        for call in rows:
+            disposition, agent, talk = EVERY_STATE[name][call.number]
+            assert (call.state, call.disposition, call.agent_extension) == ("ended", disposition, agent), call.number
+            assert close(call.talk_seconds, talk) and (call.answered_at is not None) == (talk > 0), call.number
+            if disposition == "interrupted":
+                assert (call.hangup_cause or "").startswith("Interrupted"), call.hangup_cause
+            elif shutdown and call.id not in finished:
+                assert call.hangup_cause == SHUTDOWN_CAUSE, call.hangup_cause
+        transfers = {call.number: [leg.get("transferred") for leg in json.loads(call.legs) if leg.get("transferred")]
+                     for call in rows}
+        assert transfers.get("+84955555555", []) == (["attended"] if name == "away_every_state" else []), transfers
+        await assert_rebuild_changes_nothing(h)
