@@ -78,13 +78,18 @@ async def _run(request: web.Request, operation: Callable[..., Awaitable[Any]], *
         try:
             async with _runtime(request).serialised():
                 return await operation(request.app[DB_KEY], request.app[SETTINGS_KEY], *args, **kwargs)
-        except DBAPIError as exc:
+        except Exception as exc:
             # PostgreSQL chose this transaction as a deadlock victim (or could not serialise it): it was
-            # rolled back whole, so running it again is safe
-            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE or attempt == RETRIES - 1:
+            # rolled back whole, so running it again is safe (asyncpg's own error on the raw call-next path,
+            # SQLAlchemy's DBAPIError around it elsewhere)
+            if _sqlstate(exc) not in RETRYABLE or attempt == RETRIES - 1:
                 raise
             await asyncio.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc.orig if isinstance(exc, DBAPIError) else exc, "sqlstate", None)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

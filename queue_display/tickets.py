@@ -434,6 +434,7 @@ WITH done AS (
     RETURNING *
 ), pick AS (
     SELECT id FROM queue_tickets WHERE id = ANY($4::integer[]) AND status = 'waiting' AND service_id = ANY($5::integer[])
+          AND (SELECT count(*) FROM done) >= 0  -- finish first, then claim: call_ticket's and the full path's lock order
     ORDER BY array_position($4::integer[], id) LIMIT 1 FOR UPDATE SKIP LOCKED
 ), called AS (
     UPDATE queue_tickets t SET status = 'called', room_id = $2, called_at = $3, started_at = NULL, recall_count = 0,

@@ -184,6 +184,26 @@ async def test_reprint_a_slip_keeps_the_number_and_its_history(clinic: Clinic) -
     assert problem["code"] == "ticket_finished"
 
 
+async def test_a_deadlock_victim_is_run_again(clinic: Clinic, monkeypatch: Any) -> None:
+    """PostgreSQL rolls a deadlock's victim back whole: the call-next is run again, not answered with a 500
+    (asyncpg's own error on the raw call-next path)."""
+    from asyncpg.exceptions import DeadlockDetectedError
+
+    from queue_display import service
+
+    original, failures = service.call_next, [DeadlockDetectedError("deadlock detected")]
+
+    async def once_a_victim(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(service, "call_next", once_a_victim)
+    issued = (await clinic.post("/api/tickets", {"service_id": clinic.services["A"]}, status=201))["ticket"]
+    called = await clinic.call_next("consult1")
+    assert called is not None and called["id"] == issued["id"] and not failures
+
+
 async def test_kiosk_ticket_status_page_and_qr(clinic: Clinic) -> None:
     client = clinic.client
     response = await client.post("/api/kiosk/tickets", json={"service_id": clinic.services["C"]})
