@@ -30,7 +30,7 @@ from clinicall.auth.models import STAFF_ROLES
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.hub import Client, Frame, Hub, encode
-from clinicall.keys import BUS_KEY, DB_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
+from clinicall.keys import BUS_KEY, DB_KEY, HOT_PATH_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.nav import NAV_KEY, NavLink
 from clinicall.problem import Problem
 from queue_display.lines import Sent, line_delta
@@ -47,7 +47,6 @@ QUEUE_CHANGED = "queue.changed"
 TICKET_DONE = "ticket.done"
 DONE_TICKET_KEYS = ("id", "number", "service_id", "status", "room")  # what a screen needs of a finished ticket
 RIDE_SECONDS = 2.0  # lines of new estimates only are gathered this long, then go in one frame of their own
-NEWS_QUIET_SECONDS = 0.2  # ... but not this soon after a call's frame
 CALLS = frozenset(("ticket.called", "ticket.recalled"))
 
 # Keys that may carry who the patient is; they never reach a screen, wherever they appear.
@@ -227,7 +226,6 @@ class DisplayHub:
         self._riding: dict[Any, tuple[Event, dict[str, Any]]] = {}  # service id -> a line of new estimates only
         self._ride_timer: asyncio.TimerHandle | None = None
         self.ride_seconds = RIDE_SECONDS
-        self._news_at = float("-inf")  # when the last call's frame went out
         self.lines: dict[Any, dict[Any, Sent]] = {}  # service id -> the waiting line as last sent
         self.forwarded = 0
         self.frames = 0  # frames encoded for batches
@@ -285,7 +283,7 @@ class DisplayHub:
 
     def _send(self, events: list[tuple[Event, dict[str, Any]]]) -> None:
         if any(event.type in CALLS for event, _data in events):
-            self._news_at = asyncio.get_running_loop().time()
+            self.app[HOT_PATH_KEY].wrote()
         bodies = [{"type": e.type, "id": e.id, "at": e.at, "data": self._as_sent(e, data)} for e, data in events]
         scopes = [event_scope(e) for e, _data in events]
         encoded: dict[tuple[int, ...], Frame] = {}
@@ -331,12 +329,11 @@ class DisplayHub:
             self._ride_timer = asyncio.get_running_loop().call_later(self.ride_seconds, self._ride_now)
 
     def _ride_now(self, deferred: bool = False) -> None:
-        """Not within NEWS_QUIET_SECONDS of a call's frame (the screens are still reading that one): once."""
+        """Not while a call is on its way to the screens or just went (clinicall/hotpath.py): put off once."""
         self._ride_timer = None
-        loop = asyncio.get_running_loop()
-        wait = self._news_at + NEWS_QUIET_SECONDS - loop.time()
+        wait = self.app[HOT_PATH_KEY].quiet_in()
         if wait > 0 and not deferred:
-            self._ride_timer = loop.call_later(wait, self._ride_now, True)
+            self._ride_timer = asyncio.get_running_loop().call_later(wait, self._ride_now, True)
             return
         self.send_estimates()
 
