@@ -15,8 +15,11 @@ and clinicall's frames and bytes per screen per call-next by type (everything a 
 the next call, pings excluded: the call itself, the waiting lines' estimates that follow, the announcement),
 and each server's CPU time per call (every thread of its process; clinicall's includes the estimates and the
 announcement's rendering, not espeak's own processes).
-Caches: the first --warmup calls are not counted; the announcement clips of the numbers are rendered
-as they are called (espeak, the piece cache warms within the first calls).
+Caches: the first --warmup calls are not counted; the speech of every number called is in the speech cache
+first (as after `clinicall audio warm`; kept between runs in --speech), so each call's clip is assembled from
+cached pieces, as a clinic's are; --cold-speech leaves espeak to speak each number during the run instead.
+"server wrote" is when the call's frame was in every screen's socket (the server's share; the rest of
+"request -> last screen" is the measuring process reading 200+ sockets).
 """
 
 from __future__ import annotations
@@ -44,9 +47,26 @@ def raise_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def serve_clinicall(directory: str, port: int) -> None:
+async def warm_speech(settings: Any, numbers: int) -> None:
+    """As `clinicall audio warm` does before a clinic opens: every piece of speech the calls will need (the
+    ticket numbers, room 1) is in the speech cache, so each call's clip is assembled, not spoken by espeak."""
+    from audio.cli import warm_segments
+    from audio.service import make_renderer
+    from audio.wording import wording_from_settings
+
+    audio = settings.audio
+    renderer = make_renderer(audio)
+    room = {"id": 1, "kind": "consult", "number": 1, "names": {}}
+    pieces = warm_segments(wording_from_settings(audio), audio.languages, ["A"], numbers, [room])
+    missing = [(lang, text) for lang, text in pieces if renderer.speak_cached(text, lang) is None]
+    for start in range(0, len(missing), 8):
+        await asyncio.gather(*(asyncio.to_thread(renderer.speak, text, lang) for lang, text in missing[start:start + 8]))
+
+
+async def serve_clinicall(directory: str, port: int, speech: str | None, numbers: int) -> None:
     """Child: migrate, an admin with an API token, a display token; serve until killed."""
     import logging
+    import shutil
 
     from aiohttp import web
 
@@ -61,7 +81,10 @@ async def serve_clinicall(directory: str, port: int) -> None:
     settings = Settings(database={"url": url}, data_dir=directory, log_level="WARNING",  # type: ignore[arg-type]
                         http={"host": "127.0.0.1", "port": port, "cookie_secure": False},
                         telephony={"agi_enabled": False},
-                        audio={"cache_dir": f"{directory}/audio", "engines": ["espeak"]})
+                        audio={"cache_dir": speech or f"{directory}/audio", "engines": ["espeak"]})
+    if speech:
+        shutil.rmtree(Path(speech) / "clips", ignore_errors=True)  # clips are assembled anew in every run
+        await warm_speech(settings, numbers)
     db = Database(url)
     await migrate(db)
     admin = await auth_service.create_user(db, "admin", "bench-password-1", ["admin"])
@@ -71,11 +94,39 @@ async def serve_clinicall(directory: str, port: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     app = create_app(settings)
     app.router.add_get("/bench/cpu", cpu_seconds)
+    app.router.add_get("/bench/written", written_times)
+    time_the_call_frames()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
     print(json.dumps({"token": token, "display": display}), flush=True)
     await asyncio.Event().wait()
+
+
+WRITTEN: dict[str, float] = {}  # in a server child: called number -> when its frame was in every socket
+
+
+def time_the_call_frames() -> None:
+    """When the frame with each called number has been written to every screen's socket (perf_counter is the
+    machine's monotonic clock, so the measuring process compares it with its own request times): the server's
+    share of request -> last screen, apart from the measuring client's own reading."""
+    from queue_display.display import DisplayHub
+
+    flush = DisplayHub.flush
+
+    def timed_flush(self: DisplayHub) -> None:
+        called = [e.data["ticket"]["number"] for e in self._pending if e.type == "ticket.called"]
+        flush(self)
+        now = time.perf_counter()
+        WRITTEN.update(dict.fromkeys(called, now))
+
+    DisplayHub.flush = timed_flush  # type: ignore[method-assign]
+
+
+async def written_times(_request: Any) -> Any:
+    from aiohttp import web
+
+    return web.json_response(WRITTEN)
 
 
 async def cpu_seconds(_request: Any) -> Any:
@@ -108,10 +159,12 @@ async def serve_floor(port: int) -> None:
         frame = json.dumps({"type": "ticket.called", "data": {"ticket": {"number": number, "room": {"number": 1}}}})
         for ws in list(sockets):
             await ws.send_str(frame)
+        WRITTEN[number] = time.perf_counter()
         return web.json_response({"ticket": {"number": number}})
 
     app = web.Application()
     app.router.add_get("/bench/cpu", cpu_seconds)
+    app.router.add_get("/bench/written", written_times)
     app.router.add_get("/ws", ws_handler)
     app.router.add_post("/call", call)
     runner = web.AppRunner(app, access_log=None)
@@ -202,7 +255,9 @@ async def run(args: argparse.Namespace) -> None:
     raise_file_limit()
     directory = tempfile.mkdtemp(prefix="clinicall-bench-")
     clinicall_port, floor_port = free_port(), free_port()
-    clinicall, secrets = await start_child("--serve-clinicall", directory, "--port", str(clinicall_port))
+    speech = ["--speech", "" if args.cold_speech else args.speech]
+    clinicall, secrets = await start_child("--serve-clinicall", directory, "--port", str(clinicall_port), *speech,
+                                           "--numbers", str(args.calls + args.warmup + args.waiting))
     floor, _ = await start_child("--serve-floor", "--port", str(floor_port))
     base = f"http://127.0.0.1:{clinicall_port}"
     sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) for _ in range(args.sessions)]
@@ -228,7 +283,9 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.sleep(1.0)
 
             times: dict[str, list[float]] = {"clinicall": [], "floor": [], "clinicall: reply": [],
-                                             "clinicall: first screen": []}
+                                             "clinicall: first screen": [], "clinicall: server wrote": [],
+                                             "floor: server wrote": []}
+            sent_at: dict[str, dict[str, float]] = {"clinicall": {}, "floor": {}}
 
             async def cpu(session: aiohttp.ClientSession) -> float:
                 async with session.get("/bench/cpu") as resp:
@@ -245,6 +302,8 @@ async def run(args: argparse.Namespace) -> None:
                 number = called["ticket"]["number"]
                 last = await ours.last_arrival(number, args.screens, sent)
                 first = min(ours.seen[number]) - sent
+                if counted:
+                    sent_at["clinicall"][number] = sent
                 await asyncio.sleep(args.pause)  # what follows the call (estimates, announcement) lands here
                 ours.counting = False
                 sent = time.perf_counter()
@@ -252,6 +311,7 @@ async def run(args: argparse.Namespace) -> None:
                     assert resp.status == 200
                 floor_last = await bare.last_arrival(f"F{call:04d}", args.screens, sent)
                 if counted:
+                    sent_at["floor"][f"F{call:04d}"] = sent
                     times["clinicall"].append(last)
                     times["floor"].append(floor_last)
                     times["clinicall: reply"].append(replied)
@@ -260,6 +320,10 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.sleep(args.pause)  # the last call's estimates and announcement
             times["cpu"] = [(await cpu(api) - cpu_before["clinicall"]) / args.calls,
                             (await cpu(floor_api) - cpu_before["floor"]) / args.calls]
+            for name, session in (("clinicall", api), ("floor", floor_api)):
+                async with session.get("/bench/written") as resp:
+                    written = await resp.json()
+                times[f"{name}: server wrote"] = [written[n] - at for n, at in sent_at[name].items() if n in written]
             await ours.close()
             await bare.close()
     finally:
@@ -273,14 +337,16 @@ async def run(args: argparse.Namespace) -> None:
 
 def report(args: argparse.Namespace, times: dict[str, list[float]], ours: Screens) -> None:
     print(f"load average before/after: {args.load_before} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{args.screens} screens, {args.calls} call-nexts counted ({args.warmup} warm-up), alternating with the floor")
+    print(f"{args.screens} screens, {args.calls} call-nexts counted ({args.warmup} warm-up), alternating with the floor; "
+          + ("speech cache cold (espeak speaks each number during the run)" if args.cold_speech
+             else "speech cache warm (as after `clinicall audio warm`; each clip assembled anew)"))
     print(f"{'request -> last screen':28s} {'p50':>9s} {'p95':>9s} {'p99':>9s}")
     marks = {}
     for name in ("clinicall", "floor"):
         ms = [x * 1000 for x in times[name]]
         marks[name] = [percentile(ms, f) for f in (0.50, 0.95, 0.99)]
         print(f"{name:28s} " + " ".join(f"{m:7.1f}ms" for m in marks[name]))
-    for name in ("clinicall: reply", "clinicall: first screen"):  # where clinicall's time goes
+    for name in ("clinicall: reply", "clinicall: first screen", "clinicall: server wrote", "floor: server wrote"):
         print(f"{name:28s} " + " ".join(f"{percentile([x * 1000 for x in times[name]], f):7.1f}ms"
                                         for f in (0.50, 0.95, 0.99)))
     ratios = [c / f if f else float("inf") for c, f in zip(marks["clinicall"], marks["floor"], strict=True)]
@@ -306,12 +372,17 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=20, help="tickets left waiting after the last call")
     parser.add_argument("--sessions", type=int, default=10, help="client sessions the screens are spread over")
     parser.add_argument("--pause", type=float, default=0.4, help="seconds after each call before the next")
+    parser.add_argument("--cold-speech", action="store_true",
+                        help="no speech cache: espeak speaks every called number during the run")
+    parser.add_argument("--speech", default=str(Path(tempfile.gettempdir()) / "clinicall-bench-speech"),
+                        help="the speech cache, warmed first and kept between runs (clips are not kept)")
+    parser.add_argument("--numbers", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--serve-clinicall", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_clinicall:
-        asyncio.run(serve_clinicall(args.serve_clinicall, args.port))
+        asyncio.run(serve_clinicall(args.serve_clinicall, args.port, args.speech, args.numbers))
     elif args.serve_floor:
         asyncio.run(serve_floor(args.port))
     else:

@@ -19,8 +19,18 @@ from clinicall.auth.token_cache import token_cache_ctx
 from clinicall.bus import make_bus
 from clinicall.db import Database
 from clinicall.exports import export_middleware
+from clinicall.hotpath import HotPath
 from clinicall.hub import Hub
-from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, HUB_KEY, SETTINGS_KEY, TASKS_KEY, WEBSOCKETS_KEY
+from clinicall.keys import (
+    BUS_KEY,
+    DB_KEY,
+    HEALTH_KEY,
+    HOT_PATH_KEY,
+    HUB_KEY,
+    SETTINGS_KEY,
+    TASKS_KEY,
+    WEBSOCKETS_KEY,
+)
 from clinicall.metrics import METRICS_KEY, Metrics
 from clinicall.middleware import problem_middleware, request_log_middleware
 from clinicall.nav import NAV_KEY
@@ -104,6 +114,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = Metrics()
     app[TASKS_KEY] = BackgroundTasks()
+    app[HOT_PATH_KEY] = HotPath()
     app[HEALTH_KEY] = {}
     app[WEBSOCKETS_KEY] = weakref.WeakSet()
     app[NAV_KEY] = []

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from clinicall.bus import InProcessBus, RedisBus
 from clinicall.db import Database
+from clinicall.hotpath import HotPath
 from clinicall.hub import Hub
 from clinicall.settings import Settings
 from clinicall.tasks import BackgroundTasks
@@ -23,3 +24,4 @@ TASKS_KEY = web.AppKey("tasks", BackgroundTasks)
 HEALTH_KEY = web.AppKey("health_checks", dict[str, HealthCheck])
 WEBSOCKETS_KEY = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
 HUB_KEY = web.AppKey("hub", Hub)  # the websocket hub of every live feed (clinicall/hub.py)
+HOT_PATH_KEY = web.AppKey("hot_path", HotPath)  # a call on its way to the screens (clinicall/hotpath.py)

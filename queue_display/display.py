@@ -30,7 +30,7 @@ from clinicall.auth.models import STAFF_ROLES
 from clinicall.auth.service import Principal
 from clinicall.bus import Event
 from clinicall.hub import Client, Frame, Hub, encode
-from clinicall.keys import BUS_KEY, DB_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
+from clinicall.keys import BUS_KEY, DB_KEY, HOT_PATH_KEY, HUB_KEY, SETTINGS_KEY, WEBSOCKETS_KEY
 from clinicall.nav import NAV_KEY, NavLink
 from clinicall.problem import Problem
 from queue_display.lines import Sent, line_delta
@@ -46,7 +46,8 @@ SNAPSHOT_CACHE_SECONDS = 2.0
 QUEUE_CHANGED = "queue.changed"
 TICKET_DONE = "ticket.done"
 DONE_TICKET_KEYS = ("id", "number", "service_id", "status", "room")  # what a screen needs of a finished ticket
-RIDE_SECONDS = 2.0  # a line of new estimates only waits this long at most for a frame to ride along with
+RIDE_SECONDS = 2.0  # lines of new estimates only are gathered this long, then go in one frame of their own
+CALLS = frozenset(("ticket.called", "ticket.recalled"))
 
 # Keys that may carry who the patient is; they never reach a screen, wherever they appear.
 IDENTIFYING_KEYS = frozenset({
@@ -249,8 +250,9 @@ class DisplayHub:
 
     def flush(self) -> None:
         """One frame per screen with the pending events its filter takes, in the order they were published
-        (an operation publishes its call first); a service's waiting line only in its latest version. A line
-        whose only news is its estimates rides along with the next frame (within RIDE_SECONDS)."""
+        (an operation publishes its call first); a service's waiting line only in its latest version. The lines
+        whose only news is their estimates are gathered for RIDE_SECONDS and go in a frame of their own, never
+        in a call's: the call is the news, its frame stays small and no screen reads estimates before it."""
         events, self._pending = self._pending, []
         if not events:
             return
@@ -274,17 +276,14 @@ class DisplayHub:
                 self._riding[service_id] = (event, data)
             else:
                 now.append((event, data))
-        if not now:
+        if self._riding:
             self._ride_later()
-            return
-        now.extend(self._riding.values())
-        self._riding.clear()
-        if self._ride_timer is not None:
-            self._ride_timer.cancel()
-            self._ride_timer = None
-        self._send(now)
+        if now:
+            self._send(now)
 
     def _send(self, events: list[tuple[Event, dict[str, Any]]]) -> None:
+        if any(event.type in CALLS for event, _data in events):
+            self.app[HOT_PATH_KEY].wrote()
         bodies = [{"type": e.type, "id": e.id, "at": e.at, "data": self._as_sent(e, data)} for e, data in events]
         scopes = [event_scope(e) for e, _data in events]
         encoded: dict[tuple[int, ...], Frame] = {}
@@ -329,9 +328,20 @@ class DisplayHub:
         if self._ride_timer is None:
             self._ride_timer = asyncio.get_running_loop().call_later(self.ride_seconds, self._ride_now)
 
-    def _ride_now(self) -> None:
-        """No frame came to ride along with: the estimates go on their own."""
+    def _ride_now(self, deferred: bool = False) -> None:
+        """Not while a call is on its way to the screens or just went (clinicall/hotpath.py): put off once."""
         self._ride_timer = None
+        wait = self.app[HOT_PATH_KEY].quiet_in()
+        if wait > 0 and not deferred:
+            self._ride_timer = asyncio.get_running_loop().call_later(wait, self._ride_now, True)
+            return
+        self.send_estimates()
+
+    def send_estimates(self) -> None:
+        """The lines of new estimates gathered so far, in one frame of their own."""
+        if self._ride_timer is not None:
+            self._ride_timer.cancel()
+            self._ride_timer = None
         riding, self._riding = list(self._riding.values()), {}
         if riding:
             self._send(riding)

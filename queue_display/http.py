@@ -17,7 +17,7 @@ from clinicall.auth.access import display_feed, principal, public, require
 from clinicall.auth.service import Principal
 from clinicall.client_address import client_address
 from clinicall.db import utcnow
-from clinicall.keys import DB_KEY, SETTINGS_KEY
+from clinicall.keys import DB_KEY, HOT_PATH_KEY, SETTINGS_KEY
 from clinicall.problem import Problem, check_day, int_param, parse_body
 from crm_bridge.service import agent_may_access, audit_views, front_desk_window, patient_brief, record_access
 from queue_display import service
@@ -376,12 +376,13 @@ async def room_call_next(request: web.Request) -> web.Response:
     who = require(request, *OPERATORS)
     room_id = int_param(request, "id")
     await checked_room(request, who, room_id)
-    outcome = await _run(request, service.call_next, room_id, user_id=who.user_id)
-    if outcome is not None and outcome.detail.get("nobody_waiting"):
-        applied = await _runtime(request).applied(outcome)
-        finished = [*applied.finished, *([applied.ticket] if applied.ticket is not None else [])]
-        return _json({"ticket": None, "finished": finished, "detail": "Nobody is waiting for this room's services."})
-    return await _respond(request, outcome)
+    with request.app[HOT_PATH_KEY].call():
+        outcome = await _run(request, service.call_next, room_id, user_id=who.user_id)
+        if outcome is not None and outcome.detail.get("nobody_waiting"):
+            applied = await _runtime(request).applied(outcome)
+            finished = [*applied.finished, *([applied.ticket] if applied.ticket is not None else [])]
+            return _json({"ticket": None, "finished": finished, "detail": "Nobody is waiting for this room's services."})
+        return await _respond(request, outcome)
 
 
 @routes.post("/api/tickets/{id}/call")
@@ -390,9 +391,9 @@ async def ticket_call(request: web.Request) -> web.Response:
     ticket_id = int_param(request, "id")
     body = await parse_body(request, CallIn)
     await checked_room(request, who, body.room_id)
-    outcome = await _run(request, service.call_ticket, ticket_id, body.room_id,
-                                        user_id=who.user_id)
-    return await _respond(request, outcome)
+    with request.app[HOT_PATH_KEY].call():
+        outcome = await _run(request, service.call_ticket, ticket_id, body.room_id, user_id=who.user_id)
+        return await _respond(request, outcome)
 
 
 SIMPLE_OPERATIONS = {
@@ -407,8 +408,9 @@ async def ticket_operation(request: web.Request) -> web.Response:
     ticket_id = int_param(request, "id")
     operation = SIMPLE_OPERATIONS[request.match_info["operation"]]
     await checked_ticket_room(request, who, ticket_id)
-    outcome = await _run(request, operation, ticket_id, user_id=who.user_id)
-    return await _respond(request, outcome)
+    with request.app[HOT_PATH_KEY].call():  # a recall is news; the others are shown at once too
+        outcome = await _run(request, operation, ticket_id, user_id=who.user_id)
+        return await _respond(request, outcome)
 
 
 @routes.post("/api/tickets/{id}/transfer")

@@ -26,7 +26,8 @@ from sqlalchemy import select
 from clinicall.bus import Event
 from clinicall.counters import WindowCounters
 from clinicall.db import Database, utcnow
-from clinicall.keys import BUS_KEY, DB_KEY, SETTINGS_KEY, TASKS_KEY
+from clinicall.hotpath import HotPath
+from clinicall.keys import BUS_KEY, DB_KEY, HOT_PATH_KEY, SETTINGS_KEY, TASKS_KEY
 from clinicall.settings import Settings
 from crm_bridge.events import PATIENT_MERGED
 from queue_display import events as ev
@@ -63,8 +64,9 @@ def _logged(action: Callable[[], None]) -> None:
 
 
 class QueueRuntime:
-    def __init__(self, db: Database, settings: Settings, bus: Any) -> None:
+    def __init__(self, db: Database, settings: Settings, bus: Any, hot: HotPath | None = None) -> None:
         self.db = db
+        self.hot = hot or HotPath()  # the estimates wait for a call on its way to the screens
         self.settings = settings
         self.bus = bus
         queue = settings.queue
@@ -253,6 +255,7 @@ class QueueRuntime:
         loop = asyncio.get_running_loop()
         while self._stale:
             await asyncio.sleep(max(self.refresh_delay, self._refresh_seconds))
+            await self.hot.clear()
             changed, self._wanted, self._stale = self._wanted, set(), False
             began = loop.time()
             try:
@@ -300,6 +303,7 @@ class QueueRuntime:
         """Waits shrink as time passes even when nothing happens: re-estimate and tell the screens."""
         while True:
             await asyncio.sleep(every_seconds)
+            await self.hot.clear()
             try:
                 state = await qstate.load_state(self.db, self.settings)
                 await self.refresh_and_publish({sid for sid, line in state.waiting.items() if line})
@@ -383,7 +387,7 @@ async def follow_merge(db: Database, event: Event) -> None:
 
 
 async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-    runtime = QueueRuntime(app[DB_KEY], app[SETTINGS_KEY], app[BUS_KEY])
+    runtime = QueueRuntime(app[DB_KEY], app[SETTINGS_KEY], app[BUS_KEY], app[HOT_PATH_KEY])
     app[RUNTIME_KEY] = runtime
     try:
         await runtime.warm_up()

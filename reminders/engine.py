@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -35,12 +35,13 @@ ORIGIN = "reminder"
 class Dialler:
     def __init__(self, db: Database, bus: Any, settings: Settings, *, link: Callable[[], Any],
                  calllog: Callable[[], Any], renderer: Any, tick_seconds: float = 1.0,
-                 idle_seconds: float = 15.0) -> None:
+                 idle_seconds: float = 15.0, clear: Callable[[], Awaitable[None]] | None = None) -> None:
         self.db, self.bus, self.settings = db, bus, settings
         self.rem = settings.reminders
         self.link, self.calllog = link, calllog  # looked up each round (the telephony room sets them at start-up)
         self.renderer = renderer
         self.tick_seconds, self.idle_seconds = tick_seconds, idle_seconds
+        self.clear = clear  # waits for a queue call on its way to the screens (clinicall/hotpath.py)
         self.wake = asyncio.Event()
         self.rounds = 0
         self.placed = 0
@@ -56,6 +57,8 @@ class Dialler:
         while True:
             self.wake.clear()  # before the round: a wake during the round brings the next one at once
             busy = True
+            if self.clear is not None:
+                await self.clear()
             try:
                 busy = await self.round()
             except asyncio.CancelledError:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from clinicall.bus import Event
-from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, SETTINGS_KEY
+from clinicall.keys import BUS_KEY, DB_KEY, HEALTH_KEY, HOT_PATH_KEY, SETTINGS_KEY
 from clinicall.nav import NAV_KEY, NavLink
 
 DEMO_DIAL_CHANNEL = "Local/{number}@patient"  # the demo PBX's patients (telephony.demo_playback)
@@ -30,7 +30,8 @@ async def reminders_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reminders-online-fill")
     dialler = Dialler(app[DB_KEY], app[BUS_KEY], settings, link=lambda: app.get(AMI_LINK_KEY),
-                      calllog=lambda: app.get(CALL_LOG_KEY), renderer=make_renderer(settings.audio, background))
+                      calllog=lambda: app.get(CALL_LOG_KEY), renderer=make_renderer(settings.audio, background),
+                      clear=app[HOT_PATH_KEY].clear)
     app[DIALLER_KEY] = dialler
     server = app.get(FASTAGI_KEY)
     if server is not None:

@@ -79,3 +79,27 @@ async def fast_id(app: Any) -> int:
     user = await auth_service.user_by_name(app[DB_KEY], "agent2")
     assert user is not None
     return user.id
+
+
+async def test_background_rounds_wait_for_a_call_on_its_way_to_the_screens() -> None:
+    import asyncio
+
+    from clinicall.hotpath import HotPath
+
+    hot = HotPath(settle_seconds=0.05)
+    order: list[str] = []
+
+    async def background_round() -> None:
+        await hot.clear(most_seconds=60)
+        order.append("round")
+
+    with hot.call():
+        waiting = asyncio.create_task(background_round())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        order.append("frames written")
+        hot.wrote()
+    await waiting
+    assert order == ["frames written", "round"] and hot.waited == 1
+    with hot.call():  # a stream of calls never starves a round
+        await hot.clear(most_seconds=0.01)
