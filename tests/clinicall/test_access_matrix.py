@@ -33,7 +33,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/openapi.json"): "*", ("GET", "/api/docs"): "*",
     ("GET", "/static/admin/{filename}"): "*", ("GET", "/static/clinicall/{filename}"): "*",
     ("GET", "/static/crm_bridge/{filename}"): "*", ("GET", "/static/queue_display/{filename}"): "*",
-    ("GET", "/static/reception/reception.js"): "*",
+    ("GET", "/static/reception/reception.js"): "*", ("GET", "/static/reception/slip.js"): "*",
+    ("GET", "/reception/tickets/{id}/slip"): "AR",
     ("GET", "/ws/agent"): "ASG", ("GET", "/ws/display"): SCREENS, ("GET", "/audio/clips/{name}.wav"): SCREENS,
     ("GET", "/api/display/snapshot"): SCREENS,
     # auth
@@ -74,9 +75,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/callers/identify"): "ASG", ("GET", "/api/stats/calls"): "AS",
     # queue_display
     ("GET", "/api/services"): USER, ("POST", "/api/services"): "A", ("PATCH", "/api/services/{id}"): "A",
-    ("GET", "/api/rooms"): USER, ("POST", "/api/rooms"): "A", ("PATCH", "/api/rooms/{id}"): "ARD",
+    ("GET", "/api/rooms"): USER, ("POST", "/api/rooms"): "A", ("PATCH", "/api/rooms/{id}"): "ARD", ("DELETE", "/api/rooms/{id}"): "A",
     ("POST", "/api/tickets"): "AR", ("POST", "/api/kiosk/tickets"): "*", ("POST", "/api/checkins"): "AR",
-    ("GET", "/api/tickets"): "ASRD", ("GET", "/api/tickets/{id}"): "ASRD", ("GET", "/api/queue"): "ASRD",
+    ("GET", "/api/tickets"): "ASRD", ("GET", "/api/tickets/{id}"): "ASRD", ("POST", "/api/tickets/{id}/slip"): "AR", ("GET", "/api/queue"): "ASRD",
     ("POST", "/api/rooms/{id}/call-next"): "ARD", ("POST", "/api/tickets/{id}/call"): "ARD",
     ("POST", "/api/tickets/{id}/{operation}"): "ARD", ("POST", "/api/tickets/{id}/transfer"): "ARD",
     ("GET", "/api/stats/queue"): "AS", ("GET", "/api/stats/bookings"): "AS", ("GET", "/api/patient-tickets"): STAFF,
