@@ -78,7 +78,7 @@ class Dialler:
         await self.turn_near.recover()
 
     async def round(self, now: dt.datetime | None = None) -> bool:
-        """One round; False when no campaign is open (the next round may wait longer)."""
+        """One round; False when nothing is out or due (the next round may wait longer)."""
         self.rounds += 1
         today = service.clinic_now(self.settings, now).date()
         calls_open = await self.turn_near.step()
@@ -94,8 +94,8 @@ class Dialler:
         if self.rem.enabled:
             await service.daily_build_due(self.db, self.settings, now)
         if in_calling_hours(self.rem.calling_hours, service.clinic_now(self.settings, now).time()):
-            await self.place_calls(today)
-        return True
+            return await self.place_calls(today) or calls_open
+        return calls_open or await self.calls_out() > 0
 
     async def settle_ended(self) -> int:
         async with self.db.session() as s:
@@ -112,29 +112,31 @@ class Dialler:
                 settled += 1
         return settled
 
-    async def place_calls(self, today: dt.date) -> int:
-        link = self.link()
-        if link is None or not link.ready:
-            return 0
+    async def calls_out(self) -> int:
         async with self.db.session() as s:
             out = await s.scalar(select(func.count()).select_from(Target).where(Target.state == "calling")) or 0
-            out += await s.scalar(select(func.count()).select_from(TurnNearCall)
-                                  .where(TurnNearCall.state == "calling")) or 0
-            free = self.rem.max_channels - out
-            if free <= 0:
-                return 0
+            return out + (await s.scalar(select(func.count()).select_from(TurnNearCall)
+                                         .where(TurnNearCall.state == "calling")) or 0)
+
+    async def place_calls(self, today: dt.date) -> bool:
+        """Places the due calls, up to reminders.max_channels out at once. True while calls are out or due (the
+        dialler keeps its fast pace); an open campaign with nothing to do waits at the idle pace, woken by
+        any call's end or start."""
+        out = await self.calls_out()
+        free = self.rem.max_channels - out
+        async with self.db.session() as s:
             due = (await s.execute(
                 select(Target.id).join(Campaign, Campaign.id == Target.campaign_id)
                 .where(Target.state == "pending", Target.next_at <= utcnow(), Campaign.state == "running",
                        Campaign.day == today)
-                .order_by(Target.next_at, Target.id).limit(free))).scalars().all()
-        placed = 0
+                .order_by(Target.next_at, Target.id).limit(max(free, 1)))).scalars().all()
+        link = self.link()
+        if link is None or not link.ready or free <= 0:
+            return bool(out or due)
         for target_id in due:
-            if await self.place(target_id):
-                placed += 1
-            elif not (self.link() and self.link().ready):
+            if not await self.place(target_id) and not (self.link() and self.link().ready):
                 break
-        return placed
+        return True
 
     async def _claim(self, target_id: int) -> tuple[Target, Campaign] | None:
         async with self.db.transaction() as s:
