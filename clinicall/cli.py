@@ -83,7 +83,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from clinicall.heap import freeze_startup_objects
 
     freeze_startup_objects()
-    base = settings.http.base_url()
+    base = settings.http.model_copy(update={"port": sock.getsockname()[1]}).base_url()  # the port 0 chose
     print(f"clinicall is serving on {base}  (health: {base}/healthz)", flush=True)
     await stop.wait()
     print("shutting down", flush=True)

@@ -37,7 +37,7 @@ class Section(BaseModel):
 
 class HttpSettings(Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="0: any free port, printed when serving starts")
     public_url: str | None = Field(
         None, description="URL people use to reach the service (printed on tickets); default http://host:port"
     )
