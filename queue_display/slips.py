@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from clinicall.db import Database, utcnow
 from clinicall.problem import Problem, not_found
 from queue_display.models import ACTIVE_STATUSES, Ticket, TicketEvent
+from queue_display.tickets import _log
 
 SLIP_PRINTED = "ticket.slip_printed"
 
@@ -21,8 +22,7 @@ async def record_slip(db: Database, ticket_id: int, user_id: int | None) -> int:
         if ticket.status not in ACTIVE_STATUSES:
             raise Problem(409, "Ticket finished", "This ticket is finished (done, no-show, transferred or expired): "
                           "its slip is no longer valid; issue a new number.", code="ticket_finished")
-        s.add(TicketEvent(ticket_id=ticket.id, type=SLIP_PRINTED, at=utcnow(), service_id=ticket.service_id,
-                          room_id=ticket.room_id, user_id=user_id, detail={}))
+        _log(s, ticket, SLIP_PRINTED, utcnow(), user_id)
         await s.flush()
         return int(await s.scalar(select(func.count()).where(TicketEvent.ticket_id == ticket.id,
                                                              TicketEvent.type == SLIP_PRINTED)) or 0)
